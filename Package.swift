@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+// Flotilla: a failover cluster for virtual machines. The target list is the architecture
+// (docs/architecture.md): pure cores import only ClusterModel; shells do the I/O.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "flotilla",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "flotilla", targets: ["flotilla"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // Pure: ids and small value types shared by every module.
+        .target(name: "ClusterModel", swiftSettings: swiftSettings),
+
+        // The command-line entry point (argument parsing only).
+        .executableTarget(
+            name: "flotilla",
+            dependencies: [
+                "ClusterModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)
