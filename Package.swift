@@ -21,6 +21,9 @@ let package = Package(
         // Pure: ids and small value types shared by every module.
         .target(name: "ClusterModel", swiftSettings: swiftSettings),
 
+        // Shell: write-ahead log segments with checksums, durable files, crash recovery.
+        .target(name: "RaftStorage", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+
         // The command-line entry point (argument parsing only).
         .executableTarget(
             name: "flotilla",
@@ -32,6 +35,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )
