@@ -24,6 +24,9 @@ let package = Package(
         // Shell: write-ahead log segments with checksums, durable files, crash recovery.
         .target(name: "RaftStorage", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
+        // Shell: the node daemon — configuration, Raft loop, API, peer RPC, agent, services.
+        .target(name: "Node", dependencies: ["ClusterModel", "RaftStorage"], swiftSettings: swiftSettings),
+
         // The command-line entry point (argument parsing only).
         .executableTarget(
             name: "flotilla",
@@ -35,6 +38,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

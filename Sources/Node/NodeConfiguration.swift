@@ -1,0 +1,312 @@
+// A node's settings, merged from the config file, FLOTILLA_* variables and flags, then validated.
+import ClusterModel
+import Foundation
+
+/// A `host:port` a node listens on or dials.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `127.0.0.1:7101`, `node-2:7101` or `[::1]:7101`; nil for anything else.
+    public init?(parsing text: String) {
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[close...].hasPrefix("]:") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            port = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, !host.contains(where: \.isWhitespace), let number = Int(port), (0...65535).contains(number)
+        else { return nil }
+        self.host = String(host)
+        self.port = number
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// One member of the cluster as the configuration names it.
+public struct MemberAddress: Hashable, Sendable {
+    public var id: NodeID
+    /// Where the other nodes reach its peer RPC (Raft, heartbeats, migration streams).
+    public var peer: Endpoint
+    /// Where clients reach its API.
+    public var client: Endpoint
+}
+
+/// Everything a `flotilla node` process needs to start.
+///
+/// Settings come from three places; a later one overrides an earlier one:
+/// 1. the config file (`--config PATH` or `FLOTILLA_CONFIG`), JSON, usually shared by all nodes of
+///    a cluster (see `cluster-config/`);
+/// 2. environment variables `FLOTILLA_<SETTING>` (`FLOTILLA_NODE_ID`, `FLOTILLA_DATA_DIR`, …);
+/// 3. command-line flags `--<setting>` (`--node-id`, `--data-dir`, …).
+/// Every setting's name is in `NodeConfiguration.Setting`.
+public struct NodeConfiguration: Hashable, Sendable {
+    public var clusterID: String
+    public var nodeID: NodeID
+    /// The voters the cluster starts with; ignored once the data directory holds a log.
+    public var members: [MemberAddress]
+    public var peerListen: Endpoint
+    public var clientListen: Endpoint
+    public var dataDirectory: String
+    /// How often the Raft core ticks; election and heartbeat timeouts are counted in ticks.
+    public var tickMilliseconds: Int
+    public var electionTicks: Int
+    public var heartbeatTicks: Int
+
+    /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
+    /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
+    public enum Setting: String, CaseIterable, Sendable {
+        case clusterID = "cluster-id"
+        case nodeID = "node-id"
+        case peerAddress = "peer-address"
+        case clientAddress = "client-address"
+        case dataDirectory = "data-dir"
+        case tickMilliseconds = "tick-ms"
+        case electionTicks = "election-ticks"
+        case heartbeatTicks = "heartbeat-ticks"
+
+        public var environmentVariable: String {
+            "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+        }
+    }
+
+    /// Merges the three sources and validates the result.
+    ///
+    /// - Parameters:
+    ///   - file: the config file's bytes and path, when there is one.
+    ///   - environment: the process environment (only `FLOTILLA_*` keys are read).
+    ///   - flags: flag values by setting name, for the flags that were given.
+    public static func resolve(
+        file: (path: String, contents: Data)?,
+        environment: [String: String],
+        flags: [String: String]
+    ) throws(ConfigurationError) -> NodeConfiguration {
+        var values: [Setting: (value: String, source: String)] = [:]
+        var members: [MemberAddress] = []
+
+        if let file {
+            let document = try ConfigFile.parse(file.contents, path: file.path)
+            for (setting, value) in document.settings {
+                values[setting] = (value, "\(file.path): \"\(setting.rawValue)\"")
+            }
+            members = document.members
+        }
+        for setting in Setting.allCases {
+            if let value = environment[setting.environmentVariable] {
+                values[setting] = (value, setting.environmentVariable)
+            }
+        }
+        for (name, value) in flags {
+            guard let setting = Setting(rawValue: name) else {
+                throw ConfigurationError(
+                    "unknown setting --\(name)",
+                    fix: "known settings: \(Setting.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            values[setting] = (value, "--\(name)")
+        }
+
+        func required(_ setting: Setting) throws(ConfigurationError) -> (value: String, source: String) {
+            guard let entry = values[setting] else {
+                throw ConfigurationError(
+                    "no \(setting.rawValue) given",
+                    fix:
+                        "pass --\(setting.rawValue), set \(setting.environmentVariable), or put \"\(setting.rawValue)\" in the config file"
+                )
+            }
+            return entry
+        }
+        func integer(_ setting: Setting, default fallback: Int, range: ClosedRange<Int>) throws(ConfigurationError)
+            -> Int
+        {
+            guard let (text, source) = values[setting] else { return fallback }
+            guard let number = Int(text), range.contains(number) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\"",
+                    fix: "\(setting.rawValue) must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return number
+        }
+        func endpoint(_ setting: Setting, default fallback: Endpoint?) throws(ConfigurationError) -> Endpoint {
+            if values[setting] == nil, let fallback { return fallback }
+            let (text, source) = try required(setting)
+            guard let endpoint = Endpoint(parsing: text) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\", not an address",
+                    fix: "write it as host:port, e.g. 127.0.0.1:7101 or [::1]:7101")
+            }
+            return endpoint
+        }
+
+        let (idText, idSource) = try required(.nodeID)
+        guard let nodeID = NodeID(parsing: idText) else {
+            throw ConfigurationError(
+                "\(idSource) is \"\(idText)\", not a node id", fix: "node ids are n1, n2, … (a positive number after n)"
+            )
+        }
+        let ownEntry = members.first { $0.id == nodeID }
+        if !members.isEmpty && ownEntry == nil {
+            throw ConfigurationError(
+                "node \(nodeID) is not among the config file's members (\(members.map(\.id.description).joined(separator: ", ")))",
+                fix: "pick one of those ids, or add \(nodeID) to \"members\"")
+        }
+        let peerListen = try endpoint(.peerAddress, default: ownEntry?.peer)
+        let clientListen = try endpoint(.clientAddress, default: ownEntry?.client)
+        if members.isEmpty {
+            // No member list: a cluster of one, which can grow by membership changes.
+            members = [MemberAddress(id: nodeID, peer: peerListen, client: clientListen)]
+        }
+        let clusterID = values[.clusterID]?.value ?? "flotilla"
+        guard !clusterID.isEmpty, clusterID.count <= 64,
+            clusterID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        else {
+            throw ConfigurationError(
+                "cluster-id \"\(clusterID)\" is not valid", fix: "use 1–64 letters, digits, - or _")
+        }
+        let dataDirectory = (values[.dataDirectory]?.value ?? ".flotilla/{node}").replacingOccurrences(
+            of: "{node}", with: nodeID.description)
+        guard !dataDirectory.isEmpty else {
+            throw ConfigurationError(
+                "data-dir is empty", fix: "name a directory this node alone uses, e.g. .flotilla/n1")
+        }
+        let configuration = NodeConfiguration(
+            clusterID: clusterID,
+            nodeID: nodeID,
+            members: members,
+            peerListen: peerListen,
+            clientListen: clientListen,
+            dataDirectory: dataDirectory,
+            tickMilliseconds: try integer(.tickMilliseconds, default: 50, range: 1...10_000),
+            electionTicks: try integer(.electionTicks, default: 10, range: 2...10_000),
+            heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000)
+        )
+        guard configuration.heartbeatTicks < configuration.electionTicks else {
+            throw ConfigurationError(
+                "heartbeat-ticks (\(configuration.heartbeatTicks)) is not below election-ticks (\(configuration.electionTicks))",
+                fix:
+                    "a leader must heartbeat several times per election timeout; e.g. heartbeat-ticks 1, election-ticks 10"
+            )
+        }
+        return configuration
+    }
+}
+
+/// A configuration that cannot be used, with what to do about it.
+public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var problem: String
+    public var fix: String
+
+    init(_ problem: String, fix: String) {
+        self.problem = problem
+        self.fix = fix
+    }
+
+    public var description: String { "configuration: \(problem); \(fix)" }
+}
+
+/// The JSON config file: settings by name, plus the member list.
+enum ConfigFile {
+    struct Document {
+        var settings: [NodeConfiguration.Setting: String] = [:]
+        var members: [MemberAddress] = []
+    }
+
+    /// One value in the file: a setting (string or whole number) or the member list.
+    private enum Value: Decodable {
+        case text(String)
+        case number(Int)
+        case members([Member])
+
+        struct Member: Decodable {
+            var id: String
+            var peer: String
+            var client: String
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self = .text(text)
+            } else if let number = try? container.decode(Int.self) {
+                self = .number(number)
+            } else {
+                self = .members(try container.decode([Member].self))
+            }
+        }
+    }
+
+    static func parse(_ contents: Data, path: String) throws(ConfigurationError) -> Document {
+        let example =
+            "e.g. \"members\": [{\"id\": \"n1\", \"peer\": \"127.0.0.1:7201\", \"client\": \"127.0.0.1:7101\"}]"
+        let top: [String: Value]
+        do {
+            top = try JSONDecoder().decode([String: Value].self, from: contents)
+        } catch {
+            throw ConfigurationError(
+                "\(path) is not a JSON object of settings (strings or whole numbers) and \"members\"",
+                fix: "see cluster-config/local-3.json for the format; \(example)")
+        }
+        var document = Document()
+        for (key, value) in top.sorted(by: { $0.key < $1.key }) {
+            switch (key, value) {
+            case ("members", .members(let list)):
+                document.members = try parseMembers(list, path: path, example: example)
+            case ("members", _):
+                throw ConfigurationError("\(path): \"members\" must be a list of objects", fix: example)
+            case (_, .members):
+                throw ConfigurationError(
+                    "\(path): \"\(key)\" must be a string or a whole number", fix: "e.g. \"\(key)\": \"…\"")
+            case (_, .text(let text)):
+                document.settings[try setting(named: key, path: path)] = text
+            case (_, .number(let number)):
+                document.settings[try setting(named: key, path: path)] = String(number)
+            }
+        }
+        return document
+    }
+
+    private static func setting(named key: String, path: String) throws(ConfigurationError) -> NodeConfiguration.Setting
+    {
+        guard let setting = NodeConfiguration.Setting(rawValue: key) else {
+            throw ConfigurationError(
+                "\(path) has an unknown key \"\(key)\"",
+                fix:
+                    "known keys: members, \(NodeConfiguration.Setting.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        return setting
+    }
+
+    private static func parseMembers(_ list: [Value.Member], path: String, example: String) throws(ConfigurationError)
+        -> [MemberAddress]
+    {
+        guard !list.isEmpty else {
+            throw ConfigurationError("\(path): \"members\" is empty", fix: example)
+        }
+        var members: [MemberAddress] = []
+        for (position, entry) in list.enumerated() {
+            guard let id = NodeID(parsing: entry.id), let peer = Endpoint(parsing: entry.peer),
+                let client = Endpoint(parsing: entry.client)
+            else {
+                throw ConfigurationError(
+                    "\(path): members[\(position)] needs an id (n1, n2, …) and peer and client addresses (host:port)",
+                    fix: example)
+            }
+            guard !members.contains(where: { $0.id == id }) else {
+                throw ConfigurationError("\(path): member \(id) is listed twice", fix: "give every member its own id")
+            }
+            members.append(MemberAddress(id: id, peer: peer, client: client))
+        }
+        return members
+    }
+}

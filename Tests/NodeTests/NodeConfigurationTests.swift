@@ -1,0 +1,124 @@
+// How a node's settings are merged from file, environment and flags, and what bad input says.
+import ClusterModel
+import Foundation
+import Node
+import Testing
+
+private let threeNodes = Data(
+    """
+    {
+      "cluster-id": "local",
+      "tick-ms": 50,
+      "election-ticks": 10,
+      "data-dir": ".flotilla/{node}",
+      "members": [
+        {"id": "n1", "peer": "127.0.0.1:7201", "client": "127.0.0.1:7101"},
+        {"id": "n2", "peer": "127.0.0.1:7202", "client": "127.0.0.1:7102"},
+        {"id": "n3", "peer": "[::1]:7203", "client": "127.0.0.1:7103"}
+      ]
+    }
+    """.utf8)
+
+@Test func aMemberTakesItsAddressesFromTheSharedFile() throws {
+    let configuration = try NodeConfiguration.resolve(
+        file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n3"])
+    #expect(configuration.clusterID == "local")
+    #expect(configuration.nodeID == 3)
+    #expect(configuration.members.map(\.id) == [1, 2, 3])
+    #expect(configuration.peerListen == Endpoint(host: "::1", port: 7203))
+    #expect(configuration.peerListen.description == "[::1]:7203")
+    #expect(configuration.clientListen.description == "127.0.0.1:7103")
+    #expect(configuration.dataDirectory == ".flotilla/n3")
+    #expect(
+        configuration.tickMilliseconds == 50 && configuration.electionTicks == 10 && configuration.heartbeatTicks == 1)
+}
+
+@Test func flagsOverrideEnvironmentWhichOverridesTheFile() throws {
+    let environment = [
+        "FLOTILLA_NODE_ID": "n2", "FLOTILLA_TICK_MS": "20", "FLOTILLA_DATA_DIR": "/env", "HOME": "/root",
+    ]
+    let fromEnvironment = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: environment, flags: [:])
+    #expect(
+        fromEnvironment.nodeID == 2 && fromEnvironment.tickMilliseconds == 20 && fromEnvironment.dataDirectory == "/env"
+    )
+
+    let fromFlags = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: environment, flags: ["tick-ms": "5", "client-address": "0.0.0.0:9000"])
+    #expect(fromFlags.nodeID == 2 && fromFlags.tickMilliseconds == 5 && fromFlags.dataDirectory == "/env")
+    #expect(fromFlags.clientListen == Endpoint(host: "0.0.0.0", port: 9000))
+    #expect(fromFlags.peerListen == Endpoint(host: "127.0.0.1", port: 7202))
+}
+
+@Test func withoutAFileANodeIsAClusterOfOne() throws {
+    let configuration = try NodeConfiguration.resolve(
+        file: nil, environment: [:],
+        flags: ["node-id": "n1", "peer-address": "127.0.0.1:7201", "client-address": "127.0.0.1:7101"])
+    #expect(configuration.members.map(\.id) == [1])
+    #expect(configuration.clusterID == "flotilla")
+}
+
+@Test(arguments: [
+    (["node-id": "x7"], "not a node id"),
+    (["node-id": "n9"], "not among the config file's members"),
+    (["node-id": "n1", "tick-ms": "0"], "must be a whole number in 1...10000"),
+    (["node-id": "n1", "tick-ms": "fast"], "--tick-ms is \"fast\""),
+    (["node-id": "n1", "peer-address": "localhost"], "not an address"),
+    (["node-id": "n1", "heartbeat-ticks": "10"], "not below election-ticks"),
+    (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),
+    (["node-id": "n1", "colour": "red"], "unknown setting --colour"),
+    ([:], "no node-id given"),
+])
+func badFlagsAreNamedWithWhatToDo(flags: [String: String], message: String) {
+    let error = #expect(throws: ConfigurationError.self) {
+        try NodeConfiguration.resolve(file: ("local-3.json", threeNodes), environment: [:], flags: flags)
+    }
+    #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+}
+
+@Test(arguments: [
+    ("{", "not a JSON object"),
+    ("[1, 2]", "not a JSON object"),
+    (#"{"speed": 3}"#, "unknown key \"speed\""),
+    (#"{"tick-ms": true}"#, "not a JSON object"),
+    (#"{"members": []}"#, "\"members\" is empty"),
+    (#"{"members": [{"id": "n1", "peer": "nowhere", "client": "127.0.0.1:1"}]}"#, "members[0] needs"),
+    (
+        #"{"members": [{"id": "n1", "peer": "a:1", "client": "a:2"}, {"id": "n1", "peer": "b:1", "client": "b:2"}]}"#,
+        "member n1 is listed twice"
+    ),
+    (#"{"node-id": ["n1"]}"#, "strings or whole numbers"),
+    (#"{"node-id": [{"id": "n1", "peer": "a:1", "client": "a:2"}]}"#, "must be a string or a whole number"),
+])
+func badFilesAreNamedWithWhatToDo(file: String, message: String) {
+    let error = #expect(throws: ConfigurationError.self) {
+        try NodeConfiguration.resolve(file: ("bad.json", Data(file.utf8)), environment: [:], flags: ["node-id": "n1"])
+    }
+    #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+}
+
+@Test(arguments: ["127.0.0.1:0", "host-name:65535", "[::1]:7101", "[fe80::1%eth0]:1"])
+func endpointsRoundTrip(text: String) throws {
+    let endpoint = try #require(Endpoint(parsing: text))
+    #expect(Endpoint(parsing: endpoint.description) == endpoint)
+}
+
+@Test(arguments: ["", ":80", "host", "host:", "host:65536", "::1:80", "[::1]80", "a b:1", "host:-1"])
+func malformedEndpointsAreRejected(text: String) {
+    #expect(Endpoint(parsing: text) == nil)
+}
+
+/// The configurations shipped in cluster-config/ are valid for each of their members.
+@Test(arguments: [("local-3.json", 3), ("local-5.json", 5)])
+func shippedConfigurationsResolveForEveryMember(name: String, size: Int) throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let path = root.appendingPathComponent("cluster-config").appendingPathComponent(name).path
+    let contents = try Data(contentsOf: URL(fileURLWithPath: path))
+    for member in 1...size {
+        let configuration = try NodeConfiguration.resolve(
+            file: (path, contents), environment: [:], flags: ["node-id": "n\(member)"])
+        #expect(configuration.members.count == size)
+        #expect(configuration.clientListen.port == 7100 + member)
+        #expect(configuration.peerListen.port == 7200 + member)
+    }
+}
