@@ -1,21 +1,17 @@
 // The simulator's seeded random source: every fault, delay and client choice is drawn from it.
+import RaftCore
 
-/// A SplitMix64 generator: a value type, so a run is reproducible from its seed alone.
+/// The core's seeded generator with the draws the simulator needs: a value type, so a run is
+/// reproducible from its seed alone.
 ///
 /// The simulator never touches the system's random source; two runs with the same seed make
 /// exactly the same choices, which is what lets a failing seed be replayed.
 public struct SimulationRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    private var generator: SeededGenerator
 
-    public init(seed: UInt64) { self.state = seed }
+    public init(seed: UInt64) { self.generator = SeededGenerator(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { generator.next() }
 
     /// True with probability `probability` (0 never, 1 always).
     public mutating func chance(_ probability: Double) -> Bool {
@@ -40,5 +36,10 @@ public struct SimulationRandom: RandomNumberGenerator, Sendable {
     /// draws in one place does not shift every later draw elsewhere.
     public mutating func split() -> SimulationRandom {
         SimulationRandom(seed: next())
+    }
+
+    /// An independent generator of the core's own type, for a node's election timeouts.
+    public mutating func splitForNode() -> SeededGenerator {
+        SeededGenerator(seed: next())
     }
 }
