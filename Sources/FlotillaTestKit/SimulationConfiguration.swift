@@ -1,0 +1,120 @@
+// What one simulated run looks like: cluster size, clients, faults and how long, all from a seed.
+
+/// Which faults a run injects and how often; drawn per seed so seeds explore different mixes.
+public struct FaultPlan: Hashable, Sendable {
+    public var network: NetworkFaults
+    /// How often the simulator considers injecting a fault.
+    public var chaosInterval: UInt64
+    /// Per chaos round: the chance of starting a partition (if none is active).
+    public var partitionProbability: Double
+    /// Per chaos round: the chance of crashing a node.
+    public var crashProbability: Double
+    /// When crashing, the chance of doing it in the middle of the node's next write, before sync.
+    public var crashDuringWriteProbability: Double
+    /// When a crash loses unsynced writes, the chance that the first lost record is left torn.
+    public var tornWriteProbability: Double
+    /// Per chaos round: the chance of asking the leader for a membership change.
+    public var membershipChangeProbability: Double
+    /// Per chaos round: the chance of asking the leader to hand over leadership.
+    public var leadershipTransferProbability: Double
+
+    public init(
+        network: NetworkFaults, chaosInterval: UInt64, partitionProbability: Double, crashProbability: Double,
+        crashDuringWriteProbability: Double, tornWriteProbability: Double, membershipChangeProbability: Double,
+        leadershipTransferProbability: Double
+    ) {
+        self.network = network
+        self.chaosInterval = chaosInterval
+        self.partitionProbability = partitionProbability
+        self.crashProbability = crashProbability
+        self.crashDuringWriteProbability = crashDuringWriteProbability
+        self.tornWriteProbability = tornWriteProbability
+        self.membershipChangeProbability = membershipChangeProbability
+        self.leadershipTransferProbability = leadershipTransferProbability
+    }
+
+    /// No faults at all: a perfect network and no crashes (the benchmark's setting).
+    public static let none = FaultPlan(
+        network: .reliable, chaosInterval: 1_000, partitionProbability: 0, crashProbability: 0,
+        crashDuringWriteProbability: 0, tornWriteProbability: 0, membershipChangeProbability: 0,
+        leadershipTransferProbability: 0)
+
+    /// A mix of faults drawn from the seed: some runs are lossy, some crash-heavy, some calm.
+    public static func drawn(using random: inout SimulationRandom) -> FaultPlan {
+        let maximumDelay = UInt64(random.int(in: 2...30))
+        let network = NetworkFaults(
+            lossProbability: Double(random.int(in: 0...10)) / 100,
+            duplicateProbability: Double(random.int(in: 0...5)) / 100,
+            delay: 1...maximumDelay,
+            slowProbability: Double(random.int(in: 0...3)) / 100,
+            slowDelay: UInt64(random.int(in: 100...400)))
+        return FaultPlan(
+            network: network,
+            chaosInterval: 200,
+            partitionProbability: Double(random.int(in: 5...30)) / 100,
+            crashProbability: Double(random.int(in: 5...30)) / 100,
+            crashDuringWriteProbability: 0.6,
+            tornWriteProbability: 0.5,
+            membershipChangeProbability: Double(random.int(in: 0...15)) / 100,
+            leadershipTransferProbability: Double(random.int(in: 0...15)) / 100)
+    }
+}
+
+/// Everything that defines one simulated run; two runs with equal configurations are identical.
+public struct SimulationConfiguration: Hashable, Sendable {
+    public var seed: UInt64
+    /// Voters at the start: 3 or 5.
+    public var nodeCount: Int
+    /// Nodes that membership changes may add beyond the first ones.
+    public var spareNodeCount: Int
+    public var clientCount: Int
+    /// Clients work on keys 0..<keyCount; few keys make many operations overlap on one register.
+    public var keyCount: UInt32
+    public var faults: FaultPlan
+    /// Simulated time units between two ticks of one node.
+    public var tickInterval: UInt64
+    /// How long faults are injected.
+    public var chaosDuration: UInt64
+    /// After the chaos: the network heals, crashed nodes restart, clients finish their work.
+    public var quietDuration: UInt64
+    /// How long a client waits for an answer before trying again (maybe elsewhere).
+    public var clientTimeout: UInt64
+    /// Entries a node applies past its last snapshot before it compacts its log.
+    public var compactionThreshold: UInt64
+    /// Whether to require that every client's last operation finishes once the cluster is healed.
+    public var requiresProgressAfterHealing: Bool
+    /// How many trace lines a failure report shows.
+    public var traceCapacity: Int
+    /// Whether to print every trace line as it happens (replaying one seed).
+    public var echoesTrace: Bool
+
+    public init(
+        seed: UInt64, nodeCount: Int, spareNodeCount: Int = 2, clientCount: Int = 4, keyCount: UInt32 = 3,
+        faults: FaultPlan, tickInterval: UInt64 = 10, chaosDuration: UInt64 = 20_000, quietDuration: UInt64 = 8_000,
+        clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, requiresProgressAfterHealing: Bool = true,
+        traceCapacity: Int = 200, echoesTrace: Bool = false
+    ) {
+        self.seed = seed
+        self.nodeCount = nodeCount
+        self.spareNodeCount = spareNodeCount
+        self.clientCount = clientCount
+        self.keyCount = keyCount
+        self.faults = faults
+        self.tickInterval = tickInterval
+        self.chaosDuration = chaosDuration
+        self.quietDuration = quietDuration
+        self.clientTimeout = clientTimeout
+        self.compactionThreshold = compactionThreshold
+        self.requiresProgressAfterHealing = requiresProgressAfterHealing
+        self.traceCapacity = traceCapacity
+        self.echoesTrace = echoesTrace
+    }
+
+    /// The standard run for a seed: even seeds run 3 nodes, odd seeds 5, and the faults are
+    /// drawn from the seed, so the seed alone reproduces the run.
+    public static func standard(seed: UInt64, nodeCount: Int? = nil) -> SimulationConfiguration {
+        var random = SimulationRandom(seed: seed ^ 0x5EED_F00D_CAFE_D00D)
+        let faults = FaultPlan.drawn(using: &random)
+        return SimulationConfiguration(seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults)
+    }
+}

@@ -1,0 +1,258 @@
+// Elections: timeouts, PreVote, RequestVote, CheckQuorum and the term rules every message obeys.
+import ClusterModel
+
+extension RaftNode {
+    /// Starts an election now, as if the election timeout had fired (with a pre-vote round first
+    /// when PreVote is on). Does nothing on a leader or on a node that cannot vote.
+    public mutating func campaign() {
+        campaign(isLeadershipTransfer: false)
+    }
+
+    mutating func tickElection() {
+        electionElapsed += 1
+        if isPromotable && electionElapsed >= randomizedElectionTimeout {
+            campaign(isLeadershipTransfer: false)
+        }
+    }
+
+    mutating func tickLeader() {
+        heartbeatElapsed += 1
+        electionElapsed += 1
+        tickSnapshotStreams()
+        if electionElapsed >= configuration.electionTicks {
+            electionElapsed = 0
+            if configuration.checkQuorum {
+                // Ongaro §6.2: a leader cut off from a majority steps down, so that clients look for the
+                // real leader and a stale leader stops serving.
+                if !quorumRecentlyActive {
+                    becomeFollower(term: currentTerm, leader: nil)
+                    return
+                }
+                for node in peers { progress[node]?.recentlyActive = false }
+            }
+            // A transfer that did not finish within an election timeout is abandoned (Ongaro §3.10).
+            transferTarget = nil
+        }
+        if heartbeatElapsed >= configuration.heartbeatTicks {
+            heartbeatElapsed = 0
+            broadcastHeartbeat()
+        }
+    }
+
+    var quorumRecentlyActive: Bool {
+        var active = 0
+        for voter in membership.voters where voter == id || progress[voter]?.recentlyActive == true {
+            active += 1
+        }
+        return active >= membership.quorum
+    }
+
+    mutating func campaign(isLeadershipTransfer: Bool) {
+        guard currentRole != .leader, isPromotable else { return }
+        if configuration.preVote && !isLeadershipTransfer {
+            becomePreCandidate()
+            requestVotes(term: currentTerm.next, isPreVote: true, isLeadershipTransfer: false)
+        } else {
+            becomeCandidate()
+            requestVotes(term: currentTerm, isPreVote: false, isLeadershipTransfer: isLeadershipTransfer)
+        }
+    }
+
+    private mutating func requestVotes(term: Term, isPreVote: Bool, isLeadershipTransfer: Bool) {
+        // Our own vote first: a single-voter cluster wins at once.
+        if tallyVote(from: id, granted: true) { return }
+        let request = VoteRequest(
+            lastIndex: log.lastIndex,
+            lastTerm: log.lastTerm,
+            isLeadershipTransfer: isLeadershipTransfer
+        )
+        for voter in membership.voters.sorted() where voter != id {
+            send(isPreVote ? .preVote(request) : .vote(request), to: voter, term: term)
+        }
+    }
+
+    /// Records a vote and acts on a decided election; returns true if the election was decided.
+    private mutating func tallyVote(from voter: NodeID, granted: Bool) -> Bool {
+        guard membership.voters.contains(voter), votes[voter] == nil else { return false }
+        votes[voter] = granted
+        let grants = votes.values.filter { $0 }.count
+        let rejections = votes.count - grants
+        if grants >= membership.quorum {
+            if currentRole == .preCandidate {
+                becomeCandidate()
+                requestVotes(term: currentTerm, isPreVote: false, isLeadershipTransfer: false)
+            } else {
+                becomeLeader()
+            }
+            return true
+        }
+        if rejections > membership.voters.count - membership.quorum {
+            becomeFollower(term: currentTerm, leader: nil)
+            return true
+        }
+        return false
+    }
+
+    mutating func becomeFollower(term: Term, leader: NodeID?) {
+        precondition(term >= currentTerm, "\(id) moving back from term \(currentTerm) to \(term)")
+        if term > currentTerm {
+            currentTerm = term
+            vote = nil
+        }
+        currentRole = .follower
+        currentLeader = leader
+        resetRoleState()
+    }
+
+    private mutating func becomePreCandidate() {
+        precondition(currentRole != .leader, "\(id) is leader of term \(currentTerm) and cannot pre-campaign")
+        // The term and vote stay: a pre-candidate changes nothing that is persisted (Ongaro §9.6).
+        currentRole = .preCandidate
+        currentLeader = nil
+        resetRoleState()
+    }
+
+    private mutating func becomeCandidate() {
+        precondition(currentRole != .leader, "\(id) is leader of term \(currentTerm) and cannot campaign")
+        currentTerm = currentTerm.next
+        vote = id
+        currentRole = .candidate
+        currentLeader = nil
+        resetRoleState()
+    }
+
+    private mutating func becomeLeader() {
+        precondition(
+            currentRole == .candidate,
+            "\(id) becoming leader of term \(currentTerm) from \(currentRole) instead of candidate"
+        )
+        currentRole = .leader
+        currentLeader = id
+        resetRoleState()
+        for node in peers { progress[node] = newProgress() }
+        // §5.4.2 and §6.4: the leader cannot know what is committed until an entry of its own term is;
+        // the no-op gets it there without waiting for a client.
+        appendAsLeader(Entry(term: currentTerm, index: log.lastIndex + 1, payload: .noop))
+    }
+
+    func newProgress() -> Progress {
+        Progress(
+            next: log.lastIndex + 1,
+            inflights: Inflights(capacity: configuration.maxInflightMessages, maxBytes: configuration.maxInflightBytes)
+        )
+    }
+
+    private mutating func resetRoleState() {
+        resetElectionTimer()
+        heartbeatElapsed = 0
+        votes = [:]
+        progress = [:]
+        transferTarget = nil
+        uncommittedBytes = 0
+        pendingReads = []
+        readsAwaitingLeaderCommit = []
+        readHeartbeatDue = false
+    }
+
+    // MARK: Messages.
+
+    mutating func handle(_ message: Message) {
+        guard message.from != id else { return }
+        if message.term > currentTerm {
+            if case .preVote(let request) = message.kind, ignoresVoteRequest(request) { return }
+            if case .vote(let request) = message.kind, ignoresVoteRequest(request) { return }
+            switch message.kind {
+            case .preVote:
+                // Answering a pre-vote changes nothing here: the candidate's term is only hypothetical.
+                break
+            case .preVoteResponse(granted: true):
+                // A granted pre-vote carries the term we would campaign in, not a newer leader's term.
+                break
+            case .append, .heartbeat, .installSnapshot:
+                becomeFollower(term: message.term, leader: message.from)
+            default:
+                becomeFollower(term: message.term, leader: nil)
+            }
+        } else if message.term < currentTerm {
+            switch message.kind {
+            case .append, .heartbeat:
+                // A deposed leader that cannot reach the majority never learns the new term from a vote
+                // request (PreVote and the lease suppress those); tell it, so it steps down.
+                if configuration.checkQuorum || configuration.preVote {
+                    send(.appendResponse(AppendResponse(index: 0, rejected: true)), to: message.from)
+                }
+            case .preVote:
+                send(.preVoteResponse(granted: false), to: message.from)
+            default:
+                break
+            }
+            return
+        }
+
+        switch message.kind {
+        case .preVote(let request):
+            answerVote(request, from: message.from, term: message.term, isPreVote: true)
+        case .vote(let request):
+            answerVote(request, from: message.from, term: message.term, isPreVote: false)
+        case .preVoteResponse(let granted):
+            if currentRole == .preCandidate { _ = tallyVote(from: message.from, granted: granted) }
+        case .voteResponse(let granted):
+            if currentRole == .candidate { _ = tallyVote(from: message.from, granted: granted) }
+        case .append(let append):
+            acceptLeader(message.from)
+            handleAppend(append, from: message.from)
+        case .heartbeat(let heartbeat):
+            acceptLeader(message.from)
+            handleHeartbeat(heartbeat, from: message.from)
+        case .installSnapshot(let chunk):
+            acceptLeader(message.from)
+            handleSnapshotChunk(chunk, from: message.from)
+        case .appendResponse(let response):
+            if currentRole == .leader { handleAppendResponse(response, from: message.from) }
+        case .heartbeatResponse(let round):
+            if currentRole == .leader { handleHeartbeatResponse(readRound: round, from: message.from) }
+        case .snapshotResponse(let response):
+            if currentRole == .leader { handleSnapshotResponse(response, from: message.from) }
+        case .timeoutNow:
+            // Ongaro §3.10: the leader caught us up and asks us to start an election right away.
+            campaign(isLeadershipTransfer: true)
+        case .readIndex(let context):
+            if currentRole == .leader { handleReadRequest(context: context, requester: message.from) }
+        case .readIndexResponse(let state):
+            if currentRole != .leader { readStates.append(state) }
+        }
+    }
+
+    /// With CheckQuorum, a node that heard from its leader within the minimum election timeout
+    /// ignores vote requests, so a partitioned node rejoining with a higher term cannot depose a
+    /// healthy leader (Ongaro §4.2.3). A transfer's election is exempt: the leader asked for it.
+    private func ignoresVoteRequest(_ request: VoteRequest) -> Bool {
+        guard configuration.checkQuorum, !request.isLeadershipTransfer else { return false }
+        return currentLeader != nil && electionElapsed < configuration.electionTicks
+    }
+
+    /// Same-term AppendEntries, heartbeat or snapshot chunk: its sender is the leader of this term.
+    private mutating func acceptLeader(_ node: NodeID) {
+        if currentRole != .follower {
+            becomeFollower(term: currentTerm, leader: node)
+        }
+        currentLeader = node
+        electionElapsed = 0
+    }
+
+    private mutating func answerVote(_ request: VoteRequest, from candidate: NodeID, term: Term, isPreVote: Bool) {
+        // §5.2: one vote per term, first come first served; a pre-vote for a future term commits to nothing.
+        let canVote =
+            vote == candidate || (vote == nil && currentLeader == nil) || (isPreVote && term > currentTerm)
+        // §5.4.1: only for a candidate whose log is at least as up to date as ours.
+        if canVote && log.isUpToDate(lastIndex: request.lastIndex, lastTerm: request.lastTerm) {
+            send(isPreVote ? .preVoteResponse(granted: true) : .voteResponse(granted: true), to: candidate, term: term)
+            if !isPreVote {
+                vote = candidate
+                electionElapsed = 0
+            }
+        } else {
+            send(isPreVote ? .preVoteResponse(granted: false) : .voteResponse(granted: false), to: candidate)
+        }
+    }
+}

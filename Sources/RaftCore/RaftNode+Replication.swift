@@ -1,0 +1,248 @@
+// Log replication: AppendEntries with the consistency check, fast back-off, pipelining, commit rule.
+import ClusterModel
+
+extension RaftNode {
+    /// Appends an entry of this leader's term and commits at once if this node is the only voter.
+    mutating func appendAsLeader(_ entry: Entry) {
+        precondition(
+            currentRole == .leader && entry.term == currentTerm && entry.index == log.lastIndex + 1,
+            "\(id) appending \(entry) as \(currentRole) of term \(currentTerm) at last index \(log.lastIndex)"
+        )
+        log.append(entry)
+        uncommittedBytes += entry.byteSize
+        if case .membership(let newMembership) = entry.payload {
+            adoptMembership(newMembership, at: entry.index)
+        }
+        maybeCommit()
+    }
+
+    /// §5.3, §5.4.2: commit the highest index stored on a quorum of voters, but only by counting
+    /// replicas of an entry of the current term (earlier entries then commit indirectly, Figure 8).
+    @discardableResult
+    mutating func maybeCommit() -> Bool {
+        guard currentRole == .leader, !membership.voters.isEmpty else { return false }
+        var matches: [LogIndex] = []
+        matches.reserveCapacity(membership.voters.count)
+        for voter in membership.voters {
+            matches.append(voter == id ? log.lastIndex : progress[voter]?.match ?? 0)
+        }
+        matches.sort(by: >)
+        let quorumIndex = matches[membership.quorum - 1]
+        guard quorumIndex > commit, log.term(at: quorumIndex) == currentTerm else { return false }
+        leaderCommit(to: quorumIndex)
+        return true
+    }
+
+    private mutating func leaderCommit(to index: LogIndex) {
+        let wasCommittedInTerm = hasCommittedInTerm
+        var released = 0
+        var position = commit + 1
+        while position <= index {
+            if log.entry(at: position).term == currentTerm { released += log.entry(at: position).byteSize }
+            position = position + 1
+        }
+        uncommittedBytes = max(0, uncommittedBytes - released)
+        commit(to: index)
+        if !wasCommittedInTerm && hasCommittedInTerm { releaseReadsAwaitingLeaderCommit() }
+        // Ongaro §4.2.2: a leader removed from the cluster leads until the change commits, then steps down.
+        if !membership.voters.contains(id) && membershipIndex <= commit {
+            stepDownAfterRemoval()
+        }
+    }
+
+    /// The leader has committed an entry of its own term, so its commit index is the cluster's.
+    var hasCommittedInTerm: Bool { log.term(at: commit) == currentTerm }
+
+    private mutating func stepDownAfterRemoval() {
+        // Hand over to the most up-to-date voter at once rather than leaving the cluster to time out.
+        let caughtUp = membership.voters.sorted().first { progress[$0]?.match == log.lastIndex }
+        if let successor = caughtUp {
+            send(.timeoutNow, to: successor)
+        }
+        becomeFollower(term: currentTerm, leader: nil)
+    }
+
+    // MARK: Follower side.
+
+    mutating func handleAppend(_ append: AppendEntries, from leader: NodeID) {
+        if append.previousIndex < commit {
+            // Everything up to our commit index matches the leader already (Log Matching); say so.
+            send(.appendResponse(AppendResponse(index: commit)), to: leader)
+            return
+        }
+        guard log.matches(index: append.previousIndex, term: append.previousTerm) else {
+            // §5.3 consistency check failed. Hint at the last entry that may match so the leader skips a
+            // whole term of mismatches per round trip.
+            let hint = log.lastIndex(atOrBelow: append.previousIndex, withTermAtMost: append.previousTerm)
+            let response = AppendResponse(
+                index: append.previousIndex,
+                rejected: true,
+                hintIndex: hint.index,
+                hintTerm: hint.term
+            )
+            send(.appendResponse(response), to: leader)
+            return
+        }
+        if let conflict = log.firstConflict(in: append.entries) {
+            let firstNew = append.entries[conflict].index
+            precondition(
+                firstNew > commit,
+                "\(id) told to overwrite committed entry \(firstNew) (commit \(commit)) by \(leader) in term \(currentTerm)"
+            )
+            if firstNew <= log.lastIndex {
+                log.truncate(from: firstNew)
+                unstableFrom = min(unstableFrom, firstNew)
+                if membershipIndex >= firstNew { recomputeMembershipFromLog() }
+            }
+            for entry in append.entries[conflict...] {
+                log.append(entry)
+                if case .membership(let newMembership) = entry.payload {
+                    adoptMembership(newMembership, at: entry.index)
+                }
+            }
+        }
+        let lastNew = append.previousIndex + UInt64(append.entries.count)
+        commit(to: min(append.commit, lastNew))
+        send(.appendResponse(AppendResponse(index: lastNew)), to: leader)
+    }
+
+    mutating func handleHeartbeat(_ heartbeat: Heartbeat, from leader: NodeID) {
+        // The leader caps the commit it sends at our known match, so we hold those entries.
+        commit(to: min(heartbeat.commit, log.lastIndex))
+        send(.heartbeatResponse(readRound: heartbeat.readRound), to: leader)
+    }
+
+    // MARK: Leader side.
+
+    mutating func handleAppendResponse(_ response: AppendResponse, from follower: NodeID) {
+        guard var record = progress[follower] else { return }
+        record.recentlyActive = true
+        if response.rejected {
+            if case .snapshot = record.mode {
+                progress[follower] = record
+                return
+            }
+            var probeFrom = response.hintIndex
+            if response.hintTerm > 0 {
+                probeFrom = log.lastIndex(atOrBelow: response.hintIndex, withTermAtMost: response.hintTerm).index
+            }
+            if record.backOff(rejected: response.index, matchHint: probeFrom) {
+                if case .replicate = record.mode { record.becomeProbe() }
+            }
+            progress[follower] = record
+            return
+        }
+        if record.acknowledge(through: response.index) {
+            switch record.mode {
+            case .probe:
+                record.becomeReplicate()
+            case .snapshot:
+                if record.match + 1 >= log.firstIndex {
+                    record.becomeProbe()
+                    record.becomeReplicate()
+                }
+            case .replicate:
+                record.inflights.free(through: response.index)
+            }
+            progress[follower] = record
+            maybeCommit()
+            if follower == transferTarget && record.match == log.lastIndex {
+                send(.timeoutNow, to: follower)
+            }
+        } else {
+            progress[follower] = record
+        }
+    }
+
+    mutating func handleHeartbeatResponse(readRound round: UInt64, from follower: NodeID) {
+        guard var record = progress[follower] else { return }
+        record.recentlyActive = true
+        // A heartbeat got through: allow the next probe, in case the last one was lost.
+        record.probeSent = false
+        if round > record.readRound { record.readRound = round }
+        progress[follower] = record
+        if round > 0 { confirmReads() }
+    }
+
+    mutating func broadcastHeartbeat() {
+        readHeartbeatDue = false
+        for node in peers {
+            guard let record = progress[node] else { continue }
+            let heartbeat = Heartbeat(commit: min(record.match, commit), readRound: readRound)
+            send(.heartbeat(heartbeat), to: node)
+        }
+    }
+
+    /// Whether `sendLeaderTraffic()` would send anything (kept in step with it, for `hasReady`).
+    var leaderHasTraffic: Bool {
+        if readHeartbeatDue { return true }
+        for node in peers {
+            guard let record = progress[node] else { continue }
+            if case .snapshot(let stream) = record.mode {
+                if snapshotStreamCanSend(stream) { return true }
+                continue
+            }
+            if record.isPaused { continue }
+            if log.term(at: record.next.previous) == nil { return true }
+            if record.next <= log.lastIndex || commit > record.sentCommit { return true }
+            if case .probe = record.mode, record.match + 1 < record.next { return true }
+        }
+        return false
+    }
+
+    /// Sends what each follower can take now: entries (batched up to the message size, pipelined up
+    /// to the inflight window), commit updates, snapshot chunks, and heartbeats for pending reads.
+    /// Deferring this to `ready()` batches every proposal made since the previous `Ready`.
+    mutating func sendLeaderTraffic() {
+        if readHeartbeatDue { broadcastHeartbeat() }
+        for node in peers {
+            sendEntries(to: node)
+        }
+    }
+
+    private mutating func sendEntries(to node: NodeID) {
+        while var record = progress[node] {
+            if case .snapshot = record.mode {
+                sendSnapshotChunks(to: node)
+                return
+            }
+            if record.isPaused { return }
+            let previousIndex = record.next.previous
+            guard let previousTerm = log.term(at: previousIndex) else {
+                // The entries the follower needs are compacted: stream the snapshot instead (§7).
+                guard let snapshot = latestSnapshot else {
+                    preconditionFailure("\(id) compacted its log to \(log.snapshotIndex) without keeping the snapshot")
+                }
+                record.becomeSnapshot(index: snapshot.metadata.index)
+                progress[node] = record
+                continue
+            }
+            let entries: [Entry]
+            if record.next <= log.lastIndex {
+                entries = log.entries(
+                    from: record.next,
+                    through: log.lastIndex,
+                    maxBytes: configuration.maxEntriesBytesPerMessage
+                )
+            } else {
+                let probing: Bool
+                if case .probe = record.mode { probing = record.match + 1 < record.next } else { probing = false }
+                guard commit > record.sentCommit || probing else { return }
+                entries = []
+            }
+            let bytes = entries.reduce(0) { $0 + $1.byteSize }
+            let append = AppendEntries(
+                previousIndex: previousIndex,
+                previousTerm: previousTerm,
+                entries: entries,
+                commit: commit
+            )
+            send(.append(append), to: node)
+            record.sentCommit = commit
+            record.sent(lastIndex: previousIndex + UInt64(entries.count), entryCount: entries.count, bytes: bytes)
+            progress[node] = record
+            if case .probe = record.mode { return }
+            if entries.isEmpty { return }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+// The Raft node: a value-type state machine with no I/O, no clock and no global randomness.
+import ClusterModel
+
+/// One Raft node's consensus state (Ongaro's dissertation; the core/shell split of etcd's raft).
+///
+/// Inputs: `tick()` (one unit of logical time), `step(_:)` (a message from a peer), `propose(_:)`,
+/// `readIndex(context:)`, `transferLeadership(to:)`, `changeMembership(_:)`, `compact(snapshotAt:data:)`.
+/// Output: a `Ready` batch whose documented duties the shell performs in order before `advance(_:)`.
+/// The node never reads a clock, touches a file or socket, or draws randomness other than from the
+/// `SeededGenerator` it was built with, so a run replays exactly from its seed and inputs.
+public struct RaftNode: Sendable {
+    let configuration: RaftConfiguration
+    var random: SeededGenerator
+
+    // MARK: State that the shell persists (through `Ready.hardState`, `entries` and `snapshot`).
+
+    /// Invariant: never decreases.
+    var currentTerm: Term = 0
+    /// The vote cast in `currentTerm`. Invariant: reset only when `currentTerm` grows.
+    var vote: NodeID?
+    var log: RaftLog
+    /// Invariant: `log.snapshotIndex <= commit <= log.lastIndex`; never decreases.
+    var commit: LogIndex = 0
+
+    // MARK: Volatile state.
+
+    var currentRole: Role = .follower
+    var currentLeader: NodeID?
+    /// The membership in force: the latest one in the log, committed or not (Ongaro §4.1).
+    var membership: Membership
+    /// The index of the entry that set `membership` (the snapshot index, or 0 at bootstrap).
+    var membershipIndex: LogIndex = 0
+    /// The membership in force at `log.snapshotIndex`, to fall back on when a suffix is truncated.
+    var snapshotMembership: Membership
+    /// Other members, sorted, so that every broadcast happens in the same order on every run.
+    var peers: [NodeID] = []
+
+    /// Ticks since the last leader contact (follower), election start (candidate) or CheckQuorum round (leader).
+    var electionElapsed = 0
+    var heartbeatElapsed = 0
+    /// Drawn in [electionTicks, 2 × electionTicks) at every reset (§5.2).
+    var randomizedElectionTimeout = 0
+    /// Votes received in the current (pre-)campaign: voter → granted.
+    var votes: [NodeID: Bool] = [:]
+
+    // MARK: Leader state (empty on other roles).
+
+    /// Invariant: holds exactly `peers` while leader; empty otherwise.
+    var progress: [NodeID: Progress] = [:]
+    /// The voter being handed leadership; proposals are refused meanwhile.
+    var transferTarget: NodeID?
+    /// Bytes appended by this leader and not yet committed (bounds memory when followers are gone).
+    var uncommittedBytes = 0
+    /// The latest ReadIndex round; heartbeats carry it and followers echo it.
+    var readRound: UInt64 = 0
+    /// Reads waiting for a quorum to confirm `round`, oldest first.
+    var pendingReads: [PendingRead] = []
+    /// Reads that arrived before this leader committed an entry of its term (§6.4 step 1).
+    var readsAwaitingLeaderCommit: [(context: [UInt8], requester: NodeID)] = []
+    /// A heartbeat round must go out at the next `ready()` to confirm pending reads.
+    var readHeartbeatDue = false
+
+    // MARK: Snapshots.
+
+    /// The latest snapshot of this node's state machine, streamed to followers that fell behind.
+    var latestSnapshot: Snapshot?
+    /// A snapshot being received from the leader, chunk by chunk.
+    var incomingSnapshot: Snapshot?
+
+    // MARK: Hand-over to the shell.
+
+    var messages: [Message] = []
+    var readStates: [ReadState] = []
+    /// A snapshot installed from the leader that the shell has not been handed yet.
+    var snapshotToHandOver: Snapshot?
+    /// The first log index not yet handed to the shell for persistence.
+    /// Invariant: `unstableFrom <= log.lastIndex + 1`; it moves back when a suffix is truncated.
+    var unstableFrom: LogIndex
+    var handedHardState: HardState
+    var handedLeader: NodeID?
+    var handedRole: Role = .follower
+    /// Committed entries up to here were handed to the shell for apply. Invariant: `applied <= handedCommit <= commit`.
+    var handedCommit: LogIndex
+    /// Acknowledged by `advance`: the shell's state machine reflects every entry up to here.
+    var applied: LogIndex
+    /// Client → highest sequence handed out for apply, as of `handedCommit` (the dedup table).
+    var appliedRequests: [UInt64: UInt64]
+
+    struct PendingRead: Sendable {
+        var round: UInt64
+        var index: LogIndex
+        var context: [UInt8]
+        var requester: NodeID
+    }
+
+    /// Creates a node of a new cluster, or one about to join an existing cluster.
+    ///
+    /// Every founding node gets the same `membership`; it stands for the state at index 0 and is
+    /// not written to the log. A node joining later starts with an empty membership and learns the
+    /// cluster's membership from the leader's log or snapshot.
+    public init(
+        configuration: RaftConfiguration,
+        membership: Membership,
+        random: SeededGenerator
+    ) throws(ConfigurationError) {
+        try configuration.validate()
+        try Self.validate(membership)
+        self.configuration = configuration
+        self.random = random
+        self.log = RaftLog()
+        self.membership = membership
+        self.snapshotMembership = membership
+        self.unstableFrom = 1
+        self.handedHardState = HardState()
+        self.handedCommit = 0
+        self.applied = 0
+        self.appliedRequests = [:]
+        self.peers = Self.sortedPeers(of: membership, excluding: configuration.id)
+        resetElectionTimer()
+    }
+
+    /// Restarts a node from what its shell persisted: hard state, latest snapshot, entries after it.
+    ///
+    /// `bootstrapMembership` is the membership the node was created with; it applies when there is
+    /// no snapshot and no membership entry in `entries`. The shell restores its state machine from
+    /// `snapshot`; committed entries after it are handed out again in the next `Ready`s.
+    public init(
+        configuration: RaftConfiguration,
+        hardState: HardState,
+        snapshot: Snapshot?,
+        entries: [Entry],
+        bootstrapMembership: Membership,
+        random: SeededGenerator
+    ) throws(RestoreError) {
+        do { try configuration.validate() } catch { throw RestoreError("invalid configuration: \(error)") }
+        let base = snapshot?.metadata.membership ?? bootstrapMembership
+        do { try Self.validate(base) } catch { throw RestoreError("invalid membership: \(error)") }
+        let snapshotIndex = snapshot?.metadata.index ?? 0
+        let snapshotTerm = snapshot?.metadata.term ?? 0
+        var expectedIndex = snapshotIndex + 1
+        var previousTerm = snapshotTerm
+        for entry in entries {
+            guard entry.index == expectedIndex else {
+                throw RestoreError(
+                    "stored entries are not contiguous: expected index \(expectedIndex), found \(entry); "
+                        + "the log on disk is damaged"
+                )
+            }
+            guard entry.term >= previousTerm else {
+                throw RestoreError("stored entry \(entry) has a lower term than the entry before it (\(previousTerm))")
+            }
+            expectedIndex = expectedIndex + 1
+            previousTerm = entry.term
+        }
+        let restoredLog = RaftLog(snapshotIndex: snapshotIndex, snapshotTerm: snapshotTerm, entries: entries)
+        guard hardState.commit >= snapshotIndex && hardState.commit <= restoredLog.lastIndex else {
+            throw RestoreError(
+                "stored commit index \(hardState.commit) is outside the stored log \(snapshotIndex)...\(restoredLog.lastIndex)"
+            )
+        }
+        guard hardState.term >= restoredLog.lastTerm else {
+            throw RestoreError("stored term \(hardState.term) is below the last entry's term \(restoredLog.lastTerm)")
+        }
+        self.configuration = configuration
+        self.random = random
+        self.log = restoredLog
+        self.currentTerm = hardState.term
+        self.vote = hardState.vote
+        self.commit = hardState.commit
+        self.membership = base
+        self.snapshotMembership = base
+        self.membershipIndex = snapshotIndex
+        self.latestSnapshot = snapshot
+        self.unstableFrom = restoredLog.lastIndex + 1
+        self.handedHardState = hardState
+        self.handedCommit = snapshotIndex
+        self.applied = snapshotIndex
+        self.appliedRequests = snapshot?.metadata.appliedRequests ?? [:]
+        recomputeMembershipFromLog()
+        resetElectionTimer()
+    }
+
+    static func validate(_ membership: Membership) throws(ConfigurationError) {
+        let both = membership.voters.intersection(membership.learners)
+        if !both.isEmpty {
+            throw ConfigurationError(
+                "\(both.sorted().map(\.description).joined(separator: " ")) listed as both voter and learner"
+            )
+        }
+        if membership.members.contains(NodeID(0)) {
+            throw ConfigurationError("node id 0 is not allowed in a membership (0 means \"no node\")")
+        }
+    }
+
+    static func sortedPeers(of membership: Membership, excluding id: NodeID) -> [NodeID] {
+        membership.members.subtracting([id]).sorted()
+    }
+
+    // MARK: Observing.
+
+    public var id: NodeID { configuration.id }
+    public var role: Role { currentRole }
+    public var leader: NodeID? { currentLeader }
+    public var term: Term { currentTerm }
+
+    public var status: RaftStatus {
+        var followers: [NodeID: FollowerStatus] = [:]
+        for (node, record) in progress { followers[node] = record.status }
+        return RaftStatus(
+            id: id,
+            term: currentTerm,
+            vote: vote,
+            role: currentRole,
+            leader: currentLeader,
+            commit: commit,
+            applied: applied,
+            firstIndex: log.firstIndex,
+            lastIndex: log.lastIndex,
+            lastTerm: log.lastTerm,
+            snapshotIndex: log.snapshotIndex,
+            membership: membership,
+            progress: followers,
+            leadershipTransferTarget: transferTarget
+        )
+    }
+
+    /// The entries still in the in-memory log from `index` on (for tests and the simulator's checks).
+    public func logEntries(from index: LogIndex) -> ArraySlice<Entry> { log.entries(from: index) }
+
+    // MARK: Inputs.
+
+    /// Advances logical time by one tick: election timeouts for followers, heartbeats for leaders.
+    public mutating func tick() {
+        if currentRole == .leader {
+            tickLeader()
+        } else {
+            tickElection()
+        }
+    }
+
+    /// Takes one message from a peer. Throws only when the message is addressed to another node.
+    public mutating func step(_ message: Message) throws(StepError) {
+        guard message.to == id else { throw StepError.wrongRecipient(expected: id, message: message) }
+        handle(message)
+    }
+
+    /// Proposes a client command; it is committed (and handed out for apply) once a quorum has it.
+    ///
+    /// Returns the index the command was appended at. The command may still be lost if this leader is
+    /// deposed before it commits; the client then retries with the same `requestID`.
+    @discardableResult
+    public mutating func propose(_ command: [UInt8], requestID: RequestID? = nil) throws(ProposalError) -> LogIndex {
+        guard currentRole == .leader else { throw ProposalError.notLeader(leaderHint: currentLeader) }
+        if let target = transferTarget { throw ProposalError.leadershipTransferInProgress(target: target) }
+        let entry = Entry(term: currentTerm, index: log.lastIndex + 1, requestID: requestID, payload: .command(command))
+        if uncommittedBytes > 0 && uncommittedBytes + entry.byteSize > configuration.maxUncommittedBytes {
+            throw ProposalError.tooManyUncommittedBytes(limit: configuration.maxUncommittedBytes)
+        }
+        appendAsLeader(entry)
+        return entry.index
+    }
+
+    // MARK: Output.
+
+    /// There is work for the shell.
+    public var hasReady: Bool {
+        if !messages.isEmpty || !readStates.isEmpty || snapshotToHandOver != nil { return true }
+        if unstableFrom <= log.lastIndex || handedCommit < commit { return true }
+        if hardState != handedHardState || currentLeader != handedLeader || currentRole != handedRole { return true }
+        return currentRole == .leader && leaderHasTraffic
+    }
+
+    var hardState: HardState { HardState(term: currentTerm, vote: vote, commit: commit) }
+
+    /// Takes the work that is due: see `Ready` for the order in which the shell must do it.
+    ///
+    /// Each call hands out only what is new; it may be called again before `advance(_:)`.
+    public mutating func ready() -> Ready {
+        if currentRole == .leader { sendLeaderTraffic() }
+        var batch = Ready(leader: currentLeader, role: currentRole)
+        let state = hardState
+        if state != handedHardState {
+            batch.hardState = state
+            handedHardState = state
+        }
+        if let snapshot = snapshotToHandOver {
+            batch.snapshot = snapshot
+            snapshotToHandOver = nil
+        }
+        if unstableFrom <= log.lastIndex {
+            batch.entries = Array(log.entries(from: unstableFrom))
+            unstableFrom = log.lastIndex + 1
+        }
+        swap(&batch.messages, &messages)
+        if handedCommit < commit {
+            batch.committedEntries.reserveCapacity(Int(commit - handedCommit))
+            var index = handedCommit + 1
+            while index <= commit {
+                let entry = log.entry(at: index)
+                batch.committedEntries.append(CommittedEntry(entry: entry, isDuplicate: recordDelivery(of: entry)))
+                index = index + 1
+            }
+            handedCommit = commit
+        }
+        swap(&batch.readStates, &readStates)
+        handedLeader = currentLeader
+        handedRole = currentRole
+        return batch
+    }
+
+    /// Records that the shell did the duties of `ready`: its state machine now reflects that batch.
+    public mutating func advance(_ ready: Ready) {
+        var newApplied = applied
+        if let snapshot = ready.snapshot { newApplied = max(newApplied, snapshot.metadata.index) }
+        if let last = ready.committedEntries.last { newApplied = max(newApplied, last.entry.index) }
+        precondition(
+            newApplied <= handedCommit,
+            "advance to applied \(newApplied) beyond the entries handed out (\(handedCommit)); pass the Ready you were given"
+        )
+        applied = newApplied
+    }
+
+    /// Updates the dedup table for a committed entry; returns true if its request was already applied.
+    mutating func recordDelivery(of entry: Entry) -> Bool {
+        guard let request = entry.requestID else { return false }
+        if let highest = appliedRequests[request.client], request.sequence <= highest { return true }
+        appliedRequests[request.client] = request.sequence
+        return false
+    }
+
+    // MARK: Shared helpers.
+
+    mutating func send(_ kind: MessageKind, to node: NodeID, term: Term? = nil) {
+        messages.append(Message(from: id, to: node, term: term ?? currentTerm, kind: kind))
+    }
+
+    /// A voter in the membership in force may campaign; learners and removed nodes may not.
+    var isPromotable: Bool { membership.voters.contains(id) }
+
+    mutating func resetElectionTimer() {
+        electionElapsed = 0
+        randomizedElectionTimeout =
+            configuration.electionTicks + Int.random(in: 0..<configuration.electionTicks, using: &random)
+    }
+
+    /// Moves the commit index forward (never back).
+    mutating func commit(to index: LogIndex) {
+        guard index > commit else { return }
+        precondition(
+            index <= log.lastIndex,
+            "\(id) committing \(index) beyond its last index \(log.lastIndex) (term \(currentTerm), role \(currentRole))"
+        )
+        commit = index
+    }
+}

@@ -1,0 +1,138 @@
+// The batch of work the core hands its shell, and the order in which the shell must do it.
+import ClusterModel
+
+/// What a node is doing right now.
+public enum Role: Hashable, Sendable, CustomStringConvertible {
+    case follower
+    /// Collecting pre-votes without raising its term (Ongaro §9.6).
+    case preCandidate
+    case candidate
+    case leader
+
+    public var description: String {
+        switch self {
+        case .follower: "follower"
+        case .preCandidate: "pre-candidate"
+        case .candidate: "candidate"
+        case .leader: "leader"
+        }
+    }
+}
+
+/// A committed entry for the application to apply.
+public struct CommittedEntry: Hashable, Sendable {
+    public var entry: Entry
+    /// The entry's request id was already applied (a retried proposal): do not apply it again, but do
+    /// answer the waiting client as if it had been.
+    public var isDuplicate: Bool
+
+    public init(entry: Entry, isDuplicate: Bool) {
+        self.entry = entry
+        self.isDuplicate = isDuplicate
+    }
+}
+
+/// Work the shell must do, in order, before it calls `RaftNode.advance(_:)`.
+///
+/// The shell's duties, in this order:
+///
+/// 1. **Persist, durably (fsync), before anything else.** First `snapshot` if present: it replaces
+///    the whole stored log (the log continues after `snapshot.metadata.index`). Then `entries`: if
+///    the stored log has entries at or after `entries.first.index`, delete them first (a leader
+///    overwrote them), then append. Then `hardState` if present. One fsync may cover all three.
+/// 2. **Send `messages`, only after step 1 is durable.** A vote or an acknowledgement sent before
+///    the term, vote or entries it promises are on disk can elect two leaders or lose a committed
+///    entry after a crash. Messages may be lost, duplicated or reordered; Raft tolerates that.
+/// 3. **Restore the state machine from `snapshot` if present, then apply `committedEntries` in
+///    order** — and nothing else: only these are committed. Skip the effect of an entry whose
+///    `isDuplicate` is set but answer its client.
+/// 4. **Serve `readStates`:** a read may answer once the applied index is at least its `index`.
+/// 5. **Call `advance(_:)` with this value.** Then ask `hasReady` again.
+///
+/// Every field holds only what is new since the previous `Ready`; an unchanged `hardState` is nil.
+public struct Ready: Sendable {
+    /// The term, vote and commit to persist; nil when unchanged.
+    public var hardState: HardState?
+    /// Log entries to persist, contiguous, possibly replacing a stored suffix (see duty 1).
+    public var entries: [Entry]
+    /// A snapshot received from the leader, to persist and restore (see duties 1 and 3).
+    public var snapshot: Snapshot?
+    /// Messages to send once step 1 is durable.
+    public var messages: [Message]
+    /// Committed entries to apply, in order.
+    public var committedEntries: [CommittedEntry]
+    /// Linearizable reads that may be served once their index is applied.
+    public var readStates: [ReadState]
+    /// The leader this node knows of, for routing clients (not persisted).
+    public var leader: NodeID?
+    /// This node's role when the batch was taken (not persisted).
+    public var role: Role
+
+    public init(
+        hardState: HardState? = nil,
+        entries: [Entry] = [],
+        snapshot: Snapshot? = nil,
+        messages: [Message] = [],
+        committedEntries: [CommittedEntry] = [],
+        readStates: [ReadState] = [],
+        leader: NodeID? = nil,
+        role: Role = .follower
+    ) {
+        self.hardState = hardState
+        self.entries = entries
+        self.snapshot = snapshot
+        self.messages = messages
+        self.committedEntries = committedEntries
+        self.readStates = readStates
+        self.leader = leader
+        self.role = role
+    }
+
+    /// True when the batch asks nothing of the shell.
+    public var isEmpty: Bool {
+        hardState == nil && entries.isEmpty && snapshot == nil && messages.isEmpty && committedEntries.isEmpty
+            && readStates.isEmpty
+    }
+}
+
+/// A point-in-time view of a node, for operators, tests and the simulator's invariant checks.
+public struct RaftStatus: Hashable, Sendable {
+    public var id: NodeID
+    public var term: Term
+    public var vote: NodeID?
+    public var role: Role
+    public var leader: NodeID?
+    public var commit: LogIndex
+    /// The last index the shell has applied (acknowledged by `advance`).
+    public var applied: LogIndex
+    /// The first index still in the log (after the snapshot).
+    public var firstIndex: LogIndex
+    public var lastIndex: LogIndex
+    public var lastTerm: Term
+    public var snapshotIndex: LogIndex
+    public var membership: Membership
+    /// The leader's view of each other member; empty on other nodes.
+    public var progress: [NodeID: FollowerStatus]
+    public var leadershipTransferTarget: NodeID?
+
+    public var isLearner: Bool { membership.learners.contains(id) }
+}
+
+/// How far the leader believes a follower has come.
+public struct FollowerStatus: Hashable, Sendable {
+    public enum Mode: Hashable, Sendable {
+        /// One AppendEntries at a time until the leader learns where the logs match.
+        case probe
+        /// Optimistic pipelining: many AppendEntries in flight.
+        case replicate
+        /// Too far behind the log: a snapshot is being streamed.
+        case snapshot(index: LogIndex)
+    }
+
+    public var match: LogIndex
+    public var next: LogIndex
+    public var mode: Mode
+    public var inflightMessages: Int
+    public var inflightBytes: Int
+    public var recentlyActive: Bool
+}
