@@ -21,8 +21,11 @@ let package = Package(
         // Pure: ids and small value types shared by every module.
         .target(name: "ClusterModel", swiftSettings: swiftSettings),
 
+        // Pure: the Raft consensus state machine (tick/step/propose in, Ready out).
+        .target(name: "RaftCore", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+
         // Shell: write-ahead log segments with checksums, durable files, crash recovery.
-        .target(name: "RaftStorage", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .target(name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
 
         // Shell: the node daemon — configuration, Raft loop, API, peer RPC, agent, services.
         .target(name: "Node", dependencies: ["ClusterModel", "RaftStorage"], swiftSettings: swiftSettings),
@@ -38,6 +41,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "NodeTests", dependencies: ["Node", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
     ],
