@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
 
         // Shell: the node daemon — configuration, Raft loop, API, peer RPC, agent, services.
-        .target(name: "Node", dependencies: ["ClusterModel", "RaftStorage"], swiftSettings: swiftSettings),
+        .target(name: "Node", dependencies: ["ClusterModel", "RaftCore", "RaftStorage"], swiftSettings: swiftSettings),
 
         // The command-line entry point (argument parsing only).
         .executableTarget(
@@ -42,7 +42,11 @@ let package = Package(
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: ["Node", "ClusterModel", "RaftCore", "RaftStorage"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,146 @@
+// Three Raft drivers with real disks and an in-memory network: writes commit, survive restarts.
+import ClusterModel
+import Foundation
+import Node
+import RaftCore
+import RaftStorage
+import Synchronization
+import Testing
+
+/// Appends every command; answers with the count so far.
+private struct CommandLog: ReplicatedStateMachine {
+    var commands: [[UInt8]] = []
+
+    mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
+        commands.append(command)
+        return Array(String(commands.count).utf8)
+    }
+
+    func snapshot() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.writeVarint(commands.count)
+        for command in commands { writer.write(command) }
+        return writer.bytes
+    }
+
+    mutating func restore(from snapshot: [UInt8]) throws {
+        var reader = ByteReader(snapshot)
+        commands = try (0..<reader.readCount()).map { _ in try reader.readBytes() }
+    }
+}
+
+/// Delivers messages between drivers in this process; a node can be cut off.
+private final class MemoryNetwork: Sendable {
+    private let drivers = Mutex<[NodeID: RaftDriver]>([:])
+
+    func attach(_ id: NodeID, _ driver: RaftDriver) { drivers.withLock { $0[id] = driver } }
+    func detach(_ id: NodeID) { _ = drivers.withLock { $0.removeValue(forKey: id) } }
+
+    func transport() -> some PeerTransport { Transport(network: self) }
+
+    struct Transport: PeerTransport {
+        let network: MemoryNetwork
+        func send(_ messages: [Message]) {
+            for (to, batch) in Dictionary(grouping: messages, by: \.to) {
+                // Through the wire format, as a real peer would receive them.
+                let decoded = batch.compactMap { try? Message(wireBytes: $0.wireBytes) }
+                guard let driver = network.drivers.withLock({ $0[to] }) else { continue }
+                Task { await driver.receive(decoded) }
+            }
+        }
+    }
+}
+
+private struct NoLeaderAccepted: Error {
+    var command: String
+}
+
+private struct Cluster: ~Copyable {
+    let root = try! TemporaryDirectory()
+    let network = MemoryNetwork()
+    let members: Set<NodeID> = [1, 2, 3]
+    var drivers: [NodeID: RaftDriver] = [:]
+
+    mutating func start(_ id: NodeID) throws {
+        let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
+        let driver = try RaftDriver(
+            configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
+            bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
+            machine: CommandLog(), transport: network.transport(), tickDuration: .milliseconds(2),
+            snapshotInterval: 40, seed: id.rawValue)
+        drivers[id] = driver
+        network.attach(id, driver)
+        Task { await driver.start() }
+    }
+
+    mutating func kill(_ id: NodeID) async {
+        network.detach(id)
+        await drivers.removeValue(forKey: id)?.stop()
+    }
+
+    /// Proposes through whichever node leads, following leader hints.
+    func write(_ text: String, sequence: UInt64) async throws -> String {
+        var target = await drivers.values.first!.awaitLeader()
+        for _ in 0..<200 {
+            guard let driver = drivers[target] else {
+                target = await drivers.values.first!.awaitLeader()
+                continue
+            }
+            do {
+                let answer = try await driver.propose(
+                    Array(text.utf8), requestID: RequestID(client: 1, sequence: sequence),
+                    timeoutTicks: 500)
+                return String(decoding: answer, as: UTF8.self)
+            } catch let error as RaftDriverError {
+                if case .notLeader(let hint?) = error.kind {
+                    target = hint
+                } else {
+                    target = await driver.awaitLeader()
+                }
+            }
+        }
+        throw NoLeaderAccepted(command: text)
+    }
+}
+
+@Test(.timeLimit(.minutes(1)))
+func writesCommitAndSurviveARestart() async throws {
+    var cluster = Cluster()
+    for id in cluster.members { try cluster.start(id) }
+
+    for number in 1...30 {
+        let answer = try await cluster.write("w\(number)", sequence: UInt64(number))
+        #expect(answer == String(number))
+    }
+
+    // Kill a follower, write more, bring it back from its disk: it catches up.
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let victim = cluster.members.sorted().first { $0 != leader }!
+    await cluster.kill(victim)
+    for number in 31...100 { _ = try await cluster.write("w\(number)", sequence: UInt64(number)) }
+    try cluster.start(victim)
+    _ = try await cluster.write("w101", sequence: 101)
+
+    let expected = (1...101).map { Array("w\($0)".utf8) }
+    // A restarted node answers linearizable reads once it knows the leader (the read goes through it).
+    _ = await cluster.drivers[victim]!.awaitLeader()
+    let seen = try await cluster.drivers[victim]!.linearizableRead(timeoutTicks: 2000) {
+        ($0 as! CommandLog).commands
+    }
+    #expect(seen == expected)
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
+
+@Test(.timeLimit(.minutes(1)))
+func aFollowerRefusesWritesAndNamesTheLeader() async throws {
+    var cluster = Cluster()
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let follower = cluster.members.sorted().first { $0 != leader }!
+    let error = await #expect(throws: RaftDriverError.self) {
+        try await cluster.drivers[follower]!.propose(Array("x".utf8), timeoutTicks: 100)
+    }
+    #expect(error?.kind == .notLeader(leaderHint: leader))
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
