@@ -27,8 +27,13 @@ let package = Package(
         // Shell: write-ahead log segments with checksums, durable files, crash recovery.
         .target(name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
 
+        // Pure: the replicated state machine (commands, validation, deterministic apply, snapshots).
+        .target(name: "ClusterState", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+
         // Shell: the node daemon — configuration, Raft loop, API, peer RPC, agent, services.
-        .target(name: "Node", dependencies: ["ClusterModel", "RaftCore", "RaftStorage"], swiftSettings: swiftSettings),
+        .target(
+            name: "Node", dependencies: ["ClusterModel", "ClusterState", "RaftCore", "RaftStorage"],
+            swiftSettings: swiftSettings),
 
         // The command-line entry point (argument parsing only).
         .executableTarget(
@@ -41,6 +46,8 @@ let package = Package(
         ),
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "NodeTests",

@@ -1,0 +1,107 @@
+// A compact binary coder: varints and length-prefixed bytes, for the log, snapshots and peer RPC.
+
+/// Appends values to a byte buffer: integers as LEB128 varints, byte strings length-prefixed.
+public struct ByteWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 64) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func write(_ value: UInt8) { bytes.append(value) }
+
+    public mutating func write(_ value: Bool) { bytes.append(value ? 1 : 0) }
+
+    public mutating func writeVarint(_ value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    public mutating func writeVarint(_ value: Int) {
+        precondition(value >= 0, "negative value \(value) has no varint encoding")
+        writeVarint(UInt64(value))
+    }
+
+    public mutating func write(_ bytes: [UInt8]) {
+        writeVarint(bytes.count)
+        self.bytes.append(contentsOf: bytes)
+    }
+}
+
+/// Reads what a `ByteWriter` wrote. Every read checks bounds and throws on malformed input: the
+/// bytes may come from a damaged disk or a hostile peer, and must never crash the node.
+public struct ByteReader: Sendable {
+    private let bytes: [UInt8]
+    public private(set) var offset: Int
+
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        self.offset = 0
+    }
+
+    public var isAtEnd: Bool { offset == bytes.count }
+    public var remaining: Int { bytes.count - offset }
+
+    public mutating func readByte() throws(WireFormatError) -> UInt8 {
+        guard offset < bytes.count else { throw WireFormatError("unexpected end of data at byte \(offset)") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func readBool() throws(WireFormatError) -> Bool {
+        switch try readByte() {
+        case 0: return false
+        case 1: return true
+        case let other: throw WireFormatError("byte \(offset - 1) is \(other), not a boolean")
+        }
+    }
+
+    public mutating func readVarint() throws(WireFormatError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = try readByte()
+            guard shift < 64, !(shift == 63 && byte > 1) else {
+                throw WireFormatError("varint ending at byte \(offset - 1) overflows 64 bits")
+            }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    /// A count or length that must fit in what is left (so a damaged length cannot allocate wildly).
+    public mutating func readCount(elementBytes: Int = 1) throws(WireFormatError) -> Int {
+        let start = offset
+        let value = try readVarint()
+        guard value <= UInt64(remaining / max(elementBytes, 1)) else {
+            throw WireFormatError("count \(value) at byte \(start) exceeds the \(remaining) bytes left")
+        }
+        return Int(value)
+    }
+
+    public mutating func readInt() throws(WireFormatError) -> Int {
+        let start = offset
+        let value = try readVarint()
+        guard value <= UInt64(Int.max) else { throw WireFormatError("integer at byte \(start) is out of range") }
+        return Int(value)
+    }
+
+    public mutating func readBytes() throws(WireFormatError) -> [UInt8] {
+        let count = try readCount()
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
+}
+
+/// Bytes that do not decode to a Raft value, with where and why.
+public struct WireFormatError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}
