@@ -12,10 +12,14 @@ let package = Package(
     name: "flotilla",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "flotilla", targets: ["flotilla"])
+        .executable(name: "flotilla", targets: ["flotilla"]),
+        .executable(name: "flotilla-bench", targets: ["FlotillaBench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure: ids and small value types shared by every module.
@@ -24,23 +28,58 @@ let package = Package(
         // Pure: the Raft consensus state machine (tick/step/propose in, Ready out).
         .target(name: "RaftCore", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
-        // Shell: write-ahead log segments with checksums, durable files, crash recovery.
+        // Shell: write-ahead log segments with checksums, snapshot files, crash recovery.
         .target(name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
 
         // Pure: the replicated state machine (commands, validation, deterministic apply, snapshots).
         .target(name: "ClusterState", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
-        // Shell: the node daemon — configuration, Raft loop, API, peer RPC, agent, services.
+        // Shell: libnghttp2 (Debian libnghttp2-dev) does HTTP/2 framing, HPACK and flow control.
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+
+        // Shell: HTTP/2 (h2c) server and client on SwiftNIO + libnghttp2, with an HTTP/1.1 fallback.
         .target(
-            name: "Node", dependencies: ["ClusterModel", "ClusterState", "RaftCore", "RaftStorage"],
-            swiftSettings: swiftSettings),
+            name: "HTTP2",
+            dependencies: [
+                "CNghttp2",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Shell: the node daemon — configuration, Raft loop, API, peer RPC, services.
+        .target(
+            name: "Node",
+            dependencies: [
+                "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // The command-line entry point (argument parsing only).
         .executableTarget(
             name: "flotilla",
             dependencies: [
-                "ClusterModel",
+                "ClusterModel", "Node",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Benchmark drivers: small servers and load generators that `make bench` runs.
+        .executableTarget(
+            name: "FlotillaBench",
+            dependencies: [
+                "HTTP2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -49,12 +88,22 @@ let package = Package(
         .testTarget(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "NodeTests",
-            dependencies: ["Node", "ClusterModel", "RaftCore", "RaftStorage"],
+            name: "HTTP2Tests",
+            dependencies: [
+                "HTTP2",
+                "CNghttp2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: ["Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2"],
+            swiftSettings: swiftSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,233 @@
+// The HTTP/2 client: one h2c connection to one peer, many concurrent streams, reconnect with backoff.
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A client for one peer (`host:port`) that multiplexes every call over one cleartext HTTP/2 connection.
+///
+/// The connection opens on first use and reopens after it closes or the peer sends GOAWAY. After a
+/// failed connect the client backs off (`initialBackoff` doubling up to `maxBackoff`); calls made during
+/// the backoff fail at once with `.peerUnavailable`, so a dead peer costs microseconds, not deadlines.
+/// Every call has a deadline covering connect, request and the whole response body.
+public final class HTTP2Client: Sendable {
+    /// The peer and the client's limits.
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// The longest a TCP connect may take (a call's own deadline may cut it shorter).
+        public var connectTimeout: TimeAmount = .seconds(2)
+        /// The wait after the first failed connect; doubles per failure up to `maxBackoff`.
+        public var initialBackoff: TimeAmount = .milliseconds(50)
+        public var maxBackoff: TimeAmount = .seconds(5)
+        /// The largest response body `send` collects; a larger one fails with `.bodyTooLarge`.
+        public var maxResponseBodySize: Int = 64 << 20
+        public var maxHeaderListSize: Int = 64 << 10
+        /// The flow-control window per stream: the most response bytes buffered for one slow reader.
+        public var initialStreamWindowSize: Int = 1 << 20
+        public var connectionWindowSize: Int = 16 << 20
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// An open connection and the handler that runs its session.
+    struct PeerConnection: Sendable {
+        let channel: any Channel
+        let handler: NIOLoopBound<NGHTTP2Connection>
+        let attempt: UInt64
+    }
+
+    private struct Shared {
+        var machine: ReconnectStateMachine
+        var connection: PeerConnection?
+        var pendingConnect: EventLoopFuture<PeerConnection>?
+        var lastError: HTTP2ClientError?
+    }
+
+    public let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let shared: NIOLockedValueBox<Shared>
+    private var peer: String { "\(self.configuration.host):\(self.configuration.port)" }
+
+    public init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.group = eventLoopGroup
+        self.shared = NIOLockedValueBox(
+            Shared(
+                machine: ReconnectStateMachine(
+                    initialBackoff: configuration.initialBackoff,
+                    maxBackoff: configuration.maxBackoff
+                )
+            )
+        )
+    }
+
+    /// Sends `request` and returns the response with its body collected (`.buffer`).
+    public func send(_ request: HTTPRequest, deadline: NIODeadline) async throws -> HTTPResponse {
+        try await self.execute(request, streamResponse: false, deadline: deadline)
+    }
+
+    /// Sends `request` with `timeout` from now as its deadline.
+    public func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
+        try await self.send(request, deadline: .now() + TimeAmount(timeout))
+    }
+
+    /// Sends `request` and returns as soon as the response headers arrive; the body is a `.stream`
+    /// that must be read (or dropped) and is subject to the same deadline.
+    public func stream(_ request: HTTPRequest, deadline: NIODeadline) async throws -> HTTPResponse {
+        try await self.execute(request, streamResponse: true, deadline: deadline)
+    }
+
+    /// Closes the connection; in-flight calls fail with `.connectionClosed`, later ones with `.clientClosed`.
+    public func close() async {
+        let connection = self.shared.withLockedValue { shared -> PeerConnection? in
+            shared.machine.close()
+            defer { shared.connection = nil }
+            return shared.connection
+        }
+        if let connection {
+            try? await connection.channel.close()
+        }
+    }
+
+    private func execute(_ request: HTTPRequest, streamResponse: Bool, deadline: NIODeadline) async throws
+        -> HTTPResponse
+    {
+        let connection = try await self.connection(deadline: deadline)
+        let handler = connection.handler
+        let loop = connection.channel.eventLoop
+        return try await loop.flatSubmit {
+            handler.value.startRequest(request, streamResponse: streamResponse, deadline: deadline, on: loop)
+        }.get()
+    }
+
+    private enum Step {
+        case use(PeerConnection)
+        case wait(EventLoopFuture<PeerConnection>)
+        case fail(HTTP2ClientError)
+    }
+
+    private func connection(deadline: NIODeadline) async throws -> PeerConnection {
+        let step = self.shared.withLockedValue { shared -> Step in
+            switch shared.machine.connectionNeeded(now: .now()) {
+            case .useConnection:
+                if let connection = shared.connection { return .use(connection) }
+                return .fail(HTTP2ClientError(.connectionClosed, peer: self.peer, detail: "no open connection"))
+            case .joinConnectAttempt:
+                if let pending = shared.pendingConnect { return .wait(pending) }
+                return .fail(HTTP2ClientError(.connectionClosed, peer: self.peer, detail: "no connect in flight"))
+            case .startConnecting(let attempt):
+                let pending = self.connect(attempt: attempt)
+                shared.pendingConnect = pending
+                return .wait(pending)
+            case .failFast(let retryIn):
+                let last = shared.lastError.map { $0.detail } ?? "the last connect failed"
+                return .fail(
+                    HTTP2ClientError(
+                        .peerUnavailable,
+                        peer: self.peer,
+                        detail: "\(last); not retrying for another \(retryIn.nanoseconds / 1_000_000) ms"
+                    )
+                )
+            case .failClosed:
+                return .fail(HTTP2ClientError(.clientClosed, peer: self.peer, detail: "the client was closed"))
+            }
+        }
+        switch step {
+        case .use(let connection):
+            return connection
+        case .fail(let error):
+            throw error
+        case .wait(let pending):
+            // Each caller waits for the shared connect only until its own deadline.
+            let loop = pending.eventLoop
+            let bounded = loop.makePromise(of: PeerConnection.self)
+            pending.cascade(to: bounded)
+            let timer = loop.scheduleTask(deadline: deadline) {
+                bounded.fail(
+                    HTTP2ClientError(.deadlineExceeded, peer: self.peer, detail: "the deadline passed while connecting")
+                )
+            }
+            defer { timer.cancel() }
+            return try await bounded.futureResult.get()
+        }
+    }
+
+    /// Opens the TCP connection and installs the session; called with the lock held, so it only starts work.
+    private func connect(attempt: UInt64) -> EventLoopFuture<PeerConnection> {
+        let shared = self.shared
+        let settings = ClientSessionSettings(
+            peer: self.peer,
+            maxResponseBodySize: self.configuration.maxResponseBodySize,
+            maxHeaderListSize: self.configuration.maxHeaderListSize,
+            initialStreamWindowSize: self.configuration.initialStreamWindowSize,
+            connectionWindowSize: self.configuration.connectionWindowSize,
+            onGoaway: {
+                shared.withLockedValue { $0.machine.connectionLost(attempt: attempt) }
+            }
+        )
+        let peer = self.peer
+        let group = self.group
+        let connectTimeout = self.configuration.connectTimeout
+        let promise = self.group.any().makePromise(of: PeerConnection.self)
+        let host = self.configuration.host
+        let port = self.configuration.port
+        promise.completeWithTask {
+            do {
+                let bootstrap = ClientBootstrap(group: group)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+                    .connectTimeout(connectTimeout)
+                return try await bootstrap.connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler = NGHTTP2Connection(role: .client(settings))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        return PeerConnection(
+                            channel: channel,
+                            handler: NIOLoopBound(handler, eventLoop: channel.eventLoop),
+                            attempt: attempt
+                        )
+                    }
+                }
+            } catch {
+                throw HTTP2ClientError(.connectionRefused, peer: peer, detail: "connect failed: \(error)")
+            }
+        }
+        promise.futureResult.whenComplete { result in
+            switch result {
+            case .success(let connection):
+                let keep = shared.withLockedValue { shared -> Bool in
+                    shared.pendingConnect = nil
+                    guard shared.machine.connectSucceeded(attempt: attempt) else { return false }
+                    shared.connection = connection
+                    shared.lastError = nil
+                    return true
+                }
+                guard keep else {
+                    connection.channel.close(promise: nil)
+                    return
+                }
+                connection.channel.closeFuture.whenComplete { _ in
+                    shared.withLockedValue { shared in
+                        shared.machine.connectionLost(attempt: attempt)
+                        if shared.connection?.attempt == attempt {
+                            shared.connection = nil
+                        }
+                    }
+                }
+            case .failure(let error):
+                shared.withLockedValue { shared in
+                    shared.pendingConnect = nil
+                    shared.machine.connectFailed(attempt: attempt, now: .now())
+                    shared.lastError = error as? HTTP2ClientError
+                }
+            }
+        }
+        return promise.futureResult
+    }
+}

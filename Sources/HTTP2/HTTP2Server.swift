@@ -1,0 +1,250 @@
+// The HTTP/2 (h2c) server: binds a port, runs each connection's nghttp2 session, drains on shutdown.
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A cleartext HTTP/2 server (prior knowledge, h2c) that answers requests through a `Router`.
+///
+/// With `acceptsHTTP1` the same port also speaks HTTP/1.1: each connection's first bytes are compared
+/// with the 24-byte HTTP/2 client preface and the matching protocol is installed. Usage:
+///
+/// ```swift
+/// let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+/// let port = try await server.start()      // bound; port 0 picks a free one
+/// try await server.run()                   // returns after shutdown() has drained every connection
+/// ```
+public final class HTTP2Server: Sendable {
+    /// Where to listen and the limits each connection enforces.
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 asks the OS for a free port; `start()` reports the bound one.
+        public var port: Int
+        /// SETTINGS_MAX_CONCURRENT_STREAMS per connection; more streams are refused by nghttp2.
+        public var maxConcurrentStreams: Int = 256
+        /// SETTINGS_MAX_HEADER_LIST_SIZE; a request over it is answered 431.
+        public var maxHeaderListSize: Int = 16 << 10
+        /// The largest body a `.collect` route accepts; a larger one is answered 413.
+        public var maxRequestBodySize: Int = 8 << 20
+        /// How long a request may go without receiving any of its body before it is answered 408.
+        public var requestTimeout: TimeAmount = .seconds(30)
+        /// The flow-control window per stream: the most body bytes buffered for one slow reader.
+        public var initialStreamWindowSize: Int = 1 << 20
+        /// The flow-control window for the whole connection.
+        public var connectionWindowSize: Int = 16 << 20
+        /// Whether the port also serves HTTP/1.1 (the client API); peer ports leave this off.
+        public var acceptsHTTP1: Bool = false
+        /// How long `shutdown()` waits for in-flight requests before closing connections forcibly.
+        public var shutdownGracePeriod: TimeAmount = .seconds(10)
+
+        public init(host: String = "127.0.0.1", port: Int = 0, acceptsHTTP1: Bool = false) {
+            self.host = host
+            self.port = port
+            self.acceptsHTTP1 = acceptsHTTP1
+        }
+    }
+
+    private enum State {
+        case idle
+        case running(any Channel)
+        case shuttingDown
+        case stopped
+    }
+
+    public let configuration: Configuration
+    private let router: Router
+    private let group: any EventLoopGroup
+    private let state = NIOLockedValueBox(State.idle)
+    private let connections = ConnectionRegistry()
+    private let finished: EventLoopPromise<Void>
+
+    public init(
+        configuration: Configuration,
+        router: Router,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.router = router
+        self.group = eventLoopGroup
+        self.finished = eventLoopGroup.any().makePromise()
+    }
+
+    /// The port the server listens on, once started.
+    public var port: Int? {
+        self.state.withLockedValue { state in
+            if case .running(let channel) = state { return channel.localAddress?.port }
+            return nil
+        }
+    }
+
+    /// Binds the listening socket and returns the bound port; calling it again returns the same port.
+    @discardableResult
+    public func start() async throws -> Int {
+        if let port = self.port { return port }
+        let settings = ServerSessionSettings(
+            router: self.router,
+            maxConcurrentStreams: self.configuration.maxConcurrentStreams,
+            maxHeaderListSize: self.configuration.maxHeaderListSize,
+            maxRequestBodySize: self.configuration.maxRequestBodySize,
+            requestTimeout: self.configuration.requestTimeout,
+            initialStreamWindowSize: self.configuration.initialStreamWindowSize,
+            connectionWindowSize: self.configuration.connectionWindowSize
+        )
+        let acceptsHTTP1 = self.configuration.acceptsHTTP1
+        let connections = self.connections
+        let channel = try await ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+            .childChannelInitializer { channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if acceptsHTTP1 {
+                        try sync.addHandler(ProtocolSniffer(settings: settings))
+                    } else {
+                        try sync.addHandler(NGHTTP2Connection(role: .server(settings)))
+                    }
+                }
+            }
+            .bind(host: self.configuration.host, port: self.configuration.port)
+            .get()
+        let accepted = self.state.withLockedValue { state -> Bool in
+            guard case .idle = state else { return false }
+            state = .running(channel)
+            return true
+        }
+        guard accepted else {
+            try? await channel.close()
+            throw HTTPError.serviceUnavailable("the server was shut down or started twice concurrently")
+        }
+        return channel.localAddress?.port ?? self.configuration.port
+    }
+
+    /// Starts the server if needed and waits until `shutdown()` has drained it.
+    public func run() async throws {
+        try await self.start()
+        try await self.finished.futureResult.get()
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, waits for in-flight streams (at most
+    /// `shutdownGracePeriod`), then closes what is left. `run()` returns once this completes.
+    public func shutdown() async {
+        let channel = self.state.withLockedValue { state -> (any Channel)? in
+            switch state {
+            case .running(let channel):
+                state = .shuttingDown
+                return channel
+            case .idle:
+                state = .stopped
+                return nil
+            case .shuttingDown, .stopped:
+                return nil
+            }
+        }
+        guard let channel else {
+            try? await self.finished.futureResult.get()
+            return
+        }
+        try? await channel.close()
+        await self.connections.drain(gracePeriod: self.configuration.shutdownGracePeriod)
+        self.state.withLockedValue { $0 = .stopped }
+        self.finished.succeed()
+    }
+}
+
+/// The open connections, so shutdown can ask each to quiesce and wait for it to close.
+final class ConnectionRegistry: Sendable {
+    private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+
+    func add(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        self.channels.withLockedValue { $0[key] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.channels.withLockedValue { _ = $0.removeValue(forKey: key) }
+        }
+    }
+
+    func drain(gracePeriod: TimeAmount) async {
+        let open = self.channels.withLockedValue { Array($0.values) }
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for channel in open {
+                group.addTask {
+                    let forced = channel.eventLoop.scheduleTask(in: gracePeriod) {
+                        channel.close(promise: nil)
+                    }
+                    try? await channel.closeFuture.get()
+                    forced.cancel()
+                }
+            }
+        }
+    }
+}
+
+/// Reads a connection's first bytes and installs HTTP/2 (they are the client preface) or HTTP/1.1.
+final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    /// RFC 9113 §3.4: the client connection preface.
+    static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private let settings: ServerSessionSettings
+    private var buffered: ByteBuffer?
+
+    init(settings: ServerSessionSettings) {
+        self.settings = settings
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = self.unwrapInboundIn(data)
+        if self.buffered == nil {
+            self.buffered = incoming
+        } else {
+            self.buffered!.writeBuffer(&incoming)
+        }
+        let bytes = self.buffered!.readableBytesView
+        let compared = min(bytes.count, Self.preface.count)
+        let isHTTP2 = bytes.prefix(compared).elementsEqual(Self.preface.prefix(compared))
+        if isHTTP2 && compared < Self.preface.count {
+            return  // a prefix of the preface so far: wait for more
+        }
+        do {
+            let sync = context.pipeline.syncOperations
+            if isHTTP2 {
+                try sync.addHandler(NGHTTP2Connection(role: .server(self.settings)), position: .after(self))
+            } else {
+                let handler = HTTP1Connection(
+                    router: self.settings.router,
+                    maxRequestBodySize: self.settings.maxRequestBodySize
+                )
+                try sync.addHandler(handler, position: .after(self))
+                try sync.configureHTTPServerPipeline(position: .after(self), withErrorHandling: true)
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        let replay = self.buffered!
+        self.buffered = nil
+        context.fireChannelRead(self.wrapInboundOut(replay))
+        context.fireChannelReadComplete()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            // Nothing was decided yet, so nothing is in flight: close.
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+extension ProtocolSniffer {
+    typealias InboundOut = ByteBuffer
+}

@@ -1,0 +1,108 @@
+// libnghttp2's C callbacks: top-level functions that forward to the connection handler in user data.
+import CNghttp2
+
+// nghttp2 calls these from inside `mem_recv`/`mem_send` on the connection's event loop. Each recovers
+// the handler from the user-data pointer (passed unretained: the handler deletes the session before
+// it goes away) and returns what the handler decides. No callback writes to the channel.
+
+@inline(__always)
+private func connection(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Connection {
+    Unmanaged<NGHTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+func nghttp2OnBeginHeaders(
+    _ session: OpaquePointer?,
+    _ frame: UnsafePointer<nghttp2_frame>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onBeginHeaders(frame!.pointee)
+}
+
+func nghttp2OnHeader(
+    _ session: OpaquePointer?,
+    _ frame: UnsafePointer<nghttp2_frame>?,
+    _ name: UnsafePointer<UInt8>?,
+    _ nameLength: Int,
+    _ value: UnsafePointer<UInt8>?,
+    _ valueLength: Int,
+    _ flags: UInt8,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onHeader(
+        streamID: frame!.pointee.hd.stream_id,
+        name: UnsafeBufferPointer(start: name, count: nameLength),
+        value: UnsafeBufferPointer(start: value, count: valueLength)
+    )
+}
+
+func nghttp2OnFrameRecv(
+    _ session: OpaquePointer?,
+    _ frame: UnsafePointer<nghttp2_frame>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onFrameRecv(frame!.pointee)
+}
+
+func nghttp2OnDataChunkRecv(
+    _ session: OpaquePointer?,
+    _ flags: UInt8,
+    _ streamID: Int32,
+    _ data: UnsafePointer<UInt8>?,
+    _ length: Int,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onDataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+}
+
+func nghttp2OnStreamClose(
+    _ session: OpaquePointer?,
+    _ streamID: Int32,
+    _ errorCode: UInt32,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
+}
+
+func nghttp2OnFrameSend(
+    _ session: OpaquePointer?,
+    _ frame: UnsafePointer<nghttp2_frame>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onFrameSend(frame!.pointee)
+}
+
+func nghttp2OnFrameNotSend(
+    _ session: OpaquePointer?,
+    _ frame: UnsafePointer<nghttp2_frame>?,
+    _ libErrorCode: Int32,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    connection(userData).onFrameNotSend(frame!.pointee, libErrorCode: libErrorCode)
+}
+
+func nghttp2ReadOutbound(
+    _ session: OpaquePointer?,
+    _ streamID: Int32,
+    _ buffer: UnsafeMutablePointer<UInt8>?,
+    _ length: Int,
+    _ dataFlags: UnsafeMutablePointer<UInt32>?,
+    _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int {
+    connection(userData).readOutbound(
+        streamID: streamID,
+        into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+        flags: dataFlags!
+    )
+}
+
+/// Fills a callback table with the functions above; nghttp2 copies the table into each new session.
+func installNGHTTP2Callbacks(_ callbacks: OpaquePointer) {
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, nghttp2OnBeginHeaders)
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, nghttp2OnHeader)
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, nghttp2OnFrameRecv)
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, nghttp2OnDataChunkRecv)
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, nghttp2OnStreamClose)
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, nghttp2OnFrameSend)
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, nghttp2OnFrameNotSend)
+}

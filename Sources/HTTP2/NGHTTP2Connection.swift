@@ -1,0 +1,1091 @@
+// The channel handler that owns one nghttp2 session: inbound bytes go to mem_recv, mem_send output goes out.
+import CNghttp2
+import NIOCore
+
+/// What the server side of a session needs: the routes and the limits.
+struct ServerSessionSettings: Sendable {
+    var router: Router
+    var maxConcurrentStreams: Int
+    var maxHeaderListSize: Int
+    var maxRequestBodySize: Int
+    var requestTimeout: TimeAmount
+    var initialStreamWindowSize: Int
+    var connectionWindowSize: Int
+}
+
+/// What the client side of a session needs.
+struct ClientSessionSettings: Sendable {
+    var peer: String
+    var maxResponseBodySize: Int
+    var maxHeaderListSize: Int
+    var initialStreamWindowSize: Int
+    var connectionWindowSize: Int
+    /// Called (on the event loop) when the peer sends GOAWAY, so the client stops using this connection.
+    var onGoaway: @Sendable () -> Void
+}
+
+/// One HTTP/2 connection, server or client side, driven by libnghttp2.
+///
+/// Duties, in order, for every event on the event loop:
+/// 1. Feed inbound bytes to `nghttp2_session_mem_recv`. Callbacks only record what happened (submit_*
+///    is allowed in them); work that could re-enter the session (flushing, completing promises) is
+///    queued in `deferredWork` and run after `mem_recv` returns.
+/// 2. On read-complete (or when a handler's response arrives) drain `nghttp2_session_mem_send` into one
+///    buffer and write it, but only while the channel is writable: that is the outbound backpressure.
+/// 3. Inbound DATA is returned to the peer as flow-control credit (`nghttp2_session_consume`) only once
+///    the body's reader took it, or at once when the body is collected or discarded.
+/// 4. When nghttp2 wants neither to read nor to write (GOAWAY exchanged, streams done), close.
+final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Role {
+        case server(ServerSessionSettings)
+        case client(ClientSessionSettings)
+    }
+
+    /// How many outbound body bytes a stream may hold before its producer is paused.
+    static let outboundHighWatermark = 1 << 20
+    /// The level below which a paused producer resumes.
+    static let outboundLowWatermark = 256 << 10
+    /// The most mem_send output gathered into one write.
+    static let maxWriteSize = 256 << 10
+    /// Inbound body bytes a reader takes before consumption is reported back to the event loop.
+    static let consumeReportThreshold = 64 << 10
+
+    let role: Role
+    private var session: OpaquePointer?
+    private var context: ChannelHandlerContext?
+    /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
+    private var streams: [Int32: NGHTTP2Stream] = [:]
+    /// Work that must run after the current mem_recv/mem_send call returns (see duty 1).
+    private var deferredWork: [() -> Void] = []
+    /// True while inside mem_recv or mem_send: the session must not be re-entered.
+    private var inSession = false
+    /// True between channelRead and channelReadComplete: flushes wait for read-complete.
+    private var inReadBurst = false
+    private var flushScheduled = false
+    private var closing = false
+    private var goawayReceived = false
+    private var timeoutSweep: RepeatedTask?
+
+    init(role: Role) {
+        self.role = role
+    }
+
+    deinit {
+        if let session {
+            nghttp2_session_del(session)
+        }
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive {
+            self.startSession(context: context)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if self.session == nil {
+            self.startSession(context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.failEverything(reason: .connectionClosed)
+        self.timeoutSweep?.cancel()
+        self.timeoutSweep = nil
+        if let session {
+            nghttp2_session_del(session)
+            self.session = nil
+        }
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.failEverything(reason: .connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A socket error ends the connection; streams learn it as a closed connection.
+        self.failEverything(reason: .connectionClosed)
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.initiateGracefulShutdown()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = self.unwrapInboundIn(data)
+        guard let session, !self.closing else { return }
+        self.inReadBurst = true
+        self.inSession = true
+        let result = buffer.withUnsafeReadableBytes { bytes in
+            nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+        }
+        self.inSession = false
+        self.runDeferredWork()
+        if result < 0 {
+            // Fatal for the connection (bad preface, flooding, callback failure): nghttp2 may have
+            // queued a GOAWAY; send it and close. Other connections are unaffected.
+            self.flushNow()
+            self.closeConnection()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.inReadBurst = false
+        self.flushNow()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.flushNow()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Session lifecycle
+
+    private func startSession(context: ChannelHandlerContext) {
+        guard self.session == nil else { return }
+        var callbacks: OpaquePointer?
+        var option: OpaquePointer?
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks,
+            nghttp2_option_new(&option) == 0, let option
+        else {
+            context.close(promise: nil)
+            return
+        }
+        defer {
+            nghttp2_session_callbacks_del(callbacks)
+            nghttp2_option_del(option)
+        }
+        installNGHTTP2Callbacks(callbacks)
+        nghttp2_option_set_no_auto_window_update(option, 1)
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        var newSession: OpaquePointer?
+        var settings: [nghttp2_settings_entry]
+        let connectionWindow: Int
+        switch self.role {
+        case .server(let server):
+            guard nghttp2_session_server_new2(&newSession, callbacks, userData, option) == 0 else {
+                context.close(promise: nil)
+                return
+            }
+            settings = [
+                entry(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server.maxConcurrentStreams),
+                entry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, server.initialStreamWindowSize),
+                entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server.maxHeaderListSize),
+            ]
+            connectionWindow = server.connectionWindowSize
+            let interval = TimeAmount.nanoseconds(max(server.requestTimeout.nanoseconds / 4, 10_000_000))
+            self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
+                initialDelay: interval,
+                delay: interval
+            ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
+                loopBound.value.sweepRequestTimeouts()
+            }
+        case .client(let client):
+            nghttp2_option_set_peer_max_concurrent_streams(option, 100)
+            guard nghttp2_session_client_new2(&newSession, callbacks, userData, option) == 0 else {
+                context.close(promise: nil)
+                return
+            }
+            settings = [
+                entry(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
+                entry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, client.initialStreamWindowSize),
+                entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, client.maxHeaderListSize),
+            ]
+            connectionWindow = client.connectionWindowSize
+        }
+        guard let newSession else { return }
+        self.session = newSession
+        nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(connectionWindow))
+        self.flushNow()
+    }
+
+    /// Sends GOAWAY (last processed stream) so the peer opens no new streams; in-flight streams finish,
+    /// then nghttp2 wants neither read nor write and the connection closes.
+    func initiateGracefulShutdown() {
+        guard let session, !self.closing else { return }
+        nghttp2_submit_goaway(
+            session,
+            UInt8(NGHTTP2_FLAG_NONE.rawValue),
+            nghttp2_session_get_last_proc_stream_id(session),
+            NGHTTP2_NO_ERROR.rawValue,
+            nil,
+            0
+        )
+        self.scheduleFlush()
+    }
+
+    private func closeConnection() {
+        guard !self.closing, let context else { return }
+        self.closing = true
+        context.close(promise: nil)
+    }
+
+    /// Fails every stream still open (connection closed or dead) and forgets them.
+    private func failEverything(reason: HTTP2ClientError.Kind) {
+        let open = self.streams.values
+        self.streams = [:]
+        for stream in open {
+            stream.fail(self.clientError(reason, detail: "the connection closed before the exchange completed"))
+        }
+        let work = self.deferredWork
+        self.deferredWork = []
+        for item in work { item() }
+    }
+
+    // MARK: Writing
+
+    /// Flushes now, or at read-complete if a read burst is in progress, or after the session call returns.
+    func scheduleFlush() {
+        if self.inReadBurst || self.inSession { return }
+        guard !self.flushScheduled, let context else { return }
+        self.flushScheduled = true
+        // Coalesce: responses that complete in the same event-loop tick share one write.
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flushNow()
+        }
+    }
+
+    /// Drains mem_send into writes of up to `maxWriteSize` while the channel is writable.
+    private func flushNow() {
+        guard let session, let context, !self.inSession else { return }
+        var wrote = false
+        while context.channel.isWritable {
+            var out = context.channel.allocator.buffer(capacity: 16 << 10)
+            self.inSession = true
+            var failure: Int = 0
+            while out.readableBytes < Self.maxWriteSize {
+                var chunk: UnsafePointer<UInt8>?
+                let count = nghttp2_session_mem_send(session, &chunk)
+                if count < 0 {
+                    failure = count
+                    break
+                }
+                guard count > 0, let chunk else { break }
+                out.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
+            }
+            self.inSession = false
+            self.runDeferredWork()
+            if out.readableBytes > 0 {
+                context.write(self.wrapOutboundOut(out), promise: nil)
+                wrote = true
+            }
+            if failure != 0 {
+                if wrote { context.flush() }
+                self.closeConnection()
+                return
+            }
+            if out.readableBytes < Self.maxWriteSize { break }
+        }
+        if wrote {
+            context.flush()
+        }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            self.closeConnection()
+        }
+    }
+
+    private func runDeferredWork() {
+        while !self.deferredWork.isEmpty {
+            let work = self.deferredWork
+            self.deferredWork = []
+            for item in work { item() }
+        }
+    }
+
+    // MARK: nghttp2 callbacks (called inside mem_recv / mem_send)
+
+    func onBeginHeaders(_ frame: nghttp2_frame) -> Int32 {
+        let id = frame.hd.stream_id
+        switch self.role {
+        case .server(let server):
+            guard frame.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+            let stream = NGHTTP2Stream(id: id, now: .now())
+            stream.inbound = .collecting(ByteBuffer(), limit: server.maxRequestBodySize)
+            self.streams[id] = stream
+        case .client:
+            // A new header block (final response after 1xx, or trailers) starts; 1xx fields are dropped.
+            if let stream = self.streams[id], !stream.headersComplete {
+                stream.headers = HTTPFields()
+                stream.status = nil
+            }
+        }
+        return 0
+    }
+
+    func onHeader(streamID: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
+        guard let stream = self.streams[streamID], !stream.headersComplete else { return 0 }
+        let limit: Int
+        switch self.role {
+        case .server(let server): limit = server.maxHeaderListSize
+        case .client(let client): limit = client.maxHeaderListSize
+        }
+        // RFC 9113 §6.5.2: the size of a field is name + value + 32.
+        stream.headerListSize += name.count + value.count + 32
+        if stream.headerListSize > limit {
+            stream.headerListTooLarge = true
+            return 0
+        }
+        if name.first == UInt8(ascii: ":") {
+            let text = String(decoding: value, as: UTF8.self)
+            switch String(decoding: name, as: UTF8.self) {
+            case ":method": stream.method = text
+            case ":path": stream.path = text
+            case ":authority": stream.authority = text
+            case ":status": stream.status = Int(text)
+            default: break
+            }
+        } else {
+            stream.headers.appendLowercased(
+                name: String(decoding: name, as: UTF8.self),
+                value: String(decoding: value, as: UTF8.self)
+            )
+        }
+        return 0
+    }
+
+    func onFrameRecv(_ frame: nghttp2_frame) -> Int32 {
+        let id = frame.hd.stream_id
+        let endStream = frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch UInt32(frame.hd.type) {
+        case NGHTTP2_HEADERS.rawValue:
+            guard let stream = self.streams[id] else { return 0 }
+            if !stream.headersComplete {
+                switch self.role {
+                case .server(let server):
+                    stream.headersComplete = true
+                    stream.inboundEnded = endStream
+                    self.requestHeadersComplete(stream, server)
+                    return 0
+                case .client:
+                    if let status = stream.status, status >= 100, status < 200 {
+                        return 0
+                    }
+                    stream.headersComplete = true
+                    stream.inboundEnded = endStream
+                    self.responseHeadersComplete(stream)
+                    return 0
+                }
+            }
+            if endStream {
+                self.inboundEnded(stream)
+            }
+        case NGHTTP2_DATA.rawValue:
+            if endStream, let stream = self.streams[id] {
+                self.inboundEnded(stream)
+            }
+        case NGHTTP2_GOAWAY.rawValue:
+            self.goawayReceived = true
+            if case .client(let client) = self.role {
+                let onGoaway = client.onGoaway
+                self.deferredWork.append { onGoaway() }
+            }
+        default:
+            break
+        }
+        return 0
+    }
+
+    func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = self.streams[streamID] else {
+            // Data for a stream we already forgot: return the credit at once.
+            self.consumeLater(streamID: streamID, data.count)
+            return 0
+        }
+        stream.lastActivity = .now()
+        switch stream.inbound {
+        case .collecting(var collected, let limit):
+            if collected.readableBytes + data.count > limit {
+                stream.inbound = .discarding
+                self.consumeLater(streamID: streamID, data.count)
+                self.inboundBodyTooLarge(stream, limit: limit)
+            } else {
+                stream.inbound = .discarding  // drop the reference so the append does not copy
+                collected.writeBytes(data)
+                stream.inbound = .collecting(collected, limit: limit)
+                self.consumeLater(streamID: streamID, data.count)
+            }
+        case .streaming(let continuation):
+            stream.unconsumedBytes += data.count
+            continuation.yield(ByteBuffer(bytes: data))
+        case .discarding:
+            self.consumeLater(streamID: streamID, data.count)
+        }
+        return 0
+    }
+
+    func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
+        guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
+        stream.deadline?.cancel()
+        if stream.unconsumedBytes > 0 {
+            // Buffered for a reader that has not taken it yet: the connection window must not leak.
+            self.consumeLater(streamID: streamID, stream.unconsumedBytes)
+            stream.unconsumedBytes = 0
+        }
+        let error: HTTP2ClientError
+        if errorCode == NGHTTP2_REFUSED_STREAM.rawValue && self.goawayReceived {
+            error = self.clientError(.goaway, detail: "the peer sent GOAWAY and did not process the request")
+        } else if errorCode != NGHTTP2_NO_ERROR.rawValue {
+            error = self.clientError(
+                .streamReset,
+                detail: "the stream was reset with HTTP/2 error code \(errorCode)",
+                errorCode: errorCode
+            )
+        } else {
+            error = self.clientError(.streamReset, detail: "the stream closed before the exchange completed")
+        }
+        let waiter = stream.outbound?.producerWaiting
+        stream.outbound?.producerWaiting = nil
+        self.deferredWork.append {
+            stream.fail(error)
+            waiter?.fail(error)
+        }
+        return 0
+    }
+
+    func onFrameSend(_ frame: nghttp2_frame) -> Int32 {
+        guard case .server = self.role,
+            frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+            let stream = self.streams[frame.hd.stream_id], !stream.inboundEnded, let session
+        else { return 0 }
+        // The response is complete while the request body is still arriving (an early error answer):
+        // RFC 9113 §8.1 says to reset with NO_ERROR so the client stops sending.
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_NO_ERROR.rawValue)
+        return 0
+    }
+
+    func onFrameNotSend(_ frame: nghttp2_frame, libErrorCode: Int32) -> Int32 {
+        guard case .client = self.role, UInt32(frame.hd.type) == NGHTTP2_HEADERS.rawValue,
+            let stream = self.streams.removeValue(forKey: frame.hd.stream_id)
+        else { return 0 }
+        stream.deadline?.cancel()
+        let error = self.clientError(
+            self.goawayReceived ? .goaway : .connectionClosed,
+            detail: "the request was not sent: \(String(cString: nghttp2_strerror(libErrorCode)))"
+        )
+        self.deferredWork.append { stream.fail(error) }
+        return 0
+    }
+
+    func readOutbound(
+        streamID: Int32,
+        into destination: UnsafeMutableRawBufferPointer,
+        flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
+        guard let stream = self.streams[streamID], let outbound = stream.outbound else {
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        }
+        var copied = 0
+        while copied < destination.count, var chunk = outbound.chunks.popFirst() {
+            let count = min(chunk.readableBytes, destination.count - copied)
+            chunk.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + count)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
+            }
+            chunk.moveReaderIndex(forwardBy: count)
+            copied += count
+            if chunk.readableBytes > 0 {
+                outbound.chunks.prepend(chunk)
+            }
+        }
+        outbound.bufferedBytes -= copied
+        if outbound.bufferedBytes <= Self.outboundLowWatermark, let waiter = outbound.producerWaiting {
+            outbound.producerWaiting = nil
+            self.deferredWork.append { waiter.succeed() }
+        }
+        if outbound.bufferedBytes == 0 && outbound.finished {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return copied
+        }
+        if copied == 0 {
+            outbound.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        return copied
+    }
+
+    // MARK: Inbound bodies
+
+    private func consumeLater(streamID: Int32, _ count: Int) {
+        guard count > 0 else { return }
+        self.deferredWork.append { [weak self] in
+            guard let session = self?.session else { return }
+            nghttp2_session_consume(session, streamID, count)
+        }
+    }
+
+    private func inboundEnded(_ stream: NGHTTP2Stream) {
+        stream.inboundEnded = true
+        switch stream.inbound {
+        case .collecting(let body, _):
+            switch self.role {
+            case .server:
+                if let route = stream.pendingRoute {
+                    stream.pendingRoute = nil
+                    self.dispatch(stream, route.route, route.parameters, body: .buffer(body))
+                }
+            case .client:
+                if let exchange = stream.exchange, !exchange.finished {
+                    exchange.finished = true
+                    stream.deadline?.cancel()
+                    let response = HTTPResponse(
+                        status: stream.status ?? 0, headers: stream.headers, body: .buffer(body))
+                    self.deferredWork.append { exchange.promise.succeed(response) }
+                }
+            }
+            stream.inbound = .discarding
+        case .streaming(let continuation):
+            continuation.finish()
+        case .discarding:
+            break
+        }
+    }
+
+    /// Starts a streamed inbound body whose reader reports consumption back to this loop.
+    private func makeInboundStream(_ stream: NGHTTP2Stream) -> HTTPBodyStream {
+        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let loop = self.context!.eventLoop
+        let loopBound = NIOLoopBound(self, eventLoop: loop)
+        let id = stream.id
+        stream.inbound = .streaming(continuation)
+        continuation.onTermination = { termination in
+            if case .cancelled = termination {
+                loop.execute { loopBound.value.inboundReaderGone(streamID: id) }
+            }
+        }
+        return HTTPBodyStream(
+            InboundBodySequence(
+                chunks: chunks,
+                reportConsumed: { count in
+                    loop.execute { loopBound.value.inboundConsumed(streamID: id, count) }
+                },
+                reportThreshold: Self.consumeReportThreshold
+            )
+        )
+    }
+
+    private func inboundConsumed(streamID: Int32, _ count: Int) {
+        // A stream that already closed returned its unconsumed bytes then; nothing more to do.
+        guard let session, let stream = self.streams[streamID] else { return }
+        let credited = min(count, stream.unconsumedBytes)
+        stream.unconsumedBytes -= credited
+        nghttp2_session_consume(session, streamID, credited)
+        self.scheduleFlush()
+    }
+
+    /// The reader dropped the body: return all credit and drop further DATA; a client also cancels.
+    private func inboundReaderGone(streamID: Int32) {
+        guard let session, let stream = self.streams[streamID] else { return }
+        stream.inbound = .discarding
+        if stream.unconsumedBytes > 0 {
+            nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
+            stream.unconsumedBytes = 0
+        }
+        if case .client = self.role, !stream.inboundEnded {
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_CANCEL.rawValue)
+        }
+        self.scheduleFlush()
+    }
+
+    private func inboundBodyTooLarge(_ stream: NGHTTP2Stream, limit: Int) {
+        switch self.role {
+        case .server:
+            stream.pendingRoute = nil
+            if !stream.responseStarted {
+                self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: limit)))
+            }
+        case .client:
+            let error = self.clientError(
+                .bodyTooLarge,
+                detail: "the response body exceeds the limit of \(limit) bytes (maxResponseBodySize)"
+            )
+            self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+            self.deferredWork.append { stream.fail(error) }
+        }
+    }
+
+    // MARK: Outbound bodies
+
+    /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
+    func appendOutbound(streamID: Int32, _ chunk: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let session, let stream = self.streams[streamID], let outbound = stream.outbound else {
+            return loop.makeFailedFuture(
+                self.clientError(.streamReset, detail: "the stream closed while its body was being sent")
+            )
+        }
+        outbound.chunks.append(chunk)
+        outbound.bufferedBytes += chunk.readableBytes
+        if outbound.deferred {
+            outbound.deferred = false
+            nghttp2_session_resume_data(session, streamID)
+        }
+        self.scheduleFlush()
+        if outbound.bufferedBytes >= Self.outboundHighWatermark {
+            let promise = loop.makePromise(of: Void.self)
+            outbound.producerWaiting = promise
+            return promise.futureResult
+        }
+        return loop.makeSucceededVoidFuture()
+    }
+
+    /// Marks a stream's outbound body complete; nghttp2 sends END_STREAM after the last byte.
+    func finishOutbound(streamID: Int32) {
+        guard let session, let stream = self.streams[streamID], let outbound = stream.outbound else { return }
+        outbound.finished = true
+        if outbound.deferred {
+            outbound.deferred = false
+            nghttp2_session_resume_data(session, streamID)
+        }
+        self.scheduleFlush()
+    }
+
+    /// The body producer failed: the peer must not take a truncated body for a complete one.
+    func abortOutbound(streamID: Int32) {
+        guard let stream = self.streams[streamID] else { return }
+        self.resetStream(stream, code: NGHTTP2_INTERNAL_ERROR.rawValue)
+        self.scheduleFlush()
+    }
+
+    private func resetStream(_ stream: NGHTTP2Stream, code: UInt32) {
+        guard let session else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, code)
+    }
+
+    /// Pulls `body` from a task, one chunk at a time, pausing while the stream's buffer is full.
+    private func startProducer(streamID: Int32, body: HTTPBodyStream) {
+        guard let loop = self.context?.eventLoop else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: loop)
+        Task {
+            do {
+                for try await chunk in body {
+                    try await loop.flatSubmit { loopBound.value.appendOutbound(streamID: streamID, chunk, on: loop) }
+                        .get()
+                }
+                loop.execute { loopBound.value.finishOutbound(streamID: streamID) }
+            } catch {
+                loop.execute { loopBound.value.abortOutbound(streamID: streamID) }
+            }
+        }
+    }
+
+    /// Builds the nghttp2 data provider for a stream that has a body to send.
+    private func attachBody(_ body: HTTPBody, to stream: NGHTTP2Stream) -> HTTPBodyStream? {
+        switch body {
+        case .buffer(let buffer):
+            stream.outbound = OutboundBody(chunks: [buffer], finished: true)
+            return nil
+        case .stream(let source):
+            stream.outbound = OutboundBody(chunks: [], finished: false)
+            return source
+        }
+    }
+
+    // MARK: Server
+
+    private func requestHeadersComplete(_ stream: NGHTTP2Stream, _ server: ServerSessionSettings) {
+        if stream.headerListTooLarge {
+            stream.inbound = .discarding
+            self.submitResponse(stream, HTTPResponse(error: .headersTooLarge(limit: server.maxHeaderListSize)))
+            return
+        }
+        let method = HTTPMethod(rawValue: stream.method ?? "")
+        let (path, _) = splitTarget(stream.path ?? "/")
+        switch server.router.match(method: method, path: path) {
+        case .notFound:
+            stream.inbound = .discarding
+            self.submitResponse(stream, HTTPResponse(error: .routeNotFound(method: method, path: path)))
+        case .methodNotAllowed(let allowed):
+            stream.inbound = .discarding
+            self.submitResponse(stream, Router.methodNotAllowedResponse(method, path, allowed))
+        case .found(let route, let parameters):
+            switch route.bodyMode {
+            case .collect:
+                if let length = stream.headers["content-length"].flatMap(Int.init),
+                    length > server.maxRequestBodySize
+                {
+                    stream.inbound = .discarding
+                    self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: server.maxRequestBodySize)))
+                } else if stream.inboundEnded {
+                    stream.inbound = .discarding
+                    self.dispatch(stream, route, parameters, body: .empty)
+                } else {
+                    stream.pendingRoute = (route, parameters)
+                }
+            case .stream:
+                let body = self.makeInboundStream(stream)
+                if stream.inboundEnded, case .streaming(let continuation) = stream.inbound {
+                    continuation.finish()
+                }
+                self.dispatch(stream, route, parameters, body: .stream(body))
+            }
+        }
+    }
+
+    /// Runs the handler in a task; its response comes back to this event loop.
+    private func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody)
+    {
+        guard let loop = self.context?.eventLoop else { return }
+        let (path, query) = splitTarget(stream.path ?? "/")
+        let request = HTTPRequest(
+            method: HTTPMethod(rawValue: stream.method ?? ""),
+            path: path,
+            query: query,
+            authority: stream.authority,
+            headers: stream.headers,
+            body: body
+        )
+        let handler = route.handler
+        let id = stream.id
+        let loopBound = NIOLoopBound(self, eventLoop: loop)
+        Task {
+            let response = await Router.invoke(handler, request, parameters)
+            loop.execute { loopBound.value.handlerResponded(streamID: id, response) }
+        }
+    }
+
+    private func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
+        guard let stream = self.streams[streamID], !stream.responseStarted else { return }
+        self.submitResponse(stream, response)
+        self.scheduleFlush()
+    }
+
+    private func submitResponse(_ stream: NGHTTP2Stream, _ response: HTTPResponse) {
+        guard let session else { return }
+        stream.responseStarted = true
+        var fields: [(String, String)] = [(":status", String(response.status))]
+        appendRegularFields(response.headers, body: response.body, to: &fields)
+        let isHead = stream.method == "HEAD"
+        let producerSource: HTTPBodyStream?
+        let hasBody: Bool
+        switch response.body {
+        case .buffer(let buffer) where buffer.readableBytes == 0 || isHead:
+            hasBody = false
+            producerSource = nil
+        default:
+            hasBody = !isHead
+            producerSource = self.attachBody(response.body, to: stream)
+        }
+        let result = withHeaderBlock(fields) { nva, count in
+            if hasBody {
+                var provider = nghttp2_data_provider(
+                    source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
+                return nghttp2_submit_response(session, stream.id, nva, count, &provider)
+            }
+            return nghttp2_submit_response(session, stream.id, nva, count, nil)
+        }
+        if result != 0 {
+            self.resetStream(stream, code: NGHTTP2_INTERNAL_ERROR.rawValue)
+            return
+        }
+        if let producerSource {
+            self.startProducer(streamID: stream.id, body: producerSource)
+        }
+    }
+
+    /// Answers requests whose body stalled longer than `requestTimeout` with 408.
+    private func sweepRequestTimeouts() {
+        guard case .server(let server) = self.role, self.session != nil else { return }
+        let now = NIODeadline.now()
+        var expired = false
+        for stream in self.streams.values where !stream.inboundEnded && !stream.timedOut {
+            guard now - stream.lastActivity >= server.requestTimeout else { continue }
+            stream.timedOut = true
+            expired = true
+            let error = HTTPError.requestTimeout(seconds: Double(server.requestTimeout.nanoseconds) / 1e9)
+            switch stream.inbound {
+            case .streaming(let continuation):
+                continuation.finish(throwing: error)
+            case .collecting, .discarding:
+                stream.pendingRoute = nil
+                stream.inbound = .discarding
+                if !stream.responseStarted {
+                    self.submitResponse(stream, HTTPResponse(error: error))
+                }
+            }
+        }
+        if expired {
+            self.scheduleFlush()
+        }
+    }
+
+    // MARK: Client
+
+    /// Submits a request; the future succeeds with the response (body collected, or streamed when
+    /// `streamResponse`), or fails with an `HTTP2ClientError`.
+    func startRequest(
+        _ request: HTTPRequest,
+        streamResponse: Bool,
+        deadline: NIODeadline,
+        on loop: any EventLoop
+    ) -> EventLoopFuture<HTTPResponse> {
+        guard case .client(let client) = self.role, self.context != nil else {
+            return loop.makeFailedFuture(self.clientError(.connectionClosed, detail: "the connection is closed"))
+        }
+        guard let session, !self.closing, !self.goawayReceived else {
+            return loop.makeFailedFuture(
+                self.clientError(
+                    self.goawayReceived ? .goaway : .connectionClosed,
+                    detail: "the connection is closing; the request was not sent"
+                )
+            )
+        }
+        var fields: [(String, String)] = [
+            (":method", request.method.rawValue),
+            (":scheme", "http"),
+            (":authority", request.authority ?? client.peer),
+            (":path", request.target.isEmpty ? "/" : request.target),
+        ]
+        appendRegularFields(request.headers, body: request.body, to: &fields)
+        let stream = NGHTTP2Stream(id: 0, now: .now())
+        let producerSource: HTTPBodyStream?
+        let hasBody: Bool
+        switch request.body {
+        case .buffer(let buffer) where buffer.readableBytes == 0:
+            hasBody = false
+            producerSource = nil
+        default:
+            hasBody = true
+            producerSource = self.attachBody(request.body, to: stream)
+        }
+        let id = withHeaderBlock(fields) { nva, count in
+            if hasBody {
+                var provider = nghttp2_data_provider(
+                    source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
+                return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+            }
+            return nghttp2_submit_request(session, nil, nva, count, nil, nil)
+        }
+        guard id > 0 else {
+            return loop.makeFailedFuture(
+                self.clientError(
+                    .connectionClosed,
+                    detail: "nghttp2 refused the request: \(String(cString: nghttp2_strerror(id)))"
+                )
+            )
+        }
+        stream.id = id
+        stream.inbound = streamResponse ? .discarding : .collecting(ByteBuffer(), limit: client.maxResponseBodySize)
+        let exchange = ClientExchange(promise: loop.makePromise(), streamResponse: streamResponse)
+        stream.exchange = exchange
+        self.streams[id] = stream
+        let loopBound = NIOLoopBound(self, eventLoop: loop)
+        stream.deadline = loop.scheduleTask(deadline: deadline) {
+            loopBound.value.deadlinePassed(streamID: id)
+        }
+        if let producerSource {
+            self.startProducer(streamID: id, body: producerSource)
+        }
+        self.scheduleFlush()
+        return exchange.promise.futureResult
+    }
+
+    private func responseHeadersComplete(_ stream: NGHTTP2Stream) {
+        guard let exchange = stream.exchange else { return }
+        if stream.headerListTooLarge {
+            let error = self.clientError(.protocolError, detail: "the response header list exceeds maxHeaderListSize")
+            self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+            self.deferredWork.append { stream.fail(error) }
+            return
+        }
+        guard exchange.streamResponse else {
+            if stream.inboundEnded {
+                self.inboundEnded(stream)
+            }
+            return
+        }
+        let body = self.makeInboundStream(stream)
+        if stream.inboundEnded, case .streaming(let continuation) = stream.inbound {
+            continuation.finish()
+        }
+        exchange.finished = true
+        let response = HTTPResponse(status: stream.status ?? 0, headers: stream.headers, body: .stream(body))
+        self.deferredWork.append { exchange.promise.succeed(response) }
+    }
+
+    private func deadlinePassed(streamID: Int32) {
+        guard let stream = self.streams[streamID] else { return }
+        let error = self.clientError(
+            .deadlineExceeded, detail: "the call's deadline passed before the exchange completed")
+        self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+        stream.fail(error)
+        self.scheduleFlush()
+    }
+
+    private func clientError(_ kind: HTTP2ClientError.Kind, detail: String, errorCode: UInt32? = nil)
+        -> HTTP2ClientError
+    {
+        let peer: String
+        switch self.role {
+        case .client(let client): peer = client.peer
+        case .server: peer = self.context?.remoteAddress?.description ?? "unknown"
+        }
+        return HTTP2ClientError(kind, peer: peer, detail: detail, errorCode: errorCode)
+    }
+}
+
+/// State of one stream; owned by the connection's `streams` table and touched only on its event loop.
+final class NGHTTP2Stream {
+    var id: Int32
+    // Inbound header block.
+    var method: String?
+    var path: String?
+    var authority: String?
+    var status: Int?
+    var headers = HTTPFields()
+    /// Sum of (name + value + 32) over received fields; over the limit sets `headerListTooLarge`.
+    var headerListSize = 0
+    var headerListTooLarge = false
+    var headersComplete = false
+    // Inbound body.
+    var inbound: InboundBody = .discarding
+    /// END_STREAM received (or the stream timed out waiting for it).
+    var inboundEnded = false
+    /// Bytes handed to a streaming reader that nghttp2 has not yet been told were consumed.
+    var unconsumedBytes = 0
+    var lastActivity: NIODeadline
+    var timedOut = false
+    // Server: the route waiting for a collected body, and whether a response was submitted.
+    var pendingRoute: (route: Router.Route, parameters: RouteParameters)?
+    var responseStarted = false
+    // Outbound body, when there is one.
+    var outbound: OutboundBody?
+    // Client: the caller waiting for the response, and the deadline timer.
+    var exchange: ClientExchange?
+    var deadline: Scheduled<Void>?
+
+    init(id: Int32, now: NIODeadline) {
+        self.id = id
+        self.lastActivity = now
+    }
+
+    /// Fails whatever waits on this stream: the client caller, or a streaming reader.
+    func fail(_ error: HTTP2ClientError) {
+        self.deadline?.cancel()
+        if let exchange, !exchange.finished {
+            exchange.finished = true
+            exchange.promise.fail(error)
+        }
+        if case .streaming(let continuation) = self.inbound {
+            continuation.finish(throwing: error)
+            self.inbound = .discarding
+        }
+        if let waiter = self.outbound?.producerWaiting {
+            self.outbound?.producerWaiting = nil
+            waiter.fail(error)
+        }
+    }
+}
+
+/// Where a stream's inbound DATA goes.
+enum InboundBody {
+    /// Appended here (and credited at once) until END_STREAM; over `limit` is an error.
+    case collecting(ByteBuffer, limit: Int)
+    /// Yielded to a reader; credited as the reader consumes.
+    case streaming(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+    /// Dropped and credited at once.
+    case discarding
+}
+
+/// A stream's outbound body: chunks waiting for nghttp2 to pull them into DATA frames.
+final class OutboundBody {
+    var chunks: CircularBuffer<ByteBuffer>
+    var bufferedBytes: Int
+    var finished: Bool
+    /// nghttp2 was told NGHTTP2_ERR_DEFERRED; `nghttp2_session_resume_data` must wake it.
+    var deferred = false
+    /// A paused producer, resumed when `bufferedBytes` falls to the low watermark.
+    var producerWaiting: EventLoopPromise<Void>?
+
+    init(chunks: [ByteBuffer], finished: Bool) {
+        self.chunks = CircularBuffer(chunks)
+        self.bufferedBytes = chunks.reduce(0) { $0 + $1.readableBytes }
+        self.finished = finished
+    }
+}
+
+/// A client call waiting for its response.
+final class ClientExchange {
+    let promise: EventLoopPromise<HTTPResponse>
+    let streamResponse: Bool
+    /// The promise was completed (response delivered or error).
+    var finished = false
+
+    init(promise: EventLoopPromise<HTTPResponse>, streamResponse: Bool) {
+        self.promise = promise
+        self.streamResponse = streamResponse
+    }
+}
+
+private func entry(_ id: nghttp2_settings_id, _ value: Int) -> nghttp2_settings_entry {
+    nghttp2_settings_entry(settings_id: Int32(id.rawValue), value: UInt32(clamping: value))
+}
+
+/// Header names HTTP/2 forbids (RFC 9113 §8.2.2); dropped rather than sent.
+private let connectionSpecificFields: Set<String> = [
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host",
+]
+
+/// Appends the regular fields, and `content-length` for a body that is complete in memory.
+private func appendRegularFields(_ headers: HTTPFields, body: HTTPBody, to fields: inout [(String, String)]) {
+    var hasLength = false
+    for field in headers {
+        if connectionSpecificFields.contains(field.name) { continue }
+        if field.name == "content-length" { hasLength = true }
+        fields.append((field.name, field.value))
+    }
+    if !hasLength, case .buffer(let buffer) = body {
+        fields.append(("content-length", String(buffer.readableBytes)))
+    }
+}
+
+/// Lays the fields out in one byte array and calls `body` with an nghttp2_nv array pointing into it.
+/// nghttp2 copies names and values during submit, so the storage only needs to live for the call.
+private func withHeaderBlock<Result>(
+    _ fields: [(String, String)],
+    _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result
+) -> Result {
+    var storage: [UInt8] = []
+    storage.reserveCapacity(fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count })
+    var spans: [(name: Range<Int>, value: Range<Int>)] = []
+    spans.reserveCapacity(fields.count)
+    for (name, value) in fields {
+        let nameStart = storage.count
+        storage.append(contentsOf: name.utf8)
+        let valueStart = storage.count
+        storage.append(contentsOf: value.utf8)
+        spans.append((nameStart..<valueStart, valueStart..<storage.count))
+    }
+    if storage.isEmpty { storage.append(0) }
+    return storage.withUnsafeMutableBufferPointer { bytes in
+        let base = bytes.baseAddress!
+        let nva = spans.map { span in
+            nghttp2_nv(
+                name: base + span.name.lowerBound,
+                value: base + span.value.lowerBound,
+                namelen: span.name.count,
+                valuelen: span.value.count,
+                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+            )
+        }
+        return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+    }
+}

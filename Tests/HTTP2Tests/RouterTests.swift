@@ -1,0 +1,64 @@
+// Router matching and error mapping, without sockets.
+import NIOCore
+import Testing
+
+@testable import HTTP2
+
+@Suite struct RouterTests {
+    private func router() -> Router {
+        var router = Router()
+        router.get("/v1/vms") { _, _ in .json("[]") }
+        router.get("/v1/vms/{name}") { _, parameters in .json("\"\(parameters["name"] ?? "")\"") }
+        router.get("/v1/vms/all") { _, _ in .json("\"all\"") }
+        router.delete("/v1/vms/{name}") { _, parameters in
+            throw HTTPError.notFound("no VM named \(parameters["name"] ?? "")")
+        }
+        router.post("/v1/crash") { _, _ in throw CancellationError() }
+        return router
+    }
+
+    @Test func parameterIsCapturedAndPercentDecoded() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .get, target: "/v1/vms/web%2D1?x=1"))
+        #expect(response.status == 200)
+        #expect(try await response.body.collect(upTo: 100) == ByteBuffer(string: "\"web-1\""))
+    }
+
+    @Test func literalSegmentWinsOverParameter() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .get, path: "/v1/vms/all"))
+        #expect(try await response.body.collect(upTo: 100) == ByteBuffer(string: "\"all\""))
+    }
+
+    @Test func unknownPathIs404WithJSONBody() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .get, path: "/v2/nothing"))
+        #expect(response.status == 404)
+        #expect(response.headers["content-type"] == "application/json")
+        let body = try await response.body.collect(upTo: 1000)
+        #expect(
+            String(buffer: body) == #"{"error": "not_found", "detail": "no route for GET /v2/nothing"}"#
+        )
+    }
+
+    @Test func wrongMethodIs405WithAllowHeader() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .put, path: "/v1/vms/a"))
+        #expect(response.status == 405)
+        #expect(response.headers["allow"] == "GET, DELETE")
+    }
+
+    @Test func thrownHTTPErrorKeepsItsStatus() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .delete, path: "/v1/vms/x"))
+        #expect(response.status == 404)
+        let body = String(buffer: try await response.body.collect(upTo: 1000))
+        #expect(body == #"{"error": "not_found", "detail": "no VM named x"}"#)
+    }
+
+    @Test func otherErrorsBecome500() async throws {
+        let response = await router().respond(to: HTTPRequest(method: .post, path: "/v1/crash"))
+        #expect(response.status == 500)
+        #expect(String(buffer: try await response.body.collect(upTo: 1000)).contains("\"internal_error\""))
+    }
+
+    @Test func jsonEscapesQuotesAndControlCharacters() {
+        let error = HTTPError(status: 400, error: "bad\"name", detail: "line\nbreak\u{1}")
+        #expect(error.jsonBody == #"{"error": "bad\"name", "detail": "line\nbreak\u0001"}"#)
+    }
+}
