@@ -1,0 +1,103 @@
+// A client of a node's API, for the CLI and the tests: JSON in, typed values or a clear error out.
+import Foundation
+import HTTP2
+import NIOCore
+
+/// An error from the API (its JSON body), or from reaching it.
+public struct APIError: Error, CustomStringConvertible, Sendable {
+    public var status: Int?
+    public var message: String
+
+    public var description: String { message }
+}
+
+/// Talks to one node's client API over HTTP/2.
+public final class APIClient: Sendable {
+    public let endpoint: Endpoint
+    private let client: HTTP2Client
+    private let timeout: Duration
+
+    public init(endpoint: Endpoint, timeout: Duration = .seconds(10)) {
+        self.endpoint = endpoint
+        self.client = HTTP2Client(configuration: .init(host: endpoint.host, port: endpoint.port))
+        self.timeout = timeout
+    }
+
+    public func close() async { await client.close() }
+
+    public func status(stale: Bool = false) async throws -> StatusView {
+        try decode(StatusView.self, try await call(.get, "/v1/status" + (stale ? "?stale=true" : "")))
+    }
+
+    public func settings(stale: Bool = false) async throws -> [String: String] {
+        struct List: Decodable { var settings: [String: String] }
+        return try decode(List.self, try await call(.get, "/v1/config" + (stale ? "?stale=true" : ""))).settings
+    }
+
+    public func setting(_ key: String, stale: Bool = false) async throws -> String? {
+        try decode(SettingView.self, try await call(.get, "/v1/config/\(escape(key))" + (stale ? "?stale=true" : "")))
+            .value
+    }
+
+    /// Sets a setting; returns the value it replaced.
+    @discardableResult
+    public func setSetting(_ key: String, to value: String, requestID: (client: UInt64, sequence: UInt64)? = nil)
+        async throws -> String?
+    {
+        let body = try JSONEncoder().encode(["value": value])
+        return try decode(
+            SettingView.self, try await call(.put, "/v1/config/\(escape(key))", body: body, requestID: requestID)
+        ).previous
+    }
+
+    @discardableResult
+    public func deleteSetting(_ key: String) async throws -> String? {
+        try decode(SettingView.self, try await call(.delete, "/v1/config/\(escape(key))")).previous
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; anything else becomes an `APIError`.
+    public func call(
+        _ method: HTTPMethod, _ target: String, body: Data? = nil, requestID: (client: UInt64, sequence: UInt64)? = nil
+    ) async throws -> Data {
+        var headers: HTTPFields = ["accept": "application/json"]
+        if body != nil { headers.append(name: "content-type", value: "application/json") }
+        if let requestID {
+            headers.append(name: "flotilla-request-id", value: "\(requestID.client):\(requestID.sequence)")
+        }
+        let request = HTTPRequest(
+            method: method, target: target, headers: headers,
+            body: body.map { .buffer(ByteBuffer(bytes: $0)) } ?? .empty)
+        let response: HTTPResponse
+        do {
+            response = try await client.send(request, timeout: timeout)
+        } catch {
+            throw APIError(status: nil, message: "cannot reach the Flotilla API at \(endpoint): \(error)")
+        }
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        let data = Data(bytes.readableBytesView)
+        guard (200..<300).contains(response.status) else {
+            struct Problem: Decodable {
+                var error: String
+                var detail: String
+            }
+            if let problem = try? JSONDecoder().decode(Problem.self, from: data) {
+                throw APIError(status: response.status, message: "\(problem.error): \(problem.detail)")
+            }
+            throw APIError(status: response.status, message: "HTTP \(response.status) from \(endpoint)")
+        }
+        return data
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch {
+            throw APIError(status: nil, message: "unexpected answer from \(endpoint): \(error)")
+        }
+    }
+
+    private func escape(_ key: String) -> String {
+        key.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
+            ?? key
+    }
+}

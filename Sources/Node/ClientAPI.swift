@@ -1,0 +1,241 @@
+// The client API: JSON over HTTP/2 and HTTP/1.1; writes and status go through the leader.
+import ClusterModel
+import ClusterState
+import Foundation
+import HTTP2
+import NIOCore
+import RaftCore
+import Synchronization
+
+/// What `GET /v1/status` answers: the leader's view of the cluster.
+public struct StatusView: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var id: String
+        /// `voter` or `learner`.
+        public var role: String
+        /// `leader`, `follower`, `probing`, `snapshot` (catching up by snapshot) or `unreachable`.
+        public var state: String
+        public var matchIndex: UInt64?
+        public var peerAddress: String?
+        public var clientAddress: String?
+    }
+
+    public var cluster: String
+    /// The node that answered.
+    public var servedBy: String
+    public var leader: String?
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var lastIndex: UInt64
+    public var members: [Member]
+}
+
+/// A setting as the API shows it.
+public struct SettingView: Codable, Sendable, Equatable {
+    public var key: String
+    public var value: String?
+    /// The value the write replaced (on PUT and DELETE).
+    public var previous: String?
+}
+
+/// Serves the client API of one node.
+struct ClientAPI: Sendable {
+    let configuration: NodeConfiguration
+    let driver: RaftDriver
+    let forwarder: LeaderForwarder
+
+    static let forwardedHeader = "flotilla-forwarded-by"
+    static let requestIDHeader = "flotilla-request-id"
+
+    var timeoutTicks: UInt64 { UInt64(max(1, 5_000 / configuration.tickMilliseconds)) }
+
+    func addRoutes(to router: inout Router) {
+        router.get("/healthz") { _, _ in
+            try json(["status": "ok", "node": configuration.nodeID.description])
+        }
+        router.get("/v1/status") { request, _ in
+            if isStale(request) { return try json(await statusView()) }
+            if await driver.status.role != .leader { return try await forwardOrFail(request) }
+            return try json(await statusView())
+        }
+        router.get("/v1/config") { request, _ in
+            let settings = try await read(request) { ($0 as! ClusterStateMachine).state.settings }
+            return try json(["settings": settings])
+        }
+        router.get("/v1/config/{key}") { request, parameters in
+            let key = parameters["key"] ?? ""
+            let value = try await read(request) { ($0 as! ClusterStateMachine).state.settings[key] }
+            guard let value else {
+                throw HTTPError(
+                    status: 404, error: "no such setting",
+                    detail: "no setting named \(key); list them with GET /v1/config")
+            }
+            return try json(SettingView(key: key, value: value, previous: nil))
+        }
+        router.put("/v1/config/{key}", body: .collect) { request, parameters in
+            let key = parameters["key"] ?? ""
+            let body = try await request.body.collect(upTo: Setting.maxValueBytes + 1024)
+            struct Body: Decodable { var value: String }
+            guard let value = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).value else {
+                throw HTTPError(
+                    status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}")
+            }
+            switch try await write(.setSetting(key: key, value: value), request) {
+            case .applied(let previous): return try json(SettingView(key: key, value: value, previous: previous))
+            case .forwarded(let response): return response
+            }
+        }
+        router.delete("/v1/config/{key}") { request, parameters in
+            let key = parameters["key"] ?? ""
+            switch try await write(.deleteSetting(key: key), request) {
+            case .applied(let previous): return try json(SettingView(key: key, value: nil, previous: previous))
+            case .forwarded(let response): return response
+            }
+        }
+    }
+
+    private func isStale(_ request: HTTPRequest) -> Bool {
+        (request.query ?? "").split(separator: "&").contains("stale=true")
+    }
+
+    /// A linearizable read by ReadIndex (or the local copy with `?stale=true`).
+    private func read<T: Sendable>(
+        _ request: HTTPRequest, _ body: @Sendable (any ReplicatedStateMachine) -> T
+    ) async throws -> T {
+        if isStale(request) { return await driver.staleRead(body) }
+        do {
+            return try await driver.linearizableRead(timeoutTicks: timeoutTicks, body)
+        } catch let error as RaftDriverError {
+            throw httpError(error)
+        }
+    }
+
+    private enum WriteOutcome {
+        /// Committed and applied here; the value it replaced.
+        case applied(previous: String?)
+        /// This node is not the leader: the leader's answer, to pass through.
+        case forwarded(HTTPResponse)
+    }
+
+    /// Proposes a command, or forwards the request to the leader when this node is not it.
+    private func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
+        let answer: [UInt8]
+        do {
+            answer = try await driver.propose(
+                command.encoded, requestID: requestID(request), timeoutTicks: timeoutTicks)
+        } catch let error as RaftDriverError {
+            if case .notLeader = error.kind { return .forwarded(try await forwardOrFail(request)) }
+            throw httpError(error)
+        }
+        // An empty answer is a retried request already applied: report success without a previous value.
+        guard !answer.isEmpty else { return .applied(previous: nil) }
+        switch try CommandResult(decoding: answer) {
+        case .applied(let previous): return .applied(previous: previous)
+        case .rejected(let reason): throw HTTPError(status: 422, error: "rejected", detail: reason)
+        }
+    }
+
+    private func requestID(_ request: HTTPRequest) throws -> RequestID? {
+        guard let text = request.headers.values(for: Self.requestIDHeader).first else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let client = UInt64(parts[0]), let sequence = UInt64(parts[1]), client != 0 else {
+            throw HTTPError(
+                status: 400, error: "bad \(Self.requestIDHeader)",
+                detail: "write it as <client>:<sequence>, two numbers, the sequence growing with each new request")
+        }
+        return RequestID(client: client, sequence: sequence)
+    }
+
+    private func forwardOrFail(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let status = await driver.status
+        guard request.headers.values(for: Self.forwardedHeader).isEmpty else {
+            throw HTTPError(
+                status: 503, error: "no leader",
+                detail: "forwarded here as the leader, but \(configuration.nodeID) is not; retry in a moment")
+        }
+        guard let leader = status.leader, leader != configuration.nodeID,
+            let address = configuration.members.first(where: { $0.id == leader })?.client
+        else {
+            throw HTTPError(
+                status: 503, error: "no leader", detail: "no leader is elected right now; retry in a moment")
+        }
+        var forwarded = request
+        forwarded.headers.append(name: Self.forwardedHeader, value: configuration.nodeID.description)
+        do {
+            return try await forwarder.send(forwarded, to: address, timeout: .milliseconds(5_000))
+        } catch {
+            throw HTTPError(
+                status: 503, error: "leader unreachable", detail: "the leader \(leader) at \(address): \(error)")
+        }
+    }
+
+    private func statusView() async -> StatusView {
+        let status = await driver.status
+        var members: [StatusView.Member] = []
+        for id in status.membership.members.sorted() {
+            let address = configuration.members.first { $0.id == id }
+            let state: String
+            var match: UInt64?
+            if id == status.leader {
+                state = "leader"
+                match = id == configuration.nodeID ? status.lastIndex.rawValue : nil
+            } else if let progress = status.progress[id] {
+                match = progress.match.rawValue
+                switch progress.mode {
+                case _ where !progress.recentlyActive: state = "unreachable"
+                case .replicate: state = "follower"
+                case .probe: state = "probing"
+                case .snapshot: state = "snapshot"
+                }
+            } else {
+                state = "follower"
+            }
+            members.append(
+                StatusView.Member(
+                    id: id.description, role: status.membership.learners.contains(id) ? "learner" : "voter",
+                    state: state, matchIndex: match, peerAddress: address?.peer.description,
+                    clientAddress: address?.client.description))
+        }
+        return StatusView(
+            cluster: configuration.clusterID, servedBy: configuration.nodeID.description,
+            leader: status.leader?.description, term: status.term.rawValue, commitIndex: status.commit.rawValue,
+            appliedIndex: status.applied.rawValue, lastIndex: status.lastIndex.rawValue, members: members)
+    }
+
+    private func httpError(_ error: RaftDriverError) -> HTTPError {
+        switch error.kind {
+        case .notLeader: HTTPError(status: 503, error: "no leader", detail: error.description)
+        case .dropped: HTTPError(status: 503, error: "leader changed", detail: error.description)
+        case .timedOut: HTTPError(status: 504, error: "timed out", detail: error.description)
+        case .stopped: HTTPError(status: 503, error: "shutting down", detail: error.description)
+        case .refused: HTTPError(status: 429, error: "overloaded", detail: error.description)
+        }
+    }
+}
+
+/// Keeps one HTTP/2 connection to each node's client API, for forwarding to the leader.
+final class LeaderForwarder: Sendable {
+    private let clients = Mutex<[Endpoint: HTTP2Client]>([:])
+
+    func send(_ request: HTTPRequest, to endpoint: Endpoint, timeout: Duration) async throws -> HTTPResponse {
+        let client = clients.withLock { clients in
+            if let client = clients[endpoint] { return client }
+            let client = HTTP2Client(configuration: .init(host: endpoint.host, port: endpoint.port))
+            clients[endpoint] = client
+            return client
+        }
+        return try await client.send(request, timeout: timeout)
+    }
+
+    func close() async {
+        for client in clients.withLock({ $0.values }) { await client.close() }
+    }
+}
+
+/// A JSON response from an encodable value, keys sorted so output is stable.
+func json(_ value: some Encodable) throws -> HTTPResponse {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return HTTPResponse.json(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

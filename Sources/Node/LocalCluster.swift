@@ -1,0 +1,127 @@
+// `flotilla local up|down`: a cluster of node processes on loopback, for trying Flotilla out.
+import ClusterModel
+import Dispatch
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts and stops a cluster of `flotilla node` child processes on 127.0.0.1.
+///
+/// Node `nK` serves its client API on port 7100+K and peer RPC on 7200+K. Everything lives in
+/// one directory: `cluster.json` (the shared configuration), `nK/` (data), `nK.log` and `pids`.
+public struct LocalCluster: Sendable {
+    public var directory: String
+    public var nodes: Int
+    /// The `flotilla` binary to start nodes with.
+    public var executable: String
+
+    public init(directory: String, nodes: Int, executable: String) {
+        self.directory = directory
+        self.nodes = nodes
+        self.executable = executable
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    var pidsPath: String { directory + "/pids" }
+    var configPath: String { directory + "/cluster.json" }
+
+    public func clientEndpoint(_ node: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: 7100 + node) }
+
+    /// Starts the nodes and waits until they have elected a leader; returns the child pids.
+    public func start() async throws -> [Int32] {
+        guard (1...9).contains(nodes) else {
+            throw Failure(description: "--nodes must be 1–9 (ports 7101–7109), got \(nodes)")
+        }
+        if let running = runningPids(), !running.isEmpty {
+            throw Failure(
+                description:
+                    "a local cluster is already running from \(directory) (pids \(running.map(String.init).joined(separator: " "))); stop it with `flotilla local down --dir \(directory)`"
+            )
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let members = (1...nodes).map { node in
+            "    {\"id\": \"n\(node)\", \"peer\": \"127.0.0.1:\(7200 + node)\", \"client\": \"127.0.0.1:\(7100 + node)\"}"
+        }
+        let config = """
+            {
+              "cluster-id": "local",
+              "data-dir": "\(directory)/{node}",
+              "tick-ms": 50,
+              "election-ticks": 10,
+              "members": [
+            \(members.joined(separator: ",\n"))
+              ]
+            }
+
+            """
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+
+        var pids: [Int32] = []
+        for node in 1...nodes {
+            let log = directory + "/n\(node).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["node", "--config", configPath, "--node-id", "n\(node)"]
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            do {
+                try process.run()
+            } catch {
+                for pid in pids { kill(pid, SIGTERM) }
+                throw Failure(description: "could not start \(executable): \(error)")
+            }
+            pids.append(process.processIdentifier)
+        }
+        try pids.map(String.init).joined(separator: "\n").appending("\n").write(
+            toFile: pidsPath, atomically: true, encoding: .utf8)
+
+        // Wait for a leader (a CLI may poll; nodes report as soon as they know one).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            for pid in pids where kill(pid, 0) != 0 {
+                throw Failure(description: "node process \(pid) exited during start-up; see \(directory)/n*.log")
+            }
+            let client = APIClient(endpoint: clientEndpoint(1), timeout: .seconds(1))
+            let leader = try? await client.status(stale: true).leader
+            await client.close()
+            if leader != nil { return pids }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "no leader after 30 s; see \(directory)/n*.log")
+    }
+
+    /// The pids recorded by `start` that are still alive, or nil when none were recorded.
+    public func runningPids() -> [Int32]? {
+        guard let text = try? String(contentsOfFile: pidsPath, encoding: .utf8) else { return nil }
+        return text.split(whereSeparator: \.isNewline).compactMap { Int32($0) }.filter { kill($0, 0) == 0 }
+    }
+
+    /// Sends SIGTERM to every node and waits for them to exit (SIGKILL after `grace`).
+    public func stop(grace: Duration = .seconds(10)) async -> Int {
+        let pids = runningPids() ?? []
+        for pid in pids { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, pids.contains(where: { isAlive($0) }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for pid in pids where isAlive(pid) { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: pidsPath)
+        return pids.count
+    }
+
+    /// Alive and not a zombie: reaps our own children so their exit is seen.
+    private func isAlive(_ pid: Int32) -> Bool {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return false }
+        return kill(pid, 0) == 0
+    }
+}

@@ -1,0 +1,88 @@
+// `flotilla node`: one cluster member — storage, Raft loop, peer RPC and the client API.
+import ClusterModel
+import HTTP2
+import Logging
+import RaftCore
+import RaftStorage
+import ServiceLifecycle
+
+/// A running node, as one `Service`: `run()` starts everything and returns after a graceful
+/// shutdown (SIGTERM or SIGINT through `ServiceGroup`).
+///
+/// Start-up order: open the data directory (refusing another cluster's), recover the log, start
+/// the peer listener (so votes can arrive), start ticking, then open the client API. Shutdown
+/// runs backwards: the client API stops accepting and finishes in-flight requests (GOAWAY),
+/// the Raft loop stops (everything acknowledged is already fsynced), then peer RPC closes.
+public final class NodeDaemon: Service {
+    public let configuration: NodeConfiguration
+    private let logger: Logger
+
+    public init(configuration: NodeConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let configuration = configuration
+        let (directory, isNew) = try DataDirectory.open(
+            configuration.dataDirectory, clusterID: configuration.clusterID, nodeID: configuration.nodeID.description)
+        let (storage, recovered) = try RaftDiskStorage.open(directory: directory.path + "/raft")
+        if let torn = recovered.tornTail { logger.warning("\(torn)") }
+        logger.info(
+            "node \(configuration.nodeID) of cluster \(configuration.clusterID) starting",
+            metadata: [
+                "data-dir": "\(directory.path)", "new": "\(isNew)", "term": "\(recovered.hardState.term)",
+                "entries": "\(recovered.entries.count)",
+                "snapshot": "\(recovered.snapshot.map { "\($0.metadata.index)" } ?? "none")",
+            ])
+
+        let transport = HTTP2PeerTransport(
+            local: configuration.nodeID, members: configuration.members,
+            requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks), logger: logger)
+        let driver = try RaftDriver(
+            configuration: RaftConfiguration(
+                id: configuration.nodeID, electionTicks: configuration.electionTicks,
+                heartbeatTicks: configuration.heartbeatTicks),
+            bootstrapMembership: Membership(voters: Set(configuration.members.map(\.id))),
+            storage: storage, recovered: recovered, machine: ClusterStateMachine(), transport: transport,
+            tickDuration: .milliseconds(configuration.tickMilliseconds),
+            seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
+
+        var peerRouter = Router()
+        peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
+        let peerServer = HTTP2Server(
+            configuration: .init(host: configuration.peerListen.host, port: configuration.peerListen.port),
+            router: peerRouter)
+        let forwarder = LeaderForwarder()
+        var clientRouter = Router()
+        ClientAPI(configuration: configuration, driver: driver, forwarder: forwarder).addRoutes(to: &clientRouter)
+        let clientServer = HTTP2Server(
+            configuration: .init(
+                host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
+            router: clientRouter)
+
+        _ = try await peerServer.start()
+        await driver.start()
+        do {
+            _ = try await clientServer.start()
+        } catch {
+            await driver.stop()
+            await peerServer.shutdown()
+            throw error
+        }
+        logger.info(
+            "node \(configuration.nodeID) serving",
+            metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
+
+        // Runs until SIGTERM/SIGINT (graceful shutdown) or cancellation.
+        try? await gracefulShutdown()
+
+        logger.info("node \(configuration.nodeID) shutting down")
+        await clientServer.shutdown()
+        await driver.stop()
+        await peerServer.shutdown()
+        await transport.close()
+        await forwarder.close()
+        logger.info("node \(configuration.nodeID) stopped")
+    }
+}
