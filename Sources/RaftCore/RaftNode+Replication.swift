@@ -160,6 +160,10 @@ extension RaftNode {
         // A heartbeat got through: allow the next probe, in case the last one was lost.
         record.probeSent = false
         if round > record.readRound { record.readRound = round }
+        if case .replicate = record.mode, record.match < log.lastIndex, record.match == record.matchAtLastHeartbeat {
+            record.gapCheckDue = true
+        }
+        record.matchAtLastHeartbeat = record.match
         progress[follower] = record
         if round > 0 { confirmReads() }
     }
@@ -182,6 +186,7 @@ extension RaftNode {
                 if snapshotStreamCanSend(stream) { return true }
                 continue
             }
+            if record.gapCheckDue { return true }
             if record.isPaused { continue }
             if log.term(at: record.next.previous) == nil { return true }
             if record.next <= log.lastIndex || commit > record.sentCommit { return true }
@@ -205,6 +210,14 @@ extension RaftNode {
             if case .snapshot = record.mode {
                 sendSnapshotChunks(to: node)
                 return
+            }
+            if record.gapCheckDue, case .replicate = record.mode, let term = log.term(at: record.next.previous) {
+                record.gapCheckDue = false
+                let check = AppendEntries(
+                    previousIndex: record.next.previous, previousTerm: term, entries: [], commit: commit)
+                send(.append(check), to: node)
+                record.sentCommit = commit
+                progress[node] = record
             }
             if record.isPaused { return }
             let previousIndex = record.next.previous
