@@ -380,13 +380,25 @@ struct ScenarioHarness {
         }
     }
 
-    /// `drop 1 3`: loses every pending message from node 1 to node 3 (`drop 1` — everything from 1).
+    /// `drop 1 3`: loses every pending message from node 1 to node 3 (`drop 1` — everything from 1);
+    /// `drop 1 3 #2` loses only the second of them.
     private mutating func drop(_ words: [String], output: inout [String]) throws {
+        var words = words
+        var only: Int?
+        if let last = words.last, last.hasPrefix("#") {
+            guard let position = Int(last.dropFirst()), position >= 1 else { throw ScenarioError("bad `\(last)`") }
+            only = position
+            words.removeLast()
+        }
         let from = try node(words, at: 0)
         let to = words.count > 1 ? try node(words, at: 1) : nil
-        let lost = network.filter { $0.from == from && (to == nil || $0.to == to) }
-        network.removeAll { $0.from == from && (to == nil || $0.to == to) }
-        for message in lost { output.append("dropped: \(message)") }
+        var matching = network.indices.filter { network[$0].from == from && (to == nil || network[$0].to == to) }
+        if let only {
+            guard only <= matching.count else { throw ScenarioError("only \(matching.count) messages match") }
+            matching = [matching[only - 1]]
+        }
+        for position in matching { output.append("dropped: \(network[position])") }
+        for position in matching.reversed() { network.remove(at: position) }
     }
 
     /// Processes and delivers until nothing moves (ticks are never added).
@@ -456,9 +468,9 @@ struct ScenarioHarness {
     }
 
     func describe(_ status: RaftStatus) -> String {
-        status.snapshotIndex > 0
-            ? "snapshot \(status.snapshotIndex) + \(status.firstIndex)...\(status.lastIndex)"
-            : "1...\(status.lastIndex)"
+        if status.snapshotIndex == 0 { return status.lastIndex == 0 ? "(empty)" : "1...\(status.lastIndex)" }
+        let entries = status.lastIndex < status.firstIndex ? "no entries" : "\(status.firstIndex)...\(status.lastIndex)"
+        return "snapshot \(status.snapshotIndex) + \(entries)"
     }
 
     func log(of id: NodeID) -> String {
