@@ -152,6 +152,10 @@ extension RaftNode {
         pendingReads = []
         readsAwaitingLeaderCommit = []
         readHeartbeatDue = false
+        if !departingNodes.isEmpty {
+            departingNodes = []
+            peers = Self.sortedPeers(of: membership, excluding: id)
+        }
     }
 
     // MARK: Messages.

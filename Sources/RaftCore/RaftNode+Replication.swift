@@ -44,6 +44,7 @@ extension RaftNode {
         uncommittedBytes = max(0, uncommittedBytes - released)
         commit(to: index)
         if !wasCommittedInTerm && hasCommittedInTerm { releaseReadsAwaitingLeaderCommit() }
+        releaseDepartingNodes()
         // Ongaro §4.2.2: a leader removed from the cluster leads until the change commits, then steps down.
         if !membership.voters.contains(id) && membershipIndex <= commit {
             stepDownAfterRemoval()

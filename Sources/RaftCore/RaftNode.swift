@@ -32,8 +32,13 @@ public struct RaftNode: Sendable {
     var membershipIndex: LogIndex = 0
     /// The membership in force at `log.snapshotIndex`, to fall back on when a suffix is truncated.
     var snapshotMembership: Membership
-    /// Other members, sorted, so that every broadcast happens in the same order on every run.
+    /// Other members (plus `departingNodes`), sorted, so that every broadcast happens in the same
+    /// order on every run.
     var peers: [NodeID] = []
+    /// On a leader: nodes removed by the membership change that is not yet committed. They still get
+    /// the log (not counted in any quorum) until it commits, so that they learn they were removed
+    /// and stop campaigning.
+    var departingNodes: Set<NodeID> = []
 
     /// Ticks since the last leader contact (follower), election start (candidate) or CheckQuorum round (leader).
     var electionElapsed = 0
