@@ -212,13 +212,23 @@ extension RaftNode {
                 sendSnapshotChunks(to: node)
                 return
             }
-            if record.gapCheckDue, case .replicate = record.mode, let term = log.term(at: record.next.previous) {
+            if record.gapCheckDue, case .replicate = record.mode {
                 record.gapCheckDue = false
-                let check = AppendEntries(
-                    previousIndex: record.next.previous, previousTerm: term, entries: [], commit: commit)
-                send(.append(check), to: node)
-                record.sentCommit = commit
+                if let term = log.term(at: record.next.previous) {
+                    let check = AppendEntries(
+                        previousIndex: record.next.previous,
+                        previousTerm: term,
+                        entries: [],
+                        commit: commit
+                    )
+                    send(.append(check), to: node)
+                    record.sentCommit = commit
+                } else {
+                    // The entries in flight were compacted meanwhile: probe, which finds the snapshot.
+                    record.becomeProbe()
+                }
                 progress[node] = record
+                continue
             }
             if record.isPaused { return }
             let previousIndex = record.next.previous
