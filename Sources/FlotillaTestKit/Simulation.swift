@@ -212,7 +212,7 @@ public struct Simulation {
     // MARK: - Nodes
 
     private func raftConfiguration(for id: NodeID) -> RaftConfiguration {
-        RaftConfiguration(id: id)
+        configuration.core.configuration(for: id)
     }
 
     private mutating func start(slot: Int, joining: Bool) throws(SafetyViolation) {
@@ -797,6 +797,7 @@ public struct Simulation {
                         + "time units after the network healed and every node restarted")
             }
         }
+        if configuration.requiresProgressAfterHealing { try checkConvergence() }
         let report = LinearizabilityChecker().check(history.operations)
         statistics.linearizabilityChecks += report.keysChecked
         statistics.completedOperations = history.completedCount
@@ -810,6 +811,32 @@ public struct Simulation {
             throw SafetyViolation(
                 invariant: "linearizability",
                 detail: "the checker gave up on key k\(key) after \(steps) search steps; shorten the run")
+        }
+    }
+
+    /// After the quiet period (no faults, and no writes in its second half) there is a leader and
+    /// every member has applied everything it committed, to the same state.
+    private func checkConvergence() throws(SafetyViolation) {
+        guard let leader = leaderSlot else {
+            throw SafetyViolation(
+                invariant: "progress after healing",
+                detail: "no leader \(configuration.quietDuration) time units after the network healed")
+        }
+        let status = nodes[leader].raft!.status
+        for member in status.membership.members.sorted() {
+            let slot = Int(member.rawValue) - 1
+            guard nodes.indices.contains(slot), nodes[slot].lifecycle == .running else {
+                throw SafetyViolation(
+                    invariant: "progress after healing", detail: "member \(member) is not running at the end")
+            }
+            guard nodes[slot].appliedIndex == status.commit, nodes[slot].store == nodes[leader].store else {
+                throw SafetyViolation(
+                    invariant: "progress after healing",
+                    detail:
+                        "\(member) applied up to \(nodes[slot].appliedIndex) but leader \(status.id) committed "
+                        + "\(status.commit), \(configuration.quietDuration / 2) time units after the last write "
+                        + "(\(member) progress at the leader: \(status.progress[member].map { "\($0)" } ?? "none"))")
+            }
         }
     }
 

@@ -28,29 +28,17 @@ private func simulate(seeds: some Sequence<UInt64>, nodeCount: Int?, maxFailures
             total.add(try simulation.run())
         } catch {
             print(error.description)
-            if !record(error) { failures += 1 }
+            record(error)
+            failures += 1
             if failures >= maxFailures { break }
         }
     }
     return total
 }
 
-/// Records a failed seed as a test issue, unless it is a core bug already reported and not yet
-/// fixed; returns whether it was such a known bug.
-@discardableResult
-private func record(_ failure: SimulationFailure) -> Bool {
-    let isKnownRestoreBug =
-        failure.invariant == "recovery"
-        && (failure.detail.contains("is below the last entry's term")
-            || failure.detail.contains("is outside the stored log"))
-    if isKnownRestoreBug {
-        withKnownIssue("core bug 1 in /work/raft-bugs.md: restore rejects disk states a crash can leave") {
-            Issue.record(Comment(rawValue: failure.description))
-        }
-    } else {
-        Issue.record(Comment(rawValue: failure.description))
-    }
-    return isKnownRestoreBug
+/// Records a failed seed as a test issue (its description carries the trace and replay command).
+private func record(_ failure: SimulationFailure) {
+    Issue.record(Comment(rawValue: failure.description))
 }
 
 /// The fixed seed range `make test` runs: even seeds on 3 nodes, odd seeds on 5, both sizes
