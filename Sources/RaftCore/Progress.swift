@@ -96,8 +96,9 @@ struct Progress: Sendable {
     /// In probe mode: an AppendEntries is outstanding, so send no other until an answer or heartbeat.
     var probeSent = false
     var inflights: Inflights
-    /// The follower answered something since the last CheckQuorum round.
-    var recentlyActive = false
+    /// Leader ticks since the follower last answered anything (CheckQuorum counts followers heard
+    /// from within an election timeout).
+    var ticksSinceHeard = 0
     /// The highest ReadIndex round the follower confirmed this term.
     var readRound: UInt64 = 0
     /// The highest commit index this follower has been told.
@@ -207,7 +208,7 @@ struct Progress: Sendable {
             mode: statusMode,
             inflightMessages: inflights.count,
             inflightBytes: inflights.bytes,
-            recentlyActive: recentlyActive
+            ticksSinceHeard: ticksSinceHeard
         )
     }
 }

@@ -117,7 +117,7 @@ extension RaftNode {
 
     mutating func handleAppendResponse(_ response: AppendResponse, from follower: NodeID) {
         guard var record = progress[follower] else { return }
-        record.recentlyActive = true
+        record.ticksSinceHeard = 0
         if response.rejected {
             if case .snapshot = record.mode {
                 progress[follower] = record
@@ -157,7 +157,7 @@ extension RaftNode {
 
     mutating func handleHeartbeatResponse(readRound round: UInt64, from follower: NodeID) {
         guard var record = progress[follower] else { return }
-        record.recentlyActive = true
+        record.ticksSinceHeard = 0
         // A heartbeat got through: allow the next probe, in case the last one was lost.
         record.probeSent = false
         if round > record.readRound { record.readRound = round }

@@ -32,10 +32,7 @@ func scenario(name: String) throws {
         do { output = try harness.run(command) } catch { output = ["error: \(error)"] }
         outputs.append(output)
         if output != expected {
-            mismatches.append(
-                "\(name):\(line): `\(command)`\n--- expected\n\(expected.joined(separator: "\n"))\n"
-                    + "--- actual\n\(output.joined(separator: "\n"))"
-            )
+            mismatches.append("\(name):\(line): `\(command)`\n" + firstDifference(expected: expected, actual: output))
         }
     }
     if rewrite {
@@ -43,4 +40,15 @@ func scenario(name: String) throws {
         return
     }
     #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n\n"))")
+}
+
+/// The first line where the transcripts part, with a little context, so a failure reads at a glance.
+private func firstDifference(expected: [String], actual: [String]) -> String {
+    let common = zip(expected, actual).prefix { $0 == $1 }.count
+    let from = max(0, common - 2)
+    let expectedPart = expected[from..<min(expected.count, common + 6)].joined(separator: "\n")
+    let actualPart = actual[from..<min(actual.count, common + 6)].joined(separator: "\n")
+    return "first difference at output line \(common + 1) (expected \(expected.count) lines, got \(actual.count))\n"
+        + "--- expected\n\(expectedPart)\n--- actual\n\(actualPart)\n"
+        + "(FLOTILLA_REWRITE_SCENARIOS=1 rewrites the file; commit only a diff you understand)"
 }
