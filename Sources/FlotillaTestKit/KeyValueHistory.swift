@@ -90,32 +90,43 @@ public struct KeyValueHistory: Sendable {
     public var completedCount: Int { operations.count { !$0.isPending } }
 }
 
-/// The commands the simulated state machine applies, encoded compactly for the Raft log.
+/// The commands the simulated state machine applies, encoded for the Raft log.
+///
+/// The encoding is short ASCII, `P<key>=<value>` (at most 32 bytes), so that the core's own
+/// descriptions of entries and messages read well in a failure's trace.
 public enum KeyValueCommand: Hashable, Sendable {
     case put(key: UInt32, value: UInt64)
 
-    private static let putTag: UInt8 = 0x50
-
-    /// Thirteen bytes: a tag, the key and the value, little-endian.
     public var encoded: [UInt8] {
         switch self {
-        case .put(let key, let value):
-            var bytes: [UInt8] = [Self.putTag]
-            bytes.reserveCapacity(13)
-            for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: key >> shift)) }
-            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) }
-            return bytes
+        case .put(let key, let value): Array("P\(key)=\(value)".utf8)
         }
     }
 
     /// Decodes a command; nil when the bytes are not one (the caller reports what it got).
     public init?(decoding bytes: some Collection<UInt8>) {
-        let bytes = Array(bytes)
-        guard bytes.count == 13, bytes[0] == Self.putTag else { return nil }
-        var key: UInt32 = 0
-        for offset in 0..<4 { key |= UInt32(bytes[1 + offset]) << (8 * offset) }
-        var value: UInt64 = 0
-        for offset in 0..<8 { value |= UInt64(bytes[5 + offset]) << (8 * offset) }
+        guard bytes.first == UInt8(ascii: "P"), let separator = bytes.firstIndex(of: UInt8(ascii: "=")) else {
+            return nil
+        }
+        let keyDigits = bytes[bytes.index(after: bytes.startIndex)..<separator]
+        let valueDigits = bytes[bytes.index(after: separator)...]
+        guard let key = UInt32(decimal: keyDigits), let value = UInt64(decimal: valueDigits) else { return nil }
         self = .put(key: key, value: value)
+    }
+}
+
+extension FixedWidthInteger where Self: UnsignedInteger {
+    /// Parses plain ASCII decimal digits (no sign, no spaces); nil on anything else or overflow.
+    fileprivate init?(decimal digits: some Collection<UInt8>) {
+        guard !digits.isEmpty, digits.count <= 20 else { return nil }
+        var value: Self = 0
+        for digit in digits {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
+            let (shifted, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = shifted.addingReportingOverflow(Self(digit - UInt8(ascii: "0")))
+            guard !overflow, !carry else { return nil }
+            value = sum
+        }
+        self = value
     }
 }

@@ -1,4 +1,6 @@
 // What one simulated run looks like: cluster size, clients, faults and how long, all from a seed.
+import ClusterModel
+import RaftCore
 
 /// Which faults a run injects and how often; drawn per seed so seeds explore different mixes.
 public struct FaultPlan: Hashable, Sendable {
@@ -60,6 +62,48 @@ public struct FaultPlan: Hashable, Sendable {
     }
 }
 
+/// The core's tunables for a run; drawn per seed so that small messages, narrow pipelines and
+/// chunked snapshots get exercised too. PreVote and CheckQuorum are always on.
+public struct CoreTuning: Hashable, Sendable {
+    public var electionTicks: Int
+    public var heartbeatTicks: Int
+    public var maxEntriesBytesPerMessage: Int
+    public var maxInflightMessages: Int
+    public var snapshotChunkBytes: Int
+
+    public init(
+        electionTicks: Int = 10, heartbeatTicks: Int = 1, maxEntriesBytesPerMessage: Int = 1 << 20,
+        maxInflightMessages: Int = 256, snapshotChunkBytes: Int = 1 << 20
+    ) {
+        self.electionTicks = electionTicks
+        self.heartbeatTicks = heartbeatTicks
+        self.maxEntriesBytesPerMessage = maxEntriesBytesPerMessage
+        self.maxInflightMessages = maxInflightMessages
+        self.snapshotChunkBytes = snapshotChunkBytes
+    }
+
+    /// The core's defaults.
+    public static let defaults = CoreTuning()
+
+    public static func drawn(using random: inout SimulationRandom) -> CoreTuning {
+        CoreTuning(
+            electionTicks: random.element(of: [6, 10, 10, 20]),
+            heartbeatTicks: random.element(of: [1, 1, 2]),
+            // One entry is about 50 bytes: 64 sends them one by one, 1 MiB in large batches.
+            maxEntriesBytesPerMessage: random.element(of: [64, 200, 1 << 20, 1 << 20]),
+            maxInflightMessages: random.element(of: [1, 4, 256, 256]),
+            snapshotChunkBytes: random.element(of: [16, 100, 1 << 20]))
+    }
+
+    /// The core's configuration for node `id`.
+    public func configuration(for id: NodeID) -> RaftConfiguration {
+        RaftConfiguration(
+            id: id, electionTicks: electionTicks, heartbeatTicks: heartbeatTicks, preVote: true, checkQuorum: true,
+            maxEntriesBytesPerMessage: maxEntriesBytesPerMessage, maxInflightMessages: maxInflightMessages,
+            snapshotChunkBytes: snapshotChunkBytes)
+    }
+}
+
 /// Everything that defines one simulated run; two runs with equal configurations are identical.
 public struct SimulationConfiguration: Hashable, Sendable {
     public var seed: UInt64
@@ -71,6 +115,7 @@ public struct SimulationConfiguration: Hashable, Sendable {
     /// Clients work on keys 0..<keyCount; few keys make many operations overlap on one register.
     public var keyCount: UInt32
     public var faults: FaultPlan
+    public var core: CoreTuning
     /// Simulated time units between two ticks of one node.
     public var tickInterval: UInt64
     /// How long faults are injected.
@@ -90,7 +135,8 @@ public struct SimulationConfiguration: Hashable, Sendable {
 
     public init(
         seed: UInt64, nodeCount: Int, spareNodeCount: Int = 2, clientCount: Int = 4, keyCount: UInt32 = 3,
-        faults: FaultPlan, tickInterval: UInt64 = 10, chaosDuration: UInt64 = 20_000, quietDuration: UInt64 = 8_000,
+        faults: FaultPlan, core: CoreTuning = .defaults, tickInterval: UInt64 = 10, chaosDuration: UInt64 = 20_000,
+        quietDuration: UInt64 = 8_000,
         clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, requiresProgressAfterHealing: Bool = true,
         traceCapacity: Int = 200, echoesTrace: Bool = false
     ) {
@@ -100,6 +146,7 @@ public struct SimulationConfiguration: Hashable, Sendable {
         self.clientCount = clientCount
         self.keyCount = keyCount
         self.faults = faults
+        self.core = core
         self.tickInterval = tickInterval
         self.chaosDuration = chaosDuration
         self.quietDuration = quietDuration
@@ -115,6 +162,8 @@ public struct SimulationConfiguration: Hashable, Sendable {
     public static func standard(seed: UInt64, nodeCount: Int? = nil) -> SimulationConfiguration {
         var random = SimulationRandom(seed: seed ^ 0x5EED_F00D_CAFE_D00D)
         let faults = FaultPlan.drawn(using: &random)
-        return SimulationConfiguration(seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults)
+        let core = CoreTuning.drawn(using: &random)
+        return SimulationConfiguration(
+            seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults, core: core)
     }
 }

@@ -16,9 +16,8 @@ public struct SimulationTrace: Sendable {
         lines.reserveCapacity(capacity)
     }
 
-    public mutating func record(_ line: @autoclosure () -> String) {
+    public mutating func record(_ text: String) {
         recordedCount += 1
-        let text = line()
         if echo { print(text) }
         if lines.count < capacity {
             lines.append(text)

@@ -96,12 +96,19 @@ struct Progress: Sendable {
     /// In probe mode: an AppendEntries is outstanding, so send no other until an answer or heartbeat.
     var probeSent = false
     var inflights: Inflights
-    /// The follower answered something since the last CheckQuorum round.
-    var recentlyActive = false
+    /// Leader ticks since the follower last answered anything (CheckQuorum counts followers heard
+    /// from within an election timeout).
+    var ticksSinceHeard = 0
     /// The highest ReadIndex round the follower confirmed this term.
     var readRound: UInt64 = 0
     /// The highest commit index this follower has been told.
     var sentCommit: LogIndex = 0
+    /// `match` when the previous heartbeat answer arrived: a follower whose match did not move over a
+    /// heartbeat interval while it lags may have lost an AppendEntries.
+    var matchAtLastHeartbeat: LogIndex = 0
+    /// Send an empty AppendEntries at `next - 1`: if the follower lacks that entry it rejects, and the
+    /// leader falls back to probing instead of waiting forever for a lost message.
+    var gapCheckDue = false
 
     init(next: LogIndex, inflights: Inflights) {
         self.match = 0
@@ -119,6 +126,7 @@ struct Progress: Sendable {
     }
 
     mutating func becomeProbe() {
+        gapCheckDue = false
         // After a snapshot the follower holds at least the snapshot's index.
         if case .snapshot(let stream) = mode {
             next = max(match + 1, stream.index + 1)
@@ -131,6 +139,7 @@ struct Progress: Sendable {
     }
 
     mutating func becomeReplicate() {
+        gapCheckDue = false
         mode = .replicate
         next = match + 1
         probeSent = false
@@ -199,7 +208,7 @@ struct Progress: Sendable {
             mode: statusMode,
             inflightMessages: inflights.count,
             inflightBytes: inflights.bytes,
-            recentlyActive: recentlyActive
+            ticksSinceHeard: ticksSinceHeard
         )
     }
 }

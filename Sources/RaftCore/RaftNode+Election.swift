@@ -18,18 +18,16 @@ extension RaftNode {
     mutating func tickLeader() {
         heartbeatElapsed += 1
         electionElapsed += 1
+        for node in peers { progress[node]?.ticksSinceHeard += 1 }
+        // Ongaro §6.2: a leader that has not heard from a majority within an election timeout steps
+        // down, so that clients look for the real leader and a stale leader stops serving.
+        if configuration.checkQuorum && !quorumRecentlyActive {
+            becomeFollower(term: currentTerm, leader: nil)
+            return
+        }
         tickSnapshotStreams()
         if electionElapsed >= configuration.electionTicks {
             electionElapsed = 0
-            if configuration.checkQuorum {
-                // Ongaro §6.2: a leader cut off from a majority steps down, so that clients look for the
-                // real leader and a stale leader stops serving.
-                if !quorumRecentlyActive {
-                    becomeFollower(term: currentTerm, leader: nil)
-                    return
-                }
-                for node in peers { progress[node]?.recentlyActive = false }
-            }
             // A transfer that did not finish within an election timeout is abandoned (Ongaro §3.10).
             transferTarget = nil
         }
@@ -41,7 +39,8 @@ extension RaftNode {
 
     var quorumRecentlyActive: Bool {
         var active = 0
-        for voter in membership.voters where voter == id || progress[voter]?.recentlyActive == true {
+        for voter in membership.voters
+        where voter == id || (progress[voter]?.ticksSinceHeard ?? .max) < configuration.electionTicks {
             active += 1
         }
         return active >= membership.quorum
@@ -152,6 +151,10 @@ extension RaftNode {
         pendingReads = []
         readsAwaitingLeaderCommit = []
         readHeartbeatDue = false
+        if !departingNodes.isEmpty {
+            departingNodes = []
+            peers = Self.sortedPeers(of: membership, excluding: id)
+        }
     }
 
     // MARK: Messages.

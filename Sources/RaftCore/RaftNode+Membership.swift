@@ -45,9 +45,11 @@ extension RaftNode {
 
     /// Makes `newMembership` the one in force (called when its entry is appended).
     mutating func adoptMembership(_ newMembership: Membership, at index: LogIndex) {
+        let removed = membership.members.subtracting(newMembership.members)
         membership = newMembership
         membershipIndex = index
-        peers = Self.sortedPeers(of: newMembership, excluding: id)
+        departingNodes = currentRole == .leader ? removed.subtracting([id]) : []
+        peers = newMembership.members.union(departingNodes).subtracting([id]).sorted()
         guard currentRole == .leader else {
             if currentRole != .follower && !isPromotable { becomeFollower(term: currentTerm, leader: currentLeader) }
             return
@@ -55,12 +57,20 @@ extension RaftNode {
         for node in peers where progress[node] == nil {
             progress[node] = newProgress()
         }
-        for node in progress.keys where !newMembership.contains(node) {
+        for node in progress.keys where !peers.contains(node) {
             progress[node] = nil
         }
         if let target = transferTarget, !newMembership.voters.contains(target) { transferTarget = nil }
         // Removing a voter can shrink the quorum so that waiting entries are now committed.
         maybeCommit()
+    }
+
+    /// Once the change that removed them commits, departing nodes get nothing more.
+    mutating func releaseDepartingNodes() {
+        guard !departingNodes.isEmpty, membershipIndex <= commit else { return }
+        for node in departingNodes { progress[node] = nil }
+        departingNodes = []
+        peers = Self.sortedPeers(of: membership, excluding: id)
     }
 
     /// After a suffix with a membership entry was truncated: the newest membership left in the log.

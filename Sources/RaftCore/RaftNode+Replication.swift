@@ -44,6 +44,7 @@ extension RaftNode {
         uncommittedBytes = max(0, uncommittedBytes - released)
         commit(to: index)
         if !wasCommittedInTerm && hasCommittedInTerm { releaseReadsAwaitingLeaderCommit() }
+        releaseDepartingNodes()
         // Ongaro §4.2.2: a leader removed from the cluster leads until the change commits, then steps down.
         if !membership.voters.contains(id) && membershipIndex <= commit {
             stepDownAfterRemoval()
@@ -116,7 +117,7 @@ extension RaftNode {
 
     mutating func handleAppendResponse(_ response: AppendResponse, from follower: NodeID) {
         guard var record = progress[follower] else { return }
-        record.recentlyActive = true
+        record.ticksSinceHeard = 0
         if response.rejected {
             if case .snapshot = record.mode {
                 progress[follower] = record
@@ -156,10 +157,14 @@ extension RaftNode {
 
     mutating func handleHeartbeatResponse(readRound round: UInt64, from follower: NodeID) {
         guard var record = progress[follower] else { return }
-        record.recentlyActive = true
+        record.ticksSinceHeard = 0
         // A heartbeat got through: allow the next probe, in case the last one was lost.
         record.probeSent = false
         if round > record.readRound { record.readRound = round }
+        if case .replicate = record.mode, record.match < log.lastIndex, record.match == record.matchAtLastHeartbeat {
+            record.gapCheckDue = true
+        }
+        record.matchAtLastHeartbeat = record.match
         progress[follower] = record
         if round > 0 { confirmReads() }
     }
@@ -182,6 +187,7 @@ extension RaftNode {
                 if snapshotStreamCanSend(stream) { return true }
                 continue
             }
+            if record.gapCheckDue { return true }
             if record.isPaused { continue }
             if log.term(at: record.next.previous) == nil { return true }
             if record.next <= log.lastIndex || commit > record.sentCommit { return true }
@@ -205,6 +211,24 @@ extension RaftNode {
             if case .snapshot = record.mode {
                 sendSnapshotChunks(to: node)
                 return
+            }
+            if record.gapCheckDue, case .replicate = record.mode {
+                record.gapCheckDue = false
+                if let term = log.term(at: record.next.previous) {
+                    let check = AppendEntries(
+                        previousIndex: record.next.previous,
+                        previousTerm: term,
+                        entries: [],
+                        commit: commit
+                    )
+                    send(.append(check), to: node)
+                    record.sentCommit = commit
+                } else {
+                    // The entries in flight were compacted meanwhile: probe, which finds the snapshot.
+                    record.becomeProbe()
+                }
+                progress[node] = record
+                continue
             }
             if record.isPaused { return }
             let previousIndex = record.next.previous

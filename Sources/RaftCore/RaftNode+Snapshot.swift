@@ -74,7 +74,7 @@ extension RaftNode {
 
     mutating func handleSnapshotResponse(_ response: SnapshotChunkResponse, from follower: NodeID) {
         guard var record = progress[follower] else { return }
-        record.recentlyActive = true
+        record.ticksSinceHeard = 0
         guard case .snapshot(var stream) = record.mode, stream.index == response.index else {
             progress[follower] = record
             return

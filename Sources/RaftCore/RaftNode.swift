@@ -32,8 +32,13 @@ public struct RaftNode: Sendable {
     var membershipIndex: LogIndex = 0
     /// The membership in force at `log.snapshotIndex`, to fall back on when a suffix is truncated.
     var snapshotMembership: Membership
-    /// Other members, sorted, so that every broadcast happens in the same order on every run.
+    /// Other members (plus `departingNodes`), sorted, so that every broadcast happens in the same
+    /// order on every run.
     var peers: [NodeID] = []
+    /// On a leader: nodes removed by the membership change that is not yet committed. They still get
+    /// the log (not counted in any quorum) until it commits, so that they learn they were removed
+    /// and stop campaigning.
+    var departingNodes: Set<NodeID> = []
 
     /// Ticks since the last leader contact (follower), election start (candidate) or CheckQuorum round (leader).
     var electionElapsed = 0
@@ -137,9 +142,20 @@ public struct RaftNode: Sendable {
         do { try Self.validate(base) } catch { throw RestoreError("invalid membership: \(error)") }
         let snapshotIndex = snapshot?.metadata.index ?? 0
         let snapshotTerm = snapshot?.metadata.term ?? 0
+        var stored = entries
+        if let first = stored.first, first.index <= snapshotIndex {
+            // A crash between writing a leader's snapshot and clearing the old log leaves entries the
+            // snapshot covers. Keep what follows only if the log agrees with the snapshot's last entry.
+            let atSnapshot = stored.first { $0.index == snapshotIndex }
+            if atSnapshot?.term == snapshotTerm {
+                stored.removeAll { $0.index <= snapshotIndex }
+            } else {
+                stored = []
+            }
+        }
         var expectedIndex = snapshotIndex + 1
         var previousTerm = snapshotTerm
-        for entry in entries {
+        for entry in stored {
             guard entry.index == expectedIndex else {
                 throw RestoreError(
                     "stored entries are not contiguous: expected index \(expectedIndex), found \(entry); "
@@ -152,21 +168,28 @@ public struct RaftNode: Sendable {
             expectedIndex = expectedIndex + 1
             previousTerm = entry.term
         }
-        let restoredLog = RaftLog(snapshotIndex: snapshotIndex, snapshotTerm: snapshotTerm, entries: entries)
-        guard hardState.commit >= snapshotIndex && hardState.commit <= restoredLog.lastIndex else {
+        let restoredLog = RaftLog(snapshotIndex: snapshotIndex, snapshotTerm: snapshotTerm, entries: stored)
+        guard hardState.commit <= restoredLog.lastIndex else {
             throw RestoreError(
-                "stored commit index \(hardState.commit) is outside the stored log \(snapshotIndex)...\(restoredLog.lastIndex)"
+                "stored commit index \(hardState.commit) is beyond the stored log's last index \(restoredLog.lastIndex); "
+                    + "entries the node acknowledged are missing from disk"
             )
-        }
-        guard hardState.term >= restoredLog.lastTerm else {
-            throw RestoreError("stored term \(hardState.term) is below the last entry's term \(restoredLog.lastTerm)")
         }
         self.configuration = configuration
         self.random = random
         self.log = restoredLog
-        self.currentTerm = hardState.term
-        self.vote = hardState.vote
-        self.commit = hardState.commit
+        // The hard state is written after the entries and snapshot of the same batch; a crash in
+        // between leaves it behind them. Nothing of that batch was sent (sending waits for the
+        // fsync), so catching up is safe: a snapshot is committed, and a vote in a term we only
+        // know from an entry was never cast.
+        if hardState.term >= restoredLog.lastTerm {
+            self.currentTerm = hardState.term
+            self.vote = hardState.vote
+        } else {
+            self.currentTerm = restoredLog.lastTerm
+            self.vote = nil
+        }
+        self.commit = max(hardState.commit, snapshotIndex)
         self.membership = base
         self.snapshotMembership = base
         self.membershipIndex = snapshotIndex

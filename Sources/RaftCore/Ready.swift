@@ -134,5 +134,6 @@ public struct FollowerStatus: Hashable, Sendable {
     public var mode: Mode
     public var inflightMessages: Int
     public var inflightBytes: Int
-    public var recentlyActive: Bool
+    /// Leader ticks since this follower last answered.
+    public var ticksSinceHeard: Int
 }

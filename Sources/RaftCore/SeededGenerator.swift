@@ -4,7 +4,8 @@
 public struct SeededGenerator: RandomNumberGenerator, Hashable, Sendable {
     private var state: UInt64
 
-    public init(seed: UInt64) { self.state = seed }
+    /// Nearby seeds (a node's id, say) are spread apart so that their sequences do not start alike.
+    public init(seed: UInt64) { self.state = (seed &* 0xD1B5_4A32_D192_ED03) ^ 0x8CB9_2BA7_2F3D_8DD7 }
 
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

@@ -1,0 +1,141 @@
+// Tests of RaftNode's inputs on small clusters: dedup, refused changes, and the Ready/advance cycle.
+import ClusterModel
+import RaftCore
+import Testing
+
+/// A tiny in-test cluster that delivers every message at once (no loss) until nothing moves.
+private struct Cluster {
+    var nodes: [NodeID: RaftNode] = [:]
+    var applied: [NodeID: [CommittedEntry]] = [:]
+
+    init(voters: [NodeID], preVote: Bool = false) throws {
+        for id in voters {
+            let configuration = RaftConfiguration(id: id, preVote: preVote, maxPromotionLag: 0)
+            nodes[id] = try RaftNode(
+                configuration: configuration,
+                membership: Membership(voters: Set(voters)),
+                random: SeededGenerator(seed: id.rawValue)
+            )
+        }
+    }
+
+    mutating func settle() throws {
+        var moved = true
+        while moved {
+            moved = false
+            for id in nodes.keys.sorted() where nodes[id]!.hasReady {
+                moved = true
+                let ready = nodes[id]!.ready()
+                applied[id, default: []].append(contentsOf: ready.committedEntries)
+                nodes[id]!.advance(ready)
+                for message in ready.messages where nodes[message.to] != nil {
+                    try nodes[message.to]!.step(message)
+                }
+            }
+        }
+    }
+
+    mutating func elect(_ id: NodeID) throws {
+        nodes[id]!.campaign()
+        try settle()
+    }
+}
+
+@Test func aRetriedRequestIsDeliveredAsDuplicateOnEveryNode() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    let request = RequestID(client: 9, sequence: 1)
+    try cluster.nodes[1]!.propose(Array("x".utf8), requestID: request)
+    try cluster.nodes[1]!.propose(Array("x".utf8), requestID: request)
+    try cluster.nodes[1]!.propose(Array("y".utf8), requestID: RequestID(client: 9, sequence: 2))
+    try cluster.settle()
+    for id: NodeID in [1, 2, 3] {
+        let commands = cluster.applied[id]!.filter { $0.entry.requestID != nil }
+        #expect(commands.map(\.isDuplicate) == [false, true, false], "on \(id)")
+    }
+}
+
+@Test func followersRefuseProposalsAndNameTheLeader() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(2)
+    #expect(throws: ProposalError.notLeader(leaderHint: 2)) {
+        try cluster.nodes[1]!.propose(Array("x".utf8))
+    }
+}
+
+@Test func membershipChangesAreValidated() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    #expect(throws: MembershipChangeError.alreadyMember(2)) { try cluster.nodes[1]!.changeMembership(.addLearner(2)) }
+    #expect(throws: MembershipChangeError.notLearner(2)) { try cluster.nodes[1]!.changeMembership(.promote(2)) }
+    #expect(throws: MembershipChangeError.notMember(7)) { try cluster.nodes[1]!.changeMembership(.remove(7)) }
+    #expect(throws: MembershipChangeError.notLeader(leaderHint: 1)) {
+        try cluster.nodes[2]!.changeMembership(.addLearner(4))
+    }
+    // A learner nobody has heard from has match 0: too far behind to vote.
+    try cluster.nodes[1]!.changeMembership(.addLearner(4))
+    try cluster.settle()
+    #expect(throws: MembershipChangeError.learnerNotCaughtUp(4, match: 0, leaderLastIndex: 2)) {
+        try cluster.nodes[1]!.changeMembership(.promote(4))
+    }
+}
+
+@Test func theLastVoterCannotBeRemoved() throws {
+    var cluster = try Cluster(voters: [1])
+    try cluster.elect(1)
+    #expect(cluster.nodes[1]!.role == .leader)
+    #expect(throws: MembershipChangeError.wouldRemoveLastVoter(1)) {
+        try cluster.nodes[1]!.changeMembership(.remove(1))
+    }
+}
+
+@Test func transferRequestsAreValidated() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    #expect(throws: TransferError.alreadyLeader) { try cluster.nodes[1]!.transferLeadership(to: 1) }
+    #expect(throws: TransferError.notVoter(5)) { try cluster.nodes[1]!.transferLeadership(to: 5) }
+    try cluster.nodes[1]!.transferLeadership(to: 3)
+    try cluster.settle()
+    #expect(cluster.nodes[3]!.role == .leader)
+    #expect(cluster.nodes[1]!.leader == 3)
+}
+
+@Test func aMessageForAnotherNodeIsRefused() throws {
+    var node = try RaftNode(
+        configuration: RaftConfiguration(id: 1),
+        membership: Membership(voters: [1, 2]),
+        random: SeededGenerator(seed: 1)
+    )
+    let message = Message(from: 2, to: 3, term: 1, kind: .timeoutNow)
+    #expect(throws: StepError.wrongRecipient(expected: 1, message: message)) { try node.step(message) }
+}
+
+@Test func uncommittedBytesAreBounded() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    var leader = cluster.nodes[1]!
+    // The followers never answer: everything proposed stays uncommitted.
+    var refused: ProposalError?
+    for _ in 0..<100 {
+        do { try leader.propose([UInt8](repeating: 0, count: 1 << 20)) } catch {
+            refused = error
+            break
+        }
+    }
+    #expect(refused == .tooManyUncommittedBytes(limit: 64 << 20))
+}
+
+@Test func readyDoesNotRepeatWhatItHandedOut() throws {
+    var cluster = try Cluster(voters: [1])
+    try cluster.elect(1)
+    var leader = cluster.nodes[1]!
+    try leader.propose(Array("x".utf8))
+    let first = leader.ready()
+    #expect(first.entries.count == 1 && first.committedEntries.count == 1)
+    let second = leader.ready()
+    #expect(second.entries.isEmpty && second.committedEntries.isEmpty)
+    leader.advance(first)
+    leader.advance(second)
+    #expect(leader.status.applied == 2)
+    #expect(!leader.hasReady)
+}

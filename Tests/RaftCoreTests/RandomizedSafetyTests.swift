@@ -1,0 +1,212 @@
+// Randomized runs of small clusters under loss, duplication, reordering, partitions, crashes and
+// compaction, checking Raft's safety properties after every step (Figure 3 of the paper).
+import ClusterModel
+import RaftCore
+import Testing
+
+/// A deterministic source of faults for one run (SplitMix64, like the core's generator).
+private struct FaultDice {
+    var generator: SeededGenerator
+    mutating func roll(_ sides: Int) -> Int { Int.random(in: 0..<sides, using: &generator) }
+    mutating func chance(_ percent: Int) -> Bool { roll(100) < percent }
+}
+
+private struct SafetyRun {
+    struct Shell {
+        var node: RaftNode
+        var configuration: RaftConfiguration
+        var hardState = HardState()
+        var snapshot: Snapshot?
+        var entries: [Entry] = []
+        /// Applied entries in order (index, term), after the snapshot the state machine restored.
+        var applied: [(index: LogIndex, term: Term)] = []
+        var appliedThrough: LogIndex = 0
+    }
+
+    let ids: [NodeID]
+    let membership: Membership
+    var shells: [NodeID: Shell] = [:]
+    var network: [Message] = []
+    var isolated: Set<NodeID> = []
+    var dice: FaultDice
+    var leaders: [Term: NodeID] = [:]
+    /// Index → term of every entry any node applied: all nodes must apply the same entry at an index.
+    var appliedTerms: [LogIndex: Term] = [:]
+    var proposals = 0
+    var failures: [String] = []
+
+    init(seed: UInt64, nodeCount: Int) throws {
+        dice = FaultDice(generator: SeededGenerator(seed: seed))
+        ids = (1...UInt64(nodeCount)).map { NodeID($0) }
+        membership = Membership(voters: Set(ids))
+        let preVote = seed % 2 == 0
+        let checkQuorum = seed % 3 != 0
+        for id in ids {
+            let configuration = RaftConfiguration(
+                id: id,
+                preVote: preVote,
+                checkQuorum: checkQuorum,
+                maxEntriesBytesPerMessage: 256,
+                maxInflightMessages: 4,
+                snapshotChunkBytes: 16
+            )
+            let node = try RaftNode(
+                configuration: configuration,
+                membership: membership,
+                random: SeededGenerator(seed: seed &* 31 &+ id.rawValue)
+            )
+            shells[id] = Shell(node: node, configuration: configuration)
+        }
+    }
+
+    mutating func step() throws {
+        let target = ids[dice.roll(ids.count)]
+        switch dice.roll(100) {
+        case 0..<30:
+            shells[target]!.node.tick()
+        case 30..<70:
+            deliverOne()
+        case 70..<74:
+            if !network.isEmpty { network.remove(at: dice.roll(network.count)) }
+        case 74..<77:
+            if !network.isEmpty { network.append(network[dice.roll(network.count)]) }
+        case 77..<87:
+            for id in ids where shells[id]!.node.role == .leader {
+                for _ in 0...dice.roll(3) {
+                    proposals += 1
+                    _ = try? shells[id]!.node.propose(Array("p\(proposals)".utf8))
+                }
+            }
+        case 87..<89:
+            try restart(target)
+        case 89..<91:
+            isolated = dice.chance(50) ? [] : [target]
+        case 91..<93:
+            let shell = shells[target]!
+            if shell.appliedThrough > shell.node.status.snapshotIndex,
+                let snapshot = try? shells[target]!.node.compact(
+                    snapshotAt: shell.appliedThrough,
+                    data: Array("\(shell.appliedThrough)".utf8)
+                )
+            {
+                shells[target]!.snapshot = snapshot
+                shells[target]!.entries.removeAll { $0.index <= snapshot.metadata.index }
+            }
+        case 93..<95:
+            if shells[target]!.node.role == .leader {
+                let others = ids.filter { $0 != target }
+                _ = try? shells[target]!.node.transferLeadership(to: others[dice.roll(others.count)])
+            }
+        default:
+            _ = try? shells[target]!.node.readIndex(context: [1])
+        }
+        for id in ids where shells[id]!.node.hasReady && dice.chance(80) {
+            process(id)
+        }
+        checkElectionSafety()
+    }
+
+    private mutating func deliverOne() {
+        guard !network.isEmpty else { return }
+        let message = network.remove(at: dice.roll(network.count))
+        if isolated.contains(message.from) || isolated.contains(message.to) { return }
+        do { try shells[message.to]!.node.step(message) } catch { failures.append("step failed: \(error)") }
+    }
+
+    /// Persists, sends and applies one Ready, in the documented order.
+    mutating func process(_ id: NodeID) {
+        var shell = shells[id]!
+        let ready = shell.node.ready()
+        if let snapshot = ready.snapshot {
+            shell.snapshot = snapshot
+            shell.entries = []
+        }
+        if let first = ready.entries.first {
+            shell.entries.removeAll { $0.index >= first.index }
+            shell.entries.append(contentsOf: ready.entries)
+        }
+        if let hardState = ready.hardState { shell.hardState = hardState }
+        network.append(contentsOf: ready.messages)
+        if let snapshot = ready.snapshot {
+            shell.applied = []
+            shell.appliedThrough = snapshot.metadata.index
+        }
+        for committed in ready.committedEntries {
+            let entry = committed.entry
+            if entry.index != shell.appliedThrough + 1 {
+                failures.append("\(id) applied \(entry.index) after \(shell.appliedThrough)")
+            }
+            shell.appliedThrough = entry.index
+            shell.applied.append((entry.index, entry.term))
+            if let known = appliedTerms[entry.index], known != entry.term {
+                failures.append(
+                    "state machine safety: index \(entry.index) applied with terms \(known) and \(entry.term)")
+            }
+            appliedTerms[entry.index] = entry.term
+        }
+        shell.node.advance(ready)
+        shells[id] = shell
+    }
+
+    /// A crash loses nothing the shell persisted (each Ready is persisted synchronously).
+    private mutating func restart(_ id: NodeID) throws {
+        var shell = shells[id]!
+        shell.node = try RaftNode(
+            configuration: shell.configuration,
+            hardState: shell.hardState,
+            snapshot: shell.snapshot,
+            entries: shell.entries,
+            bootstrapMembership: membership,
+            random: SeededGenerator(seed: UInt64(dice.roll(1 << 30)))
+        )
+        shell.applied = []
+        shell.appliedThrough = shell.snapshot?.metadata.index ?? 0
+        shells[id] = shell
+        network.removeAll { $0.to == id }
+    }
+
+    private mutating func checkElectionSafety() {
+        for id in ids where shells[id]!.node.role == .leader {
+            let term = shells[id]!.node.term
+            if let other = leaders[term], other != id {
+                failures.append("election safety: \(other) and \(id) both lead term \(term)")
+            }
+            leaders[term] = id
+        }
+    }
+
+    /// Heals everything and runs without faults until the cluster converges.
+    mutating func settle() {
+        isolated = []
+        for _ in 0..<400 {
+            for id in ids { shells[id]!.node.tick() }
+            for _ in 0..<20 {
+                for id in ids where shells[id]!.node.hasReady { process(id) }
+                let batch = network
+                network = []
+                for message in batch {
+                    do { try shells[message.to]!.node.step(message) } catch { failures.append("\(error)") }
+                }
+                if network.isEmpty && !ids.contains(where: { shells[$0]!.node.hasReady }) { break }
+            }
+            checkElectionSafety()
+            let commits = Set(ids.map { shells[$0]!.node.status.commit })
+            let applied = Set(ids.map { shells[$0]!.appliedThrough })
+            let hasLeader = ids.contains { shells[$0]!.node.role == .leader }
+            if hasLeader && commits.count == 1 && applied.count == 1 && applied == commits { return }
+        }
+        failures.append("no convergence: " + ids.map { "\(shells[$0]!.node.status)" }.joined(separator: "; "))
+    }
+}
+
+@Test(arguments: 1...40)
+func randomizedRunsKeepRaftSafe(seed: Int) throws {
+    var run = try SafetyRun(seed: UInt64(seed), nodeCount: seed % 2 == 0 ? 3 : 5)
+    for _ in 0..<4000 {
+        try run.step()
+        if !run.failures.isEmpty { break }
+    }
+    if run.failures.isEmpty { run.settle() }
+    #expect(run.failures.isEmpty, "seed \(seed): \(run.failures.prefix(3).joined(separator: "\n"))")
+    #expect(run.appliedTerms.count > 5, "seed \(seed): the cluster made too little progress to mean anything")
+}
