@@ -62,6 +62,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Test support: deterministic simulator, simulated network/clock/disk, history checkers.
+        .target(name: "FlotillaTestKit", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
+
         // The command-line entry point (argument parsing only).
         .executableTarget(
             name: "flotilla",
@@ -91,6 +94,9 @@ let package = Package(
         .testTarget(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
         .testTarget(
             name: "HTTP2Tests",

@@ -183,7 +183,7 @@ struct ClientAPI: Sendable {
             } else if let progress = status.progress[id] {
                 match = progress.match.rawValue
                 switch progress.mode {
-                case _ where !progress.recentlyActive: state = "unreachable"
+                case _ where progress.ticksSinceHeard > configuration.electionTicks: state = "unreachable"
                 case .replicate: state = "follower"
                 case .probe: state = "probing"
                 case .snapshot: state = "snapshot"

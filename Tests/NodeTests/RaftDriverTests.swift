@@ -144,3 +144,22 @@ func aFollowerRefusesWritesAndNamesTheLeader() async throws {
     #expect(error?.kind == .notLeader(leaderHint: leader))
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }
+
+/// A follower that missed writes while it was down catches up in a quiet cluster — no new write
+/// arrives to reveal the gap; the leader's heartbeats must. (This found a liveness bug in the core:
+/// appends lost while the follower was down left it stalled.)
+@Test(.timeLimit(.minutes(1)))
+func aRestartedFollowerCatchesUpWithoutNewWrites() async throws {
+    var cluster = Cluster()
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let victim = cluster.members.sorted().first { $0 != leader }!
+    await cluster.kill(victim)
+    for number in 2...10 { _ = try await cluster.write("w\(number)", sequence: UInt64(number)) }
+    try cluster.start(victim)
+    _ = await cluster.drivers[victim]!.awaitLeader()
+    let seen = try await cluster.drivers[victim]!.linearizableRead(timeoutTicks: 2000) { ($0 as! CommandLog).commands }
+    #expect(seen == [Array("first".utf8)] + (2...10).map { Array("w\($0)".utf8) })
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
