@@ -2,6 +2,8 @@
 # system packages installs what is missing first (scripts/install-deps.sh is idempotent).
 SWIFT ?= swift
 SWIFT_FORMAT ?= swift format
+# Where `make run` keeps the local cluster's data and logs.
+DIR ?= .flotilla
 
 .PHONY: all deps build release run test lint format bench clean
 
@@ -16,8 +18,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product flotilla
 
+# A local 3-node cluster on 127.0.0.1 (client API 7101-7103); Ctrl-C stops it cleanly.
 run: release
-	.build/release/flotilla --help
+	.build/release/flotilla local up --dir $(DIR)
 
 lint:
 	$(SWIFT_FORMAT) lint --strict --recursive Package.swift Sources Tests
@@ -29,9 +32,10 @@ test: deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# Benchmarks print markdown tables; docs/benchmarks.md records them with the commands.
 bench:
 	@FLOTILLA_BENCH_DEPS=1 ./scripts/install-deps.sh
-	@echo "no benchmarks yet"
+	@for script in scripts/bench-*.sh; do echo "== $$script"; "$$script" || exit 1; done
 
 clean:
 	rm -rf .build

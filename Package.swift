@@ -95,6 +95,9 @@ let package = Package(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],
             swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),

@@ -7,6 +7,9 @@ import NIOCore
 public struct APIError: Error, CustomStringConvertible, Sendable {
     public var status: Int?
     public var message: String
+    /// True when the request certainly had no effect: it never reached a node, or a node refused
+    /// it before proposing it (a client error, or no leader to take it). Retrying is then safe.
+    public var hadNoEffect = false
 
     public var description: String { message }
 }
@@ -71,7 +74,9 @@ public final class APIClient: Sendable {
         do {
             response = try await client.send(request, timeout: timeout)
         } catch {
-            throw APIError(status: nil, message: "cannot reach the Flotilla API at \(endpoint): \(error)")
+            throw APIError(
+                status: nil, message: "cannot reach the Flotilla API at \(endpoint): \(error)",
+                hadNoEffect: (error as? HTTP2ClientError)?.requestWasNotProcessed ?? false)
         }
         let bytes = try await response.body.collect(upTo: 64 << 20)
         let data = Data(bytes.readableBytesView)
@@ -81,7 +86,10 @@ public final class APIClient: Sendable {
                 var detail: String
             }
             if let problem = try? JSONDecoder().decode(Problem.self, from: data) {
-                throw APIError(status: response.status, message: "\(problem.error): \(problem.detail)")
+                // "no leader" is answered before anything is proposed (see ClientAPI.forwardOrFail).
+                let refused = (400..<500).contains(response.status) || problem.error == "no leader"
+                throw APIError(
+                    status: response.status, message: "\(problem.error): \(problem.detail)", hadNoEffect: refused)
             }
             throw APIError(status: response.status, message: "HTTP \(response.status) from \(endpoint)")
         }

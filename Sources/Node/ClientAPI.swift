@@ -164,7 +164,13 @@ struct ClientAPI: Sendable {
         forwarded.headers.append(name: Self.forwardedHeader, value: configuration.nodeID.description)
         do {
             return try await forwarder.send(forwarded, to: address, timeout: .milliseconds(5_000))
+        } catch let error as HTTP2ClientError where error.requestWasNotProcessed {
+            // The request never reached the leader: nothing happened, as when no leader is known.
+            throw HTTPError(
+                status: 503, error: "no leader",
+                detail: "the leader \(leader) at \(address) is unreachable (\(error.kind)); retry in a moment")
         } catch {
+            // It may have reached the leader: the outcome is unknown.
             throw HTTPError(
                 status: 503, error: "leader unreachable", detail: "the leader \(leader) at \(address): \(error)")
         }

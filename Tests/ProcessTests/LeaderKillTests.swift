@@ -1,0 +1,114 @@
+// Real node processes: SIGKILL the leader under concurrent writes; nothing acknowledged is lost.
+import FlotillaTestKit
+import Foundation
+import Node
+import Synchronization
+import Testing
+
+/// The order of invocations and responses across all client tasks (a logical clock).
+private final class HistoryRecorder: Sendable {
+    private let state = Mutex<(clock: UInt64, history: KeyValueHistory, void: Set<Int>)>((0, KeyValueHistory(), []))
+
+    func invoke(client: UInt64, _ operation: KeyValueOperation) -> Int {
+        state.withLock { state in
+            state.clock += 1
+            return state.history.invoke(client: client, operation: operation, at: state.clock)
+        }
+    }
+
+    func complete(_ handle: Int, _ result: KeyValueResult) {
+        state.withLock { state in
+            state.clock += 1
+            state.history.complete(handle, result: result, at: state.clock)
+        }
+    }
+
+    /// Forgets an operation that certainly had no effect (refused before it was proposed).
+    func discard(_ handle: Int) { _ = state.withLock { $0.void.insert(handle) } }
+
+    var operations: [HistoryOperation] {
+        state.withLock { state in
+            state.history.operations.enumerated().filter { !state.void.contains($0.offset) }.map(\.element)
+        }
+    }
+
+    var acknowledgedWrites: Int { state.withLock { $0.history.operations.count { $0.result == .written } } }
+}
+
+/// A linearizable read of setting `k<key>`: its value, `.read(nil)` when it was never written, nil on failure.
+private func read(_ api: APIClient, _ key: UInt32) async -> KeyValueResult? {
+    do {
+        return .read(try await api.setting("k\(key)").flatMap { UInt64($0) })
+    } catch let error as APIError where error.status == 404 {
+        return .read(nil)
+    } catch {
+        return nil
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct LeaderKillTests {
+    @Test func killingTheLeaderUnderWritesLosesNothingAcknowledged() async throws {
+        let cluster = try ProcessCluster(size: 3)
+        try cluster.startAll()
+        let firstLeader = try await cluster.awaitLeader()
+        let recorder = HistoryRecorder()
+
+        // Six clients, each on its own node in turn, writing unique values to three keys and reading them.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 1...6 {
+                group.addTask {
+                    for step in 0..<40 {
+                        let key = UInt32((client + step) % 3)
+                        let node = (client + 2 * step) % 3 + 1
+                        let api = cluster.client(node)
+                        if step % 3 == 2 {
+                            let handle = recorder.invoke(client: UInt64(client), .get(key: key))
+                            // A failed read stays pending: it changed nothing and constrains nothing.
+                            if let result = await read(api, key) { recorder.complete(handle, result) }
+                        } else {
+                            let value = UInt64(client * 1000 + step)
+                            let handle = recorder.invoke(client: UInt64(client), .put(key: key, value: value))
+                            do {
+                                try await api.setSetting("k\(key)", to: String(value))
+                                recorder.complete(handle, .written)
+                            } catch let error as APIError where error.hadNoEffect {
+                                recorder.discard(handle)
+                            } catch {
+                                // Any other failure stays pending: the write may or may not have been applied.
+                            }
+                        }
+                    }
+                }
+            }
+            // Once some writes are acknowledged, kill the leader with SIGKILL.
+            group.addTask {
+                while recorder.acknowledgedWrites < 30 { try await Task.sleep(for: .milliseconds(5)) }
+                cluster.kill9(firstLeader)
+            }
+            try await group.waitForAll()
+        }
+
+        // A new leader serves; the old one comes back and catches up.
+        let newLeader = try await cluster.awaitLeader(excluding: [firstLeader])
+        #expect(newLeader != firstLeader)
+        try cluster.start(firstLeader)
+        _ = try await cluster.awaitLeader()
+
+        // Final linearizable reads through every node, including the restarted one.
+        for node in 1...3 {
+            for key: UInt32 in 0..<3 {
+                let handle = recorder.invoke(client: 100, .get(key: key))
+                let result = try #require(await read(cluster.client(node), key), "final read of k\(key) on n\(node)")
+                recorder.complete(handle, result)
+            }
+        }
+
+        let history = recorder.operations
+        let acknowledged = history.filter { $0.result == .written }.count
+        #expect(acknowledged >= 30, "only \(acknowledged) writes were acknowledged\n\(cluster.logTails())")
+        let report = LinearizabilityChecker().check(history)
+        #expect(report.verdict == .linearizable, "\(report.verdict)\n\(cluster.logTails())")
+        await cluster.close()
+    }
+}
