@@ -4,12 +4,19 @@ import Foundation
 import Node
 import Synchronization
 
-/// A cluster of node processes on free loopback ports, with data and logs in a temporary directory.
+/// A cluster of node processes, with data and logs in a temporary directory.
+///
+/// Either on free loopback ports, or — with `hosts` — each node in its own network namespace
+/// with its own address on a private bridge (scripts/testhosts.sh), where it can be cut off.
 final class ProcessCluster: Sendable {
     let directory: String
     let size: Int
+    /// Each node's address: 127.0.0.1, or its own host's address.
+    let addresses: [String]
     let clientPorts: [Int]
     let peerPorts: [Int]
+    /// The network-namespace prefix when nodes run on their own hosts.
+    let hostPrefix: String?
     /// The running node processes by node number.
     private let processes = Mutex<[Int: Process]>([:])
     /// One API client per node, made once (a client keeps its connection).
@@ -21,23 +28,50 @@ final class ProcessCluster: Sendable {
         return bundle.appendingPathComponent("flotilla").path
     }
 
-    init(size: Int) throws {
+    /// Whether this machine can run nodes on their own hosts (root and iproute2).
+    static var canIsolateHosts: Bool {
+        getuid() == 0
+            && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+                || FileManager.default.isExecutableFile(atPath: "/sbin/ip"))
+    }
+
+    static let testHostsScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/testhosts.sh").path
+
+    init(size: Int, hosts: Bool = false) throws {
         self.size = size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let ports = try Self.freePorts(2 * size)
-        let clientPorts = Array(ports[0..<size])
+        let clientPorts: [Int]
+        let addresses: [String]
+        if hosts {
+            // A per-cluster namespace prefix, so runs in parallel never share hosts.
+            let letters = UUID().uuidString.lowercased().filter(\.isLetter)
+            let prefix = "fl" + String(letters.prefix(5)).padding(toLength: 5, withPad: "q", startingAt: 0)
+            hostPrefix = prefix
+            try Self.testHosts("up", prefix, String(size))
+            addresses = try (1...size).map { try Self.testHosts("addr", prefix, String($0)) }
+            clientPorts = Array(repeating: 7101, count: size)
+            peerPorts = Array(repeating: 7201, count: size)
+        } else {
+            hostPrefix = nil
+            addresses = Array(repeating: "127.0.0.1", count: size)
+            let ports = try Self.freePorts(2 * size)
+            clientPorts = Array(ports[0..<size])
+            peerPorts = Array(ports[size...])
+        }
+        self.addresses = addresses
         self.clientPorts = clientPorts
-        peerPorts = Array(ports[size...])
         clients = Dictionary(
             uniqueKeysWithValues: (1...size).map { node in
-                (
-                    node,
-                    APIClient(endpoint: Endpoint(host: "127.0.0.1", port: clientPorts[node - 1]), timeout: .seconds(3))
-                )
+                let endpoint = Endpoint(host: addresses[node - 1], port: clientPorts[node - 1])
+                return (node, APIClient(endpoint: endpoint, timeout: .seconds(3)))
             })
+        let peerPorts = peerPorts
         let members = (1...size).map { node in
-            "{\"id\": \"n\(node)\", \"peer\": \"127.0.0.1:\(peerPorts[node - 1])\", \"client\": \"127.0.0.1:\(clientPorts[node - 1])\"}"
+            let address = addresses[node - 1]
+            return "{\"id\": \"n\(node)\", \"peer\": \"\(address):\(peerPorts[node - 1])\", "
+                + "\"client\": \"\(address):\(clientPorts[node - 1])\"}"
         }
         let config = """
             {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": 10,
@@ -50,6 +84,7 @@ final class ProcessCluster: Sendable {
         for process in processes.withLock({ $0.values }) where process.isRunning {
             kill(process.processIdentifier, SIGKILL)
         }
+        if let hostPrefix { _ = try? Self.testHosts("down", hostPrefix) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -61,8 +96,14 @@ final class ProcessCluster: Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = ["node", "--config", directory + "/cluster.json", "--node-id", "n\(node)"]
+        let arguments = ["node", "--config", directory + "/cluster.json", "--node-id", "n\(node)"]
+        if let hostPrefix {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "netns", "exec", "\(hostPrefix)-\(node)", Self.executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.executable)
+            process.arguments = arguments
+        }
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
@@ -106,6 +147,50 @@ final class ProcessCluster: Sendable {
         throw ProcessClusterError(description: "no agreed leader within \(limit)\n" + logTails())
     }
 
+    /// Polls until `condition` holds (another process's state can only be observed), or fails naming `what`.
+    func await(_ what: String, within limit: Duration = .seconds(20), _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ProcessClusterError(description: "\(what): not within \(limit)\n" + logTails())
+    }
+
+    /// Cuts node `node` off from the other nodes in both directions (the test still reaches it).
+    func isolate(_ node: Int) throws {
+        guard let hostPrefix else { throw ProcessClusterError(description: "isolate needs a cluster on its own hosts") }
+        for other in 1...size where other != node {
+            try Self.testHosts("drop", hostPrefix, String(node), String(other))
+            try Self.testHosts("drop", hostPrefix, String(other), String(node))
+        }
+    }
+
+    func heal(_ node: Int) throws {
+        guard let hostPrefix else { return }
+        for other in 1...size where other != node {
+            try Self.testHosts("undrop", hostPrefix, String(node), String(other))
+            try Self.testHosts("undrop", hostPrefix, String(other), String(node))
+        }
+    }
+
+    @discardableResult
+    private static func testHosts(_ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [Self.testHostsScript] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw ProcessClusterError(description: "testhosts.sh \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     func logTails(lines: Int = 15) -> String {
         (1...size).map { node in
             let text = (try? String(contentsOfFile: directory + "/n\(node).log", encoding: .utf8)) ?? ""
@@ -116,6 +201,7 @@ final class ProcessCluster: Sendable {
     func close() async {
         for client in clients.values { await client.close() }
         for node in processes.withLock({ Array($0.keys) }) { _ = terminate(node) }
+        if let hostPrefix { _ = try? Self.testHosts("down", hostPrefix) }
     }
 
     private static func freePorts(_ count: Int) throws -> [Int] {
