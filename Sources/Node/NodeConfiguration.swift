@@ -63,6 +63,8 @@ public struct NodeConfiguration: Hashable, Sendable {
     public var tickMilliseconds: Int
     public var electionTicks: Int
     public var heartbeatTicks: Int
+    /// A snapshot is taken (and the log compacted) after this many newly applied entries.
+    public var snapshotEntries: Int
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -75,6 +77,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case tickMilliseconds = "tick-ms"
         case electionTicks = "election-ticks"
         case heartbeatTicks = "heartbeat-ticks"
+        case snapshotEntries = "snapshot-entries"
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -188,7 +191,8 @@ public struct NodeConfiguration: Hashable, Sendable {
             dataDirectory: dataDirectory,
             tickMilliseconds: try integer(.tickMilliseconds, default: 50, range: 1...10_000),
             electionTicks: try integer(.electionTicks, default: 10, range: 2...10_000),
-            heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000)
+            heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000),
+            snapshotEntries: try integer(.snapshotEntries, default: 10_000, range: 10...100_000_000)
         )
         guard configuration.heartbeatTicks < configuration.electionTicks else {
             throw ConfigurationError(

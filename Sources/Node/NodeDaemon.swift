@@ -46,6 +46,7 @@ public final class NodeDaemon: Service {
             bootstrapMembership: Membership(voters: Set(configuration.members.map(\.id))),
             storage: storage, recovered: recovered, machine: ClusterStateMachine(), transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
+            snapshotInterval: UInt64(configuration.snapshotEntries),
             seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
 
         var peerRouter = Router()

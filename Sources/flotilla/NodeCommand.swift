@@ -34,6 +34,8 @@ struct NodeCommand: AsyncParsableCommand {
     var electionTicks: String?
     @Option(name: .customLong("heartbeat-ticks"), help: "Leader heartbeat interval in ticks (default 1).")
     var heartbeatTicks: String?
+    @Option(name: .customLong("snapshot-entries"), help: "Entries applied between snapshots (default 10000).")
+    var snapshotEntries: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -41,7 +43,7 @@ struct NodeCommand: AsyncParsableCommand {
         let given: [(NodeConfiguration.Setting, String?)] = [
             (.nodeID, nodeID), (.clusterID, clusterID), (.peerAddress, peerAddress), (.clientAddress, clientAddress),
             (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
-            (.heartbeatTicks, heartbeatTicks),
+            (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries),
         ]
         for case (let setting, let value?) in given { flags[setting.rawValue] = value }
 

@@ -45,3 +45,26 @@ struct GracefulShutdownTests {
         await cluster.close()
     }
 }
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct SnapshotCatchUpTests {
+    /// A node down while the others wrote far past a snapshot catches up from the snapshot
+    /// (the entries it missed are no longer in anyone's log).
+    @Test func aNodeThatFellBehindASnapshotCatchesUpFromIt() async throws {
+        let cluster = try ProcessCluster(size: 3, snapshotEntries: 20)
+        try cluster.startAll()
+        let leader = try await cluster.awaitLeader()
+        let behind = leader % 3 + 1
+        cluster.kill9(behind)
+        for number in 1...120 { try await cluster.client(leader).setSetting("k\(number % 40)", to: "v\(number)") }
+        try cluster.start(behind)
+        try await cluster.await("n\(behind) catches up") {
+            (try? await cluster.client(behind).settings(stale: true))?["k0"] == "v120"
+        }
+        let local = try await cluster.client(behind).settings(stale: true)
+        let leaders = try await cluster.client(leader).settings()
+        #expect(local == leaders)
+        #expect(local.count == 40)
+        await cluster.close()
+    }
+}

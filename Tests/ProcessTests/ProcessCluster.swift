@@ -38,7 +38,7 @@ final class ProcessCluster: Sendable {
     static let testHostsScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/testhosts.sh").path
 
-    init(size: Int, hosts: Bool = false) throws {
+    init(size: Int, hosts: Bool = false, snapshotEntries: Int = 10_000) throws {
         self.size = size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -74,7 +74,7 @@ final class ProcessCluster: Sendable {
                 + "\"client\": \"\(address):\(clientPorts[node - 1])\"}"
         }
         let config = """
-            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": 10,
+            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": 10, "snapshot-entries": \(snapshotEntries),
              "members": [\(members.joined(separator: ", "))]}
             """
         try config.write(toFile: directory + "/cluster.json", atomically: true, encoding: .utf8)
