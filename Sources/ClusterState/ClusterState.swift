@@ -1,8 +1,8 @@
 // The replicated state machine every node applies committed commands to (DESIGN.md §7).
 import ClusterModel
 
-/// The cluster's replicated state: today the named settings that policies read; nodes, volumes,
-/// VMs and migrations join it as they are built.
+/// The cluster's replicated state: today the named settings that policies read and the addresses
+/// of members added at run time; nodes, volumes, VMs and migrations join it as they are built.
 ///
 /// Pure and deterministic: `apply` depends only on the state and the command, so every node that
 /// applies the same log reaches the same state. Commands are validated here, at apply time,
@@ -10,6 +10,9 @@ import ClusterModel
 public struct ClusterState: Hashable, Sendable {
     /// Named settings (`flotilla config set/get/list`); keys are `Setting.validate`d.
     public private(set) var settings: [String: String] = [:]
+    /// Where each member added through the API is reached. (The founding members' addresses come
+    /// from their configuration; Raft's own log holds who votes.)
+    public private(set) var memberAddresses: [NodeID: MemberAddresses] = [:]
 
     public init() {}
 
@@ -26,7 +29,26 @@ public struct ClusterState: Hashable, Sendable {
                 return .rejected("no setting named \(key)")
             }
             return .applied(previous: previous)
+        case .registerMember(let id, let addresses):
+            if let (other, _) = memberAddresses.first(where: { $0.key != id && $0.value.peer == addresses.peer }) {
+                return .rejected("peer address \(addresses.peer) already belongs to \(other); give \(id) its own")
+            }
+            let previous = memberAddresses.updateValue(addresses, forKey: id)
+            return .applied(previous: previous.map { "\($0.peer) \($0.client)" })
         }
+    }
+}
+
+/// Where one member is reached.
+public struct MemberAddresses: Hashable, Sendable {
+    /// Its peer RPC (Raft) address.
+    public var peer: Endpoint
+    /// Its client API address.
+    public var client: Endpoint
+
+    public init(peer: Endpoint, client: Endpoint) {
+        self.peer = peer
+        self.client = client
     }
 }
 
@@ -60,6 +82,8 @@ public enum Setting {
 public enum ClusterCommand: Hashable, Sendable {
     case setSetting(key: String, value: String)
     case deleteSetting(key: String)
+    /// Records a member's addresses (before Raft adds it), so every node can reach it.
+    case registerMember(id: NodeID, addresses: MemberAddresses)
 }
 
 /// What applying a command did.
@@ -85,6 +109,10 @@ extension ClusterCommand {
         case .deleteSetting(let key):
             writer.write(2 as UInt8)
             writer.write(Array(key.utf8))
+        case .registerMember(let id, let addresses):
+            writer.write(3 as UInt8)
+            writer.writeVarint(id.rawValue)
+            addresses.encode(into: &writer)
         }
         return writer.bytes
     }
@@ -96,6 +124,7 @@ extension ClusterCommand {
         switch try reader.readByte() {
         case 1: self = .setSetting(key: try reader.readString(), value: try reader.readString())
         case 2: self = .deleteSetting(key: try reader.readString())
+        case 3: self = .registerMember(id: try reader.readNodeID(), addresses: try MemberAddresses(from: &reader))
         case let kind: throw WireFormatError("unknown cluster command kind \(kind)")
         }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a cluster command") }
@@ -137,6 +166,11 @@ extension ClusterState {
             writer.write(Array(key.utf8))
             writer.write(Array(value.utf8))
         }
+        writer.writeVarint(memberAddresses.count)
+        for (id, addresses) in memberAddresses.sorted(by: { $0.key < $1.key }) {
+            writer.writeVarint(id.rawValue)
+            addresses.encode(into: &writer)
+        }
         return writer.bytes
     }
 
@@ -148,11 +182,38 @@ extension ClusterState {
         for _ in 0..<(try reader.readCount(elementBytes: 2)) {
             settings[try reader.readString()] = try reader.readString()
         }
+        for _ in 0..<(try reader.readCount(elementBytes: 5)) {
+            memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
+        }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
     }
 }
 
+extension MemberAddresses {
+    fileprivate func encode(into writer: inout ByteWriter) {
+        writer.write(Array(peer.description.utf8))
+        writer.write(Array(client.description.utf8))
+    }
+
+    fileprivate init(from reader: inout ByteReader) throws(WireFormatError) {
+        let start = reader.offset
+        guard let peer = Endpoint(parsing: try reader.readString()),
+            let client = Endpoint(parsing: try reader.readString())
+        else {
+            throw WireFormatError("member addresses at byte \(start) are not host:port")
+        }
+        self.init(peer: peer, client: client)
+    }
+}
+
 extension ByteReader {
+    mutating func readNodeID() throws(WireFormatError) -> NodeID {
+        let start = offset
+        let raw = try readVarint()
+        guard raw != 0 else { throw WireFormatError("node id at byte \(start) is 0") }
+        return NodeID(raw)
+    }
+
     /// A length-prefixed string that must be valid UTF-8.
     mutating func readString() throws(WireFormatError) -> String {
         let start = offset

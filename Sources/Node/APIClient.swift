@@ -1,4 +1,5 @@
 // A client of a node's API, for the CLI and the tests: JSON in, typed values or a clear error out.
+import ClusterModel
 import Foundation
 import HTTP2
 import NIOCore
@@ -56,6 +57,27 @@ public final class APIClient: Sendable {
     @discardableResult
     public func deleteSetting(_ key: String) async throws -> String? {
         try decode(SettingView.self, try await call(.delete, "/v1/config/\(escape(key))")).previous
+    }
+
+    /// Adds a node as a learner (its addresses first, then Raft); returns the new status.
+    @discardableResult
+    public func addMember(_ id: String, peer: String, client: String) async throws -> StatusView {
+        let body = try JSONEncoder().encode(["id": id, "peer": peer, "client": client])
+        return try decode(StatusView.self, try await call(.post, "/v1/members", body: body))
+    }
+
+    @discardableResult
+    public func promoteMember(_ id: String) async throws -> StatusView {
+        try decode(StatusView.self, try await call(.post, "/v1/members/\(escape(id))/promote"))
+    }
+
+    @discardableResult
+    public func removeMember(_ id: String) async throws -> StatusView {
+        try decode(StatusView.self, try await call(.delete, "/v1/members/\(escape(id))"))
+    }
+
+    public func transferLeadership(to id: String) async throws {
+        _ = try await call(.post, "/v1/leader/transfer", body: try JSONEncoder().encode(["to": id]))
     }
 
     /// Sends a request and returns the body of a 2xx answer; anything else becomes an `APIError`.

@@ -44,6 +44,7 @@ struct ClientAPI: Sendable {
     let configuration: NodeConfiguration
     let driver: RaftDriver
     let forwarder: LeaderForwarder
+    let addressBook: AddressBook
 
     static let forwardedHeader = "flotilla-forwarded-by"
     static let requestIDHeader = "flotilla-request-id"
@@ -93,6 +94,72 @@ struct ClientAPI: Sendable {
             case .forwarded(let response): return response
             }
         }
+    }
+
+    /// Membership and leadership: add a node (as a learner), promote it, remove one, move the leader.
+    func addMembershipRoutes(to router: inout Router) {
+        router.post("/v1/members", body: .collect) { request, _ in
+            struct Body: Decodable {
+                var id: String
+                var peer: String
+                var client: String
+            }
+            let body = try await request.body.collect(upTo: 64 << 10)
+            guard let member = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)),
+                let id = NodeID(parsing: member.id), let peer = Endpoint(parsing: member.peer),
+                let client = Endpoint(parsing: member.client)
+            else {
+                throw HTTPError(
+                    status: 400, error: "bad request body",
+                    detail: "send {\"id\": \"n4\", \"peer\": \"host:port\", \"client\": \"host:port\"}")
+            }
+            // First the addresses, so every node can reach the new member; then Raft adds it.
+            let register = ClusterCommand.registerMember(id: id, addresses: MemberAddresses(peer: peer, client: client))
+            if case .forwarded(let response) = try await write(register, request) { return response }
+            return try await changeMembership(.addLearner(id), request)
+        }
+        router.post("/v1/members/{id}/promote") { request, parameters in
+            try await changeMembership(.promote(try nodeID(parameters)), request)
+        }
+        router.delete("/v1/members/{id}") { request, parameters in
+            try await changeMembership(.remove(try nodeID(parameters)), request)
+        }
+        router.post("/v1/leader/transfer", body: .collect) { request, _ in
+            struct Body: Decodable { var to: String }
+            let body = try await request.body.collect(upTo: 64 << 10)
+            guard let target = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).to,
+                let id = NodeID(parsing: target)
+            else {
+                throw HTTPError(status: 400, error: "bad request body", detail: "send {\"to\": \"n2\"}")
+            }
+            do {
+                try await driver.transferLeadership(to: id)
+            } catch let error as TransferError {
+                if case .notLeader = error { return try await forwardOrFail(request) }
+                throw HTTPError(status: 409, error: "cannot transfer leadership", detail: error.description)
+            }
+            return try json(["transferring-to": id.description])
+        }
+    }
+
+    private func nodeID(_ parameters: RouteParameters) throws -> NodeID {
+        guard let text = parameters["id"], let id = NodeID(parsing: text) else {
+            throw HTTPError(status: 400, error: "bad node id", detail: "node ids are n1, n2, …")
+        }
+        return id
+    }
+
+    /// Proposes a membership change and answers with the new status once it is committed.
+    private func changeMembership(_ change: MembershipChange, _ request: HTTPRequest) async throws -> HTTPResponse {
+        do {
+            try await driver.changeMembership(change, timeoutTicks: timeoutTicks)
+        } catch let error as MembershipChangeError {
+            if case .notLeader = error { return try await forwardOrFail(request) }
+            throw HTTPError(status: 409, error: "membership change refused", detail: error.description)
+        } catch let error as RaftDriverError {
+            throw httpError(error)
+        }
+        return try json(await statusView())
     }
 
     private func isStale(_ request: HTTPRequest) -> Bool {
@@ -155,7 +222,7 @@ struct ClientAPI: Sendable {
                 detail: "forwarded here as the leader, but \(configuration.nodeID) is not; retry in a moment")
         }
         guard let leader = status.leader, leader != configuration.nodeID,
-            let address = configuration.members.first(where: { $0.id == leader })?.client
+            let address = addressBook.addresses(of: leader)?.client
         else {
             throw HTTPError(
                 status: 503, error: "no leader", detail: "no leader is elected right now; retry in a moment")
@@ -180,7 +247,7 @@ struct ClientAPI: Sendable {
         let status = await driver.status
         var members: [StatusView.Member] = []
         for id in status.membership.members.sorted() {
-            let address = configuration.members.first { $0.id == id }
+            let address = addressBook.addresses(of: id)
             let state: String
             var match: UInt64?
             if id == status.leader {

@@ -3,12 +3,23 @@ import ClusterModel
 import ClusterState
 
 /// `ClusterState` as the driver's `ReplicatedStateMachine`.
+///
+/// Member addresses registered through the log are copied into the node's `AddressBook` as they
+/// are applied (a side effect outside the state, which stays deterministic).
 struct ClusterStateMachine: ReplicatedStateMachine {
     var state = ClusterState()
+    let addressBook: AddressBook
+
+    init(addressBook: AddressBook) {
+        self.addressBook = addressBook
+    }
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         do {
-            return state.apply(try ClusterCommand(decoding: command)).encoded
+            let command = try ClusterCommand(decoding: command)
+            let result = state.apply(command)
+            if case .registerMember = command, case .applied = result { addressBook.update(state.memberAddresses) }
+            return result.encoded
         } catch {
             // Every node refuses the same bytes the same way, so the state stays identical.
             return CommandResult.rejected("entry \(index) is not a command this version understands: \(error)").encoded
@@ -19,5 +30,6 @@ struct ClusterStateMachine: ReplicatedStateMachine {
 
     mutating func restore(from snapshot: [UInt8]) throws {
         state = try ClusterState(snapshot: snapshot)
+        addressBook.update(state.memberAddresses)
     }
 }

@@ -2,38 +2,6 @@
 import ClusterModel
 import Foundation
 
-/// A `host:port` a node listens on or dials.
-public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    /// Parses `127.0.0.1:7101`, `node-2:7101` or `[::1]:7101`; nil for anything else.
-    public init?(parsing text: String) {
-        let host: Substring
-        let port: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[close...].hasPrefix("]:") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            port = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
-            host = text[..<colon]
-            port = text[text.index(after: colon)...]
-        }
-        guard !host.isEmpty, !host.contains(where: \.isWhitespace), let number = Int(port), (0...65535).contains(number)
-        else { return nil }
-        self.host = String(host)
-        self.port = number
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
 /// One member of the cluster as the configuration names it.
 public struct MemberAddress: Hashable, Sendable {
     public var id: NodeID
@@ -65,6 +33,9 @@ public struct NodeConfiguration: Hashable, Sendable {
     public var heartbeatTicks: Int
     /// A snapshot is taken (and the log compacted) after this many newly applied entries.
     public var snapshotEntries: Int
+    /// The node joins a running cluster (added through the API) instead of founding one with
+    /// `members`; the file's members then only tell it where the others are.
+    public var join: Bool
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -78,6 +49,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case electionTicks = "election-ticks"
         case heartbeatTicks = "heartbeat-ticks"
         case snapshotEntries = "snapshot-entries"
+        case join
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -157,17 +129,27 @@ public struct NodeConfiguration: Hashable, Sendable {
                 "\(idSource) is \"\(idText)\", not a node id", fix: "node ids are n1, n2, … (a positive number after n)"
             )
         }
+        let join: Bool
+        switch values[.join]?.value {
+        case nil, "false": join = false
+        case "true": join = true
+        case let other?:
+            throw ConfigurationError("\(values[.join]!.source) is \"\(other)\"", fix: "join is true or false")
+        }
         let ownEntry = members.first { $0.id == nodeID }
-        if !members.isEmpty && ownEntry == nil {
+        if !members.isEmpty && ownEntry == nil && !join {
             throw ConfigurationError(
                 "node \(nodeID) is not among the config file's members (\(members.map(\.id.description).joined(separator: ", ")))",
-                fix: "pick one of those ids, or add \(nodeID) to \"members\"")
+                fix:
+                    "pick one of those ids, add \(nodeID) to \"members\", or start it with --join true to add it to a running cluster"
+            )
         }
         let peerListen = try endpoint(.peerAddress, default: ownEntry?.peer)
         let clientListen = try endpoint(.clientAddress, default: ownEntry?.client)
-        if members.isEmpty {
-            // No member list: a cluster of one, which can grow by membership changes.
-            members = [MemberAddress(id: nodeID, peer: peerListen, client: clientListen)]
+        if ownEntry == nil {
+            // No member list: a cluster of one, which can grow by membership changes. Or a
+            // joining node: it knows the others from the file and itself from its flags.
+            members.append(MemberAddress(id: nodeID, peer: peerListen, client: clientListen))
         }
         let clusterID = values[.clusterID]?.value ?? "flotilla"
         guard !clusterID.isEmpty, clusterID.count <= 64,
@@ -192,7 +174,8 @@ public struct NodeConfiguration: Hashable, Sendable {
             tickMilliseconds: try integer(.tickMilliseconds, default: 50, range: 1...10_000),
             electionTicks: try integer(.electionTicks, default: 10, range: 2...10_000),
             heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000),
-            snapshotEntries: try integer(.snapshotEntries, default: 10_000, range: 10...100_000_000)
+            snapshotEntries: try integer(.snapshotEntries, default: 10_000, range: 10...100_000_000),
+            join: join
         )
         guard configuration.heartbeatTicks < configuration.electionTicks else {
             throw ConfigurationError(

@@ -36,15 +36,19 @@ public final class NodeDaemon: Service {
                 "snapshot": "\(recovered.snapshot.map { "\($0.metadata.index)" } ?? "none")",
             ])
 
+        let addressBook = AddressBook(configured: configuration.members)
         let transport = HTTP2PeerTransport(
-            local: configuration.nodeID, members: configuration.members,
+            local: configuration.nodeID, addressBook: addressBook,
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks), logger: logger)
         let driver = try RaftDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
                 heartbeatTicks: configuration.heartbeatTicks),
-            bootstrapMembership: Membership(voters: Set(configuration.members.map(\.id))),
-            storage: storage, recovered: recovered, machine: ClusterStateMachine(), transport: transport,
+            // A joining node starts knowing no members: the leader's log tells it who they are.
+            bootstrapMembership: configuration.join
+                ? Membership() : Membership(voters: Set(configuration.members.map(\.id))),
+            storage: storage, recovered: recovered, machine: ClusterStateMachine(addressBook: addressBook),
+            transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
             snapshotInterval: UInt64(configuration.snapshotEntries),
             seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
@@ -56,7 +60,10 @@ public final class NodeDaemon: Service {
             router: peerRouter)
         let forwarder = LeaderForwarder()
         var clientRouter = Router()
-        ClientAPI(configuration: configuration, driver: driver, forwarder: forwarder).addRoutes(to: &clientRouter)
+        let clientAPI = ClientAPI(
+            configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook)
+        clientAPI.addRoutes(to: &clientRouter)
+        clientAPI.addMembershipRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),

@@ -1,5 +1,6 @@
 // Raft messages between nodes over HTTP/2: one connection per peer, batches in order.
 import ClusterModel
+import ClusterState
 import HTTP2
 import Logging
 import NIOCore
@@ -53,52 +54,26 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Messages buffered for a peer beyond this are dropped, oldest first (a peer that is down).
     static let maxBufferedMessages = 8192
 
-    private let peers: [NodeID: Peer]
-    private let tasks: Mutex<[Task<Void, Never>]>
+    private let local: NodeID
+    private let addressBook: AddressBook
+    private let requestTimeout: Duration
+    private let logger: Logger
+    /// Peers are made on first use, from the address book, so members added later are reached.
+    private let peers = Mutex<[NodeID: Peer]>([:])
+    private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    public init(local: NodeID, members: [MemberAddress], requestTimeout: Duration, logger: Logger) {
-        var peers: [NodeID: Peer] = [:]
-        var tasks: [Task<Void, Never>] = []
-        for member in members where member.id != local {
-            let client = HTTP2Client(configuration: .init(host: member.peer.host, port: member.peer.port))
-            let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-            let peer = Peer(client: client, wake: wake)
-            peers[member.id] = peer
-            let id = member.id
-            tasks.append(
-                Task {
-                    var failures = 0
-                    for await _ in stream {
-                        let batch = peer.buffer.withLock { buffer in
-                            defer { buffer.removeAll(keepingCapacity: true) }
-                            return buffer
-                        }
-                        guard !batch.isEmpty else { continue }
-                        let request = HTTPRequest(
-                            method: .post, path: PeerPath.raftMessages,
-                            headers: ["content-type": "application/octet-stream"],
-                            body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
-                        do {
-                            let response = try await client.send(request, timeout: requestTimeout)
-                            if response.status != 204 {
-                                logger.warning("peer \(id) answered \(response.status) to a message batch")
-                            }
-                            failures = 0
-                        } catch {
-                            failures += 1
-                            // Once per outage, not once per batch.
-                            if failures == 1 { logger.info("peer \(id) unreachable: \(error)") }
-                        }
-                    }
-                })
-        }
-        self.peers = peers
-        self.tasks = Mutex(tasks)
+    init(local: NodeID, addressBook: AddressBook, requestTimeout: Duration, logger: Logger) {
+        self.local = local
+        self.addressBook = addressBook
+        self.requestTimeout = requestTimeout
+        self.logger = logger
     }
 
     public func send(_ messages: [Message]) {
+        var woken: [NodeID: Peer] = [:]
         for message in messages {
-            guard let peer = peers[message.to] else { continue }
+            guard let peer = woken[message.to] ?? peer(message.to) else { continue }
+            woken[message.to] = peer
             peer.buffer.withLock { buffer in
                 buffer.append(message)
                 if buffer.count > Self.maxBufferedMessages {
@@ -106,14 +81,66 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
                 }
             }
         }
-        for to in Set(messages.map(\.to)) { peers[to]?.wake.yield() }
+        for peer in woken.values { peer.wake.yield() }
+    }
+
+    /// The peer for `id`, started on first use; nil for this node or a node with no known address.
+    private func peer(_ id: NodeID) -> Peer? {
+        guard id != local else { return nil }
+        if let peer = peers.withLock({ $0[id] }) { return peer }
+        guard let address = addressBook.addresses(of: id)?.peer else {
+            logger.warning("no address known for \(id); its messages are dropped until it is registered")
+            return nil
+        }
+        return peers.withLock { peers in
+            if let peer = peers[id] { return peer }
+            let client = HTTP2Client(configuration: .init(host: address.host, port: address.port))
+            let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            let peer = Peer(client: client, wake: wake)
+            peers[id] = peer
+            let (timeout, logger) = (requestTimeout, logger)
+            let task = Task {
+                await Self.deliver(to: id, peer: peer, wakeups: stream, timeout: timeout, logger: logger)
+            }
+            tasks.withLock { $0.append(task) }
+            return peer
+        }
+    }
+
+    /// The sender loop of one peer: post what is buffered as one batch, then wait to be woken.
+    private static func deliver(
+        to id: NodeID, peer: Peer, wakeups: AsyncStream<Void>, timeout: Duration, logger: Logger
+    ) async {
+        var failures = 0
+        for await _ in wakeups {
+            let batch = peer.buffer.withLock { buffer in
+                defer { buffer.removeAll(keepingCapacity: true) }
+                return buffer
+            }
+            guard !batch.isEmpty else { continue }
+            let request = HTTPRequest(
+                method: .post, path: PeerPath.raftMessages, headers: ["content-type": "application/octet-stream"],
+                body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
+            do {
+                let response = try await peer.client.send(request, timeout: timeout)
+                if response.status != 204 {
+                    logger.warning("peer \(id) answered \(response.status) to a message batch")
+                }
+                failures = 0
+            } catch {
+                failures += 1
+                // Once per outage, not once per batch.
+                if failures == 1 { logger.info("peer \(id) unreachable: \(error)") }
+            }
+        }
     }
 
     /// Stops the sender tasks and closes the connections.
     public func close() async {
-        for peer in peers.values { peer.wake.finish() }
+        let peers = peers.withLock { $0.values }
+        for peer in peers { peer.wake.finish() }
         for task in tasks.withLock({ $0 }) { await task.value }
-        for peer in peers.values { await peer.client.close() }
+        for peer in peers { await peer.client.close() }
     }
 }
 

@@ -1,5 +1,6 @@
-// The client commands: status and settings, against any node's API.
 import ArgumentParser
+// The client commands: status and settings, against any node's API.
+import ClusterModel
 import Foundation
 import Node
 

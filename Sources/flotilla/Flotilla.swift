@@ -12,7 +12,10 @@ struct Flotilla: AsyncParsableCommand {
             found from --api, then FLOTILLA_API, then 127.0.0.1:7101 (the local cluster's first node).
             """,
         version: FlotillaVersion.current,
-        subcommands: [NodeCommand.self, StatusCommand.self, ConfigCommand.self, LocalCommand.self]
+        subcommands: [
+            NodeCommand.self, StatusCommand.self, ConfigCommand.self, MembersCommand.self, LeaderCommand.self,
+            LocalCommand.self,
+        ]
     )
 }
 

@@ -36,6 +36,8 @@ struct NodeCommand: AsyncParsableCommand {
     var heartbeatTicks: String?
     @Option(name: .customLong("snapshot-entries"), help: "Entries applied between snapshots (default 10000).")
     var snapshotEntries: String?
+    @Option(help: "true: join a running cluster (add it first with `flotilla members add`) instead of founding one.")
+    var join: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -43,7 +45,7 @@ struct NodeCommand: AsyncParsableCommand {
         let given: [(NodeConfiguration.Setting, String?)] = [
             (.nodeID, nodeID), (.clusterID, clusterID), (.peerAddress, peerAddress), (.clientAddress, clientAddress),
             (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
-            (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries),
+            (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),
         ]
         for case (let setting, let value?) in given { flags[setting.rawValue] = value }
 

@@ -57,3 +57,24 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     #expect(throws: WireFormatError.self) { try ClusterCommand(decoding: [1, 1, 2, 0xC3, 0x28, 0]) }
     #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [1, 5]) }
 }
+
+@Test func memberAddressesAreRegisteredUniqueAndSnapshotted() throws {
+    var state = ClusterState()
+    let n4 = MemberAddresses(
+        peer: Endpoint(host: "10.0.0.4", port: 7201), client: Endpoint(host: "10.0.0.4", port: 7101))
+    let n5 = MemberAddresses(peer: Endpoint(host: "10.0.0.5", port: 7201), client: Endpoint(host: "::1", port: 7101))
+    #expect(state.apply(.registerMember(id: 4, addresses: n4)) == .applied(previous: nil))
+    #expect(state.apply(.registerMember(id: 5, addresses: n5)) == .applied(previous: nil))
+    // Another member's peer address is refused; re-registering the same member updates it.
+    guard case .rejected(let reason) = state.apply(.registerMember(id: 6, addresses: n4)) else {
+        Issue.record("a duplicate peer address was accepted")
+        return
+    }
+    #expect(reason.contains("already belongs to n4"))
+    let moved = MemberAddresses(peer: Endpoint(host: "10.0.0.44", port: 7201), client: n4.client)
+    #expect(state.apply(.registerMember(id: 4, addresses: moved)) == .applied(previous: "10.0.0.4:7201 10.0.0.4:7101"))
+    #expect(state.memberAddresses == [4: moved, 5: n5])
+    #expect(try ClusterState(snapshot: state.snapshot) == state)
+    let command = ClusterCommand.registerMember(id: 5, addresses: n5)
+    #expect(try ClusterCommand(decoding: command.encoded) == command)
+}

@@ -38,8 +38,12 @@ final class ProcessCluster: Sendable {
     static let testHostsScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/testhosts.sh").path
 
-    init(size: Int, hosts: Bool = false, snapshotEntries: Int = 10_000) throws {
+    /// The nodes that found the cluster (n1…); the rest join it later through the API.
+    let founders: Int
+
+    init(size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000) throws {
         self.size = size
+        self.founders = founders ?? size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let clientPorts: [Int]
@@ -68,7 +72,7 @@ final class ProcessCluster: Sendable {
                 return (node, APIClient(endpoint: endpoint, timeout: .seconds(3)))
             })
         let peerPorts = peerPorts
-        let members = (1...size).map { node in
+        let members = (1...(founders ?? size)).map { node in
             let address = addresses[node - 1]
             return "{\"id\": \"n\(node)\", \"peer\": \"\(address):\(peerPorts[node - 1])\", "
                 + "\"client\": \"\(address):\(clientPorts[node - 1])\"}"
@@ -96,7 +100,13 @@ final class ProcessCluster: Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         let process = Process()
-        let arguments = ["node", "--config", directory + "/cluster.json", "--node-id", "n\(node)"]
+        var arguments = ["node", "--config", directory + "/cluster.json", "--node-id", "n\(node)"]
+        if node > founders {
+            arguments += [
+                "--join", "true", "--peer-address", "\(addresses[node - 1]):\(peerPorts[node - 1])",
+                "--client-address", "\(addresses[node - 1]):\(clientPorts[node - 1])",
+            ]
+        }
         if let hostPrefix {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["ip", "netns", "exec", "\(hostPrefix)-\(node)", Self.executable] + arguments
