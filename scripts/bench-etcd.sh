@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Flotilla's replicated settings against etcd, side by side on this machine (issue: durable storage
+# and the node daemon). Both are 3-member clusters on 127.0.0.1 with the same election timeout
+# (500 ms base, randomized up to 2x by both; heartbeats every 50 ms), data on the same disk, and the
+# same load generator (h2load) writing a 10-byte key with a 256-byte value:
+#   etcd:     gRPC /etcdserverpb.KV/Put on the leader
+#   Flotilla: PUT /v1/config/<key> on the leader (JSON body), over h2c
+# Then the time from SIGKILL of the leader to the first acknowledged write, 5 runs each.
+# Prints a markdown table (medians of ROUNDS interleaved rounds). Usage: scripts/bench-etcd.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+N_MANY=${N_MANY:-40000}
+N_ONE=${N_ONE:-3000}
+KILLS=${KILLS:-5}
+scratch=${FLOTILLA_BENCH_SCRATCH:-.build-bench}
+work=$(mktemp -d /tmp/flotilla-bench-etcd.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in etcd etcdctl h2load python3; do
+  command -v "$tool" >/dev/null || { echo "bench-etcd: $tool is missing (FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh)" >&2; exit 1; }
+done
+echo "building flotilla (release)…" >&2
+swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+flotilla="$scratch/release/flotilla"
+
+value=$(python3 -c 'print("v" * 256)')
+# etcd's gRPC body: 0 (no compression), 4-byte big-endian length, PutRequest{1: key, 2: value}.
+python3 - "$work/etcd-put.bin" "$value" <<'PY'
+import sys, struct
+key, value = b"bench-key1", sys.argv[2].encode()
+def field(number, data): return bytes([number << 3 | 2]) + bytes([len(data)]) if len(data) < 128 else None
+def varint(n):
+    out = b""
+    while n >= 0x80: out += bytes([n & 0x7F | 0x80]); n >>= 7
+    return out + bytes([n])
+message = bytes([0x0A]) + varint(len(key)) + key + bytes([0x12]) + varint(len(value)) + value
+open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+printf '{"value": "%s"}' "$value" >"$work/flotilla-put.json"
+
+# ---- etcd ----
+etcd_start() { # member number 1..3
+  local i=$1
+  etcd --name "e$i" --data-dir "$work/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster "e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803" \
+    --initial-cluster-state new --initial-cluster-token bench \
+    --heartbeat-interval 50 --election-timeout 500 --log-level error >"$work/etcd-$i.log" 2>&1 &
+  etcd_pid[$i]=$!
+  pids+=($!)
+}
+etcd_endpoints="127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793"
+etcd_leader() { # prints the leader's member number
+  etcdctl --endpoints "$etcd_endpoints" endpoint status -w json 2>/dev/null | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+for row in rows:
+    if row["Status"]["leader"] == row["Status"]["header"]["member_id"]:
+        print(row["Endpoint"][-1]); break'
+}
+etcd_revision() {
+  etcdctl --endpoints "127.0.0.1:2379$1" endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])'
+}
+declare -A etcd_pid
+for i in 1 2 3; do etcd_start "$i"; done
+
+# ---- Flotilla ----
+cat >"$work/flotilla.json" <<JSON
+{"cluster-id": "bench", "data-dir": "$work/flotilla-{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
+ "members": [{"id": "n1", "peer": "127.0.0.1:27201", "client": "127.0.0.1:27101"},
+             {"id": "n2", "peer": "127.0.0.1:27202", "client": "127.0.0.1:27102"},
+             {"id": "n3", "peer": "127.0.0.1:27203", "client": "127.0.0.1:27103"}]}
+JSON
+declare -A flotilla_pid
+flotilla_start() {
+  "$flotilla" node --config "$work/flotilla.json" --node-id "n$1" >>"$work/flotilla-n$1.log" 2>&1 &
+  flotilla_pid[$1]=$!
+  pids+=($!)
+}
+flotilla_leader() {
+  for i in 1 2 3; do
+    leader=$(curl -s --max-time 1 "http://127.0.0.1:2710$i/v1/status?stale=true" | python3 -c 'import json,sys
+try: print(json.load(sys.stdin)["leader"][1:])
+except Exception: pass' || true)
+    if [ -n "$leader" ]; then echo "$leader"; return; fi
+  done
+}
+for i in 1 2 3; do flotilla_start "$i"; done
+
+wait_for() { # command... : retries for up to 30 s
+  for _ in $(seq 1 300); do if "$@" >/dev/null 2>&1 && [ -n "$("$@")" ]; then return 0; fi; sleep 0.1; done
+  echo "bench-etcd: timed out waiting for: $*" >&2; return 1
+}
+wait_for etcd_leader
+wait_for flotilla_leader
+
+# h2load run → "requests/s p50_ms p99_ms ok"
+load() { # system clients streams requests
+  local system=$1 c=$2 m=$3 n=$4 log="$work/h2load-$1-$2-$3.log"
+  local leader url before
+  if [ "$system" = etcd ]; then
+    leader=$(etcd_leader); before=$(etcd_revision "$leader")
+    h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-put.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+      --log-file="$log" "http://127.0.0.1:2379$leader/etcdserverpb.KV/Put" >"$work/h2load.out" 2>&1
+    local after; after=$(etcd_revision "$leader")
+    ok=$(( after - before == n ? 1 : 0 ))
+  else
+    leader=$(flotilla_leader)
+    h2load -n "$n" -c "$c" -m "$m" -d "$work/flotilla-put.json" -H ':method: PUT' -H 'content-type: application/json' \
+      --log-file="$log" "http://127.0.0.1:2710$leader/v1/config/bench-key1" >"$work/h2load.out" 2>&1
+    ok=$(grep -q "status codes: $n 2xx" "$work/h2load.out" && echo 1 || echo 0)
+  fi
+  python3 - "$log" "$ok" <<'PY'
+import sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+starts = [float(r[0]) for r in rows]; ends = [float(r[0]) + float(r[2]) for r in rows]
+latencies = sorted(float(r[2]) / 1000 for r in rows)
+span = (max(ends) - min(starts)) / 1e6
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f} {sys.argv[2]}")
+PY
+}
+
+declare -A results
+for round in $(seq 1 "$ROUNDS"); do
+  for system in etcd flotilla; do
+    results["$system many $round"]=$(load "$system" 8 16 "$N_MANY")
+    results["$system one $round"]=$(load "$system" 1 1 "$N_ONE")
+    echo "round $round $system: ${results["$system many $round"]} | ${results["$system one $round"]}" >&2
+  done
+done
+
+# SIGKILL the leader; time to the first acknowledged write through another member.
+failover() { # system → milliseconds
+  local system=$1 leader other start
+  if [ "$system" = etcd ]; then
+    leader=$(etcd_leader); other=$(( leader % 3 + 1 ))
+    start=$(date +%s%N); kill -9 "${etcd_pid[$leader]}"
+    until etcdctl --endpoints "127.0.0.1:2379$other" --command-timeout=200ms put failover x >/dev/null 2>&1; do :; done
+    echo $(( ($(date +%s%N) - start) / 1000000 ))
+    etcd_start "$leader"; wait_for etcd_leader; sleep 1
+  else
+    leader=$(flotilla_leader); other=$(( leader % 3 + 1 ))
+    start=$(date +%s%N); kill -9 "${flotilla_pid[$leader]}"
+    until curl -sf --max-time 0.5 -X PUT -d '{"value":"x"}' "http://127.0.0.1:2710$other/v1/config/failover" >/dev/null; do :; done
+    echo $(( ($(date +%s%N) - start) / 1000000 ))
+    flotilla_start "$leader"; wait_for flotilla_leader; sleep 1
+  fi
+}
+etcd_failovers=(); flotilla_failovers=()
+for _ in $(seq 1 "$KILLS"); do
+  etcd_failovers+=("$(failover etcd)")
+  flotilla_failovers+=("$(failover flotilla)")
+done
+
+python3 - "$ROUNDS" "${etcd_failovers[*]}" "${flotilla_failovers[*]}" <<PY
+import statistics, sys
+rounds = int(sys.argv[1])
+raw = {$(for key in "${!results[@]}"; do printf '"%s": "%s", ' "$key" "${results[$key]}"; done)}
+def median(system, load, column):
+    return statistics.median(float(raw[f"{system} {load} {r}"].split()[column]) for r in range(1, rounds + 1))
+def ok(system, load):
+    return all(raw[f"{system} {load} {r}"].split()[3] == "1" for r in range(1, rounds + 1))
+print("| load | measure | etcd 3.4 | Flotilla | Flotilla / etcd |")
+print("|---|---|---|---|---|")
+for load, name in (("many", "writes, 8 clients x 16 streams"), ("one", "writes, 1 client x 1 stream")):
+    for column, measure, unit in ((0, "writes/s", ""), (1, "p50", " ms"), (2, "p99", " ms")):
+        e, f = median("etcd", load, column), median("flotilla", load, column)
+        print(f"| {name} | {measure} | {e:,.2f}{unit} | {f:,.2f}{unit} | {f / e:.2f}x |")
+for system in ("etcd", "flotilla"):
+    for load in ("many", "one"):
+        if not ok(system, load): print(f"\nWARNING: {system} {load}: not every request was acknowledged")
+e = [int(x) for x in sys.argv[2].split()]; f = [int(x) for x in sys.argv[3].split()]
+print(f"| leader SIGKILL → first acknowledged write | median (min–max) of {len(e)} | {statistics.median(e):.0f} ms ({min(e)}–{max(e)}) | {statistics.median(f):.0f} ms ({min(f)}–{max(f)}) | {statistics.median(f) / statistics.median(e):.2f}x |")
+PY
