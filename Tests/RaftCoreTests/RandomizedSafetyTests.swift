@@ -1,8 +1,12 @@
 // Randomized runs of small clusters under loss, duplication, reordering, partitions, crashes and
 // compaction, checking Raft's safety properties after every step (Figure 3 of the paper).
 import ClusterModel
+import Foundation
 import RaftCore
 import Testing
+
+/// 40 seeds by default; FLOTILLA_RAFT_FUZZ_SEEDS=2000 for a longer hunt.
+private let seedCount = Int(ProcessInfo.processInfo.environment["FLOTILLA_RAFT_FUZZ_SEEDS"] ?? "") ?? 40
 
 /// A deterministic source of faults for one run (SplitMix64, like the core's generator).
 private struct FaultDice {
@@ -199,7 +203,7 @@ private struct SafetyRun {
     }
 }
 
-@Test(arguments: 1...40)
+@Test(arguments: 1...seedCount)
 func randomizedRunsKeepRaftSafe(seed: Int) throws {
     var run = try SafetyRun(seed: UInt64(seed), nodeCount: seed % 2 == 0 ? 3 : 5)
     for _ in 0..<4000 {
