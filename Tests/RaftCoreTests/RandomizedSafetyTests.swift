@@ -206,13 +206,47 @@ private struct SafetyRun {
         network.removeAll { $0.to == id }
     }
 
+    /// Election safety (one leader per term) and, for each new leader, leader completeness: its log
+    /// holds every entry any node has applied.
     private mutating func checkElectionSafety() {
         for id in ids where shells[id]!.node.role == .leader {
             let term = shells[id]!.node.term
-            if let other = leaders[term], other != id {
-                failures.append("election safety: \(other) and \(id) both lead term \(term)")
+            if let other = leaders[term] {
+                if other != id { failures.append("election safety: \(other) and \(id) both lead term \(term)") }
+                continue
             }
             leaders[term] = id
+            let status = shells[id]!.node.status
+            for entry in shells[id]!.node.logEntries(from: 0) {
+                if let applied = appliedTerms[entry.index], applied != entry.term {
+                    failures.append(
+                        "leader completeness: \(id) leads term \(term) with \(entry), applied term \(applied)")
+                }
+            }
+            if let highest = appliedTerms.keys.max(), highest > status.lastIndex {
+                failures.append(
+                    "leader completeness: \(id) leads term \(term) with last index \(status.lastIndex) < \(highest)")
+            }
+        }
+    }
+
+    /// Log matching (§5.3): two logs with the same term at an index are identical up to it.
+    mutating func checkLogMatching() {
+        let logs = ids.map { id in
+            Dictionary(uniqueKeysWithValues: shells[id]!.node.logEntries(from: 0).map { ($0.index, $0) })
+        }
+        for first in logs.indices {
+            for second in logs.indices where second > first {
+                let shared = Set(logs[first].keys).intersection(logs[second].keys).sorted(by: >)
+                guard let top = shared.first(where: { logs[first][$0]!.term == logs[second][$0]!.term }) else {
+                    continue
+                }
+                for index in shared where index <= top && logs[first][index] != logs[second][index] {
+                    failures.append(
+                        "log matching: \(ids[first]) and \(ids[second]) agree at \(top) but differ at \(index)")
+                    return
+                }
+            }
         }
     }
 
@@ -247,8 +281,9 @@ private struct SafetyRun {
 @Test(arguments: 1...seedCount)
 func randomizedRunsKeepRaftSafe(seed: Int) throws {
     var run = try SafetyRun(seed: UInt64(seed), nodeCount: seed % 2 == 0 ? 3 : 5)
-    for _ in 0..<4000 {
+    for step in 0..<4000 {
         try run.step()
+        if step % 250 == 0 { run.checkLogMatching() }
         if !run.failures.isEmpty { break }
     }
     if run.failures.isEmpty { run.settle() }
