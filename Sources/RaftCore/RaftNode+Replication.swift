@@ -272,3 +272,24 @@ extension RaftNode {
         }
     }
 }
+
+extension RaftNode {
+    /// Tells the leader that messages to `node` were lost (its connection failed), so that it stops
+    /// pipelining to it and probes instead of waiting for a heartbeat round to reveal the gap. A
+    /// snapshot stream to it resumes from the last acknowledged offset. Does nothing on other roles.
+    public mutating func reportUnreachable(_ node: NodeID) {
+        guard currentRole == .leader, var record = progress.removeValue(forKey: node) else { return }
+        switch record.mode {
+        case .replicate:
+            record.becomeProbe()
+        case .probe:
+            record.probeSent = false
+        case .snapshot(var stream):
+            stream.sentOffset = stream.acknowledgedOffset
+            stream.lastChunkSent = false
+            stream.resentFrom = stream.acknowledgedOffset
+            record.mode = .snapshot(stream)
+        }
+        progress[node] = record
+    }
+}

@@ -174,3 +174,18 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     let chunk = SnapshotChunk(metadata: metadata, offset: 4, bytes: [1, 2, 3], totalBytes: 5, isLast: true)
     #expect(throws: StepError.self) { try node.step(Message(from: 2, to: 1, term: 1, kind: .installSnapshot(chunk))) }
 }
+
+@Test func anUnreachableFollowerIsProbedAgain() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    var leader = cluster.nodes[1]!
+    try leader.propose(Array("x".utf8))
+    // The append to n2 is lost with its connection.
+    _ = leader.ready()
+    #expect(leader.status.progress[2]?.inflightMessages == 1)
+    leader.reportUnreachable(2)
+    #expect(leader.status.progress[2]?.mode == .probe)
+    #expect(leader.status.progress[2]?.inflightMessages == 0)
+    let retry = leader.ready()
+    #expect(retry.messages.contains { $0.to == 2 })
+}
