@@ -67,6 +67,11 @@ public struct Simulation {
         /// Bumped on every crash and restart, so timers of an earlier life are ignored.
         var incarnation = 0
         var crashesOnNextWrite = false
+        /// Time units between this node's ticks: clocks drift, so nodes tick at different rates.
+        var tickInterval: UInt64 = 10
+        /// While `now` is before this, the process is frozen (a long GC or VM pause): it neither
+        /// ticks nor handles messages, which wait for it.
+        var pausedUntil: UInt64 = 0
         /// The membership the node was created with; a restart without a snapshot needs it.
         var bootstrapMembership = Membership()
         var leaderOfTerm: Term?
@@ -118,6 +123,11 @@ public struct Simulation {
         network = SimulatedNetwork(faults: configuration.faults.network)
         let total = configuration.nodeCount + configuration.spareNodeCount
         nodes = (1...total).map { SimulatedNode(id: NodeID(UInt64($0))) }
+        // Each node's clock runs up to the configured drift fast or slow.
+        let drift = Int(configuration.tickInterval * UInt64(configuration.clockDriftPercent) / 100)
+        for slot in nodes.indices {
+            nodes[slot].tickInterval = UInt64(Int(configuration.tickInterval) + random.int(in: -drift...drift))
+        }
         clients = (1...max(1, configuration.clientCount)).map { SimulatedClient(id: UInt64($0)) }
         trace = SimulationTrace(capacity: max(1, configuration.traceCapacity), echo: configuration.echoesTrace)
         membership = Membership(
@@ -166,12 +176,20 @@ public struct Simulation {
         switch event {
         case .tick(let slot, let incarnation):
             guard nodes[slot].lifecycle == .running, nodes[slot].incarnation == incarnation else { return }
+            guard nodes[slot].pausedUntil <= now else {
+                queue.schedule(event, at: nodes[slot].pausedUntil)
+                return
+            }
             nodes[slot].raft!.tick()
             try drain(slot)
-            queue.schedule(.tick(slot: slot, incarnation: incarnation), at: now + configuration.tickInterval)
+            queue.schedule(.tick(slot: slot, incarnation: incarnation), at: now + nodes[slot].tickInterval)
         case .deliver(let message):
             try deliver(message)
         case .clientRequest(let slot, let request):
+            guard nodes[slot].pausedUntil <= now else {
+                queue.schedule(event, at: nodes[slot].pausedUntil)
+                return
+            }
             try receive(request, at: slot)
         case .clientResponse(let client, let response):
             hear(response, client: client)
@@ -233,7 +251,7 @@ public struct Simulation {
     }
 
     private mutating func scheduleFirstTick(_ slot: Int) {
-        let phaseOffset = UInt64(random.int(in: 1...Int(configuration.tickInterval)))
+        let phaseOffset = UInt64(random.int(in: 1...Int(nodes[slot].tickInterval)))
         queue.schedule(.tick(slot: slot, incarnation: nodes[slot].incarnation), at: now + phaseOffset)
     }
 
@@ -241,6 +259,10 @@ public struct Simulation {
         let slot = Int(message.to.rawValue) - 1
         guard nodes.indices.contains(slot), nodes[slot].lifecycle == .running else {
             network.recordDroppedInFlight()
+            return
+        }
+        guard nodes[slot].pausedUntil <= now else {
+            queue.schedule(.deliver(message), at: nodes[slot].pausedUntil)
             return
         }
         guard network.delivers(from: message.from, to: message.to) else {
@@ -534,6 +556,7 @@ public struct Simulation {
         let faults = configuration.faults
         if !isPartitioned && random.chance(faults.partitionProbability) { startPartition() }
         if random.chance(faults.crashProbability) { try crashSomeNode() }
+        if random.chance(faults.pauseProbability) { pauseSomeNode() }
         if random.chance(faults.membershipChangeProbability) { try changeMembership() }
         if random.chance(faults.leadershipTransferProbability) { try transferLeadership() }
     }
@@ -609,6 +632,18 @@ public struct Simulation {
 
     /// Asks the leader for the next step of a membership walk that keeps at least 3 voters:
     /// add a learner, promote it, remove a voter (perhaps the leader itself).
+    /// Freezes a node for up to a few election timeouts; a paused leader wakes up still believing
+    /// it leads, which is when stale reads and stale writes would show.
+    private mutating func pauseSomeNode() {
+        let running = nodes.indices.filter { nodes[$0].lifecycle == .running && nodes[$0].pausedUntil <= now }
+        guard !running.isEmpty else { return }
+        let slot = random.chance(0.5) ? (leaderSlot ?? random.element(of: running)) : random.element(of: running)
+        let pause = UInt64(random.int(in: 50...Int(60 * configuration.tickInterval)))
+        nodes[slot].pausedUntil = now + pause
+        statistics.pauses += 1
+        trace.record("[t=\(now)] \(nodes[slot].id) paused until t=\(now + pause)")
+    }
+
     private mutating func changeMembership() throws(SafetyViolation) {
         guard let leader = leaderSlot else { return }
         let current = nodes[leader].raft!.status.membership

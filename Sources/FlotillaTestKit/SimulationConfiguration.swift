@@ -15,6 +15,8 @@ public struct FaultPlan: Hashable, Sendable {
     public var crashDuringWriteProbability: Double
     /// When a crash loses unsynced writes, the chance that the first lost record is left torn.
     public var tornWriteProbability: Double
+    /// Per chaos round: the chance of freezing a node (a long GC or VM pause) for a while.
+    public var pauseProbability: Double
     /// Per chaos round: the chance of asking the leader for a membership change.
     public var membershipChangeProbability: Double
     /// Per chaos round: the chance of asking the leader to hand over leadership.
@@ -22,8 +24,8 @@ public struct FaultPlan: Hashable, Sendable {
 
     public init(
         network: NetworkFaults, chaosInterval: UInt64, partitionProbability: Double, crashProbability: Double,
-        crashDuringWriteProbability: Double, tornWriteProbability: Double, membershipChangeProbability: Double,
-        leadershipTransferProbability: Double
+        crashDuringWriteProbability: Double, tornWriteProbability: Double, pauseProbability: Double = 0,
+        membershipChangeProbability: Double, leadershipTransferProbability: Double
     ) {
         self.network = network
         self.chaosInterval = chaosInterval
@@ -31,6 +33,7 @@ public struct FaultPlan: Hashable, Sendable {
         self.crashProbability = crashProbability
         self.crashDuringWriteProbability = crashDuringWriteProbability
         self.tornWriteProbability = tornWriteProbability
+        self.pauseProbability = pauseProbability
         self.membershipChangeProbability = membershipChangeProbability
         self.leadershipTransferProbability = leadershipTransferProbability
     }
@@ -57,6 +60,7 @@ public struct FaultPlan: Hashable, Sendable {
             crashProbability: Double(random.int(in: 5...30)) / 100,
             crashDuringWriteProbability: 0.6,
             tornWriteProbability: 0.5,
+            pauseProbability: Double(random.int(in: 0...15)) / 100,
             membershipChangeProbability: Double(random.int(in: 0...15)) / 100,
             leadershipTransferProbability: Double(random.int(in: 0...15)) / 100)
     }
@@ -116,8 +120,10 @@ public struct SimulationConfiguration: Hashable, Sendable {
     public var keyCount: UInt32
     public var faults: FaultPlan
     public var core: CoreTuning
-    /// Simulated time units between two ticks of one node.
+    /// Simulated time units between two ticks of a node with an exact clock.
     public var tickInterval: UInt64
+    /// Each node's clock runs fast or slow by up to this many percent (fixed per node and run).
+    public var clockDriftPercent: Int
     /// How long faults are injected.
     public var chaosDuration: UInt64
     /// After the chaos: the network heals, crashed nodes restart, clients finish their work.
@@ -135,7 +141,8 @@ public struct SimulationConfiguration: Hashable, Sendable {
 
     public init(
         seed: UInt64, nodeCount: Int, spareNodeCount: Int = 2, clientCount: Int = 4, keyCount: UInt32 = 3,
-        faults: FaultPlan, core: CoreTuning = .defaults, tickInterval: UInt64 = 10, chaosDuration: UInt64 = 20_000,
+        faults: FaultPlan, core: CoreTuning = .defaults, tickInterval: UInt64 = 10, clockDriftPercent: Int = 20,
+        chaosDuration: UInt64 = 20_000,
         quietDuration: UInt64 = 8_000,
         clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, requiresProgressAfterHealing: Bool = true,
         traceCapacity: Int = 200, echoesTrace: Bool = false
@@ -148,6 +155,7 @@ public struct SimulationConfiguration: Hashable, Sendable {
         self.faults = faults
         self.core = core
         self.tickInterval = tickInterval
+        self.clockDriftPercent = clockDriftPercent
         self.chaosDuration = chaosDuration
         self.quietDuration = quietDuration
         self.clientTimeout = clientTimeout

@@ -20,6 +20,7 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var tornWrites = 0
     public var restarts = 0
     public var partitions = 0
+    public var pauses = 0
     public var membershipChanges = 0
     public var leadershipTransfers = 0
     public var snapshotsInstalled = 0
@@ -43,6 +44,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         tornWrites += other.tornWrites
         restarts += other.restarts
         partitions += other.partitions
+        pauses += other.pauses
         membershipChanges += other.membershipChanges
         leadershipTransfers += other.leadershipTransfers
         snapshotsInstalled += other.snapshotsInstalled
@@ -55,7 +57,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         "simulated \(seeds) seeds, \(steps) steps, \(committedEntries) committed entries, "
             + "\(linearizabilityChecks) linearizability checks (\(completedOperations) client operations, "
             + "\(leadersElected) leaders, \(crashes) crashes of which \(crashesDuringWrite) mid-write and "
-            + "\(tornWrites) torn, \(partitions) partitions, \(membershipChanges) membership changes, "
+            + "\(tornWrites) torn, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
             + "\(leadershipTransfers) leadership transfers, \(snapshotsInstalled) snapshots installed)"
     }
 }

@@ -107,11 +107,15 @@ public enum CompactionError: Error, Hashable, Sendable, CustomStringConvertible 
 public enum StepError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The shell delivered a message meant for another node.
     case wrongRecipient(expected: NodeID, message: Message)
+    /// The message cannot have come from a correct peer (a codec or transport bug): it was ignored.
+    case malformed(reason: String, message: Message)
 
     public var description: String {
         switch self {
         case .wrongRecipient(let expected, let message):
             "message \(message) is addressed to \(message.to), not to this node \(expected); check the routing"
+        case .malformed(let reason, let message):
+            "ignored malformed message \(message): \(reason); check the peer's encoder and the transport"
         }
     }
 }

@@ -116,7 +116,8 @@ extension RaftNode {
     // MARK: Leader side.
 
     mutating func handleAppendResponse(_ response: AppendResponse, from follower: NodeID) {
-        guard var record = progress[follower] else { return }
+        // Taken out while it changes (no copy of its inflight window); every path puts it back.
+        guard var record = progress.removeValue(forKey: follower) else { return }
         record.ticksSinceHeard = 0
         if response.rejected {
             if case .snapshot = record.mode {
@@ -207,9 +208,13 @@ extension RaftNode {
     }
 
     private mutating func sendEntries(to node: NodeID) {
-        while var record = progress[node] {
+        // The record leaves the dictionary while it changes, so that its inflight window is uniquely
+        // referenced and not copied on every message.
+        guard var record = progress.removeValue(forKey: node) else { return }
+        defer { progress[node] = record }
+        while true {
             if case .snapshot = record.mode {
-                sendSnapshotChunks(to: node)
+                sendSnapshotChunks(to: node, record: &record)
                 return
             }
             if record.gapCheckDue, case .replicate = record.mode {
@@ -227,7 +232,6 @@ extension RaftNode {
                     // The entries in flight were compacted meanwhile: probe, which finds the snapshot.
                     record.becomeProbe()
                 }
-                progress[node] = record
                 continue
             }
             if record.isPaused { return }
@@ -238,7 +242,6 @@ extension RaftNode {
                     preconditionFailure("\(id) compacted its log to \(log.snapshotIndex) without keeping the snapshot")
                 }
                 record.becomeSnapshot(index: snapshot.metadata.index)
-                progress[node] = record
                 continue
             }
             let entries: [Entry]
@@ -264,9 +267,29 @@ extension RaftNode {
             send(.append(append), to: node)
             record.sentCommit = commit
             record.sent(lastIndex: previousIndex + UInt64(entries.count), entryCount: entries.count, bytes: bytes)
-            progress[node] = record
             if case .probe = record.mode { return }
             if entries.isEmpty { return }
         }
+    }
+}
+
+extension RaftNode {
+    /// Tells the leader that messages to `node` were lost (its connection failed), so that it stops
+    /// pipelining to it and probes instead of waiting for a heartbeat round to reveal the gap. A
+    /// snapshot stream to it resumes from the last acknowledged offset. Does nothing on other roles.
+    public mutating func reportUnreachable(_ node: NodeID) {
+        guard currentRole == .leader, var record = progress.removeValue(forKey: node) else { return }
+        switch record.mode {
+        case .replicate:
+            record.becomeProbe()
+        case .probe:
+            record.probeSent = false
+        case .snapshot(var stream):
+            stream.sentOffset = stream.acknowledgedOffset
+            stream.lastChunkSent = false
+            stream.resentFrom = stream.acknowledgedOffset
+            record.mode = .snapshot(stream)
+        }
+        progress[node] = record
     }
 }

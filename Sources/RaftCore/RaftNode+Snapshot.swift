@@ -45,11 +45,8 @@ extension RaftNode {
         return max(configuration.snapshotChunkBytes, window)
     }
 
-    mutating func sendSnapshotChunks(to node: NodeID) {
-        guard var record = progress[node], case .snapshot(var stream) = record.mode, let snapshot = latestSnapshot
-        else {
-            return
-        }
+    mutating func sendSnapshotChunks(to node: NodeID, record: inout Progress) {
+        guard case .snapshot(var stream) = record.mode, let snapshot = latestSnapshot else { return }
         if stream.index != snapshot.metadata.index {
             // A newer snapshot replaced the one being streamed: start over with it.
             stream = SnapshotStream(index: snapshot.metadata.index)
@@ -69,7 +66,6 @@ extension RaftNode {
             stream.lastChunkSent = chunk.isLast
         }
         record.mode = .snapshot(stream)
-        progress[node] = record
     }
 
     mutating func handleSnapshotResponse(_ response: SnapshotChunkResponse, from follower: NodeID) {

@@ -40,7 +40,8 @@ public struct RaftNode: Sendable {
     /// and stop campaigning.
     var departingNodes: Set<NodeID> = []
 
-    /// Ticks since the last leader contact (follower), election start (candidate) or CheckQuorum round (leader).
+    /// Ticks since the last leader contact (follower), the election start (candidate), or the start of
+    /// the current leadership-transfer window (leader).
     var electionElapsed = 0
     var heartbeatElapsed = 0
     /// Drawn in [electionTicks, 2 × electionTicks) at every reset (§5.2).
@@ -261,10 +262,49 @@ public struct RaftNode: Sendable {
         }
     }
 
-    /// Takes one message from a peer. Throws only when the message is addressed to another node.
+    /// Takes one message from a peer.
+    ///
+    /// Throws, changing nothing, when the message is addressed to another node or is malformed (its
+    /// entries do not follow `previousIndex` one by one with non-decreasing terms, a snapshot chunk
+    /// lies outside its snapshot, …): Raft's safety arguments assume correct peers, so such a message
+    /// is refused rather than trusted.
     public mutating func step(_ message: Message) throws(StepError) {
         guard message.to == id else { throw StepError.wrongRecipient(expected: id, message: message) }
+        if let reason = Self.malformation(of: message) { throw StepError.malformed(reason: reason, message: message) }
         handle(message)
+    }
+
+    static func malformation(of message: Message) -> String? {
+        if message.from.rawValue == 0 { return "the sender is node 0" }
+        switch message.kind {
+        case .append(let append):
+            var expectedIndex = append.previousIndex + 1
+            var previousTerm = append.previousTerm
+            for entry in append.entries {
+                if entry.index != expectedIndex { return "entry \(entry) where index \(expectedIndex) was due" }
+                if entry.term < previousTerm { return "entry \(entry) has a lower term than the one before it" }
+                if entry.term > message.term {
+                    return "entry \(entry) is from a term after the sender's \(message.term)"
+                }
+                if case .membership(let membership) = entry.payload,
+                    !membership.voters.isDisjoint(with: membership.learners)
+                {
+                    return "entry \(entry) lists a node as both voter and learner"
+                }
+                expectedIndex = expectedIndex + 1
+                previousTerm = entry.term
+            }
+        case .installSnapshot(let chunk):
+            if chunk.offset < 0 || chunk.totalBytes < 0 || chunk.offset + chunk.bytes.count > chunk.totalBytes {
+                return "chunk \(chunk.offset)+\(chunk.bytes.count) lies outside a snapshot of \(chunk.totalBytes) bytes"
+            }
+            if chunk.isLast && chunk.offset + chunk.bytes.count != chunk.totalBytes {
+                return "the last chunk ends at \(chunk.offset + chunk.bytes.count), not at \(chunk.totalBytes)"
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     /// Proposes a client command; it is committed (and handed out for apply) once a quorum has it.

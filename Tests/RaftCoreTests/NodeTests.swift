@@ -139,3 +139,53 @@ private struct Cluster {
     #expect(leader.status.applied == 2)
     #expect(!leader.hasReady)
 }
+
+@Test(arguments: [
+    AppendEntries(previousIndex: 3, previousTerm: 1, entries: [Entry(term: 1, index: 5, payload: .noop)], commit: 0),
+    AppendEntries(
+        previousIndex: 0,
+        previousTerm: 0,
+        entries: [Entry(term: 2, index: 1, payload: .noop), Entry(term: 1, index: 2, payload: .noop)],
+        commit: 0
+    ),
+    AppendEntries(previousIndex: 0, previousTerm: 0, entries: [Entry(term: 9, index: 1, payload: .noop)], commit: 0),
+])
+func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws {
+    var node = try RaftNode(
+        configuration: RaftConfiguration(id: 1),
+        membership: Membership(voters: [1, 2]),
+        random: SeededGenerator(seed: 1)
+    )
+    let before = node.status
+    #expect(throws: StepError.self) {
+        try node.step(Message(from: 2, to: 1, term: 2, kind: .append(append)))
+    }
+    #expect(node.status == before)
+    #expect(!node.hasReady)
+}
+
+@Test func aSnapshotChunkOutsideItsSnapshotIsRefused() throws {
+    var node = try RaftNode(
+        configuration: RaftConfiguration(id: 1),
+        membership: Membership(voters: [1, 2]),
+        random: SeededGenerator(seed: 1)
+    )
+    let metadata = SnapshotMetadata(index: 5, term: 1, membership: Membership(voters: [1, 2]))
+    let chunk = SnapshotChunk(metadata: metadata, offset: 4, bytes: [1, 2, 3], totalBytes: 5, isLast: true)
+    #expect(throws: StepError.self) { try node.step(Message(from: 2, to: 1, term: 1, kind: .installSnapshot(chunk))) }
+}
+
+@Test func anUnreachableFollowerIsProbedAgain() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    var leader = cluster.nodes[1]!
+    try leader.propose(Array("x".utf8))
+    // The append to n2 is lost with its connection.
+    _ = leader.ready()
+    #expect(leader.status.progress[2]?.inflightMessages == 1)
+    leader.reportUnreachable(2)
+    #expect(leader.status.progress[2]?.mode == .probe)
+    #expect(leader.status.progress[2]?.inflightMessages == 0)
+    let retry = leader.ready()
+    #expect(retry.messages.contains { $0.to == 2 })
+}

@@ -1,8 +1,12 @@
 // Randomized runs of small clusters under loss, duplication, reordering, partitions, crashes and
 // compaction, checking Raft's safety properties after every step (Figure 3 of the paper).
 import ClusterModel
+import Foundation
 import RaftCore
 import Testing
+
+/// 40 seeds by default; FLOTILLA_RAFT_FUZZ_SEEDS=2000 for a longer hunt.
+private let seedCount = Int(ProcessInfo.processInfo.environment["FLOTILLA_RAFT_FUZZ_SEEDS"] ?? "") ?? 40
 
 /// A deterministic source of faults for one run (SplitMix64, like the core's generator).
 private struct FaultDice {
@@ -15,6 +19,7 @@ private struct SafetyRun {
     struct Shell {
         var node: RaftNode
         var configuration: RaftConfiguration
+        var bootstrapMembership: Membership
         var hardState = HardState()
         var snapshot: Snapshot?
         var entries: [Entry] = []
@@ -23,8 +28,12 @@ private struct SafetyRun {
         var appliedThrough: LogIndex = 0
     }
 
-    let ids: [NodeID]
-    let membership: Membership
+    /// Every node that exists so far (founders, then nodes added as learners), in id order.
+    var ids: [NodeID]
+    /// Ids that may join later.
+    let pool: [NodeID]
+    let founders: Membership
+    let seed: UInt64
     var shells: [NodeID: Shell] = [:]
     var network: [Message] = []
     var isolated: Set<NodeID> = []
@@ -36,26 +45,56 @@ private struct SafetyRun {
     var failures: [String] = []
 
     init(seed: UInt64, nodeCount: Int) throws {
+        self.seed = seed
         dice = FaultDice(generator: SeededGenerator(seed: seed))
         ids = (1...UInt64(nodeCount)).map { NodeID($0) }
-        membership = Membership(voters: Set(ids))
-        let preVote = seed % 2 == 0
-        let checkQuorum = seed % 3 != 0
-        for id in ids {
-            let configuration = RaftConfiguration(
-                id: id,
-                preVote: preVote,
-                checkQuorum: checkQuorum,
-                maxEntriesBytesPerMessage: 256,
-                maxInflightMessages: 4,
-                snapshotChunkBytes: 16
-            )
-            let node = try RaftNode(
-                configuration: configuration,
-                membership: membership,
-                random: SeededGenerator(seed: seed &* 31 &+ id.rawValue)
-            )
-            shells[id] = Shell(node: node, configuration: configuration)
+        pool = (UInt64(nodeCount + 1)...UInt64(nodeCount + 2)).map { NodeID($0) }
+        founders = Membership(voters: Set(ids))
+        for id in ids { try create(id, membership: founders) }
+    }
+
+    private mutating func create(_ id: NodeID, membership: Membership) throws {
+        let configuration = RaftConfiguration(
+            id: id,
+            preVote: seed % 2 == 0,
+            checkQuorum: seed % 3 != 0,
+            maxEntriesBytesPerMessage: 256,
+            maxInflightMessages: 4,
+            snapshotChunkBytes: 16,
+            maxPromotionLag: 8
+        )
+        let node = try RaftNode(
+            configuration: configuration,
+            membership: membership,
+            random: SeededGenerator(seed: seed &* 31 &+ id.rawValue)
+        )
+        shells[id] = Shell(node: node, configuration: configuration, bootstrapMembership: membership)
+        if !ids.contains(id) { ids = (ids + [id]).sorted() }
+    }
+
+    /// The leader adds a node of the pool as a learner, promotes a learner or removes a member.
+    private mutating func changeMembership() throws {
+        guard let leader = ids.first(where: { shells[$0]!.node.role == .leader }) else { return }
+        let current = shells[leader]!.node.status.membership
+        let change: MembershipChange
+        switch dice.roll(3) {
+        case 0:
+            let candidates = pool.filter { !current.contains($0) }
+            guard !candidates.isEmpty else { return }
+            change = .addLearner(candidates[dice.roll(candidates.count)])
+        case 1:
+            let learners = current.learners.sorted()
+            guard !learners.isEmpty else { return }
+            change = .promote(learners[dice.roll(learners.count)])
+        default:
+            // Keep at least three voters so that the run stays interesting.
+            guard current.voters.count > 3 || !current.learners.isEmpty else { return }
+            let members = current.voters.count > 3 ? current.members.sorted() : current.learners.sorted()
+            change = .remove(members[dice.roll(members.count)])
+        }
+        guard (try? shells[leader]!.node.changeMembership(change)) != nil else { return }
+        if case .addLearner(let node) = change, shells[node] == nil {
+            try create(node, membership: Membership())
         }
     }
 
@@ -97,6 +136,8 @@ private struct SafetyRun {
                 let others = ids.filter { $0 != target }
                 _ = try? shells[target]!.node.transferLeadership(to: others[dice.roll(others.count)])
             }
+        case 95..<97:
+            try changeMembership()
         default:
             _ = try? shells[target]!.node.readIndex(context: [1])
         }
@@ -109,7 +150,7 @@ private struct SafetyRun {
     private mutating func deliverOne() {
         guard !network.isEmpty else { return }
         let message = network.remove(at: dice.roll(network.count))
-        if isolated.contains(message.from) || isolated.contains(message.to) { return }
+        if isolated.contains(message.from) || isolated.contains(message.to) || shells[message.to] == nil { return }
         do { try shells[message.to]!.node.step(message) } catch { failures.append("step failed: \(error)") }
     }
 
@@ -156,7 +197,7 @@ private struct SafetyRun {
             hardState: shell.hardState,
             snapshot: shell.snapshot,
             entries: shell.entries,
-            bootstrapMembership: membership,
+            bootstrapMembership: shell.bootstrapMembership,
             random: SeededGenerator(seed: UInt64(dice.roll(1 << 30)))
         )
         shell.applied = []
@@ -165,13 +206,47 @@ private struct SafetyRun {
         network.removeAll { $0.to == id }
     }
 
+    /// Election safety (one leader per term) and, for each new leader, leader completeness: its log
+    /// holds every entry any node has applied.
     private mutating func checkElectionSafety() {
         for id in ids where shells[id]!.node.role == .leader {
             let term = shells[id]!.node.term
-            if let other = leaders[term], other != id {
-                failures.append("election safety: \(other) and \(id) both lead term \(term)")
+            if let other = leaders[term] {
+                if other != id { failures.append("election safety: \(other) and \(id) both lead term \(term)") }
+                continue
             }
             leaders[term] = id
+            let status = shells[id]!.node.status
+            for entry in shells[id]!.node.logEntries(from: 0) {
+                if let applied = appliedTerms[entry.index], applied != entry.term {
+                    failures.append(
+                        "leader completeness: \(id) leads term \(term) with \(entry), applied term \(applied)")
+                }
+            }
+            if let highest = appliedTerms.keys.max(), highest > status.lastIndex {
+                failures.append(
+                    "leader completeness: \(id) leads term \(term) with last index \(status.lastIndex) < \(highest)")
+            }
+        }
+    }
+
+    /// Log matching (§5.3): two logs with the same term at an index are identical up to it.
+    mutating func checkLogMatching() {
+        let logs = ids.map { id in
+            Dictionary(uniqueKeysWithValues: shells[id]!.node.logEntries(from: 0).map { ($0.index, $0) })
+        }
+        for first in logs.indices {
+            for second in logs.indices where second > first {
+                let shared = Set(logs[first].keys).intersection(logs[second].keys).sorted(by: >)
+                guard let top = shared.first(where: { logs[first][$0]!.term == logs[second][$0]!.term }) else {
+                    continue
+                }
+                for index in shared where index <= top && logs[first][index] != logs[second][index] {
+                    failures.append(
+                        "log matching: \(ids[first]) and \(ids[second]) agree at \(top) but differ at \(index)")
+                    return
+                }
+            }
         }
     }
 
@@ -184,26 +259,31 @@ private struct SafetyRun {
                 for id in ids where shells[id]!.node.hasReady { process(id) }
                 let batch = network
                 network = []
-                for message in batch {
+                for message in batch where shells[message.to] != nil {
                     do { try shells[message.to]!.node.step(message) } catch { failures.append("\(error)") }
                 }
                 if network.isEmpty && !ids.contains(where: { shells[$0]!.node.hasReady }) { break }
             }
             checkElectionSafety()
-            let commits = Set(ids.map { shells[$0]!.node.status.commit })
-            let applied = Set(ids.map { shells[$0]!.appliedThrough })
-            let hasLeader = ids.contains { shells[$0]!.node.role == .leader }
-            if hasLeader && commits.count == 1 && applied.count == 1 && applied == commits { return }
+            // Nodes removed from the cluster stop hearing from it; only members must converge.
+            guard let leader = ids.first(where: { shells[$0]!.node.role == .leader }) else { continue }
+            let members = shells[leader]!.node.status.membership.members.sorted()
+            let leaderLast = shells[leader]!.node.status.lastIndex
+            let caughtUp = members.allSatisfy {
+                shells[$0]!.node.status.commit == leaderLast && shells[$0]!.appliedThrough == leaderLast
+            }
+            if caughtUp { return }
         }
         failures.append("no convergence: " + ids.map { "\(shells[$0]!.node.status)" }.joined(separator: "; "))
     }
 }
 
-@Test(arguments: 1...40)
+@Test(arguments: 1...seedCount)
 func randomizedRunsKeepRaftSafe(seed: Int) throws {
     var run = try SafetyRun(seed: UInt64(seed), nodeCount: seed % 2 == 0 ? 3 : 5)
-    for _ in 0..<4000 {
+    for step in 0..<4000 {
         try run.step()
+        if step % 250 == 0 { run.checkLogMatching() }
         if !run.failures.isEmpty { break }
     }
     if run.failures.isEmpty { run.settle() }

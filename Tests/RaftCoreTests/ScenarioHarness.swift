@@ -212,7 +212,8 @@ struct ScenarioHarness {
 
     /// `elapse all x20`: twenty rounds of one tick on each node followed by `stabilize`, so that
     /// timers and messages interleave as in a real cluster whose network is much faster than a tick.
-    /// With `until=leader` it stops after the first round that ends with one of those nodes leading.
+    /// With `until=leader` it stops after the first round that ends with one of those nodes leading a
+    /// term newer than any term led when the command started.
     private mutating func elapse(_ words: [String], output: inout [String]) throws {
         var times = 1
         var targets = words.filter { !$0.hasPrefix("until=") }
@@ -222,6 +223,7 @@ struct ScenarioHarness {
             targets.removeLast()
         }
         let ids = try nodes(targets)
+        let termsLedBefore = shells.values.filter { $0.node.role == .leader }.map(\.node.term).max() ?? 0
         for round in 1...max(1, times) {
             for id in ids where !shells[id]!.isDown { shells[id]!.node.tick() }
             var lines: [String] = []
@@ -230,9 +232,10 @@ struct ScenarioHarness {
                 output.append("tick \(round):")
                 output.append(contentsOf: lines)
             }
-            if untilLeader && ids.contains(where: { !shells[$0]!.isDown && shells[$0]!.node.role == .leader }) {
-                return
+            let newLeader = ids.contains {
+                !shells[$0]!.isDown && shells[$0]!.node.role == .leader && shells[$0]!.node.term > termsLedBefore
             }
+            if untilLeader && newLeader { return }
         }
     }
 
