@@ -53,6 +53,8 @@ public final class NodeDaemon: Service {
             snapshotInterval: UInt64(configuration.snapshotEntries),
             seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
 
+        transport.onUnreachable { [weak driver] node in await driver?.reportUnreachable(node) }
+
         var peerRouter = Router()
         peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
         let peerServer = HTTP2Server(

@@ -61,6 +61,17 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Peers are made on first use, from the address book, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Told when a batch to a peer is lost, so the Raft leader probes it instead of pipelining blind.
+    private let unreachable = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
+
+    private func reportLost(_ id: NodeID) async {
+        await unreachable.withLock { $0 }?(id)
+    }
+
+    /// Sets what to do when a batch to a peer could not be delivered.
+    func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
+        unreachable.withLock { $0 = handler }
+    }
 
     init(local: NodeID, addressBook: AddressBook, requestTimeout: Duration, logger: Logger) {
         self.local = local
@@ -99,8 +110,11 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             let peer = Peer(client: client, wake: wake)
             peers[id] = peer
             let (timeout, logger) = (requestTimeout, logger)
-            let task = Task {
-                await Self.deliver(to: id, peer: peer, wakeups: stream, timeout: timeout, logger: logger)
+            let task = Task { [weak self] in
+                let transport = self
+                await Self.deliver(to: id, peer: peer, wakeups: stream, timeout: timeout, logger: logger) {
+                    await transport?.reportLost(id)
+                }
             }
             tasks.withLock { $0.append(task) }
             return peer
@@ -109,7 +123,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 
     /// The sender loop of one peer: post what is buffered as one batch, then wait to be woken.
     private static func deliver(
-        to id: NodeID, peer: Peer, wakeups: AsyncStream<Void>, timeout: Duration, logger: Logger
+        to id: NodeID, peer: Peer, wakeups: AsyncStream<Void>, timeout: Duration, logger: Logger,
+        lost: @Sendable () async -> Void
     ) async {
         var failures = 0
         for await _ in wakeups {
@@ -131,6 +146,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
                 failures += 1
                 // Once per outage, not once per batch.
                 if failures == 1 { logger.info("peer \(id) unreachable: \(error)") }
+                await lost()
             }
         }
     }

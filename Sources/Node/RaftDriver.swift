@@ -211,6 +211,13 @@ public actor RaftDriver {
         return await withCheckedContinuation { leaderWaiters.append($0) }
     }
 
+    /// The transport lost messages to `node`: the leader probes it rather than pipelining blind.
+    public func reportUnreachable(_ node: NodeID) {
+        guard running else { return }
+        self.node.reportUnreachable(node)
+        scheduleDrain()
+    }
+
     /// Asks the core to hand leadership to `target`.
     public func transferLeadership(to target: NodeID) throws {
         try node.transferLeadership(to: target)
