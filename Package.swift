@@ -100,7 +100,8 @@ let package = Package(
         .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RaftStorageTests", dependencies: ["RaftStorage", "FlotillaTestKit"], swiftSettings: swiftSettings),
         .testTarget(
             name: "HTTP2Tests",
             dependencies: [
@@ -113,7 +114,9 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2"],
+            dependencies: [
+                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit",
+            ],
             swiftSettings: swiftSettings
         ),
     ],

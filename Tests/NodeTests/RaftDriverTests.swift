@@ -1,5 +1,6 @@
-// Three Raft drivers with real disks and an in-memory network: writes commit, survive restarts.
 import ClusterModel
+// Three Raft drivers with real disks and an in-memory network: writes commit, survive restarts.
+import FlotillaTestKit
 import Foundation
 import Node
 import RaftCore

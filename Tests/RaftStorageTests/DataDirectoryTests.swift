@@ -1,4 +1,5 @@
 // A data directory stays bound to the cluster and node that first used it.
+import FlotillaTestKit
 import Foundation
 import RaftStorage
 import Testing

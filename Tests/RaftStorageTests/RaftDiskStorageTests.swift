@@ -1,5 +1,6 @@
-// Raft's durable state comes back as Raft needs it: truncations applied, snapshots honoured.
 import ClusterModel
+// Raft's durable state comes back as Raft needs it: truncations applied, snapshots honoured.
+import FlotillaTestKit
 import Foundation
 import RaftCore
 import RaftStorage

@@ -1,4 +1,5 @@
 // Snapshots come back whole; a crash mid-write leaves the previous one; damage is reported.
+import FlotillaTestKit
 import Foundation
 import RaftStorage
 import Testing

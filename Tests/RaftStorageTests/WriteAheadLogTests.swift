@@ -1,4 +1,5 @@
 // The write-ahead log's promises: what was synced comes back, a torn tail is cut, corruption stops it.
+import FlotillaTestKit
 import Foundation
 import RaftStorage
 import Testing
