@@ -18,7 +18,7 @@ scratch=${FLOTILLA_BENCH_SCRATCH:-.build-bench}
 work=$(mktemp -d /tmp/flotilla-bench-etcd.XXXXXX)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -143,13 +143,13 @@ failover() { # system → milliseconds
   local system=$1 leader other start
   if [ "$system" = etcd ]; then
     leader=$(etcd_leader); other=$(( leader % 3 + 1 ))
-    start=$(date +%s%N); kill -9 "${etcd_pid[$leader]}"
+    start=$(date +%s%N); kill -9 "${etcd_pid[$leader]}"; wait "${etcd_pid[$leader]}" 2>/dev/null || true
     until etcdctl --endpoints "127.0.0.1:2379$other" --command-timeout=200ms put failover x >/dev/null 2>&1; do :; done
     echo $(( ($(date +%s%N) - start) / 1000000 ))
     etcd_start "$leader"; wait_for etcd_leader; sleep 1
   else
     leader=$(flotilla_leader); other=$(( leader % 3 + 1 ))
-    start=$(date +%s%N); kill -9 "${flotilla_pid[$leader]}"
+    start=$(date +%s%N); kill -9 "${flotilla_pid[$leader]}"; wait "${flotilla_pid[$leader]}" 2>/dev/null || true
     until curl -sf --max-time 0.5 -X PUT -d '{"value":"x"}' "http://127.0.0.1:2710$other/v1/config/failover" >/dev/null; do :; done
     echo $(( ($(date +%s%N) - start) / 1000000 ))
     flotilla_start "$leader"; wait_for flotilla_leader; sleep 1
