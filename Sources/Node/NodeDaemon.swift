@@ -84,15 +84,28 @@ public final class NodeDaemon: Service {
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
 
-        // Runs until SIGTERM/SIGINT (graceful shutdown) or cancellation.
-        try? await gracefulShutdown()
-
-        logger.info("node \(configuration.nodeID) shutting down")
-        await clientServer.shutdown()
-        await driver.stop()
+        // Runs until SIGTERM/SIGINT (graceful shutdown), cancellation, or the Raft loop failing.
+        let failure = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                try? await gracefulShutdown()
+                return nil
+            }
+            group.addTask { await driver.waitForFailure() }
+            let first = await group.next() ?? nil
+            logger.info("node \(configuration.nodeID) shutting down")
+            // Whichever came first, end the other: the client API stops accepting and finishes
+            // what is in flight, the Raft loop stops (ending the failure wait; everything
+            // acknowledged is already fsynced), and the wait for a signal is cancelled.
+            await clientServer.shutdown()
+            await driver.stop()
+            group.cancelAll()
+            return first
+        }
+        if let failure { logger.critical("node \(configuration.nodeID) cannot go on: \(failure)") }
         await peerServer.shutdown()
         await transport.close()
         await forwarder.close()
         logger.info("node \(configuration.nodeID) stopped")
+        if let failure { throw failure }
     }
 }

@@ -77,6 +77,9 @@ public actor RaftDriver {
     private var reads: [UInt64: PendingRead] = [:]
     private var nextReadID: UInt64 = 1
     private var leaderWaiters: [CheckedContinuation<NodeID, Never>] = []
+    /// Why the driver stopped on its own (a disk or snapshot failure), once it has.
+    private var failure: (any Error)?
+    private var failureWaiters: [CheckedContinuation<(any Error)?, Never>] = []
 
     /// Starts a driver from what `storage` recovered.
     ///
@@ -132,6 +135,8 @@ public actor RaftDriver {
 
     /// Stops ticking and fails every waiting client with `.stopped`.
     public func stop() {
+        for waiter in failureWaiters { waiter.resume(returning: failure) }
+        failureWaiters.removeAll()
         running = false
         ticker?.cancel()
         ticker = nil
@@ -143,6 +148,18 @@ public actor RaftDriver {
     }
 
     public var status: RaftStatus { node.status }
+
+    /// Returns once the driver has stopped: with the reason if it had to stop on its own (its
+    /// disk failed) — the node must then exit rather than keep answering — or nil after `stop()`.
+    public func waitForFailure() async -> (any Error)? {
+        if !running { return failure }
+        return await withCheckedContinuation { failureWaiters.append($0) }
+    }
+
+    private func fail(_ error: any Error) {
+        failure = error
+        stop()
+    }
 
     /// Hands messages from peers to the core.
     public func receive(_ messages: [Message]) {
@@ -264,7 +281,7 @@ public actor RaftDriver {
             } catch {
                 // The disk failed: this node can no longer promise anything. Stop rather than
                 // send votes or acknowledgements it cannot keep.
-                stop()
+                fail(error)
                 return
             }
             // 2. Send.
@@ -274,7 +291,7 @@ public actor RaftDriver {
                 do {
                     try machine.restore(from: snapshot.data)
                 } catch {
-                    stop()
+                    fail(error)
                     return
                 }
                 applied = snapshot.metadata.index

@@ -131,6 +131,13 @@ final class ProcessCluster: Sendable {
         process.waitUntilExit()
     }
 
+    /// Waits for a node to exit on its own; returns its exit status.
+    func waitForExit(_ node: Int) -> Int32 {
+        guard let process = processes.withLock({ $0.removeValue(forKey: node) }) else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// SIGTERM and wait; returns the exit status.
     func terminate(_ node: Int) -> Int32 {
         guard let process = processes.withLock({ $0.removeValue(forKey: node) }) else { return -1 }
