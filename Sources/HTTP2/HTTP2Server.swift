@@ -77,6 +77,9 @@ public final class HTTP2Server: Sendable {
         }
     }
 
+    /// How many connections the server has accepted since it started (a count for metrics and tests).
+    public var acceptedConnections: Int { self.connections.acceptedCount }
+
     /// Binds the listening socket and returns the bound port; calling it again returns the same port.
     @discardableResult
     public func start() async throws -> Int {
@@ -157,9 +160,13 @@ public final class HTTP2Server: Sendable {
 /// The open connections, so shutdown can ask each to quiesce and wait for it to close.
 final class ConnectionRegistry: Sendable {
     private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    private let accepted = NIOLockedValueBox(0)
+
+    var acceptedCount: Int { self.accepted.withLockedValue { $0 } }
 
     func add(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
+        self.accepted.withLockedValue { $0 += 1 }
         self.channels.withLockedValue { $0[key] = channel }
         channel.closeFuture.whenComplete { _ in
             self.channels.withLockedValue { _ = $0.removeValue(forKey: key) }
