@@ -25,6 +25,9 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
     @Option(help: "Event loop threads (defaults to the number of cores).")
     var threads = System.coreCount
 
+    @Flag(help: "Serve GET with an immediate (synchronous) handler instead of an async one.")
+    var immediate = false
+
     @Flag(help: "Also accept HTTP/1.1 on the port.")
     var http1 = false
 
@@ -43,8 +46,13 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
     func run() async throws {
         let body = ByteBuffer(repeating: UInt8(ascii: "x"), count: self.bodySize)
         var router = Router()
-        router.get("/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
-        router.get("/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        if self.immediate {
+            router.addImmediate(.get, "/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+            router.addImmediate(.get, "/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        } else {
+            router.get("/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+            router.get("/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        }
         router.post("/{path}") { request, _ in HTTPResponse(status: 200, body: request.body) }
         var configuration = HTTP2Server.Configuration(host: self.host, port: self.port, acceptsHTTP1: self.http1)
         configuration.maxRequestBodySize = self.maxBodySize

@@ -34,6 +34,9 @@ public final class HTTP2Server: Sendable {
         public var connectionWindowSize: Int = 16 << 20
         /// Whether the port also serves HTTP/1.1 (the client API); peer ports leave this off.
         public var acceptsHTTP1: Bool = false
+        /// Whether handler tasks start on their connection's event loop (fast: no thread hop per request)
+        /// rather than on the global executor. Either way a handler must not block its thread.
+        public var runsHandlersOnEventLoop: Bool = true
         /// How long `shutdown()` waits for in-flight requests before closing connections forcibly.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
 
@@ -91,7 +94,8 @@ public final class HTTP2Server: Sendable {
             maxRequestBodySize: self.configuration.maxRequestBodySize,
             requestTimeout: self.configuration.requestTimeout,
             initialStreamWindowSize: self.configuration.initialStreamWindowSize,
-            connectionWindowSize: self.configuration.connectionWindowSize
+            connectionWindowSize: self.configuration.connectionWindowSize,
+            runsHandlersOnEventLoop: self.configuration.runsHandlersOnEventLoop
         )
         let acceptsHTTP1 = self.configuration.acceptsHTTP1
         let connections = self.connections

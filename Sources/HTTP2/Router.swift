@@ -30,13 +30,22 @@ public enum RequestBodyMode: Sendable, Hashable {
 public struct Router: Sendable {
     /// A route handler; a thrown `HTTPError` becomes its status and JSON body, anything else a 500.
     public typealias Handler = @Sendable (HTTPRequest, RouteParameters) async throws -> HTTPResponse
+    /// A handler that answers without waiting; it runs inline on the connection's event loop, so it
+    /// must be quick and must not block (a health check, a read of a lock-protected snapshot).
+    public typealias ImmediateHandler = @Sendable (HTTPRequest, RouteParameters) throws -> HTTPResponse
+
+    /// How a route answers.
+    enum Responder: Sendable {
+        case async(Handler)
+        case immediate(ImmediateHandler)
+    }
 
     struct Route: Sendable {
         let method: HTTPMethod
         let pattern: String
         let segments: [Segment]
         let bodyMode: RequestBodyMode
-        let handler: Handler
+        let responder: Responder
     }
 
     enum Segment: Sendable, Hashable {
@@ -62,10 +71,24 @@ public struct Router: Sendable {
         body: RequestBodyMode = .collect,
         handler: @escaping Handler
     ) {
+        self.add(method, pattern, body: body, responder: .async(handler))
+    }
+
+    /// Registers a handler that answers without waiting (see `ImmediateHandler`); no task is created
+    /// per request, which is the fastest path for trivial answers.
+    public mutating func addImmediate(
+        _ method: HTTPMethod,
+        _ pattern: String,
+        handler: @escaping ImmediateHandler
+    ) {
+        self.add(method, pattern, body: .collect, responder: .immediate(handler))
+    }
+
+    private mutating func add(_ method: HTTPMethod, _ pattern: String, body: RequestBodyMode, responder: Responder) {
         let segments = Self.parse(pattern)
         self.routes.removeAll { $0.method == method && $0.segments == segments }
         self.routes.append(
-            Route(method: method, pattern: pattern, segments: segments, bodyMode: body, handler: handler)
+            Route(method: method, pattern: pattern, segments: segments, bodyMode: body, responder: responder)
         )
     }
 
@@ -86,31 +109,46 @@ public struct Router: Sendable {
     }
 
     /// Finds the route for `method` and `path` (a path without query).
+    ///
+    /// This runs for every request, so it splits the path once, compares segments without allocating,
+    /// and builds the parameter table only for the route that wins.
     func match(method: HTTPMethod, path: String) -> Match {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        var best: (route: Route, parameters: [String: String], literals: Int)?
+        let parts = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        var bestIndex = -1
+        var bestLiterals = -1
         var allowed: [HTTPMethod] = []
-        for route in self.routes {
-            guard let (parameters, literals) = Self.bind(route.segments, to: parts) else { continue }
-            guard route.method == method || (method == .head && route.method == .get) else {
-                if !allowed.contains(route.method) { allowed.append(route.method) }
-                continue
-            }
-            if best == nil || literals > best!.literals {
-                best = (route, parameters, literals)
+        self.routes.withUnsafeBufferPointer { routes in
+            for index in routes.indices {
+                guard let literals = Self.literalMatches(routes[index].segments, parts) else { continue }
+                let routeMethod = routes[index].method
+                guard routeMethod == method || (method == .head && routeMethod == .get) else {
+                    if !allowed.contains(routeMethod) { allowed.append(routeMethod) }
+                    continue
+                }
+                if literals > bestLiterals {
+                    bestIndex = index
+                    bestLiterals = literals
+                }
             }
         }
-        if let best {
-            return .found(best.route, RouteParameters(best.parameters))
+        guard bestIndex >= 0 else {
+            return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
         }
-        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
+        let route = self.routes[bestIndex]
+        var parameters: [String: String] = [:]
+        for (segment, part) in zip(route.segments, parts) {
+            if case .parameter(let name) = segment {
+                parameters[name] = percentDecoded(Substring(part))
+            }
+        }
+        return .found(route, RouteParameters(parameters))
     }
 
     /// Calls the matching handler; routing failures and thrown errors come back as error responses.
     func respond(to request: HTTPRequest) async -> HTTPResponse {
         switch self.match(method: request.method, path: request.path) {
         case .found(let route, let parameters):
-            return await Self.invoke(route.handler, request, parameters)
+            return await Self.invoke(route.responder, request, parameters)
         case .methodNotAllowed(let allowed):
             return Self.methodNotAllowedResponse(request.method, request.path, allowed)
         case .notFound:
@@ -118,15 +156,39 @@ public struct Router: Sendable {
         }
     }
 
-    static func invoke(_ handler: Handler, _ request: HTTPRequest, _ parameters: RouteParameters) async
+    static func invoke(_ responder: Responder, _ request: HTTPRequest, _ parameters: RouteParameters) async
         -> HTTPResponse
     {
+        switch responder {
+        case .async(let handler):
+            do {
+                return try await handler(request, parameters)
+            } catch {
+                return Self.errorResponse(error)
+            }
+        case .immediate(let handler):
+            return Self.invokeImmediately(handler, request, parameters)
+        }
+    }
+
+    static func invokeImmediately(
+        _ handler: ImmediateHandler,
+        _ request: HTTPRequest,
+        _ parameters: RouteParameters
+    ) -> HTTPResponse {
         do {
-            return try await handler(request, parameters)
-        } catch let error as HTTPError {
-            return HTTPResponse(error: error)
+            return try handler(request, parameters)
         } catch {
-            return HTTPResponse(error: .internalError(error))
+            return Self.errorResponse(error)
+        }
+    }
+
+    static func errorResponse(_ error: any Error) -> HTTPResponse {
+        switch error {
+        case let error as HTTPError:
+            HTTPResponse(error: error)
+        default:
+            HTTPResponse(error: .internalError(error))
         }
     }
 
@@ -147,20 +209,20 @@ public struct Router: Sendable {
         }
     }
 
-    private static func bind(_ segments: [Segment], to parts: [Substring]) -> ([String: String], Int)? {
+    /// The number of literal segments when `segments` match `parts`, else `nil`.
+    private static func literalMatches(_ segments: [Segment], _ parts: [Substring.UTF8View]) -> Int? {
         guard segments.count == parts.count else { return nil }
-        var parameters: [String: String] = [:]
         var literals = 0
-        for (segment, part) in zip(segments, parts) {
-            switch segment {
+        for index in segments.indices {
+            switch segments[index] {
             case .literal(let literal):
-                guard part == literal else { return nil }
+                guard parts[index].elementsEqual(literal.utf8) else { return nil }
                 literals += 1
-            case .parameter(let name):
-                parameters[name] = percentDecoded(part)
+            case .parameter:
+                continue
             }
         }
-        return (parameters, literals)
+        return literals
     }
 }
 
