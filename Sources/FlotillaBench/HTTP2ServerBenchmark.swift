@@ -4,6 +4,12 @@ import HTTP2
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 struct HTTP2ServerBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "http2-server",
@@ -60,6 +66,7 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
         let server = HTTP2Server(configuration: configuration, router: router, eventLoopGroup: group)
         let bound = try await server.start()
         print("listening on \(self.host):\(bound)")
+        fflush(nil)  // flush stdout: scripts and tests wait for this line on a pipe
         try await server.run()
     }
 }

@@ -21,8 +21,9 @@ struct ClientSessionSettings: Sendable {
     var maxHeaderListSize: Int
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
-    /// Called (on the event loop) when the peer sends GOAWAY, so the client stops using this connection.
-    var onGoaway: @Sendable () -> Void
+    /// Called on the event loop when the connection becomes unusable for new requests (GOAWAY received
+    /// or the channel closed), before any in-flight call learns of it, so a retry opens a new connection.
+    var onUnusable: @Sendable () -> Void
 }
 
 /// One HTTP/2 connection, server or client side, driven by libnghttp2.
@@ -77,6 +78,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private var closing = false
     private var goawayReceived = false
     private var timeoutSweep: RepeatedTask?
+    /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
+    /// and requests beyond nghttp2's assumed limit would be refused.
+    private var peerSettings: EventLoopPromise<Void>?
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     private var handlerExecutor: EventLoopTaskExecutor?
 
@@ -133,13 +137,31 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.context = nil
     }
 
+    /// Client: succeeds once the peer's SETTINGS arrived (the connection is ready for requests).
+    func peerSettingsReceived(on loop: any EventLoop) -> EventLoopFuture<Void> {
+        if case .server = self.role { return loop.makeSucceededVoidFuture() }
+        if self.session == nil || self.closing {
+            return loop.makeFailedFuture(
+                self.clientError(.connectionClosed, detail: "the connection closed during the HTTP/2 handshake")
+            )
+        }
+        guard let peerSettings else { return loop.makeSucceededVoidFuture() }
+        return peerSettings.futureResult
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        if case .client(let client) = self.role {
+            client.onUnusable()
+        }
         self.failEverything(reason: .connectionClosed)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A socket error ends the connection; streams learn it as a closed connection.
+        if case .client(let client) = self.role {
+            client.onUnusable()
+        }
         self.failEverything(reason: .connectionClosed)
         context.close(promise: nil)
     }
@@ -226,6 +248,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 loopBound.value.sweepRequestTimeouts()
             }
         case .client(let client):
+            self.peerSettings = context.eventLoop.makePromise()
             nghttp2_option_set_peer_max_concurrent_streams(option, 100)
             guard nghttp2_session_client_new2(&newSession, callbacks, userData, option) == 0 else {
                 context.close(promise: nil)
@@ -268,6 +291,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Fails every stream still open (connection closed or dead) and forgets them.
     private func failEverything(reason: HTTP2ClientError.Kind) {
+        if let peerSettings {
+            self.peerSettings = nil
+            peerSettings.fail(self.clientError(reason, detail: "the connection closed during the HTTP/2 handshake"))
+        }
         let open = self.streams.values
         self.streams = [:]
         self.lastStream = nil
@@ -432,11 +459,16 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             if endStream, let stream = self.lookup(id) {
                 self.inboundEnded(stream)
             }
+        case NGHTTP2_SETTINGS.rawValue:
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0, let ready = self.peerSettings {
+                self.peerSettings = nil
+                self.deferredWork.append { ready.succeed() }
+            }
         case NGHTTP2_GOAWAY.rawValue:
             self.goawayReceived = true
             if case .client(let client) = self.role {
-                let onGoaway = client.onGoaway
-                self.deferredWork.append { onGoaway() }
+                let onUnusable = client.onUnusable
+                self.deferredWork.append { onUnusable() }
             }
         default:
             break
