@@ -567,20 +567,21 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let stream = self.lookup(streamID), let outbound = stream.outbound else {
+        guard let stream = self.lookup(streamID), stream.outbound != nil else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        let copied = outbound.read(into: destination)
-        if outbound.bufferedBytes <= Self.outboundLowWatermark, let waiter = outbound.producerWaiting {
-            outbound.producerWaiting = nil
+        // `stream.outbound!` mutates the body in place (it is a struct stored in the stream).
+        let copied = stream.outbound!.read(into: destination)
+        if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
+            stream.outbound!.producerWaiting = nil
             self.deferredWork.append { waiter.succeed() }
         }
-        if outbound.bufferedBytes == 0 && outbound.finished {
+        if stream.outbound!.bufferedBytes == 0 && stream.outbound!.finished {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return copied
         }
         if copied == 0 {
-            outbound.deferred = true
+            stream.outbound!.deferred = true
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
         return copied
@@ -691,20 +692,20 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
     func appendOutbound(streamID: Int32, _ chunk: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<Void> {
-        guard let session, let stream = self.lookup(streamID), let outbound = stream.outbound else {
+        guard let session, let stream = self.lookup(streamID), stream.outbound != nil else {
             return loop.makeFailedFuture(
                 self.clientError(.streamReset, detail: "the stream closed while its body was being sent")
             )
         }
-        outbound.append(chunk)
-        if outbound.deferred {
-            outbound.deferred = false
+        stream.outbound!.append(chunk)
+        if stream.outbound!.deferred {
+            stream.outbound!.deferred = false
             nghttp2_session_resume_data(session, streamID)
         }
         self.scheduleFlush()
-        if outbound.bufferedBytes >= Self.outboundHighWatermark {
+        if stream.outbound!.bufferedBytes >= Self.outboundHighWatermark {
             let promise = loop.makePromise(of: Void.self)
-            outbound.producerWaiting = promise
+            stream.outbound!.producerWaiting = promise
             return promise.futureResult
         }
         return loop.makeSucceededVoidFuture()
@@ -712,10 +713,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Marks a stream's outbound body complete; nghttp2 sends END_STREAM after the last byte.
     func finishOutbound(streamID: Int32) {
-        guard let session, let stream = self.lookup(streamID), let outbound = stream.outbound else { return }
-        outbound.finished = true
-        if outbound.deferred {
-            outbound.deferred = false
+        guard let session, let stream = self.lookup(streamID), stream.outbound != nil else { return }
+        stream.outbound!.finished = true
+        if stream.outbound!.deferred {
+            stream.outbound!.deferred = false
             nghttp2_session_resume_data(session, streamID)
         }
         self.scheduleFlush()
@@ -1081,7 +1082,9 @@ enum InboundBody {
 }
 
 /// A stream's outbound body: chunks waiting for nghttp2 to pull them into DATA frames.
-final class OutboundBody {
+///
+/// A struct stored in its stream (mutated in place), so a response with a body costs no extra object.
+struct OutboundBody {
     /// The chunk nghttp2 reads next; `later` holds the rest (allocated only for streamed bodies).
     private var current: ByteBuffer?
     private var later: CircularBuffer<ByteBuffer>?
@@ -1093,12 +1096,14 @@ final class OutboundBody {
     var producerWaiting: EventLoopPromise<Void>?
 
     init(buffer: ByteBuffer?, finished: Bool) {
+        self.later = nil
+        self.producerWaiting = nil
         self.current = buffer
         self.bufferedBytes = buffer?.readableBytes ?? 0
         self.finished = finished
     }
 
-    func append(_ chunk: ByteBuffer) {
+    mutating func append(_ chunk: ByteBuffer) {
         self.bufferedBytes += chunk.readableBytes
         if self.current == nil {
             self.current = chunk
@@ -1109,7 +1114,7 @@ final class OutboundBody {
     }
 
     /// Copies up to `destination.count` bytes out, in order; returns how many.
-    func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         var copied = 0
         while copied < destination.count, var chunk = self.current {
             self.current = nil

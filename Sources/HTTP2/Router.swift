@@ -40,12 +40,22 @@ public struct Router: Sendable {
         case immediate(ImmediateHandler)
     }
 
-    struct Route: Sendable {
+    /// One registered route; a class so that a match hands it on with one retain, not a field-by-field copy.
+    final class Route: Sendable {
         let method: HTTPMethod
         let pattern: String
         let segments: [Segment]
         let bodyMode: RequestBodyMode
         let responder: Responder
+
+        init(method: HTTPMethod, pattern: String, segments: [Segment], bodyMode: RequestBodyMode, responder: Responder)
+        {
+            self.method = method
+            self.pattern = pattern
+            self.segments = segments
+            self.bodyMode = bodyMode
+            self.responder = responder
+        }
     }
 
     enum Segment: Sendable, Hashable {
@@ -113,13 +123,12 @@ public struct Router: Sendable {
     /// This runs for every request, so it splits the path once, compares segments without allocating,
     /// and builds the parameter table only for the route that wins.
     func match(method: HTTPMethod, path: String) -> Match {
-        let parts = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
         var bestIndex = -1
         var bestLiterals = -1
         var allowed: [HTTPMethod] = []
         self.routes.withUnsafeBufferPointer { routes in
             for index in routes.indices {
-                guard let literals = Self.literalMatches(routes[index].segments, parts) else { continue }
+                guard let literals = Self.literalMatches(routes[index].segments, path) else { continue }
                 let routeMethod = routes[index].method
                 guard routeMethod == method || (method == .head && routeMethod == .get) else {
                     if !allowed.contains(routeMethod) { allowed.append(routeMethod) }
@@ -136,7 +145,9 @@ public struct Router: Sendable {
         }
         let route = self.routes[bestIndex]
         var parameters: [String: String] = [:]
-        for (segment, part) in zip(route.segments, parts) {
+        var parts = PathSegments(path)
+        for segment in route.segments {
+            guard let part = parts.next() else { break }
             if case .parameter(let name) = segment {
                 parameters[name] = percentDecoded(Substring(part))
             }
@@ -209,20 +220,42 @@ public struct Router: Sendable {
         }
     }
 
-    /// The number of literal segments when `segments` match `parts`, else `nil`.
-    private static func literalMatches(_ segments: [Segment], _ parts: [Substring.UTF8View]) -> Int? {
-        guard segments.count == parts.count else { return nil }
+    /// The number of literal segments when `segments` match the path's segments, else `nil`.
+    private static func literalMatches(_ segments: [Segment], _ path: String) -> Int? {
+        var parts = PathSegments(path)
         var literals = 0
-        for index in segments.indices {
-            switch segments[index] {
-            case .literal(let literal):
-                guard parts[index].elementsEqual(literal.utf8) else { return nil }
+        for segment in segments {
+            guard let part = parts.next() else { return nil }
+            if case .literal(let literal) = segment {
+                guard part.elementsEqual(literal.utf8) else { return nil }
                 literals += 1
-            case .parameter:
-                continue
             }
         }
-        return literals
+        return parts.next() == nil ? literals : nil
+    }
+}
+
+/// The non-empty `/`-separated segments of a path, as slices (no allocation).
+private struct PathSegments {
+    private let utf8: Substring.UTF8View
+    private var position: Substring.UTF8View.Index
+
+    init(_ path: String) {
+        self.utf8 = Substring(path).utf8
+        self.position = self.utf8.startIndex
+    }
+
+    mutating func next() -> Substring.UTF8View? {
+        let slash = UInt8(ascii: "/")
+        while self.position < self.utf8.endIndex && self.utf8[self.position] == slash {
+            self.utf8.formIndex(after: &self.position)
+        }
+        guard self.position < self.utf8.endIndex else { return nil }
+        let start = self.position
+        while self.position < self.utf8.endIndex && self.utf8[self.position] != slash {
+            self.utf8.formIndex(after: &self.position)
+        }
+        return self.utf8[start..<self.position]
     }
 }
 
