@@ -1,15 +1,40 @@
 // Maps (method, path pattern) to handlers; shared by the HTTP/2 and HTTP/1.1 front ends.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The values captured by `{name}` segments of a route's path pattern (percent-decoded).
 public struct RouteParameters: Sendable, Hashable {
-    public private(set) var values: [String: String] = [:]
+    /// (name, value) in pattern order; a route has a handful at most, so a list beats hashing.
+    private var pairs: [(name: String, value: String)]
 
     public init(_ values: [String: String] = [:]) {
-        self.values = values
+        self.pairs = values.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+    }
+
+    init(pairs: [(name: String, value: String)]) {
+        self.pairs = pairs
+    }
+
+    /// Every captured parameter.
+    public var values: [String: String] {
+        Dictionary(self.pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
     }
 
     /// The captured value for `{name}`, or `nil` when the pattern has no such parameter.
-    public subscript(name: String) -> String? { self.values[name] }
+    public subscript(name: String) -> String? {
+        self.pairs.last { $0.name == name }?.value
+    }
+
+    public static func == (lhs: RouteParameters, rhs: RouteParameters) -> Bool {
+        lhs.values == rhs.values
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.values)
+    }
 }
 
 /// How the server delivers a request body to a route's handler.
@@ -47,6 +72,9 @@ public struct Router: Sendable {
         let segments: [Segment]
         let bodyMode: RequestBodyMode
         let responder: Responder
+        let parameterCount: Int
+        /// Per segment: the literal's UTF-8 bytes, or `nil` for a parameter (what matching compares).
+        let literalBytes: [[UInt8]?]
 
         init(method: HTTPMethod, pattern: String, segments: [Segment], bodyMode: RequestBodyMode, responder: Responder)
         {
@@ -55,6 +83,11 @@ public struct Router: Sendable {
             self.segments = segments
             self.bodyMode = bodyMode
             self.responder = responder
+            self.parameterCount = segments.count { if case .parameter = $0 { true } else { false } }
+            self.literalBytes = segments.map { segment in
+                if case .literal(let literal) = segment { return Array(literal.utf8) }
+                return nil
+            }
         }
     }
 
@@ -123,36 +156,45 @@ public struct Router: Sendable {
     /// This runs for every request, so it splits the path once, compares segments without allocating,
     /// and builds the parameter table only for the route that wins.
     func match(method: HTTPMethod, path: String) -> Match {
-        var bestIndex = -1
+        var path = path
+        return path.withUTF8 { bytes in
+            // Split once into segment ranges (on the stack), then compare bytes: no allocation.
+            withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: bytes.count / 2 + 1) { ranges in
+                let count = splitSegments(bytes, into: ranges)
+                return self.match(method: method, bytes: bytes, parts: UnsafeBufferPointer(rebasing: ranges[..<count]))
+            }
+        }
+    }
+
+    private func match(method: HTTPMethod, bytes: UnsafeBufferPointer<UInt8>, parts: UnsafeBufferPointer<Range<Int>>)
+        -> Match
+    {
+        var best: Route?
         var bestLiterals = -1
         var allowed: [HTTPMethod] = []
-        self.routes.withUnsafeBufferPointer { routes in
-            for index in routes.indices {
-                guard let literals = Self.literalMatches(routes[index].segments, path) else { continue }
-                let routeMethod = routes[index].method
-                guard routeMethod == method || (method == .head && routeMethod == .get) else {
-                    if !allowed.contains(routeMethod) { allowed.append(routeMethod) }
-                    continue
-                }
-                if literals > bestLiterals {
-                    bestIndex = index
-                    bestLiterals = literals
-                }
+        for route in self.routes {
+            guard let literals = route.literalMatches(bytes, parts) else { continue }
+            guard route.method == method || (method == .head && route.method == .get) else {
+                if !allowed.contains(route.method) { allowed.append(route.method) }
+                continue
+            }
+            if literals > bestLiterals {
+                best = route
+                bestLiterals = literals
             }
         }
-        guard bestIndex >= 0 else {
+        guard let route = best else {
             return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
         }
-        let route = self.routes[bestIndex]
-        var parameters: [String: String] = [:]
-        var parts = PathSegments(path)
-        for segment in route.segments {
-            guard let part = parts.next() else { break }
+        guard route.parameterCount > 0 else { return .found(route, RouteParameters(pairs: [])) }
+        var parameters: [(name: String, value: String)] = []
+        parameters.reserveCapacity(route.parameterCount)
+        for (segment, part) in zip(route.segments, parts) {
             if case .parameter(let name) = segment {
-                parameters[name] = percentDecoded(Substring(part))
+                parameters.append((name, percentDecoded(UnsafeBufferPointer(rebasing: bytes[part]))))
             }
         }
-        return .found(route, RouteParameters(parameters))
+        return .found(route, RouteParameters(pairs: parameters))
     }
 
     /// Calls the matching handler; routing failures and thrown errors come back as error responses.
@@ -220,63 +262,72 @@ public struct Router: Sendable {
         }
     }
 
-    /// The number of literal segments when `segments` match the path's segments, else `nil`.
-    private static func literalMatches(_ segments: [Segment], _ path: String) -> Int? {
-        var parts = PathSegments(path)
-        var literals = 0
-        for segment in segments {
-            guard let part = parts.next() else { return nil }
-            if case .literal(let literal) = segment {
-                guard part.elementsEqual(literal.utf8) else { return nil }
-                literals += 1
-            }
-        }
-        return parts.next() == nil ? literals : nil
-    }
 }
 
-/// The non-empty `/`-separated segments of a path, as slices (no allocation).
-private struct PathSegments {
-    private let utf8: Substring.UTF8View
-    private var position: Substring.UTF8View.Index
-
-    init(_ path: String) {
-        self.utf8 = Substring(path).utf8
-        self.position = self.utf8.startIndex
+/// Writes the ranges of the non-empty `/`-separated segments of `bytes` into `ranges`; returns how many.
+private func splitSegments(_ bytes: UnsafeBufferPointer<UInt8>, into ranges: UnsafeMutableBufferPointer<Range<Int>>)
+    -> Int
+{
+    let slash = UInt8(ascii: "/")
+    var count = 0
+    var index = 0
+    while index < bytes.count {
+        while index < bytes.count && bytes[index] == slash { index += 1 }
+        guard index < bytes.count else { break }
+        let start = index
+        while index < bytes.count && bytes[index] != slash { index += 1 }
+        ranges[count] = start..<index
+        count += 1
     }
+    return count
+}
 
-    mutating func next() -> Substring.UTF8View? {
-        let slash = UInt8(ascii: "/")
-        while self.position < self.utf8.endIndex && self.utf8[self.position] == slash {
-            self.utf8.formIndex(after: &self.position)
+extension Router.Route {
+    /// The number of literal segments when this route matches the path's segments, else `nil`.
+    fileprivate func literalMatches(_ bytes: UnsafeBufferPointer<UInt8>, _ parts: UnsafeBufferPointer<Range<Int>>)
+        -> Int?
+    {
+        guard self.literalBytes.count == parts.count else { return nil }
+        var literals = 0
+        for index in 0..<parts.count {
+            guard let literal = self.literalBytes[index] else { continue }
+            let part = parts[index]
+            guard literal.count == part.count,
+                literal.withUnsafeBufferPointer({
+                    memcmp($0.baseAddress!, bytes.baseAddress! + part.lowerBound, part.count) == 0
+                })
+            else { return nil }
+            literals += 1
         }
-        guard self.position < self.utf8.endIndex else { return nil }
-        let start = self.position
-        while self.position < self.utf8.endIndex && self.utf8[self.position] != slash {
-            self.utf8.formIndex(after: &self.position)
-        }
-        return self.utf8[start..<self.position]
+        return literals
     }
 }
 
 /// Decodes `%XX` escapes; a malformed escape is kept as written rather than rejected.
 func percentDecoded(_ text: Substring) -> String {
-    guard text.utf8.contains(UInt8(ascii: "%")) else { return String(text) }
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(text.utf8.count)
-    var iterator = Array(text.utf8)[...]
-    while let byte = iterator.popFirst() {
-        if byte == UInt8(ascii: "%"), iterator.count >= 2,
-            let high = hexValue(iterator[iterator.startIndex]),
-            let low = hexValue(iterator[iterator.startIndex + 1])
+    var text = text
+    return text.withUTF8 { percentDecoded($0) }
+}
+
+/// Decodes `%XX` escapes in UTF-8 bytes; a malformed escape is kept as written.
+func percentDecoded(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
+    var decoded: [UInt8] = []
+    decoded.reserveCapacity(bytes.count)
+    var index = 0
+    while index < bytes.count {
+        let byte = bytes[index]
+        if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
+            let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
         {
-            bytes.append(high << 4 | low)
-            iterator = iterator.dropFirst(2)
+            decoded.append(high << 4 | low)
+            index += 3
         } else {
-            bytes.append(byte)
+            decoded.append(byte)
+            index += 1
         }
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return String(decoding: decoded, as: UTF8.self)
 }
 
 private func hexValue(_ byte: UInt8) -> UInt8? {
