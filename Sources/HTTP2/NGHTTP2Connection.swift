@@ -75,6 +75,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// True between channelRead and channelReadComplete: flushes wait for read-complete.
     private var inReadBurst = false
     private var flushScheduled = false
+    /// The capacity to allocate for the next write: about the size of the last one.
+    private var writeSizeHint = 16 << 10
+    /// The last buffer written, reused for the next write when the socket no longer holds it.
+    private var spareWriteBuffer: ByteBuffer?
     private var closing = false
     private var goawayReceived = false
     private var timeoutSweep: RepeatedTask?
@@ -323,9 +327,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Drains mem_send into writes of up to `maxWriteSize` while the channel is writable.
     private func flushNow() {
         guard let session, let context, !self.inSession else { return }
-        var wrote = false
         while context.channel.isWritable {
-            var out = context.channel.allocator.buffer(capacity: 16 << 10)
+            // Reuse the last write's buffer: once the socket took it, it is ours alone again and
+            // clear() keeps its memory (large buffers freed and reallocated each time page-fault).
+            // If the write is still pending, clear() gets fresh storage instead (copy-on-write).
+            var out: ByteBuffer
+            if var spare = self.spareWriteBuffer {
+                self.spareWriteBuffer = nil
+                spare.clear()
+                out = spare
+            } else {
+                out = context.channel.allocator.buffer(capacity: self.writeSizeHint)
+            }
             self.inSession = true
             var failure: Int = 0
             while out.readableBytes < Self.maxWriteSize {
@@ -341,18 +354,19 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             self.inSession = false
             self.runDeferredWork()
             if out.readableBytes > 0 {
-                context.write(self.wrapOutboundOut(out), promise: nil)
-                wrote = true
+                self.writeSizeHint = min(
+                    max(out.readableBytes + out.readableBytes / 4, 16 << 10),
+                    Self.maxWriteSize + (32 << 10)
+                )
+                // Flushed at once: the socket usually takes it whole, which frees the buffer for reuse.
+                context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+                self.spareWriteBuffer = out
             }
             if failure != 0 {
-                if wrote { context.flush() }
                 self.closeConnection()
                 return
             }
             if out.readableBytes < Self.maxWriteSize { break }
-        }
-        if wrote {
-            context.flush()
         }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             self.closeConnection()
@@ -826,7 +840,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             self.scheduleFlush()
         case .async(let handler):
             let loopBound = NIOLoopBound(self, eventLoop: loop)
-            Task(executorPreference: self.handlerExecutor) {
+            Task.immediate(executorPreference: self.handlerExecutor) {
                 let response = await Router.invoke(.async(handler), request, parameters)
                 if loop.inEventLoop {
                     loopBound.value.handlerResponded(streamID: id, response)
