@@ -4,6 +4,12 @@ import HTTP2
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 struct HTTP2ServerBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "http2-server",
@@ -25,6 +31,9 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
     @Option(help: "Event loop threads (defaults to the number of cores).")
     var threads = System.coreCount
 
+    @Flag(help: "Serve GET with an immediate (synchronous) handler instead of an async one.")
+    var immediate = false
+
     @Flag(help: "Also accept HTTP/1.1 on the port.")
     var http1 = false
 
@@ -43,8 +52,13 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
     func run() async throws {
         let body = ByteBuffer(repeating: UInt8(ascii: "x"), count: self.bodySize)
         var router = Router()
-        router.get("/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
-        router.get("/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        if self.immediate {
+            router.addImmediate(.get, "/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+            router.addImmediate(.get, "/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        } else {
+            router.get("/{path}") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+            router.get("/") { _, _ in HTTPResponse(status: 200, body: .buffer(body)) }
+        }
         router.post("/{path}") { request, _ in HTTPResponse(status: 200, body: request.body) }
         var configuration = HTTP2Server.Configuration(host: self.host, port: self.port, acceptsHTTP1: self.http1)
         configuration.maxRequestBodySize = self.maxBodySize
@@ -52,6 +66,7 @@ struct HTTP2ServerBenchmark: AsyncParsableCommand {
         let server = HTTP2Server(configuration: configuration, router: router, eventLoopGroup: group)
         let bound = try await server.start()
         print("listening on \(self.host):\(bound)")
+        fflush(nil)  // flush stdout: scripts and tests wait for this line on a pipe
         try await server.run()
     }
 }

@@ -36,6 +36,12 @@ final class HTTP1Connection: ChannelInboundHandler {
         self.context = nil
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A parse error has already been answered 400 by NIO's protocol error handler; as the last
+        // handler we close the connection, which affects no other connection.
+        context.close(promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), _):

@@ -167,7 +167,7 @@ public final class HTTP2Client: Sendable {
             maxHeaderListSize: self.configuration.maxHeaderListSize,
             initialStreamWindowSize: self.configuration.initialStreamWindowSize,
             connectionWindowSize: self.configuration.connectionWindowSize,
-            onGoaway: {
+            onUnusable: {
                 shared.withLockedValue { $0.machine.connectionLost(attempt: attempt) }
             }
         )
@@ -183,7 +183,7 @@ public final class HTTP2Client: Sendable {
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
                     .channelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
                     .connectTimeout(connectTimeout)
-                return try await bootstrap.connect(host: host, port: port) { channel in
+                let connection = try await bootstrap.connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = NGHTTP2Connection(role: .client(settings))
                         try channel.pipeline.syncOperations.addHandler(handler)
@@ -194,6 +194,32 @@ public final class HTTP2Client: Sendable {
                         )
                     }
                 }
+                // Ready once the peer's SETTINGS arrived, so its stream limit is known before requests go out.
+                let loop = connection.channel.eventLoop
+                let handler = connection.handler
+                // A peer that accepts TCP but never speaks HTTP/2 must not wedge the connect forever.
+                let ready = loop.makePromise(of: Void.self)
+                loop.execute { handler.value.peerSettingsReceived(on: loop).cascade(to: ready) }
+                let timer = loop.scheduleTask(in: connectTimeout) {
+                    ready.fail(
+                        HTTP2ClientError(
+                            .connectionRefused,
+                            peer: peer,
+                            detail: "the peer accepted TCP but sent no HTTP/2 SETTINGS within \(connectTimeout)"
+                        )
+                    )
+                }
+                do {
+                    try await ready.futureResult.get()
+                    timer.cancel()
+                } catch {
+                    timer.cancel()
+                    connection.channel.close(promise: nil)
+                    throw error
+                }
+                return connection
+            } catch let error as HTTP2ClientError {
+                throw error
             } catch {
                 throw HTTP2ClientError(.connectionRefused, peer: peer, detail: "connect failed: \(error)")
             }

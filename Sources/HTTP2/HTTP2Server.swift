@@ -34,6 +34,9 @@ public final class HTTP2Server: Sendable {
         public var connectionWindowSize: Int = 16 << 20
         /// Whether the port also serves HTTP/1.1 (the client API); peer ports leave this off.
         public var acceptsHTTP1: Bool = false
+        /// Whether handler tasks start on their connection's event loop (fast: no thread hop per request)
+        /// rather than on the global executor. Either way a handler must not block its thread.
+        public var runsHandlersOnEventLoop: Bool = true
         /// How long `shutdown()` waits for in-flight requests before closing connections forcibly.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
 
@@ -77,6 +80,9 @@ public final class HTTP2Server: Sendable {
         }
     }
 
+    /// How many connections the server has accepted since it started (a count for metrics and tests).
+    public var acceptedConnections: Int { self.connections.acceptedCount }
+
     /// Binds the listening socket and returns the bound port; calling it again returns the same port.
     @discardableResult
     public func start() async throws -> Int {
@@ -88,7 +94,8 @@ public final class HTTP2Server: Sendable {
             maxRequestBodySize: self.configuration.maxRequestBodySize,
             requestTimeout: self.configuration.requestTimeout,
             initialStreamWindowSize: self.configuration.initialStreamWindowSize,
-            connectionWindowSize: self.configuration.connectionWindowSize
+            connectionWindowSize: self.configuration.connectionWindowSize,
+            runsHandlersOnEventLoop: self.configuration.runsHandlersOnEventLoop
         )
         let acceptsHTTP1 = self.configuration.acceptsHTTP1
         let connections = self.connections
@@ -157,9 +164,13 @@ public final class HTTP2Server: Sendable {
 /// The open connections, so shutdown can ask each to quiesce and wait for it to close.
 final class ConnectionRegistry: Sendable {
     private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    private let accepted = NIOLockedValueBox(0)
+
+    var acceptedCount: Int { self.accepted.withLockedValue { $0 } }
 
     func add(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
+        self.accepted.withLockedValue { $0 += 1 }
         self.channels.withLockedValue { $0[key] = channel }
         channel.closeFuture.whenComplete { _ in
             self.channels.withLockedValue { _ = $0.removeValue(forKey: key) }

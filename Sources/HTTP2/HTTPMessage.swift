@@ -73,6 +73,11 @@ public struct HTTPFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         self.fields.append(Field(name: name, value: value))
     }
 
+    /// The first value of a field whose name is given lower-case (no case folding on the hot path).
+    func first(lowercasedName name: String) -> String? {
+        self.fields.first { $0.name == name }?.value
+    }
+
     /// Appends a field whose name is already lower-case (the decoders' fast path).
     mutating func appendLowercased(name: String, value: String) {
         var field = Field(name: "", value: value)

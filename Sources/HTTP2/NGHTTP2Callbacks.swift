@@ -5,9 +5,13 @@ import CNghttp2
 // the handler from the user-data pointer (passed unretained: the handler deletes the session before
 // it goes away) and returns what the handler decides. No callback writes to the channel.
 
+/// Calls `body` with the connection in `userData` without retaining it (the session's owner keeps it alive).
 @inline(__always)
-private func connection(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Connection {
-    Unmanaged<NGHTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
+private func withConnection<Result>(
+    _ userData: UnsafeMutableRawPointer?,
+    _ body: (NGHTTP2Connection) -> Result
+) -> Result {
+    Unmanaged<NGHTTP2Connection>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
 }
 
 func nghttp2OnBeginHeaders(
@@ -15,7 +19,7 @@ func nghttp2OnBeginHeaders(
     _ frame: UnsafePointer<nghttp2_frame>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onBeginHeaders(frame!.pointee)
+    withConnection(userData) { $0.onBeginHeaders(frame!.pointee) }
 }
 
 func nghttp2OnHeader(
@@ -28,11 +32,13 @@ func nghttp2OnHeader(
     _ flags: UInt8,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onHeader(
-        streamID: frame!.pointee.hd.stream_id,
-        name: UnsafeBufferPointer(start: name, count: nameLength),
-        value: UnsafeBufferPointer(start: value, count: valueLength)
-    )
+    withConnection(userData) {
+        $0.onHeader(
+            streamID: frame!.pointee.hd.stream_id,
+            name: UnsafeBufferPointer(start: name, count: nameLength),
+            value: UnsafeBufferPointer(start: value, count: valueLength)
+        )
+    }
 }
 
 func nghttp2OnFrameRecv(
@@ -40,7 +46,7 @@ func nghttp2OnFrameRecv(
     _ frame: UnsafePointer<nghttp2_frame>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onFrameRecv(frame!.pointee)
+    withConnection(userData) { $0.onFrameRecv(frame!.pointee) }
 }
 
 func nghttp2OnDataChunkRecv(
@@ -51,7 +57,7 @@ func nghttp2OnDataChunkRecv(
     _ length: Int,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onDataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+    withConnection(userData) { $0.onDataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length)) }
 }
 
 func nghttp2OnStreamClose(
@@ -60,7 +66,7 @@ func nghttp2OnStreamClose(
     _ errorCode: UInt32,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
+    withConnection(userData) { $0.onStreamClose(streamID: streamID, errorCode: errorCode) }
 }
 
 func nghttp2OnFrameSend(
@@ -68,7 +74,7 @@ func nghttp2OnFrameSend(
     _ frame: UnsafePointer<nghttp2_frame>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onFrameSend(frame!.pointee)
+    withConnection(userData) { $0.onFrameSend(frame!.pointee) }
 }
 
 func nghttp2OnFrameNotSend(
@@ -77,7 +83,7 @@ func nghttp2OnFrameNotSend(
     _ libErrorCode: Int32,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
-    connection(userData).onFrameNotSend(frame!.pointee, libErrorCode: libErrorCode)
+    withConnection(userData) { $0.onFrameNotSend(frame!.pointee, libErrorCode: libErrorCode) }
 }
 
 func nghttp2ReadOutbound(
@@ -89,11 +95,13 @@ func nghttp2ReadOutbound(
     _ source: UnsafeMutablePointer<nghttp2_data_source>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int {
-    connection(userData).readOutbound(
-        streamID: streamID,
-        into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
-        flags: dataFlags!
-    )
+    withConnection(userData) {
+        $0.readOutbound(
+            streamID: streamID,
+            into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+            flags: dataFlags!
+        )
+    }
 }
 
 /// Fills a callback table with the functions above; nghttp2 copies the table into each new session.

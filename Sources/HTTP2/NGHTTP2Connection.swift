@@ -11,6 +11,7 @@ struct ServerSessionSettings: Sendable {
     var requestTimeout: TimeAmount
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
+    var runsHandlersOnEventLoop: Bool
 }
 
 /// What the client side of a session needs.
@@ -20,8 +21,9 @@ struct ClientSessionSettings: Sendable {
     var maxHeaderListSize: Int
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
-    /// Called (on the event loop) when the peer sends GOAWAY, so the client stops using this connection.
-    var onGoaway: @Sendable () -> Void
+    /// Called on the event loop when the connection becomes unusable for new requests (GOAWAY received
+    /// or the channel closed), before any in-flight call learns of it, so a retry opens a new connection.
+    var onUnusable: @Sendable () -> Void
 }
 
 /// One HTTP/2 connection, server or client side, driven by libnghttp2.
@@ -54,10 +56,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     static let consumeReportThreshold = 64 << 10
 
     let role: Role
+    private let isServer: Bool
+    private let maxHeaderListSize: Int
+    /// Server only: the collect limit for request bodies.
+    private let maxRequestBodySize: Int
+    /// Server only: the routes (empty for a client).
+    private let router: Router
     private var session: OpaquePointer?
     private var context: ChannelHandlerContext?
     /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
     private var streams: [Int32: NGHTTP2Stream] = [:]
+    /// The stream `lookup` found last; cleared whenever a stream leaves `streams`.
+    private var lastStream: NGHTTP2Stream?
     /// Work that must run after the current mem_recv/mem_send call returns (see duty 1).
     private var deferredWork: [() -> Void] = []
     /// True while inside mem_recv or mem_send: the session must not be re-entered.
@@ -65,12 +75,34 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// True between channelRead and channelReadComplete: flushes wait for read-complete.
     private var inReadBurst = false
     private var flushScheduled = false
+    /// The capacity to allocate for the next write: about the size of the last one.
+    private var writeSizeHint = 16 << 10
+    /// The last buffer written, reused for the next write when the socket no longer holds it.
+    private var spareWriteBuffer: ByteBuffer?
     private var closing = false
     private var goawayReceived = false
     private var timeoutSweep: RepeatedTask?
+    /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
+    /// and requests beyond nghttp2's assumed limit would be refused.
+    private var peerSettings: EventLoopPromise<Void>?
+    /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
+    private var handlerExecutor: EventLoopTaskExecutor?
 
     init(role: Role) {
         self.role = role
+        // Copied out of `role` once: binding the enum payload on every callback would retain the router.
+        switch role {
+        case .server(let server):
+            self.isServer = true
+            self.maxHeaderListSize = server.maxHeaderListSize
+            self.maxRequestBodySize = server.maxRequestBodySize
+            self.router = server.router
+        case .client(let client):
+            self.isServer = false
+            self.maxHeaderListSize = client.maxHeaderListSize
+            self.maxRequestBodySize = 0
+            self.router = Router()
+        }
     }
 
     deinit {
@@ -83,6 +115,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if case .server(let server) = self.role, server.runsHandlersOnEventLoop {
+            self.handlerExecutor = EventLoopTaskExecutor(eventLoop: context.eventLoop)
+        }
         if context.channel.isActive {
             self.startSession(context: context)
         }
@@ -106,13 +141,31 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.context = nil
     }
 
+    /// Client: succeeds once the peer's SETTINGS arrived (the connection is ready for requests).
+    func peerSettingsReceived(on loop: any EventLoop) -> EventLoopFuture<Void> {
+        if case .server = self.role { return loop.makeSucceededVoidFuture() }
+        if self.session == nil || self.closing {
+            return loop.makeFailedFuture(
+                self.clientError(.connectionClosed, detail: "the connection closed during the HTTP/2 handshake")
+            )
+        }
+        guard let peerSettings else { return loop.makeSucceededVoidFuture() }
+        return peerSettings.futureResult
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        if case .client(let client) = self.role {
+            client.onUnusable()
+        }
         self.failEverything(reason: .connectionClosed)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A socket error ends the connection; streams learn it as a closed connection.
+        if case .client(let client) = self.role {
+            client.onUnusable()
+        }
         self.failEverything(reason: .connectionClosed)
         context.close(promise: nil)
     }
@@ -199,6 +252,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 loopBound.value.sweepRequestTimeouts()
             }
         case .client(let client):
+            self.peerSettings = context.eventLoop.makePromise()
             nghttp2_option_set_peer_max_concurrent_streams(option, 100)
             guard nghttp2_session_client_new2(&newSession, callbacks, userData, option) == 0 else {
                 context.close(promise: nil)
@@ -241,8 +295,13 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Fails every stream still open (connection closed or dead) and forgets them.
     private func failEverything(reason: HTTP2ClientError.Kind) {
+        if let peerSettings {
+            self.peerSettings = nil
+            peerSettings.fail(self.clientError(reason, detail: "the connection closed during the HTTP/2 handshake"))
+        }
         let open = self.streams.values
         self.streams = [:]
+        self.lastStream = nil
         for stream in open {
             stream.fail(self.clientError(reason, detail: "the connection closed before the exchange completed"))
         }
@@ -268,9 +327,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Drains mem_send into writes of up to `maxWriteSize` while the channel is writable.
     private func flushNow() {
         guard let session, let context, !self.inSession else { return }
-        var wrote = false
         while context.channel.isWritable {
-            var out = context.channel.allocator.buffer(capacity: 16 << 10)
+            // Reuse the last write's buffer: once the socket took it, it is ours alone again and
+            // clear() keeps its memory (large buffers freed and reallocated each time page-fault).
+            // If the write is still pending, clear() gets fresh storage instead (copy-on-write).
+            var out: ByteBuffer
+            if var spare = self.spareWriteBuffer {
+                self.spareWriteBuffer = nil
+                spare.clear()
+                out = spare
+            } else {
+                out = context.channel.allocator.buffer(capacity: self.writeSizeHint)
+            }
             self.inSession = true
             var failure: Int = 0
             while out.readableBytes < Self.maxWriteSize {
@@ -286,18 +354,19 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             self.inSession = false
             self.runDeferredWork()
             if out.readableBytes > 0 {
-                context.write(self.wrapOutboundOut(out), promise: nil)
-                wrote = true
+                self.writeSizeHint = min(
+                    max(out.readableBytes + out.readableBytes / 4, 16 << 10),
+                    Self.maxWriteSize + (32 << 10)
+                )
+                // Flushed at once: the socket usually takes it whole, which frees the buffer for reuse.
+                context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+                self.spareWriteBuffer = out
             }
             if failure != 0 {
-                if wrote { context.flush() }
                 self.closeConnection()
                 return
             }
             if out.readableBytes < Self.maxWriteSize { break }
-        }
-        if wrote {
-            context.flush()
         }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             self.closeConnection()
@@ -312,19 +381,35 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// The open stream with this id. Callbacks for one stream come in runs (HEADERS, each field,
+    /// END_HEADERS, DATA...), so the last stream found is remembered to skip the dictionary's hashing.
+    @inline(__always)
+    private func lookup(_ id: Int32) -> NGHTTP2Stream? {
+        if let last = self.lastStream, last.id == id { return last }
+        let found = self.streams[id]
+        self.lastStream = found
+        return found
+    }
+
+    /// Removes a stream from the table (and from the lookup cache).
+    private func forget(_ id: Int32) -> NGHTTP2Stream? {
+        if self.lastStream?.id == id { self.lastStream = nil }
+        return self.streams.removeValue(forKey: id)
+    }
+
     // MARK: nghttp2 callbacks (called inside mem_recv / mem_send)
 
     func onBeginHeaders(_ frame: nghttp2_frame) -> Int32 {
         let id = frame.hd.stream_id
-        switch self.role {
-        case .server(let server):
+        if self.isServer {
             guard frame.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+            // `inbound` starts as .discarding; requestHeadersComplete decides where a body goes.
             let stream = NGHTTP2Stream(id: id, now: .now())
-            stream.inbound = .collecting(ByteBuffer(), limit: server.maxRequestBodySize)
             self.streams[id] = stream
-        case .client:
+            self.lastStream = stream
+        } else {
             // A new header block (final response after 1xx, or trailers) starts; 1xx fields are dropped.
-            if let stream = self.streams[id], !stream.headersComplete {
+            if let stream = self.lookup(id), !stream.headersComplete {
                 stream.headers = HTTPFields()
                 stream.status = nil
             }
@@ -333,12 +418,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onHeader(streamID: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let stream = self.streams[streamID], !stream.headersComplete else { return 0 }
-        let limit: Int
-        switch self.role {
-        case .server(let server): limit = server.maxHeaderListSize
-        case .client(let client): limit = client.maxHeaderListSize
-        }
+        guard let stream = self.lookup(streamID), !stream.headersComplete else { return 0 }
+        let limit = self.maxHeaderListSize
         // RFC 9113 §6.5.2: the size of a field is name + value + 32.
         stream.headerListSize += name.count + value.count + 32
         if stream.headerListSize > limit {
@@ -347,12 +428,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         if name.first == UInt8(ascii: ":") {
             let text = String(decoding: value, as: UTF8.self)
-            switch String(decoding: name, as: UTF8.self) {
-            case ":method": stream.method = text
-            case ":path": stream.path = text
-            case ":authority": stream.authority = text
-            case ":status": stream.status = Int(text)
-            default: break
+            switch name.count {
+            case 7 where name[1] == UInt8(ascii: "m"): stream.method = text  // :method
+            case 5 where name[1] == UInt8(ascii: "p"): stream.path = text  // :path
+            case 10 where name[1] == UInt8(ascii: "a"): stream.authority = text  // :authority
+            case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"): stream.status = Int(text)
+            default: break  // :scheme, :protocol (nghttp2 has already validated the set)
             }
         } else {
             stream.headers.appendLowercased(
@@ -368,15 +449,14 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let endStream = frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(frame.hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard let stream = self.streams[id] else { return 0 }
+            guard let stream = self.lookup(id) else { return 0 }
             if !stream.headersComplete {
-                switch self.role {
-                case .server(let server):
+                if self.isServer {
                     stream.headersComplete = true
                     stream.inboundEnded = endStream
-                    self.requestHeadersComplete(stream, server)
+                    self.requestHeadersComplete(stream)
                     return 0
-                case .client:
+                } else {
                     if let status = stream.status, status >= 100, status < 200 {
                         return 0
                     }
@@ -390,14 +470,19 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 self.inboundEnded(stream)
             }
         case NGHTTP2_DATA.rawValue:
-            if endStream, let stream = self.streams[id] {
+            if endStream, let stream = self.lookup(id) {
                 self.inboundEnded(stream)
+            }
+        case NGHTTP2_SETTINGS.rawValue:
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0, let ready = self.peerSettings {
+                self.peerSettings = nil
+                self.deferredWork.append { ready.succeed() }
             }
         case NGHTTP2_GOAWAY.rawValue:
             self.goawayReceived = true
             if case .client(let client) = self.role {
-                let onGoaway = client.onGoaway
-                self.deferredWork.append { onGoaway() }
+                let onUnusable = client.onUnusable
+                self.deferredWork.append { onUnusable() }
             }
         default:
             break
@@ -406,7 +491,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
-        guard let stream = self.streams[streamID] else {
+        guard let stream = self.lookup(streamID) else {
             // Data for a stream we already forgot: return the credit at once.
             self.consumeLater(streamID: streamID, data.count)
             return 0
@@ -434,13 +519,20 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
-        guard let stream = self.streams.removeValue(forKey: streamID) else { return 0 }
+        guard let stream = self.forget(streamID) else { return 0 }
         stream.deadline?.cancel()
         if stream.unconsumedBytes > 0 {
             // Buffered for a reader that has not taken it yet: the connection window must not leak.
             self.consumeLater(streamID: streamID, stream.unconsumedBytes)
             stream.unconsumedBytes = 0
         }
+        let waiter = stream.outbound?.producerWaiting
+        let streaming: Bool
+        if case .streaming = stream.inbound { streaming = true } else { streaming = false }
+        guard waiter != nil || streaming || (stream.exchange.map { !$0.finished } ?? false) else {
+            return 0  // nobody is waiting on this stream: the common, successful case
+        }
+        stream.outbound?.producerWaiting = nil
         let error: HTTP2ClientError
         if errorCode == NGHTTP2_REFUSED_STREAM.rawValue && self.goawayReceived {
             error = self.clientError(.goaway, detail: "the peer sent GOAWAY and did not process the request")
@@ -453,8 +545,6 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             error = self.clientError(.streamReset, detail: "the stream closed before the exchange completed")
         }
-        let waiter = stream.outbound?.producerWaiting
-        stream.outbound?.producerWaiting = nil
         self.deferredWork.append {
             stream.fail(error)
             waiter?.fail(error)
@@ -463,9 +553,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onFrameSend(_ frame: nghttp2_frame) -> Int32 {
-        guard case .server = self.role,
+        guard self.isServer,
             frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
-            let stream = self.streams[frame.hd.stream_id], !stream.inboundEnded, let session
+            let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded, let session
         else { return 0 }
         // The response is complete while the request body is still arriving (an early error answer):
         // RFC 9113 §8.1 says to reset with NO_ERROR so the client stops sending.
@@ -475,7 +565,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func onFrameNotSend(_ frame: nghttp2_frame, libErrorCode: Int32) -> Int32 {
         guard case .client = self.role, UInt32(frame.hd.type) == NGHTTP2_HEADERS.rawValue,
-            let stream = self.streams.removeValue(forKey: frame.hd.stream_id)
+            let stream = self.forget(frame.hd.stream_id)
         else { return 0 }
         stream.deadline?.cancel()
         let error = self.clientError(
@@ -491,33 +581,21 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let stream = self.streams[streamID], let outbound = stream.outbound else {
+        guard let stream = self.lookup(streamID), stream.outbound != nil else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        var copied = 0
-        while copied < destination.count, var chunk = outbound.chunks.popFirst() {
-            let count = min(chunk.readableBytes, destination.count - copied)
-            chunk.withUnsafeReadableBytes { bytes in
-                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + count)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
-            }
-            chunk.moveReaderIndex(forwardBy: count)
-            copied += count
-            if chunk.readableBytes > 0 {
-                outbound.chunks.prepend(chunk)
-            }
-        }
-        outbound.bufferedBytes -= copied
-        if outbound.bufferedBytes <= Self.outboundLowWatermark, let waiter = outbound.producerWaiting {
-            outbound.producerWaiting = nil
+        // `stream.outbound!` mutates the body in place (it is a struct stored in the stream).
+        let copied = stream.outbound!.read(into: destination)
+        if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
+            stream.outbound!.producerWaiting = nil
             self.deferredWork.append { waiter.succeed() }
         }
-        if outbound.bufferedBytes == 0 && outbound.finished {
+        if stream.outbound!.bufferedBytes == 0 && stream.outbound!.finished {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return copied
         }
         if copied == 0 {
-            outbound.deferred = true
+            stream.outbound!.deferred = true
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
         return copied
@@ -555,6 +633,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             stream.inbound = .discarding
         case .streaming(let continuation):
             continuation.finish()
+            stream.inbound = .discarding
         case .discarding:
             break
         }
@@ -585,7 +664,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func inboundConsumed(streamID: Int32, _ count: Int) {
         // A stream that already closed returned its unconsumed bytes then; nothing more to do.
-        guard let session, let stream = self.streams[streamID] else { return }
+        guard let session, let stream = self.lookup(streamID) else { return }
         let credited = min(count, stream.unconsumedBytes)
         stream.unconsumedBytes -= credited
         nghttp2_session_consume(session, streamID, credited)
@@ -594,7 +673,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The reader dropped the body: return all credit and drop further DATA; a client also cancels.
     private func inboundReaderGone(streamID: Int32) {
-        guard let session, let stream = self.streams[streamID] else { return }
+        guard let session, let stream = self.lookup(streamID) else { return }
         stream.inbound = .discarding
         if stream.unconsumedBytes > 0 {
             nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
@@ -627,21 +706,20 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
     func appendOutbound(streamID: Int32, _ chunk: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<Void> {
-        guard let session, let stream = self.streams[streamID], let outbound = stream.outbound else {
+        guard let session, let stream = self.lookup(streamID), stream.outbound != nil else {
             return loop.makeFailedFuture(
                 self.clientError(.streamReset, detail: "the stream closed while its body was being sent")
             )
         }
-        outbound.chunks.append(chunk)
-        outbound.bufferedBytes += chunk.readableBytes
-        if outbound.deferred {
-            outbound.deferred = false
+        stream.outbound!.append(chunk)
+        if stream.outbound!.deferred {
+            stream.outbound!.deferred = false
             nghttp2_session_resume_data(session, streamID)
         }
         self.scheduleFlush()
-        if outbound.bufferedBytes >= Self.outboundHighWatermark {
+        if stream.outbound!.bufferedBytes >= Self.outboundHighWatermark {
             let promise = loop.makePromise(of: Void.self)
-            outbound.producerWaiting = promise
+            stream.outbound!.producerWaiting = promise
             return promise.futureResult
         }
         return loop.makeSucceededVoidFuture()
@@ -649,10 +727,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Marks a stream's outbound body complete; nghttp2 sends END_STREAM after the last byte.
     func finishOutbound(streamID: Int32) {
-        guard let session, let stream = self.streams[streamID], let outbound = stream.outbound else { return }
-        outbound.finished = true
-        if outbound.deferred {
-            outbound.deferred = false
+        guard let session, let stream = self.lookup(streamID), stream.outbound != nil else { return }
+        stream.outbound!.finished = true
+        if stream.outbound!.deferred {
+            stream.outbound!.deferred = false
             nghttp2_session_resume_data(session, streamID)
         }
         self.scheduleFlush()
@@ -660,7 +738,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The body producer failed: the peer must not take a truncated body for a complete one.
     func abortOutbound(streamID: Int32) {
-        guard let stream = self.streams[streamID] else { return }
+        guard let stream = self.lookup(streamID) else { return }
         self.resetStream(stream, code: NGHTTP2_INTERNAL_ERROR.rawValue)
         self.scheduleFlush()
     }
@@ -691,25 +769,27 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private func attachBody(_ body: HTTPBody, to stream: NGHTTP2Stream) -> HTTPBodyStream? {
         switch body {
         case .buffer(let buffer):
-            stream.outbound = OutboundBody(chunks: [buffer], finished: true)
+            stream.outbound = OutboundBody(buffer: buffer, finished: true)
             return nil
         case .stream(let source):
-            stream.outbound = OutboundBody(chunks: [], finished: false)
+            stream.outbound = OutboundBody(buffer: nil, finished: false)
             return source
         }
     }
 
     // MARK: Server
 
-    private func requestHeadersComplete(_ stream: NGHTTP2Stream, _ server: ServerSessionSettings) {
+    private func requestHeadersComplete(_ stream: NGHTTP2Stream) {
         if stream.headerListTooLarge {
             stream.inbound = .discarding
-            self.submitResponse(stream, HTTPResponse(error: .headersTooLarge(limit: server.maxHeaderListSize)))
+            self.submitResponse(stream, HTTPResponse(error: .headersTooLarge(limit: self.maxHeaderListSize)))
             return
         }
         let method = HTTPMethod(rawValue: stream.method ?? "")
-        let (path, _) = splitTarget(stream.path ?? "/")
-        switch server.router.match(method: method, path: path) {
+        let (path, query) = splitTarget(stream.path ?? "/")
+        stream.requestPath = path
+        stream.requestQuery = query
+        switch self.router.match(method: method, path: path) {
         case .notFound:
             stream.inbound = .discarding
             self.submitResponse(stream, HTTPResponse(error: .routeNotFound(method: method, path: path)))
@@ -719,15 +799,16 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .found(let route, let parameters):
             switch route.bodyMode {
             case .collect:
-                if let length = stream.headers["content-length"].flatMap(Int.init),
-                    length > server.maxRequestBodySize
+                if let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
+                    length > self.maxRequestBodySize
                 {
                     stream.inbound = .discarding
-                    self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: server.maxRequestBodySize)))
+                    self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: self.maxRequestBodySize)))
                 } else if stream.inboundEnded {
                     stream.inbound = .discarding
                     self.dispatch(stream, route, parameters, body: .empty)
                 } else {
+                    stream.inbound = .collecting(ByteBuffer(), limit: self.maxRequestBodySize)
                     stream.pendingRoute = (route, parameters)
                 }
             case .stream:
@@ -740,30 +821,38 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Runs the handler in a task; its response comes back to this event loop.
+    /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
     private func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody)
     {
         guard let loop = self.context?.eventLoop else { return }
-        let (path, query) = splitTarget(stream.path ?? "/")
         let request = HTTPRequest(
             method: HTTPMethod(rawValue: stream.method ?? ""),
-            path: path,
-            query: query,
+            path: stream.requestPath,
+            query: stream.requestQuery,
             authority: stream.authority,
             headers: stream.headers,
             body: body
         )
-        let handler = route.handler
         let id = stream.id
-        let loopBound = NIOLoopBound(self, eventLoop: loop)
-        Task {
-            let response = await Router.invoke(handler, request, parameters)
-            loop.execute { loopBound.value.handlerResponded(streamID: id, response) }
+        switch route.responder {
+        case .immediate(let handler):
+            self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
+            self.scheduleFlush()
+        case .async(let handler):
+            let loopBound = NIOLoopBound(self, eventLoop: loop)
+            Task.immediate(executorPreference: self.handlerExecutor) {
+                let response = await Router.invoke(.async(handler), request, parameters)
+                if loop.inEventLoop {
+                    loopBound.value.handlerResponded(streamID: id, response)
+                } else {
+                    loop.execute { loopBound.value.handlerResponded(streamID: id, response) }
+                }
+            }
         }
     }
 
     private func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
-        guard let stream = self.streams[streamID], !stream.responseStarted else { return }
+        guard let stream = self.lookup(streamID), !stream.responseStarted else { return }
         self.submitResponse(stream, response)
         self.scheduleFlush()
     }
@@ -771,8 +860,6 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private func submitResponse(_ stream: NGHTTP2Stream, _ response: HTTPResponse) {
         guard let session else { return }
         stream.responseStarted = true
-        var fields: [(String, String)] = [(":status", String(response.status))]
-        appendRegularFields(response.headers, body: response.body, to: &fields)
         let isHead = stream.method == "HEAD"
         let producerSource: HTTPBodyStream?
         let hasBody: Bool
@@ -784,7 +871,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             hasBody = !isHead
             producerSource = self.attachBody(response.body, to: stream)
         }
-        let result = withHeaderBlock(fields) { nva, count in
+        let pseudo = [(":status", String(response.status))]
+        let result = withHeaderBlock(pseudo: pseudo, headers: response.headers, body: response.body) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(
                     source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
@@ -848,13 +936,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 )
             )
         }
-        var fields: [(String, String)] = [
+        let pseudo: [(String, String)] = [
             (":method", request.method.rawValue),
             (":scheme", "http"),
             (":authority", request.authority ?? client.peer),
             (":path", request.target.isEmpty ? "/" : request.target),
         ]
-        appendRegularFields(request.headers, body: request.body, to: &fields)
         let stream = NGHTTP2Stream(id: 0, now: .now())
         let producerSource: HTTPBodyStream?
         let hasBody: Bool
@@ -866,7 +953,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             hasBody = true
             producerSource = self.attachBody(request.body, to: stream)
         }
-        let id = withHeaderBlock(fields) { nva, count in
+        let id = withHeaderBlock(pseudo: pseudo, headers: request.headers, body: request.body) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(
                     source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
@@ -922,7 +1009,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func deadlinePassed(streamID: Int32) {
-        guard let stream = self.streams[streamID] else { return }
+        guard let stream = self.lookup(streamID) else { return }
         let error = self.clientError(
             .deadlineExceeded, detail: "the call's deadline passed before the exchange completed")
         self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
@@ -949,6 +1036,9 @@ final class NGHTTP2Stream {
     var method: String?
     var path: String?
     var authority: String?
+    /// Server: `path` split at `?` once the header block is complete.
+    var requestPath = "/"
+    var requestQuery: String?
     var status: Int?
     var headers = HTTPFields()
     /// Sum of (name + value + 32) over received fields; over the limit sets `headerListTooLarge`.
@@ -1006,19 +1096,57 @@ enum InboundBody {
 }
 
 /// A stream's outbound body: chunks waiting for nghttp2 to pull them into DATA frames.
-final class OutboundBody {
-    var chunks: CircularBuffer<ByteBuffer>
-    var bufferedBytes: Int
+///
+/// A struct stored in its stream (mutated in place), so a response with a body costs no extra object.
+struct OutboundBody {
+    /// The chunk nghttp2 reads next; `later` holds the rest (allocated only for streamed bodies).
+    private var current: ByteBuffer?
+    private var later: CircularBuffer<ByteBuffer>?
+    private(set) var bufferedBytes: Int
     var finished: Bool
     /// nghttp2 was told NGHTTP2_ERR_DEFERRED; `nghttp2_session_resume_data` must wake it.
     var deferred = false
     /// A paused producer, resumed when `bufferedBytes` falls to the low watermark.
     var producerWaiting: EventLoopPromise<Void>?
 
-    init(chunks: [ByteBuffer], finished: Bool) {
-        self.chunks = CircularBuffer(chunks)
-        self.bufferedBytes = chunks.reduce(0) { $0 + $1.readableBytes }
+    init(buffer: ByteBuffer?, finished: Bool) {
+        self.later = nil
+        self.producerWaiting = nil
+        self.current = buffer
+        self.bufferedBytes = buffer?.readableBytes ?? 0
         self.finished = finished
+    }
+
+    mutating func append(_ chunk: ByteBuffer) {
+        self.bufferedBytes += chunk.readableBytes
+        if self.current == nil {
+            self.current = chunk
+        } else {
+            if self.later == nil { self.later = CircularBuffer(initialCapacity: 4) }
+            self.later!.append(chunk)
+        }
+    }
+
+    /// Copies up to `destination.count` bytes out, in order; returns how many.
+    mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        var copied = 0
+        while copied < destination.count, var chunk = self.current {
+            self.current = nil
+            let count = min(chunk.readableBytes, destination.count - copied)
+            chunk.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + count)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
+            }
+            chunk.moveReaderIndex(forwardBy: count)
+            copied += count
+            if chunk.readableBytes > 0 {
+                self.current = chunk
+            } else if let next = self.later?.popFirst() {
+                self.current = next
+            }
+        }
+        self.bufferedBytes -= copied
+        return copied
     }
 }
 
@@ -1039,53 +1167,75 @@ private func entry(_ id: nghttp2_settings_id, _ value: Int) -> nghttp2_settings_
     nghttp2_settings_entry(settings_id: Int32(id.rawValue), value: UInt32(clamping: value))
 }
 
-/// Header names HTTP/2 forbids (RFC 9113 §8.2.2); dropped rather than sent.
-private let connectionSpecificFields: Set<String> = [
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host",
-]
-
-/// Appends the regular fields, and `content-length` for a body that is complete in memory.
-private func appendRegularFields(_ headers: HTTPFields, body: HTTPBody, to fields: inout [(String, String)]) {
-    var hasLength = false
-    for field in headers {
-        if connectionSpecificFields.contains(field.name) { continue }
-        if field.name == "content-length" { hasLength = true }
-        fields.append((field.name, field.value))
-    }
-    if !hasLength, case .buffer(let buffer) = body {
-        fields.append(("content-length", String(buffer.readableBytes)))
+/// Whether HTTP/2 forbids this (lower-case) field name (RFC 9113 §8.2.2); such fields are dropped.
+private func isConnectionSpecific(_ name: String) -> Bool {
+    switch name {
+    case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host": true
+    default: false
     }
 }
 
-/// Lays the fields out in one byte array and calls `body` with an nghttp2_nv array pointing into it.
-/// nghttp2 copies names and values during submit, so the storage only needs to live for the call.
+/// Lays out the pseudo-header fields, the regular fields and (for a body complete in memory)
+/// `content-length` in temporary storage and calls `call` with an nghttp2_nv array pointing into it.
+/// nghttp2 copies names and values during submit, so the storage only needs to live for the call;
+/// small blocks stay on the stack, so a response costs no allocation here.
 private func withHeaderBlock<Result>(
-    _ fields: [(String, String)],
-    _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result
+    pseudo: [(String, String)],
+    headers: HTTPFields,
+    body: HTTPBody,
+    _ call: (UnsafePointer<nghttp2_nv>, Int) -> Result
 ) -> Result {
-    var storage: [UInt8] = []
-    storage.reserveCapacity(fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count })
-    var spans: [(name: Range<Int>, value: Range<Int>)] = []
-    spans.reserveCapacity(fields.count)
-    for (name, value) in fields {
-        let nameStart = storage.count
-        storage.append(contentsOf: name.utf8)
-        let valueStart = storage.count
-        storage.append(contentsOf: value.utf8)
-        spans.append((nameStart..<valueStart, valueStart..<storage.count))
+    var contentLength: String?
+    if case .buffer(let buffer) = body, headers.first(lowercasedName: "content-length") == nil {
+        contentLength = String(buffer.readableBytes)
     }
-    if storage.isEmpty { storage.append(0) }
-    return storage.withUnsafeMutableBufferPointer { bytes in
-        let base = bytes.baseAddress!
-        let nva = spans.map { span in
-            nghttp2_nv(
-                name: base + span.name.lowerBound,
-                value: base + span.value.lowerBound,
-                namelen: span.name.count,
-                valuelen: span.value.count,
-                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-            )
+    var byteCount = 0
+    var fieldCount = pseudo.count
+    for (name, value) in pseudo {
+        byteCount += name.utf8.count + value.utf8.count
+    }
+    for field in headers where !isConnectionSpecific(field.name) {
+        byteCount += field.name.utf8.count + field.value.utf8.count
+        fieldCount += 1
+    }
+    if let contentLength {
+        byteCount += 14 + contentLength.utf8.count
+        fieldCount += 1
+    }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { nva in
+            var offset = 0
+            var index = 0
+            func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
+                let start = bytes.baseAddress! + offset
+                let (_, written) = UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8)
+                offset += written
+                return (start, written)
+            }
+            func add(_ name: String, _ value: String) {
+                let (namePointer, nameLength) = copy(name)
+                let (valuePointer, valueLength) = copy(value)
+                nva.baseAddress!.advanced(by: index).initialize(
+                    to: nghttp2_nv(
+                        name: namePointer,
+                        value: valuePointer,
+                        namelen: nameLength,
+                        valuelen: valueLength,
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                    )
+                )
+                index += 1
+            }
+            for (name, value) in pseudo {
+                add(name, value)
+            }
+            for field in headers where !isConnectionSpecific(field.name) {
+                add(field.name, field.value)
+            }
+            if let contentLength {
+                add("content-length", contentLength)
+            }
+            return call(nva.baseAddress!, index)
         }
-        return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
     }
 }

@@ -1,15 +1,40 @@
 // Maps (method, path pattern) to handlers; shared by the HTTP/2 and HTTP/1.1 front ends.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The values captured by `{name}` segments of a route's path pattern (percent-decoded).
 public struct RouteParameters: Sendable, Hashable {
-    public private(set) var values: [String: String] = [:]
+    /// (name, value) in pattern order; a route has a handful at most, so a list beats hashing.
+    private var pairs: [(name: String, value: String)]
 
     public init(_ values: [String: String] = [:]) {
-        self.values = values
+        self.pairs = values.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+    }
+
+    init(pairs: [(name: String, value: String)]) {
+        self.pairs = pairs
+    }
+
+    /// Every captured parameter.
+    public var values: [String: String] {
+        Dictionary(self.pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
     }
 
     /// The captured value for `{name}`, or `nil` when the pattern has no such parameter.
-    public subscript(name: String) -> String? { self.values[name] }
+    public subscript(name: String) -> String? {
+        self.pairs.last { $0.name == name }?.value
+    }
+
+    public static func == (lhs: RouteParameters, rhs: RouteParameters) -> Bool {
+        lhs.values == rhs.values
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.values)
+    }
 }
 
 /// How the server delivers a request body to a route's handler.
@@ -30,13 +55,40 @@ public enum RequestBodyMode: Sendable, Hashable {
 public struct Router: Sendable {
     /// A route handler; a thrown `HTTPError` becomes its status and JSON body, anything else a 500.
     public typealias Handler = @Sendable (HTTPRequest, RouteParameters) async throws -> HTTPResponse
+    /// A handler that answers without waiting; it runs inline on the connection's event loop, so it
+    /// must be quick and must not block (a health check, a read of a lock-protected snapshot).
+    public typealias ImmediateHandler = @Sendable (HTTPRequest, RouteParameters) throws -> HTTPResponse
 
-    struct Route: Sendable {
+    /// How a route answers.
+    enum Responder: Sendable {
+        case async(Handler)
+        case immediate(ImmediateHandler)
+    }
+
+    /// One registered route; a class so that a match hands it on with one retain, not a field-by-field copy.
+    final class Route: Sendable {
         let method: HTTPMethod
         let pattern: String
         let segments: [Segment]
         let bodyMode: RequestBodyMode
-        let handler: Handler
+        let responder: Responder
+        let parameterCount: Int
+        /// Per segment: the literal's UTF-8 bytes, or `nil` for a parameter (what matching compares).
+        let literalBytes: [[UInt8]?]
+
+        init(method: HTTPMethod, pattern: String, segments: [Segment], bodyMode: RequestBodyMode, responder: Responder)
+        {
+            self.method = method
+            self.pattern = pattern
+            self.segments = segments
+            self.bodyMode = bodyMode
+            self.responder = responder
+            self.parameterCount = segments.count { if case .parameter = $0 { true } else { false } }
+            self.literalBytes = segments.map { segment in
+                if case .literal(let literal) = segment { return Array(literal.utf8) }
+                return nil
+            }
+        }
     }
 
     enum Segment: Sendable, Hashable {
@@ -62,10 +114,24 @@ public struct Router: Sendable {
         body: RequestBodyMode = .collect,
         handler: @escaping Handler
     ) {
+        self.add(method, pattern, body: body, responder: .async(handler))
+    }
+
+    /// Registers a handler that answers without waiting (see `ImmediateHandler`); no task is created
+    /// per request, which is the fastest path for trivial answers.
+    public mutating func addImmediate(
+        _ method: HTTPMethod,
+        _ pattern: String,
+        handler: @escaping ImmediateHandler
+    ) {
+        self.add(method, pattern, body: .collect, responder: .immediate(handler))
+    }
+
+    private mutating func add(_ method: HTTPMethod, _ pattern: String, body: RequestBodyMode, responder: Responder) {
         let segments = Self.parse(pattern)
         self.routes.removeAll { $0.method == method && $0.segments == segments }
         self.routes.append(
-            Route(method: method, pattern: pattern, segments: segments, bodyMode: body, handler: handler)
+            Route(method: method, pattern: pattern, segments: segments, bodyMode: body, responder: responder)
         )
     }
 
@@ -86,31 +152,56 @@ public struct Router: Sendable {
     }
 
     /// Finds the route for `method` and `path` (a path without query).
+    ///
+    /// This runs for every request, so it splits the path once, compares segments without allocating,
+    /// and builds the parameter table only for the route that wins.
     func match(method: HTTPMethod, path: String) -> Match {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        var best: (route: Route, parameters: [String: String], literals: Int)?
+        var path = path
+        return path.withUTF8 { bytes in
+            // Split once into segment ranges (on the stack), then compare bytes: no allocation.
+            withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: bytes.count / 2 + 1) { ranges in
+                let count = splitSegments(bytes, into: ranges)
+                return self.match(method: method, bytes: bytes, parts: UnsafeBufferPointer(rebasing: ranges[..<count]))
+            }
+        }
+    }
+
+    private func match(method: HTTPMethod, bytes: UnsafeBufferPointer<UInt8>, parts: UnsafeBufferPointer<Range<Int>>)
+        -> Match
+    {
+        var best: Route?
+        var bestLiterals = -1
         var allowed: [HTTPMethod] = []
         for route in self.routes {
-            guard let (parameters, literals) = Self.bind(route.segments, to: parts) else { continue }
+            guard let literals = route.literalMatches(bytes, parts) else { continue }
             guard route.method == method || (method == .head && route.method == .get) else {
                 if !allowed.contains(route.method) { allowed.append(route.method) }
                 continue
             }
-            if best == nil || literals > best!.literals {
-                best = (route, parameters, literals)
+            if literals > bestLiterals {
+                best = route
+                bestLiterals = literals
             }
         }
-        if let best {
-            return .found(best.route, RouteParameters(best.parameters))
+        guard let route = best else {
+            return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
         }
-        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
+        guard route.parameterCount > 0 else { return .found(route, RouteParameters(pairs: [])) }
+        var parameters: [(name: String, value: String)] = []
+        parameters.reserveCapacity(route.parameterCount)
+        for (segment, part) in zip(route.segments, parts) {
+            if case .parameter(let name) = segment {
+                parameters.append((name, percentDecoded(UnsafeBufferPointer(rebasing: bytes[part]))))
+            }
+        }
+        return .found(route, RouteParameters(pairs: parameters))
     }
 
     /// Calls the matching handler; routing failures and thrown errors come back as error responses.
     func respond(to request: HTTPRequest) async -> HTTPResponse {
         switch self.match(method: request.method, path: request.path) {
         case .found(let route, let parameters):
-            return await Self.invoke(route.handler, request, parameters)
+            return await Self.invoke(route.responder, request, parameters)
         case .methodNotAllowed(let allowed):
             return Self.methodNotAllowedResponse(request.method, request.path, allowed)
         case .notFound:
@@ -118,15 +209,39 @@ public struct Router: Sendable {
         }
     }
 
-    static func invoke(_ handler: Handler, _ request: HTTPRequest, _ parameters: RouteParameters) async
+    static func invoke(_ responder: Responder, _ request: HTTPRequest, _ parameters: RouteParameters) async
         -> HTTPResponse
     {
+        switch responder {
+        case .async(let handler):
+            do {
+                return try await handler(request, parameters)
+            } catch {
+                return Self.errorResponse(error)
+            }
+        case .immediate(let handler):
+            return Self.invokeImmediately(handler, request, parameters)
+        }
+    }
+
+    static func invokeImmediately(
+        _ handler: ImmediateHandler,
+        _ request: HTTPRequest,
+        _ parameters: RouteParameters
+    ) -> HTTPResponse {
         do {
-            return try await handler(request, parameters)
-        } catch let error as HTTPError {
-            return HTTPResponse(error: error)
+            return try handler(request, parameters)
         } catch {
-            return HTTPResponse(error: .internalError(error))
+            return Self.errorResponse(error)
+        }
+    }
+
+    static func errorResponse(_ error: any Error) -> HTTPResponse {
+        switch error {
+        case let error as HTTPError:
+            HTTPResponse(error: error)
+        default:
+            HTTPResponse(error: .internalError(error))
         }
     }
 
@@ -147,41 +262,72 @@ public struct Router: Sendable {
         }
     }
 
-    private static func bind(_ segments: [Segment], to parts: [Substring]) -> ([String: String], Int)? {
-        guard segments.count == parts.count else { return nil }
-        var parameters: [String: String] = [:]
+}
+
+/// Writes the ranges of the non-empty `/`-separated segments of `bytes` into `ranges`; returns how many.
+private func splitSegments(_ bytes: UnsafeBufferPointer<UInt8>, into ranges: UnsafeMutableBufferPointer<Range<Int>>)
+    -> Int
+{
+    let slash = UInt8(ascii: "/")
+    var count = 0
+    var index = 0
+    while index < bytes.count {
+        while index < bytes.count && bytes[index] == slash { index += 1 }
+        guard index < bytes.count else { break }
+        let start = index
+        while index < bytes.count && bytes[index] != slash { index += 1 }
+        ranges[count] = start..<index
+        count += 1
+    }
+    return count
+}
+
+extension Router.Route {
+    /// The number of literal segments when this route matches the path's segments, else `nil`.
+    fileprivate func literalMatches(_ bytes: UnsafeBufferPointer<UInt8>, _ parts: UnsafeBufferPointer<Range<Int>>)
+        -> Int?
+    {
+        guard self.literalBytes.count == parts.count else { return nil }
         var literals = 0
-        for (segment, part) in zip(segments, parts) {
-            switch segment {
-            case .literal(let literal):
-                guard part == literal else { return nil }
-                literals += 1
-            case .parameter(let name):
-                parameters[name] = percentDecoded(part)
-            }
+        for index in 0..<parts.count {
+            guard let literal = self.literalBytes[index] else { continue }
+            let part = parts[index]
+            guard literal.count == part.count,
+                literal.withUnsafeBufferPointer({
+                    memcmp($0.baseAddress!, bytes.baseAddress! + part.lowerBound, part.count) == 0
+                })
+            else { return nil }
+            literals += 1
         }
-        return (parameters, literals)
+        return literals
     }
 }
 
 /// Decodes `%XX` escapes; a malformed escape is kept as written rather than rejected.
 func percentDecoded(_ text: Substring) -> String {
-    guard text.utf8.contains(UInt8(ascii: "%")) else { return String(text) }
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(text.utf8.count)
-    var iterator = Array(text.utf8)[...]
-    while let byte = iterator.popFirst() {
-        if byte == UInt8(ascii: "%"), iterator.count >= 2,
-            let high = hexValue(iterator[iterator.startIndex]),
-            let low = hexValue(iterator[iterator.startIndex + 1])
+    var text = text
+    return text.withUTF8 { percentDecoded($0) }
+}
+
+/// Decodes `%XX` escapes in UTF-8 bytes; a malformed escape is kept as written.
+func percentDecoded(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
+    var decoded: [UInt8] = []
+    decoded.reserveCapacity(bytes.count)
+    var index = 0
+    while index < bytes.count {
+        let byte = bytes[index]
+        if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
+            let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
         {
-            bytes.append(high << 4 | low)
-            iterator = iterator.dropFirst(2)
+            decoded.append(high << 4 | low)
+            index += 3
         } else {
-            bytes.append(byte)
+            decoded.append(byte)
+            index += 1
         }
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return String(decoding: decoded, as: UTF8.self)
 }
 
 private func hexValue(_ byte: UInt8) -> UInt8? {

@@ -23,6 +23,18 @@ import Testing
         #expect(try await response.body.collect(upTo: 100) == ByteBuffer(string: "\"web-1\""))
     }
 
+    @Test func rootAndRepeatedSlashesAndMalformedEscapes() async throws {
+        var router = Router()
+        router.get("/") { _, _ in .json("\"root\"") }
+        router.get("/files/{name}") { _, parameters in .json(parameters["name"] ?? "") }
+        let root = await router.respond(to: HTTPRequest(method: .get, path: "/"))
+        #expect(try await root.body.collect(upTo: 100) == ByteBuffer(string: "\"root\""))
+        let doubled = await router.respond(to: HTTPRequest(method: .get, path: "//files//a%zz%4"))
+        #expect(try await doubled.body.collect(upTo: 100) == ByteBuffer(string: "a%zz%4"))
+        let head = await router.respond(to: HTTPRequest(method: .head, path: "/files/x"))
+        #expect(head.status == 200)
+    }
+
     @Test func literalSegmentWinsOverParameter() async throws {
         let response = await router().respond(to: HTTPRequest(method: .get, path: "/v1/vms/all"))
         #expect(try await response.body.collect(upTo: 100) == ByteBuffer(string: "\"all\""))

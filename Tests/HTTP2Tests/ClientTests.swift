@@ -1,0 +1,165 @@
+// The client's promises: typed errors, fail-fast on a dead peer, deadlines, reconnects, graceful shutdown.
+import HTTP2
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import HTTP2
+
+@Suite struct ClientTests {
+    /// A port nothing listens on: bound once by a server that then shut down.
+    private func deadPort() async throws -> Int {
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Router())
+        let port = try await server.start()
+        await server.shutdown()
+        return port
+    }
+
+    @Test func deadPeerFailsFastWithTypedErrors() async throws {
+        let port = try await deadPort()
+        try await withClient(port: port, configure: { $0.initialBackoff = .seconds(30) }) { client in
+            let first = await #expect(throws: HTTP2ClientError.self) {
+                _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
+            }
+            #expect(first?.kind == .connectionRefused)
+            #expect(first?.requestWasNotProcessed == true)
+            // Within the backoff the client does not even try: it fails at once, naming the last failure.
+            let second = await #expect(throws: HTTP2ClientError.self) {
+                _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
+            }
+            #expect(second?.kind == .peerUnavailable)
+            #expect(second?.peer == "127.0.0.1:\(port)")
+        }
+    }
+
+    @Test func peerThatNeverSpeaksHTTP2FailsTheConnectInsteadOfWedgingIt() async throws {
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let port = try #require(silent.localAddress?.port)
+        try await withClient(
+            port: port,
+            configure: {
+                $0.connectTimeout = .milliseconds(100)
+                $0.initialBackoff = .zero
+            }
+        ) { client in
+            for _ in 0..<2 {
+                let error = await #expect(throws: HTTP2ClientError.self) {
+                    _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
+                }
+                #expect(error?.kind == .connectionRefused)
+            }
+        }
+        try await silent.close()
+    }
+
+    @Test func clientReconnectsAfterThePeerComesBack() async throws {
+        var router = Router()
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        let first = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+        let port = try await first.start()
+        try await withClient(port: port, configure: { $0.initialBackoff = .zero }) { client in
+            #expect(
+                try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline()).status == 200)
+            await first.shutdown()
+            // The old connection is gone; a server on the same port serves the next call on a new one.
+            let second = HTTP2Server(configuration: .init(host: "127.0.0.1", port: port), router: router)
+            try await second.start()
+            var status: Int?
+            for _ in 0..<3 where status == nil {
+                // A call racing the old connection's close may fail once with a retryable error.
+                do {
+                    status = try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline())
+                        .status
+                } catch let error as HTTP2ClientError where error.kind != .deadlineExceeded {
+                    continue
+                }
+            }
+            #expect(status == 200)
+            #expect(second.acceptedConnections == 1)
+            await second.shutdown()
+        }
+    }
+
+    @Test func deadlineExceededIsTypedAndTheConnectionStaysUsable() async throws {
+        let (gate, gateSink) = AsyncStream<Void>.makeStream()
+        defer { gateSink.finish() }
+        var router = Router()
+        router.get("/stuck") { _, _ in
+            for await _ in gate {}
+            return .json("\"late\"")
+        }
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        try await withServer(router) { server, port in
+            try await withClient(port: port) { client in
+                let error = await #expect(throws: HTTP2ClientError.self) {
+                    _ = try await client.send(
+                        HTTPRequest(method: .get, path: "/stuck"), deadline: .now() + .milliseconds(100))
+                }
+                #expect(error?.kind == .deadlineExceeded)
+                let response = try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline())
+                #expect(response.status == 200)
+                #expect(server.acceptedConnections == 1)
+            }
+        }
+    }
+
+    @Test func gracefulShutdownFinishesInFlightStreams() async throws {
+        let (entered, enteredSink) = AsyncStream<Void>.makeStream()
+        let (gate, gateSink) = AsyncStream<Void>.makeStream()
+        var router = Router()
+        router.get("/slow") { _, _ in
+            enteredSink.yield()
+            for await _ in gate {}
+            return .json("\"finished\"")
+        }
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+        let port = try await server.start()
+        let running = Task { try await server.run() }
+        try await withClient(port: port) { client in
+            let call = Task {
+                try await client.send(HTTPRequest(method: .get, path: "/slow"), deadline: testDeadline())
+            }
+            var enteredIterator = entered.makeAsyncIterator()
+            await enteredIterator.next()
+            let stopping = Task { await server.shutdown() }
+            gateSink.finish()
+            let response = try await call.value
+            #expect(response.status == 200)
+            #expect(String(buffer: try await response.body.collect(upTo: 64)) == "\"finished\"")
+            await stopping.value
+            try await running.value
+        }
+    }
+
+    @Test func backoffDoublesAndIsCapped() {
+        let machine = ReconnectStateMachine(initialBackoff: .milliseconds(50), maxBackoff: .seconds(1))
+        #expect(machine.backoff(afterFailures: 1) == .milliseconds(50))
+        #expect(machine.backoff(afterFailures: 2) == .milliseconds(100))
+        #expect(machine.backoff(afterFailures: 5) == .milliseconds(800))
+        #expect(machine.backoff(afterFailures: 6) == .seconds(1))
+        #expect(machine.backoff(afterFailures: 60) == .seconds(1))
+    }
+
+    @Test func stateMachineFailsFastUntilTheBackoffPasses() {
+        var machine = ReconnectStateMachine(initialBackoff: .milliseconds(50), maxBackoff: .seconds(1))
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        #expect(machine.connectionNeeded(now: start) == .startConnecting(attempt: 1))
+        #expect(machine.connectionNeeded(now: start) == .joinConnectAttempt)
+        machine.connectFailed(attempt: 1, now: start)
+        #expect(machine.connectionNeeded(now: start + .milliseconds(10)) == .failFast(retryIn: .milliseconds(40)))
+        #expect(machine.connectionNeeded(now: start + .milliseconds(50)) == .startConnecting(attempt: 2))
+        machine.connectFailed(attempt: 2, now: start + .milliseconds(50))
+        #expect(machine.connectionNeeded(now: start + .milliseconds(149)) == .failFast(retryIn: .milliseconds(1)))
+        #expect(machine.connectionNeeded(now: start + .milliseconds(150)) == .startConnecting(attempt: 3))
+        let accepted = machine.connectSucceeded(attempt: 3)
+        #expect(accepted)
+        #expect(machine.connectionNeeded(now: start + .seconds(2)) == .useConnection)
+        machine.connectionLost(attempt: 3)
+        // After a lost connection (not a failed connect) the next call reconnects at once.
+        #expect(machine.connectionNeeded(now: start + .seconds(2)) == .startConnecting(attempt: 4))
+        machine.close()
+        #expect(machine.connectionNeeded(now: start + .seconds(3)) == .failClosed)
+    }
+}

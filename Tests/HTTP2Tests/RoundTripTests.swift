@@ -1,0 +1,154 @@
+// Our client against our server over h2c: round trips, many concurrent streams, 64 MiB bodies, backpressure.
+import HTTP2
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+@Suite struct RoundTripTests {
+    static func echoRouter() -> Router {
+        var router = Router()
+        router.get("/v1/vms/{name}") { request, parameters in
+            var response = HTTPResponse.json("{\"name\": \(quoted(parameters["name"] ?? ""))}")
+            response.headers["x-query"] = request.query ?? ""
+            return response
+        }
+        router.post("/echo") { request, _ in HTTPResponse(status: 200, body: request.body) }
+        router.post("/stream-echo", body: .stream) { request, _ in HTTPResponse(status: 200, body: request.body) }
+        router.get("/n/{index}") { _, parameters in .json(parameters["index"] ?? "") }
+        return router
+    }
+
+    private static func quoted(_ text: String) -> String { "\"\(text)\"" }
+
+    @Test func getRoundTripCarriesPathParametersQueryAndHeaders() async throws {
+        try await withServer(Self.echoRouter()) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.send(
+                    HTTPRequest(method: .get, target: "/v1/vms/web-1?owner=n2"),
+                    deadline: testDeadline()
+                )
+                #expect(response.status == 200)
+                #expect(response.headers["content-type"] == "application/json")
+                #expect(response.headers["x-query"] == "owner=n2")
+                let body = try await response.body.collect(upTo: 1 << 10)
+                #expect(String(buffer: body) == #"{"name": "web-1"}"#)
+            }
+        }
+    }
+
+    @Test func unknownRouteAnswers404WithJSONError() async throws {
+        try await withServer(Self.echoRouter()) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.send(HTTPRequest(method: .get, path: "/nope"), deadline: testDeadline())
+                #expect(response.status == 404)
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 10))
+                #expect(body == #"{"error": "not_found", "detail": "no route for GET /nope"}"#)
+            }
+        }
+    }
+
+    @Test func thousandConcurrentRequestsShareOneConnection() async throws {
+        try await withServer(Self.echoRouter()) { server, port in
+            try await withClient(port: port) { client in
+                let bodies = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                    for index in 0..<1000 {
+                        group.addTask {
+                            let response = try await client.send(
+                                HTTPRequest(method: .get, path: "/n/\(index)"),
+                                deadline: testDeadline()
+                            )
+                            return (index, String(buffer: try await response.body.collect(upTo: 64)))
+                        }
+                    }
+                    var bodies: [Int: String] = [:]
+                    for try await (index, body) in group {
+                        bodies[index] = body
+                    }
+                    return bodies
+                }
+                #expect(bodies.count == 1000)
+                #expect(bodies.allSatisfy { String($0.key) == $0.value })
+                #expect(server.acceptedConnections == 1)
+            }
+        }
+    }
+
+    @Test func sixtyFourMiBBufferedBodiesArriveByteIdentical() async throws {
+        let size = 64 << 20
+        try await withServer(Self.echoRouter(), configure: { $0.maxRequestBodySize = size }) { _, port in
+            try await withClient(port: port) { client in
+                let request = HTTPRequest(method: .post, path: "/echo", body: .buffer(patternBuffer(count: size)))
+                let response = try await client.send(request, deadline: testDeadline())
+                #expect(response.status == 200)
+                #expect(try await verifyPattern(response.body) == size)
+            }
+        }
+    }
+
+    @Test func sixtyFourMiBStreamedBodiesArriveByteIdentical() async throws {
+        let size = 64 << 20
+        try await withServer(Self.echoRouter()) { _, port in
+            try await withClient(port: port) { client in
+                let upload = HTTPBodyStream(PatternStream(total: size, chunkSize: 256 << 10))
+                let response = try await client.stream(
+                    HTTPRequest(method: .post, path: "/stream-echo", body: .stream(upload)),
+                    deadline: testDeadline()
+                )
+                #expect(response.status == 200)
+                #expect(try await verifyPattern(response.body) == size)
+            }
+        }
+    }
+
+    /// A reader that takes the body chunk by chunk never lets the producer run more than a bounded
+    /// amount ahead: the stream window plus the outbound buffer, never the whole 64 MiB.
+    @Test func slowReaderBoundsWhatTheServerProduces() async throws {
+        let size = 64 << 20
+        let produced = NIOLockedValueBox(0)
+        var router = Router()
+        router.get("/big") { _, _ in
+            HTTPResponse(
+                body: .stream(HTTPBodyStream(PatternStream(total: size, chunkSize: 64 << 10, produced: produced))))
+        }
+        let bound = 4 << 20
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.stream(
+                    HTTPRequest(method: .get, path: "/big"), deadline: testDeadline())
+                var worstLead = 0
+                let total = try await verifyPattern(response.body) { consumed in
+                    worstLead = max(worstLead, produced.withLockedValue { $0 } - consumed)
+                }
+                #expect(total == size)
+                #expect(worstLead <= bound, "the producer ran \(worstLead) bytes ahead of the reader")
+            }
+        }
+    }
+
+    /// The same in the other direction: a handler that reads the upload slowly bounds the client's producer.
+    @Test func slowHandlerBoundsWhatTheClientUploads() async throws {
+        let size = 64 << 20
+        let produced = NIOLockedValueBox(0)
+        let worstLead = NIOLockedValueBox(0)
+        var router = Router()
+        router.post("/sink", body: .stream) { request, _ in
+            let total = try await verifyPattern(request.body) { consumed in
+                let lead = produced.withLockedValue { $0 } - consumed
+                worstLead.withLockedValue { $0 = max($0, lead) }
+            }
+            return .json("\(total)")
+        }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                let upload = HTTPBodyStream(PatternStream(total: size, chunkSize: 64 << 10, produced: produced))
+                let response = try await client.send(
+                    HTTPRequest(method: .post, path: "/sink", body: .stream(upload)),
+                    deadline: testDeadline()
+                )
+                #expect(String(buffer: try await response.body.collect(upTo: 64)) == "\(size)")
+                let lead = worstLead.withLockedValue { $0 }
+                #expect(lead <= 4 << 20, "the client produced \(lead) bytes ahead of the handler")
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Benchmarks our HTTP2Server against nghttpd (the reference C server) with h2load, side by side in one run.
+#
+# Both serve the same 1 KB and 64 KiB bodies on loopback. Ours runs in its default configuration
+# (one event loop per core) twice: with an immediate handler (answers inline on the event loop) and
+# with an ordinary async handler (one task per request). nghttpd runs with its default single worker
+# and with as many workers as ours has loops, so neither side is compared only at its weak setting.
+# h2load runs `-n 200000 -c 4 -m 32` against each, interleaved for ROUNDS rounds; medians, the ratios
+# and the 64 KiB-body throughput are printed as a markdown table.
+#
+# Environment: ROUNDS (3), REQUESTS (200000), LARGE_REQUESTS (20000), SCRATCH (.build), THREADS (cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+REQUESTS=${REQUESTS:-200000}
+LARGE_REQUESTS=${LARGE_REQUESTS:-20000}
+SCRATCH=${SCRATCH:-.build}
+THREADS=${THREADS:-$(nproc)}
+H2LOAD_TIMEOUT=120
+
+for tool in h2load nghttpd; do
+  command -v "$tool" >/dev/null || { echo "bench-http2: $tool is missing; run scripts/install-deps.sh" >&2; exit 1; }
+done
+
+echo "bench-http2: building flotilla-bench (release)" >&2
+swift build -c release --product flotilla-bench --scratch-path "$SCRATCH" >&2
+bench_bin="$SCRATCH/release/flotilla-bench"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+head -c 1024 /dev/zero | tr '\0' 'x' >"$work/1k"
+head -c 65536 /dev/zero | tr '\0' 'x' >"$work/64k"
+
+# Starts our server (extra flags after the size) and prints its port (from its "listening on" line).
+start_ours() {
+  local size=$1 log
+  shift
+  log="$work/ours-$size-$#.log"
+  "$bench_bin" http2-server --port 0 --body-size "$size" --threads "$THREADS" "$@" >"$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if grep -q "listening on" "$log"; then
+      sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1
+      return
+    fi
+    sleep 0.05
+  done
+  echo "bench-http2: our server did not start: $(cat "$log")" >&2
+  exit 1
+}
+
+# A free loopback port for nghttpd, which cannot report an ephemeral one.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts nghttpd with N workers on a free port and prints the port once it answers.
+start_nghttpd() {
+  local workers=$1 port
+  port=$(free_port)
+  nghttpd --no-tls --address=127.0.0.1 --workers="$workers" -d "$work" "$port" >"$work/nghttpd-$workers.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if h2load -n 1 -c 1 "http://127.0.0.1:$port/1k" 2>/dev/null | grep -q "1 succeeded"; then
+      echo "$port"
+      return
+    fi
+    sleep 0.05
+  done
+  echo "bench-http2: nghttpd did not start: $(cat "$work/nghttpd-$workers.log")" >&2
+  exit 1
+}
+
+immediate_small=$(start_ours 1024 --immediate)
+async_small=$(start_ours 1024)
+ours_large=$(start_ours 65536 --immediate)
+ng1=$(start_nghttpd 1)
+ngn=$(start_nghttpd "$THREADS")
+
+# Runs h2load and prints "requests_per_second" (fails loudly if any request failed).
+run_h2load() {
+  local url=$1 requests=$2 out
+  out=$(timeout "$H2LOAD_TIMEOUT" h2load -n "$requests" -c 4 -m 32 "$url")
+  if ! grep -q "$requests succeeded" <<<"$out"; then
+    echo "bench-http2: h2load against $url did not succeed:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+immediate_rps=() async_rps=() ng1_rps=() ngn_rps=() ours_large_rps=() ng1_large_rps=()
+for round in $(seq 1 "$ROUNDS"); do
+  echo "bench-http2: round $round/$ROUNDS" >&2
+  immediate_rps+=("$(run_h2load "http://127.0.0.1:$immediate_small/1k" "$REQUESTS")")
+  ng1_rps+=("$(run_h2load "http://127.0.0.1:$ng1/1k" "$REQUESTS")")
+  async_rps+=("$(run_h2load "http://127.0.0.1:$async_small/1k" "$REQUESTS")")
+  ngn_rps+=("$(run_h2load "http://127.0.0.1:$ngn/1k" "$REQUESTS")")
+  ours_large_rps+=("$(run_h2load "http://127.0.0.1:$ours_large/64k" "$LARGE_REQUESTS")")
+  ng1_large_rps+=("$(run_h2load "http://127.0.0.1:$ng1/64k" "$LARGE_REQUESTS")")
+done
+
+med() { printf '%s\n' "$@" | median; }
+immediate_med=$(med "${immediate_rps[@]}")
+async_med=$(med "${async_rps[@]}")
+ng1_med=$(med "${ng1_rps[@]}")
+ngn_med=$(med "${ngn_rps[@]}")
+ours_large_med=$(med "${ours_large_rps[@]}")
+ng1_large_med=$(med "${ng1_large_rps[@]}")
+best_ng=$(awk -v a="$ng1_med" -v b="$ngn_med" 'BEGIN { print (a > b) ? a : b }')
+
+gbps() { awk -v r="$1" 'BEGIN { printf "%.2f", r * 65536 / 1e9 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+rps() { printf '%.0f' "$1"; }
+
+cat <<EOF
+| server (h2load -n $REQUESTS -c 4 -m 32, 1 KB body) | req/s, median of $ROUNDS | vs best nghttpd |
+|---|---|---|
+| Flotilla HTTP2Server, immediate handler, $THREADS loops | $(rps "$immediate_med") | $(ratio "$immediate_med" "$best_ng") |
+| Flotilla HTTP2Server, async handler, $THREADS loops | $(rps "$async_med") | $(ratio "$async_med" "$best_ng") |
+| nghttpd 1.52 --no-tls, 1 worker (default) | $(rps "$ng1_med") | $(ratio "$ng1_med" "$best_ng") |
+| nghttpd 1.52 --no-tls, $THREADS workers | $(rps "$ngn_med") | $(ratio "$ngn_med" "$best_ng") |
+
+| 64 KiB body (h2load -n $LARGE_REQUESTS -c 4 -m 32) | GB/s of body, median of $ROUNDS |
+|---|---|
+| Flotilla HTTP2Server, $THREADS loops | $(gbps "$ours_large_med") |
+| nghttpd 1.52, 1 worker | $(gbps "$ng1_large_med") |
+
+Runs (req/s): immediate ${immediate_rps[*]}; async ${async_rps[*]}; nghttpd-1 ${ng1_rps[*]}; nghttpd-$THREADS ${ngn_rps[*]}
+EOF
