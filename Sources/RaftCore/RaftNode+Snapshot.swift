@@ -146,7 +146,10 @@ extension RaftNode {
         }
         incomingSnapshot = nil
         install(snapshot)
-        send(.appendResponse(AppendResponse(index: log.lastIndex)), to: leader)
+        // Only what the snapshot covers is known to match the leader: entries this log kept after it
+        // (the snapshot's last entry was already here) may be from a deposed leader, so claiming
+        // them would let the leader count a replica that is not there.
+        send(.appendResponse(AppendResponse(index: commit)), to: leader)
     }
 
     /// Replaces the log and state by a leader's snapshot, unless the log already holds its last entry.

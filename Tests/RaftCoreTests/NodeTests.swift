@@ -189,3 +189,28 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     let retry = leader.ready()
     #expect(retry.messages.contains { $0.to == 2 })
 }
+
+/// §7: when a follower already holds a snapshot's last entry it keeps the entries after it, but those
+/// may be a deposed leader's; it must not tell the leader it matches beyond the snapshot.
+@Test func aFollowerKeepingItsLogAfterASnapshotClaimsOnlyTheSnapshot() throws {
+    let entries = [
+        Entry(term: 1, index: 1, payload: .noop),
+        Entry(term: 1, index: 2, payload: .command(Array("a".utf8))),
+        Entry(term: 2, index: 3, payload: .command(Array("from a deposed leader".utf8))),
+    ]
+    var follower = try RaftNode(
+        configuration: RaftConfiguration(id: 1),
+        hardState: HardState(term: 2, vote: nil, commit: 1),
+        snapshot: nil,
+        entries: entries,
+        bootstrapMembership: Membership(voters: [1, 2, 3]),
+        random: SeededGenerator(seed: 1)
+    )
+    let metadata = SnapshotMetadata(index: 2, term: 1, membership: Membership(voters: [1, 2, 3]))
+    let chunk = SnapshotChunk(metadata: metadata, offset: 0, bytes: [7], totalBytes: 1, isLast: true)
+    try follower.step(Message(from: 2, to: 1, term: 3, kind: .installSnapshot(chunk)))
+    let ready = follower.ready()
+    #expect(ready.messages.map(\.kind) == [.appendResponse(AppendResponse(index: 2))])
+    #expect(follower.status.commit == 2)
+    #expect(follower.status.lastIndex == 3, "the entries after the snapshot's last one are kept")
+}
