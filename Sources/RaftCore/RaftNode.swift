@@ -301,6 +301,8 @@ public struct RaftNode: Sendable {
             if chunk.isLast && chunk.offset + chunk.bytes.count != chunk.totalBytes {
                 return "the last chunk ends at \(chunk.offset + chunk.bytes.count), not at \(chunk.totalBytes)"
             }
+        case .snapshotResponse(let response):
+            if response.nextOffset < 0 { return "negative snapshot offset \(response.nextOffset)" }
         default:
             break
         }
