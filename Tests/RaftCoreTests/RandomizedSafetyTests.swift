@@ -133,7 +133,7 @@ private struct SafetyRun {
             if shell.appliedThrough > shell.node.status.snapshotIndex,
                 let snapshot = try? shells[target]!.node.compact(
                     snapshotAt: shell.appliedThrough,
-                    data: Array("\(shell.appliedThrough)".utf8)
+                    data: Self.snapshotData(at: shell.appliedThrough)
                 )
             {
                 shells[target]!.snapshot = snapshot
@@ -189,6 +189,10 @@ private struct SafetyRun {
             }
         }
         if let snapshot = ready.snapshot {
+            // Chunks must reassemble into exactly the bytes the leader's application wrote.
+            if snapshot.data != Self.snapshotData(at: snapshot.metadata.index) {
+                failures.append("\(id) installed a garbled snapshot at \(snapshot.metadata.index)")
+            }
             shell.applied = []
             shell.appliedThrough = snapshot.metadata.index
         }
@@ -209,6 +213,11 @@ private struct SafetyRun {
         }
         shell.node.advance(ready)
         shells[id] = shell
+    }
+
+    /// The application state at `index`, made long enough to travel in several chunks.
+    static func snapshotData(at index: LogIndex) -> [UInt8] {
+        Array(String(repeating: "state at \(index);", count: 8).utf8)
     }
 
     /// A crash loses nothing the shell persisted (each Ready is persisted synchronously).
