@@ -119,7 +119,8 @@ extension RaftNode {
         }
         if chunk.offset == 0 {
             incomingSnapshot = Snapshot(metadata: metadata, data: [])
-            incomingSnapshot?.data.reserveCapacity(chunk.totalBytes)
+            // Reserve for the announced size, but never trust a peer with an unbounded allocation.
+            incomingSnapshot?.data.reserveCapacity(min(chunk.totalBytes, 64 << 20))
         }
         let isSameSnapshot =
             incomingSnapshot.map { $0.metadata.index == metadata.index && $0.metadata.term == metadata.term } ?? false
