@@ -214,3 +214,25 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     #expect(follower.status.commit == 2)
     #expect(follower.status.lastIndex == 3, "the entries after the snapshot's last one are kept")
 }
+
+@Test func committedEntriesAreHandedOutInBoundedBatches() throws {
+    let entries = (1...10).map {
+        Entry(term: 1, index: LogIndex(UInt64($0)), payload: .command([UInt8](repeating: 0, count: 100)))
+    }
+    var node = try RaftNode(
+        configuration: RaftConfiguration(id: 1, maxCommittedBytesPerReady: 300),
+        hardState: HardState(term: 1, vote: nil, commit: 10),
+        snapshot: nil,
+        entries: entries,
+        bootstrapMembership: Membership(voters: [1, 2, 3]),
+        random: SeededGenerator(seed: 1)
+    )
+    var batches: [[LogIndex]] = []
+    while node.hasReady {
+        let ready = node.ready()
+        batches.append(ready.committedEntries.map(\.entry.index))
+        node.advance(ready)
+    }
+    #expect(batches.flatMap { $0 } == (1...10).map { LogIndex(UInt64($0)) })
+    #expect(batches.count == 4, "132 bytes per entry: three entries reach 300 bytes, so batches of 3, 3, 3, 1")
+}
