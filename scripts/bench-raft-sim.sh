@@ -40,10 +40,12 @@ C
   "$cc" -O2 -shared -fPIC -o "$shim" "$scratch/malloc-counter.c"
 fi
 
-if ! swift build -c release --build-tests --scratch-path "$scratch" >"$scratch/build.log" 2>&1; then
+# The test bundle holds the driver; other suites use @testable imports, hence -enable-testing.
+if ! swift build -c release --build-tests -Xswiftc -enable-testing --scratch-path "$scratch" \
+  >"$scratch/build.log" 2>&1; then
   cat "$scratch/build.log"
   exit 1
 fi
 FLOTILLA_SIM_BENCH=1 FLOTILLA_SIM_BENCH_ENTRIES="$entries" LD_PRELOAD="$PWD/$shim" \
-  swift test -c release --skip-build --scratch-path "$scratch" \
+  swift test -c release -Xswiftc -enable-testing --skip-build --scratch-path "$scratch" \
   --filter raftCoreThroughputInTheSimulator 2>&1 | grep 'raft-sim-bench:' | sed 's/^.*raft-sim-bench: //'
