@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "FlotillaBench",
             dependencies: [
-                "HTTP2",
+                "HTTP2", "FlotillaTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -40,10 +40,8 @@ C
   "$cc" -O2 -shared -fPIC -o "$shim" "$scratch/malloc-counter.c"
 fi
 
-if ! swift build -c release --build-tests --scratch-path "$scratch" >"$scratch/build.log" 2>&1; then
+if ! swift build -c release --product flotilla-bench --scratch-path "$scratch" >"$scratch/build.log" 2>&1; then
   cat "$scratch/build.log"
   exit 1
 fi
-FLOTILLA_SIM_BENCH=1 FLOTILLA_SIM_BENCH_ENTRIES="$entries" LD_PRELOAD="$PWD/$shim" \
-  swift test -c release --skip-build --scratch-path "$scratch" \
-  --filter raftCoreThroughputInTheSimulator 2>&1 | grep 'raft-sim-bench:' | sed 's/^.*raft-sim-bench: //'
+LD_PRELOAD="$PWD/$shim" "$scratch/release/flotilla-bench" raft-sim "$entries"

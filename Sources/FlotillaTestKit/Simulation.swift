@@ -67,6 +67,9 @@ public struct Simulation {
         /// Bumped on every crash and restart, so timers of an earlier life are ignored.
         var incarnation = 0
         var crashesOnNextWrite = false
+        /// Crash right after the next write is synced and its messages sent (a vote or an
+        /// acknowledgement has gone out; only what is on disk may be remembered).
+        var crashesAfterNextWrite = false
         /// Time units between this node's ticks: clocks drift, so nodes tick at different rates.
         var tickInterval: UInt64 = 10
         /// While `now` is before this, the process is frozen (a long GC or VM pause): it neither
@@ -177,7 +180,7 @@ public struct Simulation {
         case .tick(let slot, let incarnation):
             guard nodes[slot].lifecycle == .running, nodes[slot].incarnation == incarnation else { return }
             guard nodes[slot].pausedUntil <= now else {
-                queue.schedule(event, at: nodes[slot].pausedUntil)
+                deferUntilAwake(event, slot: slot)
                 return
             }
             nodes[slot].raft!.tick()
@@ -187,7 +190,7 @@ public struct Simulation {
             try deliver(message)
         case .clientRequest(let slot, let request):
             guard nodes[slot].pausedUntil <= now else {
-                queue.schedule(event, at: nodes[slot].pausedUntil)
+                deferUntilAwake(event, slot: slot)
                 return
             }
             try receive(request, at: slot)
@@ -262,7 +265,7 @@ public struct Simulation {
             return
         }
         guard nodes[slot].pausedUntil <= now else {
-            queue.schedule(.deliver(message), at: nodes[slot].pausedUntil)
+            deferUntilAwake(.deliver(message), slot: slot)
             return
         }
         guard network.delivers(from: message.from, to: message.to) else {
@@ -310,6 +313,10 @@ public struct Simulation {
 
             // 2. Send.
             for message in ready.messages { send(message) }
+            if wrote && nodes[slot].crashesAfterNextWrite {
+                try crash(slot: slot, midWrite: false)
+                return
+            }
 
             // 3. Apply: the snapshot first, then the committed entries in order.
             if let snapshot = ready.snapshot {
@@ -480,11 +487,16 @@ public struct Simulation {
         nodes[slot].lifecycle = .crashed
         nodes[slot].incarnation += 1
         nodes[slot].crashesOnNextWrite = false
+        nodes[slot].crashesAfterNextWrite = false
         nodes[slot].leaderOfTerm = nil
         nodes[slot].waitingWrites = [:]
         nodes[slot].waitingReads = [:]
         nodes[slot].readStatesToServe = []
-        let downtime = phase == .chaos ? UInt64(random.int(in: 100...2_000)) : UInt64(random.int(in: 10...100))
+        // A supervisor often restarts a process at once (its messages still in flight); sometimes
+        // the machine takes a while to come back.
+        let downtime =
+            phase == .chaos && random.chance(0.5)
+            ? UInt64(random.int(in: 100...2_000)) : UInt64(random.int(in: 1...30))
         queue.schedule(.restart(slot: slot), at: now + downtime)
         try checkNothingCommittedLost()
     }
@@ -625,6 +637,9 @@ public struct Simulation {
         if random.chance(configuration.faults.crashDuringWriteProbability) {
             nodes[slot].crashesOnNextWrite = true
             trace.record("[t=\(now)] \(nodes[slot].id) will crash during its next write")
+        } else if random.chance(0.5) {
+            nodes[slot].crashesAfterNextWrite = true
+            trace.record("[t=\(now)] \(nodes[slot].id) will crash right after its next write")
         } else {
             try crash(slot: slot, midWrite: false)
         }
@@ -632,6 +647,13 @@ public struct Simulation {
 
     /// Asks the leader for the next step of a membership walk that keeps at least 3 voters:
     /// add a learner, promote it, remove a voter (perhaps the leader itself).
+    /// Holds an event for a paused node until it wakes. A waking process finds many sockets
+    /// readable at once and serves them in no particular order, so held events are reordered.
+    private mutating func deferUntilAwake(_ event: Event, slot: Int) {
+        let jitter = UInt64(random.int(in: 0...Int(2 * configuration.tickInterval)))
+        queue.schedule(event, at: nodes[slot].pausedUntil + jitter)
+    }
+
     /// Freezes a node for up to a few election timeouts; a paused leader wakes up still believing
     /// it leads, which is when stale reads and stale writes would show.
     private mutating func pauseSomeNode() {
@@ -697,6 +719,7 @@ public struct Simulation {
         trace.record("[t=\(now)] chaos over: network reliable, crashed nodes restarting")
         for slot in nodes.indices {
             nodes[slot].crashesOnNextWrite = false
+            nodes[slot].crashesAfterNextWrite = false
             if nodes[slot].lifecycle == .crashed {
                 queue.schedule(.restart(slot: slot), at: now + UInt64(random.int(in: 1...50)))
             }

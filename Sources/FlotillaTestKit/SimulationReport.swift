@@ -74,6 +74,18 @@ public struct SimulationFailure: Error, Sendable, CustomStringConvertible {
     /// The last events before the failure, oldest first.
     public var trace: [String]
 
+    public init(
+        seed: UInt64, nodeCount: Int, time: UInt64, step: Int, invariant: String, detail: String, trace: [String]
+    ) {
+        self.seed = seed
+        self.nodeCount = nodeCount
+        self.time = time
+        self.step = step
+        self.invariant = invariant
+        self.detail = detail
+        self.trace = trace
+    }
+
     /// A shell command that replays exactly this run and prints every event.
     public var replayCommand: String {
         "FLOTILLA_SIM_SEED=\(seed) FLOTILLA_SIM_NODES=\(nodeCount) swift test --filter SimulationTests"

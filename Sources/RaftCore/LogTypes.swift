@@ -7,6 +7,9 @@ import ClusterModel
 /// remembers, per client, the highest sequence it has delivered for apply; a committed entry whose
 /// sequence is not above that is delivered with `CommittedEntry.isDuplicate == true`. A client must
 /// therefore issue its requests one at a time (or at least have them committed in sequence order).
+/// The table keeps one number per client id ever seen (it travels in snapshots), so client ids should
+/// be reused per long-lived client rather than minted per request; expiring idle clients, as the
+/// dissertation's sessions do, is left to the application.
 public struct RequestID: Hashable, Sendable, CustomStringConvertible {
     public var client: UInt64
     public var sequence: UInt64

@@ -28,6 +28,9 @@ public struct RaftConfiguration: Hashable, Sendable {
     public var maxUncommittedBytes: Int
     /// A learner is promoted only when its log is at most this many entries behind the leader's.
     public var maxPromotionLag: UInt64
+    /// One `Ready` hands out at most this many bytes of committed entries (at least one entry), so a
+    /// restart over a long log does not hand the application everything at once.
+    public var maxCommittedBytesPerReady: Int
 
     public init(
         id: NodeID,
@@ -40,7 +43,8 @@ public struct RaftConfiguration: Hashable, Sendable {
         maxInflightBytes: Int = 32 << 20,
         snapshotChunkBytes: Int = 1 << 20,
         maxUncommittedBytes: Int = 64 << 20,
-        maxPromotionLag: UInt64 = 64
+        maxPromotionLag: UInt64 = 64,
+        maxCommittedBytesPerReady: Int = 64 << 20
     ) {
         self.id = id
         self.electionTicks = electionTicks
@@ -53,6 +57,7 @@ public struct RaftConfiguration: Hashable, Sendable {
         self.snapshotChunkBytes = snapshotChunkBytes
         self.maxUncommittedBytes = maxUncommittedBytes
         self.maxPromotionLag = maxPromotionLag
+        self.maxCommittedBytesPerReady = maxCommittedBytesPerReady
     }
 
     /// Throws the first setting that cannot work, saying what to change.
@@ -76,6 +81,11 @@ public struct RaftConfiguration: Hashable, Sendable {
         }
         if snapshotChunkBytes < 1 {
             throw ConfigurationError("snapshotChunkBytes is \(snapshotChunkBytes); it must be positive")
+        }
+        if maxCommittedBytesPerReady < 1 {
+            throw ConfigurationError(
+                "maxCommittedBytesPerReady is \(maxCommittedBytesPerReady); it must be positive"
+            )
         }
         if maxUncommittedBytes < 1 {
             throw ConfigurationError("maxUncommittedBytes is \(maxUncommittedBytes); it must be positive")

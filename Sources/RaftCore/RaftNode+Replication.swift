@@ -116,6 +116,8 @@ extension RaftNode {
     // MARK: Leader side.
 
     mutating func handleAppendResponse(_ response: AppendResponse, from follower: NodeID) {
+        // A follower cannot hold more of this term's log than the leader; such an answer is not trusted.
+        guard response.rejected || response.index <= log.lastIndex else { return }
         // Taken out while it changes (no copy of its inflight window); every path puts it back.
         guard var record = progress.removeValue(forKey: follower) else { return }
         record.ticksSinceHeard = 0

@@ -119,7 +119,8 @@ extension RaftNode {
         }
         if chunk.offset == 0 {
             incomingSnapshot = Snapshot(metadata: metadata, data: [])
-            incomingSnapshot?.data.reserveCapacity(chunk.totalBytes)
+            // Reserve for the announced size, but never trust a peer with an unbounded allocation.
+            incomingSnapshot?.data.reserveCapacity(min(chunk.totalBytes, 64 << 20))
         }
         let isSameSnapshot =
             incomingSnapshot.map { $0.metadata.index == metadata.index && $0.metadata.term == metadata.term } ?? false
@@ -146,7 +147,10 @@ extension RaftNode {
         }
         incomingSnapshot = nil
         install(snapshot)
-        send(.appendResponse(AppendResponse(index: log.lastIndex)), to: leader)
+        // Only what the snapshot covers is known to match the leader: entries this log kept after it
+        // (the snapshot's last entry was already here) may be from a deposed leader, so claiming
+        // them would let the leader count a replica that is not there.
+        send(.appendResponse(AppendResponse(index: commit)), to: leader)
     }
 
     /// Replaces the log and state by a leader's snapshot, unless the log already holds its last entry.

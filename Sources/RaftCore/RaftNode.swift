@@ -301,6 +301,8 @@ public struct RaftNode: Sendable {
             if chunk.isLast && chunk.offset + chunk.bytes.count != chunk.totalBytes {
                 return "the last chunk ends at \(chunk.offset + chunk.bytes.count), not at \(chunk.totalBytes)"
             }
+        case .snapshotResponse(let response):
+            if response.nextOffset < 0 { return "negative snapshot offset \(response.nextOffset)" }
         default:
             break
         }
@@ -356,14 +358,16 @@ public struct RaftNode: Sendable {
         }
         swap(&batch.messages, &messages)
         if handedCommit < commit {
-            batch.committedEntries.reserveCapacity(Int(commit - handedCommit))
+            var bytes = 0
             var index = handedCommit + 1
-            while index <= commit {
+            while index <= commit && (batch.committedEntries.isEmpty || bytes < configuration.maxCommittedBytesPerReady)
+            {
                 let entry = log.entry(at: index)
+                bytes += entry.byteSize
                 batch.committedEntries.append(CommittedEntry(entry: entry, isDuplicate: recordDelivery(of: entry)))
                 index = index + 1
             }
-            handedCommit = commit
+            handedCommit = index.previous
         }
         swap(&batch.readStates, &readStates)
         handedLeader = currentLeader

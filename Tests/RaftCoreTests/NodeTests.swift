@@ -189,3 +189,50 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     let retry = leader.ready()
     #expect(retry.messages.contains { $0.to == 2 })
 }
+
+/// §7: when a follower already holds a snapshot's last entry it keeps the entries after it, but those
+/// may be a deposed leader's; it must not tell the leader it matches beyond the snapshot.
+@Test func aFollowerKeepingItsLogAfterASnapshotClaimsOnlyTheSnapshot() throws {
+    let entries = [
+        Entry(term: 1, index: 1, payload: .noop),
+        Entry(term: 1, index: 2, payload: .command(Array("a".utf8))),
+        Entry(term: 2, index: 3, payload: .command(Array("from a deposed leader".utf8))),
+    ]
+    var follower = try RaftNode(
+        configuration: RaftConfiguration(id: 1),
+        hardState: HardState(term: 2, vote: nil, commit: 1),
+        snapshot: nil,
+        entries: entries,
+        bootstrapMembership: Membership(voters: [1, 2, 3]),
+        random: SeededGenerator(seed: 1)
+    )
+    let metadata = SnapshotMetadata(index: 2, term: 1, membership: Membership(voters: [1, 2, 3]))
+    let chunk = SnapshotChunk(metadata: metadata, offset: 0, bytes: [7], totalBytes: 1, isLast: true)
+    try follower.step(Message(from: 2, to: 1, term: 3, kind: .installSnapshot(chunk)))
+    let ready = follower.ready()
+    #expect(ready.messages.map(\.kind) == [.appendResponse(AppendResponse(index: 2))])
+    #expect(follower.status.commit == 2)
+    #expect(follower.status.lastIndex == 3, "the entries after the snapshot's last one are kept")
+}
+
+@Test func committedEntriesAreHandedOutInBoundedBatches() throws {
+    let entries = (1...10).map {
+        Entry(term: 1, index: LogIndex(UInt64($0)), payload: .command([UInt8](repeating: 0, count: 100)))
+    }
+    var node = try RaftNode(
+        configuration: RaftConfiguration(id: 1, maxCommittedBytesPerReady: 300),
+        hardState: HardState(term: 1, vote: nil, commit: 10),
+        snapshot: nil,
+        entries: entries,
+        bootstrapMembership: Membership(voters: [1, 2, 3]),
+        random: SeededGenerator(seed: 1)
+    )
+    var batches: [[LogIndex]] = []
+    while node.hasReady {
+        let ready = node.ready()
+        batches.append(ready.committedEntries.map(\.entry.index))
+        node.advance(ready)
+    }
+    #expect(batches.flatMap { $0 } == (1...10).map { LogIndex(UInt64($0)) })
+    #expect(batches.count == 4, "132 bytes per entry: three entries reach 300 bytes, so batches of 3, 3, 3, 1")
+}

@@ -41,7 +41,13 @@ private struct SafetyRun {
     var leaders: [Term: NodeID] = [:]
     /// Index → term of every entry any node applied: all nodes must apply the same entry at an index.
     var appliedTerms: [LogIndex: Term] = [:]
+    /// Index → a term by which the entry was surely committed (the lowest term of a node applying it).
+    var committedBy: [LogIndex: Term] = [:]
     var proposals = 0
+    /// Read id → the highest index any node knew to be committed when the read was asked. A
+    /// linearizable read must be served at or after it (§6.4).
+    var readFloors: [UInt64: LogIndex] = [:]
+    var servedReads: Set<UInt64> = []
     var failures: [String] = []
 
     init(seed: UInt64, nodeCount: Int) throws {
@@ -119,13 +125,15 @@ private struct SafetyRun {
         case 87..<89:
             try restart(target)
         case 89..<91:
-            isolated = dice.chance(50) ? [] : [target]
+            // Cutting off the leader is the interesting case: a new leader, a stale one, stale reads.
+            let leader = ids.first { shells[$0]!.node.role == .leader }
+            isolated = dice.chance(40) ? [] : [dice.chance(50) ? leader ?? target : target]
         case 91..<93:
             let shell = shells[target]!
             if shell.appliedThrough > shell.node.status.snapshotIndex,
                 let snapshot = try? shells[target]!.node.compact(
                     snapshotAt: shell.appliedThrough,
-                    data: Array("\(shell.appliedThrough)".utf8)
+                    data: Self.snapshotData(at: shell.appliedThrough)
                 )
             {
                 shells[target]!.snapshot = snapshot
@@ -139,7 +147,12 @@ private struct SafetyRun {
         case 95..<97:
             try changeMembership()
         default:
-            _ = try? shells[target]!.node.readIndex(context: [1])
+            // Half the reads go to a node that believes it leads — possibly a deposed, cut-off one.
+            let leaders = ids.filter { shells[$0]!.node.role == .leader }
+            let reader = !leaders.isEmpty && dice.chance(50) ? leaders[dice.roll(leaders.count)] : target
+            let read = UInt64(readFloors.count + 1)
+            readFloors[read] = ids.map { shells[$0]!.node.status.commit }.max() ?? 0
+            _ = try? shells[reader]!.node.readIndex(context: withUnsafeBytes(of: read) { Array($0) })
         }
         for id in ids where shells[id]!.node.hasReady && dice.chance(80) {
             process(id)
@@ -168,7 +181,18 @@ private struct SafetyRun {
         }
         if let hardState = ready.hardState { shell.hardState = hardState }
         network.append(contentsOf: ready.messages)
+        for read in ready.readStates {
+            let readID = read.context.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            servedReads.insert(readID)
+            if let floor = readFloors[readID], read.index < floor {
+                failures.append("linearizable read: read \(readID) served at \(read.index) below commit \(floor)")
+            }
+        }
         if let snapshot = ready.snapshot {
+            // Chunks must reassemble into exactly the bytes the leader's application wrote.
+            if snapshot.data != Self.snapshotData(at: snapshot.metadata.index) {
+                failures.append("\(id) installed a garbled snapshot at \(snapshot.metadata.index)")
+            }
             shell.applied = []
             shell.appliedThrough = snapshot.metadata.index
         }
@@ -184,9 +208,16 @@ private struct SafetyRun {
                     "state machine safety: index \(entry.index) applied with terms \(known) and \(entry.term)")
             }
             appliedTerms[entry.index] = entry.term
+            // The applying node's term bounds from above the term in which the entry committed.
+            committedBy[entry.index] = min(committedBy[entry.index] ?? shell.node.term, shell.node.term)
         }
         shell.node.advance(ready)
         shells[id] = shell
+    }
+
+    /// The application state at `index`, made long enough to travel in several chunks.
+    static func snapshotData(at index: LogIndex) -> [UInt8] {
+        Array(String(repeating: "state at \(index);", count: 8).utf8)
     }
 
     /// A crash loses nothing the shell persisted (each Ready is persisted synchronously).
@@ -206,8 +237,9 @@ private struct SafetyRun {
         network.removeAll { $0.to == id }
     }
 
-    /// Election safety (one leader per term) and, for each new leader, leader completeness: its log
-    /// holds every entry any node has applied.
+    /// Election safety (one leader per term) and, for each new leader, leader completeness (§5.4.3):
+    /// its log holds every entry committed in an earlier term. (A deposed node can still win an older
+    /// term with late votes; it need not hold entries committed in later terms.)
     private mutating func checkElectionSafety() {
         for id in ids where shells[id]!.node.role == .leader {
             let term = shells[id]!.node.term
@@ -217,13 +249,14 @@ private struct SafetyRun {
             }
             leaders[term] = id
             let status = shells[id]!.node.status
-            for entry in shells[id]!.node.logEntries(from: 0) {
+            let earlier = committedBy.filter { $0.value < term }
+            for entry in shells[id]!.node.logEntries(from: 0) where earlier[entry.index] != nil {
                 if let applied = appliedTerms[entry.index], applied != entry.term {
                     failures.append(
                         "leader completeness: \(id) leads term \(term) with \(entry), applied term \(applied)")
                 }
             }
-            if let highest = appliedTerms.keys.max(), highest > status.lastIndex {
+            if let highest = earlier.keys.max(), highest > status.lastIndex {
                 failures.append(
                     "leader completeness: \(id) leads term \(term) with last index \(status.lastIndex) < \(highest)")
             }
@@ -251,8 +284,11 @@ private struct SafetyRun {
     }
 
     /// Heals everything and runs without faults until the cluster converges.
+    /// Then every member asks for a linearizable read, and each must be served.
     mutating func settle() {
         isolated = []
+        var readsAsked: Set<UInt64>?
+        var askedInTerm: Term = 0
         for _ in 0..<400 {
             for id in ids { shells[id]!.node.tick() }
             for _ in 0..<20 {
@@ -266,13 +302,33 @@ private struct SafetyRun {
             }
             checkElectionSafety()
             // Nodes removed from the cluster stop hearing from it; only members must converge.
-            guard let leader = ids.first(where: { shells[$0]!.node.role == .leader }) else { continue }
+            // A removed leader cut off before it learned of its removal may still think it leads an
+            // old term (nothing tells it otherwise without CheckQuorum); the newest term's leader counts.
+            let leaders = ids.filter { shells[$0]!.node.role == .leader }
+            guard let leader = leaders.max(by: { shells[$0]!.node.term < shells[$1]!.node.term }) else { continue }
             let members = shells[leader]!.node.status.membership.members.sorted()
             let leaderLast = shells[leader]!.node.status.lastIndex
             let caughtUp = members.allSatisfy {
                 shells[$0]!.node.status.commit == leaderLast && shells[$0]!.appliedThrough == leaderLast
             }
-            if caughtUp { return }
+            let leaderTerm = shells[leader]!.node.term
+            let agreed = members.allSatisfy { shells[$0]!.node.leader == leader && shells[$0]!.node.term == leaderTerm }
+            guard caughtUp && agreed else { continue }
+            // Reads asked under an earlier leader may be dropped with its leadership: ask again.
+            if let asked = readsAsked, askedInTerm == leaderTerm {
+                if asked.isSubset(of: servedReads) { return }
+                continue
+            }
+            readsAsked = []
+            askedInTerm = leaderTerm
+            for member in members {
+                let read = UInt64(readFloors.count + 1)
+                readFloors[read] = leaderLast
+                readsAsked?.insert(read)
+                do { try shells[member]!.node.readIndex(context: withUnsafeBytes(of: read) { Array($0) }) } catch {
+                    failures.append("read on \(member) with leader \(leader) refused: \(error)")
+                }
+            }
         }
         failures.append("no convergence: " + ids.map { "\(shells[$0]!.node.status)" }.joined(separator: "; "))
     }
