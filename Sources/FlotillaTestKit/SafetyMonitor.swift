@@ -20,7 +20,8 @@ public struct SafetyViolation: Error, Hashable, Sendable, CustomStringConvertibl
 ///   follows the same term, so two logs that agree on an index and term agree on the prefix;
 /// - leader completeness: a new leader's log holds every entry committed in an earlier term;
 /// - state-machine safety: no two nodes commit or apply different entries at one index;
-/// - no committed entry lost: some node's disk still holds (or a snapshot covers) each one.
+/// - no committed entry lost: no node overwrites one, and some node's disk still holds (or a
+///   snapshot covers) each one.
 public struct SafetyMonitor: Sendable {
     private struct IndexTerm: Hashable {
         var index: UInt64
@@ -79,7 +80,17 @@ public struct SafetyMonitor: Sendable {
     }
 
     /// A node wrote `entry` to its log; `log` is its log after the write.
-    public mutating func observeWrite(_ entry: Entry, by node: NodeID, log: DurableRaftState) throws(SafetyViolation) {
+    ///
+    /// `replaced` is what the node's log held at that index before (a stale leader may write
+    /// over an index committed elsewhere, but no node may replace a committed entry it holds).
+    public mutating func observeWrite(
+        _ entry: Entry, replacing replaced: Entry? = nil, by node: NodeID, log: DurableRaftState
+    ) throws(SafetyViolation) {
+        if let replaced, replaced != entry, committedEntry(at: entry.index) == replaced {
+            throw SafetyViolation(
+                invariant: "no committed entry lost",
+                detail: "\(node) overwrote committed entry \(replaced) with \(entry)")
+        }
         let previousTerm = entry.index > 1 ? log.term(at: entry.index - 1) : Term(0)
         let key = IndexTerm(index: entry.index.rawValue, term: entry.term.rawValue)
         guard let earlier = written[key] else {
@@ -111,8 +122,9 @@ public struct SafetyMonitor: Sendable {
             committedLog += repeatElement(nil, count: added)
             committedInTerm += repeatElement(nil, count: added)
         }
-        // Only the newly learned part of the node's log needs comparing, but a node that was
-        // behind may now show entries that earlier commits only knew through snapshots.
+        // Walk down from the commit index to the first entry already known committed; below it
+        // the logs agree by log matching, which is checked on every write. A leader walks on
+        // until it reaches entries some leader of its term or earlier already counted.
         var index = commit
         while index > log.snapshotIndex, let entry = log.entry(at: index) {
             let slot = Int(index.rawValue - 1)

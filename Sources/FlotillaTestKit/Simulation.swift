@@ -295,9 +295,10 @@ public struct Simulation {
                 wrote = true
             }
             for entry in ready.entries {
+                let replaced = nodes[slot].log.entry(at: entry.index)
                 nodes[slot].disk.write(.entry(entry))
                 try record(.entry(entry), slot: slot)
-                try safety.observeWrite(entry, by: id, log: nodes[slot].log)
+                try safety.observeWrite(entry, replacing: replaced, by: id, log: nodes[slot].log)
                 wrote = true
             }
             if let hardState = ready.hardState {
@@ -329,8 +330,11 @@ public struct Simulation {
                 statistics.snapshotsInstalled += 1
                 trace.record("[t=\(now)] \(id) installed a snapshot at index \(snapshot.metadata.index)")
             }
-            for committed in ready.committedEntries {
-                try apply(committed, slot: slot)
+            if !ready.committedEntries.isEmpty {
+                let commit = nodes[slot].raft!.status.commit
+                for committed in ready.committedEntries {
+                    try apply(committed, slot: slot, commit: commit)
+                }
             }
 
             // 4. Answer reads whose read index has been applied.
@@ -355,7 +359,9 @@ public struct Simulation {
         }
     }
 
-    private mutating func apply(_ committed: CommittedEntry, slot: Int) throws(SafetyViolation) {
+    private mutating func apply(
+        _ committed: CommittedEntry, slot: Int, commit: LogIndex
+    ) throws(SafetyViolation) {
         let id = nodes[slot].id
         let entry = committed.entry
         guard entry.index == nodes[slot].appliedIndex + 1 else {
@@ -363,7 +369,7 @@ public struct Simulation {
                 invariant: "state-machine safety",
                 detail: "\(id) was handed entry \(entry.index) to apply after applying \(nodes[slot].appliedIndex)")
         }
-        guard entry.index <= nodes[slot].raft!.status.commit else {
+        guard entry.index <= commit else {
             throw SafetyViolation(
                 invariant: "state-machine safety",
                 detail: "\(id) was handed entry \(entry.index) to apply, beyond its commit index")

@@ -236,3 +236,29 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     #expect(batches.flatMap { $0 } == (1...10).map { LogIndex(UInt64($0)) })
     #expect(batches.count == 4, "132 bytes per entry: three entries reach 300 bytes, so batches of 3, 3, 3, 1")
 }
+
+/// §5.2, Figure 2: the vote must be durable before the grant is sent, and survive a restart, or a node
+/// could vote twice in one term.
+@Test func aVoteIsPersistedWithItsGrantAndHonouredAfterARestart() throws {
+    let membership = Membership(voters: [1, 2, 3])
+    var voter = try RaftNode(
+        configuration: RaftConfiguration(id: 1, preVote: false),
+        membership: membership,
+        random: SeededGenerator(seed: 1)
+    )
+    let request = VoteRequest(lastIndex: 0, lastTerm: 0)
+    try voter.step(Message(from: 2, to: 1, term: 5, kind: .vote(request)))
+    let ready = voter.ready()
+    #expect(ready.hardState == HardState(term: 5, vote: 2, commit: 0))
+    #expect(ready.messages.map(\.kind) == [.voteResponse(granted: true)])
+    var restarted = try RaftNode(
+        configuration: RaftConfiguration(id: 1, preVote: false),
+        hardState: try #require(ready.hardState),
+        snapshot: nil,
+        entries: ready.entries,
+        bootstrapMembership: membership,
+        random: SeededGenerator(seed: 2)
+    )
+    try restarted.step(Message(from: 3, to: 1, term: 5, kind: .vote(request)))
+    #expect(restarted.ready().messages.map(\.kind) == [.voteResponse(granted: false)])
+}

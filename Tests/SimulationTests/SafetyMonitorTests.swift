@@ -97,3 +97,16 @@ private func invariant(_ body: () throws(SafetyViolation) -> Void) -> String? {
             ])
         } == "no committed entry lost")
 }
+
+@Test func replacingACommittedEntryLosesIt() throws {
+    var monitor = SafetyMonitor()
+    let committed = [entry(1, 1), entry(1, 2)]
+    try monitor.observeCommit(2, by: 1, term: 1, isLeader: true, log: try log(committed))
+    // A stale leader that never held index 2 may write its own entry there; it will never commit.
+    try monitor.observeWrite(entry(2, 2, "stale"), by: 2, log: try log([entry(1, 1), entry(2, 2, "stale")]))
+    #expect(
+        invariant { () throws(SafetyViolation) in
+            try monitor.observeWrite(
+                entry(3, 2, "y"), replacing: entry(1, 2), by: 3, log: try! log([entry(1, 1), entry(3, 2, "y")]))
+        } == "no committed entry lost")
+}
