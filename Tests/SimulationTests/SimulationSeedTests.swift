@@ -36,9 +36,13 @@ private func simulate(seeds: some Sequence<UInt64>, nodeCount: Int?, maxFailures
     return total
 }
 
-/// Records a failed seed as a test issue (its description carries the trace and replay command).
+/// Records a failed seed as a test issue; the full report with its trace is printed above it.
 private func record(_ failure: SimulationFailure) {
-    Issue.record(Comment(rawValue: failure.description))
+    let detail = failure.detail.split(separator: "\n").first.map(String.init) ?? ""
+    Issue.record(
+        Comment(
+            rawValue:
+                "\(failure.invariant) violated (seed \(failure.seed)): \(detail)\nreplay: \(failure.replayCommand)"))
 }
 
 /// The fixed seed range `make test` runs: even seeds on 3 nodes, odd seeds on 5, both sizes
