@@ -14,7 +14,7 @@ ROUNDS=${ROUNDS:-3}
 N_MANY=${N_MANY:-40000}
 N_ONE=${N_ONE:-3000}
 KILLS=${KILLS:-5}
-scratch=${FLOTILLA_BENCH_SCRATCH:-.build-bench}
+scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
 work=$(mktemp -d /tmp/flotilla-bench-etcd.XXXXXX)
 pids=()
 cleanup() {

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scratch=${FLOTILLA_BENCH_SCRATCH:-.build-bench-raft}
+scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
 entries=${1:-200000}
 mkdir -p "$scratch"
 
