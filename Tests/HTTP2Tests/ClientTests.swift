@@ -133,6 +133,20 @@ import Testing
         }
     }
 
+    @Test func serverShutdownBeforeStartAndTwiceReturns() async throws {
+        let never = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Router())
+        await never.shutdown()
+        await never.shutdown()
+        await #expect(throws: HTTPError.self) { try await never.start() }
+
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Router())
+        try await server.start()
+        async let first: Void = server.shutdown()
+        async let second: Void = server.shutdown()
+        _ = await (first, second)
+        try await server.run()  // returns at once: the server has stopped
+    }
+
     @Test func backoffDoublesAndIsCapped() {
         let machine = ReconnectStateMachine(initialBackoff: .milliseconds(50), maxBackoff: .seconds(1))
         #expect(machine.backoff(afterFailures: 1) == .milliseconds(50))
