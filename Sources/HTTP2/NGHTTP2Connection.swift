@@ -553,9 +553,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onFrameSend(_ frame: nghttp2_frame) -> Int32 {
+        // Asking nghttp2 whether the request side is still open is cheaper than finding our stream.
         guard self.isServer,
             frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
-            let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded, let session
+            let session,
+            nghttp2_session_get_stream_remote_close(session, frame.hd.stream_id) == 0,
+            let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded
         else { return 0 }
         // The response is complete while the request body is still arriving (an early error answer):
         // RFC 9113 §8.1 says to reset with NO_ERROR so the client stops sending.
