@@ -137,6 +137,29 @@ import Testing
         }
     }
 
+    @Test func gracefulShutdownSendsGoawayAndCloses() async throws {
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Self.router())
+        let port = try await server.start()
+        let peer = try await RawPeer.connect(port: port)
+        // SETTINGS, then a PING: its ACK proves the server's session is up before shutting down.
+        try await peer.send(
+            clientPreface + frame(type: 0x4) + frame(type: 0x6, payload: [UInt8](repeating: 7, count: 8)))
+        var bytes: [UInt8] = []
+        var iterator = peer.received.makeAsyncIterator()
+        while !parseFrames(bytes).contains(where: { $0.type == 0x6 && $0.flags & 0x1 != 0 }) {
+            guard let more = await iterator.next() else { break }
+            bytes += more
+        }
+        await server.shutdown()
+        while let more = await iterator.next() {
+            bytes += more
+        }
+        let goaway = try #require(parseFrames(bytes).first { $0.type == 0x7 }, "no GOAWAY before the close")
+        let payload = Array(goaway.payload)
+        try #require(payload.count >= 8)
+        #expect(payload[4..<8].allSatisfy { $0 == 0 }, "expected NO_ERROR in \(payload)")
+    }
+
     @Test func headerListOverTheLimitGets431() async throws {
         try await withServer(Self.router(), configure: { $0.maxHeaderListSize = 4 << 10 }) { _, port in
             try await withClient(port: port) { client in
