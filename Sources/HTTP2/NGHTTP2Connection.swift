@@ -85,6 +85,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
     /// and requests beyond nghttp2's assumed limit would be refused.
     private var peerSettings: EventLoopPromise<Void>?
+    /// Async handler calls dispatched inside `mem_recv`, run once it returns.
+    private var pendingCalls: [PendingCall] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     private var handlerExecutor: EventLoopTaskExecutor?
 
@@ -188,6 +190,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         self.inSession = false
         self.runDeferredWork()
+        self.runPendingCalls()
         if result < 0 {
             // Fatal for the connection (bad preface, flooding, callback failure): nghttp2 may have
             // queued a GOAWAY; send it and close. Other connections are unaffected.
@@ -827,7 +830,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
     private func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody)
     {
-        guard let loop = self.context?.eventLoop else { return }
+        guard self.context != nil else { return }
         let request = HTTPRequest(
             method: HTTPMethod(rawValue: stream.method ?? ""),
             path: stream.requestPath,
@@ -842,19 +845,52 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
         case .async(let handler):
-            let loopBound = NIOLoopBound(self, eventLoop: loop)
-            Task.immediate(executorPreference: self.handlerExecutor) {
-                let response = await Router.invoke(.async(handler), request, parameters)
-                if loop.inEventLoop {
-                    loopBound.value.handlerResponded(streamID: id, response)
-                } else {
-                    loop.execute { loopBound.value.handlerResponded(streamID: id, response) }
-                }
+            self.pendingCalls.append(
+                PendingCall(handler: handler, request: request, parameters: parameters, streamID: id))
+            if !self.inSession {
+                self.runPendingCalls()
             }
         }
     }
 
-    private func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
+    /// Runs the async handlers dispatched during the last `mem_recv`, sharing tasks between them.
+    ///
+    /// One `Task.immediate` works through the calls in order on this event loop. A handler that
+    /// returns without suspending costs no task of its own; when one suspends, `Task.immediate`
+    /// returns here, the suspended task keeps only that call, and a new task takes the rest — so no
+    /// call waits for another. Creating a task per request cost about a third of the throughput.
+    /// Without an event-loop executor (`runsHandlersOnEventLoop == false`) each call gets its own task.
+    private func runPendingCalls() {
+        guard !self.pendingCalls.isEmpty, let loop = self.context?.eventLoop else { return }
+        var remaining = self.pendingCalls[...]
+        self.pendingCalls = []
+        let connection = NIOLoopBound(self, eventLoop: loop)
+        guard let executor = self.handlerExecutor else {
+            for call in remaining {
+                Task {
+                    let response = await Router.invoke(.async(call.handler), call.request, call.parameters)
+                    loop.execute { connection.value.handlerResponded(streamID: call.streamID, response) }
+                }
+            }
+            return
+        }
+        while !remaining.isEmpty {
+            let boundBatch = NIOLoopBound(CallBatch(calls: Array(remaining)), eventLoop: loop)
+            Task.immediate(executorPreference: executor) {
+                await workThroughCalls(boundBatch, on: loop, connection: connection)
+            }
+            let batch = boundBatch.value
+            if batch.inHandler {
+                // The task suspended inside a handler: it keeps that call, the rest go to a new task.
+                batch.detached = true
+                remaining = batch.calls[batch.next...]
+            } else {
+                remaining = []
+            }
+        }
+    }
+
+    fileprivate func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
         guard let stream = self.lookup(streamID), !stream.responseStarted else { return }
         self.submitResponse(stream, response)
         self.scheduleFlush()
@@ -1029,6 +1065,53 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .server: peer = self.context?.remoteAddress?.description ?? "unknown"
         }
         return HTTP2ClientError(kind, peer: peer, detail: detail, errorCode: errorCode)
+    }
+}
+
+/// The body of a batch task: call handlers in order until one suspends (see `runPendingCalls`).
+private func workThroughCalls(
+    _ batch: NIOLoopBound<CallBatch>,
+    on loop: any EventLoop,
+    connection: NIOLoopBound<NGHTTP2Connection>
+) async {
+    while true {
+        let state = batch.value
+        guard !state.detached, state.next < state.calls.count else { return }
+        let call = state.calls[state.next]
+        state.next += 1
+        state.inHandler = true
+        let response = await Router.invoke(.async(call.handler), call.request, call.parameters)
+        guard loop.inEventLoop else {
+            // Only a suspended task resumes elsewhere, and then the batch is no longer its own.
+            loop.execute { connection.value.handlerResponded(streamID: call.streamID, response) }
+            return
+        }
+        connection.value.handlerResponded(streamID: call.streamID, response)
+        if batch.value.detached { return }
+        batch.value.inHandler = false
+    }
+}
+
+/// An async handler call waiting to run (see `NGHTTP2Connection.runPendingCalls`).
+struct PendingCall {
+    let handler: Router.Handler
+    let request: HTTPRequest
+    let parameters: RouteParameters
+    let streamID: Int32
+}
+
+/// The calls one handler task works through; touched only on the connection's event loop.
+final class CallBatch {
+    let calls: [PendingCall]
+    /// The index of the next call to start.
+    var next = 0
+    /// The task is inside a handler: if `Task.immediate` returns while this is set, the task suspended.
+    var inHandler = false
+    /// The dispatcher gave the calls after `next` to another task; this one stops after its current call.
+    var detached = false
+
+    init(calls: [PendingCall]) {
+        self.calls = calls
     }
 }
 
