@@ -306,6 +306,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.streams = [:]
         self.lastStream = nil
         for stream in open {
+            stream.isClosed = true
             stream.fail(self.clientError(reason, detail: "the connection closed before the exchange completed"))
         }
         let work = self.deferredWork
@@ -523,6 +524,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = self.forget(streamID) else { return 0 }
+        stream.isClosed = true
         stream.deadline?.cancel()
         if stream.unconsumedBytes > 0 {
             // Buffered for a reader that has not taken it yet: the connection window must not leak.
@@ -839,14 +841,13 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             headers: stream.headers,
             body: body
         )
-        let id = stream.id
         switch route.responder {
         case .immediate(let handler):
             self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
         case .async(let handler):
             self.pendingCalls.append(
-                PendingCall(handler: handler, request: request, parameters: parameters, streamID: id))
+                PendingCall(handler: handler, request: request, parameters: parameters, stream: stream))
             if !self.inSession {
                 self.runPendingCalls()
             }
@@ -867,9 +868,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let connection = NIOLoopBound(self, eventLoop: loop)
         guard let executor = self.handlerExecutor else {
             for call in remaining {
+                let stream = NIOLoopBound(call.stream, eventLoop: loop)
+                let (handler, request, parameters) = (call.handler, call.request, call.parameters)
                 Task {
-                    let response = await Router.invoke(.async(call.handler), call.request, call.parameters)
-                    loop.execute { connection.value.handlerResponded(streamID: call.streamID, response) }
+                    let response = await Router.invoke(.async(handler), request, parameters)
+                    loop.execute { connection.value.handlerResponded(stream: stream.value, response) }
                 }
             }
             return
@@ -890,8 +893,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    fileprivate func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
-        guard let stream = self.lookup(streamID), !stream.responseStarted else { return }
+    /// A handler's answer; the stream may have been reset or closed while the handler ran.
+    fileprivate func handlerResponded(stream: NGHTTP2Stream, _ response: HTTPResponse) {
+        guard !stream.isClosed, !stream.responseStarted else { return }
         self.submitResponse(stream, response)
         self.scheduleFlush()
     }
@@ -1083,10 +1087,11 @@ private func workThroughCalls(
         let response = await Router.invoke(.async(call.handler), call.request, call.parameters)
         guard loop.inEventLoop else {
             // Only a suspended task resumes elsewhere, and then the batch is no longer its own.
-            loop.execute { connection.value.handlerResponded(streamID: call.streamID, response) }
+            let stream = NIOLoopBound(call.stream, eventLoop: loop)
+            loop.execute { connection.value.handlerResponded(stream: stream.value, response) }
             return
         }
-        connection.value.handlerResponded(streamID: call.streamID, response)
+        connection.value.handlerResponded(stream: call.stream, response)
         if batch.value.detached { return }
         batch.value.inHandler = false
     }
@@ -1097,7 +1102,7 @@ struct PendingCall {
     let handler: Router.Handler
     let request: HTTPRequest
     let parameters: RouteParameters
-    let streamID: Int32
+    let stream: NGHTTP2Stream
 }
 
 /// The calls one handler task works through; touched only on the connection's event loop.
@@ -1139,6 +1144,8 @@ final class NGHTTP2Stream {
     var unconsumedBytes = 0
     var lastActivity: NIODeadline
     var timedOut = false
+    /// nghttp2 closed the stream (or the connection went away); answers for it are dropped.
+    var isClosed = false
     // Server: the route waiting for a collected body, and whether a response was submitted.
     var pendingRoute: (route: Router.Route, parameters: RouteParameters)?
     var responseStarted = false

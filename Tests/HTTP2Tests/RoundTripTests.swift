@@ -47,8 +47,12 @@ import Testing
         }
     }
 
-    @Test func thousandConcurrentRequestsShareOneConnection() async throws {
-        try await withServer(Self.echoRouter()) { server, port in
+    @Test(arguments: [true, false])
+    func thousandConcurrentRequestsShareOneConnection(runsHandlersOnEventLoop: Bool) async throws {
+        try await withServer(
+            Self.echoRouter(),
+            configure: { $0.runsHandlersOnEventLoop = runsHandlersOnEventLoop }
+        ) { server, port in
             try await withClient(port: port) { client in
                 let bodies = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                     for index in 0..<1000 {
@@ -75,7 +79,8 @@ import Testing
 
     /// Handlers that suspend must not hold up handlers dispatched after them on the same connection
     /// (the server shares one task between handlers until one suspends).
-    @Test func suspendedHandlersDoNotHoldUpOthers() async throws {
+    @Test(arguments: [true, false])
+    func suspendedHandlersDoNotHoldUpOthers(runsHandlersOnEventLoop: Bool) async throws {
         let (gate, gateSink) = AsyncStream<Void>.makeStream()
         defer { gateSink.finish() }
         var router = Router()
@@ -84,7 +89,7 @@ import Testing
             return .json(parameters["index"] ?? "")
         }
         router.get("/fast/{index}") { _, parameters in .json(parameters["index"] ?? "") }
-        try await withServer(router) { _, port in
+        try await withServer(router, configure: { $0.runsHandlersOnEventLoop = runsHandlersOnEventLoop }) { _, port in
             try await withClient(port: port) { client in
                 // Waiting and fast calls interleaved, so they share the server's read bursts and batches.
                 var waiting: [Task<HTTPResponse, any Error>] = []
