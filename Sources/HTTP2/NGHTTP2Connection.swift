@@ -966,10 +966,15 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         _ request: HTTPRequest,
         streamResponse: Bool,
         deadline: NIODeadline,
+        cancellation: CallCancellation,
         on loop: any EventLoop
     ) -> EventLoopFuture<HTTPResponse> {
         guard case .client(let client) = self.role, self.context != nil else {
             return loop.makeFailedFuture(self.clientError(.connectionClosed, detail: "the connection is closed"))
+        }
+        guard !cancellation.isCancelled else {
+            return loop.makeFailedFuture(
+                self.clientError(.cancelled, detail: "the call was cancelled before it was sent"))
         }
         guard let session, !self.closing, !self.goawayReceived else {
             return loop.makeFailedFuture(
@@ -1013,6 +1018,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             )
         }
         stream.id = id
+        cancellation.streamID = id
         stream.inbound = streamResponse ? .discarding : .collecting(ByteBuffer(), limit: client.maxResponseBodySize)
         let exchange = ClientExchange(promise: loop.makePromise(), streamResponse: streamResponse)
         stream.exchange = exchange
@@ -1049,6 +1055,15 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         exchange.finished = true
         let response = HTTPResponse(status: stream.status ?? 0, headers: stream.headers, body: .stream(body))
         self.deferredWork.append { exchange.promise.succeed(response) }
+    }
+
+    /// The calling task was cancelled: reset the stream so the peer stops working on it.
+    func cancelRequest(_ cancellation: CallCancellation) {
+        guard let streamID = cancellation.cancel(), let stream = self.lookup(streamID) else { return }
+        let error = self.clientError(.cancelled, detail: "the calling task was cancelled")
+        self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+        stream.fail(error)
+        self.scheduleFlush()
     }
 
     private func deadlinePassed(streamID: Int32) {

@@ -105,6 +105,34 @@ import Testing
         }
     }
 
+    @Test func cancellingTheCallerResetsTheStreamAndKeepsTheConnection() async throws {
+        let (entered, enteredSink) = AsyncStream<Void>.makeStream()
+        let (gate, gateSink) = AsyncStream<Void>.makeStream()
+        defer { gateSink.finish() }
+        var router = Router()
+        router.get("/stuck") { _, _ in
+            enteredSink.yield()
+            for await _ in gate {}
+            return .json("\"late\"")
+        }
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        try await withServer(router) { server, port in
+            try await withClient(port: port) { client in
+                let call = Task {
+                    try await client.send(HTTPRequest(method: .get, path: "/stuck"), deadline: testDeadline())
+                }
+                var enteredIterator = entered.makeAsyncIterator()
+                await enteredIterator.next()
+                call.cancel()
+                let error = await #expect(throws: HTTP2ClientError.self) { try await call.value }
+                #expect(error?.kind == .cancelled)
+                let response = try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline())
+                #expect(response.status == 200)
+                #expect(server.acceptedConnections == 1)
+            }
+        }
+    }
+
     @Test func gracefulShutdownFinishesInFlightStreams() async throws {
         let (entered, enteredSink) = AsyncStream<Void>.makeStream()
         let (gate, gateSink) = AsyncStream<Void>.makeStream()
