@@ -223,9 +223,23 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let settings: ServerSessionSettings
     private var buffered: ByteBuffer?
+    /// Closes a connection that does not say which protocol it speaks within `requestTimeout`.
+    private var decisionTimeout: Scheduled<Void>?
 
     init(settings: ServerSessionSettings) {
         self.settings = settings
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        self.decisionTimeout = context.eventLoop.scheduleTask(in: self.settings.requestTimeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.decisionTimeout?.cancel()
+        self.decisionTimeout = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -85,6 +85,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
     /// and requests beyond nghttp2's assumed limit would be refused.
     private var peerSettings: EventLoopPromise<Void>?
+    /// When the connection was set up, and whether the peer has sent anything since (server: a client
+    /// that never sends its preface is closed after `requestTimeout`).
+    private let startedAt = NIODeadline.now()
+    private var receivedBytes = false
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
     private var pendingCalls: [PendingCall] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
@@ -184,6 +188,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = self.unwrapInboundIn(data)
         guard let session, !self.closing else { return }
         self.inReadBurst = true
+        self.receivedBytes = true
         self.inSession = true
         let result = buffer.withUnsafeReadableBytes { bytes in
             nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
@@ -936,6 +941,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private func sweepRequestTimeouts() {
         guard case .server(let server) = self.role, self.session != nil else { return }
         let now = NIODeadline.now()
+        if !self.receivedBytes && now - self.startedAt >= server.requestTimeout {
+            // Connected but never sent a preface (a stalled or idle-probing client): close it.
+            self.closeConnection()
+            return
+        }
         var expired = false
         for stream in self.streams.values where !stream.inboundEnded && !stream.timedOut {
             guard now - stream.lastActivity >= server.requestTimeout else { continue }

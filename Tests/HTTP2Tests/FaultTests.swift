@@ -121,6 +121,21 @@ import Testing
         }
     }
 
+    @Test(arguments: [false, true])
+    func connectionThatNeverSendsAPrefaceIsClosed(acceptsHTTP1: Bool) async throws {
+        try await withServer(
+            Self.router(),
+            configure: {
+                $0.acceptsHTTP1 = acceptsHTTP1
+                $0.requestTimeout = .milliseconds(200)
+            }
+        ) { _, port in
+            let peer = try await RawPeer.connect(port: port)
+            for await _ in peer.received {}  // ends when the server closes the connection
+            try await self.expectServerAnswers(port: port)
+        }
+    }
+
     @Test func oversizedFrameGetsGoawayWithFrameSizeError() async throws {
         try await withServer(Self.router()) { _, port in
             let bytes =
