@@ -106,7 +106,7 @@ let package = Package(
             name: "HTTP2Tests",
             dependencies: [
                 "HTTP2",
-                "CNghttp2",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

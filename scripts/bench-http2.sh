@@ -39,16 +39,18 @@ trap cleanup EXIT INT TERM
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/1k"
 head -c 65536 /dev/zero | tr '\0' 'x' >"$work/64k"
 
-# Starts our server (extra flags after the size) and prints its port (from its "listening on" line).
+# Starts our server (extra flags after the size) and stores its port (from its "listening on" line)
+# in the variable named by $1. Called directly, not in $(...), so the pid reaches the cleanup trap.
 start_ours() {
-  local size=$1 log
-  shift
-  log="$work/ours-$size-$#.log"
+  local var=$1 size=$2 log port
+  shift 2
+  log="$work/ours-$var.log"
   "$bench_bin" http2-server --port 0 --body-size "$size" --threads "$THREADS" "$@" >"$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     if grep -q "listening on" "$log"; then
-      sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1
+      port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1)
+      printf -v "$var" '%s' "$port"
       return
     fi
     sleep 0.05
@@ -62,15 +64,15 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts nghttpd with N workers on a free port and prints the port once it answers.
+# Starts nghttpd with $2 workers on a free port and stores the port in the variable named by $1.
 start_nghttpd() {
-  local workers=$1 port
+  local var=$1 workers=$2 port
   port=$(free_port)
   nghttpd --no-tls --address=127.0.0.1 --workers="$workers" -d "$work" "$port" >"$work/nghttpd-$workers.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     if h2load -n 1 -c 1 "http://127.0.0.1:$port/1k" 2>/dev/null | grep -q "1 succeeded"; then
-      echo "$port"
+      printf -v "$var" '%s' "$port"
       return
     fi
     sleep 0.05
@@ -79,11 +81,11 @@ start_nghttpd() {
   exit 1
 }
 
-immediate_small=$(start_ours 1024 --immediate)
-async_small=$(start_ours 1024)
-ours_large=$(start_ours 65536 --immediate)
-ng1=$(start_nghttpd 1)
-ngn=$(start_nghttpd "$THREADS")
+start_ours immediate_small 1024 --immediate
+start_ours async_small 1024
+start_ours ours_large 65536 --immediate
+start_nghttpd ng1 1
+start_nghttpd ngn "$THREADS"
 
 # Runs h2load and prints "requests_per_second" (fails loudly if any request failed).
 run_h2load() {

@@ -3,6 +3,26 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+/// Links a call to its stream so that cancelling the calling task can reset the stream.
+final class CallCancellation: Sendable {
+    private let state = NIOLockedValueBox<(streamID: Int32?, cancelled: Bool)>((nil, false))
+
+    var streamID: Int32? {
+        get { self.state.withLockedValue { $0.streamID } }
+        set { self.state.withLockedValue { $0.streamID = newValue } }
+    }
+
+    /// Marks the call cancelled and returns its stream, if it has one yet.
+    func cancel() -> Int32? {
+        self.state.withLockedValue { state in
+            state.cancelled = true
+            return state.streamID
+        }
+    }
+
+    var isCancelled: Bool { self.state.withLockedValue { $0.cancelled } }
+}
+
 /// A client for one peer (`host:port`) that multiplexes every call over one cleartext HTTP/2 connection.
 ///
 /// The connection opens on first use and reopens after it closes or the peer sends GOAWAY. After a
@@ -101,9 +121,20 @@ public final class HTTP2Client: Sendable {
         let connection = try await self.connection(deadline: deadline)
         let handler = connection.handler
         let loop = connection.channel.eventLoop
-        return try await loop.flatSubmit {
-            handler.value.startRequest(request, streamResponse: streamResponse, deadline: deadline, on: loop)
-        }.get()
+        let cancellation = CallCancellation()
+        return try await withTaskCancellationHandler {
+            try await loop.flatSubmit {
+                handler.value.startRequest(
+                    request,
+                    streamResponse: streamResponse,
+                    deadline: deadline,
+                    cancellation: cancellation,
+                    on: loop
+                )
+            }.get()
+        } onCancel: {
+            loop.execute { handler.value.cancelRequest(cancellation) }
+        }
     }
 
     private enum Step {

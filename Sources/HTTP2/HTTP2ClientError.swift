@@ -19,6 +19,7 @@ public struct HTTP2ClientError: Error, Sendable, Hashable, CustomStringConvertib
             case bodyTooLarge = "body too large"
             case protocolError = "protocol error"
             case clientClosed = "client closed"
+            case cancelled = "cancelled"
         }
 
         private let base: Base
@@ -47,6 +48,8 @@ public struct HTTP2ClientError: Error, Sendable, Hashable, CustomStringConvertib
         public static let protocolError = Kind(.protocolError)
         /// `HTTP2Client.close()` was called.
         public static let clientClosed = Kind(.clientClosed)
+        /// The calling task was cancelled; the stream was reset with CANCEL.
+        public static let cancelled = Kind(.cancelled)
     }
 
     public let kind: Kind

@@ -129,30 +129,48 @@ public final class HTTP2Server: Sendable {
         return channel.localAddress?.port ?? self.configuration.port
     }
 
-    /// Starts the server if needed and waits until `shutdown()` has drained it.
+    /// Starts the server if needed and waits until `shutdown()` has drained it (at once if it already has).
     public func run() async throws {
-        try await self.start()
+        let needsStart = self.state.withLockedValue { state in
+            if case .idle = state { return true }
+            return false
+        }
+        if needsStart {
+            try await self.start()
+        }
         try await self.finished.futureResult.get()
     }
 
     /// Stops accepting, sends GOAWAY on every connection, waits for in-flight streams (at most
     /// `shutdownGracePeriod`), then closes what is left. `run()` returns once this completes.
     public func shutdown() async {
-        let channel = self.state.withLockedValue { state -> (any Channel)? in
+        enum Step {
+            case drain(any Channel)
+            case finishNow
+            case waitForOtherShutdown
+        }
+        let step = self.state.withLockedValue { state -> Step in
             switch state {
             case .running(let channel):
                 state = .shuttingDown
-                return channel
+                return .drain(channel)
             case .idle:
                 state = .stopped
-                return nil
+                return .finishNow
             case .shuttingDown, .stopped:
-                return nil
+                return .waitForOtherShutdown
             }
         }
-        guard let channel else {
+        let channel: any Channel
+        switch step {
+        case .finishNow:
+            self.finished.succeed()
+            return
+        case .waitForOtherShutdown:
             try? await self.finished.futureResult.get()
             return
+        case .drain(let listening):
+            channel = listening
         }
         try? await channel.close()
         await self.connections.drain(gracePeriod: self.configuration.shutdownGracePeriod)
@@ -205,9 +223,23 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let settings: ServerSessionSettings
     private var buffered: ByteBuffer?
+    /// Closes a connection that does not say which protocol it speaks within `requestTimeout`.
+    private var decisionTimeout: Scheduled<Void>?
 
     init(settings: ServerSessionSettings) {
         self.settings = settings
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        self.decisionTimeout = context.eventLoop.scheduleTask(in: self.settings.requestTimeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.decisionTimeout?.cancel()
+        self.decisionTimeout = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -85,6 +85,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
     /// and requests beyond nghttp2's assumed limit would be refused.
     private var peerSettings: EventLoopPromise<Void>?
+    /// When the connection was set up, and whether the peer has sent anything since (server: a client
+    /// that never sends its preface is closed after `requestTimeout`).
+    private let startedAt = NIODeadline.now()
+    private var receivedBytes = false
+    /// Async handler calls dispatched inside `mem_recv`, run once it returns.
+    private var pendingCalls: [PendingCall] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     private var handlerExecutor: EventLoopTaskExecutor?
 
@@ -182,12 +188,14 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = self.unwrapInboundIn(data)
         guard let session, !self.closing else { return }
         self.inReadBurst = true
+        self.receivedBytes = true
         self.inSession = true
         let result = buffer.withUnsafeReadableBytes { bytes in
             nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
         }
         self.inSession = false
         self.runDeferredWork()
+        self.runPendingCalls()
         if result < 0 {
             // Fatal for the connection (bad preface, flooding, callback failure): nghttp2 may have
             // queued a GOAWAY; send it and close. Other connections are unaffected.
@@ -303,6 +311,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.streams = [:]
         self.lastStream = nil
         for stream in open {
+            stream.isClosed = true
             stream.fail(self.clientError(reason, detail: "the connection closed before the exchange completed"))
         }
         let work = self.deferredWork
@@ -520,6 +529,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = self.forget(streamID) else { return 0 }
+        stream.isClosed = true
         stream.deadline?.cancel()
         if stream.unconsumedBytes > 0 {
             // Buffered for a reader that has not taken it yet: the connection window must not leak.
@@ -553,9 +563,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func onFrameSend(_ frame: nghttp2_frame) -> Int32 {
+        // Asking nghttp2 whether the request side is still open is cheaper than finding our stream.
         guard self.isServer,
             frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
-            let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded, let session
+            let session,
+            nghttp2_session_get_stream_remote_close(session, frame.hd.stream_id) == 0,
+            let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded
         else { return 0 }
         // The response is complete while the request body is still arriving (an early error answer):
         // RFC 9113 §8.1 says to reset with NO_ERROR so the client stops sending.
@@ -824,7 +837,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
     private func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody)
     {
-        guard let loop = self.context?.eventLoop else { return }
+        guard self.context != nil else { return }
         let request = HTTPRequest(
             method: HTTPMethod(rawValue: stream.method ?? ""),
             path: stream.requestPath,
@@ -833,26 +846,61 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             headers: stream.headers,
             body: body
         )
-        let id = stream.id
         switch route.responder {
         case .immediate(let handler):
             self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
         case .async(let handler):
-            let loopBound = NIOLoopBound(self, eventLoop: loop)
-            Task.immediate(executorPreference: self.handlerExecutor) {
-                let response = await Router.invoke(.async(handler), request, parameters)
-                if loop.inEventLoop {
-                    loopBound.value.handlerResponded(streamID: id, response)
-                } else {
-                    loop.execute { loopBound.value.handlerResponded(streamID: id, response) }
-                }
+            self.pendingCalls.append(
+                PendingCall(handler: handler, request: request, parameters: parameters, stream: stream))
+            if !self.inSession {
+                self.runPendingCalls()
             }
         }
     }
 
-    private func handlerResponded(streamID: Int32, _ response: HTTPResponse) {
-        guard let stream = self.lookup(streamID), !stream.responseStarted else { return }
+    /// Runs the async handlers dispatched during the last `mem_recv`, sharing tasks between them.
+    ///
+    /// One `Task.immediate` works through the calls in order on this event loop. A handler that
+    /// returns without suspending costs no task of its own; when one suspends, `Task.immediate`
+    /// returns here, the suspended task keeps only that call, and a new task takes the rest — so no
+    /// call waits for another. Creating a task per request cost about a third of the throughput.
+    /// Without an event-loop executor (`runsHandlersOnEventLoop == false`) each call gets its own task.
+    private func runPendingCalls() {
+        guard !self.pendingCalls.isEmpty, let loop = self.context?.eventLoop else { return }
+        var remaining = self.pendingCalls[...]
+        self.pendingCalls = []
+        let connection = NIOLoopBound(self, eventLoop: loop)
+        guard let executor = self.handlerExecutor else {
+            for call in remaining {
+                let stream = NIOLoopBound(call.stream, eventLoop: loop)
+                let (handler, request, parameters) = (call.handler, call.request, call.parameters)
+                Task {
+                    let response = await Router.invoke(.async(handler), request, parameters)
+                    loop.execute { connection.value.handlerResponded(stream: stream.value, response) }
+                }
+            }
+            return
+        }
+        while !remaining.isEmpty {
+            let boundBatch = NIOLoopBound(CallBatch(calls: Array(remaining)), eventLoop: loop)
+            Task.immediate(executorPreference: executor) {
+                await workThroughCalls(boundBatch, on: loop, connection: connection)
+            }
+            let batch = boundBatch.value
+            if batch.inHandler {
+                // The task suspended inside a handler: it keeps that call, the rest go to a new task.
+                batch.detached = true
+                remaining = batch.calls[batch.next...]
+            } else {
+                remaining = []
+            }
+        }
+    }
+
+    /// A handler's answer; the stream may have been reset or closed while the handler ran.
+    fileprivate func handlerResponded(stream: NGHTTP2Stream, _ response: HTTPResponse) {
+        guard !stream.isClosed, !stream.responseStarted else { return }
         self.submitResponse(stream, response)
         self.scheduleFlush()
     }
@@ -893,6 +941,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private func sweepRequestTimeouts() {
         guard case .server(let server) = self.role, self.session != nil else { return }
         let now = NIODeadline.now()
+        if !self.receivedBytes && now - self.startedAt >= server.requestTimeout {
+            // Connected but never sent a preface (a stalled or idle-probing client): close it.
+            self.closeConnection()
+            return
+        }
         var expired = false
         for stream in self.streams.values where !stream.inboundEnded && !stream.timedOut {
             guard now - stream.lastActivity >= server.requestTimeout else { continue }
@@ -923,10 +976,15 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         _ request: HTTPRequest,
         streamResponse: Bool,
         deadline: NIODeadline,
+        cancellation: CallCancellation,
         on loop: any EventLoop
     ) -> EventLoopFuture<HTTPResponse> {
         guard case .client(let client) = self.role, self.context != nil else {
             return loop.makeFailedFuture(self.clientError(.connectionClosed, detail: "the connection is closed"))
+        }
+        guard !cancellation.isCancelled else {
+            return loop.makeFailedFuture(
+                self.clientError(.cancelled, detail: "the call was cancelled before it was sent"))
         }
         guard let session, !self.closing, !self.goawayReceived else {
             return loop.makeFailedFuture(
@@ -970,6 +1028,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             )
         }
         stream.id = id
+        cancellation.streamID = id
         stream.inbound = streamResponse ? .discarding : .collecting(ByteBuffer(), limit: client.maxResponseBodySize)
         let exchange = ClientExchange(promise: loop.makePromise(), streamResponse: streamResponse)
         stream.exchange = exchange
@@ -1008,6 +1067,15 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.deferredWork.append { exchange.promise.succeed(response) }
     }
 
+    /// The calling task was cancelled: reset the stream so the peer stops working on it.
+    func cancelRequest(_ cancellation: CallCancellation) {
+        guard let streamID = cancellation.cancel(), let stream = self.lookup(streamID) else { return }
+        let error = self.clientError(.cancelled, detail: "the calling task was cancelled")
+        self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+        stream.fail(error)
+        self.scheduleFlush()
+    }
+
     private func deadlinePassed(streamID: Int32) {
         guard let stream = self.lookup(streamID) else { return }
         let error = self.clientError(
@@ -1026,6 +1094,60 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .server: peer = self.context?.remoteAddress?.description ?? "unknown"
         }
         return HTTP2ClientError(kind, peer: peer, detail: detail, errorCode: errorCode)
+    }
+}
+
+/// The body of a batch task: call handlers in order until one suspends (see `runPendingCalls`).
+private func workThroughCalls(
+    _ batch: NIOLoopBound<CallBatch>,
+    on loop: any EventLoop,
+    connection: NIOLoopBound<NGHTTP2Connection>
+) async {
+    while true {
+        let state = batch.value
+        guard !state.detached, state.next < state.calls.count else { return }
+        let call = state.calls[state.next]
+        state.next += 1
+        state.inHandler = true
+        // The handler is called directly (not through Router.invoke): one async frame less per call.
+        let response: HTTPResponse
+        do {
+            response = try await call.handler(call.request, call.parameters)
+        } catch {
+            response = Router.errorResponse(error)
+        }
+        guard loop.inEventLoop else {
+            // Only a suspended task resumes elsewhere, and then the batch is no longer its own.
+            let stream = NIOLoopBound(call.stream, eventLoop: loop)
+            loop.execute { connection.value.handlerResponded(stream: stream.value, response) }
+            return
+        }
+        connection.value.handlerResponded(stream: call.stream, response)
+        if batch.value.detached { return }
+        batch.value.inHandler = false
+    }
+}
+
+/// An async handler call waiting to run (see `NGHTTP2Connection.runPendingCalls`).
+struct PendingCall {
+    let handler: Router.Handler
+    let request: HTTPRequest
+    let parameters: RouteParameters
+    let stream: NGHTTP2Stream
+}
+
+/// The calls one handler task works through; touched only on the connection's event loop.
+final class CallBatch {
+    let calls: [PendingCall]
+    /// The index of the next call to start.
+    var next = 0
+    /// The task is inside a handler: if `Task.immediate` returns while this is set, the task suspended.
+    var inHandler = false
+    /// The dispatcher gave the calls after `next` to another task; this one stops after its current call.
+    var detached = false
+
+    init(calls: [PendingCall]) {
+        self.calls = calls
     }
 }
 
@@ -1053,6 +1175,8 @@ final class NGHTTP2Stream {
     var unconsumedBytes = 0
     var lastActivity: NIODeadline
     var timedOut = false
+    /// nghttp2 closed the stream (or the connection went away); answers for it are dropped.
+    var isClosed = false
     // Server: the route waiting for a collected body, and whether a response was submitted.
     var pendingRoute: (route: Router.Route, parameters: RouteParameters)?
     var responseStarted = false

@@ -105,6 +105,34 @@ import Testing
         }
     }
 
+    @Test func cancellingTheCallerResetsTheStreamAndKeepsTheConnection() async throws {
+        let (entered, enteredSink) = AsyncStream<Void>.makeStream()
+        let (gate, gateSink) = AsyncStream<Void>.makeStream()
+        defer { gateSink.finish() }
+        var router = Router()
+        router.get("/stuck") { _, _ in
+            enteredSink.yield()
+            for await _ in gate {}
+            return .json("\"late\"")
+        }
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        try await withServer(router) { server, port in
+            try await withClient(port: port) { client in
+                let call = Task {
+                    try await client.send(HTTPRequest(method: .get, path: "/stuck"), deadline: testDeadline())
+                }
+                var enteredIterator = entered.makeAsyncIterator()
+                await enteredIterator.next()
+                call.cancel()
+                let error = await #expect(throws: HTTP2ClientError.self) { try await call.value }
+                #expect(error?.kind == .cancelled)
+                let response = try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline())
+                #expect(response.status == 200)
+                #expect(server.acceptedConnections == 1)
+            }
+        }
+    }
+
     @Test func gracefulShutdownFinishesInFlightStreams() async throws {
         let (entered, enteredSink) = AsyncStream<Void>.makeStream()
         let (gate, gateSink) = AsyncStream<Void>.makeStream()
@@ -131,6 +159,20 @@ import Testing
             await stopping.value
             try await running.value
         }
+    }
+
+    @Test func serverShutdownBeforeStartAndTwiceReturns() async throws {
+        let never = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Router())
+        await never.shutdown()
+        await never.shutdown()
+        await #expect(throws: HTTPError.self) { try await never.start() }
+
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Router())
+        try await server.start()
+        async let first: Void = server.shutdown()
+        async let second: Void = server.shutdown()
+        _ = await (first, second)
+        try await server.run()  // returns at once: the server has stopped
     }
 
     @Test func backoffDoublesAndIsCapped() {

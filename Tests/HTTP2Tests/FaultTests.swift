@@ -121,6 +121,21 @@ import Testing
         }
     }
 
+    @Test(arguments: [false, true])
+    func connectionThatNeverSendsAPrefaceIsClosed(acceptsHTTP1: Bool) async throws {
+        try await withServer(
+            Self.router(),
+            configure: {
+                $0.acceptsHTTP1 = acceptsHTTP1
+                $0.requestTimeout = .milliseconds(200)
+            }
+        ) { _, port in
+            let peer = try await RawPeer.connect(port: port)
+            for await _ in peer.received {}  // ends when the server closes the connection
+            try await self.expectServerAnswers(port: port)
+        }
+    }
+
     @Test func oversizedFrameGetsGoawayWithFrameSizeError() async throws {
         try await withServer(Self.router()) { _, port in
             let bytes =
@@ -135,6 +150,29 @@ import Testing
             #expect(errorCode == 0x6, "expected FRAME_SIZE_ERROR (6), got \(errorCode)")
             try await self.expectServerAnswers(port: port)
         }
+    }
+
+    @Test func gracefulShutdownSendsGoawayAndCloses() async throws {
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Self.router())
+        let port = try await server.start()
+        let peer = try await RawPeer.connect(port: port)
+        // SETTINGS, then a PING: its ACK proves the server's session is up before shutting down.
+        try await peer.send(
+            clientPreface + frame(type: 0x4) + frame(type: 0x6, payload: [UInt8](repeating: 7, count: 8)))
+        var bytes: [UInt8] = []
+        var iterator = peer.received.makeAsyncIterator()
+        while !parseFrames(bytes).contains(where: { $0.type == 0x6 && $0.flags & 0x1 != 0 }) {
+            guard let more = await iterator.next() else { break }
+            bytes += more
+        }
+        await server.shutdown()
+        while let more = await iterator.next() {
+            bytes += more
+        }
+        let goaway = try #require(parseFrames(bytes).first { $0.type == 0x7 }, "no GOAWAY before the close")
+        let payload = Array(goaway.payload)
+        try #require(payload.count >= 8)
+        #expect(payload[4..<8].allSatisfy { $0 == 0 }, "expected NO_ERROR in \(payload)")
     }
 
     @Test func headerListOverTheLimitGets431() async throws {

@@ -47,8 +47,12 @@ import Testing
         }
     }
 
-    @Test func thousandConcurrentRequestsShareOneConnection() async throws {
-        try await withServer(Self.echoRouter()) { server, port in
+    @Test(arguments: [true, false])
+    func thousandConcurrentRequestsShareOneConnection(runsHandlersOnEventLoop: Bool) async throws {
+        try await withServer(
+            Self.echoRouter(),
+            configure: { $0.runsHandlersOnEventLoop = runsHandlersOnEventLoop }
+        ) { server, port in
             try await withClient(port: port) { client in
                 let bodies = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                     for index in 0..<1000 {
@@ -69,6 +73,45 @@ import Testing
                 #expect(bodies.count == 1000)
                 #expect(bodies.allSatisfy { String($0.key) == $0.value })
                 #expect(server.acceptedConnections == 1)
+            }
+        }
+    }
+
+    /// Handlers that suspend must not hold up handlers dispatched after them on the same connection
+    /// (the server shares one task between handlers until one suspends).
+    @Test(arguments: [true, false])
+    func suspendedHandlersDoNotHoldUpOthers(runsHandlersOnEventLoop: Bool) async throws {
+        let (gate, gateSink) = AsyncStream<Void>.makeStream()
+        defer { gateSink.finish() }
+        var router = Router()
+        router.get("/wait/{index}") { _, parameters in
+            for await _ in gate {}
+            return .json(parameters["index"] ?? "")
+        }
+        router.get("/fast/{index}") { _, parameters in .json(parameters["index"] ?? "") }
+        try await withServer(router, configure: { $0.runsHandlersOnEventLoop = runsHandlersOnEventLoop }) { _, port in
+            try await withClient(port: port) { client in
+                // Waiting and fast calls interleaved, so they share the server's read bursts and batches.
+                var waiting: [Task<HTTPResponse, any Error>] = []
+                var fast: [Task<HTTPResponse, any Error>] = []
+                for index in 0..<100 {
+                    let path = index % 2 == 0 ? "/wait/\(index / 2)" : "/fast/\(index / 2)"
+                    // A stuck batch would show as deadlineExceeded here rather than as a hang.
+                    let call = Task {
+                        try await client.send(HTTPRequest(method: .get, path: path), deadline: .now() + .seconds(20))
+                    }
+                    if index % 2 == 0 { waiting.append(call) } else { fast.append(call) }
+                }
+                // Every fast call completes while the waiting ones are still suspended.
+                for (index, call) in fast.enumerated() {
+                    let response = try await call.value
+                    #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(index)")
+                }
+                gateSink.finish()
+                for (index, call) in waiting.enumerated() {
+                    let response = try await call.value
+                    #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(index)")
+                }
             }
         }
     }

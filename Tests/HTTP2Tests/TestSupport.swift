@@ -232,3 +232,53 @@ func toolPath(_ name: String) -> String? {
     }
     return nil
 }
+
+/// A raw TCP peer whose received bytes can be awaited as they arrive.
+final class RawPeer: Sendable {
+    let channel: any Channel
+    let received: AsyncStream<[UInt8]>
+
+    private init(channel: any Channel, received: AsyncStream<[UInt8]>) {
+        self.channel = channel
+        self.received = received
+    }
+
+    static func connect(port: Int) async throws -> RawPeer {
+        let (received, sink) = AsyncStream<[UInt8]>.makeStream()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(StreamingHandler(sink: sink))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        return RawPeer(channel: channel, received: received)
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+    }
+}
+
+private final class StreamingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let sink: AsyncStream<[UInt8]>.Continuation
+
+    init(sink: AsyncStream<[UInt8]>.Continuation) {
+        self.sink = sink
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.sink.yield(Array(self.unwrapInboundIn(data).readableBytesView))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.sink.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
