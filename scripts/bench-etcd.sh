@@ -26,6 +26,11 @@ trap cleanup EXIT
 for tool in etcd etcdctl h2load python3; do
   command -v "$tool" >/dev/null || { echo "bench-etcd: $tool is missing (FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh)" >&2; exit 1; }
 done
+for port in 23791 23792 23793 23801 23802 23803 27101 27102 27103 27201 27202 27203; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "bench-etcd: port $port is in use (a previous run left a process?); free it first" >&2; exit 1
+  fi
+done
 echo "building flotilla (release)…" >&2
 swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 flotilla="$scratch/release/flotilla"
@@ -106,6 +111,7 @@ wait_for flotilla_leader
 load() { # system clients streams requests
   local system=$1 c=$2 m=$3 n=$4 log="$work/h2load-$1-$2-$3.log"
   local leader url before
+  rm -f "$log"  # h2load appends to its log file
   if [ "$system" = etcd ]; then
     leader=$(etcd_leader); before=$(etcd_revision "$leader")
     h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-put.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -138,27 +144,28 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# SIGKILL the leader; time to the first acknowledged write through another member.
-failover() { # system → milliseconds
+# SIGKILL the leader; time to the first acknowledged write through another member. Sets
+# failover_ms (not printed: a $(…) subshell would lose the restarted member's pid).
+failover() { # system
   local system=$1 leader other start
   if [ "$system" = etcd ]; then
     leader=$(etcd_leader); other=$(( leader % 3 + 1 ))
     start=$(date +%s%N); kill -9 "${etcd_pid[$leader]}"; wait "${etcd_pid[$leader]}" 2>/dev/null || true
     until etcdctl --endpoints "127.0.0.1:2379$other" --command-timeout=200ms put failover x >/dev/null 2>&1; do :; done
-    echo $(( ($(date +%s%N) - start) / 1000000 ))
+    failover_ms=$(( ($(date +%s%N) - start) / 1000000 ))
     etcd_start "$leader"; wait_for etcd_leader; sleep 1
   else
     leader=$(flotilla_leader); other=$(( leader % 3 + 1 ))
     start=$(date +%s%N); kill -9 "${flotilla_pid[$leader]}"; wait "${flotilla_pid[$leader]}" 2>/dev/null || true
     until curl -sf --max-time 0.5 -X PUT -d '{"value":"x"}' "http://127.0.0.1:2710$other/v1/config/failover" >/dev/null; do :; done
-    echo $(( ($(date +%s%N) - start) / 1000000 ))
+    failover_ms=$(( ($(date +%s%N) - start) / 1000000 ))
     flotilla_start "$leader"; wait_for flotilla_leader; sleep 1
   fi
 }
 etcd_failovers=(); flotilla_failovers=()
 for _ in $(seq 1 "$KILLS"); do
-  etcd_failovers+=("$(failover etcd)")
-  flotilla_failovers+=("$(failover flotilla)")
+  failover etcd; etcd_failovers+=("$failover_ms")
+  failover flotilla; flotilla_failovers+=("$failover_ms")
 done
 
 python3 - "$ROUNDS" "${etcd_failovers[*]}" "${flotilla_failovers[*]}" <<PY
