@@ -28,6 +28,10 @@ public final class HTTP2Server: Sendable {
         public var maxRequestBodySize: Int = 8 << 20
         /// How long a request may go without receiving any of its body before it is answered 408.
         public var requestTimeout: TimeAmount = .seconds(30)
+        /// How long a new connection may take to send its first bytes (the preface) before it is
+        /// closed. Separate from `requestTimeout` so a short request timeout never races a busy
+        /// client's connection set-up.
+        public var connectionSetupTimeout: TimeAmount = .seconds(10)
         /// The flow-control window per stream: the most body bytes buffered for one slow reader.
         public var initialStreamWindowSize: Int = 1 << 20
         /// The flow-control window for the whole connection.
@@ -93,6 +97,7 @@ public final class HTTP2Server: Sendable {
             maxHeaderListSize: self.configuration.maxHeaderListSize,
             maxRequestBodySize: self.configuration.maxRequestBodySize,
             requestTimeout: self.configuration.requestTimeout,
+            connectionSetupTimeout: self.configuration.connectionSetupTimeout,
             initialStreamWindowSize: self.configuration.initialStreamWindowSize,
             connectionWindowSize: self.configuration.connectionWindowSize,
             runsHandlersOnEventLoop: self.configuration.runsHandlersOnEventLoop
@@ -223,7 +228,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let settings: ServerSessionSettings
     private var buffered: ByteBuffer?
-    /// Closes a connection that does not say which protocol it speaks within `requestTimeout`.
+    /// Closes a connection that does not say which protocol it speaks within `connectionSetupTimeout`.
     private var decisionTimeout: Scheduled<Void>?
 
     init(settings: ServerSessionSettings) {
@@ -232,7 +237,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
-        self.decisionTimeout = context.eventLoop.scheduleTask(in: self.settings.requestTimeout) {
+        self.decisionTimeout = context.eventLoop.scheduleTask(in: self.settings.connectionSetupTimeout) {
             channel.close(promise: nil)
         }
     }

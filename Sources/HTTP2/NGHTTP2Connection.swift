@@ -9,6 +9,7 @@ struct ServerSessionSettings: Sendable {
     var maxHeaderListSize: Int
     var maxRequestBodySize: Int
     var requestTimeout: TimeAmount
+    var connectionSetupTimeout: TimeAmount
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
     var runsHandlersOnEventLoop: Bool
@@ -86,7 +87,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// and requests beyond nghttp2's assumed limit would be refused.
     private var peerSettings: EventLoopPromise<Void>?
     /// When the connection was set up, and whether the peer has sent anything since (server: a client
-    /// that never sends its preface is closed after `requestTimeout`).
+    /// that never sends its preface is closed after `connectionSetupTimeout`).
     private let startedAt = NIODeadline.now()
     private var receivedBytes = false
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
@@ -252,7 +253,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server.maxHeaderListSize),
             ]
             connectionWindow = server.connectionWindowSize
-            let interval = TimeAmount.nanoseconds(max(server.requestTimeout.nanoseconds / 4, 10_000_000))
+            let shortest = min(server.requestTimeout, server.connectionSetupTimeout)
+            let interval = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
             self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
                 initialDelay: interval,
                 delay: interval
@@ -941,7 +943,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     private func sweepRequestTimeouts() {
         guard case .server(let server) = self.role, self.session != nil else { return }
         let now = NIODeadline.now()
-        if !self.receivedBytes && now - self.startedAt >= server.requestTimeout {
+        if !self.receivedBytes && now - self.startedAt >= server.connectionSetupTimeout {
             // Connected but never sent a preface (a stalled or idle-probing client): close it.
             self.closeConnection()
             return

@@ -127,7 +127,7 @@ import Testing
             Self.router(),
             configure: {
                 $0.acceptsHTTP1 = acceptsHTTP1
-                $0.requestTimeout = .milliseconds(200)
+                $0.connectionSetupTimeout = .milliseconds(200)
             }
         ) { _, port in
             let peer = try await RawPeer.connect(port: port)
