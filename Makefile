@@ -30,7 +30,7 @@ format:
 
 test: deps lint
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	./scripts/run-tests.sh
 
 # Benchmarks print markdown tables; docs/benchmarks.md records them with the commands.
 bench:
