@@ -105,3 +105,23 @@ public struct WireFormatError: Error, Hashable, Sendable, CustomStringConvertibl
 
     public init(_ description: String) { self.description = description }
 }
+
+extension ByteReader {
+    /// A node id: a varint that must not be 0 (0 means "no node" in Raft).
+    public mutating func readNodeID() throws(WireFormatError) -> NodeID {
+        let start = offset
+        let raw = try readVarint()
+        guard raw != 0 else { throw WireFormatError("node id at byte \(start) is 0") }
+        return NodeID(raw)
+    }
+
+    /// A length-prefixed string that must be valid UTF-8.
+    public mutating func readString() throws(WireFormatError) -> String {
+        let start = offset
+        let bytes = try readBytes()
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw WireFormatError("the string at byte \(start) is not valid UTF-8")
+        }
+        return text
+    }
+}

@@ -25,15 +25,6 @@ extension WireCodable {
     }
 }
 
-extension NodeID {
-    fileprivate init(from reader: inout ByteReader) throws(WireFormatError) {
-        let start = reader.offset
-        let raw = try reader.readVarint()
-        guard raw != 0 else { throw WireFormatError("node id at byte \(start) is 0") }
-        self.init(raw)
-    }
-}
-
 extension Set<NodeID> {
     fileprivate func encode(into writer: inout ByteWriter) {
         writer.writeVarint(count)
@@ -43,7 +34,7 @@ extension Set<NodeID> {
     fileprivate init(from reader: inout ByteReader) throws(WireFormatError) {
         let count = try reader.readCount()
         self.init(minimumCapacity: count)
-        for _ in 0..<count { insert(try NodeID(from: &reader)) }
+        for _ in 0..<count { insert(try reader.readNodeID()) }
     }
 }
 
@@ -227,8 +218,8 @@ extension Message: WireCodable {
     }
 
     public init(from reader: inout ByteReader) throws(WireFormatError) {
-        let from = try NodeID(from: &reader)
-        let to = try NodeID(from: &reader)
+        let from = try reader.readNodeID()
+        let to = try reader.readNodeID()
         let term = Term(try reader.readVarint())
         let kind: MessageKind
         switch try reader.readByte() {
