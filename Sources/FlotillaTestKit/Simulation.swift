@@ -287,6 +287,12 @@ public struct Simulation {
         while nodes[slot].lifecycle == .running, nodes[slot].raft!.hasReady {
             let ready = nodes[slot].raft!.ready()
 
+            // 2, early: a leader's appends may travel while it writes (the crash below then hits a
+            // leader whose followers already hold entries it has not made durable).
+            if ready.canSendBeforePersisting {
+                for message in ready.messages { send(message) }
+            }
+
             // 1. Persist: snapshot, entries, hard state; then sync, unless the node dies first.
             var wrote = false
             if let snapshot = ready.snapshot {
@@ -313,7 +319,9 @@ public struct Simulation {
             nodes[slot].disk.sync()
 
             // 2. Send.
-            for message in ready.messages { send(message) }
+            if !ready.canSendBeforePersisting {
+                for message in ready.messages { send(message) }
+            }
             if wrote && nodes[slot].crashesAfterNextWrite {
                 try crash(slot: slot, midWrite: false)
                 return

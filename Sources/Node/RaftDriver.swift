@@ -37,7 +37,8 @@ public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertibl
 ///
 /// An actor owns the `RaftNode`, its disk storage and the state machine, and after every input
 /// (a tick, a peer message, a proposal) drains the core's `Ready` batches in the contract's
-/// order: persist (one fsync), send, apply, serve reads, advance. Inputs that arrive while a
+/// order: persist (one fsync), send, apply, serve reads, advance — a leader sends its appends
+/// before its fsync when the core allows it. Inputs that arrive while a
 /// batch is being persisted queue on the actor and go into the next batch together — group
 /// commit without a timer.
 ///
@@ -275,7 +276,10 @@ public actor RaftDriver {
         drainScheduled = false
         while running && node.hasReady {
             let ready = node.ready()
-            // 1. Persist, durably, before anything leaves the node.
+            // 2, early: a leader's appends travel while it writes; its followers' fsyncs and its
+            // own run side by side (the core counts its own entries only once `advance` says so).
+            if ready.canSendBeforePersisting && !ready.messages.isEmpty { transport.send(ready.messages) }
+            // 1. Persist, durably, before anything else leaves the node.
             do {
                 try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
             } catch {
@@ -285,7 +289,7 @@ public actor RaftDriver {
                 return
             }
             // 2. Send.
-            if !ready.messages.isEmpty { transport.send(ready.messages) }
+            if !ready.canSendBeforePersisting && !ready.messages.isEmpty { transport.send(ready.messages) }
             // 3. Restore, then apply only committed entries.
             if let snapshot = ready.snapshot {
                 do {

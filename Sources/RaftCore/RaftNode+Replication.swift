@@ -18,13 +18,14 @@ extension RaftNode {
 
     /// §5.3, §5.4.2: commit the highest index stored on a quorum of voters, but only by counting
     /// replicas of an entry of the current term (earlier entries then commit indirectly, Figure 8).
+    /// The leader's own replica counts once its shell has reported it durable.
     @discardableResult
     mutating func maybeCommit() -> Bool {
         guard currentRole == .leader, !membership.voters.isEmpty else { return false }
         var matches: [LogIndex] = []
         matches.reserveCapacity(membership.voters.count)
         for voter in membership.voters {
-            matches.append(voter == id ? log.lastIndex : progress[voter]?.match ?? 0)
+            matches.append(voter == id ? persistedIndex : progress[voter]?.match ?? 0)
         }
         matches.sort(by: >)
         let quorumIndex = matches[membership.quorum - 1]
@@ -93,6 +94,7 @@ extension RaftNode {
             if firstNew <= log.lastIndex {
                 log.truncate(from: firstNew)
                 unstableFrom = min(unstableFrom, firstNew)
+                persistedIndex = min(persistedIndex, firstNew.previous)
                 if membershipIndex >= firstNew { recomputeMembershipFromLog() }
             }
             for entry in append.entries[conflict...] {

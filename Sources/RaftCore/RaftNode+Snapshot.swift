@@ -171,6 +171,8 @@ extension RaftNode {
         latestSnapshot = snapshot
         snapshotToHandOver = snapshot
         unstableFrom = metadata.index + 1
+        // The log now starts after the snapshot: nothing of it is durable until the shell says so.
+        persistedIndex = min(persistedIndex, metadata.index)
         handedCommit = metadata.index
     }
 }

@@ -83,6 +83,13 @@ public struct RaftNode: Sendable {
     /// Invariant: `unstableFrom <= log.lastIndex + 1`; it moves back when a suffix is truncated.
     var unstableFrom: LogIndex
     var handedHardState: HardState
+    /// The hard state the shell has reported durable (through `advance`). While the term and vote in
+    /// it are the current ones, a leader's messages promise nothing that is still unwritten.
+    var persistedHardState: HardState
+    /// The last log index the shell has reported durable (through `advance`). A leader counts
+    /// itself toward a quorum only up to here, which is what lets it send entries while it writes
+    /// them (Ongaro's dissertation §10.2.1). Invariant: `persistedIndex <= log.lastIndex`.
+    var persistedIndex: LogIndex
     var handedLeader: NodeID?
     var handedRole: Role = .follower
     /// Committed entries up to here were handed to the shell for apply. Invariant: `applied <= handedCommit <= commit`.
@@ -118,6 +125,8 @@ public struct RaftNode: Sendable {
         self.snapshotMembership = membership
         self.unstableFrom = 1
         self.handedHardState = HardState()
+        self.persistedHardState = HardState()
+        self.persistedIndex = 0
         self.handedCommit = 0
         self.applied = 0
         self.appliedRequests = [:]
@@ -197,6 +206,8 @@ public struct RaftNode: Sendable {
         self.latestSnapshot = snapshot
         self.unstableFrom = restoredLog.lastIndex + 1
         self.handedHardState = hardState
+        self.persistedHardState = hardState
+        self.persistedIndex = restoredLog.lastIndex
         self.handedCommit = snapshotIndex
         self.applied = snapshotIndex
         self.appliedRequests = snapshot?.metadata.appliedRequests ?? [:]
@@ -357,6 +368,12 @@ public struct RaftNode: Sendable {
             unstableFrom = log.lastIndex + 1
         }
         swap(&batch.messages, &messages)
+        // A leader whose term and vote are on disk promises nothing by its appends, heartbeats or
+        // read answers that the write still in progress could break: it counts its own entries
+        // toward commit only once they are reported durable. Everyone else waits for the fsync.
+        batch.canSendBeforePersisting =
+            currentRole == .leader && batch.snapshot == nil && currentTerm == persistedHardState.term
+            && vote == persistedHardState.vote
         if handedCommit < commit {
             var bytes = 0
             var index = handedCommit + 1
@@ -385,6 +402,16 @@ public struct RaftNode: Sendable {
             "advance to applied \(newApplied) beyond the entries handed out (\(handedCommit)); pass the Ready you were given"
         )
         applied = newApplied
+        if let state = ready.hardState { persistedHardState = state }
+        if let snapshot = ready.snapshot, log.snapshotIndex == snapshot.metadata.index {
+            persistedIndex = max(persistedIndex, snapshot.metadata.index)
+        }
+        if let last = ready.entries.last, log.term(at: last.index) == last.term {
+            // Writing entries from `first.index` on replaced whatever the disk held after them.
+            persistedIndex = last.index
+        }
+        // The leader's own durable entries may complete a quorum the followers already formed.
+        if currentRole == .leader { maybeCommit() }
     }
 
     /// Updates the dedup table for a committed entry; returns true if its request was already applied.

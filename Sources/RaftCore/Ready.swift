@@ -40,14 +40,19 @@ public struct CommittedEntry: Hashable, Sendable {
 ///    the whole stored log (the log continues after `snapshot.metadata.index`). Then `entries`: if
 ///    the stored log has entries at or after `entries.first.index`, delete them first (a leader
 ///    overwrote them), then append. Then `hardState` if present. One fsync may cover all three.
-/// 2. **Send `messages`, only after step 1 is durable.** A vote or an acknowledgement sent before
-///    the term, vote or entries it promises are on disk can elect two leaders or lose a committed
-///    entry after a crash. Messages may be lost, duplicated or reordered; Raft tolerates that.
+/// 2. **Send `messages`, only after step 1 is durable** — unless `canSendBeforePersisting` is set,
+///    in which case send them first and persist while they travel. A vote or an acknowledgement
+///    sent before the term, vote or entries it promises are on disk can elect two leaders or lose a
+///    committed entry after a crash. A leader's appends promise nothing about its own disk: it
+///    counts its own entries toward commit only after `advance` reports them durable, so its fsync
+///    and its followers' run side by side (Ongaro's dissertation §10.2.1). Messages may be lost,
+///    duplicated or reordered; Raft tolerates that.
 /// 3. **Restore the state machine from `snapshot` if present, then apply `committedEntries` in
 ///    order** — and nothing else: only these are committed. Skip the effect of an entry whose
 ///    `isDuplicate` is set but answer its client.
 /// 4. **Serve `readStates`:** a read may answer once the applied index is at least its `index`.
-/// 5. **Call `advance(_:)` with this value.** Then ask `hasReady` again.
+/// 5. **Call `advance(_:)` with this value**, which also tells the core that step 1 is durable.
+///    Then ask `hasReady` again.
 ///
 /// Every field holds only what is new since the previous `Ready`; an unchanged `hardState` is nil.
 public struct Ready: Sendable {
@@ -57,8 +62,11 @@ public struct Ready: Sendable {
     public var entries: [Entry]
     /// A snapshot received from the leader, to persist and restore (see duties 1 and 3).
     public var snapshot: Snapshot?
-    /// Messages to send once step 1 is durable.
+    /// Messages to send once step 1 is durable (or at once, see `canSendBeforePersisting`).
     public var messages: [Message]
+    /// The messages promise nothing that step 1 is writing: the shell may send them before (or
+    /// while) it persists. Set only for a leader whose term and vote are already durable.
+    public var canSendBeforePersisting: Bool
     /// Committed entries to apply, in order.
     public var committedEntries: [CommittedEntry]
     /// Linearizable reads that may be served once their index is applied.
@@ -76,7 +84,8 @@ public struct Ready: Sendable {
         committedEntries: [CommittedEntry] = [],
         readStates: [ReadState] = [],
         leader: NodeID? = nil,
-        role: Role = .follower
+        role: Role = .follower,
+        canSendBeforePersisting: Bool = false
     ) {
         self.hardState = hardState
         self.entries = entries
@@ -86,6 +95,7 @@ public struct Ready: Sendable {
         self.readStates = readStates
         self.leader = leader
         self.role = role
+        self.canSendBeforePersisting = canSendBeforePersisting
     }
 
     /// True when the batch asks nothing of the shell.

@@ -302,6 +302,15 @@ struct ScenarioHarness {
         let ready = shell.node.ready()
         var lines: [String] = []
         let head = "\(id): \(ready.role) leader=\(ready.leader.map(\.description) ?? "-")"
+        // 2, early: a leader whose term and vote are durable sends while it writes (marked only
+        // when there is something to write, so heartbeat rounds read as before).
+        let sendsEarly = ready.canSendBeforePersisting && (!ready.entries.isEmpty || ready.hardState != nil)
+        if sendsEarly {
+            for message in ready.messages {
+                network.append(message)
+                lines.append("  send (before persisting) \(message)")
+            }
+        }
         // 1. Persist.
         if let snapshot = ready.snapshot {
             shell.snapshot = snapshot
@@ -318,7 +327,7 @@ struct ScenarioHarness {
             lines.append("  persist \(hardState)")
         }
         // 2. Send.
-        for message in ready.messages {
+        for message in ready.messages where !sendsEarly {
             network.append(message)
             lines.append("  send \(message)")
         }
