@@ -1,18 +1,39 @@
 // The replicated state machine every node applies committed commands to (DESIGN.md §7).
 import ClusterModel
 
-/// The cluster's replicated state: today the named settings that policies read and the addresses
-/// of members added at run time; nodes, volumes, VMs and migrations join it as they are built.
+/// The cluster's replicated state: named settings, member addresses, nodes, volumes, VMs,
+/// migrations and a bounded event history.
 ///
 /// Pure and deterministic: `apply` depends only on the state and the command, so every node that
 /// applies the same log reaches the same state. Commands are validated here, at apply time,
 /// against the committed state — never only by the node that proposed them.
 public struct ClusterState: Hashable, Sendable {
     /// Named settings (`flotilla config set/get/list`); keys are `Setting.validate`d.
-    public private(set) var settings: [String: String] = [:]
+    public internal(set) var settings: [String: String] = [:]
     /// Where each member added through the API is reached. (The founding members' addresses come
     /// from their configuration; Raft's own log holds who votes.)
-    public private(set) var memberAddresses: [NodeID: MemberAddresses] = [:]
+    public internal(set) var memberAddresses: [NodeID: MemberAddresses] = [:]
+    /// The nodes that run VMs, by id.
+    public internal(set) var nodes: [NodeID: NodeRecord] = [:]
+    /// The Cluster Shared Volumes, by id.
+    public internal(set) var volumes: [VolumeID: VolumeRecord] = [:]
+    /// The VMs, by id.
+    public internal(set) var vms: [VMID: VMRecord] = [:]
+    /// The active migrations and the most recent finished ones (`finishedMigrationsKept`).
+    public internal(set) var migrations: [MigrationID: MigrationRecord] = [:]
+    /// The most recent events, oldest first, at most `eventHistoryLimit`; sequences grow by one.
+    public internal(set) var events: [ClusterEvent] = []
+    /// The id the next created VM gets; greater than every id ever given.
+    public internal(set) var nextVMID: VMID = 1
+    /// The id the next migration gets; greater than every id ever given.
+    public internal(set) var nextMigrationID: MigrationID = 1
+    /// The sequence number of the next event; greater than every sequence ever given.
+    public internal(set) var nextEventSequence: UInt64 = 1
+
+    /// How many events the state keeps; older ones are dropped (their sequence numbers are not reused).
+    public static let eventHistoryLimit = 1000
+    /// How many finished migrations the state keeps for inspection; older ones are dropped.
+    public static let finishedMigrationsKept = 100
 
     public init() {}
 
@@ -153,55 +174,5 @@ extension CommandResult {
         case 1: self = .rejected(try reader.readString())
         case let kind: throw WireFormatError("unknown command result kind \(kind)")
         }
-    }
-}
-
-extension ClusterState {
-    /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
-    public var snapshot: [UInt8] {
-        var writer = ByteWriter()
-        writer.write(1 as UInt8)
-        writer.writeVarint(settings.count)
-        for (key, value) in settings.sorted(by: { $0.key < $1.key }) {
-            writer.write(Array(key.utf8))
-            writer.write(Array(value.utf8))
-        }
-        writer.writeVarint(memberAddresses.count)
-        for (id, addresses) in memberAddresses.sorted(by: { $0.key < $1.key }) {
-            writer.writeVarint(id.rawValue)
-            addresses.encode(into: &writer)
-        }
-        return writer.bytes
-    }
-
-    public init(snapshot bytes: [UInt8]) throws(WireFormatError) {
-        var reader = ByteReader(bytes)
-        let version = try reader.readByte()
-        guard version == 1 else { throw WireFormatError("cluster state snapshot version \(version) is not known") }
-        self.init()
-        for _ in 0..<(try reader.readCount(elementBytes: 2)) {
-            settings[try reader.readString()] = try reader.readString()
-        }
-        for _ in 0..<(try reader.readCount(elementBytes: 5)) {
-            memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
-        }
-        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
-    }
-}
-
-extension MemberAddresses {
-    fileprivate func encode(into writer: inout ByteWriter) {
-        writer.write(Array(peer.description.utf8))
-        writer.write(Array(client.description.utf8))
-    }
-
-    fileprivate init(from reader: inout ByteReader) throws(WireFormatError) {
-        let start = reader.offset
-        guard let peer = Endpoint(parsing: try reader.readString()),
-            let client = Endpoint(parsing: try reader.readString())
-        else {
-            throw WireFormatError("member addresses at byte \(start) are not host:port")
-        }
-        self.init(peer: peer, client: client)
     }
 }
