@@ -3,9 +3,6 @@ import ClusterModel
 import ClusterState
 import Testing
 
-private let mib: UInt64 = 1 << 20
-private let gib: UInt64 = 1 << 30
-
 @Test func consistentMemorySettingsHaveNoProblem() {
     #expect(MemorySettings(startup: gib, minimum: 512 * mib, maximum: 4 * gib).problem == nil)
     #expect(MemorySettings(startup: gib, minimum: gib, maximum: gib, bufferPercent: 5, priority: 0).problem == nil)
