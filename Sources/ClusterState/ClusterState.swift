@@ -1,41 +1,274 @@
 // The replicated state machine every node applies committed commands to (DESIGN.md §7).
 import ClusterModel
 
-/// The cluster's replicated state: today the named settings that policies read and the addresses
-/// of members added at run time; nodes, volumes, VMs and migrations join it as they are built.
+/// The cluster's replicated state: named settings, member addresses, nodes, volumes, VMs,
+/// migrations and a bounded event history.
 ///
 /// Pure and deterministic: `apply` depends only on the state and the command, so every node that
 /// applies the same log reaches the same state. Commands are validated here, at apply time,
 /// against the committed state — never only by the node that proposed them.
 public struct ClusterState: Hashable, Sendable {
     /// Named settings (`flotilla config set/get/list`); keys are `Setting.validate`d.
-    public private(set) var settings: [String: String] = [:]
+    public internal(set) var settings: [String: String] = [:]
     /// Where each member added through the API is reached. (The founding members' addresses come
     /// from their configuration; Raft's own log holds who votes.)
-    public private(set) var memberAddresses: [NodeID: MemberAddresses] = [:]
+    public internal(set) var memberAddresses: [NodeID: MemberAddresses] = [:]
+    /// The nodes that run VMs, by id.
+    public internal(set) var nodes: [NodeID: NodeRecord] = [:]
+    /// The Cluster Shared Volumes, by id.
+    public internal(set) var volumes: [VolumeID: VolumeRecord] = [:]
+    /// The VMs, by id.
+    public internal(set) var vms: [VMID: VMRecord] = [:]
+    /// The active migrations and the most recent finished ones (`finishedMigrationsKept`).
+    public internal(set) var migrations: [MigrationID: MigrationRecord] = [:]
+    /// The most recent events, oldest first, at most `eventHistoryLimit`; sequences grow by one.
+    public internal(set) var events: [ClusterEvent] = []
+    /// The id the next created VM gets; greater than every id ever given.
+    public internal(set) var nextVMID: VMID = 1
+    /// The id the next migration gets; greater than every id ever given.
+    public internal(set) var nextMigrationID: MigrationID = 1
+    /// The sequence number of the next event; greater than every sequence ever given.
+    public internal(set) var nextEventSequence: UInt64 = 1
+
+    /// How many events the state keeps; older ones are dropped (their sequence numbers are not reused).
+    public static let eventHistoryLimit = 1000
+    /// How many finished migrations the state keeps for inspection; older ones are dropped.
+    public static let finishedMigrationsKept = 100
 
     public init() {}
 
-    /// Applies one committed command and returns the answer for its client.
-    public mutating func apply(_ command: ClusterCommand) -> CommandResult {
-        switch command {
-        case .setSetting(let key, let value):
-            if let problem = Setting.problem(key: key, value: value) { return .rejected(problem) }
-            let previous = settings.updateValue(value, forKey: key)
-            return .applied(previous: previous)
-        case .deleteSetting(let key):
-            if let problem = Setting.problem(key: key, value: "") { return .rejected(problem) }
-            guard let previous = settings.removeValue(forKey: key) else {
-                return .rejected("no setting named \(key)")
-            }
-            return .applied(previous: previous)
-        case .registerMember(let id, let addresses):
-            if let (other, _) = memberAddresses.first(where: { $0.key != id && $0.value.peer == addresses.peer }) {
-                return .rejected("peer address \(addresses.peer) already belongs to \(other); give \(id) its own")
-            }
-            let previous = memberAddresses.updateValue(addresses, forKey: id)
-            return .applied(previous: previous.map { "\($0.peer) \($0.client)" })
+    /// Applies one committed log entry and returns the answer for its client.
+    public mutating func apply(_ envelope: CommandEnvelope) -> CommandResult {
+        apply(envelope.command, proposedAt: envelope.proposedAt)
+    }
+
+    /// Applies one committed command, proposed at `proposedAt` (the proposer's wall clock,
+    /// milliseconds since 1970, which is all `apply` knows of time), and returns the answer.
+    ///
+    /// Every handler validates before it changes anything, so a rejected command leaves the
+    /// state exactly as it was.
+    public mutating func apply(_ command: ClusterCommand, proposedAt: UInt64) -> CommandResult {
+        let context = ApplyContext(time: proposedAt, command: command.kind)
+        do throws(Rejection) {
+            return .applied(try execute(command, context))
+        } catch {
+            return .rejected(error)
         }
+    }
+
+    private mutating func execute(_ command: ClusterCommand, _ context: ApplyContext) throws(Rejection)
+        -> CommandOutcome
+    {
+        switch command {
+        case .setSetting(let key, let value): return try setSetting(key, value, context)
+        case .deleteSetting(let key): return try deleteSetting(key, context)
+        case .registerMember(let id, let addresses): return try registerMember(id, addresses, context)
+        case .registerNode(let registration): return try registerNode(registration, context)
+        case .setNodeState(let node, let state): return try setNodeState(node, state, context)
+        case .removeNode(let node): return try removeNode(node, context)
+        case .createVolume(let volume, let path, let coordinator):
+            return try createVolume(volume, path: path, coordinator: coordinator, context)
+        case .moveVolume(let volume, let coordinator): return try moveVolume(volume, to: coordinator, context)
+        case .deleteVolume(let volume): return try deleteVolume(volume, context)
+        case .createVM(let spec): return try createVM(spec, context)
+        case .deleteVM(let vm): return try deleteVM(vm, context)
+        case .startVM(let vm, let node): return try startVM(vm, on: node, context)
+        case .stopVM(let vm): return try stopVM(vm, context)
+        case .setVMMemory(let vm, let memory): return try setVMMemory(vm, memory, context)
+        case .setVMOwner(let vm, let owner, let expectedEpoch, let reason):
+            return try setVMOwner(vm, owner: owner, expectedEpoch: expectedEpoch, reason: reason, context)
+        case .beginMigration(let vm, let target): return try beginMigration(vm, to: target, context)
+        case .advanceMigration(let migration, let phase): return try advanceMigration(migration, to: phase, context)
+        case .finishMigration(let migration): return try finishMigration(migration, context)
+        case .abortMigration(let migration, let outcome, let reason):
+            return try abortMigration(migration, outcome: outcome, reason: reason, context)
+        }
+    }
+
+    // MARK: Settings and member addresses
+
+    private mutating func setSetting(_ key: String, _ value: String, _ context: ApplyContext) throws(Rejection)
+        -> CommandOutcome
+    {
+        if let problem = Setting.problem(key: key, value: value) { throw .invalid(problem) }
+        if key == Setting.migrationLimitKey {
+            guard let limit = Int(value), Setting.migrationLimitRange.contains(limit) else {
+                throw .invalid(
+                    "\(key) must be a whole number in \(Setting.migrationLimitRange), got \"\(value)\"")
+            }
+            try checkMigrationLimit(limit, key: key)
+        }
+        let previous = settings.updateValue(value, forKey: key)
+        let shown = value.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
+        record(.settingChanged, context, "\(key) set to \(shown)")
+        return .previous(previous)
+    }
+
+    private mutating func deleteSetting(_ key: String, _ context: ApplyContext) throws(Rejection) -> CommandOutcome {
+        if let problem = Setting.problem(key: key, value: "") { throw .invalid(problem) }
+        guard settings[key] != nil else { throw .notFound("no setting named \(key)") }
+        if key == Setting.migrationLimitKey { try checkMigrationLimit(Setting.defaultMigrationLimit, key: key) }
+        let previous = settings.removeValue(forKey: key)
+        record(.settingDeleted, context, "\(key) deleted")
+        return .previous(previous)
+    }
+
+    /// A lower limit may not strand migrations already running above it.
+    private func checkMigrationLimit(_ limit: Int, key: String) throws(Rejection) {
+        for node in nodes.keys.sorted() {
+            let running = activeMigrations(involving: node)
+            if running > limit {
+                throw .conflict(
+                    "\(node) takes part in \(running) migrations now; wait for them to end or set \(key) to at least \(running)"
+                )
+            }
+        }
+    }
+
+    private mutating func registerMember(_ id: NodeID, _ addresses: MemberAddresses, _ context: ApplyContext)
+        throws(Rejection) -> CommandOutcome
+    {
+        // Sorted, so every node names the same other member even if a damaged state had several.
+        if let (other, _) = memberAddresses.sorted(by: { $0.key < $1.key }).first(where: {
+            $0.key != id && $0.value.peer == addresses.peer
+        }) {
+            throw .conflict("peer address \(addresses.peer) already belongs to \(other); give \(id) its own")
+        }
+        let previous = memberAddresses.updateValue(addresses, forKey: id)
+        record(.memberRegistered, context, node: id, "peer \(addresses.peer), client \(addresses.client)")
+        return .previous(previous.map { "\($0.peer) \($0.client)" })
+    }
+
+    // MARK: Shared by the handlers
+
+    /// The migrations limit per node (`migration.max-per-node`, default 2).
+    public var migrationLimitPerNode: Int {
+        // A value written before the rule existed may not parse; the default holds then.
+        settings[Setting.migrationLimitKey].flatMap { Int($0) }.flatMap {
+            Setting.migrationLimitRange.contains($0) ? $0 : nil
+        } ?? Setting.defaultMigrationLimit
+    }
+
+    /// Records an event and drops the oldest beyond `eventHistoryLimit`.
+    mutating func record(
+        _ kind: EventKind, _ context: ApplyContext, node: NodeID? = nil, volume: VolumeID? = nil, vm: VMID? = nil,
+        migration: MigrationID? = nil, _ detail: String
+    ) {
+        events.append(
+            ClusterEvent(
+                sequence: nextEventSequence, time: context.time, kind: kind, node: node, volume: volume, vm: vm,
+                migration: migration, detail: detail, command: context.command))
+        nextEventSequence += 1
+        if events.count > Self.eventHistoryLimit { events.removeFirst(events.count - Self.eventHistoryLimit) }
+    }
+
+    /// The events after sequence `since`, oldest first (what `GET /v1/events?since=N` pages through).
+    /// If `since` is older than the oldest kept event, the answer starts at the oldest kept one.
+    public func events(since: UInt64) -> ArraySlice<ClusterEvent> {
+        let first = events.firstIndex(where: { $0.sequence > since }) ?? events.endIndex
+        return events[first...]
+    }
+
+    func knownNode(_ id: NodeID) throws(Rejection) -> NodeRecord {
+        guard let node = nodes[id] else {
+            throw .notFound(
+                nodes.isEmpty
+                    ? "no node \(id) is registered, and no node is yet; register it first"
+                    : "no node \(id) is registered; the nodes are \(Self.listed(nodes.keys))")
+        }
+        return node
+    }
+
+    func knownVolume(_ id: VolumeID) throws(Rejection) -> VolumeRecord {
+        guard let volume = volumes[id] else {
+            throw .notFound(
+                volumes.isEmpty
+                    ? "no volume \(id) exists, and no volume does yet; create it first"
+                    : "no volume \(id) exists; the volumes are \(Self.listed(volumes.keys))")
+        }
+        return volume
+    }
+
+    func knownVM(_ id: VMID) throws(Rejection) -> VMRecord {
+        guard let vm = vms[id] else { throw .notFound("no VM \(id) exists; list the VMs to find its id") }
+        return vm
+    }
+
+    func knownMigration(_ id: MigrationID) throws(Rejection) -> MigrationRecord {
+        guard let migration = migrations[id] else {
+            throw .notFound("no migration \(id) is known (finished ones are kept only for a while)")
+        }
+        return migration
+    }
+
+    /// Up to eight ids in order, for messages.
+    static func listed<ID: Comparable & CustomStringConvertible>(_ ids: some Collection<ID>) -> String {
+        let sorted = ids.sorted()
+        let shown = sorted.prefix(8).map(\.description).joined(separator: ", ")
+        return sorted.count > 8 ? shown + ", …" : shown
+    }
+
+    /// The active migration of a VM, if any (there is at most one).
+    public func activeMigration(of vm: VMID) -> MigrationRecord? {
+        migrations.values.filter { $0.vm == vm && $0.phase.isActive }.min(by: { $0.id < $1.id })
+    }
+
+    /// How many active migrations a node is the source or the target of.
+    public func activeMigrations(involving node: NodeID) -> Int {
+        migrations.values.count { $0.phase.isActive && ($0.source == node || $0.target == node) }
+    }
+
+    /// The startup memory committed on each node: the VMs it owns plus the VMs migrating to it.
+    /// `excluding` leaves one VM out (to ask whether that VM would fit somewhere).
+    public func reservedMemory(excluding excluded: VMID? = nil) -> [NodeID: UInt64] {
+        var reserved: [NodeID: UInt64] = [:]
+        for vm in vms.values where vm.id != excluded {
+            if let owner = vm.owner { reserved[owner, default: 0].addSaturating(vm.memory.startup) }
+        }
+        for migration in migrations.values where migration.phase.isActive && migration.vm != excluded {
+            if let vm = vms[migration.vm] { reserved[migration.target, default: 0].addSaturating(vm.memory.startup) }
+        }
+        return reserved
+    }
+
+    /// A node's usable memory not reserved by its VMs and incoming migrations (0 for an unknown node).
+    public func freeMemory(on node: NodeID, excluding vm: VMID? = nil) -> UInt64 {
+        guard let record = nodes[node] else { return 0 }
+        let reserved = reservedMemory(excluding: vm)[node] ?? 0
+        return record.usableMemory > reserved ? record.usableMemory - reserved : 0
+    }
+
+    /// Throws `insufficientMemory` unless `vm` fits on `node` by its startup memory.
+    func checkFits(_ vm: VMRecord, startup: UInt64? = nil, on node: NodeRecord) throws(Rejection) {
+        let needed = startup ?? vm.memory.startup
+        let free = freeMemory(on: node.id, excluding: vm.id)
+        guard needed <= free else {
+            throw .insufficientMemory(
+                "\(vm.id) (\(vm.name)) needs \(ByteCount(needed)) startup memory; \(node.id) has \(ByteCount(free)) free "
+                    + "of \(ByteCount(node.usableMemory)); pick another node, or stop or move VMs off \(node.id)")
+        }
+    }
+
+    /// Throws `conflict` unless the node may be given a VM, a migration or a volume it does not have yet.
+    func checkTakesNewWork(_ node: NodeRecord, for what: String) throws(Rejection) {
+        guard node.state.takesNewWork else {
+            throw .conflict("\(node.id) is \(node.state) and takes no \(what); resume it or pick a node that is up")
+        }
+    }
+}
+
+/// What a handler knows about the command it applies besides its fields.
+struct ApplyContext {
+    /// The proposer's wall clock, milliseconds since 1970.
+    let time: UInt64
+    let command: CommandKind
+}
+
+extension UInt64 {
+    /// Sums of startup memory saturate instead of trapping, whatever a damaged entry holds.
+    mutating func addSaturating(_ other: UInt64) {
+        let (sum, overflow) = addingReportingOverflow(other)
+        self = overflow ? .max : sum
     }
 }
 
@@ -55,6 +288,10 @@ public struct MemberAddresses: Hashable, Sendable {
 /// The rules for setting names and values.
 public enum Setting {
     public static let maxKeyLength = 128
+    /// The setting that bounds concurrent migrations per node (as source or target).
+    public static let migrationLimitKey = "migration.max-per-node"
+    public static let defaultMigrationLimit = 2
+    public static let migrationLimitRange = 1...64
     public static let maxValueBytes = 64 << 10
 
     /// Why a key or value is not acceptable, or nil when it is.
@@ -75,133 +312,5 @@ public enum Setting {
 
     private static func isNameCharacter(_ character: Character) -> Bool {
         character.isLowercase || character.isNumber || ".-_/".contains(character)
-    }
-}
-
-/// A change to the cluster state, as it travels through the log.
-public enum ClusterCommand: Hashable, Sendable {
-    case setSetting(key: String, value: String)
-    case deleteSetting(key: String)
-    /// Records a member's addresses (before Raft adds it), so every node can reach it.
-    case registerMember(id: NodeID, addresses: MemberAddresses)
-}
-
-/// What applying a command did.
-public enum CommandResult: Hashable, Sendable {
-    /// Applied; `previous` is the value it replaced, if any.
-    case applied(previous: String?)
-    /// Refused by validation against the committed state; the text says why.
-    case rejected(String)
-}
-
-// MARK: - Binary form
-
-extension ClusterCommand {
-    /// The command's bytes in the log.
-    public var encoded: [UInt8] {
-        var writer = ByteWriter()
-        writer.write(1 as UInt8)  // format version
-        switch self {
-        case .setSetting(let key, let value):
-            writer.write(1 as UInt8)
-            writer.write(Array(key.utf8))
-            writer.write(Array(value.utf8))
-        case .deleteSetting(let key):
-            writer.write(2 as UInt8)
-            writer.write(Array(key.utf8))
-        case .registerMember(let id, let addresses):
-            writer.write(3 as UInt8)
-            writer.writeVarint(id.rawValue)
-            addresses.encode(into: &writer)
-        }
-        return writer.bytes
-    }
-
-    public init(decoding bytes: [UInt8]) throws(WireFormatError) {
-        var reader = ByteReader(bytes)
-        let version = try reader.readByte()
-        guard version == 1 else { throw WireFormatError("cluster command format version \(version) is not known") }
-        switch try reader.readByte() {
-        case 1: self = .setSetting(key: try reader.readString(), value: try reader.readString())
-        case 2: self = .deleteSetting(key: try reader.readString())
-        case 3: self = .registerMember(id: try reader.readNodeID(), addresses: try MemberAddresses(from: &reader))
-        case let kind: throw WireFormatError("unknown cluster command kind \(kind)")
-        }
-        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a cluster command") }
-    }
-}
-
-extension CommandResult {
-    public var encoded: [UInt8] {
-        var writer = ByteWriter()
-        switch self {
-        case .applied(let previous):
-            writer.write(0 as UInt8)
-            writer.write(previous != nil)
-            if let previous { writer.write(Array(previous.utf8)) }
-        case .rejected(let reason):
-            writer.write(1 as UInt8)
-            writer.write(Array(reason.utf8))
-        }
-        return writer.bytes
-    }
-
-    public init(decoding bytes: [UInt8]) throws(WireFormatError) {
-        var reader = ByteReader(bytes)
-        switch try reader.readByte() {
-        case 0: self = .applied(previous: try reader.readBool() ? try reader.readString() : nil)
-        case 1: self = .rejected(try reader.readString())
-        case let kind: throw WireFormatError("unknown command result kind \(kind)")
-        }
-    }
-}
-
-extension ClusterState {
-    /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
-    public var snapshot: [UInt8] {
-        var writer = ByteWriter()
-        writer.write(1 as UInt8)
-        writer.writeVarint(settings.count)
-        for (key, value) in settings.sorted(by: { $0.key < $1.key }) {
-            writer.write(Array(key.utf8))
-            writer.write(Array(value.utf8))
-        }
-        writer.writeVarint(memberAddresses.count)
-        for (id, addresses) in memberAddresses.sorted(by: { $0.key < $1.key }) {
-            writer.writeVarint(id.rawValue)
-            addresses.encode(into: &writer)
-        }
-        return writer.bytes
-    }
-
-    public init(snapshot bytes: [UInt8]) throws(WireFormatError) {
-        var reader = ByteReader(bytes)
-        let version = try reader.readByte()
-        guard version == 1 else { throw WireFormatError("cluster state snapshot version \(version) is not known") }
-        self.init()
-        for _ in 0..<(try reader.readCount(elementBytes: 2)) {
-            settings[try reader.readString()] = try reader.readString()
-        }
-        for _ in 0..<(try reader.readCount(elementBytes: 5)) {
-            memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
-        }
-        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
-    }
-}
-
-extension MemberAddresses {
-    fileprivate func encode(into writer: inout ByteWriter) {
-        writer.write(Array(peer.description.utf8))
-        writer.write(Array(client.description.utf8))
-    }
-
-    fileprivate init(from reader: inout ByteReader) throws(WireFormatError) {
-        let start = reader.offset
-        guard let peer = Endpoint(parsing: try reader.readString()),
-            let client = Endpoint(parsing: try reader.readString())
-        else {
-            throw WireFormatError("member addresses at byte \(start) are not host:port")
-        }
-        self.init(peer: peer, client: client)
     }
 }

@@ -189,8 +189,11 @@ struct ClientAPI: Sendable {
     private func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
         let answer: [UInt8]
         do {
+            // The state machine reads no clock: the time it records is this proposal's.
+            let proposedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
             answer = try await driver.propose(
-                command.encoded, requestID: requestID(request), timeoutTicks: timeoutTicks)
+                CommandEnvelope(proposedAt: proposedAt, command: command).encoded, requestID: requestID(request),
+                timeoutTicks: timeoutTicks)
         } catch let error as RaftDriverError {
             if case .notLeader = error.kind { return .forwarded(try await forwardOrFail(request)) }
             throw httpError(error)
@@ -198,8 +201,9 @@ struct ClientAPI: Sendable {
         // An empty answer is a retried request already applied: report success without a previous value.
         guard !answer.isEmpty else { return .applied(previous: nil) }
         switch try CommandResult(decoding: answer) {
-        case .applied(let previous): return .applied(previous: previous)
-        case .rejected(let reason): throw HTTPError(status: 422, error: "rejected", detail: reason)
+        case .applied(.previous(let previous)): return .applied(previous: previous)
+        case .applied: return .applied(previous: nil)
+        case .rejected(let rejection): throw HTTPError(status: 422, error: "rejected", detail: rejection.reason)
         }
     }
 

@@ -16,13 +16,17 @@ struct ClusterStateMachine: ReplicatedStateMachine {
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         do {
-            let command = try ClusterCommand(decoding: command)
-            let result = state.apply(command)
-            if case .registerMember = command, case .applied = result { addressBook.update(state.memberAddresses) }
+            let envelope = try CommandEnvelope(decoding: command)
+            let result = state.apply(envelope)
+            if case .registerMember = envelope.command, case .applied = result {
+                addressBook.update(state.memberAddresses)
+            }
             return result.encoded
         } catch {
             // Every node refuses the same bytes the same way, so the state stays identical.
-            return CommandResult.rejected("entry \(index) is not a command this version understands: \(error)").encoded
+            return CommandResult.rejected(
+                .invalid("entry \(index) is not a command this version understands: \(error)")
+            ).encoded
         }
     }
 

@@ -5,31 +5,49 @@ import Testing
 
 @Test func settingsAreSetReplacedAndDeleted() {
     var state = ClusterState()
-    #expect(state.apply(.setSetting(key: "failover.max-per-hour", value: "3")) == .applied(previous: nil))
-    #expect(state.apply(.setSetting(key: "failover.max-per-hour", value: "5")) == .applied(previous: "3"))
-    #expect(state.settings == ["failover.max-per-hour": "5"])
-    #expect(state.apply(.deleteSetting(key: "failover.max-per-hour")) == .applied(previous: "5"))
     #expect(
-        state.apply(.deleteSetting(key: "failover.max-per-hour")) == .rejected("no setting named failover.max-per-hour")
-    )
+        state.apply(.setSetting(key: "failover.max-per-hour", value: "3"), proposedAt: 1) == .applied(.previous(nil)))
+    #expect(
+        state.apply(.setSetting(key: "failover.max-per-hour", value: "5"), proposedAt: 2) == .applied(.previous("3")))
+    #expect(state.settings == ["failover.max-per-hour": "5"])
+    #expect(state.apply(.deleteSetting(key: "failover.max-per-hour"), proposedAt: 3) == .applied(.previous("5")))
+    #expect(
+        state.apply(.deleteSetting(key: "failover.max-per-hour"), proposedAt: 4)
+            == .rejected(.notFound("no setting named failover.max-per-hour")))
     #expect(state.settings.isEmpty)
+    #expect(state.events.map(\.kind) == [.settingChanged, .settingChanged, .settingDeleted])
+    #expect(state.events.map(\.time) == [1, 2, 3])
+}
+
+@Test func theMigrationLimitIsAWholeNumberInRange() {
+    var state = ClusterState()
+    #expect(state.migrationLimitPerNode == 2)
+    for bad in ["0", "65", "two", "-1", ""] {
+        #expect(
+            state.apply(.setSetting(key: Setting.migrationLimitKey, value: bad), proposedAt: 1).rejection?.kind
+                == .invalid, "\(bad) was accepted")
+    }
+    #expect(
+        state.apply(.setSetting(key: Setting.migrationLimitKey, value: "4"), proposedAt: 1) == .applied(.previous(nil)))
+    #expect(state.migrationLimitPerNode == 4)
 }
 
 @Test(arguments: ["", "Upper", "9lives", "has space", "ünicode", String(repeating: "a", count: 129)])
 func badNamesAreRejectedAndChangeNothing(key: String) {
     var state = ClusterState()
-    guard case .rejected(let reason) = state.apply(.setSetting(key: key, value: "v")) else {
+    guard case .rejected(let rejection) = state.apply(.setSetting(key: key, value: "v"), proposedAt: 1) else {
         Issue.record("\(key) was accepted")
         return
     }
-    #expect(reason.contains("setting name"))
+    #expect(rejection.kind == .invalid)
+    #expect(rejection.reason.contains("setting name"))
     #expect(state == ClusterState())
 }
 
 @Test func oversizedValuesAreRejected() {
     var state = ClusterState()
     let value = String(repeating: "x", count: Setting.maxValueBytes + 1)
-    #expect(state.apply(.setSetting(key: "big", value: value)) != .applied(previous: nil))
+    #expect(state.apply(.setSetting(key: "big", value: value), proposedAt: 1).rejection?.kind == .invalid)
     #expect(state.settings.isEmpty)
 }
 
@@ -39,22 +57,26 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     ]
     var state = ClusterState()
     for command in commands {
-        #expect(try ClusterCommand(decoding: command.encoded) == command)
-        let result = state.apply(command)
+        let envelope = CommandEnvelope(proposedAt: 1_700_000_000_000, command: command)
+        #expect(try CommandEnvelope(decoding: envelope.encoded) == envelope)
+        let result = state.apply(envelope)
         #expect(try CommandResult(decoding: result.encoded) == result)
     }
     #expect(try ClusterState(snapshot: state.snapshot) == state)
-    let rejected = CommandResult.rejected("why")
+    let rejected = CommandResult.rejected(.conflict("why"))
     #expect(try CommandResult(decoding: rejected.encoded) == rejected)
 }
 
 @Test func damagedCommandsAndSnapshotsAreRefused() {
-    let command = ClusterCommand.setSetting(key: "key", value: "value").encoded
+    let command = CommandEnvelope(proposedAt: 5, command: .setSetting(key: "key", value: "value")).encoded
     for cut in 0..<command.count {
-        #expect(throws: WireFormatError.self) { try ClusterCommand(decoding: Array(command[0..<cut])) }
+        #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: Array(command[0..<cut])) }
     }
-    #expect(throws: WireFormatError.self) { try ClusterCommand(decoding: [2, 1]) }
-    #expect(throws: WireFormatError.self) { try ClusterCommand(decoding: [1, 1, 2, 0xC3, 0x28, 0]) }
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: command + [0]) }
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: [3, 1]) }
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: [1, 1, 2, 0xC3, 0x28, 0]) }
+    // Format version 1 knew only the settings and member commands.
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: [1, 12, 1]) }
     #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [1, 5]) }
 }
 
@@ -63,18 +85,43 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     let n4 = MemberAddresses(
         peer: Endpoint(host: "10.0.0.4", port: 7201), client: Endpoint(host: "10.0.0.4", port: 7101))
     let n5 = MemberAddresses(peer: Endpoint(host: "10.0.0.5", port: 7201), client: Endpoint(host: "::1", port: 7101))
-    #expect(state.apply(.registerMember(id: 4, addresses: n4)) == .applied(previous: nil))
-    #expect(state.apply(.registerMember(id: 5, addresses: n5)) == .applied(previous: nil))
+    #expect(state.apply(.registerMember(id: 4, addresses: n4), proposedAt: 1) == .applied(.previous(nil)))
+    #expect(state.apply(.registerMember(id: 5, addresses: n5), proposedAt: 1) == .applied(.previous(nil)))
     // Another member's peer address is refused; re-registering the same member updates it.
-    guard case .rejected(let reason) = state.apply(.registerMember(id: 6, addresses: n4)) else {
+    guard case .rejected(let rejection) = state.apply(.registerMember(id: 6, addresses: n4), proposedAt: 1) else {
         Issue.record("a duplicate peer address was accepted")
         return
     }
-    #expect(reason.contains("already belongs to n4"))
+    #expect(rejection.kind == .conflict)
+    #expect(rejection.reason.contains("already belongs to n4"))
     let moved = MemberAddresses(peer: Endpoint(host: "10.0.0.44", port: 7201), client: n4.client)
-    #expect(state.apply(.registerMember(id: 4, addresses: moved)) == .applied(previous: "10.0.0.4:7201 10.0.0.4:7101"))
+    #expect(
+        state.apply(.registerMember(id: 4, addresses: moved), proposedAt: 1)
+            == .applied(.previous("10.0.0.4:7201 10.0.0.4:7101")))
     #expect(state.memberAddresses == [4: moved, 5: n5])
     #expect(try ClusterState(snapshot: state.snapshot) == state)
-    let command = ClusterCommand.registerMember(id: 5, addresses: n5)
-    #expect(try ClusterCommand(decoding: command.encoded) == command)
+    let envelope = CommandEnvelope(proposedAt: 9, command: .registerMember(id: 5, addresses: n5))
+    #expect(try CommandEnvelope(decoding: envelope.encoded) == envelope)
+}
+
+/// Entries written by the first release (format version 1, no time) still apply.
+@Test func versionOneEntriesStillDecode() throws {
+    func string(_ text: String) -> [UInt8] { [UInt8(text.utf8.count)] + Array(text.utf8) }
+    let set: [UInt8] = [1, 1] + string("a") + string("b")
+    #expect(
+        try CommandEnvelope(decoding: set) == CommandEnvelope(proposedAt: 0, command: .setSetting(key: "a", value: "b"))
+    )
+    let delete: [UInt8] = [1, 2] + string("a")
+    #expect(try CommandEnvelope(decoding: delete).command == .deleteSetting(key: "a"))
+    let register: [UInt8] = [1, 3, 4] + string("10.0.0.4:7201") + string("10.0.0.4:7101")
+    #expect(
+        try CommandEnvelope(decoding: register).command
+            == .registerMember(
+                id: 4,
+                addresses: MemberAddresses(
+                    peer: Endpoint(host: "10.0.0.4", port: 7201), client: Endpoint(host: "10.0.0.4", port: 7101))))
+    // And the results the first release sent.
+    #expect(try CommandResult(decoding: [0, 1] + string("old")) == .applied(.previous("old")))
+    #expect(try CommandResult(decoding: [0, 0]) == .applied(.previous(nil)))
+    #expect(try CommandResult(decoding: [1] + string("why")) == .rejected(.invalid("why")))
 }

@@ -1,0 +1,338 @@
+// The binary forms of the state's records, shared by the log's commands, their results and snapshots.
+import ClusterModel
+
+// Every reader checks ranges and raw values and throws `WireFormatError`: the bytes may come from
+// a damaged disk or a hostile peer, and a decoded value may reach `apply`, which must not trap.
+
+extension ByteWriter {
+    mutating func write(_ text: String) { write(Array(text.utf8)) }
+
+    mutating func write(optional text: String?) {
+        write(text != nil)
+        if let text { write(text) }
+    }
+
+    /// 0 stands for "no node": no node has id 0.
+    mutating func write(optional node: NodeID?) { writeVarint(node?.rawValue ?? 0) }
+
+    mutating func write(_ node: NodeID) { writeVarint(node.rawValue) }
+
+    mutating func write<Value: RawRepresentable<UInt8>>(enumCase value: Value) { write(value.rawValue) }
+}
+
+extension ByteReader {
+    mutating func readOptionalString() throws(WireFormatError) -> String? {
+        try readBool() ? try readString() : nil
+    }
+
+    mutating func readOptionalNodeID() throws(WireFormatError) -> NodeID? {
+        let raw = try readVarint()
+        return raw == 0 ? nil : NodeID(raw)
+    }
+
+    mutating func readEnum<Value: RawRepresentable<UInt8>>(_ type: Value.Type, _ what: String) throws(WireFormatError)
+        -> Value
+    {
+        let start = offset
+        let raw = try readByte()
+        guard let value = Value(rawValue: raw) else {
+            throw WireFormatError("\(what) \(raw) at byte \(start) is not known")
+        }
+        return value
+    }
+
+    /// An integer that must lie in `range` (so it converts without trapping).
+    mutating func readInt(in range: ClosedRange<Int>, _ what: String) throws(WireFormatError) -> Int {
+        let start = offset
+        let value = try readVarint()
+        guard value <= UInt64(range.upperBound), Int(value) >= range.lowerBound else {
+            throw WireFormatError("\(what) \(value) at byte \(start) is outside \(range)")
+        }
+        return Int(value)
+    }
+}
+
+extension MemberAddresses {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(peer.description)
+        writer.write(client.description)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        let start = reader.offset
+        guard let peer = Endpoint(parsing: try reader.readString()),
+            let client = Endpoint(parsing: try reader.readString())
+        else {
+            throw WireFormatError("member addresses at byte \(start) are not host:port")
+        }
+        self.init(peer: peer, client: client)
+    }
+}
+
+extension MemorySettings {
+    func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(startup)
+        writer.writeVarint(minimum)
+        writer.writeVarint(maximum)
+        writer.writeVarint(bufferPercent)
+        writer.writeVarint(priority)
+    }
+
+    /// Decodes any values; whether they are consistent is `problem`'s question, asked at apply time.
+    /// Percent and priority are bounded here only so that they fit an `Int`.
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        self.init(
+            startup: try reader.readVarint(), minimum: try reader.readVarint(), maximum: try reader.readVarint(),
+            bufferPercent: try reader.readInt(in: 0...Int(UInt32.max), "memory buffer"),
+            priority: try reader.readInt(in: 0...Int(UInt32.max), "memory priority"))
+    }
+}
+
+extension DiskFile {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(volume.rawValue)
+        writer.write(file)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        self.init(volume: VolumeID(try reader.readString()), file: try reader.readString())
+    }
+}
+
+extension VMSpec {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(name)
+        memory.encode(into: &writer)
+        writer.write(enumCase: restartPriority)
+        writer.writeVarint(preferredOwners.count)
+        for node in preferredOwners { writer.write(node) }
+        writer.write(optional: antiAffinityClass)
+        disk.encode(into: &writer)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        let name = try reader.readString()
+        let memory = try MemorySettings(from: &reader)
+        let restartPriority = try reader.readEnum(RestartPriority.self, "restart priority")
+        var preferredOwners: [NodeID] = []
+        for _ in 0..<(try reader.readCount()) { preferredOwners.append(try reader.readNodeID()) }
+        self.init(
+            name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
+            antiAffinityClass: try reader.readOptionalString(), disk: try DiskFile(from: &reader))
+    }
+}
+
+extension NodeRecord {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(id)
+        addresses.encode(into: &writer)
+        writer.write(enumCase: role)
+        writer.writeVarint(usableMemory)
+        writer.write(enumCase: state)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        self.init(
+            id: try reader.readNodeID(), addresses: try MemberAddresses(from: &reader),
+            role: try reader.readEnum(NodeRole.self, "node role"), usableMemory: try reader.readVarint(),
+            state: try reader.readEnum(NodeState.self, "node state"))
+    }
+}
+
+extension VolumeRecord {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(id.rawValue)
+        writer.write(path)
+        writer.write(coordinator)
+        writer.write(enumCase: state)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        self.init(
+            id: VolumeID(try reader.readString()), path: try reader.readString(), coordinator: try reader.readNodeID(),
+            state: try reader.readEnum(VolumeState.self, "volume state"))
+    }
+}
+
+extension VMRecord {
+    func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(id.rawValue)
+        VMSpec(
+            name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
+            antiAffinityClass: antiAffinityClass, disk: disk
+        ).encode(into: &writer)
+        writer.write(enumCase: desiredState)
+        writer.write(optional: owner)
+        writer.writeVarint(epoch)
+        writer.write(enumCase: state)
+        writer.write(optional: pendingReason)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        self.init(id: VMID(try reader.readVarint()), spec: try VMSpec(from: &reader))
+        desiredState = try reader.readEnum(DesiredState.self, "desired state")
+        owner = try reader.readOptionalNodeID()
+        epoch = try reader.readVarint()
+        state = try reader.readEnum(VMState.self, "VM state")
+        pendingReason = try reader.readOptionalString()
+    }
+}
+
+extension MigrationRecord {
+    func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(id.rawValue)
+        writer.writeVarint(vm.rawValue)
+        writer.write(source)
+        writer.write(target)
+        writer.write(enumCase: phase)
+        writer.writeVarint(timings.count)
+        for (phase, time) in timings.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            writer.write(enumCase: phase)
+            writer.writeVarint(time)
+        }
+        writer.write(optional: reason)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        let id = MigrationID(try reader.readVarint())
+        let vm = VMID(try reader.readVarint())
+        let source = try reader.readNodeID()
+        let target = try reader.readNodeID()
+        let phase = try reader.readEnum(MigrationPhase.self, "migration phase")
+        var timings: [MigrationPhase: UInt64] = [:]
+        for _ in 0..<(try reader.readCount(elementBytes: 2)) {
+            timings[try reader.readEnum(MigrationPhase.self, "migration phase")] = try reader.readVarint()
+        }
+        self.init(
+            id: id, vm: vm, source: source, target: target, phase: phase, timings: timings,
+            reason: try reader.readOptionalString())
+    }
+}
+
+extension ClusterEvent {
+    func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(sequence)
+        writer.writeVarint(time)
+        writer.write(enumCase: kind)
+        writer.write(optional: node)
+        writer.write(optional: volume?.rawValue)
+        writer.writeVarint(vm?.rawValue ?? 0)
+        writer.writeVarint(migration?.rawValue ?? 0)
+        writer.write(detail)
+        writer.write(enumCase: command)
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        let sequence = try reader.readVarint()
+        let time = try reader.readVarint()
+        let kind = try reader.readEnum(EventKind.self, "event kind")
+        let node = try reader.readOptionalNodeID()
+        let volume = try reader.readOptionalString().map(VolumeID.init(rawValue:))
+        let vm = try reader.readVarint()
+        let migration = try reader.readVarint()
+        self.init(
+            sequence: sequence, time: time, kind: kind, node: node, volume: volume, vm: vm == 0 ? nil : VMID(vm),
+            migration: migration == 0 ? nil : MigrationID(migration), detail: try reader.readString(),
+            command: try reader.readEnum(CommandKind.self, "command kind"))
+    }
+}
+
+// MARK: - Snapshot
+
+extension ClusterState {
+    /// The snapshot format written today. Version 1 (settings and member addresses only) still decodes.
+    public static let snapshotVersion: UInt8 = 2
+
+    /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
+    public var snapshot: [UInt8] {
+        var writer = ByteWriter(capacity: 4096)
+        writer.write(Self.snapshotVersion)
+        writer.writeVarint(settings.count)
+        for (key, value) in settings.sorted(by: { $0.key < $1.key }) {
+            writer.write(key)
+            writer.write(value)
+        }
+        writer.writeVarint(memberAddresses.count)
+        for (id, addresses) in memberAddresses.sorted(by: { $0.key < $1.key }) {
+            writer.write(id)
+            addresses.encode(into: &writer)
+        }
+        writer.writeVarint(nodes.count)
+        for (_, node) in nodes.sorted(by: { $0.key < $1.key }) { node.encode(into: &writer) }
+        writer.writeVarint(volumes.count)
+        for (_, volume) in volumes.sorted(by: { $0.key < $1.key }) { volume.encode(into: &writer) }
+        writer.writeVarint(vms.count)
+        for (_, vm) in vms.sorted(by: { $0.key < $1.key }) { vm.encode(into: &writer) }
+        writer.writeVarint(migrations.count)
+        for (_, migration) in migrations.sorted(by: { $0.key < $1.key }) { migration.encode(into: &writer) }
+        writer.writeVarint(events.count)
+        for event in events { event.encode(into: &writer) }
+        writer.writeVarint(nextVMID.rawValue)
+        writer.writeVarint(nextMigrationID.rawValue)
+        writer.writeVarint(nextEventSequence)
+        return writer.bytes
+    }
+
+    public init(snapshot bytes: [UInt8]) throws(WireFormatError) {
+        var reader = ByteReader(bytes)
+        let version = try reader.readByte()
+        guard version == 1 || version == Self.snapshotVersion else {
+            throw WireFormatError("cluster state snapshot version \(version) is not known (this build reads 1 and 2)")
+        }
+        self.init()
+        for _ in 0..<(try reader.readCount(elementBytes: 2)) {
+            settings[try reader.readString()] = try reader.readString()
+        }
+        for _ in 0..<(try reader.readCount(elementBytes: 5)) {
+            memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
+        }
+        if version >= 2 { try readRecords(from: &reader) }
+        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
+    }
+
+    private mutating func readRecords(from reader: inout ByteReader) throws(WireFormatError) {
+        for _ in 0..<(try reader.readCount(elementBytes: 8)) {
+            let node = try NodeRecord(from: &reader)
+            guard nodes.updateValue(node, forKey: node.id) == nil else {
+                throw WireFormatError("node \(node.id) appears twice in the snapshot")
+            }
+        }
+        for _ in 0..<(try reader.readCount(elementBytes: 4)) {
+            let volume = try VolumeRecord(from: &reader)
+            guard volumes.updateValue(volume, forKey: volume.id) == nil else {
+                throw WireFormatError("volume \(volume.id) appears twice in the snapshot")
+            }
+        }
+        for _ in 0..<(try reader.readCount(elementBytes: 16)) {
+            let vm = try VMRecord(from: &reader)
+            guard vms.updateValue(vm, forKey: vm.id) == nil else {
+                throw WireFormatError("\(vm.id) appears twice in the snapshot")
+            }
+        }
+        for _ in 0..<(try reader.readCount(elementBytes: 7)) {
+            let migration = try MigrationRecord(from: &reader)
+            guard migrations.updateValue(migration, forKey: migration.id) == nil else {
+                throw WireFormatError("\(migration.id) appears twice in the snapshot")
+            }
+        }
+        for _ in 0..<(try reader.readCount(elementBytes: 8)) {
+            let event = try ClusterEvent(from: &reader)
+            guard events.last.map({ $0.sequence < event.sequence }) ?? true else {
+                throw WireFormatError("event \(event.sequence) is out of order in the snapshot")
+            }
+            events.append(event)
+        }
+        nextVMID = VMID(try reader.readVarint())
+        nextMigrationID = MigrationID(try reader.readVarint())
+        nextEventSequence = try reader.readVarint()
+        // Counters only grow, by one per command; bounding them here keeps every `+ 1` in apply from trapping.
+        let counterLimit = UInt64(1) << 62
+        guard vms.keys.allSatisfy({ $0 < nextVMID }), nextVMID.rawValue < counterLimit,
+            migrations.keys.allSatisfy({ $0 < nextMigrationID }), nextMigrationID.rawValue < counterLimit,
+            events.last.map({ $0.sequence < nextEventSequence }) ?? true, nextEventSequence < counterLimit,
+            vms.values.allSatisfy({ $0.epoch < counterLimit })
+        else {
+            throw WireFormatError("the snapshot's id counters, event sequence or epochs are inconsistent")
+        }
+    }
+}

@@ -1,0 +1,617 @@
+// The records the replicated state holds: nodes, volumes, VMs, migrations and events (DESIGN.md §7).
+import ClusterModel
+
+// MARK: - Identifiers
+
+/// A VM's id, assigned by the state when the VM is created (1, 2, 3, … never reused).
+///
+/// The name is the operator's handle and may be reused after a delete; the id is what epochs,
+/// migrations and events refer to, so it never is.
+public struct VMID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
+    ExpressibleByIntegerLiteral
+{
+    public var rawValue: UInt64
+
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public init(integerLiteral value: UInt64) { self.rawValue = value }
+
+    /// Parses `vm3` or `3`; nil for anything else (including 0, which no VM gets).
+    public init?(parsing text: some StringProtocol) {
+        let text = Substring(text)
+        let digits = text.hasPrefix("vm") ? text.dropFirst(2) : text
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII }), let value = UInt64(digits), value != 0 else {
+            return nil
+        }
+        self.rawValue = value
+    }
+
+    public var description: String { "vm\(rawValue)" }
+    public static func < (lhs: VMID, rhs: VMID) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// A migration's id, assigned by the state when the migration begins.
+public struct MigrationID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
+    ExpressibleByIntegerLiteral
+{
+    public var rawValue: UInt64
+
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public init(integerLiteral value: UInt64) { self.rawValue = value }
+
+    public var description: String { "mig\(rawValue)" }
+    public static func < (lhs: MigrationID, rhs: MigrationID) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// A Cluster Shared Volume's id, chosen by the operator (`csv1`).
+public struct VolumeID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
+    ExpressibleByStringLiteral
+{
+    public var rawValue: String
+
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+
+    public var description: String { rawValue }
+    public static func < (lhs: VolumeID, rhs: VolumeID) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public static let maxLength = 32
+
+    /// Why the id is not acceptable, or nil when it is: it names a directory's metadata and
+    /// appears in URLs, so it stays short, lowercase and unambiguous.
+    public var problem: String? {
+        let text = rawValue
+        guard !text.isEmpty, text.utf8.count <= Self.maxLength,
+            text.utf8.first.map({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) == true,
+            text.utf8.allSatisfy({ byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
+            })
+        else {
+            return
+                "volume id \"\(text)\" must be 1–\(Self.maxLength) characters: a lowercase letter, then a–z, 0–9 or '-'"
+        }
+        return nil
+    }
+}
+
+// MARK: - Nodes
+
+/// A node's part in Raft, as the state records it (Raft's own log decides who votes).
+public enum NodeRole: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case voter = 1
+    case learner = 2
+
+    public var description: String { self == .voter ? "voter" : "learner" }
+}
+
+/// Whether a node runs VMs and takes new ones.
+public enum NodeState: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Runs VMs and takes new ones.
+    case up = 1
+    /// Declared down by the leader: owns nothing (its VMs went pending when it was declared down).
+    case down = 2
+    /// Keeps its VMs while they are migrated away; takes no new ones.
+    case draining = 3
+    /// Keeps its VMs where they are; takes no new ones (maintenance without moving anything).
+    case paused = 4
+
+    public var description: String {
+        switch self {
+        case .up: "up"
+        case .down: "down"
+        case .draining: "draining"
+        case .paused: "paused"
+        }
+    }
+
+    /// May be a VM's owner: every state but down.
+    public var canOwnVMs: Bool { self != .down }
+    /// May be given a VM it does not run yet (start, failover, migration target, coordinator).
+    public var takesNewWork: Bool { self == .up }
+
+    /// The states a node may go to from this one; the rest are rejected as conflicts.
+    public var allowedNext: [NodeState] {
+        switch self {
+        case .up: [.draining, .paused, .down]
+        case .draining: [.up, .paused, .down]
+        case .paused: [.up, .draining, .down]
+        case .down: [.up]
+        }
+    }
+}
+
+/// One `flotilla node` as the cluster state knows it.
+public struct NodeRecord: Hashable, Sendable {
+    public var id: NodeID
+    /// Unique among nodes: no two nodes share a peer or a client address.
+    public var addresses: MemberAddresses
+    public var role: NodeRole
+    /// Host memory minus the host's reserve, in bytes; the sum of the startup memory of the VMs
+    /// it owns and of the migrations coming to it never exceeds this (admission control).
+    public var usableMemory: UInt64
+    public var state: NodeState
+
+    public init(id: NodeID, addresses: MemberAddresses, role: NodeRole, usableMemory: UInt64, state: NodeState) {
+        self.id = id
+        self.addresses = addresses
+        self.role = role
+        self.usableMemory = usableMemory
+        self.state = state
+    }
+}
+
+// MARK: - Volumes
+
+/// Whether a volume's coordinator can serve its metadata.
+public enum VolumeState: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case online = 1
+    /// Its coordinator went down; moving the coordinator to an up node brings it back online.
+    case offline = 2
+
+    public var description: String { self == .online ? "online" : "offline" }
+}
+
+/// A Cluster Shared Volume: a directory under the shared root that every node mounts.
+public struct VolumeRecord: Hashable, Sendable {
+    public var id: VolumeID
+    /// Relative to the shared root (`SharedPath.problem` holds); no volume's path lies inside another's.
+    public var path: String
+    /// The one node allowed to change the volume's metadata.
+    public var coordinator: NodeID
+    public var state: VolumeState
+
+    public init(id: VolumeID, path: String, coordinator: NodeID, state: VolumeState) {
+        self.id = id
+        self.path = path
+        self.coordinator = coordinator
+        self.state = state
+    }
+}
+
+/// The rules for paths inside the shared root (a volume's directory, a disk file on a volume).
+public enum SharedPath {
+    public static let maxBytes = 255
+
+    /// Why the path is not acceptable, or nil when it is. A path must stay inside the shared
+    /// root on every node, so it is relative and never climbs out.
+    public static func problem(_ path: String, what: String) -> String? {
+        guard !path.isEmpty, path.utf8.count <= maxBytes else {
+            return "\(what) must be 1–\(maxBytes) bytes, got \(path.utf8.count)"
+        }
+        guard !path.hasPrefix("/") else {
+            return "\(what) \"\(path)\" is absolute; give it relative to the shared root, e.g. \"volumes/csv1\""
+        }
+        guard !path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }) else {
+            return "\(what) \"\(path)\" contains a control character or a backslash"
+        }
+        for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+            switch component {
+            case "": return "\(what) \"\(path)\" has an empty component ('//' or a trailing '/')"
+            case ".", "..": return "\(what) \"\(path)\" may not contain '.' or '..' components"
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// Whether one path is the other or lies inside it (component-wise, so `a/b` does not contain `a/bc`).
+    static func overlaps(_ first: String, _ second: String) -> Bool {
+        first == second || first.hasPrefix(second + "/") || second.hasPrefix(first + "/")
+    }
+}
+
+// MARK: - VMs
+
+/// A VM's dynamic-memory settings (DESIGN.md §10), in bytes and percent.
+public struct MemorySettings: Hashable, Sendable {
+    /// What the VM needs to start; admission control counts this.
+    public var startup: UInt64
+    public var minimum: UInt64
+    public var maximum: UInt64
+    /// Memory kept above demand, in percent of demand.
+    public var bufferPercent: Int
+    /// Weight when memory is short: higher keeps closer to its target.
+    public var priority: Int
+
+    public static let defaultBufferPercent = 20
+    public static let defaultPriority = 50
+    public static let bufferPercentRange = 5...2000
+    public static let priorityRange = 0...100
+    /// 1 PiB: far above any host, low enough that sums of many VMs never overflow 64 bits.
+    public static let largestBytes: UInt64 = 1 << 50
+
+    public init(
+        startup: UInt64, minimum: UInt64, maximum: UInt64, bufferPercent: Int = defaultBufferPercent,
+        priority: Int = defaultPriority
+    ) {
+        self.startup = startup
+        self.minimum = minimum
+        self.maximum = maximum
+        self.bufferPercent = bufferPercent
+        self.priority = priority
+    }
+
+    /// Why the settings are inconsistent, or nil when they are not.
+    public var problem: String? {
+        guard minimum > 0 else { return "minimum memory must be more than 0" }
+        guard minimum <= startup, startup <= maximum else {
+            return "memory settings need minimum ≤ startup ≤ maximum; got minimum \(ByteCount(minimum)), "
+                + "startup \(ByteCount(startup)), maximum \(ByteCount(maximum))"
+        }
+        guard maximum <= Self.largestBytes else {
+            return "maximum memory \(ByteCount(maximum)) is above the limit of \(ByteCount(Self.largestBytes))"
+        }
+        guard Self.bufferPercentRange.contains(bufferPercent) else {
+            return
+                "memory buffer must be 5–2000 %, got \(bufferPercent) % (the default is \(Self.defaultBufferPercent))"
+        }
+        guard Self.priorityRange.contains(priority) else {
+            return "memory priority must be 0–100, got \(priority) (the default is \(Self.defaultPriority))"
+        }
+        return nil
+    }
+}
+
+/// Which VMs a failover restarts first; `none` is not restarted automatically.
+public enum RestartPriority: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case high = 1
+    case medium = 2
+    case low = 3
+    case none = 4
+
+    public var description: String {
+        switch self {
+        case .high: "high"
+        case .medium: "medium"
+        case .low: "low"
+        case .none: "none"
+        }
+    }
+}
+
+/// What the operator asked for: the VM should run, or not.
+public enum DesiredState: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case running = 1
+    case stopped = 2
+
+    public var description: String { self == .running ? "running" : "stopped" }
+}
+
+/// What the committed state says about a VM.
+///
+/// Only committed facts are states here. Booting and shutting down are the owner's local,
+/// fast-changing facts (DESIGN.md §3) and travel on heartbeats, not through the log.
+public enum VMState: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Not running, no owner; desired state stopped.
+    case stopped = 1
+    /// Has an owner, which runs it (a migration may be copying it elsewhere).
+    case running = 2
+    /// Should run but has no owner: nowhere fits, or its owner went down; the reason says which.
+    case pending = 3
+
+    public var description: String {
+        switch self {
+        case .stopped: "stopped"
+        case .running: "running"
+        case .pending: "pending"
+        }
+    }
+}
+
+/// A VM's disk: a file on a shared volume.
+public struct DiskFile: Hashable, Sendable, CustomStringConvertible {
+    public var volume: VolumeID
+    /// Relative to the volume's directory (`SharedPath.problem` holds).
+    public var file: String
+
+    public init(volume: VolumeID, file: String) {
+        self.volume = volume
+        self.file = file
+    }
+
+    public var description: String { "\(volume):\(file)" }
+}
+
+/// What `createVM` carries: everything about a VM that the operator chooses.
+public struct VMSpec: Hashable, Sendable {
+    public var name: String
+    public var memory: MemorySettings
+    public var restartPriority: RestartPriority
+    /// Tried first, in order, when the VM is placed.
+    public var preferredOwners: [NodeID]
+    /// VMs of one class are kept on different nodes when placement can.
+    public var antiAffinityClass: String?
+    public var disk: DiskFile
+
+    public init(
+        name: String, memory: MemorySettings, restartPriority: RestartPriority = .medium,
+        preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile
+    ) {
+        self.name = name
+        self.memory = memory
+        self.restartPriority = restartPriority
+        self.preferredOwners = preferredOwners
+        self.antiAffinityClass = antiAffinityClass
+        self.disk = disk
+    }
+
+    public static let maxNameLength = 64
+
+    /// Why a VM name or anti-affinity class is not acceptable, or nil when it is.
+    static func labelProblem(_ text: String, what: String) -> String? {
+        guard !text.isEmpty, text.count <= maxNameLength else {
+            return "a \(what) must be 1–\(maxNameLength) characters, got \(text.count)"
+        }
+        guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+            text.first?.isWhitespace == false, text.last?.isWhitespace == false
+        else {
+            return "\(what) \"\(text)\" has control characters or leading/trailing spaces"
+        }
+        return nil
+    }
+}
+
+/// One VM as the cluster state knows it.
+public struct VMRecord: Hashable, Sendable {
+    public var id: VMID
+    /// Unique among VMs.
+    public var name: String
+    public var memory: MemorySettings
+    public var restartPriority: RestartPriority
+    /// Known nodes, no duplicates; a removed node is dropped from every list.
+    public var preferredOwners: [NodeID]
+    public var antiAffinityClass: String?
+    public var disk: DiskFile
+    public var desiredState: DesiredState
+    /// Set exactly when `state == .running`, and then a node that can own VMs.
+    public var owner: NodeID?
+    /// Bumped on every change of owner (to none too); never goes down. Every disk write carries it.
+    public var epoch: UInt64
+    public var state: VMState
+    /// Why a pending VM has no owner; nil in the other states.
+    public var pendingReason: String?
+
+    public init(id: VMID, spec: VMSpec) {
+        self.id = id
+        self.name = spec.name
+        self.memory = spec.memory
+        self.restartPriority = spec.restartPriority
+        self.preferredOwners = spec.preferredOwners
+        self.antiAffinityClass = spec.antiAffinityClass
+        self.disk = spec.disk
+        self.desiredState = .stopped
+        self.owner = nil
+        self.epoch = 0
+        self.state = .stopped
+        self.pendingReason = nil
+    }
+}
+
+// MARK: - Migrations
+
+/// Where a live migration is (DESIGN.md §9); the last three are final.
+public enum MigrationPhase: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Committed; the target creates the VM shell and reserves its memory.
+    case preparing = 1
+    /// Pages are streaming while the guest runs on the source.
+    case copying = 2
+    /// The guest is paused on the source for the last pages and device state.
+    case paused = 3
+    /// The switchover committed: the target owns the VM.
+    case completed = 4
+    case failed = 5
+    case cancelled = 6
+
+    public var description: String {
+        switch self {
+        case .preparing: "preparing"
+        case .copying: "copying"
+        case .paused: "paused"
+        case .completed: "completed"
+        case .failed: "failed"
+        case .cancelled: "cancelled"
+        }
+    }
+
+    public var isActive: Bool { self == .preparing || self == .copying || self == .paused }
+
+    /// The phase `advanceMigration` may move to from this one.
+    public var next: MigrationPhase? {
+        switch self {
+        case .preparing: .copying
+        case .copying: .paused
+        default: nil
+        }
+    }
+}
+
+/// A committed record of one live migration.
+public struct MigrationRecord: Hashable, Sendable {
+    public var id: MigrationID
+    public var vm: VMID
+    /// The VM's owner when the migration began; it stays the owner until the switchover.
+    public var source: NodeID
+    /// Its memory for the VM is reserved while the migration is active.
+    public var target: NodeID
+    public var phase: MigrationPhase
+    /// When each phase was entered: the proposer's wall clock, milliseconds since 1970.
+    public var timings: [MigrationPhase: UInt64]
+    /// Why it failed or was cancelled.
+    public var reason: String?
+
+    public init(
+        id: MigrationID, vm: VMID, source: NodeID, target: NodeID, phase: MigrationPhase,
+        timings: [MigrationPhase: UInt64], reason: String?
+    ) {
+        self.id = id
+        self.vm = vm
+        self.source = source
+        self.target = target
+        self.phase = phase
+        self.timings = timings
+        self.reason = reason
+    }
+}
+
+// MARK: - Events
+
+/// What an event records.
+public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case settingChanged = 1
+    case settingDeleted = 2
+    case memberRegistered = 3
+    case nodeRegistered = 10
+    case nodeStateChanged = 11
+    case nodeRemoved = 12
+    case volumeCreated = 20
+    case volumeMoved = 21
+    case volumeOffline = 22
+    case volumeDeleted = 23
+    case vmCreated = 30
+    case vmDeleted = 31
+    case vmStarted = 32
+    case vmPending = 33
+    case vmStopped = 34
+    case vmMemoryChanged = 35
+    case vmOwnerChanged = 36
+    case migrationStarted = 40
+    case migrationAdvanced = 41
+    case migrationFinished = 42
+    case migrationAborted = 43
+
+    /// The name the API and the event log show.
+    public var description: String {
+        switch self {
+        case .settingChanged: "setting.changed"
+        case .settingDeleted: "setting.deleted"
+        case .memberRegistered: "member.registered"
+        case .nodeRegistered: "node.registered"
+        case .nodeStateChanged: "node.state-changed"
+        case .nodeRemoved: "node.removed"
+        case .volumeCreated: "volume.created"
+        case .volumeMoved: "volume.moved"
+        case .volumeOffline: "volume.offline"
+        case .volumeDeleted: "volume.deleted"
+        case .vmCreated: "vm.created"
+        case .vmDeleted: "vm.deleted"
+        case .vmStarted: "vm.started"
+        case .vmPending: "vm.pending"
+        case .vmStopped: "vm.stopped"
+        case .vmMemoryChanged: "vm.memory-changed"
+        case .vmOwnerChanged: "vm.owner-changed"
+        case .migrationStarted: "migration.started"
+        case .migrationAdvanced: "migration.advanced"
+        case .migrationFinished: "migration.finished"
+        case .migrationAborted: "migration.aborted"
+        }
+    }
+}
+
+/// One entry of the bounded event history.
+public struct ClusterEvent: Hashable, Sendable {
+    /// Grows by one with every event, across the whole life of the cluster; `GET /v1/events?since=N` pages by it.
+    public var sequence: UInt64
+    /// The proposer's wall clock when the command was proposed, milliseconds since 1970.
+    /// Clocks of successive leaders may differ, so times may step back where sequences never do.
+    public var time: UInt64
+    public var kind: EventKind
+    public var node: NodeID?
+    public var volume: VolumeID?
+    public var vm: VMID?
+    public var migration: MigrationID?
+    /// What happened and why, for a person.
+    public var detail: String
+    /// The command whose apply recorded it.
+    public var command: CommandKind
+
+    public init(
+        sequence: UInt64, time: UInt64, kind: EventKind, node: NodeID? = nil, volume: VolumeID? = nil,
+        vm: VMID? = nil, migration: MigrationID? = nil, detail: String, command: CommandKind
+    ) {
+        self.sequence = sequence
+        self.time = time
+        self.kind = kind
+        self.node = node
+        self.volume = volume
+        self.vm = vm
+        self.migration = migration
+        self.detail = detail
+        self.command = command
+    }
+}
+
+/// A command's name, as events record which command caused them; the raw value is its wire kind.
+public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case setSetting = 1
+    case deleteSetting = 2
+    case registerMember = 3
+    case registerNode = 10
+    case setNodeState = 11
+    case removeNode = 12
+    case createVolume = 20
+    case moveVolume = 21
+    case deleteVolume = 22
+    case createVM = 30
+    case deleteVM = 31
+    case startVM = 32
+    case stopVM = 33
+    case setVMMemory = 34
+    case setVMOwner = 35
+    case beginMigration = 40
+    case advanceMigration = 41
+    case finishMigration = 42
+    case abortMigration = 43
+
+    public var description: String {
+        switch self {
+        case .setSetting: "setSetting"
+        case .deleteSetting: "deleteSetting"
+        case .registerMember: "registerMember"
+        case .registerNode: "registerNode"
+        case .setNodeState: "setNodeState"
+        case .removeNode: "removeNode"
+        case .createVolume: "createVolume"
+        case .moveVolume: "moveVolume"
+        case .deleteVolume: "deleteVolume"
+        case .createVM: "createVM"
+        case .deleteVM: "deleteVM"
+        case .startVM: "startVM"
+        case .stopVM: "stopVM"
+        case .setVMMemory: "setVMMemory"
+        case .setVMOwner: "setVMOwner"
+        case .beginMigration: "beginMigration"
+        case .advanceMigration: "advanceMigration"
+        case .finishMigration: "finishMigration"
+        case .abortMigration: "abortMigration"
+        }
+    }
+}
+
+// MARK: - Byte counts for people
+
+/// A byte count as a person reads it: `1.0 GiB`, `512 MiB`, `1.5 MiB`, `300 bytes`.
+public struct ByteCount: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: UInt64
+
+    public init(_ bytes: UInt64) { self.bytes = bytes }
+
+    public var description: String {
+        let kib: UInt64 = 1 << 10
+        let mib: UInt64 = 1 << 20
+        let gib: UInt64 = 1 << 30
+        if bytes >= gib { return Self.tenths(bytes, unit: gib, name: "GiB", keepZero: true) }
+        if bytes >= mib { return Self.tenths(bytes, unit: mib, name: "MiB", keepZero: false) }
+        if bytes >= kib { return Self.tenths(bytes, unit: kib, name: "KiB", keepZero: false) }
+        return "\(bytes) bytes"
+    }
+
+    /// One decimal, rounded down so a free amount is never overstated.
+    private static func tenths(_ bytes: UInt64, unit: UInt64, name: String, keepZero: Bool) -> String {
+        let whole = bytes / unit
+        let tenth = (bytes % unit) * 10 / unit
+        return tenth == 0 && !keepZero ? "\(whole) \(name)" : "\(whole).\(tenth) \(name)"
+    }
+}

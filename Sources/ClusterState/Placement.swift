@@ -1,0 +1,64 @@
+// Where a VM should run: admission, anti-affinity, preferred owners, most free memory (docs/state.md).
+import ClusterModel
+
+/// Placement's answer for one VM.
+public enum Placement: Hashable, Sendable {
+    case node(NodeID)
+    /// Nowhere fits; the reason names what the VM needs and the most any up node has free.
+    case pending(reason: String)
+}
+
+extension ClusterState {
+    /// Picks the node a VM should run on, from the committed state alone (pure: `startVM` calls
+    /// it at apply time, and failover can call it on the state it decides from).
+    ///
+    /// 1. Admission: only nodes that are up and have the VM's startup memory free (the VM's own
+    ///    reservation, if it has one, does not count against it).
+    /// 2. Anti-affinity: if any of those runs no VM of the VM's class (and is not the target of
+    ///    one migrating), only those remain. A class never makes a VM pending on its own.
+    /// 3. Preferred owners: the first of the VM's preferred owners, in its order, that remains.
+    /// 4. Otherwise the node with the most free memory; a tie goes to the lowest node id.
+    public func placement(for vm: VMRecord) -> Placement {
+        let reserved = reservedMemory(excluding: vm.id)
+        func free(_ node: NodeRecord) -> UInt64 {
+            let used = reserved[node.id] ?? 0
+            return node.usableMemory > used ? node.usableMemory - used : 0
+        }
+        let up = nodes.values.filter { $0.state.takesNewWork }.sorted { $0.id < $1.id }
+        var candidates = up.filter { free($0) >= vm.memory.startup }
+        guard !candidates.isEmpty else {
+            let needs = "needs \(ByteCount(vm.memory.startup)) startup memory"
+            guard let roomiest = Self.mostFree(up, free) else { return .pending(reason: "\(needs); no node is up") }
+            return .pending(
+                reason: "\(needs); the most free on any up node is \(ByteCount(free(roomiest))) (\(roomiest.id))")
+        }
+        if let antiAffinityClass = vm.antiAffinityClass {
+            let crowded = nodesRunning(antiAffinityClass, excluding: vm.id)
+            let apart = candidates.filter { !crowded.contains($0.id) }
+            if !apart.isEmpty { candidates = apart }
+        }
+        for preferred in vm.preferredOwners {
+            if let node = candidates.first(where: { $0.id == preferred }) { return .node(node.id) }
+        }
+        return .node(Self.mostFree(candidates, free)?.id ?? candidates[0].id)
+    }
+
+    /// The node with the most free memory; `nodes` is in id order, so a tie goes to the lowest id.
+    private static func mostFree(_ nodes: [NodeRecord], _ free: (NodeRecord) -> UInt64) -> NodeRecord? {
+        guard var best = nodes.first else { return nil }
+        for node in nodes.dropFirst() where free(node) > free(best) { best = node }
+        return best
+    }
+
+    /// The nodes that run a VM of the class or are the target of one migrating.
+    private func nodesRunning(_ antiAffinityClass: String, excluding excluded: VMID) -> Set<NodeID> {
+        var crowded: Set<NodeID> = []
+        for other in vms.values where other.id != excluded && other.antiAffinityClass == antiAffinityClass {
+            if let owner = other.owner { crowded.insert(owner) }
+        }
+        for migration in migrations.values where migration.phase.isActive && migration.vm != excluded {
+            if vms[migration.vm]?.antiAffinityClass == antiAffinityClass { crowded.insert(migration.target) }
+        }
+        return crowded
+    }
+}

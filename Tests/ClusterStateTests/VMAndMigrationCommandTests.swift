@@ -1,0 +1,251 @@
+// createVM … setVMOwner and the migration commands: applied and refused, with epochs and timings.
+import ClusterModel
+import ClusterState
+import Testing
+
+@Test func createdVMsGetGrowingIdsAndStartStopped() {
+    var cluster = TestCluster.threeNodes()
+    let spec = VMSpec(
+        name: "Finance", memory: memory(startup: gib), restartPriority: .high, preferredOwners: [2, 1],
+        antiAffinityClass: "sql", disk: DiskFile(volume: "csv1", file: "finance/disk.img"))
+    guard case .vm(let outcome) = cluster.applied(.createVM(spec)) else { return }
+    #expect(outcome == VMOutcome(id: 1, name: "Finance", state: .stopped, owner: nil, epoch: 0, pendingReason: nil))
+    let vm = cluster.vm(1)
+    #expect(vm?.restartPriority == .high)
+    #expect(vm?.preferredOwners == [2, 1])
+    #expect(vm?.antiAffinityClass == "sql")
+    #expect(vm?.desiredState == .stopped)
+    #expect(cluster.createVM("Sales") == 2)
+    // Ids are never reused, even after a delete.
+    cluster.applied(.deleteVM(2))
+    #expect(cluster.createVM("Sales") == 3)
+}
+
+@Test func createVMRefusesBadSpecs() {
+    var cluster = TestCluster.threeNodes()
+    cluster.createVM("Finance")
+    func spec(
+        name: String = "New", memory settings: MemorySettings = memory(startup: gib), owners: [NodeID] = [],
+        antiAffinityClass: String? = nil, disk: DiskFile = DiskFile(volume: "csv1", file: "new.disk")
+    ) -> ClusterCommand {
+        .createVM(
+            VMSpec(
+                name: name, memory: settings, preferredOwners: owners, antiAffinityClass: antiAffinityClass, disk: disk)
+        )
+    }
+    cluster.rejected(spec(name: ""), .invalid, "VM name")
+    cluster.rejected(spec(name: " padded"), .invalid, "leading/trailing")
+    cluster.rejected(spec(name: "Finance"), .conflict, "taken by vm1")
+    cluster.rejected(
+        spec(memory: MemorySettings(startup: gib, minimum: 2 * gib, maximum: 4 * gib)), .invalid, "minimum ≤ startup")
+    cluster.rejected(spec(memory: MemorySettings(startup: gib, minimum: 0, maximum: 4 * gib)), .invalid, "more than 0")
+    cluster.rejected(
+        spec(memory: MemorySettings(startup: gib, minimum: gib, maximum: gib, bufferPercent: 1)), .invalid, "buffer")
+    cluster.rejected(
+        spec(memory: MemorySettings(startup: gib, minimum: gib, maximum: gib, priority: 200)), .invalid, "priority")
+    cluster.rejected(spec(owners: [1, 1]), .invalid, "twice")
+    cluster.rejected(spec(owners: [1, 8]), .notFound, "no node n8")
+    cluster.rejected(spec(antiAffinityClass: ""), .invalid, "anti-affinity class")
+    cluster.rejected(spec(disk: DiskFile(volume: "csv9", file: "x")), .notFound, "no volume csv9")
+    cluster.rejected(spec(disk: DiskFile(volume: "csv1", file: "../escape")), .invalid, "'..'")
+    cluster.rejected(spec(disk: DiskFile(volume: "csv1", file: "Finance.disk")), .conflict, "belongs to vm1")
+}
+
+@Test func startingOnANamedNodeChecksItAndBumpsTheEpoch() {
+    var cluster = TestCluster.threeNodes(usableMemory: 4 * gib)
+    let finance = cluster.createVM("Finance", startup: 3 * gib)
+    let sales = cluster.createVM("Sales", startup: 2 * gib)
+    cluster.rejected(.startVM(99, on: nil), .notFound, "no VM vm99")
+    cluster.rejected(.startVM(finance, on: 9), .notFound, "no node n9")
+    #expect(cluster.start(finance, on: 2) == 2)
+    #expect(cluster.vm(finance)?.epoch == 1)
+    #expect(cluster.vm(finance)?.desiredState == .running)
+    cluster.rejected(.startVM(finance, on: 3), .conflict, "already running on n2")
+    let rejection = cluster.rejected(.startVM(sales, on: 2), .insufficientMemory)
+    #expect(
+        rejection?.reason
+            == "vm2 (Sales) needs 2.0 GiB startup memory; n2 has 1.0 GiB free of 4.0 GiB; pick another node, or stop or move VMs off n2"
+    )
+    #expect(rejection?.kind.httpStatus == 409)
+    cluster.applied(.setNodeState(3, .down))
+    cluster.rejected(.startVM(sales, on: 3), .conflict, "n3 is down")
+    #expect(cluster.state.events.last { $0.kind == .vmStarted }?.detail == "vm1 (Finance) started on n2, epoch 1")
+}
+
+@Test func stoppingClearsTheOwnerAndBumpsTheEpoch() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.rejected(.stopVM(finance), .conflict, "already stopped")
+    cluster.rejected(.stopVM(42), .notFound)
+    cluster.start(finance, on: 1)
+    guard case .vm(let outcome) = cluster.applied(.stopVM(finance)) else { return }
+    #expect(
+        outcome == VMOutcome(id: finance, name: "Finance", state: .stopped, owner: nil, epoch: 2, pendingReason: nil))
+    #expect(cluster.state.freeMemory(on: 1) == 8 * gib)
+    // A pending VM stops without an owner change, so without a new epoch.
+    cluster.applied(.setNodeState(2, .down))
+    cluster.applied(.setNodeState(3, .down))
+    cluster.applied(.setNodeState(1, .draining))
+    cluster.start(finance)
+    #expect(cluster.vm(finance)?.state == .pending)
+    cluster.applied(.stopVM(finance))
+    #expect(cluster.vm(finance)?.epoch == 2)
+}
+
+@Test func aVMIsDeletedOnlyWhenStopped() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    cluster.rejected(.deleteVM(finance), .conflict, "is running; stop it first")
+    cluster.rejected(.deleteVM(7), .notFound)
+    cluster.applied(.stopVM(finance))
+    cluster.applied(.deleteVM(finance))
+    #expect(cluster.state.vms.isEmpty)
+    // The name is free again.
+    #expect(cluster.createVM("Finance") == 2)
+}
+
+@Test func memorySettingsChangeWithinTheOwnersCapacity() {
+    var cluster = TestCluster.threeNodes(usableMemory: 4 * gib)
+    let finance = cluster.createVM("Finance", startup: gib)
+    let sales = cluster.createVM("Sales", startup: gib)
+    cluster.start(finance, on: 1)
+    cluster.start(sales, on: 1)
+    let bigger = MemorySettings(
+        startup: 3 * gib + 512 * mib, minimum: gib, maximum: 4 * gib, bufferPercent: 50, priority: 80)
+    cluster.rejected(.setVMMemory(finance, bigger), .insufficientMemory, "needs 3.5 GiB startup memory; n1 has 3.0 GiB")
+    cluster.rejected(.setVMMemory(finance, MemorySettings(startup: gib, minimum: 2 * gib, maximum: gib)), .invalid)
+    cluster.rejected(.setVMMemory(9, bigger), .notFound)
+    cluster.applied(.stopVM(sales))
+    cluster.applied(.setVMMemory(finance, bigger))
+    #expect(cluster.vm(finance)?.memory == bigger)
+    // A stopped VM's settings change without any capacity check.
+    cluster.applied(.setVMMemory(sales, MemorySettings(startup: 16 * gib, minimum: gib, maximum: 16 * gib)))
+    cluster.applied(.beginMigration(finance, target: 2))
+    cluster.rejected(.setVMMemory(finance, bigger), .conflict, "migrating")
+}
+
+@Test func failoverGivesANewOwnerOnlyAtTheExpectedEpoch() {
+    var cluster = TestCluster.threeNodes(usableMemory: 4 * gib)
+    let finance = cluster.createVM("Finance", startup: 3 * gib)
+    let sales = cluster.createVM("Sales", startup: 2 * gib)
+    cluster.rejected(.setVMOwner(finance, owner: 1, expectedEpoch: 0, reason: ""), .conflict, "is stopped")
+    cluster.start(finance, on: 1)
+    cluster.start(sales, on: 2)
+    cluster.applied(.setNodeState(1, .down))
+    #expect(cluster.vm(finance)?.epoch == 2)
+    // A decision made before the node went down is stale.
+    cluster.rejected(.setVMOwner(finance, owner: 3, expectedEpoch: 1, reason: "failover"), .conflict, "epoch 2, not 1")
+    cluster.rejected(.setVMOwner(finance, owner: 2, expectedEpoch: 2, reason: "failover"), .insufficientMemory)
+    cluster.rejected(.setVMOwner(finance, owner: 1, expectedEpoch: 2, reason: "failover"), .conflict, "n1 is down")
+    cluster.rejected(.setVMOwner(finance, owner: 9, expectedEpoch: 2, reason: "failover"), .notFound)
+    cluster.rejected(.setVMOwner(finance, owner: nil, expectedEpoch: 2, reason: ""), .invalid, "say why")
+    guard case .vm(let moved) = cluster.applied(.setVMOwner(finance, owner: 3, expectedEpoch: 2, reason: "n1 down"))
+    else { return }
+    #expect(moved.owner == 3 && moved.epoch == 3 && moved.state == .running && moved.pendingReason == nil)
+    cluster.rejected(.setVMOwner(finance, owner: 3, expectedEpoch: 3, reason: "again"), .conflict, "already owns")
+    // No owner: pending with the reason, and a new epoch since the owner changed.
+    cluster.applied(.setVMOwner(sales, owner: nil, expectedEpoch: 1, reason: "throttled: 3 failovers this hour"))
+    #expect(cluster.vm(sales)?.state == .pending)
+    #expect(cluster.vm(sales)?.epoch == 2)
+    #expect(cluster.vm(sales)?.pendingReason == "throttled: 3 failovers this hour")
+    cluster.rejected(.setVMOwner(99, owner: nil, expectedEpoch: 0, reason: "x"), .notFound)
+}
+
+@Test func aMigrationRunsThroughItsPhasesAndSwitchesTheOwner() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    let begun = cluster.now + 1000
+    #expect(cluster.applied(.beginMigration(finance, target: 2)) == .migration(1, vm: finance, phase: .preparing))
+    // The target's memory is reserved while the migration runs.
+    #expect(cluster.state.freeMemory(on: 2) == 7 * gib)
+    cluster.rejected(.beginMigration(finance, target: 3), .conflict, "migrating (mig1 to n2")
+    cluster.rejected(.stopVM(finance), .conflict, "migrating")
+    cluster.rejected(.finishMigration(1), .conflict, "follows the paused phase")
+    cluster.rejected(.advanceMigration(1, to: .paused), .conflict, "only to copying")
+    cluster.rejected(.advanceMigration(1, to: .completed), .invalid, "copying or paused")
+    cluster.rejected(.advanceMigration(5, to: .copying), .notFound, "no migration mig5")
+    #expect(cluster.applied(.advanceMigration(1, to: .copying)) == .migration(1, vm: finance, phase: .copying))
+    cluster.applied(.advanceMigration(1, to: .paused))
+    let switched = cluster.now + 1000
+    #expect(cluster.applied(.finishMigration(1)) == .migration(1, vm: finance, phase: .completed))
+    #expect(cluster.vm(finance)?.owner == 2)
+    #expect(cluster.vm(finance)?.epoch == 2)
+    #expect(cluster.state.freeMemory(on: 1) == 8 * gib)
+    let migration = cluster.state.migrations[1]
+    #expect(migration?.timings[.preparing] == begun)
+    #expect(migration?.timings[.completed] == switched)
+    #expect(migration?.timings.count == 4)
+    cluster.rejected(.finishMigration(1), .conflict, "already ended")
+    cluster.rejected(.abortMigration(1, outcome: .failed, reason: "late"), .conflict, "already ended")
+    #expect(cluster.state.events.last?.detail == "mig1: vm1 (Finance) now runs on n2, epoch 2, paused 1000 ms")
+}
+
+@Test func beginMigrationChecksTheVMTheTargetAndTheLimit() {
+    var cluster = TestCluster.threeNodes(usableMemory: 4 * gib)
+    cluster.registerNodes([4], usableMemory: 4 * gib)
+    let big = cluster.createVM("Big", startup: 3 * gib)
+    let vms = (1...3).map { cluster.createVM("Small\($0)", startup: 512 * mib) }
+    cluster.rejected(.beginMigration(big, target: 2), .conflict, "stopped, not running")
+    cluster.rejected(.beginMigration(77, target: 2), .notFound)
+    cluster.start(big, on: 1)
+    cluster.start(vms[0], on: 2)
+    cluster.rejected(.beginMigration(big, target: 9), .notFound, "no node n9")
+    cluster.rejected(.beginMigration(big, target: 1), .conflict, "already runs on n1")
+    cluster.applied(.setNodeState(3, .paused))
+    cluster.rejected(.beginMigration(big, target: 3), .conflict, "n3 is paused")
+    cluster.start(vms[1], on: 2)
+    cluster.start(vms[2], on: 2)
+    cluster.rejected(.beginMigration(big, target: 2), .insufficientMemory, "n2 has 2.5 GiB free")
+    // The limit (2 by default) counts a node as source and as target.
+    cluster.applied(.beginMigration(vms[0], target: 1))
+    cluster.applied(.beginMigration(vms[1], target: 4))
+    cluster.rejected(.beginMigration(vms[2], target: 4), .conflict, "n2 already takes part in 2 migrations")
+    cluster.rejected(
+        .setSetting(key: Setting.migrationLimitKey, value: "1"), .conflict, "set migration.max-per-node to at least 2")
+    cluster.rejected(.deleteSetting(key: Setting.migrationLimitKey), .notFound)
+    cluster.applied(.setSetting(key: Setting.migrationLimitKey, value: "3"))
+    cluster.applied(.beginMigration(vms[2], target: 4))
+}
+
+@Test func anAbortedMigrationLeavesTheVMOnItsSource() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    cluster.applied(.beginMigration(finance, target: 2))
+    cluster.rejected(.abortMigration(1, outcome: .completed, reason: "x"), .invalid, "failed or cancelled")
+    cluster.rejected(.abortMigration(1, outcome: .failed, reason: ""), .invalid, "say why")
+    cluster.rejected(.abortMigration(3, outcome: .failed, reason: "x"), .notFound)
+    #expect(
+        cluster.applied(.abortMigration(1, outcome: .failed, reason: "did not converge in 60 s"))
+            == .migration(1, vm: finance, phase: .failed))
+    #expect(cluster.vm(finance)?.owner == 1)
+    #expect(cluster.vm(finance)?.epoch == 1)
+    #expect(cluster.state.migrations[1]?.reason == "did not converge in 60 s")
+    #expect(cluster.state.freeMemory(on: 2) == 8 * gib)
+    // The VM may migrate again.
+    #expect(cluster.applied(.beginMigration(finance, target: 3)) == .migration(2, vm: finance, phase: .preparing))
+}
+
+@Test func finishedMigrationsAndEventsAreBounded() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    let rounds = ClusterState.finishedMigrationsKept + 5
+    for round in 1...rounds {
+        cluster.applied(.beginMigration(finance, target: round % 2 == 1 ? 2 : 3))
+        cluster.applied(.abortMigration(MigrationID(UInt64(round)), outcome: .cancelled, reason: "test"))
+    }
+    #expect(cluster.state.migrations.count == ClusterState.finishedMigrationsKept)
+    #expect(cluster.state.migrations.keys.min() == MigrationID(6))
+    for index in 0..<ClusterState.eventHistoryLimit {
+        cluster.applied(.setSetting(key: "k", value: "\(index)"))
+    }
+    #expect(cluster.state.events.count == ClusterState.eventHistoryLimit)
+    let last = cluster.state.nextEventSequence - 1
+    #expect(cluster.state.events.last?.sequence == last)
+    #expect(cluster.state.events(since: last - 3).map(\.sequence) == [last - 2, last - 1, last])
+    #expect(cluster.state.events(since: 0).count == ClusterState.eventHistoryLimit)
+    #expect(cluster.state.events(since: last).isEmpty)
+}
