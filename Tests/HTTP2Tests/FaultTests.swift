@@ -127,7 +127,9 @@ import Testing
             Self.router(),
             configure: {
                 $0.acceptsHTTP1 = acceptsHTTP1
-                $0.connectionSetupTimeout = .milliseconds(200)
+                // Long enough that the healthy client below gets its preface in even on a machine
+                // whose cores are busy with builds (200 ms was not, once).
+                $0.connectionSetupTimeout = .seconds(1)
             }
         ) { _, port in
             let peer = try await RawPeer.connect(port: port)
