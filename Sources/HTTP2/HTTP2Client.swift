@@ -97,6 +97,27 @@ public final class HTTP2Client: Sendable {
         try await self.send(request, deadline: .now() + TimeAmount(timeout))
     }
 
+    /// Sends `request` on the open connection without suspending, or returns nil when no connection
+    /// is open (then `send` connects). For callers on a latency-critical path that keep requests in
+    /// order themselves: the request starts on the connection's event loop with no task hop, and
+    /// the future completes there.
+    public func sendIfConnected(_ request: HTTPRequest, deadline: NIODeadline) -> EventLoopFuture<HTTPResponse>? {
+        guard let connection = self.shared.withLockedValue({ $0.machine.isConnected ? $0.connection : nil }) else {
+            return nil
+        }
+        let handler = connection.handler
+        let loop = connection.channel.eventLoop
+        let cancellation = CallCancellation()
+        if loop.inEventLoop {
+            return handler.value.startRequest(
+                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop)
+        }
+        return loop.flatSubmit {
+            handler.value.startRequest(
+                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop)
+        }
+    }
+
     /// Sends `request` and returns as soon as the response headers arrive; the body is a `.stream`
     /// that must be read (or dropped) and is subject to the same deadline.
     public func stream(_ request: HTTPRequest, deadline: NIODeadline) async throws -> HTTPResponse {

@@ -36,6 +36,12 @@ struct ReconnectStateMachine: Sendable {
         self.maxBackoff = maxBackoff
     }
 
+    /// A connection is open and may be used without asking `connectionNeeded`.
+    var isConnected: Bool {
+        if case .connected = self.state { return true }
+        return false
+    }
+
     mutating func connectionNeeded(now: NIODeadline) -> Action {
         switch self.state {
         case .connected:

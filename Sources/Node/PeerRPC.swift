@@ -34,18 +34,34 @@ enum MessageBatch {
 
 /// Sends Raft messages to peers over HTTP/2.
 ///
-/// Each peer has one connection (`HTTP2Client`), a buffer and one sender task: `send` only
-/// appends to the buffer and wakes the task, which posts everything buffered as one batch and
-/// repeats. Batches to a peer therefore leave in order, and while one is in flight the next
-/// accumulates — batching that grows with load. A peer that is down costs a failed connect per
-/// batch (fast: connection refused) and its messages are dropped; Raft resends what matters.
+/// Each peer has one connection (`HTTP2Client`), a buffer, and a sending token: `send` appends to
+/// the buffer and, if no batch is in flight, takes the token and posts everything buffered as one
+/// batch. When the answer comes back (on the connection's event loop) the holder posts what
+/// accumulated meanwhile, or gives the token back. Batches to a peer therefore leave in order, one
+/// at a time, and grow with load; and while the connection is open a batch goes out with no task
+/// hop at all — the wake-up of a sender task cost ~0.1 ms per message leg on a busy machine.
+/// When there is no open connection, the peer's sender task connects and posts the batch. A peer
+/// that is down costs a failed connect per batch (fast: connection refused) and its messages are
+/// dropped; Raft resends what matters.
 public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private final class Peer: Sendable {
+        struct Queue {
+            var buffer: [Message] = []
+            /// A batch is in flight (or handed to the sender task); whoever set this posts the next.
+            var sending = false
+            /// A batch the sender task must post after connecting.
+            var awaitingConnection: [Message] = []
+            /// Failed batches in a row, to log an outage once.
+            var failures = 0
+        }
+
+        let id: NodeID
         let client: HTTP2Client
-        let buffer = Mutex<[Message]>([])
+        let queue = Mutex(Queue())
         let wake: AsyncStream<Void>.Continuation
 
-        init(client: HTTP2Client, wake: AsyncStream<Void>.Continuation) {
+        init(id: NodeID, client: HTTP2Client, wake: AsyncStream<Void>.Continuation) {
+            self.id = id
             self.client = client
             self.wake = wake
         }
@@ -64,10 +80,6 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Told when a batch to a peer is lost, so the Raft leader probes it instead of pipelining blind.
     private let unreachable = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
-    private func reportLost(_ id: NodeID) async {
-        await unreachable.withLock { $0 }?(id)
-    }
-
     /// Sets what to do when a batch to a peer could not be delivered.
     func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
         unreachable.withLock { $0 = handler }
@@ -81,18 +93,76 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     }
 
     public func send(_ messages: [Message]) {
-        var woken: [NodeID: Peer] = [:]
+        var touched: [NodeID: Peer] = [:]
         for message in messages {
-            guard let peer = woken[message.to] ?? peer(message.to) else { continue }
-            woken[message.to] = peer
-            peer.buffer.withLock { buffer in
-                buffer.append(message)
-                if buffer.count > Self.maxBufferedMessages {
-                    buffer.removeFirst(buffer.count - Self.maxBufferedMessages)
+            guard let peer = touched[message.to] ?? peer(message.to) else { continue }
+            touched[message.to] = peer
+            peer.queue.withLock { queue in
+                queue.buffer.append(message)
+                if queue.buffer.count > Self.maxBufferedMessages {
+                    queue.buffer.removeFirst(queue.buffer.count - Self.maxBufferedMessages)
                 }
             }
         }
-        for peer in woken.values { peer.wake.yield() }
+        for peer in touched.values {
+            let takesToken = peer.queue.withLock { queue in
+                if queue.sending { return false }
+                queue.sending = true
+                return true
+            }
+            if takesToken { postNext(peer) }
+        }
+    }
+
+    /// Called by the token holder: posts the buffered batch, or gives the token back when there is none.
+    private func postNext(_ peer: Peer) {
+        let batch = peer.queue.withLock { queue -> [Message]? in
+            if queue.buffer.isEmpty {
+                queue.sending = false
+                return nil
+            }
+            defer { queue.buffer.removeAll(keepingCapacity: true) }
+            return queue.buffer
+        }
+        guard let batch else { return }
+        let request = Self.request(for: batch)
+        if let answer = peer.client.sendIfConnected(request, deadline: .now() + TimeAmount(requestTimeout)) {
+            answer.whenComplete { result in
+                self.finished(peer, result)
+                self.postNext(peer)
+            }
+        } else {
+            // No open connection: the sender task connects (suspending), posts, and carries on.
+            peer.queue.withLock { $0.awaitingConnection = batch }
+            peer.wake.yield()
+        }
+    }
+
+    private static func request(for batch: [Message]) -> HTTPRequest {
+        HTTPRequest(
+            method: .post, path: PeerPath.raftMessages, headers: ["content-type": "application/octet-stream"],
+            body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
+    }
+
+    private func finished(_ peer: Peer, _ result: Result<HTTPResponse, any Error>) {
+        switch result {
+        case .success(let response):
+            peer.queue.withLock { $0.failures = 0 }
+            if response.status != 204 {
+                logger.warning("peer \(peer.id) answered \(response.status) to a message batch")
+            }
+        case .failure(let error):
+            let failures = peer.queue.withLock { queue in
+                queue.failures += 1
+                return queue.failures
+            }
+            // Once per outage, not once per batch.
+            if failures == 1 { logger.info("peer \(peer.id) unreachable: \(error)") }
+            if let report = unreachable.withLock({ $0 }) {
+                let id = peer.id
+                Task { await report(id) }
+            }
+        }
     }
 
     /// The peer for `id`, started on first use; nil for this node or a node with no known address.
@@ -107,13 +177,12 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             if let peer = peers[id] { return peer }
             let client = HTTP2Client(configuration: .init(host: address.host, port: address.port))
             let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-            let peer = Peer(client: client, wake: wake)
+            let peer = Peer(id: id, client: client, wake: wake)
             peers[id] = peer
-            let (timeout, logger) = (requestTimeout, logger)
             let task = Task { [weak self] in
-                let transport = self
-                await Self.deliver(to: id, peer: peer, wakeups: stream, timeout: timeout, logger: logger) {
-                    await transport?.reportLost(id)
+                for await _ in stream {
+                    guard let transport = self else { return }
+                    await transport.postAfterConnecting(peer)
                 }
             }
             tasks.withLock { $0.append(task) }
@@ -121,34 +190,21 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
     }
 
-    /// The sender loop of one peer: post what is buffered as one batch, then wait to be woken.
-    private static func deliver(
-        to id: NodeID, peer: Peer, wakeups: AsyncStream<Void>, timeout: Duration, logger: Logger,
-        lost: @Sendable () async -> Void
-    ) async {
-        var failures = 0
-        for await _ in wakeups {
-            let batch = peer.buffer.withLock { buffer in
-                defer { buffer.removeAll(keepingCapacity: true) }
-                return buffer
-            }
-            guard !batch.isEmpty else { continue }
-            let request = HTTPRequest(
-                method: .post, path: PeerPath.raftMessages, headers: ["content-type": "application/octet-stream"],
-                body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
-            do {
-                let response = try await peer.client.send(request, timeout: timeout)
-                if response.status != 204 {
-                    logger.warning("peer \(id) answered \(response.status) to a message batch")
-                }
-                failures = 0
-            } catch {
-                failures += 1
-                // Once per outage, not once per batch.
-                if failures == 1 { logger.info("peer \(id) unreachable: \(error)") }
-                await lost()
-            }
+    /// The sender task's part: connect if need be, post the batch that waited for it, carry on.
+    private func postAfterConnecting(_ peer: Peer) async {
+        let batch = peer.queue.withLock { queue in
+            defer { queue.awaitingConnection = [] }
+            return queue.awaitingConnection
         }
+        guard !batch.isEmpty else { return }
+        let result: Result<HTTPResponse, any Error>
+        do {
+            result = .success(try await peer.client.send(Self.request(for: batch), timeout: requestTimeout))
+        } catch {
+            result = .failure(error)
+        }
+        finished(peer, result)
+        postNext(peer)
     }
 
     /// Stops the sender tasks and closes the connections.
