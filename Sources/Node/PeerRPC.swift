@@ -233,7 +233,8 @@ extension Router {
                     status: 421, error: "misdirected message",
                     detail: "this is node \(local), the message is for \(stray.to); check the peer addresses")
             }
-            await driver.receive(messages)
+            // Queued for the Raft actor; the answer need not wait for it (order is kept by the queue).
+            driver.deliver(messages)
             return HTTPResponse(status: 204)
         }
     }

@@ -2,6 +2,7 @@
 import ClusterModel
 import RaftCore
 import RaftStorage
+import Synchronization
 
 /// Why a client's proposal or read did not complete.
 public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -160,6 +161,36 @@ public actor RaftDriver {
     private func fail(_ error: any Error) {
         failure = error
         stop()
+    }
+
+    /// Peer messages waiting for the actor, in arrival order, and whether a task will take them.
+    private let inbox = Mutex<(messages: [Message], scheduled: Bool)>(([], false))
+
+    /// Hands messages from peers to the core without waiting for the actor: callable from any
+    /// thread (the peer RPC handler calls it on its event loop and answers at once). Batches are
+    /// stepped in the order they were delivered; those that arrive while the node is busy
+    /// (persisting) are stepped together and persisted with one fsync.
+    public nonisolated func deliver(_ messages: [Message]) {
+        let schedule = inbox.withLock { inbox in
+            inbox.messages.append(contentsOf: messages)
+            if inbox.scheduled { return false }
+            inbox.scheduled = true
+            return true
+        }
+        // Not on the caller's event loop (a handler task prefers it): the actor fsyncs, which must
+        // never block a loop that other connections share.
+        if schedule { Task(executorPreference: globalConcurrentExecutor) { await self.takeInbox() } }
+    }
+
+    private func takeInbox() {
+        let messages = inbox.withLock { inbox in
+            inbox.scheduled = false
+            defer { inbox.messages.removeAll(keepingCapacity: true) }
+            return inbox.messages
+        }
+        guard running else { return }
+        for message in messages { try? node.step(message) }
+        drain()
     }
 
     /// Hands messages from peers to the core.
