@@ -38,6 +38,8 @@ struct NodeCommand: AsyncParsableCommand {
     var snapshotEntries: String?
     @Option(help: "true: join a running cluster (add it first with `flotilla members add`) instead of founding one.")
     var join: String?
+    @Option(help: "Memory this node offers VMs, e.g. 8G or 16384M (default 8G).")
+    var memory: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -45,7 +47,7 @@ struct NodeCommand: AsyncParsableCommand {
         let given: [(NodeConfiguration.Setting, String?)] = [
             (.nodeID, nodeID), (.clusterID, clusterID), (.peerAddress, peerAddress), (.clientAddress, clientAddress),
             (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
-            (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),
+            (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join), (.memory, memory),
         ]
         for case (let setting, let value?) in given { flags[setting.rawValue] = value }
 
