@@ -13,6 +13,12 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
     public var hadNoEffect = false
 
     public var description: String { message }
+
+    public init(status: Int?, message: String, hadNoEffect: Bool = false) {
+        self.status = status
+        self.message = message
+        self.hadNoEffect = hadNoEffect
+    }
 }
 
 /// Talks to one node's client API over HTTP/2.
