@@ -26,8 +26,12 @@ public final class APIClient: Sendable {
     public let endpoint: Endpoint
     private let client: HTTP2Client
     private let timeout: Duration
+    /// How long to keep resending a request answered "no leader" (503, certainly without effect)
+    /// while the cluster elects one; zero reports it at once.
+    private let noLeaderPatience: Duration
 
-    public init(endpoint: Endpoint, timeout: Duration = .seconds(10)) {
+    public init(endpoint: Endpoint, timeout: Duration = .seconds(10), noLeaderPatience: Duration = .zero) {
+        self.noLeaderPatience = noLeaderPatience
         self.endpoint = endpoint
         self.client = HTTP2Client(configuration: .init(host: endpoint.host, port: endpoint.port))
         self.timeout = timeout
@@ -89,6 +93,21 @@ public final class APIClient: Sendable {
     /// Sends a request and returns the body of a 2xx answer; anything else becomes an `APIError`.
     public func call(
         _ method: HTTPMethod, _ target: String, body: Data? = nil, requestID: (client: UInt64, sequence: UInt64)? = nil
+    ) async throws -> Data {
+        let deadline = ContinuousClock.now + noLeaderPatience
+        while true {
+            do {
+                return try await callOnce(method, target, body: body, requestID: requestID)
+            } catch let error as APIError where error.status == 503 && error.hadNoEffect {
+                // No leader took it, so resending cannot apply it twice.
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    private func callOnce(
+        _ method: HTTPMethod, _ target: String, body: Data?, requestID: (client: UInt64, sequence: UInt64)?
     ) async throws -> Data {
         var headers: HTTPFields = ["accept": "application/json"]
         if body != nil { headers.append(name: "content-type", value: "application/json") }

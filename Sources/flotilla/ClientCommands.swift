@@ -24,7 +24,8 @@ func withAPI<T>(_ options: APIOptions, _ body: (APIClient) async throws -> T) as
         let candidates = try options.candidates()
         var lastError: APIError?
         for endpoint in candidates {
-            let client = APIClient(endpoint: endpoint)
+            // During an election a node answers "no leader" for a moment; wait it out.
+            let client = APIClient(endpoint: endpoint, noLeaderPatience: .seconds(5))
             defer { Task { await client.close() } }
             do {
                 return try await body(client)
