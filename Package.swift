@@ -95,7 +95,7 @@ let package = Package(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel"],
+            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],

@@ -147,6 +147,10 @@ public struct Router: Sendable {
         self.add(.put, pattern, body: body, handler: handler)
     }
 
+    public mutating func patch(_ pattern: String, body: RequestBodyMode = .collect, handler: @escaping Handler) {
+        self.add(.patch, pattern, body: body, handler: handler)
+    }
+
     public mutating func delete(_ pattern: String, handler: @escaping Handler) {
         self.add(.delete, pattern, handler: handler)
     }

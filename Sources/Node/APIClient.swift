@@ -13,6 +13,12 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
     public var hadNoEffect = false
 
     public var description: String { message }
+
+    public init(status: Int?, message: String, hadNoEffect: Bool = false) {
+        self.status = status
+        self.message = message
+        self.hadNoEffect = hadNoEffect
+    }
 }
 
 /// Talks to one node's client API over HTTP/2.
@@ -20,8 +26,12 @@ public final class APIClient: Sendable {
     public let endpoint: Endpoint
     private let client: HTTP2Client
     private let timeout: Duration
+    /// How long to keep resending a request answered "no leader" (503, certainly without effect)
+    /// while the cluster elects one; zero reports it at once.
+    private let noLeaderPatience: Duration
 
-    public init(endpoint: Endpoint, timeout: Duration = .seconds(10)) {
+    public init(endpoint: Endpoint, timeout: Duration = .seconds(10), noLeaderPatience: Duration = .zero) {
+        self.noLeaderPatience = noLeaderPatience
         self.endpoint = endpoint
         self.client = HTTP2Client(configuration: .init(host: endpoint.host, port: endpoint.port))
         self.timeout = timeout
@@ -84,6 +94,21 @@ public final class APIClient: Sendable {
     public func call(
         _ method: HTTPMethod, _ target: String, body: Data? = nil, requestID: (client: UInt64, sequence: UInt64)? = nil
     ) async throws -> Data {
+        let deadline = ContinuousClock.now + noLeaderPatience
+        while true {
+            do {
+                return try await callOnce(method, target, body: body, requestID: requestID)
+            } catch let error as APIError where error.status == 503 && error.hadNoEffect {
+                // No leader took it, so resending cannot apply it twice.
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    private func callOnce(
+        _ method: HTTPMethod, _ target: String, body: Data?, requestID: (client: UInt64, sequence: UInt64)?
+    ) async throws -> Data {
         var headers: HTTPFields = ["accept": "application/json"]
         if body != nil { headers.append(name: "content-type", value: "application/json") }
         if let requestID {
@@ -103,20 +128,46 @@ public final class APIClient: Sendable {
         let bytes = try await response.body.collect(upTo: 64 << 20)
         let data = Data(bytes.readableBytesView)
         guard (200..<300).contains(response.status) else {
-            struct Problem: Decodable {
-                var error: String
-                var detail: String
-            }
-            if let problem = try? JSONDecoder().decode(Problem.self, from: data) {
-                // "no leader" is answered before anything is proposed (see ClientAPI.forwardOrFail).
-                let refused = (400..<500).contains(response.status) || problem.error == "no leader"
-                throw APIError(
-                    status: response.status, message: "\(problem.error): \(problem.detail)", hadNoEffect: refused)
-            }
-            throw APIError(status: response.status, message: "HTTP \(response.status) from \(endpoint)")
+            throw Self.error(status: response.status, body: data, from: endpoint)
         }
         return data
     }
+
+    /// The `APIError` for a non-2xx answer: the JSON error body's name and detail.
+    static func error(status: Int, body: Data, from endpoint: Endpoint) -> APIError {
+        struct Problem: Decodable {
+            var error: String
+            var detail: String
+        }
+        if let problem = try? JSONDecoder().decode(Problem.self, from: body) {
+            // "no leader" is answered before anything is proposed (see ClientAPI.forwardOrFail).
+            let refused = (400..<500).contains(status) || problem.error == "no leader"
+            return APIError(status: status, message: "\(problem.error): \(problem.detail)", hadNoEffect: refused)
+        }
+        return APIError(status: status, message: "HTTP \(status) from \(endpoint)")
+    }
+
+    func decoded<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T { try decode(type, data) }
+
+    /// Sends a request and returns as soon as a 2xx answer's headers arrive, its body still streaming.
+    func stream(_ method: HTTPMethod, _ target: String) async throws -> HTTPResponse {
+        let request = HTTPRequest(method: method, target: target, headers: ["accept": "application/x-ndjson"])
+        let response: HTTPResponse
+        do {
+            response = try await client.stream(request, deadline: .distantFuture)
+        } catch {
+            throw APIError(
+                status: nil, message: "cannot reach the Flotilla API at \(endpoint): \(error)",
+                hadNoEffect: (error as? HTTP2ClientError)?.requestWasNotProcessed ?? false)
+        }
+        guard (200..<300).contains(response.status) else {
+            let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+            throw Self.error(status: response.status, body: data, from: endpoint)
+        }
+        return response
+    }
+
+    func pathSegment(_ text: String) -> String { escape(text) }
 
     private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
         do {

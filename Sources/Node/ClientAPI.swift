@@ -45,6 +45,7 @@ struct ClientAPI: Sendable {
     let driver: RaftDriver
     let forwarder: LeaderForwarder
     let addressBook: AddressBook
+    let lifecycle: APILifecycle
 
     static let forwardedHeader = "flotilla-forwarded-by"
     static let requestIDHeader = "flotilla-request-id"
@@ -83,14 +84,16 @@ struct ClientAPI: Sendable {
                     status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}")
             }
             switch try await write(.setSetting(key: key, value: value), request) {
-            case .applied(let previous): return try json(SettingView(key: key, value: value, previous: previous))
+            case .applied(let outcome):
+                return try json(SettingView(key: key, value: value, previous: outcome?.replacedValue))
             case .forwarded(let response): return response
             }
         }
         router.delete("/v1/config/{key}") { request, parameters in
             let key = parameters["key"] ?? ""
             switch try await write(.deleteSetting(key: key), request) {
-            case .applied(let previous): return try json(SettingView(key: key, value: nil, previous: previous))
+            case .applied(let outcome):
+                return try json(SettingView(key: key, value: nil, previous: outcome?.replacedValue))
             case .forwarded(let response): return response
             }
         }
@@ -142,7 +145,7 @@ struct ClientAPI: Sendable {
         }
     }
 
-    private func nodeID(_ parameters: RouteParameters) throws -> NodeID {
+    func nodeID(_ parameters: RouteParameters) throws -> NodeID {
         guard let text = parameters["id"], let id = NodeID(parsing: text) else {
             throw HTTPError(status: 400, error: "bad node id", detail: "node ids are n1, n2, …")
         }
@@ -162,12 +165,15 @@ struct ClientAPI: Sendable {
         return try json(await statusView())
     }
 
-    private func isStale(_ request: HTTPRequest) -> Bool {
-        (request.query ?? "").split(separator: "&").contains("stale=true")
+    func isStale(_ request: HTTPRequest) -> Bool { queryFlag("stale", request) }
+
+    /// Whether the query has `name=true`.
+    func queryFlag(_ name: String, _ request: HTTPRequest) -> Bool {
+        (request.query ?? "").split(separator: "&").contains("\(name)=true")
     }
 
     /// A linearizable read by ReadIndex (or the local copy with `?stale=true`).
-    private func read<T: Sendable>(
+    func read<T: Sendable>(
         _ request: HTTPRequest, _ body: @Sendable (any ReplicatedStateMachine) -> T
     ) async throws -> T {
         if isStale(request) { return await driver.staleRead(body) }
@@ -178,15 +184,15 @@ struct ClientAPI: Sendable {
         }
     }
 
-    private enum WriteOutcome {
-        /// Committed and applied here; the value it replaced.
-        case applied(previous: String?)
+    enum WriteOutcome {
+        /// Committed and applied here; what it did (nil for a retried request applied before).
+        case applied(CommandOutcome?)
         /// This node is not the leader: the leader's answer, to pass through.
         case forwarded(HTTPResponse)
     }
 
     /// Proposes a command, or forwards the request to the leader when this node is not it.
-    private func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
+    func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
         let answer: [UInt8]
         do {
             // The state machine reads no clock: the time it records is this proposal's.
@@ -198,12 +204,13 @@ struct ClientAPI: Sendable {
             if case .notLeader = error.kind { return .forwarded(try await forwardOrFail(request)) }
             throw httpError(error)
         }
-        // An empty answer is a retried request already applied: report success without a previous value.
-        guard !answer.isEmpty else { return .applied(previous: nil) }
+        // An empty answer is a retried request already applied: report success without an outcome.
+        guard !answer.isEmpty else { return .applied(nil) }
         switch try CommandResult(decoding: answer) {
-        case .applied(.previous(let previous)): return .applied(previous: previous)
-        case .applied: return .applied(previous: nil)
-        case .rejected(let rejection): throw HTTPError(status: 422, error: "rejected", detail: rejection.reason)
+        case .applied(let outcome): return .applied(outcome)
+        case .rejected(let rejection):
+            throw HTTPError(
+                status: rejection.kind.httpStatus, error: rejection.kind.description, detail: rejection.reason)
         }
     }
 
@@ -218,7 +225,7 @@ struct ClientAPI: Sendable {
         return RequestID(client: client, sequence: sequence)
     }
 
-    private func forwardOrFail(_ request: HTTPRequest) async throws -> HTTPResponse {
+    func forwardOrFail(_ request: HTTPRequest) async throws -> HTTPResponse {
         let status = await driver.status
         guard request.headers.values(for: Self.forwardedHeader).isEmpty else {
             throw HTTPError(
@@ -247,7 +254,7 @@ struct ClientAPI: Sendable {
         }
     }
 
-    private func statusView() async -> StatusView {
+    func statusView() async -> StatusView {
         let status = await driver.status
         var members: [StatusView.Member] = []
         for id in status.membership.members.sorted() {

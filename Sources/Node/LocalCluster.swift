@@ -9,18 +9,22 @@ import Foundation
 
 /// Starts and stops a cluster of `flotilla node` child processes on 127.0.0.1.
 ///
-/// Node `nK` serves its client API on port 7100+K and peer RPC on 7200+K. Everything lives in
-/// one directory: `cluster.json` (the shared configuration), `nK/` (data), `nK.log` and `pids`.
+/// Node `nK` serves its client API on port 7100+K and peer RPC on 7200+K (the base is
+/// configurable). Everything lives in one directory: `cluster.json` (the shared configuration),
+/// `nK/` (data), `nK.log` and `pids`.
 public struct LocalCluster: Sendable {
     public var directory: String
     public var nodes: Int
     /// The `flotilla` binary to start nodes with.
     public var executable: String
+    /// Node `nK` serves its API on `portBase + K` and peer RPC on `portBase + 100 + K`.
+    public var portBase: Int
 
-    public init(directory: String, nodes: Int, executable: String) {
+    public init(directory: String, nodes: Int, executable: String, portBase: Int = 7100) {
         self.directory = directory
         self.nodes = nodes
         self.executable = executable
+        self.portBase = portBase
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -30,12 +34,15 @@ public struct LocalCluster: Sendable {
     var pidsPath: String { directory + "/pids" }
     var configPath: String { directory + "/cluster.json" }
 
-    public func clientEndpoint(_ node: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: 7100 + node) }
+    public func clientEndpoint(_ node: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: portBase + node) }
 
     /// Starts the nodes and waits until they have elected a leader; returns the child pids.
     public func start() async throws -> [Int32] {
         guard (1...9).contains(nodes) else {
-            throw Failure(description: "--nodes must be 1–9 (ports 7101–7109), got \(nodes)")
+            throw Failure(description: "--nodes must be 1–9 (ports \(portBase + 1)–\(portBase + 9)), got \(nodes)")
+        }
+        guard (1...65_000).contains(portBase) else {
+            throw Failure(description: "--port-base must be 1–65000, got \(portBase)")
         }
         if let running = runningPids(), !running.isEmpty {
             throw Failure(
@@ -45,7 +52,7 @@ public struct LocalCluster: Sendable {
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let members = (1...nodes).map { node in
-            "    {\"id\": \"n\(node)\", \"peer\": \"127.0.0.1:\(7200 + node)\", \"client\": \"127.0.0.1:\(7100 + node)\"}"
+            "    {\"id\": \"n\(node)\", \"peer\": \"127.0.0.1:\(portBase + 100 + node)\", \"client\": \"127.0.0.1:\(portBase + node)\"}"
         }
         let config = """
             {
@@ -97,6 +104,44 @@ public struct LocalCluster: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw Failure(description: "no leader after 30 s; see \(directory)/n*.log")
+    }
+
+    /// The reference walkthrough's VMs: 1 GB startup, 512 MB minimum, 4 GB maximum, buffer 20, priority 50.
+    public static let demoVMs = ["Finance", "Engineering", "Sales"]
+
+    /// Waits until every node has registered, then creates the shared volume `csv1` and, with
+    /// `demo`, the walkthrough's VMs, and starts them. Idempotent: what exists is left as it is,
+    /// so a second `local up` on the same directory goes through. Returns what it did, a line each.
+    public func prepare(demo: Bool, client: APIClient) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await client.nodes().count < nodes {
+            guard ContinuousClock.now < deadline else {
+                throw Failure(description: "the nodes did not all register within 30 s; see \(directory)/n*.log")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        var done: [String] = []
+        if try await !client.volumes().contains(where: { $0.id == "csv1" }) {
+            try await client.createVolume("csv1", coordinator: "n1")
+            done.append("created volume csv1 (coordinator n1)")
+        }
+        guard demo else { return done }
+        let existing = Dictionary(try await client.vms().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for name in Self.demoVMs {
+            var vm = existing[name]
+            if vm == nil {
+                vm = try await client.createVM(
+                    VMCreation(
+                        name: name, startup: 1 << 30, minimum: 512 << 20, maximum: 4 << 30, buffer: 20, priority: 50,
+                        volume: "csv1"))
+                done.append("created VM \(name)")
+            }
+            if vm?.state == "stopped" {
+                let started = try await client.startVM(name)
+                done.append("started \(name) on \(started.owner ?? "no node: \(started.pendingReason ?? "")")")
+            }
+        }
+        return done
     }
 
     /// The pids recorded by `start` that are still alive, or nil when none were recorded.

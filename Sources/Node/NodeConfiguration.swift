@@ -36,6 +36,9 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// The node joins a running cluster (added through the API) instead of founding one with
     /// `members`; the file's members then only tell it where the others are.
     public var join: Bool
+    /// Memory this node offers VMs (host memory minus the host's reserve), in bytes; the node
+    /// registers it in the cluster state, where admission control counts VMs' startup memory against it.
+    public var usableMemory: UInt64
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -50,6 +53,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case heartbeatTicks = "heartbeat-ticks"
         case snapshotEntries = "snapshot-entries"
         case join
+        case memory
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -123,6 +127,18 @@ public struct NodeConfiguration: Hashable, Sendable {
             return endpoint
         }
 
+        func memory() throws(ConfigurationError) -> UInt64 {
+            guard let (text, source) = values[.memory] else { return defaultUsableMemory }
+            guard let bytes = ByteSize.parse(text), usableMemoryRange.contains(bytes) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\"",
+                    fix:
+                        "memory is the memory this node offers VMs, 1M to 1024T, written like 8G, 16384M or a number of bytes"
+                )
+            }
+            return bytes
+        }
+
         let (idText, idSource) = try required(.nodeID)
         guard let nodeID = NodeID(parsing: idText) else {
             throw ConfigurationError(
@@ -175,7 +191,8 @@ public struct NodeConfiguration: Hashable, Sendable {
             electionTicks: try integer(.electionTicks, default: 10, range: 2...10_000),
             heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000),
             snapshotEntries: try integer(.snapshotEntries, default: 10_000, range: 10...100_000_000),
-            join: join
+            join: join,
+            usableMemory: try memory()
         )
         guard configuration.heartbeatTicks < configuration.electionTicks else {
             throw ConfigurationError(
@@ -186,6 +203,13 @@ public struct NodeConfiguration: Hashable, Sendable {
         }
         return configuration
     }
+}
+
+extension NodeConfiguration {
+    /// What a node offers VMs when `memory` is not set: 8 GiB.
+    public static let defaultUsableMemory: UInt64 = 8 << 30
+    /// The range the cluster state accepts for a node's usable memory: 1 MiB to 1 PiB.
+    static let usableMemoryRange: ClosedRange<UInt64> = (1 << 20)...(1 << 50)
 }
 
 /// A configuration that cannot be used, with what to do about it.

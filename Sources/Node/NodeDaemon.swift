@@ -63,9 +63,11 @@ public final class NodeDaemon: Service {
         let forwarder = LeaderForwarder()
         var clientRouter = Router()
         let clientAPI = ClientAPI(
-            configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook)
+            configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook,
+            lifecycle: APILifecycle())
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
+        clientAPI.addClusterRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
@@ -80,6 +82,7 @@ public final class NodeDaemon: Service {
             await peerServer.shutdown()
             throw error
         }
+        let registrar = Task { await NodeRegistrar(api: clientAPI, logger: logger).run() }
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -93,6 +96,8 @@ public final class NodeDaemon: Service {
             group.addTask { await driver.waitForFailure() }
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
+            registrar.cancel()
+            clientAPI.lifecycle.stop()
             // Whichever came first, end the other: the client API stops accepting and finishes
             // what is in flight, the Raft loop stops (ending the failure wait; everything
             // acknowledged is already fsynced), and the wait for a signal is cancelled.

@@ -4,61 +4,68 @@ import ClusterModel
 import Foundation
 import Node
 
-/// How a client command finds a node: --api, then FLOTILLA_API, then the local cluster's first node.
+/// How a client command finds a node: --api, then FLOTILLA_API, then the local cluster's
+/// `.flotilla/cluster.json`, then 127.0.0.1:7101. Any node answers: it forwards to the leader.
 struct APIOptions: ParsableArguments {
-    @Option(help: "A node's client API as host:port (or FLOTILLA_API).")
+    @Option(help: "A node's client API as host:port (or FLOTILLA_API; default: the local cluster in .flotilla).")
     var api: String?
 
-    func client() throws -> APIClient {
-        let text = api ?? ProcessInfo.processInfo.environment["FLOTILLA_API"] ?? "127.0.0.1:7101"
-        let trimmed = text.replacingOccurrences(of: "http://", with: "")
-        guard let endpoint = Endpoint(parsing: trimmed.hasSuffix("/") ? String(trimmed.dropLast()) : trimmed) else {
-            throw ValidationError("--api \(text) is not host:port (e.g. 127.0.0.1:7101)")
-        }
-        return APIClient(endpoint: endpoint)
+    func candidates() throws -> [Endpoint] {
+        try APILocation.candidates(
+            flag: api, environment: ProcessInfo.processInfo.environment["FLOTILLA_API"],
+            localConfig: FileManager.default.contents(atPath: ".flotilla/cluster.json"))
     }
 }
 
-/// Runs a client call and turns API errors into one clear line and a non-zero exit.
+/// Runs a client call against the first node that can be reached, and turns an API error into
+/// one clear line on standard error and a non-zero exit.
 func withAPI<T>(_ options: APIOptions, _ body: (APIClient) async throws -> T) async throws -> T {
-    let client = try options.client()
-    defer { Task { await client.close() } }
     do {
-        return try await body(client)
+        let candidates = try options.candidates()
+        var lastError: APIError?
+        for endpoint in candidates {
+            // During an election a node answers "no leader" for a moment; wait it out.
+            let client = APIClient(endpoint: endpoint, noLeaderPatience: .seconds(5))
+            defer { Task { await client.close() } }
+            do {
+                return try await body(client)
+            } catch let error as APIError where error.status == nil && error.hadNoEffect {
+                // Never reached this node: the next one may be up (a request that had no effect is safe to resend).
+                lastError = error
+            }
+        }
+        throw lastError!
     } catch let error as APIError {
-        FileHandle.standardError.write(Data("flotilla: \(error.description)\n".utf8))
+        FileHandle.standardError.write(Data((ClusterText.errorLine(error.message) + "\n").utf8))
         throw ExitCode.failure
     }
 }
 
+/// Prints a value as indented JSON with sorted keys (`--json`).
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// The flags every read command takes.
+struct ReadOptions: ParsableArguments {
+    @OptionGroup var api: APIOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Read the contacted node's own copy (may lag the leader).") var stale = false
+}
+
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the leader, term, commit index and every member.")
+        commandName: "status",
+        abstract: "Show the leader, term, nodes with memory, VMs, volumes and running migrations.")
 
-    @OptionGroup var options: APIOptions
-    @Flag(help: "Print JSON.") var json = false
-    @Flag(help: "Answer from the contacted node's own, possibly stale, view.") var stale = false
+    @OptionGroup var options: ReadOptions
 
     func run() async throws {
-        let status = try await withAPI(options) { try await $0.status(stale: stale) }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
-            return
-        }
-        print(
-            "cluster \(status.cluster)  leader \(status.leader ?? "none")  term \(status.term)  commit \(status.commitIndex)"
-        )
-        print(
-            Table.render(
-                header: ["NODE", "ROLE", "STATE", "MATCH", "CLIENT", "PEER"],
-                rows: status.members.map {
-                    [
-                        $0.id, $0.role, $0.state, $0.matchIndex.map(String.init) ?? "-", $0.clientAddress ?? "-",
-                        $0.peerAddress ?? "-",
-                    ]
-                }))
+        let cluster = try await withAPI(options.api) { try await $0.cluster(stale: options.stale) }
+        if options.json { return try printJSON(cluster) }
+        print(ClusterText.status(cluster))
     }
 }
 
@@ -108,28 +115,10 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             let settings = try await withAPI(options) { try await $0.settings(stale: stale) }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(settings), as: UTF8.self))
-                return
-            }
+            if json { return try printJSON(settings) }
             print(
-                Table.render(
+                TextTable.render(
                     header: ["KEY", "VALUE"], rows: settings.sorted { $0.key < $1.key }.map { [$0.key, $0.value] }))
         }
-    }
-}
-
-/// Aligned text tables for the CLI.
-enum Table {
-    static func render(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
-        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
     }
 }

@@ -9,12 +9,14 @@ struct Flotilla: AsyncParsableCommand {
         abstract: "A failover cluster for virtual machines.",
         discussion: """
             `flotilla node` runs a cluster member; every other command is a client of a node's API,
-            found from --api, then FLOTILLA_API, then 127.0.0.1:7101 (the local cluster's first node).
+            found from --api, then FLOTILLA_API, then the local cluster's .flotilla/cluster.json, then
+            127.0.0.1:7101; any node answers (it forwards to the leader).
             """,
         version: FlotillaVersion.current,
         subcommands: [
-            NodeCommand.self, StatusCommand.self, ConfigCommand.self, MembersCommand.self, LeaderCommand.self,
-            LocalCommand.self,
+            NodeCommand.self, StatusCommand.self, NodesCommand.self, VMsCommand.self, VolumesCommand.self,
+            EventsCommand.self, VMCommand.self, VolumeCommand.self, ConfigCommand.self, MembersCommand.self,
+            LeaderCommand.self, LocalCommand.self,
         ]
     )
 }

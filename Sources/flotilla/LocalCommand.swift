@@ -11,38 +11,61 @@ struct LocalCommand: AsyncParsableCommand {
 
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Start the nodes, wait for a leader, show status; Ctrl-C stops them cleanly.")
+            abstract:
+                "Start the nodes, create volume csv1 and the demo VMs, show live status; Ctrl-C stops them cleanly.")
         @Option(help: "How many nodes (1–9).") var nodes = 3
         @Option(help: "Where data, logs and the cluster config go.") var dir = ".flotilla"
+        @Option(help: "Node nK serves its API on this + K and peer RPC on this + 100 + K.") var portBase = 7100
+        @Flag(help: "Create only volume csv1, not the Finance, Engineering and Sales VMs.") var noDemo = false
         @Flag(help: "Return once the cluster is up; stop it later with `flotilla local down`.") var detach = false
 
         func run() async throws {
             let executable =
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                 ?? CommandLine.arguments[0]
-            let cluster = LocalCluster(directory: dir, nodes: nodes, executable: executable)
+            let cluster = LocalCluster(directory: dir, nodes: nodes, executable: executable, portBase: portBase)
             // Trap Ctrl-C and SIGTERM from now on, so an interrupted start-up still stops the nodes.
             let stop = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+            let client = APIClient(endpoint: cluster.clientEndpoint(1))
             do {
                 let pids = try await cluster.start()
                 print(
                     "started \(pids.count) nodes (pids \(pids.map(String.init).joined(separator: " "))); logs in \(dir)/n*.log"
                 )
-            } catch let failure as LocalCluster.Failure {
+                for line in try await cluster.prepare(demo: !noDemo, client: client) { print(line) }
+            } catch {
+                await client.close()
                 _ = await cluster.stop()
-                throw ValidationError(failure.description)
+                let message =
+                    (error as? LocalCluster.Failure)?.description ?? (error as? APIError)?.message ?? "\(error)"
+                throw ValidationError("the local cluster did not come up: \(message)")
             }
-            let client = APIClient(endpoint: cluster.clientEndpoint(1))
-            if let status = try? await client.status() {
-                print("leader \(status.leader ?? "none"), term \(status.term); API on 127.0.0.1:7101–\(7100 + nodes)")
-            }
-            await client.close()
             if detach {
-                print("stop it with: flotilla local down --dir \(dir)")
+                await client.close()
+                print(
+                    "API on 127.0.0.1:\(portBase + 1)–\(portBase + nodes); try `flotilla status`; stop it with: flotilla local down --dir \(dir)"
+                )
                 return
             }
-            print("try: flotilla status · flotilla config set greeting hello · kill a node's pid · Ctrl-C to stop")
-            for await _ in stop { break }
+            // The live view: the status tables every second until Ctrl-C.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        let view: String
+                        do {
+                            view = ClusterText.status(try await client.cluster())
+                        } catch {
+                            view = "waiting for the cluster: \((error as? APIError)?.message ?? "\(error)")"
+                        }
+                        // Clear the screen and draw from the top.
+                        print("\u{1B}[H\u{1B}[2J" + view + "\n\nCtrl-C stops the cluster · logs in \(dir)/n*.log")
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
+                for await _ in stop { break }
+                group.cancelAll()
+            }
+            await client.close()
             print("\nstopping…")
             let stopped = await cluster.stop()
             print("stopped \(stopped) nodes")

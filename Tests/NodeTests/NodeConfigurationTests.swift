@@ -122,3 +122,25 @@ func shippedConfigurationsResolveForEveryMember(name: String, size: Int) throws 
         #expect(configuration.peerListen.port == 7200 + member)
     }
 }
+
+@Test func memoryDefaultsTo8GiBAndTakesSizesFromEveryPlace() throws {
+    let plain = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
+    #expect(plain.usableMemory == 8 << 30)
+    let fromEnvironment = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: ["FLOTILLA_MEMORY": "16G"], flags: ["node-id": "n1"])
+    #expect(fromEnvironment.usableMemory == 16 << 30)
+    let fromFlag = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: ["FLOTILLA_MEMORY": "16G"], flags: ["node-id": "n1", "memory": "1536M"])
+    #expect(fromFlag.usableMemory == 1536 << 20)
+}
+
+@Test(arguments: ["lots", "0", "512K", "2000T"])
+func memoryOutsideTheAcceptedSizesIsRefusedWithTheFix(_ text: String) {
+    #expect {
+        try NodeConfiguration.resolve(
+            file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "memory": text])
+    } throws: { error in
+        let description = "\(error)"
+        return description.contains("--memory is \"\(text)\"") && description.contains("written like 8G")
+    }
+}

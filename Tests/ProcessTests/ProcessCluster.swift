@@ -41,7 +41,9 @@ final class ProcessCluster: Sendable {
     /// The nodes that found the cluster (n1…); the rest join it later through the API.
     let founders: Int
 
-    init(size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000) throws {
+    init(
+        size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000, electionTicks: Int = 10
+    ) throws {
         self.size = size
         self.founders = founders ?? size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
@@ -78,7 +80,7 @@ final class ProcessCluster: Sendable {
                 + "\"client\": \"\(address):\(clientPorts[node - 1])\"}"
         }
         let config = """
-            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": 10, "snapshot-entries": \(snapshotEntries),
+            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": \(electionTicks), "snapshot-entries": \(snapshotEntries),
              "members": [\(members.joined(separator: ", "))]}
             """
         try config.write(toFile: directory + "/cluster.json", atomically: true, encoding: .utf8)

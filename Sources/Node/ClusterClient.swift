@@ -1,0 +1,175 @@
+// The API client's calls for nodes, volumes, VMs, migrations and events.
+import ClusterModel
+import Foundation
+import HTTP2
+import NIOCore
+
+/// What `POST /v1/vms` takes: a new VM's name, memory (bytes), placement hints and disk volume.
+public struct VMCreation: Codable, Sendable, Equatable {
+    public var name: String
+    public var startup: UInt64
+    public var minimum: UInt64?
+    public var maximum: UInt64?
+    /// Percent kept above demand (default 20).
+    public var buffer: Int?
+    /// 0–100 (default 50).
+    public var priority: Int?
+    /// `high`, `medium` (default), `low` or `none`.
+    public var restartPriority: String?
+    public var preferredOwners: [String]?
+    public var antiAffinityClass: String?
+    /// The volume the VM's disk file lives on.
+    public var volume: String
+    /// The disk's file on the volume; by default the lower-cased name + `.vhdx`.
+    public var diskFile: String?
+
+    public init(
+        name: String, startup: UInt64, minimum: UInt64? = nil, maximum: UInt64? = nil, buffer: Int? = nil,
+        priority: Int? = nil, restartPriority: String? = nil, preferredOwners: [String]? = nil,
+        antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil
+    ) {
+        self.name = name
+        self.startup = startup
+        self.minimum = minimum
+        self.maximum = maximum
+        self.buffer = buffer
+        self.priority = priority
+        self.restartPriority = restartPriority
+        self.preferredOwners = preferredOwners
+        self.antiAffinityClass = antiAffinityClass
+        self.volume = volume
+        self.diskFile = diskFile
+    }
+}
+
+/// What `PATCH /v1/vms/{name}/memory` takes: only the settings to change.
+public struct MemoryChange: Codable, Sendable, Equatable {
+    public var startup: UInt64?
+    public var minimum: UInt64?
+    public var maximum: UInt64?
+    public var buffer: Int?
+    public var priority: Int?
+
+    public init(
+        startup: UInt64? = nil, minimum: UInt64? = nil, maximum: UInt64? = nil, buffer: Int? = nil, priority: Int? = nil
+    ) {
+        self.startup = startup
+        self.minimum = minimum
+        self.maximum = maximum
+        self.buffer = buffer
+        self.priority = priority
+    }
+}
+
+extension APIClient {
+    private func query(stale: Bool) -> String { stale ? "?stale=true" : "" }
+
+    public func cluster(stale: Bool = false) async throws -> ClusterView {
+        try decoded(ClusterView.self, try await call(.get, "/v1/cluster" + query(stale: stale)))
+    }
+
+    public func nodes(stale: Bool = false) async throws -> [NodeView] {
+        struct List: Decodable { var nodes: [NodeView] }
+        return try decoded(List.self, try await call(.get, "/v1/nodes" + query(stale: stale))).nodes
+    }
+
+    public func vms(stale: Bool = false) async throws -> [VMView] {
+        struct List: Decodable { var vms: [VMView] }
+        return try decoded(List.self, try await call(.get, "/v1/vms" + query(stale: stale))).vms
+    }
+
+    public func vm(_ name: String, stale: Bool = false) async throws -> VMView {
+        try decoded(VMView.self, try await call(.get, "/v1/vms/\(pathSegment(name))" + query(stale: stale)))
+    }
+
+    public func volumes(stale: Bool = false) async throws -> [VolumeView] {
+        struct List: Decodable { var volumes: [VolumeView] }
+        return try decoded(List.self, try await call(.get, "/v1/volumes" + query(stale: stale))).volumes
+    }
+
+    public func migrations(stale: Bool = false) async throws -> [MigrationView] {
+        struct List: Decodable { var migrations: [MigrationView] }
+        return try decoded(List.self, try await call(.get, "/v1/migrations" + query(stale: stale))).migrations
+    }
+
+    public func events(since: UInt64 = 0, stale: Bool = false) async throws -> [EventView] {
+        struct List: Decodable { var events: [EventView] }
+        return try decoded(
+            List.self, try await call(.get, "/v1/events?since=\(since)" + (stale ? "&stale=true" : ""))
+        ).events
+    }
+
+    /// Calls `handle` with every event after `since`, then with each new one as it happens,
+    /// until the node ends the stream (it shuts down) or `handle` throws.
+    public func followEvents(since: UInt64 = 0, _ handle: (EventView) async throws -> Void) async throws {
+        let response = try await stream(.get, "/v1/events?since=\(since)&follow=true")
+        guard case .stream(let body) = response.body else {
+            for event in try lines(try await response.body.collect(upTo: 64 << 20)) { try await handle(event) }
+            return
+        }
+        var pending = ByteBuffer()
+        for try await var chunk in body {
+            pending.writeBuffer(&chunk)
+            guard let end = pending.readableBytesView.lastIndex(of: UInt8(ascii: "\n")) else { continue }
+            let complete = pending.readSlice(length: end - pending.readerIndex + 1)!
+            for event in try lines(complete) { try await handle(event) }
+            pending.discardReadBytes()
+        }
+    }
+
+    private func lines(_ buffer: ByteBuffer) throws -> [EventView] {
+        try buffer.readableBytesView.split(separator: UInt8(ascii: "\n")).map { line in
+            try decoded(EventView.self, Data(line))
+        }
+    }
+
+    @discardableResult
+    public func createVM(_ creation: VMCreation) async throws -> VMView {
+        try decoded(VMView.self, try await call(.post, "/v1/vms", body: try JSONEncoder().encode(creation)))
+    }
+
+    /// Starts a VM on `node`, or where placement puts it; a VM that fits nowhere comes back pending.
+    @discardableResult
+    public func startVM(_ name: String, on node: String? = nil) async throws -> VMView {
+        let body = try node.map { try JSONEncoder().encode(["node": $0]) }
+        return try decoded(VMView.self, try await call(.post, "/v1/vms/\(pathSegment(name))/start", body: body))
+    }
+
+    @discardableResult
+    public func stopVM(_ name: String) async throws -> VMView {
+        try decoded(VMView.self, try await call(.post, "/v1/vms/\(pathSegment(name))/stop"))
+    }
+
+    @discardableResult
+    public func setVMMemory(_ name: String, _ change: MemoryChange) async throws -> VMView {
+        try decoded(
+            VMView.self,
+            try await call(.patch, "/v1/vms/\(pathSegment(name))/memory", body: try JSONEncoder().encode(change)))
+    }
+
+    public func deleteVM(_ name: String) async throws {
+        _ = try await call(.delete, "/v1/vms/\(pathSegment(name))")
+    }
+
+    @discardableResult
+    public func createVolume(_ id: String, coordinator: String, path: String? = nil) async throws -> VolumeView {
+        var body = ["id": id, "coordinator": coordinator]
+        if let path { body["path"] = path }
+        return try decoded(VolumeView.self, try await call(.post, "/v1/volumes", body: try JSONEncoder().encode(body)))
+    }
+
+    @discardableResult
+    public func moveVolume(_ id: String, to coordinator: String) async throws -> VolumeView {
+        try decoded(
+            VolumeView.self,
+            try await call(
+                .post, "/v1/volumes/\(pathSegment(id))/move",
+                body: try JSONEncoder().encode(["coordinator": coordinator])))
+    }
+
+    /// `drain`, `pause` or `resume` a node.
+    @discardableResult
+    public func changeNode(_ id: String, _ action: String) async throws -> NodeView {
+        try decoded(NodeView.self, try await call(.post, "/v1/nodes/\(pathSegment(id))/\(action)"))
+    }
+}

@@ -1,0 +1,443 @@
+// The client API for the cluster state: nodes, volumes, VMs, migrations, events and metrics.
+import ClusterModel
+import ClusterState
+import Foundation
+import HTTP2
+import NIOCore
+import RaftCore
+
+extension ClientAPI {
+    func addClusterRoutes(to router: inout Router) {
+        addReadRoutes(to: &router)
+        addVMRoutes(to: &router)
+        addVolumeAndNodeRoutes(to: &router)
+    }
+
+    // MARK: Reads
+
+    private func addReadRoutes(to router: inout Router) {
+        router.get("/v1/cluster") { request, _ in
+            // Like /v1/status, served by the leader, which alone knows every member's progress.
+            if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
+            let state = try await clusterState(request)
+            return try json(
+                ClusterView(
+                    status: await statusView(), nodes: state.nodeViews, volumes: state.volumeViews, vms: state.vmViews,
+                    migrations: state.migrationViews(activeOnly: true)))
+        }
+        router.get("/v1/nodes") { request, _ in
+            try json(["nodes": try await clusterState(request).nodeViews])
+        }
+        router.get("/v1/nodes/{id}") { request, parameters in
+            let id = try nodeID(parameters)
+            let state = try await clusterState(request)
+            guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
+            return try json(NodeView(node, in: state))
+        }
+        router.get("/v1/vms") { request, _ in
+            try json(["vms": try await clusterState(request).vmViews])
+        }
+        router.get("/v1/vms/{name}") { request, parameters in
+            let state = try await clusterState(request)
+            return try json(VMView(try Self.vm(parameters, in: state), in: state))
+        }
+        router.get("/v1/volumes") { request, _ in
+            try json(["volumes": try await clusterState(request).volumeViews])
+        }
+        router.get("/v1/volumes/{id}") { request, parameters in
+            let state = try await clusterState(request)
+            return try json(VolumeView(try Self.volume(parameters, in: state), in: state))
+        }
+        router.get("/v1/migrations") { request, _ in
+            let state = try await clusterState(request)
+            return try json(["migrations": state.migrationViews(activeOnly: queryFlag("active", request))])
+        }
+        router.get("/v1/events") { request, _ in
+            let since = try Self.sinceParameter(request)
+            let state = try await clusterState(request)
+            let events = state.events(since: since).map(EventView.init)
+            guard queryFlag("follow", request) else { return try json(["events": events]) }
+            let follower = EventFollower(
+                first: events, after: events.last?.sequence ?? max(since, state.nextEventSequence - 1),
+                driver: driver, lifecycle: lifecycle)
+            return HTTPResponse(
+                status: 200, headers: ["content-type": "application/x-ndjson"], body: .stream(HTTPBodyStream(follower)))
+        }
+        router.get("/metrics") { _, _ in
+            let status = await driver.status
+            let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
+            return HTTPResponse(
+                status: 200, headers: ["content-type": "text/plain; version=0.0.4"],
+                body: .string(Metrics.render(node: configuration.nodeID, status: status, state: state)))
+        }
+    }
+
+    /// The whole state, read linearizably (or the local copy with `?stale=true`). A copy is cheap:
+    /// its collections are copy-on-write and the state machine's next apply copies, not this.
+    func clusterState(_ request: HTTPRequest) async throws -> ClusterState {
+        try await read(request) { ($0 as! ClusterStateMachine).state }
+    }
+
+    private static func sinceParameter(_ request: HTTPRequest) throws -> UInt64 {
+        for pair in (request.query ?? "").split(separator: "&") where pair.hasPrefix("since=") {
+            guard let since = UInt64(pair.dropFirst("since=".count)) else {
+                throw HTTPError(
+                    status: 400, error: "bad since",
+                    detail: "since must be an event sequence number (a whole number ≥ 0), got \(pair.dropFirst(6))")
+            }
+            return since
+        }
+        return 0
+    }
+
+    // MARK: VMs
+
+    /// The body of `POST /v1/vms`: sizes as bytes or as text ("1G").
+    struct CreateVMBody: Decodable {
+        var name: String
+        var startup: Size
+        var minimum: Size?
+        var maximum: Size?
+        var buffer: Int?
+        var priority: Int?
+        var restartPriority: String?
+        var preferredOwners: [String]?
+        var antiAffinityClass: String?
+        var volume: String
+        var diskFile: String?
+    }
+
+    /// The body of `PATCH /v1/vms/{name}/memory`: the settings to change.
+    struct MemoryBody: Decodable {
+        var startup: Size?
+        var minimum: Size?
+        var maximum: Size?
+        var buffer: Int?
+        var priority: Int?
+    }
+
+    /// A size in JSON: a number of bytes, or text such as "512M".
+    struct Size: Decodable {
+        var bytes: UInt64
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let bytes = try? container.decode(UInt64.self) {
+                self.bytes = bytes
+                return
+            }
+            let text = try container.decode(String.self)
+            guard let bytes = ByteSize.parse(text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: ByteSize.problem(text, what: "size"))
+            }
+            self.bytes = bytes
+        }
+    }
+
+    private static let createVMExample =
+        #"send {"name": "Finance", "startup": "1G", "minimum": "512M", "maximum": "4G", "buffer": 20, "priority": 50, "#
+        + #""restartPriority": "high", "preferredOwners": ["n1"], "volume": "csv1"}"#
+
+    private func addVMRoutes(to router: inout Router) {
+        router.post("/v1/vms") { request, _ in
+            try await onLeader(request) {
+                let body = try await Self.decode(CreateVMBody.self, request, example: Self.createVMExample)
+                let spec = try Self.spec(body)
+                switch try await write(.createVM(spec), request) {
+                case .forwarded(let response): return response
+                case .applied:
+                    let state = await localState()
+                    guard let vm = state.vm(named: spec.name) else { throw Self.noVM(spec.name) }
+                    return try json(VMView(vm, in: state), status: 201)
+                }
+            }
+        }
+        router.post("/v1/vms/{name}/start", body: .collect) { request, parameters in
+            try await onLeader(request) {
+                struct Body: Decodable { var node: String? }
+                let node: NodeID?
+                if try await request.body.collect(upTo: 64 << 10).readableBytes == 0 {
+                    node = nil
+                } else {
+                    let text = try await Self.decode(Body.self, request, example: #"send {} or {"node": "n2"}"#).node
+                    node = try text.map { text in
+                        guard let id = NodeID(parsing: text) else {
+                            throw HTTPError(
+                                status: 400, error: "bad node id", detail: "node ids are n1, n2, …, got \(text)")
+                        }
+                        return id
+                    }
+                }
+                return try await vmCommand(request, parameters) { .startVM($0.id, on: node) }
+            }
+        }
+        router.post("/v1/vms/{name}/stop") { request, parameters in
+            try await onLeader(request) { try await vmCommand(request, parameters) { .stopVM($0.id) } }
+        }
+        router.patch("/v1/vms/{name}/memory") { request, parameters in
+            try await onLeader(request) {
+                let body = try await Self.decode(
+                    MemoryBody.self, request, example: #"send e.g. {"startup": "2G", "maximum": "8G", "buffer": 25}"#)
+                return try await vmCommand(request, parameters) { vm in
+                    var memory = vm.memory
+                    if let startup = body.startup { memory.startup = startup.bytes }
+                    if let minimum = body.minimum { memory.minimum = minimum.bytes }
+                    if let maximum = body.maximum { memory.maximum = maximum.bytes }
+                    if let buffer = body.buffer { memory.bufferPercent = buffer }
+                    if let priority = body.priority { memory.priority = priority }
+                    return .setVMMemory(vm.id, memory)
+                }
+            }
+        }
+        router.delete("/v1/vms/{name}") { request, parameters in
+            try await onLeader(request) {
+                let state = try await clusterState(request)
+                let vm = try Self.vm(parameters, in: state)
+                switch try await write(.deleteVM(vm.id), request) {
+                case .forwarded(let response): return response
+                case .applied: return try json(["deleted": vm.id.description, "name": vm.name])
+                }
+            }
+        }
+    }
+
+    /// Resolves the VM named in the path, proposes the command made from it, and answers the VM as it is now.
+    private func vmCommand(
+        _ request: HTTPRequest, _ parameters: RouteParameters, _ command: (VMRecord) throws -> ClusterCommand
+    ) async throws -> HTTPResponse {
+        let vm = try Self.vm(parameters, in: try await clusterState(request))
+        switch try await write(try command(vm), request) {
+        case .forwarded(let response): return response
+        case .applied:
+            let state = await localState()
+            guard let now = state.vms[vm.id] else { throw Self.noVM(vm.name) }
+            return try json(VMView(now, in: state))
+        }
+    }
+
+    private static func spec(_ body: CreateVMBody) throws -> VMSpec {
+        let restart: RestartPriority
+        if let text = body.restartPriority {
+            guard let priority = RestartPriority.allCases.first(where: { $0.description == text }) else {
+                throw HTTPError(
+                    status: 400, error: "bad restart priority",
+                    detail: "restartPriority is high, medium, low or none, got \(text)")
+            }
+            restart = priority
+        } else {
+            restart = .medium
+        }
+        let preferred = try (body.preferredOwners ?? []).map { text in
+            guard let id = NodeID(parsing: text) else {
+                throw HTTPError(
+                    status: 400, error: "bad node id", detail: "preferredOwners lists node ids (n1, n2, …), got \(text)"
+                )
+            }
+            return id
+        }
+        let memory = MemorySettings(
+            startup: body.startup.bytes, minimum: body.minimum?.bytes ?? body.startup.bytes,
+            maximum: body.maximum?.bytes ?? body.startup.bytes,
+            bufferPercent: body.buffer ?? MemorySettings.defaultBufferPercent,
+            priority: body.priority ?? MemorySettings.defaultPriority)
+        return VMSpec(
+            name: body.name, memory: memory, restartPriority: restart, preferredOwners: preferred,
+            antiAffinityClass: body.antiAffinityClass,
+            disk: DiskFile(volume: VolumeID(body.volume), file: body.diskFile ?? defaultDiskFile(for: body.name)))
+    }
+
+    /// `Finance` → `finance.vhdx`: a file name any path rule accepts, derived from the VM's name.
+    static func defaultDiskFile(for name: String) -> String {
+        let safe = name.lowercased().map { character in
+            character.isASCII && (character.isLetter || character.isNumber || character == "-" || character == "_")
+                ? character : "-"
+        }
+        return String(safe.isEmpty ? ["d", "i", "s", "k"] : safe) + ".vhdx"
+    }
+
+    // MARK: Volumes and nodes
+
+    private func addVolumeAndNodeRoutes(to router: inout Router) {
+        router.post("/v1/volumes") { request, _ in
+            try await onLeader(request) {
+                struct Body: Decodable {
+                    var id: String
+                    var path: String?
+                    var coordinator: String
+                }
+                let body = try await Self.decode(
+                    Body.self, request, example: #"send {"id": "csv1", "coordinator": "n1", "path": "volumes/csv1"}"#)
+                let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
+                let id = VolumeID(body.id)
+                let command = ClusterCommand.createVolume(
+                    id, path: body.path ?? "volumes/\(body.id)", coordinator: coordinator)
+                return try await volumeCommand(command, id, request, status: 201)
+            }
+        }
+        router.post("/v1/volumes/{id}/move") { request, parameters in
+            try await onLeader(request) {
+                struct Body: Decodable { var coordinator: String }
+                let body = try await Self.decode(Body.self, request, example: #"send {"coordinator": "n2"}"#)
+                let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
+                let id = VolumeID(parameters["id"] ?? "")
+                return try await volumeCommand(.moveVolume(id, coordinator: coordinator), id, request)
+            }
+        }
+        router.post("/v1/nodes/{id}/drain") { request, parameters in
+            try await onLeader(request) {
+                let id = try nodeID(parameters)
+                return try await nodeCommand(.setNodeState(id, .draining), id, request)
+            }
+        }
+        router.post("/v1/nodes/{id}/pause") { request, parameters in
+            try await onLeader(request) {
+                let id = try nodeID(parameters)
+                return try await nodeCommand(.setNodeState(id, .paused), id, request)
+            }
+        }
+        router.post("/v1/nodes/{id}/resume") { request, parameters in
+            try await onLeader(request) {
+                let id = try nodeID(parameters)
+                return try await nodeCommand(.setNodeState(id, .up), id, request)
+            }
+        }
+        router.post("/v1/nodes") { request, _ in
+            try await onLeader(request) { try await registerNode(request) }
+        }
+    }
+
+    /// `POST /v1/nodes`: what every node sends (see `NodeRegistrar`) to record itself with its memory.
+    func registerNode(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let body = try await Self.decode(
+            NodeRegistrationBody.self, request,
+            example:
+                #"send {"id": "n1", "peer": "host:port", "client": "host:port", "role": "voter", "usableMemory": 8589934592}"#
+        )
+        guard let id = NodeID(parsing: body.id), let peer = Endpoint(parsing: body.peer),
+            let client = Endpoint(parsing: body.client),
+            let role = NodeRole.allCases.first(where: { $0.description == body.role })
+        else {
+            throw HTTPError(
+                status: 400, error: "bad request body",
+                detail: "id is n1, n2, …; peer and client are host:port; role is voter or learner")
+        }
+        let registration = NodeRegistration(
+            id: id, addresses: MemberAddresses(peer: peer, client: client), role: role,
+            usableMemory: body.usableMemory)
+        return try await nodeCommand(.registerNode(registration), id, request)
+    }
+
+    struct NodeRegistrationBody: Codable {
+        var id: String
+        var peer: String
+        var client: String
+        var role: String
+        var usableMemory: UInt64
+    }
+
+    private func nodeCommand(_ command: ClusterCommand, _ id: NodeID, _ request: HTTPRequest) async throws
+        -> HTTPResponse
+    {
+        switch try await write(command, request) {
+        case .forwarded(let response): return response
+        case .applied:
+            let state = await localState()
+            guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
+            return try json(NodeView(node, in: state))
+        }
+    }
+
+    private func volumeCommand(_ command: ClusterCommand, _ id: VolumeID, _ request: HTTPRequest, status: Int = 200)
+        async throws -> HTTPResponse
+    {
+        switch try await write(command, request) {
+        case .forwarded(let response): return response
+        case .applied:
+            let state = await localState()
+            guard let volume = state.volumes[id] else { throw Self.noVolume(id, in: state) }
+            return try json(VolumeView(volume, in: state), status: status)
+        }
+    }
+
+    // MARK: Shared
+
+    /// Runs a write on the leader, which resolves names on its state; any other node forwards it.
+    func onLeader(_ request: HTTPRequest, _ body: () async throws -> HTTPResponse) async throws -> HTTPResponse {
+        if await driver.status.role != .leader { return try await forwardOrFail(request) }
+        return try await body()
+    }
+
+    /// This node's applied state (on the leader right after a write, it includes that write).
+    func localState() async -> ClusterState {
+        await driver.staleRead { ($0 as! ClusterStateMachine).state }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: HTTPRequest, example: String) async throws -> T {
+        let body = try await request.body.collect(upTo: 64 << 10)
+        do {
+            return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw HTTPError(
+                status: 400, error: "bad request body",
+                detail: "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+        } catch {
+            throw HTTPError(status: 400, error: "bad request body", detail: "\(Self.describe(error)); \(example)")
+        }
+    }
+
+    /// A decoding error in a sentence (Foundation's descriptions are long and generic).
+    private static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "the field \"\(key.stringValue)\" is missing"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "the field \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\" has the wrong type"
+        default: "the body is not a JSON object"
+        }
+    }
+
+    static func parseNodeID(_ text: String, what: String) throws -> NodeID {
+        guard let id = NodeID(parsing: text) else {
+            throw HTTPError(status: 400, error: "bad node id", detail: "\(what) is a node id (n1, n2, …), got \(text)")
+        }
+        return id
+    }
+
+    static func vm(_ parameters: RouteParameters, in state: ClusterState) throws -> VMRecord {
+        let name = parameters["name"] ?? ""
+        guard let vm = state.vm(named: name) else { throw noVM(name) }
+        return vm
+    }
+
+    static func noVM(_ name: String) -> HTTPError {
+        HTTPError(status: 404, error: "not found", detail: "no VM is named \(name); list the VMs with GET /v1/vms")
+    }
+
+    static func volume(_ parameters: RouteParameters, in state: ClusterState) throws -> VolumeRecord {
+        let id = VolumeID(parameters["id"] ?? "")
+        guard let volume = state.volumes[id] else { throw noVolume(id, in: state) }
+        return volume
+    }
+
+    static func noVolume(_ id: VolumeID, in state: ClusterState) -> HTTPError {
+        HTTPError(status: 404, error: "not found", detail: "no volume \(id) exists; list them with GET /v1/volumes")
+    }
+
+    static func noNode(_ id: NodeID, in state: ClusterState) -> HTTPError {
+        HTTPError(status: 404, error: "not found", detail: "no node \(id) is registered; list them with GET /v1/nodes")
+    }
+}
+
+extension CommandOutcome {
+    /// The value a settings write replaced.
+    var replacedValue: String? {
+        if case .previous(let previous) = self { previous } else { nil }
+    }
+}
+
+/// A JSON response with a status other than 200.
+func json(_ value: some Encodable, status: Int) throws -> HTTPResponse {
+    var response = try json(value)
+    response.status = status
+    return response
+}

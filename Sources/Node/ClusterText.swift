@@ -1,0 +1,122 @@
+// What the CLI prints: aligned tables of nodes, VMs, volumes and migrations, and one-line errors.
+import ClusterModel
+import Foundation
+
+/// Aligned text tables: columns padded to their widest cell, two spaces apart, no trailing spaces.
+public enum TextTable {
+    public static func render(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.map { line in String(line.reversed().drop { $0 == " " }.reversed()) }.joined(separator: "\n")
+    }
+}
+
+/// Renders API answers for people. Pure: the same answer always prints the same text.
+public enum ClusterText {
+    /// `flotilla status`: a headline, then nodes, VMs, volumes and running migrations.
+    public static func status(_ cluster: ClusterView) -> String {
+        let headline =
+            "cluster \(cluster.cluster) · leader \(cluster.leader ?? "none") · term \(cluster.term) · "
+            + "commit \(cluster.commitIndex) · applied \(cluster.appliedIndex) · served by \(cluster.servedBy)"
+        let raft = Dictionary(cluster.members.map { ($0.id, $0.state) }, uniquingKeysWith: { first, _ in first })
+        return [
+            headline,
+            "NODES\n" + nodes(cluster.nodes, raft: raft),
+            "VMS\n" + vms(cluster.vms),
+            "VOLUMES\n" + volumes(cluster.volumes),
+            "MIGRATIONS\n" + migrations(cluster.migrations),
+        ].joined(separator: "\n\n")
+    }
+
+    /// `raft` gives each node's Raft state (leader, follower, …) when known.
+    public static func nodes(_ nodes: [NodeView], raft: [String: String] = [:]) -> String {
+        guard !nodes.isEmpty else { return "(no nodes registered yet)" }
+        return TextTable.render(
+            header: ["ID", "STATE", "RAFT", "MEMORY USED/USABLE", "VMS", "CLIENT"],
+            rows: nodes.map { node in
+                [
+                    node.id, node.state, raft[node.id] ?? node.role,
+                    "\(ByteSize.compact(node.reservedMemory))/\(ByteSize.compact(node.usableMemory))",
+                    String(node.vms.count), node.clientAddress,
+                ]
+            })
+    }
+
+    public static func vms(_ vms: [VMView]) -> String {
+        guard !vms.isEmpty else { return "(no VMs)" }
+        return TextTable.render(
+            header: ["NAME", "ID", "STATE", "OWNER", "STARTUP", "MIN", "MAX", "EPOCH", "NOTE"],
+            rows: vms.map { vm in
+                [
+                    vm.name, vm.id, vm.state, vm.owner ?? "-", ByteSize.compact(vm.memory.startup),
+                    ByteSize.compact(vm.memory.minimum), ByteSize.compact(vm.memory.maximum), String(vm.epoch),
+                    vm.pendingReason ?? vm.migration.map { "migrating (\($0))" } ?? "",
+                ]
+            })
+    }
+
+    public static func volumes(_ volumes: [VolumeView]) -> String {
+        guard !volumes.isEmpty else { return "(no volumes)" }
+        return TextTable.render(
+            header: ["ID", "STATE", "COORDINATOR", "PATH", "VMS"],
+            rows: volumes.map { [$0.id, $0.state, $0.coordinator, $0.path, String($0.vms.count)] })
+    }
+
+    public static func migrations(_ migrations: [MigrationView]) -> String {
+        guard !migrations.isEmpty else { return "(none running)" }
+        return TextTable.render(
+            header: ["ID", "VM", "SOURCE", "TARGET", "PHASE", "REASON"],
+            rows: migrations.map { migration in
+                [
+                    migration.id, migration.vmName ?? migration.vm, migration.source, migration.target,
+                    migration.phase, migration.reason ?? "",
+                ]
+            })
+    }
+
+    /// One event per line: sequence, UTC time, kind, detail.
+    public static func event(_ event: EventView) -> String {
+        let date = Date(timeIntervalSince1970: Double(event.time) / 1000)
+        var format = Date.ISO8601FormatStyle(includingFractionalSeconds: false)
+        format.timeZone = TimeZone(identifier: "UTC")!
+        return "\(event.sequence)  \(date.formatted(format))  \(event.kind)  \(event.detail)"
+    }
+
+    /// The line an error ends a command with: what failed and why, on one line.
+    public static func errorLine(_ message: String) -> String {
+        let oneLine = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+        return "flotilla: \(oneLine)"
+    }
+}
+
+/// Where the CLI looks for a node's API, in order.
+public enum APILocation {
+    /// `--api`, else `FLOTILLA_API`, else the client addresses in the local cluster's
+    /// `cluster.json` (all of them, so a stopped node is skipped), else 127.0.0.1:7101.
+    /// Throws a message for an address that is not host:port.
+    public static func candidates(flag: String?, environment: String?, localConfig: Data?) throws -> [Endpoint] {
+        if let text = flag ?? environment {
+            let trimmed = text.replacingOccurrences(of: "http://", with: "")
+            guard let endpoint = Endpoint(parsing: trimmed.hasSuffix("/") ? String(trimmed.dropLast()) : trimmed)
+            else {
+                let source = flag != nil ? "--api" : "FLOTILLA_API"
+                throw APIError(status: nil, message: "\(source) \(text) is not host:port (e.g. 127.0.0.1:7101)")
+            }
+            return [endpoint]
+        }
+        struct Config: Decodable {
+            struct Member: Decodable { var client: String }
+            var members: [Member]
+        }
+        if let localConfig, let config = try? JSONDecoder().decode(Config.self, from: localConfig) {
+            let endpoints = config.members.compactMap { Endpoint(parsing: $0.client) }
+            if !endpoints.isEmpty { return endpoints }
+        }
+        return [Endpoint(host: "127.0.0.1", port: 7101)]
+    }
+}

@@ -1,0 +1,84 @@
+// `GET /metrics`: one node's Raft progress and its copy of the cluster state in Prometheus text format.
+import ClusterModel
+import ClusterState
+import RaftCore
+
+/// Renders the metrics page (Prometheus text exposition format 0.0.4); pure, so tests read it directly.
+enum Metrics {
+    static func render(node: NodeID, status: RaftStatus, state: ClusterState) -> String {
+        var page = MetricsPage()
+        let label = "node=\"\(node)\""
+        page.gauge("flotilla_raft_term", "The current Raft term.", [(label, status.term.rawValue)])
+        page.gauge(
+            "flotilla_raft_commit_index", "The highest log index known committed.", [(label, status.commit.rawValue)])
+        page.gauge(
+            "flotilla_raft_applied_index", "The highest log index applied to the state.",
+            [(label, status.applied.rawValue)])
+        page.gauge(
+            "flotilla_raft_last_index", "The last index in this node's log.", [(label, status.lastIndex.rawValue)])
+        let roles: [(String, Role)] = [
+            ("leader", .leader), ("follower", .follower), ("candidate", .candidate), ("pre-candidate", .preCandidate),
+        ]
+        page.gauge(
+            "flotilla_raft_role", "1 for this node's Raft role, 0 for the others.",
+            roles.map { ("\(label),role=\"\($0.0)\"", status.role == $0.1 ? 1 : 0) })
+        page.gauge(
+            "flotilla_raft_members", "Raft members by role.",
+            [
+                ("role=\"voter\"", UInt64(status.membership.voters.count)),
+                ("role=\"learner\"", UInt64(status.membership.learners.count)),
+            ])
+        page.gauge(
+            "flotilla_nodes", "Registered nodes by state.",
+            NodeState.allCases.map { state_ in
+                ("state=\"\(state_)\"", UInt64(state.nodes.values.count { $0.state == state_ }))
+            })
+        page.gauge(
+            "flotilla_vms", "VMs by state.",
+            VMState.allCases.map { vmState in
+                ("state=\"\(vmState)\"", UInt64(state.vms.values.count { $0.state == vmState }))
+            })
+        page.gauge(
+            "flotilla_volumes", "Cluster Shared Volumes by state.",
+            VolumeState.allCases.map { volumeState in
+                ("state=\"\(volumeState)\"", UInt64(state.volumes.values.count { $0.state == volumeState }))
+            })
+        page.gauge(
+            "flotilla_migrations_active", "Live migrations in progress.",
+            [("", UInt64(state.migrations.values.count { $0.phase.isActive }))])
+        let reserved = state.reservedMemory()
+        let nodes = state.nodes.keys.sorted()
+        page.gauge(
+            "flotilla_node_usable_memory_bytes", "A node's usable memory (host memory minus its reserve).",
+            nodes.map { ("node=\"\($0)\"", state.nodes[$0]!.usableMemory) })
+        page.gauge(
+            "flotilla_node_reserved_memory_bytes", "Startup memory of a node's VMs and incoming migrations.",
+            nodes.map { ("node=\"\($0)\"", reserved[$0] ?? 0) })
+        page.counter(
+            "flotilla_events_total", "Events recorded over the cluster's life.",
+            [("", state.nextEventSequence - 1)])
+        return page.text
+    }
+}
+
+/// Accumulates metric families: HELP and TYPE lines, then one sample per label set.
+private struct MetricsPage {
+    var text = ""
+
+    mutating func gauge(_ name: String, _ help: String, _ samples: [(labels: String, value: UInt64)]) {
+        family(name, help, type: "gauge", samples)
+    }
+
+    mutating func counter(_ name: String, _ help: String, _ samples: [(labels: String, value: UInt64)]) {
+        family(name, help, type: "counter", samples)
+    }
+
+    private mutating func family(
+        _ name: String, _ help: String, type: String, _ samples: [(labels: String, value: UInt64)]
+    ) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        for sample in samples {
+            text += sample.labels.isEmpty ? "\(name) \(sample.value)\n" : "\(name){\(sample.labels)} \(sample.value)\n"
+        }
+    }
+}

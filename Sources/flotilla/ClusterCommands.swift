@@ -1,0 +1,252 @@
+// `flotilla nodes|vms|volumes|events` and `flotilla vm|volume …`: the cluster state from the CLI.
+import ArgumentParser
+import Foundation
+import Node
+
+struct NodesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodes", abstract: "List the nodes with their state and memory.")
+    @OptionGroup var options: ReadOptions
+
+    func run() async throws {
+        let nodes = try await withAPI(options.api) { try await $0.nodes(stale: options.stale) }
+        if options.json { return try printJSON(nodes) }
+        print(ClusterText.nodes(nodes))
+    }
+}
+
+struct VMsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vms", abstract: "List the VMs with owner, state and memory.")
+    @OptionGroup var options: ReadOptions
+
+    func run() async throws {
+        let vms = try await withAPI(options.api) { try await $0.vms(stale: options.stale) }
+        if options.json { return try printJSON(vms) }
+        print(ClusterText.vms(vms))
+    }
+}
+
+struct VolumesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "volumes", abstract: "List the Cluster Shared Volumes with their coordinators.")
+    @OptionGroup var options: ReadOptions
+
+    func run() async throws {
+        let volumes = try await withAPI(options.api) { try await $0.volumes(stale: options.stale) }
+        if options.json { return try printJSON(volumes) }
+        print(ClusterText.volumes(volumes))
+    }
+}
+
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Print the cluster's events; --follow keeps printing new ones.")
+    @OptionGroup var options: ReadOptions
+    @Option(help: "Only events after this sequence number.") var since: UInt64 = 0
+    @Flag(help: "Keep printing events as they happen (Ctrl-C to stop).") var follow = false
+
+    func run() async throws {
+        let json = options.json
+        let line: @Sendable (EventView) throws -> String = { event in
+            guard json else { return ClusterText.event(event) }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: try encoder.encode(event), as: UTF8.self)
+        }
+        if follow {
+            try await withAPI(options.api) { client in
+                try await client.followEvents(since: since) { event in
+                    // Unbuffered: a follower reads each event as it happens.
+                    FileHandle.standardOutput.write(Data((try line(event) + "\n").utf8))
+                }
+            }
+            return
+        }
+        let events = try await withAPI(options.api) { try await $0.events(since: since, stale: options.stale) }
+        if json { return try printJSON(events) }
+        for event in events { print(try line(event)) }
+    }
+}
+
+/// A size option's value in bytes; otherwise one line naming the option and a non-zero exit.
+func bytes(_ text: String, option: String) throws -> UInt64 {
+    guard let bytes = ByteSize.parse(text) else {
+        FileHandle.standardError.write(Data((ClusterText.errorLine(ByteSize.problem(text, what: option)) + "\n").utf8))
+        throw ExitCode.failure
+    }
+    return bytes
+}
+
+/// One line saying where a VM is after a command.
+func describe(_ vm: VMView) -> String {
+    switch vm.state {
+    case "running": "\(vm.name) (\(vm.id)) is running on \(vm.owner ?? "?") (epoch \(vm.epoch))"
+    case "pending": "\(vm.name) (\(vm.id)) is pending: \(vm.pendingReason ?? "no reason given")"
+    default: "\(vm.name) (\(vm.id)) is \(vm.state)"
+    }
+}
+
+struct VMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm", abstract: "Create, start, stop, resize and delete VMs.",
+        subcommands: [Create.self, Start.self, Stop.self, Memory.self, Delete.self, Show.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a VM (stopped); start it with `vm start`.")
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The VM's name, unique in the cluster.") var name: String
+        @Option(help: "Memory to start with, e.g. 1G.") var startup: String
+        @Option(help: "Least memory (default: --startup), e.g. 512M.") var min: String?
+        @Option(help: "Most memory (default: --startup), e.g. 4G.") var max: String?
+        @Option(help: "Memory kept above demand, percent (5–2000, default 20).") var buffer: Int?
+        @Option(help: "Weight when memory is short (0–100, default 50).") var priority: Int?
+        @Option(help: "The volume holding its disk, e.g. csv1.") var volume: String
+        @Option(help: "The disk file on the volume (default: the lower-cased name + .vhdx).") var disk: String?
+        @Option(help: "Failover order: high, medium (default), low or none.") var restartPriority: String?
+        @Option(help: "Nodes to try first, in order, e.g. n1,n2.") var preferred: String?
+        @Option(help: "VMs of one class are kept on different nodes when possible.") var antiAffinity: String?
+
+        func run() async throws {
+            let creation = VMCreation(
+                name: name, startup: try bytes(startup, option: "--startup"),
+                minimum: try min.map { try bytes($0, option: "--min") },
+                maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority,
+                restartPriority: restartPriority,
+                preferredOwners: preferred.map { $0.split(separator: ",").map(String.init) },
+                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk)
+            let vm = try await withAPI(options) { try await $0.createVM(creation) }
+            print("created \(vm.name) (\(vm.id)), stopped; start it with: flotilla vm start \(vm.name)")
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a VM where placement puts it, or on --on; pending when nothing fits.")
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+        @Option(help: "Start it on this node.") var on: String?
+
+        func run() async throws {
+            print(describe(try await withAPI(options) { try await $0.startVM(name, on: on) }))
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a VM.")
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+
+        func run() async throws {
+            print(describe(try await withAPI(options) { try await $0.stopVM(name) }))
+        }
+    }
+
+    struct Memory: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a VM's memory settings.")
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+        @Option var startup: String?
+        @Option var min: String?
+        @Option var max: String?
+        @Option var buffer: Int?
+        @Option var priority: Int?
+
+        func run() async throws {
+            let change = MemoryChange(
+                startup: try startup.map { try bytes($0, option: "--startup") },
+                minimum: try min.map { try bytes($0, option: "--min") },
+                maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority)
+            let vm = try await withAPI(options) { try await $0.setVMMemory(name, change) }
+            print(ClusterText.vms([vm]))
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a stopped VM.")
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await withAPI(options) { try await $0.deleteVM(name) }
+            print("deleted \(name)")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one VM (as JSON).")
+        @OptionGroup var options: ReadOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try printJSON(try await withAPI(options.api) { try await $0.vm(name, stale: options.stale) })
+        }
+    }
+}
+
+struct VolumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "volume", abstract: "Create Cluster Shared Volumes and move their coordinators.",
+        subcommands: [Create.self, Move.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a volume with a coordinator node.")
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The volume's id, e.g. csv1.") var id: String
+        @Option(help: "The node coordinating its metadata.") var coordinator = "n1"
+        @Option(help: "Its directory under the shared root (default volumes/<id>).") var path: String?
+
+        func run() async throws {
+            let volume = try await withAPI(options) {
+                try await $0.createVolume(id, coordinator: coordinator, path: path)
+            }
+            print("created \(volume.id) at \(volume.path), coordinated by \(volume.coordinator)")
+        }
+    }
+
+    struct Move: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give a volume another coordinator.")
+        @OptionGroup var options: APIOptions
+        @Argument var id: String
+        @Option(help: "The new coordinator.") var to: String
+
+        func run() async throws {
+            let volume = try await withAPI(options) { try await $0.moveVolume(id, to: to) }
+            print("\(volume.id) is coordinated by \(volume.coordinator) (\(volume.state))")
+        }
+    }
+}
+
+/// `flotilla node drain|pause|resume ID`: a node's part in running VMs.
+extension NodeCommand {
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take no new VMs; keep the ones it has until they are migrated away.")
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The node's id, e.g. n2.") var id: String
+
+        func run() async throws { try await changeNodeState(options, id, "drain") }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take no new VMs; keep the ones it has where they are.")
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The node's id, e.g. n2.") var id: String
+
+        func run() async throws { try await changeNodeState(options, id, "pause") }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Bring a drained, paused or down node back up.")
+        @OptionGroup var options: APIOptions
+        @Argument(help: "The node's id, e.g. n2.") var id: String
+
+        func run() async throws { try await changeNodeState(options, id, "resume") }
+    }
+}
+
+private func changeNodeState(_ options: APIOptions, _ id: String, _ action: String) async throws {
+    let node = try await withAPI(options) { try await $0.changeNode(id, action) }
+    print("\(node.id) is \(node.state)")
+}

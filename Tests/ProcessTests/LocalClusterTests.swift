@@ -1,0 +1,65 @@
+// `flotilla local up --detach`, the CLI against it, a second `up` on the same directory, `local down`.
+import Foundation
+import Testing
+
+/// Runs `flotilla` in `directory`; returns its exit status, standard output and standard error.
+private func flotilla(_ arguments: [String], in directory: String) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: ProcessCluster.executable)
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read before waiting, so a full pipe never blocks the child.
+    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output, error)
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct LocalClusterTests {
+    @Test func localUpDetachedServesTheDemoToTheCLIAndComesUpAgainOnTheSameDirectory() throws {
+        let directory = NSTemporaryDirectory() + "flotilla-local-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer {
+            _ = try? flotilla(["local", "down"], in: directory)
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        // A base unlikely to collide with other clusters on this machine (ports base+1… and base+101…).
+        let base = String(20_000 + Int.random(in: 0..<400) * 100)
+
+        let up = try flotilla(["local", "up", "--detach", "--port-base", base], in: directory)
+        #expect(up.status == 0, "\(up.out)\(up.err)")
+        #expect(up.out.contains("created volume csv1") && up.out.contains("created VM Sales"))
+
+        // The CLI finds the cluster from .flotilla/cluster.json in the working directory.
+        let status = try flotilla(["status"], in: directory)
+        #expect(status.status == 0, "\(status.err)")
+        #expect(status.out.contains("leader n"))
+        for name in ["Finance", "Engineering", "Sales"] {
+            let line = status.out.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            #expect(line?.contains("running") == true && line?.contains("1G       512M  4G") == true, "\(status.out)")
+        }
+        let vms = try flotilla(["vms", "--json"], in: directory)
+        let decoded = try JSONSerialization.jsonObject(with: Data(vms.out.utf8)) as? [[String: Any]]
+        #expect(decoded?.compactMap { $0["name"] as? String } == ["Engineering", "Finance", "Sales"])
+
+        // An error is one line on standard error and a non-zero exit.
+        let taken = try flotilla(["vm", "create", "Sales", "--startup", "1G", "--volume", "csv1"], in: directory)
+        #expect(taken.status != 0)
+        #expect(taken.err == "flotilla: conflict: the name Sales is taken by vm3; pick another name\n")
+
+        // Down, then up again on the same directory: the demo exists and is left as it is.
+        #expect(try flotilla(["local", "down"], in: directory).out == "stopped 3 nodes\n")
+        let again = try flotilla(["local", "up", "--detach", "--port-base", base], in: directory)
+        #expect(again.status == 0, "\(again.out)\(again.err)")
+        #expect(!again.out.contains("created"))
+        let nodes = try flotilla(["nodes"], in: directory)
+        #expect(nodes.out.split(separator: "\n").count == 4, "\(nodes.out)")
+        #expect(try flotilla(["local", "down"], in: directory).status == 0)
+    }
+}
