@@ -83,7 +83,11 @@ public enum ClusterText {
         let date = Date(timeIntervalSince1970: Double(event.time) / 1000)
         var format = Date.ISO8601FormatStyle(includingFractionalSeconds: false)
         format.timeZone = TimeZone(identifier: "UTC")!
-        return "\(event.sequence)  \(date.formatted(format))  \(event.kind)  \(event.detail)"
+        // Lines stream one by one (`--follow`), so columns get fixed widths rather than measured ones.
+        let sequence = String(event.sequence)
+        let kind = event.kind.padding(toLength: max(18, event.kind.count), withPad: " ", startingAt: 0)
+        return String(repeating: " ", count: max(0, 6 - sequence.count)) + sequence
+            + "  \(date.formatted(format))  \(kind)  \(event.detail)"
     }
 
     /// The line an error ends a command with: what failed and why, on one line.
