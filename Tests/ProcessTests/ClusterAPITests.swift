@@ -189,6 +189,20 @@ struct ClusterAPITests {
         await expectStatus(400) { try await leader.setSetting("Bad Name", to: "x") }
         await expectStatus(404) { try await leader.deleteSetting("never-set") }
 
+        // The same API over HTTP/1.1 (curl, as scripts and load balancers speak it): a linearizable
+        // read from a follower, a write forwarded to the leader, and an error with its JSON body.
+        let followerPort = cluster.clientPorts[leaderNumber % 3]
+        let overview = try http1(["http://127.0.0.1:\(followerPort)/v1/cluster"])
+        #expect(overview.status == 200 && overview.body.contains("\"volumes\""), "\(overview)")
+        let volumeOverHTTP1 = try http1([
+            "-X", "POST", "-H", "content-type: application/json", "--data", #"{"id": "csv9", "coordinator": "n2"}"#,
+            "http://127.0.0.1:\(followerPort)/v1/volumes",
+        ])
+        #expect(
+            (200...201).contains(volumeOverHTTP1.status) && volumeOverHTTP1.body.contains("csv9"), "\(volumeOverHTTP1)")
+        let missingOverHTTP1 = try http1(["http://127.0.0.1:\(followerPort)/v1/vms/NoSuchVM"])
+        #expect(missingOverHTTP1.status == 404 && missingOverHTTP1.body.contains("\"error\""), "\(missingOverHTTP1)")
+
         // Health, metrics and routing errors.
         let health = try await follower.call(.get, "/healthz")
         #expect(String(decoding: health, as: UTF8.self).contains("\"status\":\"ok\""))
@@ -213,4 +227,19 @@ struct ClusterAPITests {
         for client in clients { await client.close() }
         await cluster.close()
     }
+}
+
+/// One request with curl over HTTP/1.1; returns the status and body.
+private func http1(_ arguments: [String]) throws -> (status: Int, body: String) {
+    let curl = Process()
+    curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    curl.arguments = ["--http1.1", "-s", "--max-time", "10", "-w", "\n%{http_code}"] + arguments
+    let output = Pipe()
+    curl.standardOutput = output
+    try curl.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    curl.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    let status = Int(text.split(separator: "\n").last ?? "") ?? 0
+    return (status, String(text.dropLast(String(status).count)))
 }
