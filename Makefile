@@ -5,7 +5,7 @@ SWIFT_FORMAT ?= swift format
 # Where `make run` keeps the local cluster's data and logs.
 DIR ?= .flotilla
 
-.PHONY: all deps build release run test lint format bench clean
+.PHONY: all deps build release run test lint format bench clean container-image cluster-up cluster-down cluster-status test-containers
 
 all: build
 
@@ -31,6 +31,29 @@ format:
 test: deps lint
 	$(SWIFT) build --build-tests
 	./scripts/run-tests.sh
+
+# Containers (docs/containers.md): the image from the release binary built here, no base image or
+# registry needed; a compose cluster of NODES (3 or 5) containers, API on 127.0.0.1:7301..730N.
+NODES ?= 3
+
+container-image: release
+	@FLOTILLA_CONTAINER_DEPS=1 ./scripts/install-deps.sh
+	@./scripts/dockerd.sh start
+	./scripts/container-image.sh .build/release/flotilla
+
+cluster-up: release
+	NODES=$(NODES) ./scripts/cluster.sh up
+
+cluster-down:
+	NODES=$(NODES) ./scripts/cluster.sh down
+
+cluster-status:
+	@NODES=$(NODES) ./scripts/cluster.sh status
+
+# The container test on its own (needs root): a 3-node compose cluster, the leader SIGKILLed.
+test-containers: deps
+	$(SWIFT) build --product flotilla
+	./scripts/test-containers.sh
 
 # Benchmarks print markdown tables; docs/benchmarks.md records them with the commands.
 bench:

@@ -16,6 +16,11 @@ packages=(
 if [ "${FLOTILLA_BENCH_DEPS:-0}" = 1 ]; then
   packages+=("etcd-server:etcd" "etcd-client:etcdctl")
 fi
+# The container cluster and its test (scripts/cluster.sh, scripts/test-containers.sh): Debian's
+# Docker 20.10 and the v1 docker-compose. Probed by dockerd, not docker: a client alone is not enough.
+if [ "${FLOTILLA_CONTAINER_DEPS:-0}" = 1 ]; then
+  packages+=("docker.io:dockerd" "docker-compose:docker-compose")
+fi
 
 missing=()
 for entry in "${packages[@]}"; do

@@ -232,7 +232,8 @@ public final class HTTP2Client: Sendable {
         promise.completeWithTask {
             do {
                 let bootstrap = ClientBootstrap(group: group)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    // TCP level, not `.socketOption` (SOL_SOCKET option 1 is SO_DEBUG; see HTTP2Server).
+                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
                     .connectTimeout(connectTimeout)
                 let connection = try await bootstrap.connect(host: host, port: port) { channel in

@@ -1,0 +1,41 @@
+# Flotilla's container image: a builder stage compiles `flotilla` in release mode; the runtime stage
+# holds only the binary and the shared libraries it links (docs/containers.md).
+#
+#   docker build -t flotilla:latest .
+#   docker build --build-arg BUILDER_IMAGE=swift:6.3-bookworm --build-arg RUNTIME_IMAGE=debian:bookworm-slim .
+#
+# The base images are arguments because some machines cannot pull them: there, build the binary
+# on the host and make the image with scripts/container-image.sh (no base image, no network).
+# Both stages must be the same Debian release: the runtime stage uses its own glibc.
+ARG BUILDER_IMAGE=swift:6.3-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${BUILDER_IMAGE} AS builder
+# libnghttp2-dev for the HTTP/2 module, pkg-config to find it; skipped when the image has them.
+RUN if [ ! -e /usr/include/nghttp2/nghttp2.h ] || ! command -v pkg-config >/dev/null; then \
+      apt-get update -q && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libnghttp2-dev pkg-config && \
+      rm -rf /var/lib/apt/lists/*; \
+    fi
+WORKDIR /src
+# The manifest first, so the dependency checkout is cached while only sources change.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources Sources
+COPY Tests Tests
+COPY scripts/container-rootfs.sh scripts/
+RUN swift build -c release --product flotilla \
+    && scripts/container-rootfs.sh --without-base .build/release/flotilla /rootfs
+
+FROM ${RUNTIME_IMAGE}
+# The binary at /usr/local/bin/flotilla and its libraries (the Swift runtime, Foundation,
+# libnghttp2) at the paths they had in the builder; glibc and libstdc++ are the runtime image's own.
+COPY --from=builder /rootfs/ /
+# Node data (one volume per node) and the Cluster Shared Volumes' root (one volume shared by all).
+RUN mkdir -p /var/lib/flotilla/data /var/lib/flotilla/shared && /usr/local/bin/flotilla --version
+WORKDIR /var/lib/flotilla
+EXPOSE 7101 7201
+STOPSIGNAL SIGTERM
+# `flotilla node` handles SIGTERM itself (drains, exits 0), also as PID 1.
+ENTRYPOINT ["/usr/local/bin/flotilla"]
+CMD ["node"]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds Flotilla's container image from a release binary already built on this machine, with no
+# base image and no network: the binary, its shared libraries and the loader go into a minimal
+# root file system (scripts/container-rootfs.sh) that `docker import` turns into the image.
+#
+#   container-image.sh [BINARY] [TAG]     defaults: .build/release/flotilla, flotilla:latest
+#
+# The image runs `flotilla node` by default, like the Dockerfile's; see docs/containers.md.
+# Where base images can be pulled, `docker build .` with the Dockerfile makes the same image.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+binary=${1:-.build/release/flotilla}
+tag=${2:-${FLOTILLA_IMAGE:-flotilla:latest}}
+docker=$(command -v /usr/bin/docker || command -v docker || true)
+[ -n "$docker" ] || { echo "container-image: no docker client; run FLOTILLA_CONTAINER_DEPS=1 scripts/install-deps.sh" >&2; exit 1; }
+"$docker" info >/dev/null 2>&1 || { echo "container-image: dockerd is not answering; start it with scripts/dockerd.sh start" >&2; exit 1; }
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+./scripts/container-rootfs.sh "$binary" "$root"
+# The same configuration as the Dockerfile's runtime stage (its STOPSIGNAL is the default, SIGTERM,
+# which `docker import --change` cannot set).
+tar -C "$root" -c . | "$docker" import \
+  --change 'ENTRYPOINT ["/usr/local/bin/flotilla"]' \
+  --change 'CMD ["node"]' \
+  --change 'WORKDIR /var/lib/flotilla' \
+  --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+  --change 'EXPOSE 7101 7201' \
+  --message "flotilla $("$binary" --version) from $binary" \
+  - "$tag" >/dev/null
+echo "container-image: built $tag ($(du -sh "$root" | cut -f1) from $binary)"

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The container test: a 3-node cluster from cluster-config/compose-3.yml, each node in its own
+# container; the leader's container is SIGKILLed while clients write, a new leader must take over
+# with every acknowledged setting intact, and the killed node must catch up when restarted.
+#
+#   test-containers.sh        needs root; installs docker.io and docker-compose if missing
+#
+# FLOTILLA_BINARY is the binary packaged into the image (default .build/debug/flotilla, which
+# `swift build --build-tests` makes; .build/release/flotilla works as well). It uses its own
+# compose project (flotillatest), image tag (flotilla:test) and ports (127.0.0.1:7391-7393), and
+# starts dockerd only if none is running — and then stops it again. Everything it made is removed
+# on exit, pass or fail; on failure the nodes' logs are printed and the exit status is non-zero.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-containers: needs root (it installs Docker, starts dockerd and creates containers); run it as root or with sudo" >&2
+  exit 1
+fi
+binary=${FLOTILLA_BINARY:-.build/debug/flotilla}
+[ -x "$binary" ] || { echo "test-containers: $binary is missing; run swift build --build-tests (or set FLOTILLA_BINARY)" >&2; exit 1; }
+
+export FLOTILLA_IMAGE=flotilla:test
+export FLOTILLA_PORT_PREFIX=739
+compose=(docker-compose -p flotillatest -f cluster-config/compose-3.yml)
+started=$SECONDS
+phase_started=$SECONDS
+dockerd_was_running=0
+cluster_created=0
+
+phase() {
+  echo "test-containers: [$((SECONDS - started))s, previous step $((SECONDS - phase_started))s] $*"
+  phase_started=$SECONDS
+}
+
+fail() {
+  echo "test-containers: FAILED: $*" >&2
+  if [ "$cluster_created" = 1 ]; then
+    echo "test-containers: container states:" >&2
+    "${compose[@]}" ps >&2 || true
+    echo "test-containers: the nodes' logs:" >&2
+    "${compose[@]}" logs --no-color --tail 80 >&2 || true
+  fi
+  exit 1
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  if [ "$cluster_created" = 1 ]; then
+    "${compose[@]}" down -v --remove-orphans --timeout 5 >/dev/null 2>&1 ||
+      echo "test-containers: docker-compose down failed; remove project flotillatest by hand" >&2
+    /usr/bin/docker rmi "$FLOTILLA_IMAGE" >/dev/null 2>&1
+  fi
+  if [ "$dockerd_was_running" = 0 ]; then
+    ./scripts/dockerd.sh stop >/dev/null
+  fi
+  echo "test-containers: $([ "$status" -eq 0 ] && echo passed || echo failed) in $((SECONDS - started))s"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { echo "739${1#n}"; }
+# One client call with a deadline, so a hung node fails the test instead of stalling it.
+client() {
+  local node=$1
+  shift
+  timeout 10 "$binary" "$@" --api "127.0.0.1:$(port "$node")"
+}
+
+# Prints the leader's id once node $1 reports one, for up to $2 seconds; $3: a leader to ignore.
+leader_seen_by() {
+  local deadline=$((SECONDS + $2)) output
+  while [ $SECONDS -lt $deadline ]; do
+    if output=$(client "$1" status 2>/dev/null) && [[ $output =~ leader\ (n[0-9]+) ]] &&
+      [ "${BASH_REMATCH[1]}" != "${3:-}" ]; then
+      echo "${BASH_REMATCH[1]}"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Setting name -> value, for every write the cluster acknowledged.
+declare -A acknowledged=()
+
+# Prints what node $1 lacks of the acknowledged settings and fails, or succeeds silently when it
+# has them all; $2 (--stale) reads its own copy instead of a linearizable read through the leader.
+missing_settings() {
+  local node=$1 listing name value
+  declare -A found=()
+  listing=$(client "$node" config list ${2:-} 2>&1) || { echo "config list failed: $listing"; return 1; }
+  # The table's rows after its header: KEY VALUE (the test's names and values have no spaces).
+  while read -r name value; do found[$name]=$value; done < <(tail -n +2 <<<"$listing")
+  for name in "${!acknowledged[@]}"; do
+    if [ "${found[$name]:-<unset>}" != "${acknowledged[$name]}" ]; then
+      echo "$name reads \"${found[$name]:-<unset>}\", acknowledged as \"${acknowledged[$name]}\""
+      return 1
+    fi
+  done
+}
+
+phase "installing docker.io and docker-compose if missing"
+FLOTILLA_CONTAINER_DEPS=1 ./scripts/install-deps.sh
+if ./scripts/dockerd.sh status >/dev/null 2>&1; then dockerd_was_running=1; fi
+
+phase "starting dockerd if none is running"
+./scripts/dockerd.sh start
+
+phase "building the image $FLOTILLA_IMAGE from $binary"
+./scripts/container-image.sh "$binary" "$FLOTILLA_IMAGE"
+
+phase "starting 3 containers (compose project flotillatest)"
+"${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+cluster_created=1
+"${compose[@]}" up -d || fail "docker-compose up failed"
+
+phase "waiting for a leader"
+leader=$(leader_seen_by n1 30) || fail "no leader within 30 s"
+for node in n1 n2 n3; do
+  seen=$(leader_seen_by "$node" 10) || fail "$node does not answer status within 10 s"
+  [ "$seen" = "$leader" ] || fail "n1 reports leader $leader but $node reports $seen"
+done
+survivors=()
+for node in n1 n2 n3; do [ "$node" = "$leader" ] || survivors+=("$node"); done
+phase "leader is $leader"
+
+# Writes through every node: followers forward them to the leader.
+for i in $(seq 1 15); do
+  node=n$(((i % 3) + 1))
+  client "$node" config set "before.$i" "value-$i" || fail "writing before.$i through $node failed with all nodes up"
+  acknowledged[before.$i]=value-$i
+done
+phase "15 settings written through all three nodes"
+
+# The leader dies while a client keeps writing through a survivor; a write may fail while there
+# is no leader (its outcome is then unknown), but every acknowledged one must survive.
+"${compose[@]}" kill -s SIGKILL "$leader" >/dev/null 2>&1 || fail "docker-compose kill -s SIGKILL $leader failed"
+killed_at=$SECONDS
+phase "SIGKILLed the leader's container ($leader)"
+failed_writes=0
+for i in $(seq 1 40); do
+  if client "${survivors[0]}" config set "during.$i" "value-$i" >/dev/null 2>&1; then
+    acknowledged[during.$i]=value-$i
+  else
+    failed_writes=$((failed_writes + 1))
+    sleep 0.1
+  fi
+done
+new_leader=$(leader_seen_by "${survivors[1]}" 20 "$leader") || fail "no new leader within 20 s of killing $leader"
+[ "$new_leader" != "$leader" ] || fail "the killed node $leader is still reported as leader"
+phase "new leader $new_leader ($((${#acknowledged[@]} - 15)) of 40 writes during the failover acknowledged, $failed_writes failed, killed $((SECONDS - killed_at))s ago)"
+
+for i in $(seq 1 10); do
+  client "${survivors[1]}" config set "after.$i" "value-$i" || fail "writing after.$i through ${survivors[1]} failed under leader $new_leader"
+  acknowledged[after.$i]=value-$i
+done
+for node in "${survivors[@]}"; do
+  problem=$(missing_settings "$node") || fail "on $node: $problem"
+done
+phase "all ${#acknowledged[@]} acknowledged settings readable on ${survivors[*]}"
+
+"${compose[@]}" start "$leader" >/dev/null 2>&1 || fail "docker-compose start $leader failed"
+# Caught up: the restarted node's own copy (a stale read, no leader round trip) has every setting.
+deadline=$((SECONDS + 30))
+until problem=$(missing_settings "$leader" --stale); do
+  [ $SECONDS -lt $deadline ] || fail "restarted $leader has not caught up within 30 s: $problem"
+  sleep 0.2
+done
+seen=$(leader_seen_by "$leader" 10) || fail "restarted $leader does not answer status"
+phase "restarted $leader caught up (sees leader $seen, has all ${#acknowledged[@]} settings)"
+
+# SIGTERM (docker stop) must end each node cleanly, as PID 1 of its container: exit 0, quickly.
+stop_started=$SECONDS
+"${compose[@]}" stop --timeout 10 >/dev/null 2>&1 || fail "docker-compose stop failed"
+for node in n1 n2 n3; do
+  code=$(/usr/bin/docker inspect -f '{{.State.ExitCode}}' "$("${compose[@]}" ps -q "$node")") ||
+    fail "cannot inspect $node's container"
+  [ "$code" = 0 ] || fail "$node exited $code on SIGTERM, expected 0"
+done
+[ $((SECONDS - stop_started)) -lt 8 ] || fail "docker-compose stop took $((SECONDS - stop_started))s; a node ignored SIGTERM until the grace period ran out"
+phase "docker-compose stop: all nodes exited 0"
