@@ -31,6 +31,7 @@ format:
 test: deps lint
 	$(SWIFT) build --build-tests
 	./scripts/run-tests.sh
+	./scripts/test-containers.sh
 
 # Containers (docs/containers.md): the image from the release binary built here, no base image or
 # registry needed; a compose cluster of NODES (3 or 5) containers, API on 127.0.0.1:7301..730N.
