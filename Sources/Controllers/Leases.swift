@@ -155,12 +155,17 @@ public struct LeaseHolder: Sendable {
     public private(set) var isFenced = true
     /// Why the lease is gone, for the fencing message; set by `refused`.
     private var refusal: String?
+    /// A grant arrived for a heartbeat sent after the lease had already run out (the process was
+    /// stopped, say, before its check ran): the node must still fence once, since the leader may
+    /// have failed its VMs over in the gap.
+    private var lapsed = false
 
     public init() {}
 
     /// Records a grant for a heartbeat sent at `sentAt`. A grant never shortens a lease
     /// (answers may arrive out of order).
     public mutating func granted(_ grant: LeaseGrant, sentAt: Duration) {
+        if !isFenced, let expiresAt, expiresAt <= sentAt { lapsed = true }
         let end = sentAt + grant.duration
         expiresAt = max(expiresAt ?? end, end)
         requiredAppliedIndex = max(requiredAppliedIndex, grant.requiredAppliedIndex)
@@ -189,8 +194,12 @@ public struct LeaseHolder: Sendable {
             isFenced = false
             return .unfence
         }
-        guard !valid else { return nil }
+        guard !valid || lapsed else { return nil }
         isFenced = true
+        if lapsed {
+            lapsed = false
+            return .fence(reason: "the lease ran out before a new one was granted")
+        }
         let why =
             refusal.map { " (the leader refused a new one: \($0))" } ?? " (no leader answered a heartbeat in time)"
         return .fence(reason: "the lease ran out\(why)")

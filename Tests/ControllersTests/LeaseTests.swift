@@ -88,6 +88,19 @@ import Testing
         #expect(holder.check(now: .milliseconds(13_100), appliedIndex: 0) == .unfence)
     }
 
+    @Test func aGrantAfterAGapStillFencesOnceAndWaitsForTheState() {
+        var holder = LeaseHolder()
+        holder.granted(LeaseGrant(duration: .seconds(2), requiredAppliedIndex: 0), sentAt: .seconds(1))
+        #expect(holder.check(now: .milliseconds(1100), appliedIndex: 0) == .unfence)
+        // The process stood still from 1.2 s to 9 s; a heartbeat sent at 9 s is granted before any check ran.
+        holder.granted(LeaseGrant(duration: .seconds(2), requiredAppliedIndex: 30), sentAt: .seconds(9))
+        #expect(
+            holder.check(now: .milliseconds(9100), appliedIndex: 20)
+                == .fence(reason: "the lease ran out before a new one was granted"))
+        #expect(holder.check(now: .milliseconds(9200), appliedIndex: 20) == nil, "its state is older than the grant's")
+        #expect(holder.check(now: .milliseconds(9300), appliedIndex: 30) == .unfence)
+    }
+
     @Test func aLateAnswerNeverShortensTheLease() {
         var holder = LeaseHolder()
         holder.granted(LeaseGrant(duration: .seconds(2), requiredAppliedIndex: 0), sentAt: .seconds(5))
