@@ -52,6 +52,8 @@ actor Heartbeats {
     private var holder = LeaseHolder()
     private var clients: [NodeID: (peer: Endpoint, client: HTTP2Client)] = [:]
     private var tasks: [Task<Void, Never>] = []
+    /// Set by `stop`; a heartbeat still in flight then opens no new connection.
+    private var stopped = false
     /// The last heartbeat problem logged, so an outage is said once, not five times a second.
     private var lastProblem: String?
 
@@ -96,6 +98,7 @@ actor Heartbeats {
     }
 
     func stop() async {
+        stopped = true
         for task in tasks { task.cancel() }
         tasks.removeAll()
         for (_, client) in clients { await client.client.close() }
@@ -142,6 +145,7 @@ actor Heartbeats {
             throw HTTPError(
                 status: 503, error: "no address", detail: "no peer address is known for the leader \(leader)")
         }
+        guard !stopped else { throw HTTPError(status: 503, error: "stopped", detail: "this node is shutting down") }
         let client: HTTP2Client
         if let known = clients[leader], known.peer == peer {
             client = known.client
