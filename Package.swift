@@ -34,6 +34,9 @@ let package = Package(
         // Pure: the replicated state machine (commands, validation, deterministic apply, snapshots).
         .target(name: "ClusterState", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
+        // Pure: the leader's controllers (leases, failure detection, failover); they return proposals.
+        .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
+
         // Shell: libnghttp2 (Debian libnghttp2-dev) does HTTP/2 framing, HPACK and flow control.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
@@ -54,7 +57,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2",
+                "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "HTTP2",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,6 +96,9 @@ let package = Package(
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2"],

@@ -39,6 +39,11 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// Memory this node offers VMs (host memory minus the host's reserve), in bytes; the node
     /// registers it in the cluster state, where admission control counts VMs' startup memory against it.
     public var usableMemory: UInt64
+    /// How often the node heartbeats the leader (which answers with a lease).
+    public var heartbeatMilliseconds: Int
+    /// How long a lease the leader grants lasts, measured by the node from when it sent the
+    /// heartbeat; a node whose lease runs out stops its VMs (docs/failover.md).
+    public var leaseMilliseconds: Int
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -54,6 +59,8 @@ public struct NodeConfiguration: Hashable, Sendable {
         case snapshotEntries = "snapshot-entries"
         case join
         case memory
+        case heartbeatMilliseconds = "heartbeat-ms"
+        case leaseMilliseconds = "lease-ms"
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -192,8 +199,17 @@ public struct NodeConfiguration: Hashable, Sendable {
             heartbeatTicks: try integer(.heartbeatTicks, default: 1, range: 1...10_000),
             snapshotEntries: try integer(.snapshotEntries, default: 10_000, range: 10...100_000_000),
             join: join,
-            usableMemory: try memory()
+            usableMemory: try memory(),
+            heartbeatMilliseconds: try integer(.heartbeatMilliseconds, default: 200, range: 10...60_000),
+            leaseMilliseconds: try integer(.leaseMilliseconds, default: 2000, range: 100...600_000)
         )
+        guard configuration.heartbeatMilliseconds * 2 <= configuration.leaseMilliseconds else {
+            throw ConfigurationError(
+                "heartbeat-ms (\(configuration.heartbeatMilliseconds)) is more than half of lease-ms "
+                    + "(\(configuration.leaseMilliseconds))",
+                fix: "a node must heartbeat several times per lease, or one lost heartbeat fences it; "
+                    + "e.g. heartbeat-ms 200, lease-ms 2000")
+        }
         guard configuration.heartbeatTicks < configuration.electionTicks else {
             throw ConfigurationError(
                 "heartbeat-ticks (\(configuration.heartbeatTicks)) is not below election-ticks (\(configuration.electionTicks))",

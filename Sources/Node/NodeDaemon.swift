@@ -16,10 +16,13 @@ import ServiceLifecycle
 public final class NodeDaemon: Service {
     public let configuration: NodeConfiguration
     private let logger: Logger
+    /// What this node does when its lease runs out (docs/failover.md).
+    private let fencing: any Fencing
 
-    public init(configuration: NodeConfiguration, logger: Logger) {
+    public init(configuration: NodeConfiguration, logger: Logger, fencing: (any Fencing)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.fencing = fencing ?? LoggingFencing(logger: logger)
     }
 
     public func run() async throws {
@@ -57,6 +60,10 @@ public final class NodeDaemon: Service {
 
         var peerRouter = Router()
         peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
+        // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port.
+        let (controllers, heartbeats) = LeaderControllers.services(
+            configuration, driver: driver, addressBook: addressBook, fencing: fencing, logger: logger)
+        peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
             configuration: .init(host: configuration.peerListen.host, port: configuration.peerListen.port),
             router: peerRouter)
@@ -83,6 +90,8 @@ public final class NodeDaemon: Service {
             throw error
         }
         let registrar = Task { await NodeRegistrar(api: clientAPI, logger: logger).run() }
+        await controllers.start()
+        await heartbeats.start()
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -97,6 +106,8 @@ public final class NodeDaemon: Service {
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
             registrar.cancel()
+            await heartbeats.stop()
+            await controllers.stop()
             clientAPI.lifecycle.stop()
             // Whichever came first, end the other: the client API stops accepting and finishes
             // what is in flight, the Raft loop stops (ending the failure wait; everything

@@ -51,6 +51,10 @@ extension NodeCommand {
         var join: String?
         @Option(help: "Memory this node offers VMs, e.g. 8G or 16384M (default 8G).")
         var memory: String?
+        @Option(name: .customLong("heartbeat-ms"), help: "How often this node heartbeats the leader (default 200).")
+        var heartbeatMilliseconds: String?
+        @Option(name: .customLong("lease-ms"), help: "How long a lease the leader grants lasts (default 2000).")
+        var leaseMilliseconds: String?
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
@@ -60,7 +64,8 @@ extension NodeCommand {
                 (.clientAddress, clientAddress),
                 (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
                 (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),
-                (.memory, memory),
+                (.memory, memory), (.heartbeatMilliseconds, heartbeatMilliseconds),
+                (.leaseMilliseconds, leaseMilliseconds),
             ]
             for case (let setting, let value?) in given { flags[setting.rawValue] = value }
 

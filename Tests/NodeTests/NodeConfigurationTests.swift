@@ -57,6 +57,16 @@ private let threeNodes = Data(
     #expect(configuration.clusterID == "flotilla")
 }
 
+@Test func heartbeatsAndLeasesDefaultTo200And2000MillisecondsAndComeFromEveryPlace() throws {
+    let defaults = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
+    #expect(defaults.heartbeatMilliseconds == 200 && defaults.leaseMilliseconds == 2000)
+    let file = Data(#"{"node-id": "n1", "heartbeat-ms": 100}"#.utf8)
+    let configured = try NodeConfiguration.resolve(
+        file: ("f", file), environment: ["FLOTILLA_LEASE_MS": "1000"],
+        flags: ["heartbeat-ms": "50", "peer-address": "127.0.0.1:7201", "client-address": "127.0.0.1:7101"])
+    #expect(configured.heartbeatMilliseconds == 50 && configured.leaseMilliseconds == 1000)
+}
+
 @Test(arguments: [
     (["node-id": "x7"], "not a node id"),
     (["node-id": "n9"], "not among the config file's members"),
@@ -64,6 +74,8 @@ private let threeNodes = Data(
     (["node-id": "n1", "tick-ms": "fast"], "--tick-ms is \"fast\""),
     (["node-id": "n1", "peer-address": "localhost"], "not an address"),
     (["node-id": "n1", "heartbeat-ticks": "10"], "not below election-ticks"),
+    (["node-id": "n1", "heartbeat-ms": "1500"], "heartbeat-ms (1500) is more than half of lease-ms (2000)"),
+    (["node-id": "n1", "lease-ms": "50"], "--lease-ms is \"50\""),
     (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),
     (["node-id": "n1", "colour": "red"], "unknown setting --colour"),
     ([:], "no node-id given"),

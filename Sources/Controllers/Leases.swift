@@ -1,0 +1,207 @@
+// Leases: the leader's table of heartbeats and grants, and a node's own lease (DESIGN.md §8, docs/failover.md).
+import ClusterModel
+import ClusterState
+
+/// How long leases last and how much slack the leader allows before it trusts that one ran out.
+///
+/// All times here are spans on a monotonic clock. The leader and the node each measure on their
+/// own clock; they never compare instants, only elapsed spans, so the clocks need not agree on
+/// what time it is, only (within `margin`) on how fast it passes.
+public struct LeaseTimings: Hashable, Sendable {
+    /// How long a node may run VMs after it sent the heartbeat that got the grant.
+    public var lease: Duration
+    /// Slack for clock-rate differences and the time a fencing node takes to stop its VMs.
+    public var margin: Duration
+    /// How long after this leader took over a deposed leader may still have granted leases.
+    ///
+    /// A leader cut off from a majority keeps acting as leader until CheckQuorum makes it step
+    /// down, one election timeout after it last heard from a majority (which was before the new
+    /// leader was elected). The shell passes that timeout (plus one tick) here.
+    public var deposedLeaderBound: Duration
+
+    public init(
+        lease: Duration = .seconds(2), margin: Duration = .milliseconds(500), deposedLeaderBound: Duration = .zero
+    ) {
+        self.lease = lease
+        self.margin = margin
+        self.deposedLeaderBound = deposedLeaderBound
+    }
+}
+
+/// What a node reports with every heartbeat: soft facts that are never committed (DESIGN.md §3).
+public struct NodeFacts: Hashable, Sendable {
+    /// The last log index the node has applied to its copy of the state.
+    public var appliedIndex: UInt64
+    /// The VMs the node runs now, by its own account.
+    public var runningVMs: [VMID]
+
+    public init(appliedIndex: UInt64 = 0, runningVMs: [VMID] = []) {
+        self.appliedIndex = appliedIndex
+        self.runningVMs = runningVMs
+    }
+}
+
+/// A lease as the leader grants it.
+public struct LeaseGrant: Hashable, Sendable {
+    /// Measured by the node from when it sent the heartbeat.
+    public var duration: Duration
+    /// The node may not start running VMs under this lease before it has applied this index:
+    /// the leader decided on a state at least this new, so a node returning from a partition
+    /// first learns which of its VMs were failed over elsewhere.
+    public var requiredAppliedIndex: UInt64
+
+    public init(duration: Duration, requiredAppliedIndex: UInt64) {
+        self.duration = duration
+        self.requiredAppliedIndex = requiredAppliedIndex
+    }
+}
+
+/// The leader's answer to a heartbeat.
+public enum HeartbeatAnswer: Hashable, Sendable {
+    case granted(LeaseGrant)
+    /// No lease: the reason says why and what brings one.
+    case refused(reason: String)
+}
+
+/// The leader's record of heartbeats and of the leases it granted.
+///
+/// A fresh table belongs to a leader that just took over: it knows nothing of the leases its
+/// predecessors granted, so it declares nobody down until a whole lease (plus margin, plus the
+/// time a deposed leader may still have granted one) has passed since it started.
+public struct LeaseTable: Sendable {
+    public struct Entry: Hashable, Sendable {
+        public var facts: NodeFacts
+        public var lastHeartbeat: Duration
+        /// When this table last granted the node a lease; nil if it refused every heartbeat.
+        public var lastGrant: Duration?
+    }
+
+    public let timings: LeaseTimings
+    /// When this leader's table started (the leader's monotonic clock).
+    public let startedAt: Duration
+    public private(set) var entries: [NodeID: Entry] = [:]
+
+    public init(timings: LeaseTimings = LeaseTimings(), startedAt: Duration) {
+        self.timings = timings
+        self.startedAt = startedAt
+    }
+
+    /// Records a heartbeat and answers it: a lease for a node the state knows and has not
+    /// declared down; a refusal otherwise (a down node gets a lease once it is committed up again).
+    ///
+    /// - Parameter appliedIndex: the leader's applied index, which `state` reflects.
+    public mutating func heartbeat(
+        from node: NodeID, facts: NodeFacts, in state: ClusterState, appliedIndex: UInt64, now: Duration
+    ) -> HeartbeatAnswer {
+        var entry = entries[node] ?? Entry(facts: facts, lastHeartbeat: now, lastGrant: nil)
+        entry.facts = facts
+        entry.lastHeartbeat = now
+        defer { entries[node] = entry }
+        guard let record = state.nodes[node] else {
+            return .refused(
+                reason: "\(node) is not registered in the cluster state yet; it is registered once it has joined")
+        }
+        guard record.state.canOwnVMs else {
+            return .refused(reason: "\(node) is declared down; the leader brings it back up now that it heartbeats")
+        }
+        entry.lastGrant = now
+        return .granted(LeaseGrant(duration: timings.lease, requiredAppliedIndex: appliedIndex))
+    }
+
+    /// The last moment at which a lease granted by this leader (or, for a fresh table, by a
+    /// predecessor) may still be valid on the node.
+    public func lastPossibleLeaseEnd(of node: NodeID) -> Duration {
+        let sinceStart = startedAt + timings.lease + timings.margin + timings.deposedLeaderBound
+        guard let grant = entries[node]?.lastGrant else { return sinceStart }
+        return max(sinceStart, grant + timings.lease + timings.margin)
+    }
+
+    /// Whether no lease the node holds can still be valid, so it may be declared down.
+    public func leaseIsGone(_ node: NodeID, now: Duration) -> Bool {
+        now > lastPossibleLeaseEnd(of: node)
+    }
+
+    /// Whether the node heartbeated within the last lease: it is alive and reaches the leader.
+    public func isHeartbeating(_ node: NodeID, now: Duration) -> Bool {
+        guard let last = entries[node]?.lastHeartbeat else { return false }
+        return now - last < timings.lease
+    }
+
+    /// How long ago the node last heartbeated this leader, if it ever did.
+    public func silence(of node: NodeID, now: Duration) -> Duration? {
+        entries[node].map { now - $0.lastHeartbeat }
+    }
+}
+
+/// A node's own lease, measured on its own monotonic clock.
+///
+/// The lease runs from when the node SENT the heartbeat that was answered with the grant, never
+/// from when the answer arrived: the leader granted no earlier than the send, so the node's lease
+/// always ends before the leader's record of it (by the network delay, plus `margin` the leader adds).
+public struct LeaseHolder: Sendable {
+    /// What the node's shell must do now.
+    public enum Action: Hashable, Sendable {
+        /// Stop every VM and stop coordinating volumes.
+        case fence(reason: String)
+        /// Running VMs is allowed again.
+        case unfence
+    }
+
+    /// When the lease runs out; nil before the first grant.
+    public private(set) var expiresAt: Duration?
+    /// The node may not unfence before it has applied this index (see `LeaseGrant`).
+    public private(set) var requiredAppliedIndex: UInt64 = 0
+    /// Whether the node is fenced now; a node starts fenced, since it holds no lease yet.
+    public private(set) var isFenced = true
+    /// Why the lease is gone, for the fencing message; set by `refused`.
+    private var refusal: String?
+    /// A grant arrived for a heartbeat sent after the lease had already run out (the process was
+    /// stopped, say, before its check ran): the node must still fence once, since the leader may
+    /// have failed its VMs over in the gap.
+    private var lapsed = false
+
+    public init() {}
+
+    /// Records a grant for a heartbeat sent at `sentAt`. A grant never shortens a lease
+    /// (answers may arrive out of order).
+    public mutating func granted(_ grant: LeaseGrant, sentAt: Duration) {
+        if !isFenced, let expiresAt, expiresAt <= sentAt { lapsed = true }
+        let end = sentAt + grant.duration
+        expiresAt = max(expiresAt ?? end, end)
+        requiredAppliedIndex = max(requiredAppliedIndex, grant.requiredAppliedIndex)
+        refusal = nil
+    }
+
+    /// Records that the leader refused a lease; the current one still runs out on its own time.
+    public mutating func refused(reason: String) {
+        refusal = reason
+    }
+
+    /// Whether the node may run VMs at `now` by the clock alone.
+    public func isValid(now: Duration) -> Bool {
+        guard let expiresAt else { return false }
+        return now < expiresAt
+    }
+
+    /// Moves between fenced and unfenced and says what to do, or nil when nothing changes.
+    ///
+    /// - Parameter appliedIndex: the node's applied index, which must reach the grant's
+    ///   `requiredAppliedIndex` before the node unfences.
+    public mutating func check(now: Duration, appliedIndex: UInt64) -> Action? {
+        let valid = isValid(now: now)
+        if isFenced {
+            guard valid, appliedIndex >= requiredAppliedIndex else { return nil }
+            isFenced = false
+            return .unfence
+        }
+        guard !valid || lapsed else { return nil }
+        isFenced = true
+        if lapsed {
+            lapsed = false
+            return .fence(reason: "the lease ran out before a new one was granted")
+        }
+        let why =
+            refusal.map { " (the leader refused a new one: \($0))" } ?? " (no leader answered a heartbeat in time)"
+        return .fence(reason: "the lease ran out\(why)")
+    }
+}
