@@ -34,6 +34,10 @@ let package = Package(
         // Pure: the replicated state machine (commands, validation, deterministic apply, snapshots).
         .target(name: "ClusterState", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
+        // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
+        // models, and the disk journal with its checker.
+        .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+
         // Shell: libnghttp2 (Debian libnghttp2-dev) does HTTP/2 framing, HPACK and flow control.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
@@ -54,7 +58,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2",
+                "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "Guests",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,6 +97,7 @@ let package = Package(
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "GuestsTests", dependencies: ["Guests", "FlotillaTestKit"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2"],
@@ -115,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit",
+                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit", "Guests",
             ],
             swiftSettings: swiftSettings
         ),
