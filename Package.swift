@@ -121,6 +121,7 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit", "Guests",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

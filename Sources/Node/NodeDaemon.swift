@@ -68,6 +68,11 @@ public final class NodeDaemon: Service {
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
+        // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
+        let agent = NodeAgent(
+            configuration: NodeAgent.Configuration(configuration),
+            readState: { await driver.staleRead { ($0 as! ClusterStateMachine).state } }, logger: logger)
+        agent.addRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
@@ -83,6 +88,7 @@ public final class NodeDaemon: Service {
             throw error
         }
         let registrar = Task { await NodeRegistrar(api: clientAPI, logger: logger).run() }
+        let agentLoop = Task { await agent.run() }
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -97,6 +103,9 @@ public final class NodeDaemon: Service {
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
             registrar.cancel()
+            // The guests stop first (their journals are fsynced record by record), then the rest.
+            agentLoop.cancel()
+            await agentLoop.value
             clientAPI.lifecycle.stop()
             // Whichever came first, end the other: the client API stops accepting and finishes
             // what is in flight, the Raft loop stops (ending the failure wait; everything
