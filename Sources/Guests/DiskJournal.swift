@@ -1,5 +1,9 @@
 // A VM's append-only journal in its disk file: every record fsynced before it is acknowledged.
-import Glibc
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The journal a guest appends to its disk file (DESIGN.md §11), format in `JournalFormat`.
 ///
@@ -31,17 +35,17 @@ public final class DiskJournal {
         self.lastEpoch = contents.records.last?.epoch
     }
 
-    deinit { if descriptor >= 0 { _ = Glibc.close(descriptor) } }
+    deinit { if descriptor >= 0 { _ = systemClose(descriptor) } }
 
     /// Opens (creating if needed) the journal of `vm` at `path` and replays it.
     ///
     /// With `epoch`, refuses a journal that already holds records of a newer epoch: another
     /// node owns the VM now, and this one must not write (the disk-side half of fencing).
     public static func open(path: String, vm: UInt64, epoch: UInt64? = nil) throws(JournalError) -> DiskJournal {
-        let descriptor = Glibc.open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let descriptor = systemOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw ioError(path, "opening") }
         var journal: DiskJournal?
-        defer { if journal == nil { _ = Glibc.close(descriptor) } }
+        defer { if journal == nil { _ = systemClose(descriptor) } }
         let bytes = try readAll(descriptor, path: path)
         let contents = try JournalFormat.parse(bytes, file: path, expectedVM: vm)
         if let epoch, let last = contents.records.last, last.epoch > epoch {
@@ -63,9 +67,9 @@ public final class DiskJournal {
 
     /// Reads the journal at `path` without changing it (for checking it from the disk alone).
     public static func read(path: String) throws(JournalError) -> JournalContents {
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let descriptor = systemOpen(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ioError(path, "opening") }
-        defer { _ = Glibc.close(descriptor) }
+        defer { _ = systemClose(descriptor) }
         return try JournalFormat.parse(try readAll(descriptor, path: path), file: path)
     }
 
@@ -85,7 +89,7 @@ public final class DiskJournal {
     /// Closes the file; every appended record is already on disk.
     public func close() {
         guard descriptor >= 0 else { return }
-        _ = Glibc.close(descriptor)
+        _ = systemClose(descriptor)
         descriptor = -1
     }
 
@@ -95,7 +99,7 @@ public final class DiskJournal {
         var written = 0
         while written < bytes.count {
             let result = bytes.withUnsafeBytes {
-                Glibc.write(descriptor, $0.baseAddress! + written, bytes.count - written)
+                systemWrite(descriptor, $0.baseAddress! + written, bytes.count - written)
             }
             if result < 0 {
                 if errno == EINTR { continue }
@@ -125,9 +129,9 @@ public final class DiskJournal {
     /// Makes a newly created file's directory entry durable, so the file survives a crash.
     private static func syncDirectory(of path: String) throws(JournalError) {
         let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let descriptor = Glibc.open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let descriptor = systemOpen(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ioError(directory, "opening the directory of") }
-        defer { _ = Glibc.close(descriptor) }
+        defer { _ = systemClose(descriptor) }
         guard fsync(descriptor) == 0 else { throw ioError(directory, "syncing the directory") }
     }
 
@@ -135,4 +139,12 @@ public final class DiskJournal {
         let code = errno
         return JournalError(.io(file: path, operation: operation, errno: code, detail: String(cString: strerror(code))))
     }
+}
+
+// The system calls under names of their own: inside `DiskJournal`, `open`, `write` and `close`
+// mean its own methods.
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 { open(path, flags, mode) }
+private func systemClose(_ descriptor: Int32) -> Int32 { close(descriptor) }
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
 }
