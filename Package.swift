@@ -36,6 +36,9 @@ let package = Package(
 
         // Pure: the leader's controllers (leases, failure detection, failover); they return proposals.
         .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
+        // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
+        // models, and the disk journal with its checker.
+        .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
         // Shell: libnghttp2 (Debian libnghttp2-dev) does HTTP/2 framing, HPACK and flow control.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
@@ -57,7 +60,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "HTTP2",
+                "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "HTTP2", "Guests",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -99,9 +102,10 @@ let package = Package(
         .testTarget(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
             swiftSettings: swiftSettings),
+        .testTarget(name: "GuestsTests", dependencies: ["Guests", "FlotillaTestKit"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2"],
+            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],
@@ -121,7 +125,8 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit",
+                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit", "Guests",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -17,6 +17,24 @@ public protocol Fencing: Sendable {
     func unfence() async
 }
 
+/// Several fencing hooks told in order (the node agent, then whoever else watches).
+struct FencingGroup: Fencing {
+    let members: [any Fencing]
+
+    init(_ members: [any Fencing]) { self.members = members }
+
+    func fence(reason: String) async {
+        for member in members { await member.fence(reason: reason) }
+    }
+
+    func unfence() async {
+        for member in members { await member.unfence() }
+    }
+}
+
+/// The node agent is what a lease protects: fenced, it stops every VM and starts none.
+extension NodeAgent: Fencing {}
+
 /// Fencing for a node that runs nothing it must stop: it only says what would be done.
 public struct LoggingFencing: Fencing {
     let logger: Logger

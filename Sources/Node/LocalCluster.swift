@@ -11,7 +11,8 @@ import Foundation
 ///
 /// Node `nK` serves its client API on port 7100+K and peer RPC on 7200+K (the base is
 /// configurable). Everything lives in one directory: `cluster.json` (the shared configuration),
-/// `nK/` (data), `nK.log` and `pids`.
+/// `nK/` (data), `shared/` (the shared root every node mounts: volumes and VM disk files),
+/// `nK.log` and `pids`.
 public struct LocalCluster: Sendable {
     public var directory: String
     public var nodes: Int
@@ -58,6 +59,7 @@ public struct LocalCluster: Sendable {
             {
               "cluster-id": "local",
               "data-dir": "\(directory)/{node}",
+              "shared-root": "\(directory)/shared",
               "tick-ms": 50,
               "election-ticks": 10,
               "members": [

@@ -44,6 +44,11 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// How long a lease the leader grants lasts, measured by the node from when it sent the
     /// heartbeat; a node whose lease runs out stops its VMs (docs/failover.md).
     public var leaseMilliseconds: Int
+    /// The directory every node mounts, where volumes live: a VM's disk file is
+    /// `<sharedRoot>/<volume path>/<disk file>` (DESIGN.md §11).
+    public var sharedRoot: String
+    /// How often a running guest appends a record to its disk journal.
+    public var journalIntervalMilliseconds: Int
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -61,6 +66,8 @@ public struct NodeConfiguration: Hashable, Sendable {
         case memory
         case heartbeatMilliseconds = "heartbeat-ms"
         case leaseMilliseconds = "lease-ms"
+        case sharedRoot = "shared-root"
+        case journalIntervalMilliseconds = "journal-interval-ms"
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -187,6 +194,12 @@ public struct NodeConfiguration: Hashable, Sendable {
             throw ConfigurationError(
                 "data-dir is empty", fix: "name a directory this node alone uses, e.g. .flotilla/n1")
         }
+        // Beside the data directories by default, so the nodes of a local cluster share it.
+        let sharedRoot = values[.sharedRoot]?.value ?? Self.besideDataDirectory(dataDirectory, "shared")
+        guard !sharedRoot.isEmpty else {
+            throw ConfigurationError(
+                "shared-root is empty", fix: "name the directory every node mounts for volumes, e.g. .flotilla/shared")
+        }
         let configuration = NodeConfiguration(
             clusterID: clusterID,
             nodeID: nodeID,
@@ -201,7 +214,9 @@ public struct NodeConfiguration: Hashable, Sendable {
             join: join,
             usableMemory: try memory(),
             heartbeatMilliseconds: try integer(.heartbeatMilliseconds, default: 200, range: 10...60_000),
-            leaseMilliseconds: try integer(.leaseMilliseconds, default: 2000, range: 100...600_000)
+            leaseMilliseconds: try integer(.leaseMilliseconds, default: 2000, range: 100...600_000),
+            sharedRoot: sharedRoot,
+            journalIntervalMilliseconds: try integer(.journalIntervalMilliseconds, default: 100, range: 1...60_000)
         )
         guard configuration.heartbeatMilliseconds * 2 <= configuration.leaseMilliseconds else {
             throw ConfigurationError(
@@ -222,6 +237,14 @@ public struct NodeConfiguration: Hashable, Sendable {
 }
 
 extension NodeConfiguration {
+    /// `name` in the directory holding `dataDirectory`: `.flotilla/n1` → `.flotilla/shared`.
+    static func besideDataDirectory(_ dataDirectory: String, _ name: String) -> String {
+        var path = Substring(dataDirectory)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        guard let slash = path.lastIndex(of: "/") else { return name }
+        return path[..<slash] + "/" + name
+    }
+
     /// What a node offers VMs when `memory` is not set: 8 GiB.
     public static let defaultUsableMemory: UInt64 = 8 << 30
     /// The range the cluster state accepts for a node's usable memory: 1 MiB to 1 PiB.

@@ -60,9 +60,17 @@ public final class NodeDaemon: Service {
 
         var peerRouter = Router()
         peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
-        // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port.
+        // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
+        // It starts fenced: nothing runs before the first lease.
+        let agent = NodeAgent(
+            configuration: NodeAgent.Configuration(configuration),
+            readState: { await driver.staleRead { ($0 as! ClusterStateMachine).state } }, logger: logger)
+        await agent.fence(reason: "no lease granted yet")
+        // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
+        // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(
-            configuration, driver: driver, addressBook: addressBook, fencing: fencing, logger: logger)
+            configuration, driver: driver, addressBook: addressBook, fencing: FencingGroup([agent, fencing]),
+            logger: logger)
         peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
             configuration: .init(host: configuration.peerListen.host, port: configuration.peerListen.port),
@@ -75,6 +83,7 @@ public final class NodeDaemon: Service {
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
+        agent.addRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
@@ -92,6 +101,7 @@ public final class NodeDaemon: Service {
         let registrar = Task { await NodeRegistrar(api: clientAPI, logger: logger).run() }
         await controllers.start()
         await heartbeats.start()
+        let agentLoop = Task { await agent.run() }
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -106,6 +116,9 @@ public final class NodeDaemon: Service {
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
             registrar.cancel()
+            // The guests stop first (their journals are fsynced record by record), then the rest.
+            agentLoop.cancel()
+            await agentLoop.value
             await heartbeats.stop()
             await controllers.stop()
             clientAPI.lifecycle.stop()

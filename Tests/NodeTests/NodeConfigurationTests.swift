@@ -156,3 +156,27 @@ func memoryOutsideTheAcceptedSizesIsRefusedWithTheFix(_ text: String) {
         return description.contains("--memory is \"\(text)\"") && description.contains("written like 8G")
     }
 }
+
+@Test(arguments: [
+    (".flotilla/{node}", ".flotilla/shared"), ("/var/lib/flotilla/", "/var/lib/shared"), ("n1", "shared"),
+    ("/n1", "/shared"),
+])
+func theSharedRootDefaultsToBesideTheDataDirectory(dataDirectory: String, sharedRoot: String) throws {
+    let configuration = try NodeConfiguration.resolve(
+        file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n1", "data-dir": dataDirectory])
+    #expect(configuration.sharedRoot == sharedRoot)
+    #expect(configuration.journalIntervalMilliseconds == 100)
+}
+
+@Test func theSharedRootAndJournalIntervalComeFromEveryPlace() throws {
+    let configuration = try NodeConfiguration.resolve(
+        file: ("local-3.json", threeNodes), environment: ["FLOTILLA_SHARED_ROOT": "/mnt/csv"],
+        flags: ["node-id": "n1", "journal-interval-ms": "250"])
+    #expect(configuration.sharedRoot == "/mnt/csv")
+    #expect(configuration.journalIntervalMilliseconds == 250)
+    let error = #expect(throws: ConfigurationError.self) {
+        try NodeConfiguration.resolve(
+            file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n1", "journal-interval-ms": "0"])
+    }
+    #expect(error?.description.contains("journal-interval-ms must be a whole number in 1...60000") == true)
+}

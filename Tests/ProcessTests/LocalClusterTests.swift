@@ -1,5 +1,6 @@
 // `flotilla local up --detach`, the CLI against it, a second `up` on the same directory, `local down`.
 import Foundation
+import Guests
 import Testing
 
 /// Runs `flotilla` in `directory`; returns its exit status, standard output and standard error.
@@ -18,6 +19,20 @@ private func flotilla(_ arguments: [String], in directory: String) throws -> (st
     let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, output, error)
+}
+
+/// Waits (up to 30 s) until journal `i` of `disks` holds at least `minimum(i)` records.
+private func waitForJournals(_ disks: [String], _ what: String, minimum: (Int) -> Int) throws {
+    let deadline = Date() + 30
+    while true {
+        let counts = disks.map { (try? DiskJournal.read(path: $0).records.count) ?? 0 }
+        if counts.indices.allSatisfy({ counts[$0] >= minimum($0) }) { return }
+        guard Date() < deadline else {
+            Issue.record("not within 30 s: \(what); records: \(counts)")
+            return
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
 }
 
 @Suite(.serialized, .timeLimit(.minutes(2)))
@@ -53,11 +68,19 @@ struct LocalClusterTests {
         #expect(taken.status != 0)
         #expect(taken.err == "flotilla: conflict: the name Sales is taken by vm3; pick another name\n")
 
+        // The demo VMs really run: each owner appends to its VM's journal on the shared root.
+        let disks = ["finance", "engineering", "sales"].map { "\(directory)/.flotilla/shared/volumes/csv1/\($0).vhdx" }
+        try waitForJournals(disks, "the demo VMs write their journals") { _ in 3 }
+
         // Down, then up again on the same directory: the demo exists and is left as it is.
         #expect(try flotilla(["local", "down"], in: directory).out == "stopped 3 nodes\n")
+        let atDown = try disks.map { try DiskJournal.read(path: $0).records.count }
         let again = try flotilla(["local", "up", "--detach", "--port-base", base], in: directory)
         #expect(again.status == 0, "\(again.out)\(again.err)")
         #expect(!again.out.contains("created"))
+        // The owners replay the journals and continue them; nothing was lost, nobody wrote twice.
+        try waitForJournals(disks, "the demo VMs continue their journals") { atDown[$0] + 3 }
+        for disk in disks { #expect(JournalChecker.check(try DiskJournal.read(path: disk)).isEmpty, "\(disk)") }
         let nodes = try flotilla(["nodes"], in: directory)
         #expect(nodes.out.split(separator: "\n").count == 4, "\(nodes.out)")
         #expect(try flotilla(["local", "down"], in: directory).status == 0)

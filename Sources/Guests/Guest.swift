@@ -1,0 +1,163 @@
+// A running simulated VM: its memory, its workload and the task that writes its disk journal.
+
+/// What a guest is and where its disk is.
+public struct GuestConfiguration: Sendable {
+    /// The VM's id number (`vm3` is 3).
+    public var vm: UInt64
+    /// The journal file: `<shared root>/<volume path>/<disk file>`.
+    public var diskPath: String
+    public var memoryBytes: UInt64
+    public var workload: WorkloadProfile
+    /// How often the guest appends a journal record (and advances its workload).
+    public var journalInterval: Duration
+    /// Seeds the workload's generator; the same seed touches the same pages.
+    public var seed: UInt64
+
+    public init(
+        vm: UInt64, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
+        journalInterval: Duration = .milliseconds(100), seed: UInt64
+    ) {
+        self.vm = vm
+        self.diskPath = diskPath
+        self.memoryBytes = memoryBytes
+        self.workload = workload
+        self.journalInterval = journalInterval
+        self.seed = seed
+    }
+}
+
+/// What a guest reports about itself.
+public struct GuestStatus: Hashable, Sendable {
+    public var vm: UInt64
+    public var running: Bool
+    /// The epoch it runs (or last ran) under.
+    public var epoch: UInt64?
+    /// The last acknowledged (fsynced) record's sequence number, or nil before the first.
+    public var lastSequence: UInt64?
+    /// Records acknowledged since the guest last started.
+    public var recordsWritten: Int
+    /// Records found in the journal when it last started, and torn tail bytes cut off.
+    public var recordsReplayed: Int
+    public var tornBytesTruncated: Int
+    public var residentPages: Int
+    /// Why the guest stopped on its own (its disk failed), if it did.
+    public var failure: String?
+}
+
+/// A simulated VM: `start(epoch:)` replays its journal and runs it; `stop()` ends it.
+///
+/// While running, one task advances the workload and appends a journal record every
+/// `journalInterval`. Each record's payload is the number of pages written since the last record
+/// and the pages resident (8 bytes each, little-endian). A journal write that fails stops the
+/// guest, as a disk error crashes a VM; `status.failure` says why.
+///
+/// Fencing: `stop()` closes the journal before it returns, so once it returns this guest writes
+/// nothing more, and the journal refuses to open under an epoch older than one already in it.
+public actor Guest {
+    public nonisolated let configuration: GuestConfiguration
+    private let onAcknowledged: (@Sendable (JournalRecordID) -> Void)?
+
+    private enum State {
+        case stopped
+        case running(epoch: UInt64, journal: DiskJournal, loop: Task<Void, Never>)
+    }
+
+    private var state = State.stopped
+    /// Set by `stop()`: a stopped guest never starts again, so a `stop()` that overtakes a
+    /// `start(epoch:)` still wins. A VM started again is a new `Guest` (memory does not survive a stop).
+    private var ended = false
+    private var memory: GuestMemory
+    private var workload: Workload
+    private var generator: WorkloadGenerator
+    private var started = ContinuousClock.now
+    private var lastEpoch: UInt64?
+    private var lastSequence: UInt64?
+    private var recordsWritten = 0
+    private var recordsReplayed = 0
+    private var tornBytesTruncated = 0
+    private var failure: String?
+
+    /// `onAcknowledged` is called with each record's id once it is on disk (for checking histories).
+    public init(configuration: GuestConfiguration, onAcknowledged: (@Sendable (JournalRecordID) -> Void)? = nil) {
+        self.configuration = configuration
+        self.onAcknowledged = onAcknowledged
+        self.memory = GuestMemory(bytes: configuration.memoryBytes)
+        self.workload = Workload(profile: configuration.workload)
+        self.generator = WorkloadGenerator(seed: configuration.seed)
+    }
+
+    /// Opens and replays the journal, then runs the guest under `epoch` (the committed one).
+    ///
+    /// Throws when the journal is damaged or already holds a newer epoch; the guest then stays
+    /// stopped. Does nothing on a guest that runs or was stopped.
+    public func start(epoch: UInt64) throws(JournalError) {
+        guard case .stopped = state, !ended else { return }
+        if let problem = configuration.workload.problem(pageCount: memory.pageCount) {
+            preconditionFailure("guest vm\(configuration.vm): \(problem)")
+        }
+        let journal = try DiskJournal.open(path: configuration.diskPath, vm: configuration.vm, epoch: epoch)
+        recordsReplayed = journal.recovered.records.count
+        tornBytesTruncated = journal.recovered.tornBytes
+        lastSequence = journal.recovered.records.last?.sequence
+        lastEpoch = epoch
+        recordsWritten = 0
+        failure = nil
+        started = .now
+        let interval = configuration.journalInterval
+        let loop = Task { [weak self] in
+            var next = ContinuousClock.now + interval
+            while !Task.isCancelled {
+                do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+                guard let self, await self.step() else { return }
+                next += interval
+                // A guest that fell behind (a slow disk) does not burst to catch up.
+                if next < .now { next = .now + interval }
+            }
+        }
+        state = .running(epoch: epoch, journal: journal, loop: loop)
+    }
+
+    /// Stops the guest: no journal write happens after this returns.
+    public func stop() async {
+        ended = true
+        guard case .running(_, let journal, let loop) = state else { return }
+        // Synchronous up to here: no `step` can interleave, so the journal closes between records.
+        state = .stopped
+        journal.close()
+        loop.cancel()
+        await loop.value
+    }
+
+    public var status: GuestStatus {
+        var running = false
+        if case .running = state { running = true }
+        return GuestStatus(
+            vm: configuration.vm, running: running, epoch: lastEpoch, lastSequence: lastSequence,
+            recordsWritten: recordsWritten, recordsReplayed: recordsReplayed, tornBytesTruncated: tornBytesTruncated,
+            residentPages: memory.residentPages, failure: failure)
+    }
+
+    /// The whole memory image's checksum.
+    public var memoryChecksum: UInt64 { memory.checksum }
+
+    /// One beat: the workload runs up to now, then a record is appended. False ends the loop.
+    private func step() -> Bool {
+        guard case .running(let epoch, let journal, _) = state else { return false }
+        let written = memory.apply(workload.advance(to: .now - started, using: &generator))
+        var payload: [UInt8] = []
+        withUnsafeBytes(of: UInt64(written).littleEndian) { payload += $0 }
+        withUnsafeBytes(of: UInt64(memory.residentPages).littleEndian) { payload += $0 }
+        do {
+            let id = try journal.append(epoch: epoch, payload: payload)
+            lastSequence = id.sequence
+            recordsWritten += 1
+            onAcknowledged?(id)
+            return true
+        } catch {
+            failure = error.description
+            state = .stopped
+            journal.close()
+            return false
+        }
+    }
+}

@@ -1,0 +1,256 @@
+// The node agent: runs exactly the VMs the committed state says this node owns, like a kubelet.
+import ClusterModel
+import ClusterState
+import Foundation
+import Guests
+import Logging
+
+/// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
+///
+/// Every `reconcileInterval` it reads the node's own applied state — a stale read, on purpose:
+/// ownership changes only by committed entries, and this node must act on what it has applied,
+/// never on a leader's answer it cannot be sure to have seen — and then:
+/// 1. stops every guest whose VM this node no longer owns, that is no longer running, or whose
+///    epoch changed (a new epoch is a new ownership, even on the same node);
+/// 2. starts every VM it owns that runs in the state and has no guest here, under the committed
+///    epoch; the guest replays its journal and refuses to write if the journal has a newer epoch.
+///
+/// `fence(reason:)` stops everything at once, and while fenced the agent runs nothing; the lease
+/// code calls it when this node may no longer be sure it owns anything (DESIGN.md §8).
+///
+/// Every guest it started is in `guests` (or `stopping`) from before its start until its stop has
+/// returned, so `fence` and shutdown see guests whose start is still in flight.
+public actor NodeAgent {
+    public struct Configuration: Sendable {
+        public var node: NodeID
+        /// Where volumes live: a disk file is `<sharedRoot>/<volume path>/<disk file>`.
+        public var sharedRoot: String
+        public var journalInterval: Duration
+        public var reconcileInterval: Duration
+        /// The workload every guest runs (its working set shrunk to fit a smaller VM).
+        public var workload: WorkloadProfile
+
+        public init(
+            node: NodeID, sharedRoot: String, journalInterval: Duration = .milliseconds(100),
+            reconcileInterval: Duration = .milliseconds(200), workload: WorkloadProfile = .standard
+        ) {
+            self.node = node
+            self.sharedRoot = sharedRoot
+            self.journalInterval = journalInterval
+            self.reconcileInterval = reconcileInterval
+            self.workload = workload
+        }
+
+        init(_ configuration: NodeConfiguration) {
+            self.init(
+                node: configuration.nodeID, sharedRoot: configuration.sharedRoot,
+                journalInterval: .milliseconds(configuration.journalIntervalMilliseconds))
+        }
+    }
+
+    /// A guest this agent started (or is starting), with what it was started for.
+    private struct Entry {
+        let guest: Guest
+        let epoch: UInt64
+        let name: String
+        let diskPath: String
+    }
+
+    public let configuration: Configuration
+    private let readState: @Sendable () async -> ClusterState
+    private let logger: Logger
+    private var guests: [VMID: Entry] = [:]
+    /// Guests whose stop has begun but not returned, so `fence` can wait for them too.
+    private var stopping: [ObjectIdentifier: Guest] = [:]
+    /// Why a VM this node owns does not run here, by VM, with the epoch it was tried under.
+    private var problems: [VMID: (name: String, epoch: UInt64, error: String)] = [:]
+    /// Set while fenced: the reason.
+    private var fenceReason: String?
+
+    public init(
+        configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.readState = readState
+        self.logger = logger
+    }
+
+    /// Reconciles every `reconcileInterval` until cancelled, then stops every guest.
+    public func run() async {
+        while !Task.isCancelled {
+            await reconcile()
+            try? await Task.sleep(for: configuration.reconcileInterval)
+        }
+        await stopAll()
+    }
+
+    /// Stops every guest and runs none until `unfence()`. Returns once no guest writes anymore.
+    public func fence(reason: String) async {
+        if fenceReason == nil {
+            logger.warning("node \(configuration.node) fenced: stopping all its VMs", metadata: ["reason": "\(reason)"])
+        }
+        fenceReason = reason
+        await stopAll()
+    }
+
+    /// Lets the next reconcile pass start what the state says this node owns again.
+    public func unfence() {
+        if let reason = fenceReason { logger.info("node \(configuration.node) unfenced (was: \(reason))") }
+        fenceReason = nil
+    }
+
+    /// One pass: make the guests here match the state.
+    public func reconcile() async {
+        let state = await readState()
+        guard fenceReason == nil else { return }
+        let wanted = desiredGuests(in: state)
+
+        // Guests that stopped on their own (their disk failed) are reported and started again.
+        for (id, entry) in guests {
+            let status = await entry.guest.status
+            guard !status.running, guests[id]?.guest === entry.guest, let failure = status.failure else { continue }
+            guests[id] = nil
+            report(id, name: entry.name, epoch: entry.epoch, failure)
+        }
+        for (id, entry) in guests where wanted[id]?.epoch != entry.epoch {
+            let reason = wanted[id] == nil ? "this node no longer runs it" : "its epoch is now \(wanted[id]!.epoch)"
+            logger.info("stopping \(id) (\(entry.name)) of epoch \(entry.epoch): \(reason)")
+            await stop(id)
+        }
+        for id in problems.keys where wanted[id] == nil { problems[id] = nil }
+
+        for (id, want) in wanted.sorted(by: { $0.key < $1.key }) where guests[id] == nil {
+            guard fenceReason == nil else { return }
+            await start(id, want)
+        }
+    }
+
+    /// What the state says this node runs: its VMs in state running, with their epoch and disk.
+    private func desiredGuests(in state: ClusterState) -> [VMID: Entry] {
+        var wanted: [VMID: Entry] = [:]
+        for vm in state.vms.values where vm.owner == configuration.node && vm.state == .running {
+            guard let volume = state.volumes[vm.disk.volume] else {
+                report(vm.id, name: vm.name, epoch: vm.epoch, "its disk's volume \(vm.disk.volume) is not in the state")
+                continue
+            }
+            let memory = GuestMemory(bytes: vm.memory.startup)
+            var workload = configuration.workload
+            workload.workingSetPages = min(workload.workingSetPages, memory.pageCount)
+            let guest = Guest(
+                configuration: GuestConfiguration(
+                    vm: vm.id.rawValue,
+                    diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file,
+                    memoryBytes: vm.memory.startup, workload: workload,
+                    journalInterval: configuration.journalInterval,
+                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch))
+            wanted[vm.id] = Entry(guest: guest, epoch: vm.epoch, name: vm.name, diskPath: guest.configuration.diskPath)
+        }
+        return wanted
+    }
+
+    private func start(_ id: VMID, _ entry: Entry) async {
+        // In `guests` before the first await, so a fence that comes in meanwhile stops it too.
+        guests[id] = entry
+        do {
+            // Until shared volumes have coordinators that create disk files, the owner makes the
+            // directory its disk file lies in; the journal creates the file.
+            let directory = (entry.diskPath as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try await entry.guest.start(epoch: entry.epoch)
+        } catch {
+            if guests[id]?.guest === entry.guest { guests[id] = nil }
+            report(id, name: entry.name, epoch: entry.epoch, "\(error)")
+            return
+        }
+        guard guests[id]?.guest === entry.guest else { return }  // fenced or replaced meanwhile
+        let status = await entry.guest.status
+        problems[id] = nil
+        logger.info(
+            "started \(id) (\(entry.name)) at epoch \(entry.epoch)",
+            metadata: [
+                "disk": "\(entry.diskPath)", "replayed": "\(status.recordsReplayed)",
+                "torn-bytes": "\(status.tornBytesTruncated)",
+            ])
+    }
+
+    private func stop(_ id: VMID) async {
+        guard let entry = guests.removeValue(forKey: id) else { return }
+        let key = ObjectIdentifier(entry.guest)
+        stopping[key] = entry.guest
+        await entry.guest.stop()
+        stopping[key] = nil
+    }
+
+    private func stopAll() async {
+        let all = guests.values.map(\.guest) + stopping.values
+        guests = [:]
+        await withTaskGroup(of: Void.self) { group in
+            for guest in all { group.addTask { await guest.stop() } }
+        }
+        for guest in all { stopping[ObjectIdentifier(guest)] = nil }
+    }
+
+    /// Records why a VM does not run here; logs only when the reason changes, not every pass.
+    private func report(_ id: VMID, name: String, epoch: UInt64, _ error: String) {
+        if problems[id]?.error != error || problems[id]?.epoch != epoch {
+            logger.error("cannot run \(id) (\(name)) at epoch \(epoch): \(error)")
+        }
+        problems[id] = (name, epoch, error)
+    }
+
+    /// What `GET /v1/agent` shows.
+    public var view: AgentView {
+        get async {
+            var vms: [AgentView.VM] = []
+            for (id, entry) in guests.sorted(by: { $0.key < $1.key }) {
+                let status = await entry.guest.status
+                vms.append(
+                    AgentView.VM(
+                        id: id.description, name: entry.name, epoch: entry.epoch, running: status.running,
+                        disk: entry.diskPath, journalSequence: status.lastSequence,
+                        recordsWritten: status.recordsWritten, recordsReplayed: status.recordsReplayed,
+                        pagesTouched: status.residentPages))
+            }
+            return AgentView(
+                node: configuration.node.description, fenced: fenceReason, vms: vms,
+                problems: problems.sorted(by: { $0.key < $1.key }).map {
+                    AgentView.Problem(
+                        id: $0.key.description, name: $0.value.name, epoch: $0.value.epoch, error: $0.value.error)
+                })
+        }
+    }
+}
+
+/// What a node's agent runs (`GET /v1/agent`): the node's own facts, not the cluster's.
+public struct AgentView: Codable, Sendable, Equatable {
+    public struct VM: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var epoch: UInt64
+        /// False only briefly, while the guest starts.
+        public var running: Bool
+        /// The disk file the guest's journal is in.
+        public var disk: String
+        /// The last acknowledged journal record's sequence number.
+        public var journalSequence: UInt64?
+        /// Records written since this node started the guest, and found in the journal then.
+        public var recordsWritten: Int
+        public var recordsReplayed: Int
+        /// Pages of guest memory holding data.
+        public var pagesTouched: Int
+    }
+
+    public struct Problem: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var epoch: UInt64
+        public var error: String
+    }
+
+    public var node: String
+    /// Why the node is fenced (running nothing), or nil.
+    public var fenced: String?
+    public var vms: [VM]
+    /// VMs this node owns but does not run, and why.
+    public var problems: [Problem]
+}

@@ -1,0 +1,183 @@
+// The node agent runs exactly the VMs the applied state says its node owns; fencing stops them all.
+import ClusterModel
+import ClusterState
+import FlotillaTestKit
+import Foundation
+import Guests
+import Logging
+import Node
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A cluster state the test changes by applying commands, as the Raft log would.
+private final class AppliedState: Sendable {
+    let state = Mutex(ClusterState())
+
+    func apply(_ command: ClusterCommand) {
+        let result = state.withLock { $0.apply(command, proposedAt: 0) }
+        if case .rejected(let rejection) = result { Issue.record("\(command) was rejected: \(rejection)") }
+    }
+
+    var current: ClusterState { state.withLock { $0 } }
+}
+
+private let quiet = Logger(label: "flotilla.test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+private func vmSpec(_ name: String) -> VMSpec {
+    VMSpec(
+        name: name, memory: MemorySettings(startup: 64 << 20, minimum: 32 << 20, maximum: 128 << 20),
+        disk: DiskFile(volume: "csv1", file: "\(name.lowercased()).vhdx"))
+}
+
+/// Polls `condition` until it holds (20 s at most, a busy machine is slow).
+private func eventually(
+    _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("not within 20 s: \(what)", sourceLocation: sourceLocation)
+            return
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+@Suite struct NodeAgentTests {
+    @Test func theAgentRunsExactlyWhatItsNodeOwnsAndNothingWhileFenced() async throws {
+        let root = try TemporaryDirectory()
+        let applied = AppliedState()
+        for id: NodeID in [1, 2] {
+            let addresses = MemberAddresses(
+                peer: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7201),
+                client: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7101))
+            applied.apply(
+                .registerNode(NodeRegistration(id: id, addresses: addresses, role: .voter, usableMemory: 1 << 30)))
+        }
+        applied.apply(.createVolume("csv1", path: "volumes/csv1", coordinator: 1))
+        for name in ["Finance", "Engineering", "Sales"] { applied.apply(.createVM(vmSpec(name))) }
+        applied.apply(.startVM(1, on: 1))  // Finance on n1
+        applied.apply(.startVM(2, on: 2))  // Engineering on n2; Sales stays stopped
+
+        let agent = NodeAgent(
+            configuration: NodeAgent.Configuration(
+                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
+                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5)),
+            readState: { applied.current }, logger: quiet)
+        let disk = root.path + "/volumes/csv1/finance.vhdx"
+
+        await agent.reconcile()
+        var view = await agent.view
+        #expect(view.vms.map(\.name) == ["Finance"], "n1 runs its own VM and not n2's or a stopped one")
+        #expect(view.vms.first?.epoch == 1)
+        #expect(view.vms.first?.disk == disk)
+        try await eventually("Finance writes its journal") { try DiskJournal.read(path: disk).records.count >= 3 }
+
+        // Stopped and started again before the agent looked: a new epoch on the same node, a new guest.
+        applied.apply(.stopVM(1))
+        applied.apply(.startVM(1, on: 1))
+        await agent.reconcile()
+        view = await agent.view
+        #expect(view.vms.map(\.epoch) == [3])
+        #expect((view.vms.first?.recordsReplayed ?? 0) >= 3, "the new guest replayed the journal")
+
+        // Fenced: everything stops at once, and nothing starts while fenced.
+        await agent.fence(reason: "lease expired")
+        let fencedRecords = try DiskJournal.read(path: disk).records.count
+        await agent.reconcile()
+        view = await agent.view
+        #expect(view.vms.isEmpty)
+        #expect(view.fenced == "lease expired")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try DiskJournal.read(path: disk).records.count == fencedRecords, "no journal write after fence()")
+
+        await agent.unfence()
+        await agent.reconcile()
+        #expect(await agent.view.vms.map(\.epoch) == [3])
+        try await eventually("Finance writes again") {
+            try DiskJournal.read(path: disk).records.count >= fencedRecords + 2
+        }
+
+        // Failover moves Finance to n2: n1 stops it at once.
+        applied.apply(.setVMOwner(1, owner: 2, expectedEpoch: 3, reason: "test failover"))
+        await agent.reconcile()
+        #expect(await agent.view.vms.isEmpty)
+        let journal = try DiskJournal.read(path: disk)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try DiskJournal.read(path: disk) == journal, "no journal write after the VM moved away")
+        #expect(Set(journal.records.map(\.epoch)) == [1, 3])
+        #expect(JournalChecker.check(journal).isEmpty)
+    }
+
+    /// A whole node in this process: a VM started through the API runs on its owner, its journal
+    /// grows on the shared root, and stopping the VM through the API stops it.
+    @Test func aVMStartedThroughTheAPIRunsOnItsOwnerUntilStopped() async throws {
+        let root = try TemporaryDirectory()
+        let ports = try freeLoopbackPorts(2)
+        let configuration = try NodeConfiguration.resolve(
+            file: nil, environment: [:],
+            flags: [
+                "node-id": "n1", "peer-address": "127.0.0.1:\(ports[0])", "client-address": "127.0.0.1:\(ports[1])",
+                "data-dir": root.path + "/n1", "journal-interval-ms": "20",
+            ])
+        #expect(configuration.sharedRoot == root.path + "/shared")
+        let node = Task { try await NodeDaemon(configuration: configuration, logger: quiet).run() }
+        let client = APIClient(
+            endpoint: Endpoint(host: "127.0.0.1", port: ports[1]), timeout: .seconds(5), noLeaderPatience: .seconds(10))
+        defer { node.cancel() }
+
+        try await eventually("n1 registers itself") { (try? await client.nodes().count) == 1 }
+        _ = try await client.createVolume("csv1", coordinator: "n1")
+        _ = try await client.createVM(
+            VMCreation(name: "Finance", startup: 64 << 20, minimum: 32 << 20, maximum: 128 << 20, volume: "csv1"))
+        #expect(try await client.startVM("Finance").owner == "n1")
+
+        try await eventually("n1 runs Finance and its journal grows") {
+            let vm = try await client.agent().vms.first
+            return vm?.name == "Finance" && (vm?.journalSequence ?? 0) >= 3 && (vm?.pagesTouched ?? 0) > 0
+        }
+        let view = try await client.agent()
+        #expect(view.node == "n1")
+        #expect(view.vms.count == 1)
+        let disk = try #require(view.vms.first?.disk)
+        #expect(disk == root.path + "/shared/volumes/csv1/finance.vhdx")
+        #expect(try DiskJournal.read(path: disk).records.allSatisfy { $0.epoch == 1 })
+
+        _ = try await client.stopVM("Finance")
+        try await eventually("n1 stops Finance") { try await client.agent().vms.isEmpty }
+        let journal = try DiskJournal.read(path: disk)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try DiskJournal.read(path: disk) == journal, "nothing is written once the VM is stopped")
+        #expect(journal.records.count >= 3)
+        #expect(JournalChecker.check(journal).isEmpty)
+
+        await client.close()
+        node.cancel()
+        try await node.value
+    }
+}
+
+/// Loopback ports nothing listens on right now.
+private func freeLoopbackPorts(_ count: Int) throws -> [Int] {
+    var sockets: [Int32] = []
+    defer { for socket in sockets { close(socket) } }
+    return try (0..<count).map { _ in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        sockets.append(fd)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
