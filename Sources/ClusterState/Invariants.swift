@@ -89,7 +89,9 @@ extension ClusterState {
             }
         }
 
-        if events.count > Self.eventHistoryLimit { violations.append("\(events.count) events kept") }
+        if events.count > Self.eventHistoryLimit + Self.eventHistorySlack {
+            violations.append("\(events.count) events kept")
+        }
         if zip(events, events.dropFirst()).contains(where: { $0.sequence + 1 != $1.sequence }) {
             violations.append("event sequences have gaps or go back")
         }

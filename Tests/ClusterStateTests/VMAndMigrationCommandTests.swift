@@ -239,13 +239,20 @@ import Testing
     }
     #expect(cluster.state.migrations.count == ClusterState.finishedMigrationsKept)
     #expect(cluster.state.migrations.keys.min() == MigrationID(6))
-    for index in 0..<ClusterState.eventHistoryLimit {
+    let (limit, slack) = (ClusterState.eventHistoryLimit, ClusterState.eventHistorySlack)
+    var counts: [Int] = []
+    for index in 0..<(limit + 2 * slack) {
         cluster.applied(.setSetting(key: "k", value: "\(index)"))
+        counts.append(cluster.state.events.count)
     }
-    #expect(cluster.state.events.count == ClusterState.eventHistoryLimit)
+    // Never fewer than the limit once that many happened, never more than limit + slack, and the
+    // oldest are dropped in batches.
+    #expect(counts.dropFirst(limit).allSatisfy { (limit...(limit + slack)).contains($0) })
+    #expect(counts.contains(limit + slack) && counts.last! < limit + slack)
     let last = cluster.state.nextEventSequence - 1
     #expect(cluster.state.events.last?.sequence == last)
+    #expect(cluster.state.events.first?.sequence == last - UInt64(cluster.state.events.count) + 1)
     #expect(cluster.state.events(since: last - 3).map(\.sequence) == [last - 2, last - 1, last])
-    #expect(cluster.state.events(since: 0).count == ClusterState.eventHistoryLimit)
+    #expect(cluster.state.events(since: 0).count == cluster.state.events.count)
     #expect(cluster.state.events(since: last).isEmpty)
 }
