@@ -73,19 +73,22 @@ struct ClientAPI: Sendable {
                     status: 404, error: "no such setting",
                     detail: "no setting named \(key); list them with GET /v1/config")
             }
-            return try json(SettingView(key: key, value: value, previous: nil))
+            return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: nil)))
         }
         router.put("/v1/config/{key}", body: .collect) { request, parameters in
             let key = parameters["key"] ?? ""
             let body = try await request.body.collect(upTo: Setting.maxValueBytes + 1024)
             struct Body: Decodable { var value: String }
-            guard let value = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).value else {
+            guard
+                let value = SettingJSON.simpleValue(in: body.readableBytesView)
+                    ?? (try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).value)
+            else {
                 throw HTTPError(
                     status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}")
             }
             switch try await write(.setSetting(key: key, value: value), request) {
             case .applied(let outcome):
-                return try json(SettingView(key: key, value: value, previous: outcome?.replacedValue))
+                return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: outcome?.replacedValue)))
             case .forwarded(let response): return response
             }
         }
@@ -93,7 +96,7 @@ struct ClientAPI: Sendable {
             let key = parameters["key"] ?? ""
             switch try await write(.deleteSetting(key: key), request) {
             case .applied(let outcome):
-                return try json(SettingView(key: key, value: nil, previous: outcome?.replacedValue))
+                return .json(SettingJSON.encode(SettingView(key: key, value: nil, previous: outcome?.replacedValue)))
             case .forwarded(let response): return response
             }
         }
