@@ -28,6 +28,15 @@ enum SettingJSON {
     /// `text` as a JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.
     static func appendQuoted(_ text: String, to out: inout String) {
         out += "\""
+        var text = text
+        let needsEscapes = text.withUTF8 { bytes in
+            bytes.contains { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }
+        }
+        if !needsEscapes {
+            out += text
+            out += "\""
+            return
+        }
         var plainStart = text.utf8.startIndex
         var index = plainStart
         let utf8 = text.utf8
@@ -58,7 +67,12 @@ enum SettingJSON {
     /// The value of a body that is exactly `{"value": "…"}` with no escapes in the string (spaces
     /// allowed around the tokens), or nil: then the caller decodes the body fully.
     static func simpleValue(in body: some Collection<UInt8>) -> String? {
-        var bytes = body[...]
+        if let answer = body.withContiguousStorageIfAvailable({ simpleValue(inBytes: $0[...]) }) { return answer }
+        return Array(body).withUnsafeBufferPointer { simpleValue(inBytes: $0[...]) }
+    }
+
+    private static func simpleValue(inBytes body: Slice<UnsafeBufferPointer<UInt8>>) -> String? {
+        var bytes = body
         func skipSpace() {
             while let byte = bytes.first, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
                 bytes = bytes.dropFirst()
