@@ -247,6 +247,9 @@ extension ClientAPI {
             disk: DiskFile(volume: VolumeID(body.volume), file: body.diskFile ?? defaultDiskFile(for: body.name)))
     }
 
+    /// The reason node and volume commands from the client API record in their events.
+    static let byOperator = "by operator"
+
     /// `Finance` → `finance.vhdx`: a file name any path rule accepts, derived from the VM's name.
     static func defaultDiskFile(for name: String) -> String {
         let safe = name.lowercased().map { character in
@@ -281,25 +284,26 @@ extension ClientAPI {
                 let body = try await Self.decode(Body.self, request, example: #"send {"coordinator": "n2"}"#)
                 let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
                 let id = VolumeID(parameters["id"] ?? "")
-                return try await volumeCommand(.moveVolume(id, coordinator: coordinator), id, request)
+                return try await volumeCommand(
+                    .moveVolume(id, coordinator: coordinator, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/drain") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .draining), id, request)
+                return try await nodeCommand(.setNodeState(id, .draining, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/pause") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .paused), id, request)
+                return try await nodeCommand(.setNodeState(id, .paused, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/resume") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .up), id, request)
+                return try await nodeCommand(.setNodeState(id, .up, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes") { request, _ in
