@@ -120,7 +120,10 @@ let package = Package(
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests", "SharedVolumes"],
+            dependencies: [
+                "Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],

@@ -42,11 +42,13 @@ extension ClientAPI {
             return try json(VMView(try Self.vm(parameters, in: state), in: state))
         }
         router.get("/v1/volumes") { request, _ in
-            try json(["volumes": try await clusterState(request).volumeViews])
+            let state = try await clusterState(request)
+            return try json(["volumes": await withAccess(state.volumeViews, in: state)])
         }
         router.get("/v1/volumes/{id}") { request, parameters in
             let state = try await clusterState(request)
-            return try json(VolumeView(try Self.volume(parameters, in: state), in: state))
+            let view = VolumeView(try Self.volume(parameters, in: state), in: state)
+            return try json(await withAccess([view], in: state)[0])
         }
         router.get("/v1/migrations") { request, _ in
             let state = try await clusterState(request)
@@ -245,6 +247,12 @@ extension ClientAPI {
             name: body.name, memory: memory, restartPriority: restart, preferredOwners: preferred,
             antiAffinityClass: body.antiAffinityClass,
             disk: DiskFile(volume: VolumeID(body.volume), file: body.diskFile ?? defaultDiskFile(for: body.name)))
+    }
+
+    /// The views with what the nodes say about their access to each volume (docs/volumes.md).
+    private func withAccess(_ views: [VolumeView], in state: ClusterState) async -> [VolumeView] {
+        guard let volumeAccess else { return views }
+        return await volumeAccess.annotate(views, in: state)
     }
 
     /// The reason node and volume commands from the client API record in their events.

@@ -26,6 +26,8 @@ public actor VolumeCoordinator {
     /// wrote directly (the sequence tells).
     private var journals: [String: DiskJournal] = [:]
     private var fenceReason: String?
+    /// Redirected records appended per volume since this node started: how much I/O it carried for others.
+    public private(set) var redirectedAppends: [String: Int] = [:]
 
     public init(sharedRoot: String, logger: Logger) {
         self.sharedRoot = sharedRoot
@@ -178,6 +180,7 @@ public actor VolumeCoordinator {
                 journals.removeValue(forKey: path)?.close()
                 throw VolumeError(.io, error.description)
             }
+            redirectedAppends[volume, default: 0] += 1
             return JournalPosition(journal)
         }
     }
