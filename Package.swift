@@ -40,6 +40,16 @@ let package = Package(
         // models, and the disk journal with its checker.
         .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
+        // Shell: Cluster Shared Volumes — a volume's metadata file (written only by its coordinator,
+        // validated before a new coordinator serves it), metadata operations and redirected I/O.
+        .target(
+            name: "SharedVolumes",
+            dependencies: [
+                "ClusterModel", "ClusterState", "Guests", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Shell: libnghttp2 (Debian libnghttp2-dev) does HTTP/2 framing, HPACK and flow control.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
@@ -61,6 +71,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "HTTP2", "Guests",
+                "SharedVolumes",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,10 +113,17 @@ let package = Package(
         .testTarget(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SharedVolumesTests", dependencies: ["SharedVolumes", "Guests", "FlotillaTestKit"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "GuestsTests", dependencies: ["Guests", "FlotillaTestKit"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ProcessTests", dependencies: ["Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests"],
+            name: "ProcessTests",
+            dependencies: [
+                "Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SimulationTests", dependencies: ["FlotillaTestKit", "RaftCore", "ClusterModel"],

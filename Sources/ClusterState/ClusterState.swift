@@ -70,11 +70,13 @@ public struct ClusterState: Hashable, Sendable {
         case .deleteSetting(let key): return try deleteSetting(key, context)
         case .registerMember(let id, let addresses): return try registerMember(id, addresses, context)
         case .registerNode(let registration): return try registerNode(registration, context)
-        case .setNodeState(let node, let state): return try setNodeState(node, state, context)
+        case .setNodeState(let node, let state, let reason):
+            return try setNodeState(node, state, reason: reason, context)
         case .removeNode(let node): return try removeNode(node, context)
         case .createVolume(let volume, let path, let coordinator):
             return try createVolume(volume, path: path, coordinator: coordinator, context)
-        case .moveVolume(let volume, let coordinator): return try moveVolume(volume, to: coordinator, context)
+        case .moveVolume(let volume, let coordinator, let reason):
+            return try moveVolume(volume, to: coordinator, reason: reason, context)
         case .deleteVolume(let volume): return try deleteVolume(volume, context)
         case .createVM(let spec): return try createVM(spec, context)
         case .deleteVM(let vm): return try deleteVM(vm, context)
@@ -210,6 +212,18 @@ public struct ClusterState: Hashable, Sendable {
     }
 
     /// Up to eight ids in order, for messages.
+    /// A reason travels only when someone gave one: an empty string would record "()" in the events.
+    static func checkReason(_ reason: String?, of command: String) throws(Rejection) {
+        if let reason, reason.isEmpty {
+            throw .invalid("the reason of \(command) is empty; give a reason or leave it out")
+        }
+    }
+
+    /// The suffix an event's detail gets for a command's reason: ` (by operator)`, or nothing.
+    static func because(_ reason: String?) -> String {
+        reason.map { " (\($0))" } ?? ""
+    }
+
     static func listed<ID: Comparable & CustomStringConvertible>(_ ids: some Collection<ID>) -> String {
         let sorted = ids.sorted()
         let shown = sorted.prefix(8).map(\.description).joined(separator: ", ")

@@ -3,8 +3,9 @@ import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 1 (no time; settings and member commands only) still decodes.
-    public static let formatVersion: UInt8 = 2
+    /// Version 3 added the optional reason of `setNodeState` and `moveVolume`; version 2 (no
+    /// reasons) and version 1 (no time; settings and member commands only) still decode.
+    public static let formatVersion: UInt8 = 3
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -20,15 +21,17 @@ extension CommandEnvelope {
         let version = try reader.readByte()
         switch version {
         case 1:
-            let command = try ClusterCommand(from: &reader)
+            let command = try ClusterCommand(from: &reader, entryVersion: version)
             guard command.kind.rawValue <= CommandKind.registerMember.rawValue else {
                 throw WireFormatError("command kind \(command.kind) did not exist in entry format version 1")
             }
             self.init(proposedAt: 0, command: command)
-        case Self.formatVersion:
-            self.init(proposedAt: try reader.readVarint(), command: try ClusterCommand(from: &reader))
+        case 2, Self.formatVersion:
+            self.init(
+                proposedAt: try reader.readVarint(), command: try ClusterCommand(from: &reader, entryVersion: version))
         default:
-            throw WireFormatError("cluster command format version \(version) is not known (this build reads 1 and 2)")
+            throw WireFormatError(
+                "cluster command format version \(version) is not known (this build reads 1 to \(Self.formatVersion))")
         }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a cluster command") }
     }
@@ -51,18 +54,20 @@ extension ClusterCommand {
             registration.addresses.encode(into: &writer)
             writer.write(enumCase: registration.role)
             writer.writeVarint(registration.usableMemory)
-        case .setNodeState(let node, let state):
+        case .setNodeState(let node, let state, let reason):
             writer.write(node)
             writer.write(enumCase: state)
+            writer.write(optional: reason)
         case .removeNode(let node):
             writer.write(node)
         case .createVolume(let volume, let path, let coordinator):
             writer.write(volume.rawValue)
             writer.write(path)
             writer.write(coordinator)
-        case .moveVolume(let volume, let coordinator):
+        case .moveVolume(let volume, let coordinator, let reason):
             writer.write(volume.rawValue)
             writer.write(coordinator)
+            writer.write(optional: reason)
         case .deleteVolume(let volume):
             writer.write(volume.rawValue)
         case .createVM(let spec):
@@ -95,7 +100,10 @@ extension ClusterCommand {
         }
     }
 
-    init(from reader: inout ByteReader) throws(WireFormatError) {
+    /// Reads a command of an entry of `entryVersion`: before version 3, `setNodeState` and
+    /// `moveVolume` carried no reason.
+    init(from reader: inout ByteReader, entryVersion: UInt8) throws(WireFormatError) {
+        let hasReasons = entryVersion >= 3
         switch try reader.readEnum(CommandKind.self, "cluster command kind") {
         case .setSetting: self = .setSetting(key: try reader.readString(), value: try reader.readString())
         case .deleteSetting: self = .deleteSetting(key: try reader.readString())
@@ -107,12 +115,17 @@ extension ClusterCommand {
                     id: try reader.readNodeID(), addresses: try MemberAddresses(from: &reader),
                     role: try reader.readEnum(NodeRole.self, "node role"), usableMemory: try reader.readVarint()))
         case .setNodeState:
-            self = .setNodeState(try reader.readNodeID(), try reader.readEnum(NodeState.self, "node state"))
+            self = .setNodeState(
+                try reader.readNodeID(), try reader.readEnum(NodeState.self, "node state"),
+                reason: hasReasons ? try reader.readOptionalString() : nil)
         case .removeNode: self = .removeNode(try reader.readNodeID())
         case .createVolume:
             self = .createVolume(
                 VolumeID(try reader.readString()), path: try reader.readString(), coordinator: try reader.readNodeID())
-        case .moveVolume: self = .moveVolume(VolumeID(try reader.readString()), coordinator: try reader.readNodeID())
+        case .moveVolume:
+            self = .moveVolume(
+                VolumeID(try reader.readString()), coordinator: try reader.readNodeID(),
+                reason: hasReasons ? try reader.readOptionalString() : nil)
         case .deleteVolume: self = .deleteVolume(VolumeID(try reader.readString()))
         case .createVM: self = .createVM(try VMSpec(from: &reader))
         case .deleteVM: self = .deleteVM(VMID(try reader.readVarint()))

@@ -12,14 +12,16 @@ public enum ClusterCommand: Hashable, Sendable {
 
     /// Adds a node (state up), or updates a known node's addresses, role and usable memory.
     case registerNode(NodeRegistration)
-    /// Drain, pause, resume (to up), declare down, or bring back up a node.
-    case setNodeState(NodeID, NodeState)
+    /// Drain, pause, resume (to up), declare down, or bring back up a node; `reason` (who or
+    /// what decided it: "by operator", failover's finding) goes into the events it records.
+    case setNodeState(NodeID, NodeState, reason: String? = nil)
     /// Forgets a node that owns no VM, coordinates no volume and takes part in no migration.
     case removeNode(NodeID)
 
     case createVolume(VolumeID, path: String, coordinator: NodeID)
-    /// Moves a volume's coordinator (and brings an offline volume back online).
-    case moveVolume(VolumeID, coordinator: NodeID)
+    /// Moves a volume's coordinator (and brings an offline volume back online); `reason` goes
+    /// into the event.
+    case moveVolume(VolumeID, coordinator: NodeID, reason: String? = nil)
     case deleteVolume(VolumeID)
 
     case createVM(VMSpec)

@@ -53,9 +53,10 @@ extension ClusterState {
     /// draining node. Declaring a node down takes effect at once, since the node no longer runs
     /// anything the cluster can count on: its VMs go pending (epoch + 1) until failover gives
     /// them new owners, its migrations fail, and its volumes go offline until their coordinator moves.
-    mutating func setNodeState(_ id: NodeID, _ state: NodeState, _ context: ApplyContext) throws(Rejection)
-        -> CommandOutcome
+    mutating func setNodeState(_ id: NodeID, _ state: NodeState, reason: String?, _ context: ApplyContext)
+        throws(Rejection) -> CommandOutcome
     {
+        try Self.checkReason(reason, of: "setNodeState")
         var node = try knownNode(id)
         guard node.state != state else { throw .conflict("\(id) is already \(state)") }
         guard node.state.allowedNext.contains(state) else {
@@ -66,7 +67,7 @@ extension ClusterState {
         let previous = node.state
         node.state = state
         nodes[id] = node
-        record(.nodeStateChanged, context, node: id, "\(id): \(previous) → \(state)")
+        record(.nodeStateChanged, context, node: id, "\(id): \(previous) → \(state)" + Self.because(reason))
         if state == .down { takeDown(id, context) }
         return .node(id, state)
     }

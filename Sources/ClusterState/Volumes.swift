@@ -23,9 +23,10 @@ extension ClusterState {
         return .volume(id, coordinator: coordinator, .online)
     }
 
-    mutating func moveVolume(_ id: VolumeID, to coordinator: NodeID, _ context: ApplyContext) throws(Rejection)
-        -> CommandOutcome
+    mutating func moveVolume(_ id: VolumeID, to coordinator: NodeID, reason: String?, _ context: ApplyContext)
+        throws(Rejection) -> CommandOutcome
     {
+        try Self.checkReason(reason, of: "moveVolume")
         var volume = try knownVolume(id)
         let node = try knownNode(coordinator)
         guard volume.coordinator != coordinator || volume.state != .online else {
@@ -36,7 +37,9 @@ extension ClusterState {
         volume.coordinator = coordinator
         volume.state = .online
         volumes[id] = volume
-        record(.volumeMoved, context, node: coordinator, volume: id, "\(id) coordinator \(previous) → \(coordinator)")
+        record(
+            .volumeMoved, context, node: coordinator, volume: id,
+            "\(id) coordinator \(previous) → \(coordinator)" + Self.because(reason))
         return .volume(id, coordinator: coordinator, .online)
     }
 

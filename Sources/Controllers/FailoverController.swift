@@ -114,7 +114,7 @@ private struct Decision {
 
     mutating func nodesBackUp(_ leases: LeaseTable, now: Duration) {
         for node in nodesInOrder where node.state == .down && leases.isHeartbeating(node.id, now: now) {
-            propose(.setNodeState(node.id, .up), "\(node.id) heartbeats again")
+            propose(.setNodeState(node.id, .up, reason: "heartbeats again"), "\(node.id) heartbeats again")
         }
     }
 
@@ -127,8 +127,8 @@ private struct Decision {
             let silence =
                 leases.silence(of: node.id, now: now).map { "no heartbeat for \(Self.seconds($0))" }
                 ?? "no heartbeat since this leader took over \(Self.seconds(now - leases.startedAt)) ago"
-            propose(
-                .setNodeState(node.id, .down), "\(node.id) is down: \(silence); no lease it holds can still be valid")
+            let reason = "\(silence); no lease it holds can still be valid"
+            propose(.setNodeState(node.id, .down, reason: reason), "\(node.id) is down: \(reason)")
         }
     }
 
@@ -147,10 +147,13 @@ private struct Decision {
                 target = up.min { (load[$0.id] ?? 0, $0.id) < (load[$1.id] ?? 0, $1.id) }?.id
             }
             guard let target else { continue }
+            let reason =
+                target == volume.coordinator
+                ? "failover: its coordinator \(target) is up again"
+                : "failover: its coordinator \(volume.coordinator) is \(coordinatorState?.description ?? "gone")"
             propose(
-                .moveVolume(volume.id, coordinator: target),
-                "\(volume.id): its coordinator \(volume.coordinator) is \(coordinatorState?.description ?? "gone"); "
-                    + "\(target) coordinates it now")
+                .moveVolume(volume.id, coordinator: target, reason: reason),
+                "\(volume.id): \(reason); \(target) coordinates it now")
         }
     }
 

@@ -12,10 +12,13 @@ public struct GuestConfiguration: Sendable {
     public var journalInterval: Duration
     /// Seeds the workload's generator; the same seed touches the same pages.
     public var seed: UInt64
+    /// The way through the volume's coordinator, for when this node's direct path is broken;
+    /// nil: the guest always writes its disk file itself.
+    public var redirect: (any JournalRedirect)?
 
     public init(
         vm: UInt64, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
-        journalInterval: Duration = .milliseconds(100), seed: UInt64
+        journalInterval: Duration = .milliseconds(100), seed: UInt64, redirect: (any JournalRedirect)? = nil
     ) {
         self.vm = vm
         self.diskPath = diskPath
@@ -23,6 +26,7 @@ public struct GuestConfiguration: Sendable {
         self.workload = workload
         self.journalInterval = journalInterval
         self.seed = seed
+        self.redirect = redirect
     }
 }
 
@@ -57,15 +61,25 @@ public actor Guest {
     public nonisolated let configuration: GuestConfiguration
     private let onAcknowledged: (@Sendable (JournalRecordID) -> Void)?
 
+    /// How the guest reaches its journal now.
+    private enum DiskPath {
+        /// Its own descriptor on the disk file.
+        case direct(DiskJournal)
+        /// Through the volume's coordinator; the guest keeps the sequence its next record gets.
+        case redirected(nextSequence: UInt64)
+    }
+
     private enum State {
         case stopped
-        case running(epoch: UInt64, journal: DiskJournal, loop: Task<Void, Never>)
+        case running(epoch: UInt64, disk: DiskPath, loop: Task<Void, Never>)
     }
 
     private var state = State.stopped
     /// Set by `stop()`: a stopped guest never starts again, so a `stop()` that overtakes a
     /// `start(epoch:)` still wins. A VM started again is a new `Guest` (memory does not survive a stop).
     private var ended = false
+    /// Set while `start` waits for the coordinator, so a second `start` does not run it twice.
+    private var starting = false
     private var memory: GuestMemory
     private var workload: Workload
     private var generator: WorkloadGenerator
@@ -89,16 +103,30 @@ public actor Guest {
     /// Opens and replays the journal, then runs the guest under `epoch` (the committed one).
     ///
     /// Throws when the journal is damaged or already holds a newer epoch; the guest then stays
-    /// stopped. Does nothing on a guest that runs or was stopped.
-    public func start(epoch: UInt64) throws(JournalError) {
-        guard case .stopped = state, !ended else { return }
+    /// stopped. Does nothing on a guest that runs or was stopped. With the direct path broken,
+    /// the journal is opened through the coordinator.
+    public func start(epoch: UInt64) async throws(JournalError) {
+        guard case .stopped = state, !ended, !starting else { return }
         if let problem = configuration.workload.problem(pageCount: memory.pageCount) {
             preconditionFailure("guest vm\(configuration.vm): \(problem)")
         }
-        let journal = try DiskJournal.open(path: configuration.diskPath, vm: configuration.vm, epoch: epoch)
-        recordsReplayed = journal.recovered.records.count
-        tornBytesTruncated = journal.recovered.tornBytes
-        lastSequence = journal.recovered.records.last?.sequence
+        let disk: DiskPath
+        let position: JournalPosition
+        if let redirect = configuration.redirect, redirect.isRedirected() {
+            starting = true
+            defer { starting = false }
+            position = try await redirect.open(vm: configuration.vm, epoch: epoch)
+            // A stop that came in while the coordinator answered wins.
+            guard !ended else { return }
+            disk = .redirected(nextSequence: position.nextSequence)
+        } else {
+            let journal = try DiskJournal.open(path: configuration.diskPath, vm: configuration.vm, epoch: epoch)
+            position = JournalPosition(journal)
+            disk = .direct(journal)
+        }
+        recordsReplayed = position.recordsReplayed
+        tornBytesTruncated = position.tornBytes
+        lastSequence = position.nextSequence > 1 ? position.nextSequence - 1 : nil
         lastEpoch = epoch
         recordsWritten = 0
         failure = nil
@@ -114,16 +142,17 @@ public actor Guest {
                 if next < .now { next = .now + interval }
             }
         }
-        state = .running(epoch: epoch, journal: journal, loop: loop)
+        state = .running(epoch: epoch, disk: disk, loop: loop)
     }
 
     /// Stops the guest: no journal write happens after this returns.
     public func stop() async {
         ended = true
-        guard case .running(_, let journal, let loop) = state else { return }
-        // Synchronous up to here: no `step` can interleave, so the journal closes between records.
+        guard case .running(_, let disk, let loop) = state else { return }
+        // Synchronous up to here: a direct journal closes between records. A redirected append
+        // in flight is awaited below (the loop runs it), so it too is over when this returns.
         state = .stopped
-        journal.close()
+        if case .direct(let journal) = disk { journal.close() }
         loop.cancel()
         await loop.value
     }
@@ -141,23 +170,61 @@ public actor Guest {
     public var memoryChecksum: UInt64 { memory.checksum }
 
     /// One beat: the workload runs up to now, then a record is appended. False ends the loop.
-    private func step() -> Bool {
-        guard case .running(let epoch, let journal, _) = state else { return false }
+    private func step() async -> Bool {
+        guard case .running(let epoch, let disk, let loop) = state else { return false }
         let written = memory.apply(workload.advance(to: .now - started, using: &generator))
         var payload: [UInt8] = []
         withUnsafeBytes(of: UInt64(written).littleEndian) { payload += $0 }
         withUnsafeBytes(of: UInt64(memory.residentPages).littleEndian) { payload += $0 }
-        do {
-            let id = try journal.append(epoch: epoch, payload: payload)
-            lastSequence = id.sequence
-            recordsWritten += 1
-            onAcknowledged?(id)
+        do throws(JournalError) {
+            if let redirect = configuration.redirect, redirect.isRedirected() {
+                let sequence: UInt64
+                switch disk {
+                case .direct(let journal):
+                    // The direct path broke: close it; the coordinator continues the sequence.
+                    sequence = journal.nextSequence
+                    journal.close()
+                case .redirected(let next): sequence = next
+                }
+                state = .running(epoch: epoch, disk: .redirected(nextSequence: sequence), loop: loop)
+                let id = JournalRecordID(vm: configuration.vm, epoch: epoch, sequence: sequence)
+                try await redirect.append(id, payload: payload)
+                acknowledged(id)
+                // Re-checked after the await: a stop that came meanwhile ends the loop.
+                guard case .running(epoch, .redirected, loop) = state else { return false }
+                state = .running(epoch: epoch, disk: .redirected(nextSequence: sequence + 1), loop: loop)
+            } else {
+                let journal: DiskJournal
+                switch disk {
+                case .direct(let open): journal = open
+                case .redirected(let next):
+                    // The direct path is back: reopen (replaying what the coordinator appended).
+                    journal = try DiskJournal.open(path: configuration.diskPath, vm: configuration.vm, epoch: epoch)
+                    guard journal.nextSequence == next else {
+                        journal.close()
+                        throw JournalError.redirected(
+                            file: configuration.diskPath,
+                            "after redirected I/O the journal continues at seq \(journal.nextSequence), "
+                                + "but this guest's next record is seq \(next); start the VM again")
+                    }
+                    state = .running(epoch: epoch, disk: .direct(journal), loop: loop)
+                }
+                acknowledged(try journal.append(epoch: epoch, payload: payload))
+            }
             return true
         } catch {
+            // A stop during a redirected append already ended the guest; only a running one fails.
+            guard case .running(_, let current, _) = state else { return false }
             failure = error.description
             state = .stopped
-            journal.close()
+            if case .direct(let journal) = current { journal.close() }
             return false
         }
+    }
+
+    private func acknowledged(_ id: JournalRecordID) {
+        lastSequence = id.sequence
+        recordsWritten += 1
+        onAcknowledged?(id)
     }
 }

@@ -183,6 +183,7 @@ public struct JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case newerEpoch(file: String, vm: UInt64, found: UInt64, own: UInt64)
         case io(file: String, operation: String, errno: Int32, detail: String)
         case closed(file: String)
+        case redirected(file: String, detail: String)
     }
 
     package let kind: Kind
@@ -215,6 +216,8 @@ public struct JournalError: Error, Hashable, Sendable, CustomStringConvertible {
             "\(operation) \(file) failed (errno \(errno): \(detail)); check the shared volume is mounted and writable"
         case .closed(let file):
             "the journal \(file) is closed; start the guest again to reopen it"
+        case .redirected(let file, let detail):
+            "redirected I/O to \(file) through the volume's coordinator failed: \(detail)"
         }
     }
 }

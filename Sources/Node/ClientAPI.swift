@@ -46,6 +46,8 @@ struct ClientAPI: Sendable {
     let forwarder: LeaderForwarder
     let addressBook: AddressBook
     let lifecycle: APILifecycle
+    /// Gathers the nodes' own volume facts (redirected I/O, refusals) into the volume views.
+    var volumeAccess: VolumeAccessGatherer? = nil
 
     static let forwardedHeader = "flotilla-forwarded-by"
     static let requestIDHeader = "flotilla-request-id"

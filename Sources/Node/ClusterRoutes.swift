@@ -42,11 +42,13 @@ extension ClientAPI {
             return try json(VMView(try Self.vm(parameters, in: state), in: state))
         }
         router.get("/v1/volumes") { request, _ in
-            try json(["volumes": try await clusterState(request).volumeViews])
+            let state = try await clusterState(request)
+            return try json(["volumes": await withAccess(state.volumeViews, in: state)])
         }
         router.get("/v1/volumes/{id}") { request, parameters in
             let state = try await clusterState(request)
-            return try json(VolumeView(try Self.volume(parameters, in: state), in: state))
+            let view = VolumeView(try Self.volume(parameters, in: state), in: state)
+            return try json(await withAccess([view], in: state)[0])
         }
         router.get("/v1/migrations") { request, _ in
             let state = try await clusterState(request)
@@ -247,6 +249,15 @@ extension ClientAPI {
             disk: DiskFile(volume: VolumeID(body.volume), file: body.diskFile ?? defaultDiskFile(for: body.name)))
     }
 
+    /// The views with what the nodes say about their access to each volume (docs/volumes.md).
+    private func withAccess(_ views: [VolumeView], in state: ClusterState) async -> [VolumeView] {
+        guard let volumeAccess else { return views }
+        return await volumeAccess.annotate(views, in: state)
+    }
+
+    /// The reason node and volume commands from the client API record in their events.
+    static let byOperator = "by operator"
+
     /// `Finance` → `finance.vhdx`: a file name any path rule accepts, derived from the VM's name.
     static func defaultDiskFile(for name: String) -> String {
         let safe = name.lowercased().map { character in
@@ -281,25 +292,26 @@ extension ClientAPI {
                 let body = try await Self.decode(Body.self, request, example: #"send {"coordinator": "n2"}"#)
                 let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
                 let id = VolumeID(parameters["id"] ?? "")
-                return try await volumeCommand(.moveVolume(id, coordinator: coordinator), id, request)
+                return try await volumeCommand(
+                    .moveVolume(id, coordinator: coordinator, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/drain") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .draining), id, request)
+                return try await nodeCommand(.setNodeState(id, .draining, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/pause") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .paused), id, request)
+                return try await nodeCommand(.setNodeState(id, .paused, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes/{id}/resume") { request, parameters in
             try await onLeader(request) {
                 let id = try nodeID(parameters)
-                return try await nodeCommand(.setNodeState(id, .up), id, request)
+                return try await nodeCommand(.setNodeState(id, .up, reason: Self.byOperator), id, request)
             }
         }
         router.post("/v1/nodes") { request, _ in

@@ -61,9 +61,25 @@ public enum ClusterText {
 
     public static func volumes(_ volumes: [VolumeView]) -> String {
         guard !volumes.isEmpty else { return "(no volumes)" }
-        return TextTable.render(
+        let table = TextTable.render(
             header: ["ID", "STATE", "COORDINATOR", "PATH", "VMS"],
             rows: volumes.map { [$0.id, $0.state, $0.coordinator, $0.path, String($0.vms.count)] })
+        // The nodes' own facts, when the API gathered them: said only when something is off.
+        var notes: [String] = []
+        for volume in volumes {
+            if let redirected = volume.redirected, !redirected.isEmpty {
+                notes.append(
+                    "\(volume.id): redirected I/O through \(volume.coordinator) for "
+                        + redirected.joined(separator: ", "))
+            }
+            if let problem = volume.coordinatorProblem {
+                notes.append("\(volume.id): \(volume.coordinator) refuses to coordinate it: \(problem)")
+            }
+            if let unknown = volume.accessUnknown, !unknown.isEmpty {
+                notes.append("\(volume.id): no answer from \(unknown.joined(separator: ", ")) about their access")
+            }
+        }
+        return ([table] + notes).joined(separator: "\n")
     }
 
     public static func migrations(_ migrations: [MigrationView]) -> String {

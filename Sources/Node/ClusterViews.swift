@@ -40,6 +40,14 @@ public struct VolumeView: Codable, Sendable, Equatable {
     public var state: String
     /// The names of the VMs whose disks are on it, sorted.
     public var vms: [String]
+    /// Nodes whose direct path to it is broken, so their I/O to it goes through the coordinator.
+    /// The nodes' own facts, gathered when volumes are asked for on their own (`GET /v1/volumes`,
+    /// `GET /v1/volumes/{id}`); absent elsewhere.
+    public var redirected: [String]?
+    /// Why its coordinator refuses to serve it (its metadata failed validation), while it does.
+    public var coordinatorProblem: String?
+    /// Nodes (not down) that did not tell how they reach it within half a second.
+    public var accessUnknown: [String]?
 
     init(_ volume: VolumeRecord, in state: ClusterState) {
         id = volume.id.rawValue

@@ -1,7 +1,6 @@
 // The node agent: runs exactly the VMs the committed state says this node owns, like a kubelet.
 import ClusterModel
 import ClusterState
-import Foundation
 import Guests
 import Logging
 
@@ -13,7 +12,8 @@ import Logging
 /// 1. stops every guest whose VM this node no longer owns, that is no longer running, or whose
 ///    epoch changed (a new epoch is a new ownership, even on the same node);
 /// 2. starts every VM it owns that runs in the state and has no guest here, under the committed
-///    epoch; the guest replays its journal and refuses to write if the journal has a newer epoch.
+///    epoch, once the volume's coordinator has made its disk file; the guest replays its journal
+///    and refuses to write if the journal has a newer epoch.
 ///
 /// `fence(reason:)` stops everything at once, and while fenced the agent runs nothing; the lease
 /// code calls it when this node may no longer be sure it owns anything (DESIGN.md §8).
@@ -58,6 +58,8 @@ public actor NodeAgent {
 
     public let configuration: Configuration
     private let readState: @Sendable () async -> ClusterState
+    /// The way to the disks: files made through the coordinator, I/O redirected while the direct path is broken.
+    private let volumes: NodeVolumes
     private let logger: Logger
     private var guests: [VMID: Entry] = [:]
     /// Guests whose stop has begun but not returned, so `fence` can wait for them too.
@@ -67,11 +69,18 @@ public actor NodeAgent {
     /// Set while fenced: the reason.
     private var fenceReason: String?
 
+    /// Without `volumes`, the agent reaches only volumes its own node coordinates.
     public init(
-        configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState, logger: Logger
+        configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState,
+        volumes: NodeVolumes? = nil, logger: Logger
     ) {
         self.configuration = configuration
         self.readState = readState
+        self.volumes =
+            volumes
+            ?? NodeVolumes(
+                node: configuration.node, sharedRoot: configuration.sharedRoot, readState: readState, link: nil,
+                logger: logger)
         self.logger = logger
     }
 
@@ -136,13 +145,13 @@ public actor NodeAgent {
             let memory = GuestMemory(bytes: vm.memory.startup)
             var workload = configuration.workload
             workload.workingSetPages = min(workload.workingSetPages, memory.pageCount)
+            let diskPath = configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file
             let guest = Guest(
                 configuration: GuestConfiguration(
-                    vm: vm.id.rawValue,
-                    diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file,
-                    memoryBytes: vm.memory.startup, workload: workload,
+                    vm: vm.id.rawValue, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: workload,
                     journalInterval: configuration.journalInterval,
-                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch))
+                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch,
+                    redirect: volumes.redirect(for: vm.disk, diskPath: diskPath)))
             wanted[vm.id] = Entry(guest: guest, epoch: vm.epoch, name: vm.name, diskPath: guest.configuration.diskPath)
         }
         return wanted
@@ -152,10 +161,8 @@ public actor NodeAgent {
         // In `guests` before the first await, so a fence that comes in meanwhile stops it too.
         guests[id] = entry
         do {
-            // Until shared volumes have coordinators that create disk files, the owner makes the
-            // directory its disk file lies in; the journal creates the file.
-            let directory = (entry.diskPath as NSString).deletingLastPathComponent
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Creating the disk file is a metadata operation: the volume's coordinator does it.
+            try await volumes.prepareDisk(of: id)
             try await entry.guest.start(epoch: entry.epoch)
         } catch {
             if guests[id]?.guest === entry.guest { guests[id] = nil }

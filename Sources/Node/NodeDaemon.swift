@@ -1,5 +1,6 @@
 // `flotilla node`: one cluster member — storage, Raft loop, peer RPC and the client API.
 import ClusterModel
+import ClusterState
 import HTTP2
 import Logging
 import RaftCore
@@ -60,16 +61,27 @@ public final class NodeDaemon: Service {
 
         var peerRouter = Router()
         peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
+        let readState: @Sendable () async -> ClusterState = {
+            await driver.staleRead { ($0 as! ClusterStateMachine).state }
+        }
+        // Cluster Shared Volumes (docs/volumes.md): coordinates this node's volumes and reaches the
+        // other coordinators on their peer ports. Fenced until the first lease, like the agent.
+        let volumeLink = HTTPCoordinatorLink(addressBook: addressBook)
+        let volumes = NodeVolumes(
+            node: configuration.nodeID, sharedRoot: configuration.sharedRoot, readState: readState, link: volumeLink,
+            logger: logger)
+        await volumes.fence(reason: "no lease granted yet")
+        volumes.addPeerRoutes(to: &peerRouter)
         // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
         // It starts fenced: nothing runs before the first lease.
         let agent = NodeAgent(
-            configuration: NodeAgent.Configuration(configuration),
-            readState: { await driver.staleRead { ($0 as! ClusterStateMachine).state } }, logger: logger)
+            configuration: NodeAgent.Configuration(configuration), readState: readState, volumes: volumes,
+            logger: logger)
         await agent.fence(reason: "no lease granted yet")
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
         // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(
-            configuration, driver: driver, addressBook: addressBook, fencing: FencingGroup([agent, fencing]),
+            configuration, driver: driver, addressBook: addressBook, fencing: FencingGroup([agent, volumes, fencing]),
             logger: logger)
         peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
@@ -79,11 +91,12 @@ public final class NodeDaemon: Service {
         var clientRouter = Router()
         let clientAPI = ClientAPI(
             configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook,
-            lifecycle: APILifecycle())
+            lifecycle: APILifecycle(), volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink))
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
         agent.addRoutes(to: &clientRouter)
+        volumes.addClientRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
@@ -102,6 +115,7 @@ public final class NodeDaemon: Service {
         await controllers.start()
         await heartbeats.start()
         let agentLoop = Task { await agent.run() }
+        let volumesLoop = Task { await volumes.run() }
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -119,6 +133,8 @@ public final class NodeDaemon: Service {
             // The guests stop first (their journals are fsynced record by record), then the rest.
             agentLoop.cancel()
             await agentLoop.value
+            volumesLoop.cancel()
+            await volumesLoop.value
             await heartbeats.stop()
             await controllers.stop()
             clientAPI.lifecycle.stop()
@@ -134,6 +150,7 @@ public final class NodeDaemon: Service {
         await peerServer.shutdown()
         await transport.close()
         await forwarder.close()
+        await volumeLink.close()
         logger.info("node \(configuration.nodeID) stopped")
         if let failure { throw failure }
     }

@@ -187,7 +187,7 @@ struct VMCommand: AsyncParsableCommand {
 struct VolumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "volume", abstract: "Create Cluster Shared Volumes and move their coordinators.",
-        subcommands: [Create.self, Move.self])
+        subcommands: [Create.self, Move.self, DirectIO.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a volume with a coordinator node.")
@@ -213,6 +213,21 @@ struct VolumeCommand: AsyncParsableCommand {
         func run() async throws {
             let volume = try await withAPI(options) { try await $0.moveVolume(id, to: to) }
             print("\(volume.id) is coordinated by \(volume.coordinator) (\(volume.state))")
+        }
+    }
+
+    struct DirectIO: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "direct-io",
+            abstract: "Simulate a broken (or healed) direct path from the node --api names to a volume.",
+            discussion: "While broken, that node's disk I/O to the volume goes through its coordinator.")
+        @OptionGroup var options: APIOptions
+        @Argument var id: String
+        @Option(help: "true: broken, redirect through the coordinator; false: direct again.") var broken: Bool
+
+        func run() async throws {
+            let access = try await withAPI(options) { try await $0.setDirectIO(id, broken: broken) }
+            print("\(access.node): I/O to \(id) \(broken ? "redirected through its coordinator" : "direct")")
         }
     }
 }

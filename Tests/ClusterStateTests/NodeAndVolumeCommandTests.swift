@@ -144,3 +144,17 @@ import Testing
     #expect(cluster.applied(.deleteVolume("csv1")) == .volume("csv1", coordinator: 1, .online))
     #expect(cluster.state.volumes.isEmpty)
 }
+
+@Test func reasonsOfNodeAndVolumeCommandsShowInTheirEvents() {
+    var cluster = TestCluster.threeNodes()
+    cluster.applied(.setNodeState(2, .draining, reason: "by operator"))
+    #expect(cluster.state.events.last?.detail == "n2: up → draining (by operator)")
+    cluster.applied(.setNodeState(2, .up))
+    #expect(cluster.state.events.last?.detail == "n2: draining → up")
+    cluster.applied(.moveVolume("csv1", coordinator: 3, reason: "failover: its coordinator n1 is down"))
+    #expect(cluster.state.events.last?.kind == .volumeMoved)
+    #expect(cluster.state.events.last?.detail == "csv1 coordinator n1 → n3 (failover: its coordinator n1 is down)")
+    // An empty reason would record "()": refused before anything else is checked.
+    cluster.rejected(.setNodeState(9, .down, reason: ""), .invalid, "reason of setNodeState is empty")
+    cluster.rejected(.moveVolume("csv1", coordinator: 2, reason: ""), .invalid, "reason of moveVolume is empty")
+}

@@ -65,6 +65,11 @@ struct RandomCommands {
             bufferPercent: chance(95) ? pick([5, 20, 100, 2000]) : 3, priority: chance(95) ? pick([0, 50, 100]) : 101)
     }
 
+    /// The optional reason of node and volume commands: mostly given, sometimes absent, rarely empty.
+    private mutating func reason() -> String? {
+        chance(95) ? pick([nil, "by operator", "failover: its coordinator n1 is down"]) : ""
+    }
+
     mutating func next(for state: ClusterState) -> ClusterCommand {
         var roll = Int.random(in: 0..<100, using: &random)
         // Commands about VMs or migrations mostly need one to exist; create one first more often.
@@ -79,13 +84,14 @@ struct RandomCommands {
                 NodeRegistration(
                     id: id, addresses: addresses(chance(95) ? id.rawValue : UInt64.random(in: 1...4, using: &random)),
                     role: pick(NodeRole.allCases), usableMemory: pick([2 * gib, 4 * gib, 8 * gib, 100])))
-        case 3..<12: return .setNodeState(node(state), pick([.up, .up, .down, .draining, .paused]))
+        case 3..<12:
+            return .setNodeState(node(state), pick([.up, .up, .down, .draining, .paused]), reason: reason())
         case 12..<13: return .removeNode(node(state))
         case 13..<17:
             let id: VolumeID = chance(95) ? pick(["csv1", "csv2", "csv3"]) : "Bad_Volume"
             return .createVolume(
                 id, path: chance(90) ? "volumes/\(id)" : pick(["/abs", "a/../b", "volumes"]), coordinator: node(state))
-        case 17..<19: return .moveVolume(volume(state), coordinator: node(state))
+        case 17..<19: return .moveVolume(volume(state), coordinator: node(state), reason: reason())
         case 19..<20: return .deleteVolume(volume(state))
         case 20..<30:
             let owners = (0..<Int.random(in: 0...2, using: &random)).map { _ in node(state) }

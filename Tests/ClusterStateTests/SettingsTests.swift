@@ -125,3 +125,22 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     #expect(try CommandResult(decoding: [0, 0]) == .applied(.previous(nil)))
     #expect(try CommandResult(decoding: [1] + string("why")) == .rejected(.invalid("why")))
 }
+
+/// Entries of format version 2 carried no reason on setNodeState and moveVolume; they still apply.
+@Test func versionTwoNodeAndVolumeEntriesDecodeWithoutAReason() throws {
+    func string(_ text: String) -> [UInt8] { [UInt8(text.utf8.count)] + Array(text.utf8) }
+    let down = CommandEnvelope(proposedAt: 7, command: .setNodeState(3, .down))
+    // Version 2 wrote the same fields as version 3 without the trailing optional reason (one 0 byte).
+    var old = down.encoded
+    old[0] = 2
+    old.removeLast()
+    #expect(try CommandEnvelope(decoding: old) == down)
+    let move: [UInt8] = [2, 7, CommandKind.moveVolume.rawValue] + string("csv1") + [2]
+    #expect(try CommandEnvelope(decoding: move).command == .moveVolume("csv1", coordinator: 2, reason: nil))
+    // Version 3 keeps the reason; a version-2 entry with one is damaged (bytes after the command).
+    let reasoned = CommandEnvelope(proposedAt: 7, command: .setNodeState(3, .down, reason: "no heartbeat for 2.6 s"))
+    #expect(try CommandEnvelope(decoding: reasoned.encoded) == reasoned)
+    var mislabelled = reasoned.encoded
+    mislabelled[0] = 2
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: mislabelled) }
+}
