@@ -16,11 +16,61 @@ public struct Proposal: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(command): \(reason)" }
 }
 
+/// Whether a VM running away from its preferred owners is moved back to the most preferred one
+/// that is up and has room (cluster setting `failback.policy`).
+public enum FailbackPolicy: Hashable, Sendable, CustomStringConvertible {
+    /// VMs stay where failover put them (the default, as in a Hyper-V cluster).
+    case never
+    /// As soon as a more preferred owner is up and has room.
+    case immediately
+    /// Only while the UTC hour of the day is in `startHour..<endHour` (wrapping past midnight when
+    /// `startHour > endHour`, e.g. 22–6), so the move happens out of business hours.
+    case window(startHour: Int, endHour: Int)
+
+    public static let key = "failback.policy"
+
+    /// `never`, `immediately` or `window:H-H` (hours 0–23, UTC); nil for anything else.
+    public init?(setting text: String) {
+        switch text {
+        case "never": self = .never
+        case "immediately": self = .immediately
+        default:
+            guard text.hasPrefix("window:") else { return nil }
+            let hours = text.dropFirst("window:".count).split(separator: "-", omittingEmptySubsequences: false)
+            guard hours.count == 2, let start = Int(hours[0]), let end = Int(hours[1]), (0...23).contains(start),
+                (0...23).contains(end), start != end
+            else { return nil }
+            self = .window(startHour: start, endHour: end)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .never: "never"
+        case .immediately: "immediately"
+        case .window(let start, let end): "window:\(start)-\(end)"
+        }
+    }
+
+    /// Whether a failback may be decided at `wallClock` (milliseconds since 1970).
+    public func allows(atWallClock wallClock: UInt64) -> Bool {
+        switch self {
+        case .never: return false
+        case .immediately: return true
+        case .window(let start, let end):
+            let hour = Int((wallClock / 3_600_000) % 24)
+            return start < end ? (start..<end).contains(hour) : (hour >= start || hour < end)
+        }
+    }
+}
+
 /// The failover policies, from the cluster settings (`flotilla config set`).
 public struct FailoverPolicy: Hashable, Sendable {
     /// At most this many failovers of one VM within `period`; then it is left down.
     public var maxFailoversPerVM: Int
     public var period: Duration
+    /// Whether and when VMs go back to their preferred owners.
+    public var failback: FailbackPolicy
     /// Settings that were set but could not be read; their defaults hold.
     public var problems: [String]
 
@@ -32,6 +82,7 @@ public struct FailoverPolicy: Hashable, Sendable {
     public init(maxFailoversPerVM: Int = defaultMaxPerVM, period: Duration = .seconds(defaultPeriodSeconds)) {
         self.maxFailoversPerVM = maxFailoversPerVM
         self.period = period
+        self.failback = .never
         self.problems = []
     }
 
@@ -44,6 +95,15 @@ public struct FailoverPolicy: Hashable, Sendable {
             } else {
                 problems.append(
                     "\(Self.maxPerVMKey) must be a whole number 0–1000, got \"\(text)\"; using \(Self.defaultMaxPerVM)")
+            }
+        }
+        if let text = settings[FailbackPolicy.key] {
+            if let policy = FailbackPolicy(setting: text) {
+                failback = policy
+            } else {
+                problems.append(
+                    "\(FailbackPolicy.key) must be never, immediately or window:H-H (UTC hours 0–23, e.g. "
+                        + "window:22-6), got \"\(text)\"; using never")
             }
         }
         if let text = settings[Self.periodKey] {
@@ -80,7 +140,9 @@ public enum FailoverController {
         decision.nodesBackUp(leases, now: now)
         decision.nodesDown(leases, now: now)
         decision.coordinators()
-        decision.pendingVMs(FailoverPolicy(settings: state.settings))
+        let policy = FailoverPolicy(settings: state.settings)
+        decision.pendingVMs(policy)
+        decision.failback(policy.failback)
         return decision.proposals
     }
 
@@ -196,6 +258,28 @@ private struct Decision {
                     "\(vm.id) (\(vm.name)) → \(target): \(why)")
             case .pending(let reason):
                 leavePending(current, reason)
+            }
+        }
+    }
+
+    /// Running VMs away from their preferred owners go to the most preferred one that is up and has
+    /// room, if the policy allows it now. The move restarts the VM there (new owner, epoch + 1): a
+    /// quick migration, until live migration exists.
+    mutating func failback(_ policy: FailbackPolicy) {
+        guard policy.allows(atWallClock: wallClock) else { return }
+        let candidates = scratch.vms.values.filter {
+            $0.state == .running && $0.owner != nil && !$0.preferredOwners.isEmpty
+                && scratch.activeMigration(of: $0.id) == nil
+        }
+        for vm in candidates.sorted(by: { $0.id < $1.id }) {
+            guard let owner = vm.owner else { continue }
+            let rank = vm.preferredOwners.firstIndex(of: owner) ?? vm.preferredOwners.count
+            for candidate in vm.preferredOwners.prefix(rank) where scratch.nodes[candidate]?.state == .up {
+                let reason = "failback to preferred owner \(candidate) (\(FailbackPolicy.key) \(policy))"
+                propose(
+                    .setVMOwner(vm.id, owner: candidate, expectedEpoch: vm.epoch, reason: reason),
+                    "\(vm.id) (\(vm.name)) → \(candidate): \(reason)")
+                if scratch.vms[vm.id]?.owner == candidate { break }
             }
         }
     }
