@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "FlotillaBench",
             dependencies: [
-                "HTTP2", "FlotillaTestKit",
+                "HTTP2", "FlotillaTestKit", "Node", "ClusterModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -6,14 +6,17 @@
 #   testhosts.sh down PREFIX          removes them (safe to call twice)
 #   testhosts.sh cut PREFIX I         disconnects host I (its veth goes down)
 #   testhosts.sh heal PREFIX I        reconnects host I
-#   testhosts.sh drop PREFIX I J      host I drops everything from host J (one-way partition)
+#   testhosts.sh drop PREFIX I J      host I drops every packet from host J (TCP then fails both ways)
 #   testhosts.sh undrop PREFIX I J    removes that rule
+#   testhosts.sh refuse PREFIX I J    host I refuses connections host J opens, open ones included;
+#                                     I still reaches J (one-way partition, by conntrack direction)
+#   testhosts.sh unrefuse PREFIX I J  removes that rule
 #   testhosts.sh addr PREFIX I        prints host I's address
 #
 # The subnet exists only inside these namespaces; nothing is routed off the machine. Needs root.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+usage() { sed -n '2,16p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command=$1
 prefix=$2
@@ -57,6 +60,8 @@ cut) ip link set "$(hostveth "${3:?host}")" down ;;
 heal) ip link set "$(hostveth "${3:?host}")" up ;;
 drop) ip netns exec "$(namespace "${3:?host}")" iptables -I INPUT -s "$(address "${4:?from}")" -j DROP ;;
 undrop) ip netns exec "$(namespace "${3:?host}")" iptables -D INPUT -s "$(address "${4:?from}")" -j DROP ;;
+refuse) ip netns exec "$(namespace "${3:?host}")" iptables -I INPUT -s "$(address "${4:?from}")" -m conntrack --ctdir ORIGINAL -j DROP ;;
+unrefuse) ip netns exec "$(namespace "${3:?host}")" iptables -D INPUT -s "$(address "${4:?from}")" -m conntrack --ctdir ORIGINAL -j DROP ;;
 addr) address "${3:?host}" ;;
 *) usage ;;
 esac

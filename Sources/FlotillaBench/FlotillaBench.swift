@@ -6,6 +6,6 @@ struct FlotillaBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flotilla-bench",
         abstract: "Benchmark drivers for Flotilla's components.",
-        subcommands: [HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self]
+        subcommands: [HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self]
     )
 }

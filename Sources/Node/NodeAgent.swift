@@ -68,6 +68,8 @@ public actor NodeAgent {
     private var problems: [VMID: (name: String, epoch: UInt64, error: String)] = [:]
     /// Set while fenced: the reason.
     private var fenceReason: String?
+    /// Counts fences, so a pass that waited across a fence and an unfence drops what it read before.
+    private var fences = 0
 
     /// Without `volumes`, the agent reaches only volumes its own node coordinates.
     public init(
@@ -99,6 +101,7 @@ public actor NodeAgent {
             logger.warning("node \(configuration.node) fenced: stopping all its VMs", metadata: ["reason": "\(reason)"])
         }
         fenceReason = reason
+        fences += 1
         await stopAll()
     }
 
@@ -110,8 +113,11 @@ public actor NodeAgent {
 
     /// One pass: make the guests here match the state.
     public func reconcile() async {
+        // A state read before a fence may predate the entries the unfence waited for (the VMs
+        // failed over elsewhere meanwhile): a pass that a fence overtook starts nothing.
+        let fencesBefore = fences
         let state = await readState()
-        guard fenceReason == nil else { return }
+        guard fenceReason == nil, fences == fencesBefore else { return }
         let wanted = desiredGuests(in: state)
 
         // Guests that stopped on their own (their disk failed) are reported and started again.
@@ -129,7 +135,7 @@ public actor NodeAgent {
         for id in problems.keys where wanted[id] == nil { problems[id] = nil }
 
         for (id, want) in wanted.sorted(by: { $0.key < $1.key }) where guests[id] == nil {
-            guard fenceReason == nil else { return }
+            guard fenceReason == nil, fences == fencesBefore else { return }
             await start(id, want)
         }
     }

@@ -47,6 +47,29 @@ private func eventually(
     }
 }
 
+/// Holds the agent's next state read until released, handing it the state as it was when asked.
+private actor ReadGate {
+    private var armed = false
+    private var release: CheckedContinuation<Void, Never>?
+    private(set) var holding = false
+
+    func arm() { armed = true }
+
+    func read(_ state: ClusterState) async -> ClusterState {
+        guard armed else { return state }
+        armed = false
+        holding = true
+        await withCheckedContinuation { release = $0 }
+        holding = false
+        return state
+    }
+
+    func open() {
+        release?.resume()
+        release = nil
+    }
+}
+
 @Suite struct NodeAgentTests {
     @Test func theAgentRunsExactlyWhatItsNodeOwnsAndNothingWhileFenced() async throws {
         let root = try TemporaryDirectory()
@@ -111,6 +134,45 @@ private func eventually(
         #expect(try DiskJournal.read(path: disk) == journal, "no journal write after the VM moved away")
         #expect(Set(journal.records.map(\.epoch)) == [1, 3])
         #expect(JournalChecker.check(journal).isEmpty)
+    }
+
+    /// A pass whose state read waited across a fence and an unfence must not act on that read: the
+    /// state was from before the entries the unfence waited for, so the VM may run elsewhere now.
+    @Test func aPassOvertakenByAFenceStartsNothingFromTheStateItReadBefore() async throws {
+        let root = try TemporaryDirectory()
+        let applied = AppliedState()
+        for id: NodeID in [1, 2] {
+            let addresses = MemberAddresses(
+                peer: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7201),
+                client: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7101))
+            applied.apply(
+                .registerNode(NodeRegistration(id: id, addresses: addresses, role: .voter, usableMemory: 1 << 30)))
+        }
+        applied.apply(.createVolume("csv1", path: "volumes/csv1", coordinator: 1))
+        applied.apply(.createVM(vmSpec("Finance")))
+        applied.apply(.startVM(1, on: 1))
+        let gate = ReadGate()
+        let agent = NodeAgent(
+            configuration: NodeAgent.Configuration(
+                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
+                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5)),
+            readState: { await gate.read(applied.current) }, logger: quiet)
+
+        // The pass reads the state while n1 still owns Finance, and is held there.
+        await gate.arm()
+        let pass = Task { await agent.reconcile() }
+        try await eventually("the pass holds its state read") { await gate.holding }
+        // Meanwhile n1's lease runs out, Finance fails over to n2, and n1 gets a lease again.
+        await agent.fence(reason: "lease expired")
+        applied.apply(.setVMOwner(1, owner: 2, expectedEpoch: 1, reason: "test failover"))
+        await agent.unfence()
+        await gate.open()
+        await pass.value
+
+        #expect(await agent.view.vms.isEmpty, "n1 started Finance from a state read before its fence")
+        #expect(!FileManager.default.fileExists(atPath: root.path + "/volumes/csv1/finance.vhdx"))
+        await agent.reconcile()
+        #expect(await agent.view.vms.isEmpty, "n1 does not own Finance any more")
     }
 
     /// A whole node in this process: a VM started through the API runs on its owner, its journal

@@ -2,49 +2,7 @@
 import FlotillaTestKit
 import Foundation
 import Node
-import Synchronization
 import Testing
-
-/// The order of invocations and responses across all client tasks (a logical clock).
-private final class HistoryRecorder: Sendable {
-    private let state = Mutex<(clock: UInt64, history: KeyValueHistory, void: Set<Int>)>((0, KeyValueHistory(), []))
-
-    func invoke(client: UInt64, _ operation: KeyValueOperation) -> Int {
-        state.withLock { state in
-            state.clock += 1
-            return state.history.invoke(client: client, operation: operation, at: state.clock)
-        }
-    }
-
-    func complete(_ handle: Int, _ result: KeyValueResult) {
-        state.withLock { state in
-            state.clock += 1
-            state.history.complete(handle, result: result, at: state.clock)
-        }
-    }
-
-    /// Forgets an operation that certainly had no effect (refused before it was proposed).
-    func discard(_ handle: Int) { _ = state.withLock { $0.void.insert(handle) } }
-
-    var operations: [HistoryOperation] {
-        state.withLock { state in
-            state.history.operations.enumerated().filter { !state.void.contains($0.offset) }.map(\.element)
-        }
-    }
-
-    var acknowledgedWrites: Int { state.withLock { $0.history.operations.count { $0.result == .written } } }
-}
-
-/// A linearizable read of setting `k<key>`: its value, `.read(nil)` when it was never written, nil on failure.
-private func read(_ api: APIClient, _ key: UInt32) async -> KeyValueResult? {
-    do {
-        return .read(try await api.setting("k\(key)").flatMap { UInt64($0) })
-    } catch let error as APIError where error.status == 404 {
-        return .read(nil)
-    } catch {
-        return nil
-    }
-}
 
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct LeaderKillTests {
@@ -65,7 +23,7 @@ struct LeaderKillTests {
                         if step % 3 == 2 {
                             let handle = recorder.invoke(client: UInt64(client), .get(key: key))
                             // A failed read stays pending: it changed nothing and constrains nothing.
-                            if let result = await read(api, key) { recorder.complete(handle, result) }
+                            if let result = await readSetting(api, key) { recorder.complete(handle, result) }
                         } else {
                             let value = UInt64(client * 1000 + step)
                             let handle = recorder.invoke(client: UInt64(client), .put(key: key, value: value))
@@ -99,7 +57,8 @@ struct LeaderKillTests {
         for node in 1...3 {
             for key: UInt32 in 0..<3 {
                 let handle = recorder.invoke(client: 100, .get(key: key))
-                let result = try #require(await read(cluster.client(node), key), "final read of k\(key) on n\(node)")
+                let result = try #require(
+                    await readSetting(cluster.client(node), key), "final read of k\(key) on n\(node)")
                 recorder.complete(handle, result)
             }
         }

@@ -40,14 +40,21 @@ final class ProcessCluster: Sendable {
 
     /// The nodes that found the cluster (n1…); the rest join it later through the API.
     let founders: Int
+    /// The directory all nodes use as their shared root (where volumes and disk files live).
+    let sharedRoot: String
+    /// Set when a failed run's logs and disks must stay for a look afterwards.
+    private let keepsDirectory = Mutex(false)
 
+    /// Timing left nil keeps the node's default (docs/configuration.md).
     init(
-        size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000, electionTicks: Int = 10
+        size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000, electionTicks: Int = 10,
+        heartbeatMilliseconds: Int? = nil, leaseMilliseconds: Int? = nil, journalIntervalMilliseconds: Int? = nil
     ) throws {
         self.size = size
         self.founders = founders ?? size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        sharedRoot = directory + "/shared"
+        try FileManager.default.createDirectory(atPath: sharedRoot, withIntermediateDirectories: true)
         let clientPorts: [Int]
         let addresses: [String]
         if hosts {
@@ -79,9 +86,13 @@ final class ProcessCluster: Sendable {
             return "{\"id\": \"n\(node)\", \"peer\": \"\(address):\(peerPorts[node - 1])\", "
                 + "\"client\": \"\(address):\(clientPorts[node - 1])\"}"
         }
+        var timing = ""
+        if let heartbeatMilliseconds { timing += "\"heartbeat-ms\": \(heartbeatMilliseconds), " }
+        if let leaseMilliseconds { timing += "\"lease-ms\": \(leaseMilliseconds), " }
+        if let journalIntervalMilliseconds { timing += "\"journal-interval-ms\": \(journalIntervalMilliseconds), " }
         let config = """
-            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "tick-ms": 20, "election-ticks": \(electionTicks), "snapshot-entries": \(snapshotEntries),
-             "members": [\(members.joined(separator: ", "))]}
+            {"cluster-id": "test", "data-dir": "\(directory)/{node}", "shared-root": "\(sharedRoot)", "tick-ms": 20, "election-ticks": \(electionTicks), "snapshot-entries": \(snapshotEntries),
+             \(timing)"members": [\(members.joined(separator: ", "))]}
             """
         try config.write(toFile: directory + "/cluster.json", atomically: true, encoding: .utf8)
     }
@@ -91,8 +102,11 @@ final class ProcessCluster: Sendable {
             kill(process.processIdentifier, SIGKILL)
         }
         if let hostPrefix { _ = try? Self.testHosts("down", hostPrefix) }
-        try? FileManager.default.removeItem(atPath: directory)
+        if !keepsDirectory.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: directory) }
     }
+
+    /// Keeps the directory (logs, data, disk files) when the cluster goes away.
+    func keepDirectory() { keepsDirectory.withLock { $0 = true } }
 
     func start(_ node: Int) throws {
         let log = directory + "/n\(node).log"
@@ -190,6 +204,43 @@ final class ProcessCluster: Sendable {
         for other in 1...size where other != node {
             try Self.testHosts("undrop", hostPrefix, String(node), String(other))
             try Self.testHosts("undrop", hostPrefix, String(other), String(node))
+        }
+    }
+
+    /// Cuts the nodes in `group` off from the rest in both directions; they still reach each other.
+    func isolate(group: Set<Int>) throws {
+        guard let hostPrefix else { throw ProcessClusterError(description: "isolate needs a cluster on its own hosts") }
+        for inside in group.sorted() {
+            for outside in 1...size where !group.contains(outside) {
+                try Self.testHosts("drop", hostPrefix, String(inside), String(outside))
+                try Self.testHosts("drop", hostPrefix, String(outside), String(inside))
+            }
+        }
+    }
+
+    func heal(group: Set<Int>) throws {
+        guard let hostPrefix else { return }
+        for inside in group.sorted() {
+            for outside in 1...size where !group.contains(outside) {
+                try Self.testHosts("undrop", hostPrefix, String(inside), String(outside))
+                try Self.testHosts("undrop", hostPrefix, String(outside), String(inside))
+            }
+        }
+    }
+
+    /// One-way partition: no other node can open a connection to `node`, and those open already
+    /// carry nothing more; `node` still reaches every other node (and the test reaches it).
+    func refuseConnections(to node: Int) throws {
+        guard let hostPrefix else { throw ProcessClusterError(description: "a one-way partition needs own hosts") }
+        for other in 1...size where other != node {
+            try Self.testHosts("refuse", hostPrefix, String(node), String(other))
+        }
+    }
+
+    func acceptConnections(to node: Int) throws {
+        guard let hostPrefix else { return }
+        for other in 1...size where other != node {
+            try Self.testHosts("unrefuse", hostPrefix, String(node), String(other))
         }
     }
 

@@ -1,0 +1,252 @@
+// `flotilla-bench failover`: time from SIGKILL of a node to all its VMs running on the survivors.
+import ArgumentParser
+import ClusterModel
+import Foundation
+import Node
+
+/// Runs a local cluster of `flotilla node` processes on loopback, puts VMs on one node, SIGKILLs
+/// it, and measures until the survivors' agents (`GET /v1/agent`) run every one of those VMs at
+/// a newer epoch. Then restarts the node, waits until it is up again, and repeats.
+///
+/// Prints one markdown table row per victim kind (a follower, the leader): median and p99 over
+/// the kills, next to the configured lease.
+struct FailoverBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "failover",
+        abstract: "Time from SIGKILL of a node to all its VMs running on survivors (markdown table rows).")
+
+    @Option(help: "The flotilla binary to run the nodes with.")
+    var flotilla: String
+
+    @Option(help: "How many times to kill a node of each kind (a follower, the leader).")
+    var kills = 20
+
+    @Option(help: "Nodes in the cluster.")
+    var nodes = 3
+
+    @Option(help: "VMs placed on the victim before each kill.")
+    var vms = 4
+
+    @Option(name: .customLong("tick-ms")) var tickMilliseconds = 50
+    @Option(name: .customLong("election-ticks")) var electionTicks = 10
+    @Option(name: .customLong("heartbeat-ms")) var heartbeatMilliseconds = 200
+    @Option(name: .customLong("lease-ms")) var leaseMilliseconds = 2000
+
+    @Option(help: "Where the cluster's data, logs and disk files go (removed afterwards unless a kill fails).")
+    var directory: String?
+
+    func validate() throws {
+        guard kills > 0, vms > 0 else { throw ValidationError("--kills and --vms must be positive") }
+        guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3 (a majority must survive a kill)") }
+        guard FileManager.default.isExecutableFile(atPath: flotilla) else {
+            throw ValidationError(
+                "--flotilla \(flotilla) is not an executable; build it with swift build --product flotilla")
+        }
+    }
+
+    func run() async throws {
+        let cluster = try BenchCluster(
+            flotilla: flotilla, size: nodes,
+            directory: directory ?? NSTemporaryDirectory() + "flotilla-bench-failover-\(UUID().uuidString.prefix(8))",
+            settings: [
+                "tick-ms": tickMilliseconds, "election-ticks": electionTicks, "heartbeat-ms": heartbeatMilliseconds,
+                "lease-ms": leaseMilliseconds, "journal-interval-ms": 100,
+            ])
+        var succeeded = false
+        defer {
+            cluster.stopAll()
+            if succeeded {
+                try? FileManager.default.removeItem(atPath: cluster.directory)
+            } else {
+                FileHandle.standardError.write(Data("failover bench: logs kept in \(cluster.directory)\n".utf8))
+            }
+        }
+        try cluster.startAll()
+        var leader = try await cluster.awaitLeader()
+        try await cluster.await("all \(nodes) nodes registered") {
+            (try? await cluster.client(leader).nodes())?.count == nodes
+        }
+        _ = try await cluster.client(leader).setSetting("failover.max-per-vm", to: "1000")
+        _ = try await cluster.client(leader).createVolume("csv1", coordinator: "n\(leader)")
+        let names = (1...vms).map { "Bench\($0)" }
+        for name in names {
+            _ = try await cluster.client(leader).createVM(
+                VMCreation(name: name, startup: 256 << 20, restartPriority: "high", volume: "csv1"))
+        }
+
+        var rows: [String] = []
+        for victimIsLeader in [false, true] {
+            var times: [Duration] = []
+            for kill in 0..<kills {
+                leader = try await cluster.awaitLeader()
+                // Followers in turn, so no one node's disk or log dominates.
+                let victim = victimIsLeader ? leader : (leader + kill % (nodes - 1)) % nodes + 1
+                let survivor = victimIsLeader ? (leader % nodes) + 1 : leader
+                try await cluster.place(names, on: victim, through: survivor)
+                let before = try await cluster.client(survivor).vms()
+                times.append(try await cluster.killAndTimeFailover(victim, vms: before))
+                try cluster.start(victim)
+                try await cluster.await("n\(victim) up again", within: .seconds(60)) {
+                    (try? await cluster.client(survivor).nodes())?.first { $0.id == "n\(victim)" }?.state == "up"
+                }
+            }
+            let sorted = times.sorted()
+            let median = sorted[sorted.count / 2]
+            // p99 of 20 samples is the largest; nearest rank otherwise.
+            let p99 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]
+            rows.append(
+                "| \(victimIsLeader ? "the leader's node" : "a follower's node") | \(leaseMilliseconds) ms "
+                    + "| \(heartbeatMilliseconds) ms | \(electionTicks) × \(tickMilliseconds) ms | \(kills) "
+                    + "| \(seconds(median)) | \(seconds(p99)) | \(seconds(sorted.first!))–\(seconds(sorted.last!)) "
+                    + "| \(sorted.last! <= .milliseconds(leaseMilliseconds + 1000) ? "yes" : "no") |")
+        }
+        for row in rows { print(row) }
+        succeeded = true
+    }
+
+    private func seconds(_ duration: Duration) -> String {
+        let milliseconds = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        return String(format: "%.2f s", milliseconds / 1000)
+    }
+}
+
+/// A cluster of `flotilla node` processes on loopback for the benchmark.
+private final class BenchCluster: @unchecked Sendable {
+    // Unchecked: `processes` is touched only by the benchmark's one sequential task.
+    let directory: String
+    let size: Int
+    private let flotilla: String
+    private var processes: [Int: Process] = [:]
+    private let clients: [Int: APIClient]
+
+    init(flotilla: String, size: Int, directory: String, settings: [String: Int]) throws {
+        self.flotilla = flotilla
+        self.size = size
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory + "/shared", withIntermediateDirectories: true)
+        let ports = try Self.freePorts(2 * size)
+        clients = Dictionary(
+            uniqueKeysWithValues: (1...size).map {
+                ($0, APIClient(endpoint: Endpoint(host: "127.0.0.1", port: ports[$0 - 1]), timeout: .seconds(2)))
+            })
+        let members = (1...size).map {
+            "{\"id\": \"n\($0)\", \"peer\": \"127.0.0.1:\(ports[size + $0 - 1])\", \"client\": \"127.0.0.1:\(ports[$0 - 1])\"}"
+        }
+        let timing = settings.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value), " }.joined()
+        let config = """
+            {"cluster-id": "bench", "data-dir": "\(directory)/{node}", "shared-root": "\(directory)/shared", \(timing)
+             "members": [\(members.joined(separator: ", "))]}
+            """
+        try config.write(toFile: directory + "/cluster.json", atomically: true, encoding: .utf8)
+    }
+
+    func client(_ node: Int) -> APIClient { clients[node]! }
+
+    func start(_ node: Int) throws {
+        let log = directory + "/n\(node).log"
+        if !FileManager.default.fileExists(atPath: log) {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: flotilla)
+        process.arguments = ["node", "--config", directory + "/cluster.json", "--node-id", "n\(node)"]
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        processes[node] = process
+    }
+
+    func startAll() throws { for node in 1...size { try start(node) } }
+
+    func stopAll() {
+        for process in processes.values {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        processes = [:]
+    }
+
+    func awaitLeader() async throws -> Int {
+        var leader = 0
+        try await self.await("an agreed leader") {
+            var seen: Set<String?> = []
+            for node in processes.keys { seen.insert(try? await client(node).status(stale: true).leader) }
+            guard seen.count == 1, let only = seen.first!, let number = Int(only.dropFirst()) else { return false }
+            leader = number
+            return true
+        }
+        return leader
+    }
+
+    func await(_ what: String, within limit: Duration = .seconds(30), _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw BenchError(description: "\(what): not within \(limit); logs in \(directory)")
+    }
+
+    /// Puts every VM on `node`, running there (stopping it first where it runs elsewhere).
+    func place(_ names: [String], on node: Int, through survivor: Int) async throws {
+        let api = client(survivor)
+        for vm in try await api.vms() where vm.owner != "n\(node)" || vm.state != "running" {
+            if vm.state != "stopped" { _ = try await api.stopVM(vm.name) }
+            _ = try await api.startVM(vm.name, on: "n\(node)")
+        }
+        try await self.await("the VMs running on n\(node)") {
+            guard let view = try? await client(node).agent() else { return false }
+            return Set(view.vms.filter(\.running).map(\.name)) == Set(names)
+        }
+    }
+
+    /// SIGKILLs `node`, then polls the survivors' agents until they run every VM in `vms` at a
+    /// newer epoch; returns the time since the kill.
+    func killAndTimeFailover(_ node: Int, vms: [VMView]) async throws -> Duration {
+        let epochs = Dictionary(uniqueKeysWithValues: vms.map { ($0.id, $0.epoch) })
+        let survivors = (1...size).filter { $0 != node }
+        guard let process = processes.removeValue(forKey: node) else {
+            throw BenchError(description: "n\(node) is not running")
+        }
+        let killed = ContinuousClock.now
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try await self.await("n\(node)'s VMs running on the survivors", within: .seconds(60)) {
+            var running: Set<String> = []
+            for survivor in survivors {
+                guard let view = try? await client(survivor).agent() else { continue }
+                for vm in view.vms where vm.running && vm.epoch > epochs[vm.id] ?? .max { running.insert(vm.id) }
+            }
+            return running == Set(epochs.keys)
+        }
+        return ContinuousClock.now - killed
+    }
+
+    private static func freePorts(_ count: Int) throws -> [Int] {
+        var sockets: [Int32] = []
+        defer { for socket in sockets { close(socket) } }
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            guard bound else { throw BenchError(description: "no free loopback port") }
+            sockets.append(fd)
+            ports.append(Int(UInt16(bigEndian: address.sin_port)))
+        }
+        return ports
+    }
+}
+
+private struct BenchError: Error, CustomStringConvertible {
+    var description: String
+}
