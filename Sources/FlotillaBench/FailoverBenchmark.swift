@@ -1,6 +1,7 @@
 // `flotilla-bench failover`: time from SIGKILL of a node to all its VMs running on the survivors.
 import ArgumentParser
 import ClusterModel
+import FlotillaTestKit
 import Foundation
 import Node
 
@@ -124,7 +125,7 @@ private final class BenchCluster: @unchecked Sendable {
         self.size = size
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory + "/shared", withIntermediateDirectories: true)
-        let ports = try Self.freePorts(2 * size)
+        let ports = try freeLoopbackPorts(2 * size)
         clients = Dictionary(
             uniqueKeysWithValues: (1...size).map {
                 ($0, APIClient(endpoint: Endpoint(host: "127.0.0.1", port: ports[$0 - 1]), timeout: .seconds(2)))
@@ -222,28 +223,6 @@ private final class BenchCluster: @unchecked Sendable {
             return running == Set(epochs.keys)
         }
         return ContinuousClock.now - killed
-    }
-
-    private static func freePorts(_ count: Int) throws -> [Int] {
-        var sockets: [Int32] = []
-        defer { for socket in sockets { close(socket) } }
-        var ports: [Int] = []
-        for _ in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-                }
-            }
-            guard bound else { throw BenchError(description: "no free loopback port") }
-            sockets.append(fd)
-            ports.append(Int(UInt16(bigEndian: address.sin_port)))
-        }
-        return ports
     }
 }
 

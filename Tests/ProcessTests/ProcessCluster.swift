@@ -1,5 +1,6 @@
 // Real `flotilla node` processes on loopback for tests: start, SIGKILL, restart, read their logs.
 import ClusterModel
+import FlotillaTestKit
 import Foundation
 import Node
 import Synchronization
@@ -69,7 +70,7 @@ final class ProcessCluster: Sendable {
         } else {
             hostPrefix = nil
             addresses = Array(repeating: "127.0.0.1", count: size)
-            let ports = try Self.freePorts(2 * size)
+            let ports = try freeLoopbackPorts(2 * size)
             clientPorts = Array(ports[0..<size])
             peerPorts = Array(ports[size...])
         }
@@ -272,29 +273,6 @@ final class ProcessCluster: Sendable {
         for client in clients.values { await client.close() }
         for node in processes.withLock({ Array($0.keys) }) { _ = terminate(node) }
         if let hostPrefix { _ = try? Self.testHosts("down", hostPrefix) }
-    }
-
-    private static func freePorts(_ count: Int) throws -> [Int] {
-        var sockets: [Int32] = []
-        defer { for socket in sockets { Glibc.close(socket) } }
-        var ports: [Int] = []
-        for _ in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = 0
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-                }
-            }
-            guard bound else { throw ProcessClusterError(description: "no free loopback port") }
-            sockets.append(fd)
-            ports.append(Int(UInt16(bigEndian: address.sin_port)))
-        }
-        return ports
     }
 }
 
