@@ -1,5 +1,6 @@
 // The `flotilla` command: argument parsing only; every subcommand calls into a module.
 import ArgumentParser
+import Foundation
 import Node
 
 @main
@@ -19,6 +20,33 @@ struct Flotilla: AsyncParsableCommand {
             LeaderCommand.self, LocalCommand.self,
         ]
     )
+
+    /// Runs the command. A usage mistake (a missing or unknown option, a bad value) prints one line
+    /// saying what was wrong and where the usage is, like every other error of the CLI, instead of
+    /// the whole usage text; `--help` and `--version` print in full.
+    static func main() async {
+        let command: any ParsableCommand
+        do {
+            command = try await asyncParseAsRoot()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let problem = message(for: error)
+            FileHandle.standardError.write(
+                Data((ClusterText.errorLine("\(problem) (`flotilla help <command>` shows the usage)") + "\n").utf8))
+            exit(withError: ExitCode(code.rawValue))
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 enum FlotillaVersion {

@@ -67,6 +67,14 @@ struct LocalClusterTests {
         let taken = try flotilla(["vm", "create", "Sales", "--startup", "1G", "--volume", "csv1"], in: directory)
         #expect(taken.status != 0)
         #expect(taken.err == "flotilla: conflict: the name Sales is taken by vm3; pick another name\n")
+        // So is a usage mistake: what was wrong, and where the usage is.
+        let missing = try flotilla(["vm", "create", "Web", "--volume", "csv1"], in: directory)
+        #expect(missing.status != 0)
+        #expect(
+            missing.err
+                == "flotilla: Missing expected argument '--startup <startup>' (`flotilla help <command>` shows the usage)\n"
+        )
+        #expect(try flotilla(["vm", "create", "--help"], in: directory).out.contains("USAGE: flotilla vm create"))
 
         // The demo VMs really run: each owner appends to its VM's journal on the shared root.
         let disks = ["finance", "engineering", "sales"].map { "\(directory)/.flotilla/shared/volumes/csv1/\($0).vhdx" }
