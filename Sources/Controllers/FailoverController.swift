@@ -28,6 +28,10 @@ public enum FailbackPolicy: Hashable, Sendable, CustomStringConvertible {
     case window(startHour: Int, endHour: Int)
 
     public static let key = "failback.policy"
+    /// How long a node must have been up (by the event history) before VMs fail back to it, so
+    /// a node that flaps does not pull VMs back and forth (each bounce a restart, and a failover
+    /// that counts toward throttling).
+    public static let settleMilliseconds: UInt64 = 30_000
 
     /// `never`, `immediately` or `window:H-H` (hours 0–23, UTC); nil for anything else.
     public init?(setting text: String) {
@@ -142,7 +146,7 @@ public enum FailoverController {
         decision.coordinators()
         let policy = FailoverPolicy(settings: state.settings)
         decision.pendingVMs(policy)
-        decision.failback(policy.failback)
+        decision.failback(policy.failback, leases: leases, now: now)
         return decision.proposals
     }
 
@@ -265,16 +269,26 @@ private struct Decision {
     /// Running VMs away from their preferred owners go to the most preferred one that is up and has
     /// room, if the policy allows it now. The move restarts the VM there (new owner, epoch + 1): a
     /// quick migration, until live migration exists.
-    mutating func failback(_ policy: FailbackPolicy) {
+    ///
+    /// Only onto a node that has been up for `settleMilliseconds` and heartbeats this leader, never
+    /// next to a VM of the same anti-affinity class (placement kept them apart), and only from an
+    /// owner that is up (a paused or draining node's VMs are the operator's business) — and not a VM
+    /// this round already placed.
+    mutating func failback(_ policy: FailbackPolicy, leases: LeaseTable, now: Duration) {
         guard policy.allows(atWallClock: wallClock) else { return }
+        let placedThisRound = Set(
+            proposals.compactMap { proposal -> VMID? in
+                if case .setVMOwner(let vm, _, _, _) = proposal.command { return vm }
+                return nil
+            })
         let candidates = scratch.vms.values.filter {
-            $0.state == .running && $0.owner != nil && !$0.preferredOwners.isEmpty
+            $0.state == .running && !$0.preferredOwners.isEmpty && !placedThisRound.contains($0.id)
                 && scratch.activeMigration(of: $0.id) == nil
         }
         for vm in candidates.sorted(by: { $0.id < $1.id }) {
-            guard let owner = vm.owner else { continue }
+            guard let owner = vm.owner, scratch.nodes[owner]?.state == .up else { continue }
             let rank = vm.preferredOwners.firstIndex(of: owner) ?? vm.preferredOwners.count
-            for candidate in vm.preferredOwners.prefix(rank) where scratch.nodes[candidate]?.state == .up {
+            for candidate in vm.preferredOwners.prefix(rank) where takesFailback(candidate, of: vm, leases, now) {
                 let reason = "failback to preferred owner \(candidate) (\(FailbackPolicy.key) \(policy))"
                 propose(
                     .setVMOwner(vm.id, owner: candidate, expectedEpoch: vm.epoch, reason: reason),
@@ -282,6 +296,21 @@ private struct Decision {
                 if scratch.vms[vm.id]?.owner == candidate { break }
             }
         }
+    }
+
+    private func takesFailback(_ node: NodeID, of vm: VMRecord, _ leases: LeaseTable, _ now: Duration) -> Bool {
+        guard scratch.nodes[node]?.state == .up, leases.isHeartbeating(node, now: now) else { return false }
+        let lastChange = scratch.events.last {
+            $0.node == node && ($0.kind == .nodeStateChanged || $0.kind == .nodeRegistered)
+        }
+        if let lastChange, wallClock < lastChange.time + FailbackPolicy.settleMilliseconds { return false }
+        if let group = vm.antiAffinityClass {
+            let crowded = scratch.vms.values.contains {
+                $0.id != vm.id && $0.owner == node && $0.antiAffinityClass == group
+            }
+            if crowded { return false }
+        }
+        return true
     }
 
     /// Records why a VM stays pending, unless that is already its reason.

@@ -30,9 +30,13 @@ import Testing
     @Test func immediatelyMovesItBackOnceItsPreferredOwnerIsUp() {
         var (leader, web) = Self.failedOver(policy: "immediately")
         let epoch = leader.fixture.vm(web).epoch
-        // The round that brings n3 back up also moves web home.
         leader.run(for: .milliseconds(200), alive: Self.all)
         #expect(leader.state.nodes[3]?.state == .up)
+        // Not before n3 has stayed up a while: a node that flaps must not pull VMs back and forth.
+        leader.run(for: .seconds(2), alive: Self.all)
+        #expect(leader.fixture.vm(web).owner == 2)
+        leader.fixture.wallClock += FailbackPolicy.settleMilliseconds
+        leader.run(for: .milliseconds(200), alive: Self.all)
         #expect(leader.fixture.vm(web).owner == 3)
         #expect(leader.fixture.vm(web).epoch == epoch + 1, "a new owner fences the old one's writes")
         let event = leader.state.events.last { $0.vm == web }
@@ -46,8 +50,12 @@ import Testing
         let lateEvening: UInt64 = 1_700_000_000_000
         var (outside, web) = Self.failedOver(policy: "window:1-5", startingAt: lateEvening)
         outside.run(for: .seconds(1), alive: Self.all)
+        outside.fixture.wallClock += FailbackPolicy.settleMilliseconds
+        outside.run(for: .seconds(1), alive: Self.all)
         #expect(outside.fixture.vm(web).owner == 2)
         var (inside, sameWeb) = Self.failedOver(policy: "window:22-6", startingAt: lateEvening)
+        inside.run(for: .seconds(1), alive: Self.all)
+        inside.fixture.wallClock += FailbackPolicy.settleMilliseconds
         inside.run(for: .seconds(1), alive: Self.all)
         #expect(inside.fixture.vm(sameWeb).owner == 3)
         #expect(FailbackPolicy.window(startHour: 22, endHour: 6).allows(atWallClock: 3 * 3_600_000))
@@ -60,9 +68,38 @@ import Testing
         let web = fixture.runningVM("web", on: 1, startup: 2 * gib, preferred: [3, 2])
         // n3 is full, so web can only improve to n2.
         fixture.runningVM("big", on: 3, startup: 3 * gib)
+        fixture.wallClock += FailbackPolicy.settleMilliseconds
         var leader = Leader(fixture)
         leader.run(for: .milliseconds(400), alive: Self.all)
         #expect(leader.fixture.vm(web).owner == 2)
+    }
+
+    /// Placement kept two VMs of one anti-affinity class apart; failback must not undo that.
+    @Test func failbackKeepsAntiAffinityClassesApart() {
+        var fixture = Fixture.threeNodes()
+        fixture.applied(.setSetting(key: FailbackPolicy.key, value: "immediately"))
+        let first = fixture.runningVM("db1", on: 1, preferred: [1, 2], antiAffinity: "db")
+        let second = fixture.runningVM("db2", on: 2, preferred: [1, 2], antiAffinity: "db")
+        fixture.wallClock += FailbackPolicy.settleMilliseconds
+        var leader = Leader(fixture)
+        leader.run(for: .seconds(1), alive: Self.all)
+        #expect(leader.fixture.vm(first).owner == 1 && leader.fixture.vm(second).owner == 2)
+    }
+
+    /// A paused node keeps its VMs where they are; failback does not move them off it either.
+    @Test func aPausedOwnersVMsStayPut() {
+        var fixture = Fixture.threeNodes()
+        fixture.applied(.setSetting(key: FailbackPolicy.key, value: "immediately"))
+        let web = fixture.runningVM("web", on: 2, preferred: [1, 2])
+        fixture.applied(.setNodeState(2, .paused))
+        fixture.wallClock += FailbackPolicy.settleMilliseconds
+        var leader = Leader(fixture)
+        leader.run(for: .seconds(1), alive: Self.all)
+        #expect(leader.fixture.vm(web).owner == 2)
+        leader.fixture.applied(.setNodeState(2, .up))
+        leader.fixture.wallClock += FailbackPolicy.settleMilliseconds
+        leader.run(for: .milliseconds(200), alive: Self.all)
+        #expect(leader.fixture.vm(web).owner == 1, "once its owner is up again, web goes to n1")
     }
 
     @Test func anUnreadablePolicyMeansNeverAndSaysWhy() {
