@@ -95,6 +95,7 @@ extension RaftNode {
                 log.truncate(from: firstNew)
                 unstableFrom = min(unstableFrom, firstNew)
                 persistedIndex = min(persistedIndex, firstNew.previous)
+                logGeneration += 1
                 if membershipIndex >= firstNew { recomputeMembershipFromLog() }
             }
             for entry in append.entries[conflict...] {

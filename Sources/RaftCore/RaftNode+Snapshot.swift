@@ -173,6 +173,7 @@ extension RaftNode {
         unstableFrom = metadata.index + 1
         // The log now starts after the snapshot: nothing of it is durable until the shell says so.
         persistedIndex = min(persistedIndex, metadata.index)
+        logGeneration += 1
         handedCommit = metadata.index
     }
 }

@@ -90,6 +90,10 @@ public struct RaftNode: Sendable {
     /// itself toward a quorum only up to here, which is what lets it send entries while it writes
     /// them (Ongaro's dissertation §10.2.1). Invariant: `persistedIndex <= log.lastIndex`.
     var persistedIndex: LogIndex
+    /// Bumped whenever the log loses a suffix or is replaced by a snapshot. A `Ready` handed out
+    /// before that may hold entries the disk no longer has once later batches are written, so its
+    /// `advance` does not raise `persistedIndex` (see `Ready.logGeneration`).
+    var logGeneration: UInt64 = 0
     var handedLeader: NodeID?
     var handedRole: Role = .follower
     /// Committed entries up to here were handed to the shell for apply. Invariant: `applied <= handedCommit <= commit`.
@@ -367,6 +371,7 @@ public struct RaftNode: Sendable {
             batch.entries = Array(log.entries(from: unstableFrom))
             unstableFrom = log.lastIndex + 1
         }
+        batch.logGeneration = logGeneration
         swap(&batch.messages, &messages)
         // A leader whose term and vote are on disk promises nothing by its appends, heartbeats or
         // read answers that the write still in progress could break: it counts its own entries
@@ -406,7 +411,7 @@ public struct RaftNode: Sendable {
         if let snapshot = ready.snapshot, log.snapshotIndex == snapshot.metadata.index {
             persistedIndex = max(persistedIndex, snapshot.metadata.index)
         }
-        if let last = ready.entries.last, log.term(at: last.index) == last.term {
+        if let last = ready.entries.last, ready.logGeneration == logGeneration, log.term(at: last.index) == last.term {
             // Writing entries from `first.index` on replaced whatever the disk held after them.
             persistedIndex = last.index
         }

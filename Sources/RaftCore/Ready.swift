@@ -67,6 +67,9 @@ public struct Ready: Sendable {
     /// The messages promise nothing that step 1 is writing: the shell may send them before (or
     /// while) it persists. Set only for a leader whose term and vote are already durable.
     public var canSendBeforePersisting: Bool
+    /// The log's generation when the batch was handed out (the core's own bookkeeping: entries of
+    /// a batch from before a truncation do not count as durable when it is advanced).
+    var logGeneration: UInt64 = 0
     /// Committed entries to apply, in order.
     public var committedEntries: [CommittedEntry]
     /// Linearizable reads that may be served once their index is applied.
