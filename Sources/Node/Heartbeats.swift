@@ -27,8 +27,9 @@ struct FencingGroup: Fencing {
         for member in members { await member.fence(reason: reason) }
     }
 
+    /// In reverse: what the first member needs (the agent needs its volumes) is back before it.
     func unfence() async {
-        for member in members { await member.unfence() }
+        for member in members.reversed() { await member.unfence() }
     }
 }
 
