@@ -107,7 +107,7 @@ public struct ClusterState: Hashable, Sendable {
             try checkMigrationLimit(limit, key: key)
         }
         let previous = settings.updateValue(value, forKey: key)
-        let shown = value.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
+        let shown = value.utf8.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
         record(.settingChanged, context, "\(key) set to \(shown)")
         return .previous(previous)
     }
