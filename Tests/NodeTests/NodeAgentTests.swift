@@ -70,9 +70,9 @@ private actor ReadGate {
     }
 }
 
-@Suite struct NodeAgentTests {
-    @Test func theAgentRunsExactlyWhatItsNodeOwnsAndNothingWhileFenced() async throws {
-        let root = try TemporaryDirectory()
+extension AppliedState {
+    /// n1 and n2 (1 GiB each) and volume csv1 coordinated by n1.
+    static func twoNodesWithAVolume() -> AppliedState {
         let applied = AppliedState()
         for id: NodeID in [1, 2] {
             let addresses = MemberAddresses(
@@ -82,6 +82,14 @@ private actor ReadGate {
                 .registerNode(NodeRegistration(id: id, addresses: addresses, role: .voter, usableMemory: 1 << 30)))
         }
         applied.apply(.createVolume("csv1", path: "volumes/csv1", coordinator: 1))
+        return applied
+    }
+}
+
+@Suite struct NodeAgentTests {
+    @Test func theAgentRunsExactlyWhatItsNodeOwnsAndNothingWhileFenced() async throws {
+        let root = try TemporaryDirectory()
+        let applied = AppliedState.twoNodesWithAVolume()
         for name in ["Finance", "Engineering", "Sales"] { applied.apply(.createVM(vmSpec(name))) }
         applied.apply(.startVM(1, on: 1))  // Finance on n1
         applied.apply(.startVM(2, on: 2))  // Engineering on n2; Sales stays stopped
@@ -140,15 +148,7 @@ private actor ReadGate {
     /// state was from before the entries the unfence waited for, so the VM may run elsewhere now.
     @Test func aPassOvertakenByAFenceStartsNothingFromTheStateItReadBefore() async throws {
         let root = try TemporaryDirectory()
-        let applied = AppliedState()
-        for id: NodeID in [1, 2] {
-            let addresses = MemberAddresses(
-                peer: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7201),
-                client: Endpoint(host: "10.0.0.\(id.rawValue)", port: 7101))
-            applied.apply(
-                .registerNode(NodeRegistration(id: id, addresses: addresses, role: .voter, usableMemory: 1 << 30)))
-        }
-        applied.apply(.createVolume("csv1", path: "volumes/csv1", coordinator: 1))
+        let applied = AppliedState.twoNodesWithAVolume()
         applied.apply(.createVM(vmSpec("Finance")))
         applied.apply(.startVM(1, on: 1))
         let gate = ReadGate()
