@@ -5,21 +5,29 @@ import ClusterState
 /// `ClusterState` as the driver's `ReplicatedStateMachine`.
 ///
 /// Member addresses registered through the log are copied into the node's `AddressBook` as they
-/// are applied (a side effect outside the state, which stays deterministic).
+/// are applied, and every applied command that can change what a node runs or coordinates is
+/// signalled to `changes` (side effects outside the state, which stays deterministic).
 struct ClusterStateMachine: ReplicatedStateMachine {
     var state = ClusterState()
     let addressBook: AddressBook
+    let changes: StateChanges?
 
-    init(addressBook: AddressBook) {
+    init(addressBook: AddressBook, changes: StateChanges? = nil) {
         self.addressBook = addressBook
+        self.changes = changes
     }
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         do {
             let envelope = try CommandEnvelope(decoding: command)
             let result = state.apply(envelope)
-            if case .registerMember = envelope.command, case .applied = result {
-                addressBook.update(state.memberAddresses)
+            if case .applied = result {
+                switch envelope.command {
+                case .registerMember: addressBook.update(state.memberAddresses)
+                // Settings are the bulk of writes and never change what runs where: no wake-up.
+                case .setSetting, .deleteSetting: break
+                default: changes?.signal()
+                }
             }
             return result.encoded
         } catch {
@@ -35,5 +43,6 @@ struct ClusterStateMachine: ReplicatedStateMachine {
     mutating func restore(from snapshot: [UInt8]) throws {
         state = try ClusterState(snapshot: snapshot)
         addressBook.update(state.memberAddresses)
+        changes?.signal()
     }
 }

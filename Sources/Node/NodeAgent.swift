@@ -6,7 +6,7 @@ import Logging
 
 /// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
 ///
-/// Every `reconcileInterval` it reads the node's own applied state — a stale read, on purpose:
+/// Whenever the applied state changes (and at least every `reconcileInterval`) it reads the node's own applied state — a stale read, on purpose:
 /// ownership changes only by committed entries, and this node must act on what it has applied,
 /// never on a leader's answer it cannot be sure to have seen — and then:
 /// 1. stops every guest whose VM this node no longer owns, that is no longer running, or whose
@@ -70,13 +70,16 @@ public actor NodeAgent {
     private var fenceReason: String?
     /// Counts fences, so a pass that waited across a fence and an unfence drops what it read before.
     private var fences = 0
+    /// Wakes `run` when the applied state changes or this node unfences.
+    private let changes: StateChanges
 
     /// Without `volumes`, the agent reaches only volumes its own node coordinates.
     public init(
         configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState,
-        volumes: NodeVolumes? = nil, logger: Logger
+        volumes: NodeVolumes? = nil, changes: StateChanges = StateChanges(), logger: Logger
     ) {
         self.configuration = configuration
+        self.changes = changes
         self.readState = readState
         self.volumes =
             volumes
@@ -86,12 +89,10 @@ public actor NodeAgent {
         self.logger = logger
     }
 
-    /// Reconciles every `reconcileInterval` until cancelled, then stops every guest.
+    /// Reconciles on every change of the applied state, and at least every `reconcileInterval`,
+    /// until cancelled; then stops every guest.
     public func run() async {
-        while !Task.isCancelled {
-            await reconcile()
-            try? await Task.sleep(for: configuration.reconcileInterval)
-        }
+        await changes.follow(every: configuration.reconcileInterval) { await self.reconcile() }
         await stopAll()
     }
 
@@ -109,6 +110,7 @@ public actor NodeAgent {
     public func unfence() {
         if let reason = fenceReason { logger.info("node \(configuration.node) unfenced (was: \(reason))") }
         fenceReason = nil
+        changes.signal()
     }
 
     /// One pass: make the guests here match the state.

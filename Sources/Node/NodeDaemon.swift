@@ -44,6 +44,8 @@ public final class NodeDaemon: Service {
         let transport = HTTP2PeerTransport(
             local: configuration.nodeID, addressBook: addressBook,
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks), logger: logger)
+        // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
+        let stateChanges = StateChanges()
         let driver = try RaftDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
@@ -51,7 +53,8 @@ public final class NodeDaemon: Service {
             // A joining node starts knowing no members: the leader's log tells it who they are.
             bootstrapMembership: configuration.join
                 ? Membership() : Membership(voters: Set(configuration.members.map(\.id))),
-            storage: storage, recovered: recovered, machine: ClusterStateMachine(addressBook: addressBook),
+            storage: storage, recovered: recovered,
+            machine: ClusterStateMachine(addressBook: addressBook, changes: stateChanges),
             transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
             snapshotInterval: UInt64(configuration.snapshotEntries),
@@ -69,14 +72,14 @@ public final class NodeDaemon: Service {
         let volumeLink = HTTPCoordinatorLink(addressBook: addressBook)
         let volumes = NodeVolumes(
             node: configuration.nodeID, sharedRoot: configuration.sharedRoot, readState: readState, link: volumeLink,
-            logger: logger)
+            logger: logger, changes: stateChanges)
         await volumes.fence(reason: "no lease granted yet")
         volumes.addPeerRoutes(to: &peerRouter)
         // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
         // It starts fenced: nothing runs before the first lease.
         let agent = NodeAgent(
             configuration: NodeAgent.Configuration(configuration), readState: readState, volumes: volumes,
-            logger: logger)
+            changes: stateChanges, logger: logger)
         await agent.fence(reason: "no lease granted yet")
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
         // whose lease runs out stops its VMs through the agent.

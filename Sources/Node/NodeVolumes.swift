@@ -20,6 +20,8 @@ public final class NodeVolumes: Sendable {
     let readState: @Sendable () async -> ClusterState
     let logger: Logger
     private let interval: Duration
+    /// Wakes `run` when the applied state changes or this node unfences.
+    private let changes: StateChanges
 
     public var node: NodeID { client.node }
     public var coordinator: VolumeCoordinator { client.coordinator }
@@ -28,7 +30,8 @@ public final class NodeVolumes: Sendable {
     /// `link` reaches other nodes' coordinators; without one this node can only use volumes it coordinates.
     public init(
         node: NodeID, sharedRoot: String, readState: @escaping @Sendable () async -> ClusterState,
-        link: (any CoordinatorLink)?, logger: Logger, interval: Duration = .milliseconds(200)
+        link: (any CoordinatorLink)?, logger: Logger, interval: Duration = .milliseconds(200),
+        changes: StateChanges = StateChanges()
     ) {
         self.client = VolumeClient(
             node: node, coordinator: VolumeCoordinator(sharedRoot: sharedRoot, logger: logger),
@@ -36,15 +39,13 @@ public final class NodeVolumes: Sendable {
         self.readState = readState
         self.logger = logger
         self.interval = interval
+        self.changes = changes
     }
 
-    /// Follows the applied state every `interval` until cancelled, so a volume moved here is
-    /// validated (and one moved away released) without waiting for a request.
+    /// Follows the applied state (on every change, and at least every `interval`) until cancelled,
+    /// so a volume moved here is validated (and one moved away released) without waiting for a request.
     public func run() async {
-        while !Task.isCancelled {
-            await reconcile(with: await readState())
-            try? await Task.sleep(for: interval)
-        }
+        await changes.follow(every: interval) { await self.reconcile(with: await self.readState()) }
     }
 
     /// Serves the online volumes `state` says this node coordinates, and no others.
@@ -93,7 +94,10 @@ public final class NodeVolumes: Sendable {
 
 extension NodeVolumes: Fencing {
     public func fence(reason: String) async { await coordinator.fence(reason: reason) }
-    public func unfence() async { await coordinator.unfence() }
+    public func unfence() async {
+        await coordinator.unfence()
+        changes.signal()
+    }
 }
 
 /// One node's facts about volumes: soft state, never in the log.

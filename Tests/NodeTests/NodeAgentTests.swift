@@ -144,6 +144,38 @@ extension AppliedState {
         #expect(JournalChecker.check(journal).isEmpty)
     }
 
+    /// With an hour between timed passes, only the wake-ups make the agent act: an unfence, and a
+    /// signalled change of the applied state (a VM failed over to this node starts at once).
+    @Test func theAgentActsOnSignalledChangesWithoutWaitingForItsTimer() async throws {
+        let root = try TemporaryDirectory()
+        let applied = AppliedState.twoNodesWithAVolume()
+        applied.apply(.createVM(vmSpec("Finance")))
+        applied.apply(.startVM(1, on: 1))
+        let changes = StateChanges()
+        var configuration = NodeAgent.Configuration(
+            node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
+            workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5))
+        configuration.reconcileInterval = .seconds(3600)
+        let agent = NodeAgent(
+            configuration: configuration, readState: { applied.current }, changes: changes, logger: quiet)
+        await agent.fence(reason: "no lease granted yet")
+        let loop = Task { await agent.run() }
+        defer { loop.cancel() }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(await agent.view.vms.isEmpty, "nothing runs while fenced")
+
+        await agent.unfence()
+        try await eventually("the unfence starts Finance") { await agent.view.vms.map(\.epoch) == [1] }
+
+        applied.apply(.createVM(vmSpec("Sales")))
+        applied.apply(.startVM(2, on: 2))
+        applied.apply(.setVMOwner(2, owner: 1, expectedEpoch: 1, reason: "test failover"))
+        changes.signal()
+        try await eventually("the signalled failover starts Sales here") {
+            await agent.view.vms.map(\.name).sorted() == ["Finance", "Sales"]
+        }
+    }
+
     /// A pass whose state read waited across a fence and an unfence must not act on that read: the
     /// state was from before the entries the unfence waited for, so the VM may run elsewhere now.
     @Test func aPassOvertakenByAFenceStartsNothingFromTheStateItReadBefore() async throws {
