@@ -8,23 +8,22 @@ import ClusterState
 /// own clock; they never compare instants, only elapsed spans, so the clocks need not agree on
 /// what time it is, only (within `margin`) on how fast it passes.
 public struct LeaseTimings: Hashable, Sendable {
-    /// How long a node may run VMs after it sent the heartbeat that got the grant.
+    /// The longest lease: how long a node may run VMs after it sent the heartbeat that got a grant
+    /// from a leader that had just confirmed its leadership with a majority.
     public var lease: Duration
     /// Slack for clock-rate differences and the time a fencing node takes to stop its VMs.
     public var margin: Duration
-    /// How long after this leader took over a deposed leader may still have granted leases.
-    ///
-    /// A leader cut off from a majority keeps acting as leader until CheckQuorum makes it step
-    /// down, one election timeout after it last heard from a majority (which was before the new
-    /// leader was elected). The shell passes that timeout (plus one tick) here.
-    public var deposedLeaderBound: Duration
+    /// How often nodes heartbeat. A lease shorter than this would run out before the next
+    /// heartbeat could renew it, so the leader refuses instead of granting one.
+    public var heartbeatInterval: Duration
 
     public init(
-        lease: Duration = .seconds(2), margin: Duration = .milliseconds(500), deposedLeaderBound: Duration = .zero
+        lease: Duration = .seconds(2), margin: Duration = .milliseconds(500),
+        heartbeatInterval: Duration = .milliseconds(200)
     ) {
         self.lease = lease
         self.margin = margin
-        self.deposedLeaderBound = deposedLeaderBound
+        self.heartbeatInterval = heartbeatInterval
     }
 }
 
@@ -65,35 +64,59 @@ public enum HeartbeatAnswer: Hashable, Sendable {
 
 /// The leader's record of heartbeats and of the leases it granted.
 ///
+/// Every lease this leader grants ends at `confirmedContact + lease` (its clock), where
+/// `confirmedContact` is the start of its latest ReadIndex round that a majority confirmed: a
+/// majority of voters heard from it at or after that instant, so any later leader (elected by a
+/// majority, which shares a voter with it) learns of a contact at least that late
+/// (docs/failover.md, "Why no VM runs twice").
+///
 /// A fresh table belongs to a leader that just took over: it knows nothing of the leases its
-/// predecessors granted, so it declares nobody down until a whole lease (plus margin, plus the
-/// time a deposed leader may still have granted one) has passed since it started.
+/// predecessors granted, only the latest contact with a leader its voters reported before it was
+/// elected (`predecessorContact`), so it declares nobody down before that contact plus a lease
+/// plus the margin.
 public struct LeaseTable: Sendable {
     public struct Entry: Hashable, Sendable {
         public var facts: NodeFacts
         public var lastHeartbeat: Duration
-        /// When this table last granted the node a lease; nil if it refused every heartbeat.
-        public var lastGrant: Duration?
+        /// When the latest lease this table granted the node ends (leader's clock), before the
+        /// margin; nil if it refused every heartbeat.
+        public var lastGrantEnd: Duration?
     }
 
     public let timings: LeaseTimings
     /// When this leader's table started (the leader's monotonic clock).
     public let startedAt: Duration
+    /// The latest moment (this leader's clock) at which a voter reported, before this leader was
+    /// elected, that it had heard from a leader.
+    public let predecessorContact: Duration
+    /// The latest moment a lease granted by any predecessor may still be valid:
+    /// `predecessorContact` plus a lease plus the margin.
+    public var predecessorEnd: Duration { predecessorContact + timings.lease + timings.margin }
     public private(set) var entries: [NodeID: Entry] = [:]
 
-    public init(timings: LeaseTimings = LeaseTimings(), startedAt: Duration) {
+    /// - Parameter predecessorContact: the latest moment (this leader's clock) at which this node
+    ///   or a voter that reported before the election last heard from a leader; no predecessor
+    ///   granted a lease that ends later than a lease after it.
+    public init(timings: LeaseTimings = LeaseTimings(), startedAt: Duration, predecessorContact: Duration) {
         self.timings = timings
         self.startedAt = startedAt
+        self.predecessorContact = predecessorContact
     }
 
     /// Records a heartbeat and answers it: a lease for a node the state knows and has not
-    /// declared down; a refusal otherwise (a down node gets a lease once it is committed up again).
+    /// declared down, ending a lease after `confirmedContact`; a refusal otherwise (a down node
+    /// gets a lease once it is committed up again; every node gets one once the leader has
+    /// recently confirmed with a majority that it still leads).
     ///
-    /// - Parameter appliedIndex: the leader's applied index, which `state` reflects.
+    /// - Parameters:
+    ///   - appliedIndex: the leader's applied index, which `state` reflects.
+    ///   - confirmedContact: when the latest ReadIndex round a majority confirmed in this term
+    ///     started; nil if none has completed yet.
     public mutating func heartbeat(
-        from node: NodeID, facts: NodeFacts, in state: ClusterState, appliedIndex: UInt64, now: Duration
+        from node: NodeID, facts: NodeFacts, in state: ClusterState, appliedIndex: UInt64,
+        confirmedContact: Duration?, now: Duration
     ) -> HeartbeatAnswer {
-        var entry = entries[node] ?? Entry(facts: facts, lastHeartbeat: now, lastGrant: nil)
+        var entry = entries[node] ?? Entry(facts: facts, lastHeartbeat: now, lastGrantEnd: nil)
         entry.facts = facts
         entry.lastHeartbeat = now
         defer { entries[node] = entry }
@@ -104,16 +127,26 @@ public struct LeaseTable: Sendable {
         guard record.state.canOwnVMs else {
             return .refused(reason: "\(node) is declared down; the leader brings it back up now that it heartbeats")
         }
-        entry.lastGrant = now
-        return .granted(LeaseGrant(duration: timings.lease, requiredAppliedIndex: appliedIndex))
+        guard let confirmedContact else {
+            return .refused(
+                reason: "the leader has not yet confirmed with a majority that it still leads; it grants once it has")
+        }
+        let end = confirmedContact + timings.lease
+        let duration = end - now
+        guard duration >= timings.heartbeatInterval else {
+            return .refused(
+                reason: "the leader last confirmed with a majority that it still leads \(now - confirmedContact) ago; "
+                    + "it grants again once a majority answers it")
+        }
+        entry.lastGrantEnd = max(entry.lastGrantEnd ?? end, end)
+        return .granted(LeaseGrant(duration: duration, requiredAppliedIndex: appliedIndex))
     }
 
-    /// The last moment at which a lease granted by this leader (or, for a fresh table, by a
-    /// predecessor) may still be valid on the node.
+    /// The last moment at which a lease granted by this leader, or by a predecessor, may still
+    /// be valid on the node.
     public func lastPossibleLeaseEnd(of node: NodeID) -> Duration {
-        let sinceStart = startedAt + timings.lease + timings.margin + timings.deposedLeaderBound
-        guard let grant = entries[node]?.lastGrant else { return sinceStart }
-        return max(sinceStart, grant + timings.lease + timings.margin)
+        guard let end = entries[node]?.lastGrantEnd else { return predecessorEnd }
+        return max(predecessorEnd, end + timings.margin)
     }
 
     /// Whether no lease the node holds can still be valid, so it may be declared down.
@@ -130,6 +163,23 @@ public struct LeaseTable: Sendable {
     /// How long ago the node last heartbeated this leader, if it ever did.
     public func silence(of node: NodeID, now: Duration) -> Duration? {
         entries[node].map { now - $0.lastHeartbeat }
+    }
+
+    /// When the next of `nodes` that has missed a heartbeat may be declared down (its lease is
+    /// gone and it is no longer heartbeating), if that is at or after `now`: the controller decides
+    /// then rather than up to one round later. Past that moment `leaseIsGone` and
+    /// `!isHeartbeating` both hold.
+    public func nextDownDeadline(among nodes: some Sequence<NodeID>, now: Duration) -> Duration? {
+        var earliest: Duration?
+        for node in nodes {
+            let quietSince = entries[node]?.lastHeartbeat
+            if let quietSince, now - quietSince <= timings.heartbeatInterval { continue }
+            // A node that never heartbeated this leader never counts as heartbeating.
+            let deadline = max(lastPossibleLeaseEnd(of: node), quietSince.map { $0 + timings.lease } ?? .zero)
+            guard deadline >= now else { continue }
+            earliest = min(earliest ?? deadline, deadline)
+        }
+        return earliest
     }
 }
 

@@ -13,42 +13,80 @@ import RaftCore
 /// Every heartbeat interval it decides from the committed state and its lease table, and proposes
 /// what `FailoverController` returns, one command after the other, waiting for each to commit;
 /// a round starts only after the previous one has finished, so a slow commit is never proposed twice.
-/// The lease table lives only as long as one leadership (one term): a node that becomes leader,
-/// or leads again in a new term, starts with a fresh table and so declares nobody down until a
-/// whole lease (plus margin, plus how long a deposed leader may still have granted one) has passed.
+/// When a silent node's last possible lease ends before the next round, the round runs then instead.
+///
+/// The lease table lives only as long as one leadership (one term). A new leadership starts it
+/// with the latest leader contact its voters reported before the election (`LeaderContact`), and
+/// declares nobody down before that contact plus a lease plus the margin. While it leads, a probe
+/// confirms by ReadIndex, every half heartbeat interval, that a majority still follows it; every
+/// grant ends a lease after the start of the latest confirmed probe.
 actor LeaderControllers {
+    /// One term's leadership.
+    private struct Leadership {
+        var term: Term
+        var table: LeaseTable
+        /// When the latest ReadIndex probe a majority confirmed in this term started; nil before the first.
+        var confirmedContact: Duration?
+    }
+
     private let driver: RaftDriver
     private let timings: LeaseTimings
     private let interval: Duration
+    /// How often the leader confirms with a majority that it still leads.
+    private let probeInterval: Duration
+    /// A probe that takes longer is given up and the next one starts: by then its grants would
+    /// be short anyway.
+    private let probeTimeoutTicks: UInt64
     private let timeoutTicks: UInt64
     private let logger: Logger
-    private let clock = ContinuousClock()
-    private let origin: ContinuousClock.Instant
-    /// The table of the current leadership, with its term; nil while this node does not lead.
-    private var leadership: (term: Term, table: LeaseTable)?
+    /// The node's one monotonic clock, shared with the driver and the transport.
+    private let leaderContact: LeaderContactTracker
+    /// The table of the current leadership; nil while this node does not lead.
+    private var leadership: Leadership?
+    /// The term of the last table started, so a table dropped and started again within a term
+    /// still covers the grants the dropped one made.
+    private var lastTableTerm: Term?
+    /// Set by `stop`: a node shutting down answers no heartbeat and decides nothing.
+    private var stopped = false
+    /// When a silent node may next be declared down, from the last round, if before the next one.
+    private var nextDownDeadline: Duration?
     private var loop: Task<Void, Never>?
+    private var probeLoop: Task<Void, Never>?
     /// Policy problems already logged, so a bad setting is said once, not every round.
     private var reportedProblems: Set<String> = []
 
-    init(driver: RaftDriver, timings: LeaseTimings, interval: Duration, timeoutTicks: UInt64, logger: Logger) {
+    init(
+        driver: RaftDriver, timings: LeaseTimings, interval: Duration, probeInterval: Duration,
+        probeTimeoutTicks: UInt64, timeoutTicks: UInt64, leaderContact: LeaderContactTracker, logger: Logger
+    ) {
         self.driver = driver
         self.timings = timings
         self.interval = interval
+        self.probeInterval = probeInterval
+        self.probeTimeoutTicks = probeTimeoutTicks
         self.timeoutTicks = timeoutTicks
+        self.leaderContact = leaderContact
         self.logger = logger
-        self.origin = clock.now
     }
 
     /// The leader's monotonic clock, as the lease table measures.
-    private var now: Duration { clock.now - origin }
+    private var now: Duration { leaderContact.now }
 
     func start() {
         guard loop == nil else { return }
+        stopped = false
         loop = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self else { return }
-                try? await Task.sleep(for: self.interval)
+                try? await Task.sleep(for: await self.pauseBeforeNextRound())
                 await self.round()
+            }
+        }
+        probeLoop = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                await self.confirmLeadership()
+                try? await Task.sleep(for: self.probeInterval)
             }
         }
     }
@@ -56,11 +94,14 @@ actor LeaderControllers {
     func stop() {
         loop?.cancel()
         loop = nil
+        probeLoop?.cancel()
+        probeLoop = nil
         leadership = nil
+        stopped = true
     }
 
-    /// Answers a node's heartbeat: a lease if this node leads and the state knows the node as
-    /// able to own VMs; otherwise why not.
+    /// Answers a node's heartbeat: a lease if this node leads, has recently confirmed that with
+    /// a majority, and the state knows the node as able to own VMs; otherwise why not.
     func heartbeat(from node: NodeID, facts: NodeFacts) async -> HeartbeatAnswer {
         guard await leads() else {
             return .refused(reason: "this node is not the leader; send heartbeats to the leader")
@@ -71,28 +112,73 @@ actor LeaderControllers {
         let applied = await driver.status.applied.rawValue
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
-        return leadership!.table.heartbeat(from: node, facts: facts, in: state, appliedIndex: applied, now: now)
+        return leadership!.table.heartbeat(
+            from: node, facts: facts, in: state, appliedIndex: applied,
+            confirmedContact: leadership!.confirmedContact, now: now)
     }
 
     /// Whether this node leads now; starts a fresh table on a new leadership and drops it on losing one.
     private func leads() async -> Bool {
         let status = await driver.status
-        guard status.role == .leader else {
+        guard status.role == .leader, !stopped else {
             if leadership != nil { logger.info("no longer the leader: the failover controller stops") }
             leadership = nil
             return false
         }
         if leadership?.term != status.term {
-            leadership = (status.term, LeaseTable(timings: timings, startedAt: now))
-            let wait = timings.lease + timings.margin + timings.deposedLeaderBound
+            // Taken by the driver when it handled the leadership's first Ready; until it has,
+            // this node does not act as leader yet.
+            guard var contact = leaderContact.predecessorContact(term: status.term) else {
+                if leadership != nil { logger.info("no longer the leader: the failover controller stops") }
+                leadership = nil
+                return false
+            }
+            let now = now
+            // A table of this term was dropped: its grants are forgotten, but each ended at most
+            // a lease after a contact no later than now.
+            if lastTableTerm == status.term { contact = max(contact, now) }
+            lastTableTerm = status.term
+            leadership = Leadership(
+                term: status.term, table: LeaseTable(timings: timings, startedAt: now, predecessorContact: contact),
+                confirmedContact: nil)
+            let wait = max(.zero, contact + timings.lease + timings.margin - now)
             logger.info(
-                "leader in term \(status.term): the failover controller starts; nobody is declared down for \(wait)")
+                """
+                leader in term \(status.term): the failover controller starts; a leader was last heard of \
+                \(Self.milliseconds(now - contact)) ms ago (the predecessor contact its voters reported), \
+                so nobody is declared down for \(Self.milliseconds(wait)) ms
+                """)
         }
         return true
     }
 
+    /// One probe: a ReadIndex round; once a majority has confirmed it, every lease granted may
+    /// run until a lease after the probe started.
+    private func confirmLeadership() async {
+        guard await leads(), let term = leadership?.term else { return }
+        let startedAt = now
+        do {
+            try await driver.linearizableRead(timeoutTicks: probeTimeoutTicks) { _ in () }
+        } catch {
+            // Not confirmed (no majority answered, or leadership ended): grants shrink toward a refusal.
+            return
+        }
+        // A read issued as leader fails when leadership ends, so one that succeeded was
+        // confirmed in the term it was issued in; re-checked after the await all the same.
+        guard leadership?.term == term else { return }
+        leadership!.confirmedContact = max(leadership!.confirmedContact ?? startedAt, startedAt)
+    }
+
+    /// How long the controller loop sleeps: one interval, or less when a silent node's last
+    /// possible lease ends sooner (a millisecond past it, since it must have passed).
+    private func pauseBeforeNextRound() -> Duration {
+        guard let deadline = nextDownDeadline else { return interval }
+        return min(interval, max(.zero, deadline - now + .milliseconds(1)))
+    }
+
     /// One controller round on the leader.
     private func round() async {
+        nextDownDeadline = nil
         guard await leads() else { return }
         let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
         guard let table = leadership?.table else { return }
@@ -106,6 +192,9 @@ actor LeaderControllers {
             guard leadership != nil else { return }
             await propose(proposal)
         }
+        guard let table = leadership?.table else { return }
+        let candidates = state.nodes.values.filter { $0.state.canOwnVMs }.map(\.id)
+        nextDownDeadline = table.nextDownDeadline(among: candidates, now: now)
     }
 
     private func propose(_ proposal: Proposal) async {
@@ -122,6 +211,10 @@ actor LeaderControllers {
         } catch {
             logger.warning("failover: could not propose \(proposal.command.kind) (\(proposal.reason)): \(error)")
         }
+    }
+
+    private static func milliseconds(_ span: Duration) -> Int64 {
+        span.components.seconds * 1000 + span.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// Milliseconds since 1970: the time a proposal records, and what the failover history is counted in.
@@ -208,18 +301,22 @@ extension Router {
 extension LeaderControllers {
     /// The leader's controllers and this node's heartbeats, with the timings from the configuration.
     static func services(
-        _ configuration: NodeConfiguration, driver: RaftDriver, addressBook: AddressBook, fencing: any Fencing,
-        logger: Logger
+        _ configuration: NodeConfiguration, driver: RaftDriver, addressBook: AddressBook,
+        leaderContact: LeaderContactTracker, fencing: any Fencing, logger: Logger
     ) -> (LeaderControllers, Heartbeats) {
         let tick = Duration.milliseconds(configuration.tickMilliseconds)
+        let heartbeatInterval = Duration.milliseconds(configuration.heartbeatMilliseconds)
         let timings = LeaseTimings(
             lease: .milliseconds(configuration.leaseMilliseconds), margin: .milliseconds(500),
-            // CheckQuorum makes a cut-off leader step down one election timeout after it last
-            // heard from a majority; until then it may still grant leases.
-            deposedLeaderBound: tick * (configuration.electionTicks + 1))
+            heartbeatInterval: heartbeatInterval)
         let controllers = LeaderControllers(
-            driver: driver, timings: timings, interval: .milliseconds(configuration.heartbeatMilliseconds),
-            timeoutTicks: UInt64(max(1, 5_000 / configuration.tickMilliseconds)), logger: logger)
+            driver: driver, timings: timings, interval: heartbeatInterval,
+            // Often enough that a grant is never much shorter than the lease; a probe is one
+            // ReadIndex heartbeat round, not a log write.
+            probeInterval: max(tick, heartbeatInterval / 2),
+            probeTimeoutTicks: UInt64(max(1, configuration.leaseMilliseconds / 2 / configuration.tickMilliseconds)),
+            timeoutTicks: UInt64(max(1, 5_000 / configuration.tickMilliseconds)), leaderContact: leaderContact,
+            logger: logger)
         let heartbeats = Heartbeats(
             local: configuration.nodeID, driver: driver, addressBook: addressBook, controllers: controllers,
             fencing: fencing, interval: .milliseconds(configuration.heartbeatMilliseconds),

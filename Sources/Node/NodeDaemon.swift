@@ -41,9 +41,13 @@ public final class NodeDaemon: Service {
             ])
 
         let addressBook = AddressBook(configured: configuration.members)
+        // Contact with a leader, on the one clock the driver, the transport and the controllers
+        // share: it bounds the leases a new leader's predecessors granted (docs/failover.md).
+        let leaderContact = LeaderContactTracker()
         let transport = HTTP2PeerTransport(
             local: configuration.nodeID, addressBook: addressBook,
-            requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks), logger: logger)
+            requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks),
+            leaderContact: leaderContact, logger: logger)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
         let stateChanges = StateChanges()
         let driver = try RaftDriver(
@@ -57,13 +61,13 @@ public final class NodeDaemon: Service {
             machine: ClusterStateMachine(addressBook: addressBook, changes: stateChanges),
             transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
-            snapshotInterval: UInt64(configuration.snapshotEntries),
+            snapshotInterval: UInt64(configuration.snapshotEntries), leaderContact: leaderContact,
             seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
 
         transport.onUnreachable { [weak driver] node in await driver?.reportUnreachable(node) }
 
         var peerRouter = Router()
-        peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID)
+        peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID, leaderContact: leaderContact)
         let readState: @Sendable () async -> ClusterState = {
             await driver.staleRead { ($0 as! ClusterStateMachine).state }
         }
@@ -84,8 +88,8 @@ public final class NodeDaemon: Service {
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
         // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(
-            configuration, driver: driver, addressBook: addressBook, fencing: FencingGroup([agent, volumes, fencing]),
-            logger: logger)
+            configuration, driver: driver, addressBook: addressBook, leaderContact: leaderContact,
+            fencing: FencingGroup([agent, volumes, fencing]), logger: logger)
         peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
             configuration: .init(host: configuration.peerListen.host, port: configuration.peerListen.port),

@@ -74,6 +74,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private let addressBook: AddressBook
     private let requestTimeout: Duration
     private let logger: Logger
+    /// Every batch reports how long ago this node last heard from a leader (`LeaderContact`).
+    private let leaderContact: LeaderContactTracker?
     /// Peers are made on first use, from the address book, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
@@ -85,10 +87,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         unreachable.withLock { $0 = handler }
     }
 
-    init(local: NodeID, addressBook: AddressBook, requestTimeout: Duration, logger: Logger) {
+    init(
+        local: NodeID, addressBook: AddressBook, requestTimeout: Duration, leaderContact: LeaderContactTracker? = nil,
+        logger: Logger
+    ) {
         self.local = local
         self.addressBook = addressBook
         self.requestTimeout = requestTimeout
+        self.leaderContact = leaderContact
         self.logger = logger
     }
 
@@ -125,7 +131,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             return queue.buffer
         }
         guard let batch else { return }
-        let request = Self.request(for: batch)
+        let request = request(for: batch)
         if let answer = peer.client.sendIfConnected(request, deadline: .now() + TimeAmount(requestTimeout)) {
             answer.whenComplete { result in
                 self.finished(peer, result)
@@ -138,9 +144,15 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
     }
 
-    private static func request(for batch: [Message]) -> HTTPRequest {
-        HTTPRequest(
-            method: .post, path: PeerPath.raftMessages, headers: ["content-type": "application/octet-stream"],
+    private func request(for batch: [Message]) -> HTTPRequest {
+        var headers: HTTPFields = ["content-type": "application/octet-stream"]
+        // Computed as the batch is encoded: the time it then spends on the way only makes the
+        // receiver place the contact later, the cautious side.
+        if let leaderContact {
+            headers[LeaderContactTracker.ageHeader] = leaderContact.ageHeaderValue()
+        }
+        return HTTPRequest(
+            method: .post, path: PeerPath.raftMessages, headers: headers,
             body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
     }
 
@@ -199,7 +211,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         guard !batch.isEmpty else { return }
         let result: Result<HTTPResponse, any Error>
         do {
-            result = .success(try await peer.client.send(Self.request(for: batch), timeout: requestTimeout))
+            result = .success(try await peer.client.send(request(for: batch), timeout: requestTimeout))
         } catch {
             result = .failure(error)
         }
@@ -218,7 +230,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 
 extension Router {
     /// Adds the peer-RPC routes that feed `driver`.
-    mutating func addPeerRoutes(driver: RaftDriver, local: NodeID) {
+    mutating func addPeerRoutes(driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker? = nil) {
         post(PeerPath.raftMessages) { request, _ in
             let body = try await request.body.collect(upTo: 64 << 20)
             let messages: [Message]
@@ -232,6 +244,13 @@ extension Router {
                 throw HTTPError(
                     status: 421, error: "misdirected message",
                     detail: "this is node \(local), the message is for \(stray.to); check the peer addresses")
+            }
+            // Recorded before the driver sees the batch: a vote it carries must not make this node
+            // leader before the voter's report of its last leader contact is counted. The body is
+            // in by now, so the receive time is, if anything, late: the cautious side.
+            if let leaderContact, let sender = messages.first?.from {
+                leaderContact.peerReported(sender, ageHeader: request.headers[LeaderContactTracker.ageHeader])
+                if messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
             }
             // Queued for the Raft actor; the answer need not wait for it (order is kept by the queue).
             driver.deliver(messages)

@@ -50,6 +50,8 @@ public actor RaftDriver {
     private let storage: RaftDiskStorage
     private var machine: any ReplicatedStateMachine
     private let transport: any PeerTransport
+    /// Told of every `Ready` before its messages leave, so it knows when this node leads.
+    private let leaderContact: LeaderContactTracker?
     private let tickDuration: Duration
     /// A snapshot is taken after this many entries were applied since the last one.
     private let snapshotInterval: UInt64
@@ -97,6 +99,7 @@ public actor RaftDriver {
         transport: any PeerTransport,
         tickDuration: Duration,
         snapshotInterval: UInt64 = 10_000,
+        leaderContact: LeaderContactTracker? = nil,
         seed: UInt64
     ) throws {
         let random = SeededGenerator(seed: seed)
@@ -114,6 +117,7 @@ public actor RaftDriver {
         self.machine = machine
         self.storage = storage
         self.transport = transport
+        self.leaderContact = leaderContact
         self.tickDuration = tickDuration
         self.snapshotInterval = snapshotInterval
         applied = recovered.snapshot?.metadata.index ?? 0
@@ -307,6 +311,9 @@ public actor RaftDriver {
         drainScheduled = false
         while running && node.hasReady {
             let ready = node.ready()
+            // 0. Before anything leaves: a new leader's bound on its predecessors' leases is taken
+            // now, and a node that leads (or just stopped) is in contact with a leader.
+            leaderContact?.handlingReady(leaderOf: ready.role == .leader ? node.term : nil)
             // 2, early: a leader's appends travel while it writes; its followers' fsyncs and its
             // own run side by side (the core counts its own entries only once `advance` says so).
             if ready.canSendBeforePersisting && !ready.messages.isEmpty { transport.send(ready.messages) }

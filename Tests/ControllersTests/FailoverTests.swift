@@ -180,7 +180,8 @@ import Testing
         #expect(leader.made.last?.reason == "n3 heartbeats again")
         #expect(leader.fixture.vm(web).epoch == epoch, "its VMs stay where failover put them")
         let answer = leader.table.heartbeat(
-            from: 3, facts: NodeFacts(), in: leader.state, appliedIndex: 5, now: leader.now)
+            from: 3, facts: NodeFacts(), in: leader.state, appliedIndex: 5, confirmedContact: leader.now,
+            now: leader.now)
         #expect(answer == .granted(LeaseGrant(duration: .seconds(2), requiredAppliedIndex: 5)))
         leader.run(for: .seconds(5), alive: Self.all)
         #expect(leader.state.nodes[3]?.state == .up)

@@ -75,7 +75,10 @@ struct Leader {
     init(_ fixture: Fixture, startedAt: Duration = .seconds(1000)) {
         self.fixture = fixture
         self.now = startedAt
-        self.table = LeaseTable(timings: LeaseTimings(lease: .seconds(2), margin: .milliseconds(500)), startedAt: now)
+        // A leader was last heard of as this one took over (it was the predecessor's last heartbeat).
+        self.table = LeaseTable(
+            timings: LeaseTimings(lease: .seconds(2), margin: .milliseconds(500)), startedAt: now,
+            predecessorContact: now)
     }
 
     var state: ClusterState { fixture.state }
@@ -87,7 +90,9 @@ struct Leader {
         while now < end {
             now += .milliseconds(200)
             for node in alive.sorted() {
-                _ = table.heartbeat(from: node, facts: NodeFacts(), in: fixture.state, appliedIndex: 0, now: now)
+                // The leader confirmed its leadership with a majority just now.
+                _ = table.heartbeat(
+                    from: node, facts: NodeFacts(), in: fixture.state, appliedIndex: 0, confirmedContact: now, now: now)
             }
             round()
         }

@@ -1,0 +1,141 @@
+// When this node and its peers last heard from a Raft leader: the bound a new leader puts on its predecessors' leases.
+import ClusterModel
+import RaftCore
+import Synchronization
+
+/// This node's record of contact with a leader, and what its peers reported of theirs.
+///
+/// A leader grants only leases that end a lease after a moment at which a majority of voters
+/// heard from it (docs/failover.md). A later leader was elected by a majority too, which shares
+/// a voter with that one; that voter heard from the old leader before it voted, and its vote
+/// carried how long ago that was. So the latest contact reported before the election, plus a
+/// lease and the margin, bounds every lease any predecessor granted.
+///
+/// All times are spans since one origin on the node's monotonic clock (`LeaderContactTracker`);
+/// a later contact is always the safe side: it only makes a new leader wait longer.
+struct LeaderContact: Sendable {
+    /// When this node last heard from a leader, or last was one. Starts at process start: what
+    /// the node heard before it (re)started is not remembered, so it counts as just heard.
+    private(set) var lastLeaderContact: Duration
+    /// Per peer, the latest contact with a leader it reported: receive time minus its age.
+    private(set) var reportedContact: [NodeID: Duration] = [:]
+    /// The term this node led when it handled its last `Ready`; nil if it did not lead.
+    private var ledTerm: Term?
+    /// The bound taken when this node became leader of `term` (see `predecessorContact(term:)`).
+    private var predecessor: (term: Term, contact: Duration)?
+
+    init(startedAt: Duration) {
+        lastLeaderContact = startedAt
+    }
+
+    /// A Raft batch with an append, a heartbeat or a snapshot arrived, whatever its term: the
+    /// shell cannot tell whether the core accepts it, and a later contact is only more cautious.
+    mutating func heardFromLeader(now: Duration) {
+        lastLeaderContact = max(lastLeaderContact, now)
+    }
+
+    /// How long ago this node last heard from a leader: what its outgoing batches report.
+    func age(now: Duration) -> Duration {
+        max(.zero, now - lastLeaderContact)
+    }
+
+    /// A batch from `peer`, received at `receivedAt`, said it last heard from a leader `age` ago.
+    /// The network delay only makes the result later than the truth, which is the safe side.
+    mutating func peerReported(_ peer: NodeID, age: Duration, receivedAt: Duration) {
+        let contact = receivedAt - max(age, .zero)
+        reportedContact[peer] = max(reportedContact[peer] ?? contact, contact)
+    }
+
+    /// The driver is about to act on a `Ready` (before any of its messages leave): `term` is the
+    /// term this node leads in it, or nil if it does not lead.
+    ///
+    /// On the first `Ready` of a leadership it takes the bound on its predecessors' contacts then,
+    /// before its own first messages, whose answers would push it to "now". While leading, and on
+    /// the first `Ready` after it stopped leading (which carries its vote for a successor, say), a
+    /// node is itself in contact with a leader.
+    mutating func handlingReady(leaderOf term: Term?, now: Duration) {
+        if let term, ledTerm != term {
+            let reported = reportedContact.values.max() ?? lastLeaderContact
+            predecessor = (term, max(lastLeaderContact, reported))
+        }
+        if term != nil || ledTerm != nil { lastLeaderContact = max(lastLeaderContact, now) }
+        ledTerm = term
+    }
+
+    /// The latest contact with a leader that this node had, or a peer reported, before it became
+    /// leader of `term`; nil if it has not handled a `Ready` as leader of that term.
+    func predecessorContact(term: Term) -> Duration? {
+        guard let predecessor, predecessor.term == term else { return nil }
+        return predecessor.contact
+    }
+}
+
+/// The node's one `LeaderContact`, shared by the Raft driver, the peer transport and the leader's
+/// controllers, with the one monotonic clock origin all three measure from.
+public final class LeaderContactTracker: Sendable {
+    /// The header on a Raft message batch that carries the sender's `age`, in microseconds.
+    static let ageHeader = "flotilla-leader-contact-age-us"
+
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
+    private let contact: Mutex<LeaderContact>
+
+    public init() {
+        origin = clock.now
+        contact = Mutex(LeaderContact(startedAt: .zero))
+    }
+
+    /// The node's monotonic clock: the time since this tracker was made (at process start).
+    var now: Duration { clock.now - origin }
+
+    func heardFromLeader() {
+        let now = now
+        contact.withLock { $0.heardFromLeader(now: now) }
+    }
+
+    /// The value of `ageHeader` for a batch encoded now.
+    func ageHeaderValue() -> String {
+        let now = now
+        let age = contact.withLock { $0.age(now: now) }
+        return String(age.microseconds)
+    }
+
+    /// Records the age a peer's batch carried; a batch without one (or with one that cannot be
+    /// read) counts as age 0, the cautious value.
+    func peerReported(_ peer: NodeID, ageHeader value: String?) {
+        let age = value.flatMap { Int64($0) }.map { Duration.microseconds($0) } ?? .zero
+        let now = now
+        contact.withLock { $0.peerReported(peer, age: age, receivedAt: now) }
+    }
+
+    func handlingReady(leaderOf term: Term?) {
+        let now = now
+        contact.withLock { $0.handlingReady(leaderOf: term, now: now) }
+    }
+
+    func predecessorContact(term: Term) -> Duration? {
+        contact.withLock { $0.predecessorContact(term: term) }
+    }
+
+    /// The latest contact with a leader `peer` reported, on this node's clock.
+    func reportedContact(of peer: NodeID) -> Duration? {
+        contact.withLock { $0.reportedContact[peer] }
+    }
+}
+
+extension Duration {
+    /// Whole microseconds, rounded down.
+    fileprivate var microseconds: Int64 {
+        components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    }
+}
+
+extension Message {
+    /// Whether only a leader sends this message: an append, a heartbeat or a snapshot chunk.
+    var comesFromLeader: Bool {
+        switch kind {
+        case .append, .heartbeat, .installSnapshot: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// The record of contact with a leader: what a node reports, and the bound a new leader takes at its election.
+import ClusterModel
+import RaftCore
+import Testing
+
+@testable import Node
+
+@Suite struct LeaderContactTests {
+    @Test func aNodeStartsAsIfItHadJustHeardFromALeader() {
+        let contact = LeaderContact(startedAt: .seconds(5))
+        #expect(contact.lastLeaderContact == .seconds(5))
+        #expect(contact.age(now: .milliseconds(5300)) == .milliseconds(300))
+    }
+
+    @Test func aBatchFromALeaderResetsTheAgeItReports() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.heardFromLeader(now: .seconds(10))
+        #expect(contact.age(now: .milliseconds(10_250)) == .milliseconds(250))
+        // A batch handled late (an earlier receive time) never moves the contact back.
+        contact.heardFromLeader(now: .seconds(9))
+        #expect(contact.lastLeaderContact == .seconds(10))
+    }
+
+    @Test func leadingCountsAsContactUntilTheFirstReadyAfterLeadershipEnds() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.handlingReady(leaderOf: nil, now: .seconds(1))
+        #expect(contact.lastLeaderContact == .zero, "a follower's own Readies are no contact")
+        contact.handlingReady(leaderOf: 4, now: .seconds(2))
+        #expect(contact.lastLeaderContact == .seconds(2))
+        contact.handlingReady(leaderOf: 4, now: .seconds(3))
+        #expect(contact.lastLeaderContact == .seconds(3))
+        // It stepped down; this Ready carries its vote for a successor: it reports "just now".
+        contact.handlingReady(leaderOf: nil, now: .seconds(4))
+        #expect(contact.lastLeaderContact == .seconds(4))
+        #expect(contact.age(now: .seconds(4)) == .zero)
+        contact.handlingReady(leaderOf: nil, now: .seconds(6))
+        #expect(contact.lastLeaderContact == .seconds(4))
+    }
+
+    @Test func theBoundIsTakenAtTheFirstLeaderReadyAndIgnoresLaterReports() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.heardFromLeader(now: .seconds(8))
+        // Voters' reports that arrived with their votes: n2 heard from the old leader 1.5 s before
+        // its vote left, n3 500 ms before.
+        contact.peerReported(2, age: .milliseconds(1500), receivedAt: .seconds(10))
+        contact.peerReported(3, age: .milliseconds(500), receivedAt: .seconds(10))
+        #expect(contact.predecessorContact(term: 7) == nil, "not leader yet")
+        contact.handlingReady(leaderOf: 7, now: .milliseconds(10_010))
+        #expect(contact.predecessorContact(term: 7) == .milliseconds(9500))
+        // Answers to the new leader's own first messages say "just now": they do not count.
+        contact.peerReported(2, age: .zero, receivedAt: .seconds(11))
+        contact.handlingReady(leaderOf: 7, now: .seconds(11))
+        #expect(contact.predecessorContact(term: 7) == .milliseconds(9500))
+        #expect(contact.predecessorContact(term: 6) == nil)
+    }
+
+    @Test func theBoundIncludesThisNodesOwnContactBeforeTheElection() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.heardFromLeader(now: .seconds(9))
+        contact.peerReported(2, age: .seconds(2), receivedAt: .seconds(10))
+        contact.handlingReady(leaderOf: 3, now: .seconds(10))
+        #expect(contact.predecessorContact(term: 3) == .seconds(9))
+    }
+
+    @Test func leadingAgainInANewTermTakesANewBound() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.handlingReady(leaderOf: 3, now: .seconds(1))
+        contact.handlingReady(leaderOf: nil, now: .seconds(2))
+        contact.peerReported(2, age: .zero, receivedAt: .seconds(5))
+        contact.handlingReady(leaderOf: 5, now: .seconds(6))
+        #expect(contact.predecessorContact(term: 5) == .seconds(5))
+        #expect(contact.predecessorContact(term: 3) == nil)
+    }
+
+    @Test func aPeersReportsOnlyEverMoveItsContactLater() {
+        var contact = LeaderContact(startedAt: .zero)
+        contact.peerReported(2, age: .milliseconds(100), receivedAt: .seconds(10))
+        contact.peerReported(2, age: .seconds(3), receivedAt: .milliseconds(10_100))
+        #expect(contact.reportedContact[2] == .milliseconds(9900))
+        // A negative age (a broken sender) counts as zero, never as a contact in the future.
+        contact.peerReported(3, age: .seconds(-5), receivedAt: .seconds(10))
+        #expect(contact.reportedContact[3] == .seconds(10))
+    }
+
+    @Test func aBatchWithoutAnAgeCountsAsAgeZero() throws {
+        let tracker = LeaderContactTracker()
+        let before = tracker.now
+        tracker.peerReported(2, ageHeader: nil)
+        tracker.peerReported(3, ageHeader: "not a number")
+        let after = tracker.now
+        for peer: NodeID in [2, 3] {
+            let reported = try #require(tracker.reportedContact(of: peer))
+            #expect(reported >= before && reported <= after, "n\(peer): \(reported), received in \(before)...\(after)")
+        }
+    }
+
+    @Test func theAgeHeaderCarriesMicrosecondsThatThePeerSubtracts() throws {
+        let sender = LeaderContactTracker()
+        let microseconds = try #require(Int64(sender.ageHeaderValue()))
+        #expect(microseconds >= 0 && microseconds < 60_000_000)
+        let receiver = LeaderContactTracker()
+        let before = receiver.now
+        receiver.peerReported(2, ageHeader: "5000000")
+        let after = receiver.now
+        let reported = try #require(receiver.reportedContact(of: 2))
+        #expect(reported >= before - .seconds(5) && reported <= after - .seconds(5), "\(reported)")
+    }
+
+    @Test func onlyAppendsHeartbeatsAndSnapshotsComeFromALeader() {
+        let heartbeat = Message(from: 1, to: 2, term: 3, kind: .heartbeat(Heartbeat(commit: 0, readRound: 0)))
+        let vote = Message(from: 1, to: 2, term: 3, kind: .voteResponse(granted: true))
+        #expect(heartbeat.comesFromLeader)
+        #expect(!vote.comesFromLeader)
+    }
+}
