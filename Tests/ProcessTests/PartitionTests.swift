@@ -1,5 +1,6 @@
-// Nodes on their own hosts: a leader cut off into a minority steps down; its uncommitted writes vanish.
+// Nodes on their own hosts: a leader cut off into a minority steps down; its uncommitted writes vanish, its VMs move.
 import Foundation
+import Guests
 import Node
 import Testing
 
@@ -33,6 +34,52 @@ struct PartitionTests {
         let settings = try await cluster.client(oldLeader).settings()
         #expect(settings["doomed"] == nil, "an uncommitted write of the deposed leader survived\n\(cluster.logTails())")
         #expect(Set(settings.keys) == Set((1...5).map { "before-\($0)" } + ["after"]))
+        await cluster.close()
+    }
+
+    @Test func aLeaderCutOffAloneFencesBeforeItsVMsRunElsewhere() async throws {
+        let cluster = try ProcessCluster(size: 3, hosts: true, journalIntervalMilliseconds: 50)
+        try cluster.startAll()
+        let leader = try await cluster.awaitLeader()
+        let survivor = cluster.client(leader % 3 + 1)
+        try await cluster.await("all three nodes registered") {
+            (try? await survivor.nodes())?.map(\.id) == ["n1", "n2", "n3"]
+        }
+        // The volume's coordinator is a survivor: the VMs' disks stay served on the majority side.
+        _ = try await survivor.createVolume("csv1", coordinator: "n\(leader % 3 + 1)")
+        var disks: [String: String] = [:]
+        for name in ["Finance", "Engineering"] {
+            let vm = try await survivor.createVM(VMCreation(name: name, startup: 256 << 20, volume: "csv1"))
+            _ = try await survivor.startVM(name, on: "n\(leader)")
+            disks[name] = cluster.sharedRoot + "/volumes/csv1/\(vm.diskFile)"
+        }
+        try await FailoverProcessTests.awaitRunning(2, on: leader, cluster)
+        // Still the leader (the test reaches it while the other nodes cannot).
+        #expect(try await cluster.awaitLeader() == leader)
+        let before = Dictionary(uniqueKeysWithValues: try await survivor.vms().map { ($0.name, $0.epoch) })
+
+        try cluster.isolate(leader)
+        try await cluster.await("its VMs running on the majority at a newer epoch", within: .seconds(20)) {
+            guard let vms = try? await survivor.vms() else { return false }
+            return vms.allSatisfy { $0.owner != nil && $0.owner != "n\(leader)" && $0.epoch > before[$0.name]! }
+        }
+        try await cluster.await("n\(leader) fenced") {
+            (try? await cluster.client(leader).agent())?.fenced != nil
+        }
+        // The new owners append for a while, then the old leader comes back.
+        try await Task.sleep(for: .seconds(1))
+        try cluster.heal(leader)
+        try await cluster.await("n\(leader) back up", within: .seconds(20)) {
+            (try? await survivor.nodes())?.first { $0.id == "n\(leader)" }?.state == "up"
+        }
+        let after = Dictionary(uniqueKeysWithValues: try await survivor.vms().map { ($0.name, $0.epoch) })
+        for (name, path) in disks.sorted(by: { $0.key < $1.key }) {
+            let journal = try DiskJournal.read(path: path)
+            let violations = JournalChecker.check(journal)
+            #expect(violations.isEmpty, "\(name): \(violations)\n\(cluster.logTails())")
+            #expect(journal.records.contains { $0.epoch == before[name]! }, "\(name): the old owner's records")
+            #expect(journal.records.contains { $0.epoch == after[name]! }, "\(name): the new owner's records")
+        }
         await cluster.close()
     }
 }
