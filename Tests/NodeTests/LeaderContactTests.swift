@@ -1,6 +1,9 @@
 // The record of contact with a leader: what a node reports, and the bound a new leader takes at its election.
 import ClusterModel
+import FlotillaTestKit
 import RaftCore
+import RaftStorage
+import Synchronization
 import Testing
 
 @testable import Node
@@ -111,5 +114,70 @@ import Testing
         let vote = Message(from: 1, to: 2, term: 3, kind: .voteResponse(granted: true))
         #expect(heartbeat.comesFromLeader)
         #expect(!vote.comesFromLeader)
+    }
+}
+
+/// Three drivers in this process, each with its own tracker, joined the way the peer route
+/// joins them: the sender's age goes along, the receiver records it before its driver sees the batch.
+@Suite struct LeaderContactDriverTests {
+    private struct Nothing: ReplicatedStateMachine {
+        mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] { [] }
+        func snapshot() -> [UInt8] { [] }
+        mutating func restore(from snapshot: [UInt8]) throws {}
+    }
+
+    private final class Network: Sendable {
+        let trackers: [NodeID: LeaderContactTracker] = [1: .init(), 2: .init(), 3: .init()]
+        let drivers = Mutex<[NodeID: RaftDriver]>([:])
+        /// Leader messages that left before their sender had taken its bound for their term.
+        let early = Mutex<[String]>([])
+
+        struct Transport: PeerTransport {
+            let network: Network
+            func send(_ messages: [Message]) {
+                for (to, batch) in Dictionary(grouping: messages, by: \.to) {
+                    guard let from = batch.first?.from, let sender = network.trackers[from],
+                        let receiver = network.trackers[to], let driver = network.drivers.withLock({ $0[to] })
+                    else { continue }
+                    for message in batch where message.comesFromLeader {
+                        if sender.predecessorContact(term: message.term) == nil {
+                            network.early.withLock { $0.append("\(message)") }
+                        }
+                    }
+                    receiver.peerReported(from, ageHeader: sender.ageHeaderValue())
+                    if batch.contains(where: \.comesFromLeader) { receiver.heardFromLeader() }
+                    driver.deliver(batch)
+                }
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aNewLeaderTakesItsBoundBeforeItsFirstMessageAndFollowersReportFreshContact() async throws {
+        let root = try TemporaryDirectory()
+        let network = Network()
+        for id: NodeID in [1, 2, 3] {
+            let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
+            let driver = try RaftDriver(
+                configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
+                bootstrapMembership: Membership(voters: [1, 2, 3]), storage: storage, recovered: recovered,
+                machine: Nothing(), transport: Network.Transport(network: network), tickDuration: .milliseconds(5),
+                leaderContact: network.trackers[id], seed: id.rawValue)
+            network.drivers.withLock { $0[id] = driver }
+        }
+        for driver in network.drivers.withLock({ Array($0.values) }) { await driver.start() }
+        let leader = await network.drivers.withLock { $0[1]! }.awaitLeader()
+        let status = await network.drivers.withLock { $0[leader]! }.status
+        // Heartbeats flow for a while.
+        try await Task.sleep(for: .milliseconds(200))
+        let tracker = try #require(network.trackers[leader])
+        let bound = try #require(tracker.predecessorContact(term: status.term), "no bound taken for \(status.term)")
+        #expect(bound <= tracker.now)
+        #expect(network.early.withLock { $0 }.isEmpty, "\(network.early.withLock { $0 })")
+        for (id, follower) in network.trackers where id != leader {
+            let age = try #require(Int64(follower.ageHeaderValue()))
+            #expect(age < 500_000, "n\(id) last heard from the leader \(age) µs ago")
+        }
+        for driver in network.drivers.withLock({ Array($0.values) }) { await driver.stop() }
     }
 }
