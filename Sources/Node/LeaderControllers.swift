@@ -163,9 +163,12 @@ actor LeaderControllers {
             // Not confirmed (no majority answered, or leadership ended): grants shrink toward a refusal.
             return
         }
-        // A read issued as leader fails when leadership ends, so one that succeeded was
-        // confirmed in the term it was issued in; re-checked after the await all the same.
-        guard leadership?.term == term else { return }
+        // Only a read this node served as leader confirms its own contact: one registered just
+        // after it stepped down went to the new leader. A node leads at most once in a term, so
+        // leading in the same term now means it led throughout (and a read issued as leader
+        // fails when leadership ends).
+        let status = await driver.status
+        guard status.role == .leader, status.term == term, leadership?.term == term else { return }
         leadership!.confirmedContact = max(leadership!.confirmedContact ?? startedAt, startedAt)
     }
 
