@@ -23,6 +23,9 @@ public struct Simulation {
         case chaos
         case heal(episode: Int)
         case restart(slot: Int)
+        /// `observer` learns that the process in `gone` died (its connection closed and a reconnect
+        /// was refused), if `gone` is still down in the life it died in.
+        case processGone(observer: Int, gone: Int, goneIncarnation: Int)
         case decommission(slot: Int)
         case calm
         case stopClients
@@ -215,6 +218,19 @@ public struct Simulation {
             healNetwork()
         case .restart(let slot):
             try restart(slot: slot)
+        case .processGone(let observer, let gone, let goneIncarnation):
+            guard nodes[gone].lifecycle == .crashed, nodes[gone].incarnation == goneIncarnation,
+                nodes[observer].lifecycle == .running
+            else { return }
+            guard nodes[observer].pausedUntil <= now else {
+                deferUntilAwake(event, slot: observer)
+                return
+            }
+            let goneID = nodes[gone].id
+            if nodes[observer].raft!.leader == goneID { statistics.deadLeaderNotices += 1 }
+            trace.record("[t=\(now)] \(nodes[observer].id) sees \(goneID)'s process gone")
+            nodes[observer].raft!.leaderProcessGone(goneID)
+            try drain(observer)
         case .decommission(let slot):
             guard nodes[slot].lifecycle == .running || nodes[slot].lifecycle == .crashed else { return }
             trace.record("[t=\(now)] \(nodes[slot].id) decommissioned after its removal was applied")
@@ -512,7 +528,23 @@ public struct Simulation {
             phase == .chaos && random.chance(0.5)
             ? UInt64(random.int(in: 100...2_000)) : UInt64(random.int(in: 1...30))
         queue.schedule(.restart(slot: slot), at: now + downtime)
+        reportProcessGone(slot)
         try checkNothingCommittedLost()
+    }
+
+    /// A killed process's host closes its connections and refuses new ones, and the peers notice
+    /// (the node shell's `HTTP2PeerTransport` does); a machine that vanishes says nothing. Half the
+    /// crashes are of each kind. Only peers still linked both ways to the dead node notice.
+    private mutating func reportProcessGone(_ slot: Int) {
+        guard random.chance(0.5) else { return }
+        let id = nodes[slot].id
+        for observer in nodes.indices where observer != slot && nodes[observer].lifecycle == .running {
+            let peer = nodes[observer].id
+            guard network.delivers(from: id, to: peer), network.delivers(from: peer, to: id) else { continue }
+            let delay = UInt64(random.int(in: 1...Int(2 * configuration.tickInterval)))
+            queue.schedule(
+                .processGone(observer: observer, gone: slot, goneIncarnation: nodes[slot].incarnation), at: now + delay)
+        }
     }
 
     private mutating func restart(slot: Int) throws(SafetyViolation) {

@@ -18,6 +18,8 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var crashes = 0
     public var crashesDuringWrite = 0
     public var tornWrites = 0
+    /// Followers told that their leader's process died (`RaftNode.leaderProcessGone`).
+    public var deadLeaderNotices = 0
     public var restarts = 0
     public var partitions = 0
     public var pauses = 0
@@ -42,6 +44,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         crashes += other.crashes
         crashesDuringWrite += other.crashesDuringWrite
         tornWrites += other.tornWrites
+        deadLeaderNotices += other.deadLeaderNotices
         restarts += other.restarts
         partitions += other.partitions
         pauses += other.pauses
@@ -57,7 +60,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         "simulated \(seeds) seeds, \(steps) steps, \(committedEntries) committed entries, "
             + "\(linearizabilityChecks) linearizability checks (\(completedOperations) client operations, "
             + "\(leadersElected) leaders, \(crashes) crashes of which \(crashesDuringWrite) mid-write and "
-            + "\(tornWrites) torn, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
+            + "\(tornWrites) torn, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
             + "\(leadershipTransfers) leadership transfers, \(snapshotsInstalled) snapshots installed)"
     }
 }

@@ -8,6 +8,38 @@ extension RaftNode {
         campaign(isLeadershipTransfer: false)
     }
 
+    /// Reports that the process of `node` is gone: the shell saw its connection to `node` close
+    /// and a new connection refused, which a live process never does (its port is open for as long
+    /// as it runs). Nothing is sent and no term changes here.
+    ///
+    /// A follower whose leader is `node` forgets that leader, so that it grants pre-votes and votes
+    /// at once instead of defending a dead leader for a whole election timeout (the CheckQuorum
+    /// stickiness of Ongaro §4.2.3), and arms its election timer to fire within
+    /// `leaderGoneTicks` ticks (a random number of ticks drawn from the node's generator, so
+    /// followers that heard the same news rarely campaign together), unless it fires sooner anyway.
+    /// A leader that is in fact alive loses nothing: its next heartbeat or append makes it the
+    /// leader again and restores the normal timeout, and the PreVote round it may meet first is
+    /// refused by every voter that did not hear the news. Raft's safety never depends on timing, so
+    /// a wrong report can cost an election, never a committed entry.
+    ///
+    /// Ignored on a leader, and for any node that is not this node's current leader (a dead
+    /// follower changes nothing about elections; a pre-candidate or candidate has no leader).
+    public mutating func leaderProcessGone(_ node: NodeID) {
+        guard currentRole != .leader, currentLeader == node else { return }
+        currentLeader = nil
+        let delay = Int.random(in: Self.leaderGoneTicks, using: &random)
+        randomizedElectionTimeout = min(randomizedElectionTimeout, electionElapsed + delay)
+    }
+
+    /// How soon, in ticks, a follower campaigns after `leaderProcessGone`: at least one tick, so
+    /// that the news reaches the other followers over their own connections too; a range of three,
+    /// so that two followers pick different ticks two times out of three.
+    static let leaderGoneTicks = 1...3
+
+    /// The election timer was shortened by `leaderProcessGone`: normal draws are never below
+    /// `electionTicks`.
+    var electionTimerIsShortened: Bool { randomizedElectionTimeout < configuration.electionTicks }
+
     mutating func tickElection() {
         electionElapsed += 1
         if isPromotable && electionElapsed >= randomizedElectionTimeout {
@@ -241,6 +273,8 @@ extension RaftNode {
         }
         currentLeader = node
         electionElapsed = 0
+        // The leader reported gone is alive after all (or a new one took over): back to a full timeout.
+        if electionTimerIsShortened { resetElectionTimer() }
     }
 
     private mutating func answerVote(_ request: VoteRequest, from candidate: NodeID, term: Term, isPreVote: Bool) {
@@ -253,6 +287,8 @@ extension RaftNode {
             if !isPreVote {
                 vote = candidate
                 electionElapsed = 0
+                // Give the candidate we voted for a full timeout to win, rather than challenge it.
+                if electionTimerIsShortened { resetElectionTimer() }
             }
         } else {
             send(isPreVote ? .preVoteResponse(granted: false) : .voteResponse(granted: false), to: candidate)
