@@ -14,27 +14,36 @@ extension RaftNode {
     ///
     /// A follower whose leader is `node` forgets that leader, so that it grants pre-votes and votes
     /// at once instead of defending a dead leader for a whole election timeout (the CheckQuorum
-    /// stickiness of Ongaro §4.2.3), and arms its election timer to fire within
-    /// `leaderGoneTicks` ticks (a random number of ticks drawn from the node's generator, so
-    /// followers that heard the same news rarely campaign together), unless it fires sooner anyway.
-    /// A leader that is in fact alive loses nothing: its next heartbeat or append makes it the
-    /// leader again and restores the normal timeout, and the PreVote round it may meet first is
-    /// refused by every voter that did not hear the news. Raft's safety never depends on timing, so
-    /// a wrong report can cost an election, never a committed entry.
+    /// stickiness of Ongaro §4.2.3), and arms its election timer to fire within a few ticks
+    /// (`leaderGoneDelay`), unless it fires sooner anyway. A leader that is in fact alive loses
+    /// nothing: its next heartbeat or append makes it the leader again and restores the normal
+    /// timeout, and the pre-vote it may meet first is refused by every voter that did not hear the
+    /// news. Raft's safety never depends on timing, so a wrong report can cost an election, never a
+    /// committed entry.
     ///
     /// Ignored on a leader, and for any node that is not this node's current leader (a dead
     /// follower changes nothing about elections; a pre-candidate or candidate has no leader).
     public mutating func leaderProcessGone(_ node: NodeID) {
         guard currentRole != .leader, currentLeader == node else { return }
         currentLeader = nil
-        let delay = Int.random(in: Self.leaderGoneTicks, using: &random)
+        guard let delay = leaderGoneDelay(after: node) else { return }
         randomizedElectionTimeout = min(randomizedElectionTimeout, electionElapsed + delay)
     }
 
-    /// How soon, in ticks, a follower campaigns after `leaderProcessGone`: at least one tick, so
-    /// that the news reaches the other followers over their own connections too; a range of three,
-    /// so that two followers pick different ticks two times out of three.
-    static let leaderGoneTicks = 1...3
+    /// How many ticks after hearing that `leader` died this voter campaigns: 1, 3, 5, … by its rank
+    /// among the surviving voters, counted in id order from the one after `leader` (so leadership
+    /// does not always land on the same node). Every follower hears the news at about the same
+    /// moment; a random delay would make two of them stand in the same tick one time in three,
+    /// grant each other's pre-vote, split the vote and wait out a full election timeout. Two ticks
+    /// apart, the first one's pre-vote and vote round trips are over before the next one stands;
+    /// if the first cannot win (its log is behind), the next one does two ticks later. Nil for a
+    /// node that cannot campaign.
+    func leaderGoneDelay(after leader: NodeID) -> Int? {
+        guard isPromotable else { return nil }
+        let survivors = membership.voters.subtracting([leader]).sorted()
+        let order = survivors.filter { $0 > leader } + survivors.filter { $0 < leader }
+        return order.firstIndex(of: id).map { 1 + 2 * $0 }
+    }
 
     /// The election timer was shortened by `leaderProcessGone`: normal draws are never below
     /// `electionTicks`.
