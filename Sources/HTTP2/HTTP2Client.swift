@@ -3,6 +3,12 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Links a call to its stream so that cancelling the calling task can reset the stream.
 final class CallCancellation: Sendable {
     private let state = NIOLockedValueBox<(streamID: Int32?, cancelled: Bool)>((nil, false))
@@ -64,6 +70,8 @@ public final class HTTP2Client: Sendable {
         var connection: PeerConnection?
         var pendingConnect: EventLoopFuture<PeerConnection>?
         var lastError: HTTP2ClientError?
+        /// Called when an open connection closes, unless the client was closed.
+        var onConnectionLost: (@Sendable () -> Void)?
     }
 
     public let configuration: Configuration
@@ -116,6 +124,20 @@ public final class HTTP2Client: Sendable {
             handler.value.startRequest(
                 request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop)
         }
+    }
+
+    /// Opens the connection now unless one is open (or opening), waiting for it until `deadline`.
+    ///
+    /// Throws what a call would: after a failed connect, `connectWasRefused` on the error says
+    /// whether the peer's host refused it.
+    public func connect(deadline: NIODeadline) async throws {
+        _ = try await self.connection(deadline: deadline)
+    }
+
+    /// Sets what to do when an open connection closes (the peer closed it, reset it or died); it
+    /// runs on the connection's event loop, so it must only start work. Not called after `close()`.
+    public func onConnectionLost(_ handler: @escaping @Sendable () -> Void) {
+        self.shared.withLockedValue { $0.onConnectionLost = handler }
     }
 
     /// Sends `request` and returns as soon as the response headers arrive; the body is a `.stream`
@@ -183,7 +205,8 @@ public final class HTTP2Client: Sendable {
                     HTTP2ClientError(
                         .peerUnavailable,
                         peer: self.peer,
-                        detail: "\(last); not retrying for another \(retryIn.nanoseconds / 1_000_000) ms"
+                        detail: "\(last); not retrying for another \(retryIn.nanoseconds / 1_000_000) ms",
+                        connectWasRefused: shared.lastError?.connectWasRefused ?? false
                     )
                 )
             case .failClosed:
@@ -274,7 +297,9 @@ public final class HTTP2Client: Sendable {
             } catch let error as HTTP2ClientError {
                 throw error
             } catch {
-                throw HTTP2ClientError(.connectionRefused, peer: peer, detail: "connect failed: \(error)")
+                throw HTTP2ClientError(
+                    .connectionRefused, peer: peer, detail: "connect failed: \(error)",
+                    connectWasRefused: Self.isRefusal(error))
             }
         }
         promise.futureResult.whenComplete { result in
@@ -292,12 +317,15 @@ public final class HTTP2Client: Sendable {
                     return
                 }
                 connection.channel.closeFuture.whenComplete { _ in
-                    shared.withLockedValue { shared in
+                    let report = shared.withLockedValue { shared -> (@Sendable () -> Void)? in
                         shared.machine.connectionLost(attempt: attempt)
                         if shared.connection?.attempt == attempt {
                             shared.connection = nil
                         }
+                        if case .closed = shared.machine.state { return nil }
+                        return shared.onConnectionLost
                     }
+                    report?()
                 }
             case .failure(let error):
                 shared.withLockedValue { shared in
@@ -308,5 +336,15 @@ public final class HTTP2Client: Sendable {
             }
         }
         return promise.futureResult
+    }
+
+    /// Whether a failed connect was refused by the peer's host (ECONNREFUSED to every address
+    /// tried), as opposed to timing out or finding no route.
+    static func isRefusal(_ error: any Error) -> Bool {
+        if let error = error as? IOError { return error.errnoCode == ECONNREFUSED }
+        if let error = error as? NIOConnectionError {
+            return !error.connectionErrors.isEmpty && error.connectionErrors.allSatisfy { isRefusal($0.error) }
+        }
+        return false
     }
 }

@@ -59,12 +59,18 @@ public struct HTTP2ClientError: Error, Sendable, Hashable, CustomStringConvertib
     public let detail: String
     /// The HTTP/2 error code of a `streamReset` (e.g. 8 = CANCEL), otherwise `nil`.
     public let errorCode: UInt32?
+    /// The peer's host answered the TCP connect with a refusal (ECONNREFUSED): it is up but nothing
+    /// listens on the port, so the peer's process is not running. A host that is gone (or cut off)
+    /// times out or is unreachable instead, and this is false. Also true for a `peerUnavailable`
+    /// call made while backing off after such a refusal.
+    public let connectWasRefused: Bool
 
-    init(_ kind: Kind, peer: String, detail: String, errorCode: UInt32? = nil) {
+    init(_ kind: Kind, peer: String, detail: String, errorCode: UInt32? = nil, connectWasRefused: Bool = false) {
         self.kind = kind
         self.peer = peer
         self.detail = detail
         self.errorCode = errorCode
+        self.connectWasRefused = connectWasRefused
     }
 
     public var description: String {

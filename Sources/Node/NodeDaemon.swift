@@ -65,6 +65,7 @@ public final class NodeDaemon: Service {
             seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
 
         transport.onUnreachable { [weak driver] node in await driver?.reportUnreachable(node) }
+        transport.onPeerProcessGone { [weak driver] node in await driver?.peerProcessGone(node) }
 
         var peerRouter = Router()
         peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID, leaderContact: leaderContact)

@@ -82,9 +82,18 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Told when a batch to a peer is lost, so the Raft leader probes it instead of pipelining blind.
     private let unreachable = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
+    /// Told when a peer's process is gone (see `checkProcessGone`), so a follower of it campaigns at once.
+    private let processGone = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
+
     /// Sets what to do when a batch to a peer could not be delivered.
     func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
         unreachable.withLock { $0 = handler }
+    }
+
+    /// Sets what to do when a peer's connection closed and a reconnect was refused: its process
+    /// is gone (killed or crashed; a live node always accepts connections).
+    func onPeerProcessGone(_ handler: @escaping @Sendable (NodeID) async -> Void) {
+        processGone.withLock { $0 = handler }
     }
 
     init(
@@ -191,6 +200,11 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let peer = Peer(id: id, client: client, wake: wake)
             peers[id] = peer
+            // Followers learn of a dead leader from this even when they have nothing to send.
+            client.onConnectionLost { [weak self] in
+                guard let transport = self else { return }
+                Task { await transport.checkProcessGone(peer) }
+            }
             let task = Task { [weak self] in
                 for await _ in stream {
                     guard let transport = self else { return }
@@ -217,6 +231,23 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
         finished(peer, result)
         postNext(peer)
+    }
+
+    /// Called once per closed connection: a process that dies (SIGKILL, crash) has its sockets
+    /// closed by the kernel, so the connection closes at once and a new connect to its port is
+    /// refused by its still-running host. Only that pair is reported. A host that vanished, or a
+    /// cut network, leaves the connection silent and makes a connect time out: that stays the
+    /// election timeout's job. A peer that restarted or merely closed the connection accepts the
+    /// reconnect, which the next batch then uses.
+    private func checkProcessGone(_ peer: Peer) async {
+        do {
+            try await peer.client.connect(deadline: .now() + TimeAmount(requestTimeout))
+        } catch let error as HTTP2ClientError where error.connectWasRefused {
+            logger.info("peer \(peer.id) closed its connection and refuses new ones: its process is gone")
+            if let report = processGone.withLock({ $0 }) { await report(peer.id) }
+        } catch {
+            // Timed out or failed otherwise: no sign either way.
+        }
     }
 
     /// Stops the sender tasks and closes the connections.

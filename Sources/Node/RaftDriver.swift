@@ -271,6 +271,14 @@ public actor RaftDriver {
         scheduleDrain()
     }
 
+    /// The transport saw `node`'s process die: if it led this node, an election starts within a
+    /// few ticks instead of an election timeout (`RaftNode.leaderProcessGone`).
+    public func peerProcessGone(_ node: NodeID) {
+        guard running else { return }
+        self.node.leaderProcessGone(node)
+        scheduleDrain()
+    }
+
     /// Asks the core to hand leadership to `target`.
     public func transferLeadership(to target: NodeID) throws {
         try node.transferLeadership(to: target)

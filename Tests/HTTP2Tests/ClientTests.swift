@@ -22,13 +22,36 @@ import Testing
                 _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
             }
             #expect(first?.kind == .connectionRefused)
+            #expect(first?.connectWasRefused == true)
             #expect(first?.requestWasNotProcessed == true)
             // Within the backoff the client does not even try: it fails at once, naming the last failure.
             let second = await #expect(throws: HTTP2ClientError.self) {
                 _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
             }
             #expect(second?.kind == .peerUnavailable)
+            #expect(second?.connectWasRefused == true)
             #expect(second?.peer == "127.0.0.1:\(port)")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aLostConnectionIsReportedAndARefusedReconnectSaysSo() async throws {
+        var router = Router()
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+        let port = try await server.start()
+        try await withClient(port: port, configure: { $0.initialBackoff = .zero }) { client async throws -> Void in
+            let (lost, report) = AsyncStream.makeStream(of: Void.self)
+            client.onConnectionLost { report.yield() }
+            #expect(
+                try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline()).status == 200)
+            await server.shutdown()
+            // Reported without any call in flight: nothing was sent after the ping.
+            var losses = lost.makeAsyncIterator()
+            #expect(await losses.next() != nil)
+            let error = await #expect(throws: HTTP2ClientError.self) {
+                try await client.connect(deadline: testDeadline())
+            }
+            #expect(error?.connectWasRefused == true)
         }
     }
 
@@ -49,6 +72,8 @@ import Testing
                     _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
                 }
                 #expect(error?.kind == .connectionRefused)
+                // The TCP connect succeeded: the peer's process is there, it just does not answer.
+                #expect(error?.connectWasRefused == false)
             }
         }
         try await silent.close()
