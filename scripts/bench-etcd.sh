@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Flotilla's replicated settings against etcd, side by side on this machine (issue: durable storage
 # and the node daemon). Both are 3-member clusters on 127.0.0.1 with the same election timeout
-# (500 ms base, randomized up to 2x by both; heartbeats every 50 ms), data on the same disk, and the
+# (500 ms base, randomized up to 2x by both; heartbeats every 50 ms; PreVote and CheckQuorum on in
+# both — etcd 3.4 needs --pre-vote for it), data on the same disk, and the
 # same load generator (h2load) writing a 10-byte key with a 256-byte value:
 #   etcd:     gRPC /etcdserverpb.KV/Put on the leader
 #   Flotilla: PUT /v1/config/<key> on the leader (JSON body), over h2c
@@ -58,7 +59,7 @@ etcd_start() { # member number 1..3
     --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
     --initial-cluster "e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803" \
     --initial-cluster-state new --initial-cluster-token bench \
-    --heartbeat-interval 50 --election-timeout 500 --log-level error >"$work/etcd-$i.log" 2>&1 &
+    --heartbeat-interval 50 --election-timeout 500 --pre-vote --log-level error >"$work/etcd-$i.log" 2>&1 &
   etcd_pid[$i]=$!
   pids+=($!)
 }
