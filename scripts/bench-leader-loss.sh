@@ -14,7 +14,11 @@ cd "$(dirname "$0")/.."
 KILLS=${KILLS:-10}
 scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
 prefix=flloss
-[ "$(id -u)" -eq 0 ] || { echo "bench-leader-loss: needs root (network namespaces)" >&2; exit 1; }
+# `make bench` runs every bench script: without root this one says why it measured nothing.
+if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v iptables >/dev/null; then
+  echo "bench-leader-loss: skipped — needs root, ip and iptables for its network namespaces" >&2
+  exit 0
+fi
 work=$(mktemp -d /tmp/flotilla-bench-loss.XXXXXX)
 declare -A pid
 cleanup() {
