@@ -90,7 +90,16 @@ struct FailoverProcessTests {
         // The leader is still the victim (no election since): it kills the leader.
         #expect(try await cluster.awaitLeader() == victimNumber)
 
+        // Frozen first, so the survivors notice only by the election timeout (a killed process closes
+        // its connections, and followers that see that elect a new leader within a few ticks, which
+        // would leave too little time between the last contact and the election to tell the two
+        // bounds apart); killed once a new leader is in place.
         let killedAt = ContinuousClock.now
+        cluster.freeze(victimNumber)
+        try await cluster.await("a leader other than the frozen \(victim)", within: .seconds(15)) {
+            guard let leader = try? await survivor.status(stale: true).leader else { return false }
+            return leader != victim
+        }
         cluster.kill9(victimNumber)
         try await cluster.await("\(victim) declared down and its VMs running on survivors", within: .seconds(15)) {
             guard let nodes = try? await survivor.nodes(), let vms = try? await survivor.vms() else { return false }

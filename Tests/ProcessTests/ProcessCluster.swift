@@ -148,6 +148,13 @@ final class ProcessCluster: Sendable {
         process.waitUntilExit()
     }
 
+    /// Freezes a node with SIGSTOP: its sockets stay open, as when a host stops answering without
+    /// closing its connections (a killed process would close them, which the followers notice).
+    func freeze(_ node: Int) {
+        guard let process = processes.withLock({ $0[node] }) else { return }
+        kill(process.processIdentifier, SIGSTOP)
+    }
+
     /// Waits for a node to exit on its own; returns its exit status.
     func waitForExit(_ node: Int) -> Int32 {
         guard let process = processes.withLock({ $0.removeValue(forKey: node) }) else { return -1 }
