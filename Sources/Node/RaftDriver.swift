@@ -211,19 +211,22 @@ public actor RaftDriver {
     ///
     /// - Parameter timeoutTicks: how long to wait for the commit, in ticks.
     public func propose(_ command: [UInt8], requestID: RequestID? = nil, timeoutTicks: UInt64) async throws -> [UInt8] {
-        guard running else { throw RaftDriverError(kind: .stopped, detail: "") }
-        let index: LogIndex
-        do {
-            index = try node.propose(command, requestID: requestID)
-        } catch .notLeader(let hint) {
-            throw RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")
-        } catch {
-            throw RaftDriverError(kind: .refused, detail: "\(error)")
-        }
-        let term = node.term
-        scheduleDrain()
-        return try await withCheckedThrowingContinuation { continuation in
-            proposals[index] = Proposal(term: term, deadline: now + timeoutTicks, continuation: continuation)
+        // Proposed and registered inside the continuation's body, in one job on the actor: the body
+        // may run one executor hop after the call (seen when the actor runs on an event loop and
+        // the caller's task prefers that loop), and a drain in between would apply the entry
+        // before anyone waits for it; the client would then time out on a committed write.
+        try await withCheckedThrowingContinuation { continuation in
+            guard running else { return continuation.resume(throwing: RaftDriverError(kind: .stopped, detail: "")) }
+            let index: LogIndex
+            do throws(ProposalError) {
+                index = try node.propose(command, requestID: requestID)
+            } catch .notLeader(let hint) {
+                return continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
+            } catch {
+                return continuation.resume(throwing: RaftDriverError(kind: .refused, detail: "\(error)"))
+            }
+            proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, continuation: continuation)
+            scheduleDrain()
         }
     }
 
@@ -232,23 +235,24 @@ public actor RaftDriver {
     public func linearizableRead<Result: Sendable>(
         timeoutTicks: UInt64, _ read: (any ReplicatedStateMachine) -> Result
     ) async throws -> Result {
-        guard running else { throw RaftDriverError(kind: .stopped, detail: "") }
-        let id = nextReadID
-        nextReadID += 1
-        var context = ByteWriter()
-        context.writeVarint(id)
-        do {
-            try node.readIndex(context: context.bytes)
-        } catch .notLeader(let hint) {
-            throw RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")
-        } catch {
-            throw RaftDriverError(kind: .refused, detail: "\(error)")
-        }
-        let issuedAsLeader = node.role == .leader
-        scheduleDrain()
-        try await withCheckedThrowingContinuation { continuation in
+        // Registered in the same job that asks the core, for the reason `propose` gives.
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            guard running else { return continuation.resume(throwing: RaftDriverError(kind: .stopped, detail: "")) }
+            let id = nextReadID
+            nextReadID += 1
+            var context = ByteWriter()
+            context.writeVarint(id)
+            do throws(ProposalError) {
+                try node.readIndex(context: context.bytes)
+            } catch .notLeader(let hint) {
+                return continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
+            } catch {
+                return continuation.resume(throwing: RaftDriverError(kind: .refused, detail: "\(error)"))
+            }
             reads[id] = PendingRead(
-                deadline: now + timeoutTicks, issuedAsLeader: issuedAsLeader, index: nil, continuation: continuation)
+                deadline: now + timeoutTicks, issuedAsLeader: node.role == .leader, index: nil,
+                continuation: continuation)
+            scheduleDrain()
         }
         return read(machine)
     }
@@ -287,11 +291,16 @@ public actor RaftDriver {
 
     /// Proposes a membership change; returns once it is committed.
     public func changeMembership(_ change: MembershipChange, timeoutTicks: UInt64) async throws {
-        let index = try node.changeMembership(change)
-        let term = node.term
-        scheduleDrain()
-        _ = try await withCheckedThrowingContinuation { continuation in
-            proposals[index] = Proposal(term: term, deadline: now + timeoutTicks, continuation: continuation)
+        // Proposed and registered in one job, for the reason `propose` gives.
+        _ = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+            let index: LogIndex
+            do {
+                index = try node.changeMembership(change)
+            } catch {
+                return continuation.resume(throwing: error)
+            }
+            proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, continuation: continuation)
+            scheduleDrain()
         }
     }
 
