@@ -76,6 +76,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private let logger: Logger
     /// Every batch reports how long ago this node last heard from a leader (`LeaderContact`).
     private let leaderContact: LeaderContactTracker?
+    /// Where the peer connections live: the Raft driver's loop, so answers reach it without a thread switch.
+    private let eventLoopGroup: any EventLoopGroup
     /// Peers are made on first use, from the address book, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
@@ -98,9 +100,11 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 
     init(
         local: NodeID, addressBook: AddressBook, requestTimeout: Duration, leaderContact: LeaderContactTracker? = nil,
+        eventLoopGroup: any EventLoopGroup,
         logger: Logger
     ) {
         self.local = local
+        self.eventLoopGroup = eventLoopGroup
         self.addressBook = addressBook
         self.requestTimeout = requestTimeout
         self.leaderContact = leaderContact
@@ -196,7 +200,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
         return peers.withLock { peers in
             if let peer = peers[id] { return peer }
-            let client = HTTP2Client(configuration: .init(host: address.host, port: address.port))
+            let client = HTTP2Client(
+                configuration: .init(host: address.host, port: address.port), eventLoopGroup: eventLoopGroup)
             let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let peer = Peer(id: id, client: client, wake: wake)
             peers[id] = peer
