@@ -107,8 +107,8 @@ public final class HTTP2Client: Sendable {
 
     /// Sends `request` on the open connection without suspending, or returns nil when no connection
     /// is open (then `send` connects). For callers on a latency-critical path that keep requests in
-    /// order themselves: the request starts on the connection's event loop with no task hop, and
-    /// the future completes there.
+    /// order themselves: the request starts on the connection's event loop with no task hop, is
+    /// written before this returns when called on that loop, and the future completes there.
     public func sendIfConnected(_ request: HTTPRequest, deadline: NIODeadline) -> EventLoopFuture<HTTPResponse>? {
         guard let connection = self.shared.withLockedValue({ $0.machine.isConnected ? $0.connection : nil }) else {
             return nil
@@ -118,11 +118,13 @@ public final class HTTP2Client: Sendable {
         let cancellation = CallCancellation()
         if loop.inEventLoop {
             return handler.value.startRequest(
-                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop)
+                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop,
+                flushAtOnce: true)
         }
         return loop.flatSubmit {
             handler.value.startRequest(
-                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop)
+                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop,
+                flushAtOnce: true)
         }
     }
 

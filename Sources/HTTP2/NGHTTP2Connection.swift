@@ -974,12 +974,17 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Submits a request; the future succeeds with the response (body collected, or streamed when
     /// `streamResponse`), or fails with an `HTTP2ClientError`.
+    ///
+    /// With `flushAtOnce` the request is written before this returns (unless a read or a session
+    /// call is in progress, which flush when they end) rather than in a task queued on the loop:
+    /// a caller that goes on to block the loop (an fsync) must not hold its request back.
     func startRequest(
         _ request: HTTPRequest,
         streamResponse: Bool,
         deadline: NIODeadline,
         cancellation: CallCancellation,
-        on loop: any EventLoop
+        on loop: any EventLoop,
+        flushAtOnce: Bool = false
     ) -> EventLoopFuture<HTTPResponse> {
         guard case .client(let client) = self.role, self.context != nil else {
             return loop.makeFailedFuture(self.clientError(.connectionClosed, detail: "the connection is closed"))
@@ -1042,7 +1047,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         if let producerSource {
             self.startProducer(streamID: id, body: producerSource)
         }
-        self.scheduleFlush()
+        if flushAtOnce && !self.inReadBurst && !self.inSession {
+            self.flushNow()
+        } else {
+            self.scheduleFlush()
+        }
         return exchange.promise.futureResult
     }
 

@@ -196,9 +196,12 @@ public actor RaftDriver {
             inbox.scheduled = true
             return true
         }
-        // Queued behind what the loop is doing now (the handler's answer goes out first), and run
-        // on the loop without waking another thread when the caller is already on it.
-        if schedule { eventLoop.execute { self.assumeIsolated { $0.takeInbox() } } }
+        // Run on the loop (no other thread woken when the caller is on it), one pass late: the
+        // peer connection flushes the batch's answer in a task it queues after this call, and the
+        // answer must leave before the fsync, or the sender's next batch waits for this disk.
+        if schedule {
+            eventLoop.execute { self.eventLoop.execute { self.assumeIsolated { $0.takeInbox() } } }
+        }
     }
 
     private func takeInbox() {
