@@ -76,6 +76,13 @@ public final class HTTP2Server: Sendable {
         self.finished = eventLoopGroup.any().makePromise()
     }
 
+    deinit {
+        // A server dropped without a completed shutdown (its start failed: the port was taken, say)
+        // still completes `finished`: NIO stops a debug build over a promise that is never completed.
+        // Completing an already completed promise does nothing.
+        self.finished.succeed()
+    }
+
     /// The port the server listens on, once started.
     public var port: Int? {
         self.state.withLockedValue { state in

@@ -40,6 +40,21 @@ import Testing
         }
     }
 
+    /// A server whose port is taken fails to start with an error, and dropping it is harmless (a
+    /// node whose start fails drops its servers; a debug build once stopped over the promise
+    /// `run()` waits on, which nothing had completed).
+    @Test func aServerThatCannotBindFailsToStartAndCanBeDropped() async throws {
+        let holder = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Self.router())
+        let port = try await holder.start()
+        do {
+            let second = HTTP2Server(configuration: .init(host: "127.0.0.1", port: port), router: Self.router())
+            await #expect(throws: (any Error).self) { try await second.start() }
+        }
+        for _ in 0..<3 { _ = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: Self.router()) }
+        try await expectServerAnswers(port: port)
+        await holder.shutdown()
+    }
+
     @Test func serverKilledMidStreamFailsTheCallInsteadOfHanging() async throws {
         let bench = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("flotilla-bench")
