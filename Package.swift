@@ -28,8 +28,12 @@ let package = Package(
         // Pure: the Raft consensus state machine (tick/step/propose in, Ready out).
         .target(name: "RaftCore", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
 
+        // C: CRC-32C with the SSE4.2 instruction, for the write-ahead log's checksums.
+        .target(name: "CCRC32C"),
+
         // Shell: write-ahead log segments with checksums, snapshot files, crash recovery.
-        .target(name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "RaftStorage", dependencies: ["ClusterModel", "RaftCore", "CCRC32C"], swiftSettings: swiftSettings),
 
         // Pure: the replicated state machine (commands, validation, deterministic apply, snapshots).
         .target(name: "ClusterState", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),

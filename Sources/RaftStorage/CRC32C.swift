@@ -1,9 +1,11 @@
 // CRC32C (Castagnoli), the checksum on every write-ahead log record (DESIGN.md §5).
+import CCRC32C
 
 /// The CRC-32C checksum (polynomial 0x1EDC6F41, reflected), as used by iSCSI, ext4 and etcd's WAL.
 ///
-/// Computed eight bytes at a time with slicing-by-8 tables: the log checksums every byte it
-/// writes and reads, so this sits on the write path of every Raft entry.
+/// The log checksums every byte it writes and reads, so this sits on the write path of every Raft
+/// entry: on x86-64 CPUs with SSE4.2 it uses the `crc32` instruction (eight bytes per instruction,
+/// CCRC32C), elsewhere slicing-by-8 tables, eight bytes per step.
 public enum CRC32C {
     /// The checksum of `bytes`, continuing from `crc` (pass the previous result to checksum in pieces).
     public static func checksum(_ bytes: some Sequence<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
@@ -16,6 +18,18 @@ public enum CRC32C {
 
     /// The checksum of the bytes in `buffer`, continuing from `crc`.
     public static func checksum(_ buffer: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard hardwareAvailable, let base = buffer.baseAddress else {
+            return tableChecksum(buffer, continuing: crc)
+        }
+        return ~flotilla_crc32c_hardware(~crc, base, buffer.count)
+    }
+
+    /// Whether the CPU computes CRC-32C itself (checked once per process).
+    package static let hardwareAvailable = flotilla_crc32c_hardware_available() != 0
+
+    /// The checksum computed with the tables, whatever the CPU: the fallback, and the reference the
+    /// instruction's results are tested against.
+    package static func tableChecksum(_ buffer: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var crc = ~crc
         var offset = 0
         let count = buffer.count
