@@ -28,9 +28,17 @@ public struct HTTPFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         public var value: String
 
         public init(name: String, value: String) {
-            self.name = name.lowercased()
+            self.name = HTTPFields.lowercased(name)
             self.value = value
         }
+    }
+
+    /// `name` lower-cased. Names are nearly always lower-case already (HTTP/2 sends them so, and
+    /// code writes them so); checking the bytes first spares a response or a lookup the case
+    /// mapping, which showed in profiles of the settings write path.
+    static func lowercased(_ name: String) -> String {
+        let needsMapping = name.utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+        return needsMapping ? name.lowercased() : name
     }
 
     public private(set) var fields: [Field] = []
@@ -50,11 +58,11 @@ public struct HTTPFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     /// The first value of the named field, or `nil`; setting replaces every field of that name.
     public subscript(name: String) -> String? {
         get {
-            let lowered = name.lowercased()
+            let lowered = HTTPFields.lowercased(name)
             return self.fields.first { $0.name == lowered }?.value
         }
         set {
-            let lowered = name.lowercased()
+            let lowered = HTTPFields.lowercased(name)
             self.fields.removeAll { $0.name == lowered }
             if let newValue {
                 self.fields.append(Field(name: lowered, value: newValue))
@@ -64,7 +72,7 @@ public struct HTTPFields: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 
     /// Every value of the named field, in order.
     public func values(for name: String) -> [String] {
-        let lowered = name.lowercased()
+        let lowered = HTTPFields.lowercased(name)
         return self.fields.filter { $0.name == lowered }.map(\.value)
     }
 
