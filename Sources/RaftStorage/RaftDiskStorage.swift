@@ -17,6 +17,17 @@ public struct RecoveredRaftState: Sendable {
 /// The disk half of Raft's `Ready` contract (duty 1): persists snapshots, entries and hard state,
 /// with one fsync per batch, and reads them back after a crash.
 ///
+/// A batch whose only change is the commit index is not fsynced (etcd raft's `MustSync`): the
+/// commit index is volatile state in Raft (Figure 2 of the paper) — every committed entry is
+/// already durable on a majority, and a node that restarts with an older commit learns the newer
+/// one from the leader. Such a hard-state record stays buffered in the log and reaches the disk
+/// with the next batch that must sync (entries, a snapshot, a new term or vote) or a rotation; a
+/// crash before that loses only these records, which recovery never sees. Recovery therefore may
+/// find a commit index older than the newest snapshot (the application snapshots at its applied
+/// index, which can pass the last synced commit): it reports `commit = max(stored commit,
+/// snapshot index)`, and `RaftNode`'s restart takes the same maximum, keeping the core's
+/// invariant `log.snapshotIndex <= commit`.
+///
 /// Layout in its directory: `wal/` (write-ahead log segments) and `snap/` (snapshot files).
 /// Log records: an entry (a later entry at an index replaces the stored suffix from there, as
 /// Raft's truncation requires), the hard state, and a log reset (a snapshot from the leader
@@ -35,7 +46,10 @@ public final class RaftDiskStorage {
     private let snapshots: SnapshotStore
     /// The highest entry index written into each segment, to know which segments a snapshot covers.
     private var segmentLastIndex: [UInt64: LogIndex]
+    /// The newest hard state handed to `persist` (written or still buffered).
     private var hardState: HardState
+    /// The newest hard state known to be on disk: its term and vote decide whether a batch syncs.
+    private var syncedHardState: HardState
     private var snapshotIndex: LogIndex
 
     private init(
@@ -46,6 +60,7 @@ public final class RaftDiskStorage {
         self.snapshots = snapshots
         self.segmentLastIndex = segmentLastIndex
         self.hardState = hardState
+        self.syncedHardState = hardState
         self.snapshotIndex = snapshotIndex
     }
 
@@ -126,6 +141,8 @@ public final class RaftDiskStorage {
                 let continues = entries.contains { $0.index == index && $0.term == snapshot.metadata.term }
                 entries = continues ? entries.filter { $0.index > index } : []
             }
+            // The durable commit may be older than the snapshot (commit-only hard states are not
+            // synced); everything up to the snapshot is committed, so the commit is at least there.
             if hardState.commit < index { hardState.commit = index }
         }
         let storage = RaftDiskStorage(
@@ -138,6 +155,9 @@ public final class RaftDiskStorage {
 
     /// Duty 1 of `Ready`: makes `snapshot`, `entries` and `hardState` durable, in that order, with
     /// one fsync for the log. When it returns, the batch's messages may be sent.
+    ///
+    /// A batch that only moves the commit index is buffered and not synced (see the type's
+    /// documentation): it promises nothing a crash could take back.
     public func persist(hardState newHardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws(StorageError)
     {
         if let snapshot {
@@ -157,7 +177,12 @@ public final class RaftDiskStorage {
             try log.append(type: RecordType.hardState.rawValue, payload: newHardState.wireBytes)
             hardState = newHardState
         }
+        let mustSync =
+            snapshot != nil || !entries.isEmpty || hardState.term != syncedHardState.term
+            || hardState.vote != syncedHardState.vote
+        guard mustSync else { return }
         try log.sync()
+        syncedHardState = hardState
         if log.needsRotation {
             // The new segment opens with the hard state, so older segments are never needed for it.
             try log.rotate()
@@ -182,4 +207,7 @@ public final class RaftDiskStorage {
 
     /// The number of log segment files (for status and tests).
     public var segmentCount: Int { log.segments.count }
+
+    /// How many times the log was fsynced since the storage was opened (for tests and status).
+    public var logSyncCount: Int { log.syncCount }
 }

@@ -35,9 +35,12 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 /// | payload`, integers little-endian. The header has its own checksum so a damaged length is
 /// never trusted to skip over data.
 ///
-/// Durability: `append` only buffers; `sync` writes the whole batch with one `write` and one
-/// `fsync` (group commit). Nothing appended is durable — and nothing may be acknowledged — until
-/// `sync` returns. A segment is synced before the next one is started, so only the last segment
+/// Durability: `append` only buffers in memory; `sync` writes the whole batch with one `write` and
+/// one `fsync` (group commit). Nothing appended is durable — and nothing may be acknowledged — until
+/// `sync` returns. Records appended and never synced (Raft's commit-only hard states) are not in
+/// the file at all: a crash, even of the process alone, loses exactly them and nothing before
+/// them, so the file never holds bytes outside a `sync` in progress whose write order the kernel
+/// could scramble. A segment is synced before the next one is started, so only the last segment
 /// can have a torn tail.
 ///
 /// Recovery (`open`): a record at the end of the last segment that is incomplete or fails its
@@ -70,6 +73,8 @@ public final class WriteAheadLog {
     private var current: FileDescriptor
     private var currentBytes: Int
     private var pending: [UInt8] = []
+    /// How many times `sync` reached the disk (an `fsync` of a segment), for tests and status.
+    public private(set) var syncCount = 0
 
     private init(configuration: Configuration, segments: [UInt64], current: consuming FileDescriptor, currentBytes: Int)
     {
@@ -147,6 +152,7 @@ public final class WriteAheadLog {
         guard !pending.isEmpty else { return }
         try current.writeAll(pending)
         try current.sync()
+        syncCount += 1
         currentBytes += pending.count
         pending.removeAll(keepingCapacity: true)
     }
@@ -155,6 +161,9 @@ public final class WriteAheadLog {
     public var needsRotation: Bool { currentBytes >= configuration.segmentBytes }
 
     /// Syncs what is buffered, then starts a new segment; returns its sequence number.
+    ///
+    /// The segment it closes is therefore fully durable: only the last segment ever ends in
+    /// records that a crash may lose or tear.
     ///
     /// The caller writes into the new segment whatever must be found without reading older ones
     /// (Raft's hard state), so older segments can be removed once a snapshot covers them.

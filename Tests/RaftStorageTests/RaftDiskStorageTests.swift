@@ -25,11 +25,12 @@ private func snapshot(at index: UInt64, term: UInt64) -> Snapshot {
         #expect(recovered.isEmpty)
         try storage.persist(
             hardState: HardState(term: 1, vote: 1, commit: 0), entries: entries(1...5, term: 1), snapshot: nil)
-        try storage.persist(hardState: HardState(term: 1, vote: 1, commit: 5), entries: [], snapshot: nil)
+        try storage.persist(
+            hardState: HardState(term: 1, vote: 1, commit: 5), entries: entries(6...6, term: 1), snapshot: nil)
     }
     let (_, recovered) = try RaftDiskStorage.open(directory: directory.path)
     #expect(recovered.hardState == HardState(term: 1, vote: 1, commit: 5))
-    #expect(recovered.entries == entries(1...5, term: 1))
+    #expect(recovered.entries == entries(1...6, term: 1))
     #expect(recovered.snapshot == nil && recovered.tornTail == nil)
 }
 
