@@ -65,6 +65,9 @@ public struct Simulation {
         var disk = SimulatedDisk<RaftRecord>()
         /// Everything the core has handed over for persistence (synced or not): the node's log.
         var log = DurableRaftState()
+        /// The newest hard state on disk: a batch whose term and vote match it and that carries no
+        /// entries or snapshot is not synced (only its commit index moved), as in `RaftDiskStorage`.
+        var syncedHardState = HardState()
         var store = KeyValueStore()
         var appliedIndex: LogIndex = 0
         /// Bumped on every crash and restart, so timers of an earlier life are ignored.
@@ -309,8 +312,11 @@ public struct Simulation {
                 for message in ready.messages { send(message) }
             }
 
-            // 1. Persist: snapshot, entries, hard state; then sync, unless the node dies first.
+            // 1. Persist: snapshot, entries, hard state; then sync, unless the node dies first or
+            // only the commit index moved (that record stays unsynced until the next sync, and a
+            // crash before it may lose it).
             var wrote = false
+            var mustSync = ready.snapshot != nil || !ready.entries.isEmpty
             if let snapshot = ready.snapshot {
                 nodes[slot].disk.write(.snapshot(snapshot))
                 try record(.snapshot(snapshot), slot: slot)
@@ -327,12 +333,19 @@ public struct Simulation {
                 nodes[slot].disk.write(.hardState(hardState))
                 try record(.hardState(hardState), slot: slot)
                 wrote = true
+                let synced = nodes[slot].syncedHardState
+                if hardState.term != synced.term || hardState.vote != synced.vote { mustSync = true }
             }
             if wrote && nodes[slot].crashesOnNextWrite {
                 try crash(slot: slot, midWrite: true)
                 return
             }
-            nodes[slot].disk.sync()
+            if mustSync {
+                nodes[slot].disk.sync()
+                nodes[slot].syncedHardState = nodes[slot].log.hardState
+            } else if wrote {
+                statistics.unsyncedCommitWrites += 1
+            }
 
             // 2. Send.
             if !ready.canSendBeforePersisting {
@@ -508,11 +521,13 @@ public struct Simulation {
         statistics.crashes += 1
         if midWrite { statistics.crashesDuringWrite += 1 }
         if damage.tornRecord { statistics.tornWrites += 1 }
+        // Outside a write, the only unsynced records are hard states that moved just the commit.
+        if !midWrite && damage.lost > 0 { statistics.crashesLosingCommit += 1 }
         trace.record(
             "[t=\(now)] \(id) crashed"
-                + (midWrite
-                    ? " mid-write: \(damage.survived) unsynced records survived, \(damage.lost) lost"
-                        + (damage.tornRecord ? ", the first of them torn" : "") : ""))
+                + (midWrite || damage.lost > 0
+                    ? "\(midWrite ? " mid-write" : ""): \(damage.survived) unsynced records survived, "
+                        + "\(damage.lost) lost" + (damage.tornRecord ? ", the first of them torn" : "") : ""))
         nodes[slot].raft = nil
         nodes[slot].lifecycle = .crashed
         nodes[slot].incarnation += 1
@@ -567,6 +582,7 @@ public struct Simulation {
             throw SafetyViolation(invariant: "recovery", detail: "\(id) cannot restart from its disk: \(error)")
         }
         nodes[slot].log = state
+        nodes[slot].syncedHardState = state.hardState
         do {
             nodes[slot].store = try state.snapshot.map { try KeyValueStore(snapshot: $0.data) } ?? KeyValueStore()
         } catch {

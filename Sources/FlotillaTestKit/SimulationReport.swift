@@ -18,6 +18,10 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var crashes = 0
     public var crashesDuringWrite = 0
     public var tornWrites = 0
+    /// Hard states written without an fsync because only the commit index moved.
+    public var unsyncedCommitWrites = 0
+    /// Crashes (not mid-write) that lost such unsynced commit-only hard states.
+    public var crashesLosingCommit = 0
     /// Followers told that their leader's process died (`RaftNode.leaderProcessGone`).
     public var deadLeaderNotices = 0
     public var restarts = 0
@@ -44,6 +48,8 @@ public struct SimulationStatistics: Hashable, Sendable {
         crashes += other.crashes
         crashesDuringWrite += other.crashesDuringWrite
         tornWrites += other.tornWrites
+        unsyncedCommitWrites += other.unsyncedCommitWrites
+        crashesLosingCommit += other.crashesLosingCommit
         deadLeaderNotices += other.deadLeaderNotices
         restarts += other.restarts
         partitions += other.partitions
@@ -60,7 +66,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         "simulated \(seeds) seeds, \(steps) steps, \(committedEntries) committed entries, "
             + "\(linearizabilityChecks) linearizability checks (\(completedOperations) client operations, "
             + "\(leadersElected) leaders, \(crashes) crashes of which \(crashesDuringWrite) mid-write and "
-            + "\(tornWrites) torn, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
+            + "\(tornWrites) torn, \(crashesLosingCommit) losing unsynced commits, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
             + "\(leadershipTransfers) leadership transfers, \(snapshotsInstalled) snapshots installed)"
     }
 }

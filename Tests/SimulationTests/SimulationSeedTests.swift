@@ -53,6 +53,10 @@ func fixedSeedRange(nodeCount: Int) {
     let seeds = (0..<count).map { 2 * $0 + (nodeCount == 3 ? 0 : 1) }
     let total = simulate(seeds: seeds, nodeCount: nodeCount)
     print("\(nodeCount)-node clusters: \(total.summary)")
+    if count >= 24 {
+        // The range must reach the unsynced commit-only hard states and crashes that lose them.
+        #expect(total.unsyncedCommitWrites > 0 && total.crashesLosingCommit > 0, "\(total)")
+    }
 }
 
 /// Replays one seed and prints every event: FLOTILLA_SIM_SEED=<seed> swift test --filter SimulationTests
