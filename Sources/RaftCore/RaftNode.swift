@@ -143,6 +143,10 @@ public struct RaftNode: Sendable {
     /// `bootstrapMembership` is the membership the node was created with; it applies when there is
     /// no snapshot and no membership entry in `entries`. The shell restores its state machine from
     /// `snapshot`; committed entries after it are handed out again in the next `Ready`s.
+    ///
+    /// `hardState.commit` may be older than `snapshot` (a commit-only hard state need not be
+    /// fsynced, see `Ready`'s duty 1): the commit restarts at the larger of the two, since a
+    /// snapshot holds only committed entries. It must not pass the stored log's last index.
     public init(
         configuration: RaftConfiguration,
         hardState: HardState,

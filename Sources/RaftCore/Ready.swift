@@ -40,6 +40,14 @@ public struct CommittedEntry: Hashable, Sendable {
 ///    the whole stored log (the log continues after `snapshot.metadata.index`). Then `entries`: if
 ///    the stored log has entries at or after `entries.first.index`, delete them first (a leader
 ///    overwrote them), then append. Then `hardState` if present. One fsync may cover all three.
+///    Only the snapshot, the entries, and the term and vote in `hardState` must be durable before
+///    step 2; the commit index need not be. It is volatile state (Figure 2 of the Raft paper): every
+///    committed entry is already durable on a majority, and a node that restarts with an older
+///    commit learns the newer one from the leader. So a batch whose only change is the commit may
+///    skip the fsync (etcd raft's `MustSync`: sync iff entries, a snapshot, or a new term or vote);
+///    its hard state then reaches the disk with a later fsync, or is lost in a crash. The restoring
+///    initializer takes `commit = max(hardState.commit, snapshot index)`, so a commit older than a
+///    snapshot the application took later is harmless.
 /// 2. **Send `messages`, only after step 1 is durable** — unless `canSendBeforePersisting` is set,
 ///    in which case send them first and persist while they travel. A vote or an acknowledgement
 ///    sent before the term, vote or entries it promises are on disk can elect two leaders or lose a
@@ -56,7 +64,8 @@ public struct CommittedEntry: Hashable, Sendable {
 ///
 /// Every field holds only what is new since the previous `Ready`; an unchanged `hardState` is nil.
 public struct Ready: Sendable {
-    /// The term, vote and commit to persist; nil when unchanged.
+    /// The term, vote and commit to persist; nil when unchanged. A change of the commit alone need
+    /// not be fsynced (see duty 1).
     public var hardState: HardState?
     /// Log entries to persist, contiguous, possibly replacing a stored suffix (see duty 1).
     public var entries: [Entry]
