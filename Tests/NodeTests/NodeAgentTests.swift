@@ -33,8 +33,8 @@ private func vmSpec(_ name: String) -> VMSpec {
         disk: DiskFile(volume: "csv1", file: "\(name.lowercased()).vhdx"))
 }
 
-/// Polls `condition` until it holds (20 s at most, a busy machine is slow).
-private func eventually(
+/// Polls `condition` until it holds (20 s at most, a busy machine is slow); the NodeTests share it.
+func eventually(
     _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + .seconds(20)

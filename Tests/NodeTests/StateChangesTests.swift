@@ -12,21 +12,6 @@ import Testing
 
 private let quiet = Logger(label: "flotilla.test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-/// Polls `condition` until it holds (20 s at most; the timers under test are an hour, so only a
-/// wake-up by a signal can make it hold).
-private func eventually(
-    _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("not within 20 s: \(what)", sourceLocation: sourceLocation)
-            return
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
 @Suite struct StateChangesTests {
     @Test func aSignalRunsAnotherPassAndSignalsCoalesce() async throws {
         let changes = StateChanges()
