@@ -148,6 +148,28 @@ public final class HTTP2Client: Sendable {
         try await self.execute(request, streamResponse: true, deadline: deadline)
     }
 
+    /// Opens a request whose body the caller pushes, chunk by chunk, for as long as it likes: a
+    /// stream of messages to the peer (connecting first if need be, until `deadline`). There is no
+    /// response per chunk and no deadline once open; `HTTP2PushStream.response` completes when the
+    /// server ends the exchange and fails when the stream or the connection goes away.
+    public func openPushStream(_ request: HTTPRequest, deadline: NIODeadline) async throws -> HTTP2PushStream {
+        let connection = try await self.connection(deadline: deadline)
+        let handler = connection.handler
+        let loop = connection.channel.eventLoop
+        return try await loop.submit { () throws -> HTTP2PushStream in
+            let cancellation = CallCancellation()
+            let response = handler.value.startRequest(
+                request, streamResponse: false, deadline: nil, cancellation: cancellation, on: loop, flushAtOnce: true,
+                pushedBody: true)
+            guard let streamID = cancellation.streamID else {
+                // Refused before it had a stream (the connection is closing): the future says why.
+                throw HTTP2ClientError(
+                    .connectionClosed, peer: self.peer, detail: "the connection refused a new stream")
+            }
+            return HTTP2PushStream(handler: handler, streamID: streamID, eventLoop: loop, response: response)
+        }.get()
+    }
+
     /// Closes the connection; in-flight calls fail with `.connectionClosed`, later ones with `.clientClosed`.
     public func close() async {
         let connection = self.shared.withLockedValue { shared -> PeerConnection? in
@@ -348,5 +370,37 @@ public final class HTTP2Client: Sendable {
             return !error.connectionErrors.isEmpty && error.connectionErrors.allSatisfy { isRefusal($0.error) }
         }
         return false
+    }
+}
+
+/// A request body pushed chunk by chunk on one stream (`HTTP2Client.openPushStream`).
+public final class HTTP2PushStream: Sendable {
+    private let handler: NIOLoopBound<NGHTTP2Connection>
+    private let streamID: Int32
+    /// The connection's event loop: `push` and `cancel` must be called on it.
+    public let eventLoop: any EventLoop
+    /// The server's answer, when it ends the exchange; a failure when the stream or connection closes.
+    public let response: EventLoopFuture<HTTPResponse>
+
+    init(
+        handler: NIOLoopBound<NGHTTP2Connection>, streamID: Int32, eventLoop: any EventLoop,
+        response: EventLoopFuture<HTTPResponse>
+    ) {
+        self.handler = handler
+        self.streamID = streamID
+        self.eventLoop = eventLoop
+        self.response = response
+    }
+
+    /// Queues `chunk` and writes it at once (on `eventLoop`). Returns the bytes still waiting for
+    /// the peer's flow-control window or the socket, or nil when the stream is gone (then nothing
+    /// was queued).
+    public func push(_ chunk: ByteBuffer) -> Int? {
+        self.handler.value.pushOutbound(streamID: self.streamID, chunk)
+    }
+
+    /// Resets the stream (on `eventLoop`): the peer sees the body end without completing.
+    public func cancel() {
+        self.handler.value.abortOutbound(streamID: self.streamID)
     }
 }

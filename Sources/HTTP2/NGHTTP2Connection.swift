@@ -283,7 +283,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Sends GOAWAY (last processed stream) so the peer opens no new streams; in-flight streams finish,
-    /// then nghttp2 wants neither read nor write and the connection closes.
+    /// then nghttp2 wants neither read nor write and the connection closes. A sink's request has no
+    /// end of its own, so it is answered now (the sink's `finish()`, after what it has received).
     func initiateGracefulShutdown() {
         guard let session, !self.closing else { return }
         nghttp2_submit_goaway(
@@ -294,6 +295,13 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             nil,
             0
         )
+        if self.isServer {
+            for stream in self.streams.values where !stream.responseStarted {
+                guard case .sink(let sink) = stream.inbound else { continue }
+                stream.inbound = .discarding
+                self.submitResponse(stream, sink.finish())
+            }
+        }
         self.scheduleFlush()
     }
 
@@ -525,6 +533,14 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             continuation.yield(ByteBuffer(bytes: data))
         case .discarding:
             self.consumeLater(streamID: streamID, data.count)
+        case .sink(let sink):
+            do {
+                try sink.receive(data)
+            } catch {
+                stream.inbound = .discarding
+                if !stream.responseStarted { self.submitResponse(stream, Router.errorResponse(error)) }
+            }
+            self.consumeLater(streamID: streamID, data.count)
         }
         return 0
     }
@@ -649,6 +665,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .streaming(let continuation):
             continuation.finish()
             stream.inbound = .discarding
+        case .sink(let sink):
+            stream.inbound = .discarding
+            if !stream.responseStarted {
+                self.submitResponse(stream, sink.finish())
+                self.scheduleFlush()
+            }
         case .discarding:
             break
         }
@@ -740,6 +762,25 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         return loop.makeSucceededVoidFuture()
     }
 
+    /// Queues `chunk` on a pushed body (`startRequest(pushedBody:)`) and writes it now, unless a read
+    /// or a session call is in progress (they flush when they end). Returns the bytes not yet handed
+    /// to nghttp2 (the peer's flow-control window or the socket is full), or nil once the stream is gone.
+    func pushOutbound(streamID: Int32, _ chunk: ByteBuffer) -> Int? {
+        guard let session, !self.closing, let stream = self.lookup(streamID), !stream.isClosed, stream.outbound != nil
+        else { return nil }
+        stream.outbound!.append(chunk)
+        if stream.outbound!.deferred {
+            stream.outbound!.deferred = false
+            nghttp2_session_resume_data(session, streamID)
+        }
+        if !self.inReadBurst && !self.inSession {
+            self.flushNow()
+        } else {
+            self.scheduleFlush()
+        }
+        return stream.outbound?.bufferedBytes
+    }
+
     /// Marks a stream's outbound body complete; nghttp2 sends END_STREAM after the last byte.
     func finishOutbound(streamID: Int32) {
         guard let session, let stream = self.lookup(streamID), stream.outbound != nil else { return }
@@ -812,6 +853,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             stream.inbound = .discarding
             self.submitResponse(stream, Router.methodNotAllowedResponse(method, path, allowed))
         case .found(let route, let parameters):
+            if case .sink(let open) = route.responder {
+                self.openSink(stream, open, parameters)
+                return
+            }
             switch route.bodyMode {
             case .collect:
                 if let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
@@ -836,6 +881,22 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Opens a sink route's sink for `stream`; its DATA then goes to the sink as it arrives.
+    private func openSink(_ stream: NGHTTP2Stream, _ open: Router.SinkOpener, _ parameters: RouteParameters) {
+        let request = HTTPRequest(
+            method: HTTPMethod(rawValue: stream.method ?? ""), path: stream.requestPath, query: stream.requestQuery,
+            authority: stream.authority, headers: stream.headers, body: .empty)
+        do {
+            stream.inbound = .sink(try open(request, parameters))
+        } catch {
+            stream.inbound = .discarding
+            self.submitResponse(stream, Router.errorResponse(error))
+            self.scheduleFlush()
+            return
+        }
+        if stream.inboundEnded { self.inboundEnded(stream) }
+    }
+
     /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
     private func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody)
     {
@@ -852,6 +913,16 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .immediate(let handler):
             self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
+        case .sink(let open):
+            // Not reached (requestHeadersComplete opens sinks), but answered all the same: as a
+            // handler that feeds the whole body to the sink, the way HTTP/1.1 does.
+            self.pendingCalls.append(
+                PendingCall(
+                    handler: { request, parameters in await Router.invoke(.sink(open), request, parameters) },
+                    request: request, parameters: parameters, stream: stream))
+            if !self.inSession {
+                self.runPendingCalls()
+            }
         case .async(let handler):
             self.pendingCalls.append(
                 PendingCall(handler: handler, request: request, parameters: parameters, stream: stream))
@@ -950,6 +1021,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         var expired = false
         for stream in self.streams.values where !stream.inboundEnded && !stream.timedOut {
+            // A sink's request is long-lived by design and may idle: its sender decides when it ends.
+            if case .sink = stream.inbound { continue }
             guard now - stream.lastActivity >= server.requestTimeout else { continue }
             stream.timedOut = true
             expired = true
@@ -957,7 +1030,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             switch stream.inbound {
             case .streaming(let continuation):
                 continuation.finish(throwing: error)
-            case .collecting, .discarding:
+            case .collecting, .discarding, .sink:
                 stream.pendingRoute = nil
                 stream.inbound = .discarding
                 if !stream.responseStarted {
@@ -978,13 +1051,17 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// With `flushAtOnce` the request is written before this returns (unless a read or a session
     /// call is in progress, which flush when they end) rather than in a task queued on the loop:
     /// a caller that goes on to block the loop (an fsync) must not hold its request back.
+    ///
+    /// With `pushedBody` the request's own body is ignored: the body is what the caller later
+    /// passes to `pushOutbound`, and it has no end (a stream of messages, with no deadline).
     func startRequest(
         _ request: HTTPRequest,
         streamResponse: Bool,
-        deadline: NIODeadline,
+        deadline: NIODeadline?,
         cancellation: CallCancellation,
         on loop: any EventLoop,
-        flushAtOnce: Bool = false
+        flushAtOnce: Bool = false,
+        pushedBody: Bool = false
     ) -> EventLoopFuture<HTTPResponse> {
         guard case .client(let client) = self.role, self.context != nil else {
             return loop.makeFailedFuture(self.clientError(.connectionClosed, detail: "the connection is closed"))
@@ -1011,6 +1088,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let producerSource: HTTPBodyStream?
         let hasBody: Bool
         switch request.body {
+        case _ where pushedBody:
+            hasBody = true
+            producerSource = nil
+            stream.outbound = OutboundBody(buffer: nil, finished: false)
         case .buffer(let buffer) where buffer.readableBytes == 0:
             hasBody = false
             producerSource = nil
@@ -1018,7 +1099,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             hasBody = true
             producerSource = self.attachBody(request.body, to: stream)
         }
-        let id = withHeaderBlock(pseudo: pseudo, headers: request.headers, body: request.body) { nva, count in
+        let id = withHeaderBlock(pseudo: pseudo, headers: request.headers, body: pushedBody ? nil : request.body) {
+            nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(
                     source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
@@ -1041,8 +1123,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         stream.exchange = exchange
         self.streams[id] = stream
         let loopBound = NIOLoopBound(self, eventLoop: loop)
-        stream.deadline = loop.scheduleTask(deadline: deadline) {
-            loopBound.value.deadlinePassed(streamID: id)
+        if let deadline {
+            stream.deadline = loop.scheduleTask(deadline: deadline) {
+                loopBound.value.deadlinePassed(streamID: id)
+            }
         }
         if let producerSource {
             self.startProducer(streamID: id, body: producerSource)
@@ -1228,6 +1312,8 @@ enum InboundBody {
     case streaming(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
     /// Dropped and credited at once.
     case discarding
+    /// Handed to a sink route's sink as it arrives, inline, and credited at once.
+    case sink(any RequestBodySink)
 }
 
 /// A stream's outbound body: chunks waiting for nghttp2 to pull them into DATA frames.
@@ -1317,11 +1403,12 @@ private func isConnectionSpecific(_ name: String) -> Bool {
 private func withHeaderBlock<Result>(
     pseudo: [(String, String)],
     headers: HTTPFields,
-    body: HTTPBody,
+    body: HTTPBody?,
     _ call: (UnsafePointer<nghttp2_nv>, Int) -> Result
 ) -> Result {
+    // A body given in memory gets its content-length; a streamed or pushed one (nil) has none.
     var contentLength: String?
-    if case .buffer(let buffer) = body, headers.first(lowercasedName: "content-length") == nil {
+    if case .buffer(let buffer)? = body, headers.first(lowercasedName: "content-length") == nil {
         contentLength = String(buffer.readableBytes)
     }
     var byteCount = 0

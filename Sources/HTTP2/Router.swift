@@ -1,4 +1,6 @@
 // Maps (method, path pattern) to handlers; shared by the HTTP/2 and HTTP/1.1 front ends.
+import NIOCore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -47,6 +49,17 @@ public enum RequestBodyMode: Sendable, Hashable {
     case stream
 }
 
+/// Takes a request body as it arrives (`Router.addSink`). Called only on the connection's event
+/// loop, one chunk after another; chunk boundaries are arbitrary, so a sink reassembles its own
+/// framing. It must be quick and must not block: the connection reads nothing else meanwhile.
+public protocol RequestBodySink: AnyObject {
+    /// Takes the next bytes of the body. Throwing ends the request: the error is the response
+    /// (an `HTTPError` with its status, anything else a 500) and later bytes are dropped.
+    func receive(_ bytes: UnsafeRawBufferPointer) throws
+    /// The body ended; returns the response.
+    func finish() -> HTTPResponse
+}
+
 /// A table of routes: `(method, pattern) → handler`, e.g. `GET /v1/vms/{name}`.
 ///
 /// Patterns are `/`-separated segments; a segment `{name}` matches any one non-empty segment and
@@ -59,10 +72,15 @@ public struct Router: Sendable {
     /// must be quick and must not block (a health check, a read of a lock-protected snapshot).
     public typealias ImmediateHandler = @Sendable (HTTPRequest, RouteParameters) throws -> HTTPResponse
 
+    /// Opens the sink for one request of a sink route (see `addSink`). It runs inline on the
+    /// connection's event loop when the request's headers arrive; throwing answers with the error.
+    public typealias SinkOpener = @Sendable (HTTPRequest, RouteParameters) throws -> any RequestBodySink
+
     /// How a route answers.
     enum Responder: Sendable {
         case async(Handler)
         case immediate(ImmediateHandler)
+        case sink(SinkOpener)
     }
 
     /// One registered route; a class so that a match hands it on with one retain, not a field-by-field copy.
@@ -125,6 +143,14 @@ public struct Router: Sendable {
         handler: @escaping ImmediateHandler
     ) {
         self.add(method, pattern, body: .collect, responder: .immediate(handler))
+    }
+
+    /// Registers a route for a long-lived request whose body is handed to a sink chunk by chunk, on
+    /// the connection's event loop, as it arrives: no task, no response per message (a stream of
+    /// messages between peers). The response is the sink's `finish()` once the body ends, or the
+    /// error a chunk threw. Over HTTP/1.1 the body is collected first and handed over in one piece.
+    public mutating func addSink(_ method: HTTPMethod, _ pattern: String, open: @escaping SinkOpener) {
+        self.add(method, pattern, body: .stream, responder: .sink(open))
     }
 
     private mutating func add(_ method: HTTPMethod, _ pattern: String, body: RequestBodyMode, responder: Responder) {
@@ -225,6 +251,22 @@ public struct Router: Sendable {
             }
         case .immediate(let handler):
             return Self.invokeImmediately(handler, request, parameters)
+        case .sink(let open):
+            // HTTP/1.1 (the HTTP/2 server feeds a sink as DATA arrives, without this): one piece.
+            do {
+                let sink = try open(request, parameters)
+                switch request.body {
+                case .buffer(let buffer):
+                    try buffer.withUnsafeReadableBytes { try sink.receive($0) }
+                case .stream(let chunks):
+                    for try await chunk in chunks {
+                        try chunk.withUnsafeReadableBytes { try sink.receive($0) }
+                    }
+                }
+                return sink.finish()
+            } catch {
+                return Self.errorResponse(error)
+            }
         }
     }
 

@@ -73,9 +73,6 @@ struct LeaderContact: Sendable {
 /// The node's one `LeaderContact`, shared by the Raft driver, the peer transport and the leader's
 /// controllers, with the one monotonic clock origin all three measure from.
 public final class LeaderContactTracker: Sendable {
-    /// The header on a Raft message batch that carries the sender's `age`, in microseconds.
-    static let ageHeader = "flotilla-leader-contact-age-us"
-
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
     private let contact: Mutex<LeaderContact>
@@ -93,17 +90,17 @@ public final class LeaderContactTracker: Sendable {
         contact.withLock { $0.heardFromLeader(now: now) }
     }
 
-    /// The value of `ageHeader` for a batch encoded now.
-    func ageHeaderValue() -> String {
+    /// The age, in whole microseconds, that a batch encoded now carries (`PeerStreamFrame`).
+    func ageMicroseconds() -> UInt64 {
         let now = now
         let age = contact.withLock { $0.age(now: now) }
-        return String(age.microseconds)
+        return UInt64(max(0, age.microseconds))
     }
 
-    /// Records the age a peer's batch carried; a batch without one (or with one that cannot be
-    /// read) counts as age 0, the cautious value.
-    func peerReported(_ peer: NodeID, ageHeader value: String?) {
-        let age = value.flatMap { Int64($0) }.map { Duration.microseconds($0) } ?? .zero
+    /// Records the age a peer's batch carried, counted back from now, when it arrived: time it
+    /// spent on the way only makes the contact look later, the cautious side.
+    func peerReported(_ peer: NodeID, ageMicroseconds: UInt64) {
+        let age = Duration.microseconds(Int64(clamping: ageMicroseconds))
         let now = now
         contact.withLock { $0.peerReported(peer, age: age, receivedAt: now) }
     }

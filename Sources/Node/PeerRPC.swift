@@ -9,55 +9,186 @@ import Synchronization
 
 /// The peer-RPC paths.
 enum PeerPath {
-    static let raftMessages = "/raft/v1/messages"
+    /// One long-lived request per sending node and peer; its body is a sequence of `PeerStreamFrame`s.
+    static let raftStream = "/raft/v1/stream"
 }
 
-/// Encodes a batch of messages as one request body: a count, then each message length-prefixed.
+/// Encodes a batch of messages: a count, then each message length-prefixed.
 enum MessageBatch {
-    static func encode(_ messages: [Message]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 256 * messages.count)
+    static func encode(_ messages: [Message], into writer: inout ByteWriter) {
         writer.writeVarint(messages.count)
         for message in messages { writer.write(message.wireBytes) }
-        return writer.bytes
     }
 
-    static func decode(_ bytes: [UInt8]) throws(WireFormatError) -> [Message] {
-        var reader = ByteReader(bytes)
+    static func decode(_ reader: inout ByteReader) throws(WireFormatError) -> [Message] {
         let count = try reader.readCount()
         var messages: [Message] = []
         messages.reserveCapacity(count)
         for _ in 0..<count { messages.append(try Message(wireBytes: try reader.readBytes())) }
-        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a message batch") }
         return messages
+    }
+}
+
+/// One frame of a peer stream: a batch of messages and the sender's last contact with a leader.
+///
+/// Layout: the varint length of the rest, then the sender's `LeaderContactTracker` age in
+/// microseconds (varint), then the batch (`MessageBatch`). A frame may span DATA frames, and a DATA
+/// frame may hold several frames: the receiver reassembles.
+enum PeerStreamFrame {
+    /// A frame longer than this is refused (a snapshot travels in one message, so this is generous).
+    static let maxLength = 256 << 20
+
+    static func encode(_ messages: [Message], contactAgeMicroseconds age: UInt64) -> ByteBuffer {
+        var body = ByteWriter(capacity: 64 + 128 * messages.count)
+        body.writeVarint(age)
+        MessageBatch.encode(messages, into: &body)
+        var frame = ByteWriter(capacity: 10)
+        frame.writeVarint(body.bytes.count)
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(frame.bytes.count + body.bytes.count)
+        buffer.writeBytes(frame.bytes)
+        buffer.writeBytes(body.bytes)
+        return buffer
+    }
+
+    /// Decodes the frame's content (after its length): the age and the batch.
+    static func decode(_ content: [UInt8]) throws(WireFormatError) -> (ageMicroseconds: UInt64, messages: [Message]) {
+        var reader = ByteReader(content)
+        let age = try reader.readVarint()
+        let messages = try MessageBatch.decode(&reader)
+        guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a message batch") }
+        return (age, messages)
+    }
+}
+
+/// Splits a peer stream's body into frames as its bytes arrive, in any pieces.
+struct PeerStreamReassembler {
+    private var pending: [UInt8] = []
+
+    /// Takes the next bytes; returns the contents of the frames they completed, in order.
+    mutating func take(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> [[UInt8]] {
+        pending.append(contentsOf: bytes)
+        var frames: [[UInt8]] = []
+        var start = 0
+        while start < pending.count {
+            // The length prefix: a varint of at most 10 bytes, possibly not all here yet.
+            var length: UInt64 = 0
+            var shift: UInt64 = 0
+            var offset = start
+            var complete = false
+            while offset < pending.count {
+                let byte = pending[offset]
+                offset += 1
+                guard shift < 64 else { throw WireFormatError("a peer frame's length prefix is too long") }
+                length |= UInt64(byte & 0x7F) << shift
+                shift += 7
+                if byte & 0x80 == 0 {
+                    complete = true
+                    break
+                }
+            }
+            guard complete else { break }
+            guard length <= UInt64(PeerStreamFrame.maxLength) else {
+                throw WireFormatError(
+                    "a peer frame of \(length) bytes exceeds the limit of \(PeerStreamFrame.maxLength)")
+            }
+            guard pending.count - offset >= Int(length) else { break }
+            frames.append(Array(pending[offset..<(offset + Int(length))]))
+            start = offset + Int(length)
+        }
+        pending.removeFirst(start)
+        return frames
+    }
+
+    /// Bytes of a frame not yet complete.
+    var bufferedBytes: Int { pending.count }
+}
+
+/// Receives one peer's stream: hands each frame's batch to the Raft driver as it completes.
+final class PeerStreamSink: RequestBodySink {
+    private let driver: RaftDriver
+    private let local: NodeID
+    private let leaderContact: LeaderContactTracker?
+    private var reassembler = PeerStreamReassembler()
+
+    init(driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker?) {
+        self.driver = driver
+        self.local = local
+        self.leaderContact = leaderContact
+    }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        let frames: [[UInt8]]
+        do {
+            frames = try reassembler.take(bytes)
+        } catch {
+            throw HTTPError(status: 400, error: "bad peer stream", detail: "\(error)")
+        }
+        for content in frames {
+            let frame: (ageMicroseconds: UInt64, messages: [Message])
+            do {
+                frame = try PeerStreamFrame.decode(content)
+            } catch {
+                throw HTTPError(status: 400, error: "bad message batch", detail: "\(error)")
+            }
+            // A message addressed to another node means a misconfigured peer: say so.
+            if let stray = frame.messages.first(where: { $0.to != local }) {
+                throw HTTPError(
+                    status: 421, error: "misdirected message",
+                    detail: "this is node \(local), the message is for \(stray.to); check the peer addresses")
+            }
+            // Recorded before the driver sees the batch: a vote it carries must not make this node
+            // leader before the voter's report of its last leader contact is counted.
+            if let leaderContact, let sender = frame.messages.first?.from {
+                leaderContact.peerReported(sender, ageMicroseconds: frame.ageMicroseconds)
+                if frame.messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
+            }
+            // Queued for the Raft actor in arrival order; nothing is answered per batch.
+            driver.deliver(frame.messages)
+        }
+    }
+
+    func finish() -> HTTPResponse {
+        guard reassembler.bufferedBytes == 0 else {
+            return HTTPResponse(
+                error: HTTPError(
+                    status: 400, error: "bad peer stream",
+                    detail: "the stream ended inside a frame, \(reassembler.bufferedBytes) bytes short of its end"))
+        }
+        return HTTPResponse(status: 204)
     }
 }
 
 /// Sends Raft messages to peers over HTTP/2.
 ///
-/// Each peer has one connection (`HTTP2Client`), a buffer, and a sending token: `send` appends to
-/// the buffer and, if no batch is in flight, takes the token and posts everything buffered as one
-/// batch. When the answer comes back (on the connection's event loop) the holder posts what
-/// accumulated meanwhile, or gives the token back. Batches to a peer therefore leave in order, one
-/// at a time, and grow with load; and while the connection is open a batch goes out with no task
-/// hop at all — the wake-up of a sender task cost ~0.1 ms per message leg on a busy machine.
-/// When there is no open connection, the peer's sender task connects and posts the batch. A peer
-/// that is down costs a failed connect per batch (fast: connection refused) and its messages are
-/// dropped; Raft resends what matters.
+/// Each peer has one connection (`HTTP2Client`) and, on it, one long-lived request whose body is
+/// the stream of this node's messages to that peer (`PeerStreamFrame`s; the peer's messages to
+/// this node come on its own stream). `send` writes a batch into the stream at once, on the
+/// connection's event loop (the Raft driver's), so a leader's appends leave before its fsync; no
+/// batch waits for an answer. Per batch this costs one DATA frame and one write, where a request
+/// per batch cost a HEADERS frame, an answer, a task and two more system calls on each side.
+///
+/// With no open stream, messages wait while the peer's sender task connects and opens one, and
+/// are dropped if that fails (the peer is down: Raft resends what matters). A stream that ends or
+/// fails, or whose unsent bytes pile up past `maxUnsentBytes` (the peer takes nothing), is
+/// reported as unreachable so the leader probes instead of pipelining blind; the next batch opens
+/// a new one.
 public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private final class Peer: Sendable {
-        struct Queue {
-            var buffer: [Message] = []
-            /// A batch is in flight (or handed to the sender task); whoever set this posts the next.
-            var sending = false
-            /// A batch the sender task must post after connecting.
-            var awaitingConnection: [Message] = []
-            /// Failed batches in a row, to log an outage once.
+        struct State {
+            /// The open stream, if any.
+            var stream: HTTP2PushStream?
+            /// Messages waiting for a stream; the sender task writes them once it has opened one.
+            var waiting: [Message] = []
+            /// The sender task is opening a stream.
+            var opening = false
+            /// Failures in a row, to log an outage once.
             var failures = 0
         }
 
         let id: NodeID
         let client: HTTP2Client
-        let queue = Mutex(Queue())
+        let state = Mutex(State())
         let wake: AsyncStream<Void>.Continuation
 
         init(id: NodeID, client: HTTP2Client, wake: AsyncStream<Void>.Continuation) {
@@ -67,11 +198,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
     }
 
-    /// Messages buffered for a peer beyond this are dropped, oldest first (a peer that is down).
+    /// Messages waiting for a stream beyond this are dropped, oldest first (a peer that is down).
     static let maxBufferedMessages = 8192
+    /// Bytes a stream may hold unsent (flow control or the socket is full) before it is given up.
+    static let maxUnsentBytes = 64 << 20
 
     private let local: NodeID
     private let addressBook: AddressBook
+    /// How long opening a stream (connect included) may take.
     private let requestTimeout: Duration
     private let logger: Logger
     /// Every batch reports how long ago this node last heard from a leader (`LeaderContact`).
@@ -81,13 +215,13 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Peers are made on first use, from the address book, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
-    /// Told when a batch to a peer is lost, so the Raft leader probes it instead of pipelining blind.
+    /// Told when messages to a peer may have been lost, so the Raft leader probes it instead of pipelining blind.
     private let unreachable = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
     /// Told when a peer's process is gone (see `checkProcessGone`), so a follower of it campaigns at once.
     private let processGone = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
-    /// Sets what to do when a batch to a peer could not be delivered.
+    /// Sets what to do when messages to a peer may have been lost.
     func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
         unreachable.withLock { $0 = handler }
     }
@@ -112,81 +246,84 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     }
 
     public func send(_ messages: [Message]) {
-        var touched: [NodeID: Peer] = [:]
+        // One batch per peer, in the order given (a node sends to two or four peers at most).
+        var batches: [(peer: NodeID, messages: [Message])] = []
         for message in messages {
-            guard let peer = touched[message.to] ?? peer(message.to) else { continue }
-            touched[message.to] = peer
-            peer.queue.withLock { queue in
-                queue.buffer.append(message)
-                if queue.buffer.count > Self.maxBufferedMessages {
-                    queue.buffer.removeFirst(queue.buffer.count - Self.maxBufferedMessages)
-                }
+            if let index = batches.firstIndex(where: { $0.peer == message.to }) {
+                batches[index].messages.append(message)
+            } else {
+                batches.append((message.to, [message]))
             }
         }
-        for peer in touched.values {
-            let takesToken = peer.queue.withLock { queue in
-                if queue.sending { return false }
-                queue.sending = true
-                return true
-            }
-            if takesToken { postNext(peer) }
+        for (id, batch) in batches {
+            guard let peer = peer(id) else { continue }
+            send(batch, to: peer)
         }
     }
 
-    /// Called by the token holder: posts the buffered batch, or gives the token back when there is none.
-    private func postNext(_ peer: Peer) {
-        let batch = peer.queue.withLock { queue -> [Message]? in
-            if queue.buffer.isEmpty {
-                queue.sending = false
-                return nil
+    private enum Route {
+        case write(HTTP2PushStream)
+        case openStream
+        case wait
+    }
+
+    private func send(_ batch: [Message], to peer: Peer) {
+        let route = peer.state.withLock { state -> Route in
+            if let stream = state.stream { return .write(stream) }
+            state.waiting.append(contentsOf: batch)
+            if state.waiting.count > Self.maxBufferedMessages {
+                state.waiting.removeFirst(state.waiting.count - Self.maxBufferedMessages)
             }
-            defer { queue.buffer.removeAll(keepingCapacity: true) }
-            return queue.buffer
+            if state.opening { return .wait }
+            state.opening = true
+            return .openStream
         }
-        guard let batch else { return }
-        let request = request(for: batch)
-        if let answer = peer.client.sendIfConnected(request, deadline: .now() + TimeAmount(requestTimeout)) {
-            answer.whenComplete { result in
-                self.finished(peer, result)
-                self.postNext(peer)
-            }
+        switch route {
+        case .write(let stream): write(batch, to: stream, of: peer)
+        case .openStream: peer.wake.yield()
+        case .wait: break
+        }
+    }
+
+    private func write(_ batch: [Message], to stream: HTTP2PushStream, of peer: Peer) {
+        // The age is taken as the batch is encoded: time on the way only makes the receiver place
+        // the contact later, the cautious side.
+        let frame = PeerStreamFrame.encode(batch, contactAgeMicroseconds: leaderContact?.ageMicroseconds() ?? 0)
+        if stream.eventLoop.inEventLoop {
+            pushed(stream.push(frame), batch, stream, peer)
         } else {
-            // No open connection: the sender task connects (suspending), posts, and carries on.
-            peer.queue.withLock { $0.awaitingConnection = batch }
-            peer.wake.yield()
+            stream.eventLoop.execute { self.pushed(stream.push(frame), batch, stream, peer) }
         }
     }
 
-    private func request(for batch: [Message]) -> HTTPRequest {
-        var headers: HTTPFields = ["content-type": "application/octet-stream"]
-        // Computed as the batch is encoded: the time it then spends on the way only makes the
-        // receiver place the contact later, the cautious side.
-        if let leaderContact {
-            headers[LeaderContactTracker.ageHeader] = leaderContact.ageHeaderValue()
+    private func pushed(_ unsent: Int?, _ batch: [Message], _ stream: HTTP2PushStream, _ peer: Peer) {
+        guard let unsent else {
+            // The stream closed before its end was reported here: this batch goes on a new one.
+            forget(stream, of: peer)
+            send(batch, to: peer)
+            return
         }
-        return HTTPRequest(
-            method: .post, path: PeerPath.raftMessages, headers: headers,
-            body: .buffer(ByteBuffer(bytes: MessageBatch.encode(batch))))
+        if unsent > Self.maxUnsentBytes {
+            logger.info("peer \(peer.id) takes nothing: \(unsent) bytes wait to be sent; the stream is reset")
+            stream.cancel()
+            if forget(stream, of: peer) { reportUnreachable(peer) }
+        }
     }
 
-    private func finished(_ peer: Peer, _ result: Result<HTTPResponse, any Error>) {
-        switch result {
-        case .success(let response):
-            peer.queue.withLock { $0.failures = 0 }
-            if response.status != 204 {
-                logger.warning("peer \(peer.id) answered \(response.status) to a message batch")
-            }
-        case .failure(let error):
-            let failures = peer.queue.withLock { queue in
-                queue.failures += 1
-                return queue.failures
-            }
-            // Once per outage, not once per batch.
-            if failures == 1 { logger.info("peer \(peer.id) unreachable: \(error)") }
-            if let report = unreachable.withLock({ $0 }) {
-                let id = peer.id
-                Task { await report(id) }
-            }
+    /// Clears `stream` as the peer's stream; false if it was not (already cleared or replaced).
+    @discardableResult
+    private func forget(_ stream: HTTP2PushStream, of peer: Peer) -> Bool {
+        peer.state.withLock { state in
+            guard state.stream === stream else { return false }
+            state.stream = nil
+            return true
+        }
+    }
+
+    private func reportUnreachable(_ peer: Peer) {
+        if let report = unreachable.withLock({ $0 }) {
+            let id = peer.id
+            Task { await report(id) }
         }
     }
 
@@ -213,7 +350,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             let task = Task { [weak self] in
                 for await _ in stream {
                     guard let transport = self else { return }
-                    await transport.postAfterConnecting(peer)
+                    await transport.openStream(to: peer)
                 }
             }
             tasks.withLock { $0.append(task) }
@@ -221,21 +358,59 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
     }
 
-    /// The sender task's part: connect if need be, post the batch that waited for it, carry on.
-    private func postAfterConnecting(_ peer: Peer) async {
-        let batch = peer.queue.withLock { queue in
-            defer { queue.awaitingConnection = [] }
-            return queue.awaitingConnection
-        }
-        guard !batch.isEmpty else { return }
-        let result: Result<HTTPResponse, any Error>
+    /// The sender task's part: connect if need be, open a stream, write what waited for it.
+    private func openStream(to peer: Peer) async {
+        let request = HTTPRequest(
+            method: .post, path: PeerPath.raftStream, headers: ["content-type": "application/octet-stream"],
+            body: .empty)
+        let stream: HTTP2PushStream
         do {
-            result = .success(try await peer.client.send(request(for: batch), timeout: requestTimeout))
+            stream = try await peer.client.openPushStream(request, deadline: .now() + TimeAmount(requestTimeout))
         } catch {
-            result = .failure(error)
+            let failures = peer.state.withLock { state in
+                state.opening = false
+                state.waiting.removeAll()
+                state.failures += 1
+                return state.failures
+            }
+            // Once per outage, not once per batch.
+            if failures == 1 { logger.info("peer \(peer.id) unreachable: \(error)") }
+            reportUnreachable(peer)
+            return
         }
-        finished(peer, result)
-        postNext(peer)
+        stream.response.whenComplete { result in self.streamEnded(stream, of: peer, result) }
+        // Installed on the loop, where the driver sends: what waited is written before any later batch.
+        stream.eventLoop.execute {
+            let waiting = peer.state.withLock { state in
+                state.stream = stream
+                state.opening = false
+                state.failures = 0
+                defer { state.waiting.removeAll() }
+                return state.waiting
+            }
+            if !waiting.isEmpty { self.write(waiting, to: stream, of: peer) }
+        }
+    }
+
+    private func streamEnded(_ stream: HTTP2PushStream, of peer: Peer, _ result: Result<HTTPResponse, any Error>) {
+        guard forget(stream, of: peer) else { return }
+        switch result {
+        case .success(let response) where response.status == 204:
+            logger.info("peer \(peer.id) closed this node's message stream (it is shutting down)")
+        case .success(let response):
+            var detail = ""
+            if case .buffer(let body) = response.body, body.readableBytes > 0 {
+                detail = ": " + String(buffer: body)
+            }
+            logger.warning("peer \(peer.id) refused this node's message stream with status \(response.status)\(detail)")
+        case .failure(let error):
+            let failures = peer.state.withLock { state in
+                state.failures += 1
+                return state.failures
+            }
+            if failures == 1 { logger.info("peer \(peer.id) unreachable: \(error)") }
+        }
+        reportUnreachable(peer)
     }
 
     /// Called once per closed connection: a process that dies (SIGKILL, crash) has its sockets
@@ -265,32 +440,10 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 }
 
 extension Router {
-    /// Adds the peer-RPC routes that feed `driver`.
+    /// Adds the peer-RPC route that feeds `driver`: each peer's stream of message batches.
     mutating func addPeerRoutes(driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker? = nil) {
-        post(PeerPath.raftMessages) { request, _ in
-            let body = try await request.body.collect(upTo: 64 << 20)
-            let messages: [Message]
-            do {
-                messages = try MessageBatch.decode(Array(buffer: body))
-            } catch {
-                throw HTTPError(status: 400, error: "bad message batch", detail: "\(error)")
-            }
-            // A message addressed to another node means a misconfigured peer: say so.
-            if let stray = messages.first(where: { $0.to != local }) {
-                throw HTTPError(
-                    status: 421, error: "misdirected message",
-                    detail: "this is node \(local), the message is for \(stray.to); check the peer addresses")
-            }
-            // Recorded before the driver sees the batch: a vote it carries must not make this node
-            // leader before the voter's report of its last leader contact is counted. The body is
-            // in by now, so the receive time is, if anything, late: the cautious side.
-            if let leaderContact, let sender = messages.first?.from {
-                leaderContact.peerReported(sender, ageHeader: request.headers[LeaderContactTracker.ageHeader])
-                if messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
-            }
-            // Queued for the Raft actor; the answer need not wait for it (order is kept by the queue).
-            driver.deliver(messages)
-            return HTTPResponse(status: 204)
+        addSink(.post, PeerPath.raftStream) { _, _ in
+            PeerStreamSink(driver: driver, local: local, leaderContact: leaderContact)
         }
     }
 }

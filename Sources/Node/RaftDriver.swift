@@ -186,7 +186,7 @@ public actor RaftDriver {
     private let inbox = Mutex<(messages: [Message], scheduled: Bool)>(([], false))
 
     /// Hands messages from peers to the core without waiting for the actor: callable from any
-    /// thread (the peer RPC handler calls it on its event loop and answers at once). Batches are
+    /// thread (the peer stream's sink calls it on its connection's event loop). Batches are
     /// stepped in the order they were delivered; those that arrive while the node is busy
     /// (persisting) are stepped together and persisted with one fsync.
     public nonisolated func deliver(_ messages: [Message]) {
@@ -196,11 +196,10 @@ public actor RaftDriver {
             inbox.scheduled = true
             return true
         }
-        // Run on the loop (no other thread woken when the caller is on it), one pass late: the
-        // peer connection flushes the batch's answer in a task it queues after this call, and the
-        // answer must leave before the fsync, or the sender's next batch waits for this disk.
+        // Run on the loop (no other thread woken when the caller is on it), after the read that
+        // delivered this: batches that arrived together are stepped together, with one fsync.
         if schedule {
-            eventLoop.execute { self.eventLoop.execute { self.assumeIsolated { $0.takeInbox() } } }
+            eventLoop.execute { self.assumeIsolated { $0.takeInbox() } }
         }
     }
 
