@@ -34,7 +34,8 @@ final class CallCancellation: Sendable {
 /// The connection opens on first use and reopens after it closes or the peer sends GOAWAY. After a
 /// failed connect the client backs off (`initialBackoff` doubling up to `maxBackoff`); calls made during
 /// the backoff fail at once with `.peerUnavailable`, so a dead peer costs microseconds, not deadlines.
-/// Every call has a deadline covering connect, request and the whole response body.
+/// Every call has a deadline covering connect, request and the whole response body, except a push
+/// stream (`openPushStream`), which lasts until either side ends it or the connection fails.
 public final class HTTP2Client: Sendable {
     /// The peer and the client's limits.
     public struct Configuration: Sendable {
@@ -51,6 +52,12 @@ public final class HTTP2Client: Sendable {
         /// The flow-control window per stream: the most response bytes buffered for one slow reader.
         public var initialStreamWindowSize: Int = 1 << 20
         public var connectionWindowSize: Int = 16 << 20
+        /// When set, an open connection PINGs the peer this often and is closed when an answer takes
+        /// longer than `pingTimeout`: a peer whose host vanished, or whose network was cut, says
+        /// nothing and TCP would hold the connection for many minutes. What was in flight on it
+        /// (push streams included, which have no deadline) then fails, and the next call reconnects.
+        public var pingInterval: TimeAmount?
+        public var pingTimeout: TimeAmount = .seconds(5)
 
         public init(host: String, port: Int) {
             self.host = host
@@ -105,29 +112,6 @@ public final class HTTP2Client: Sendable {
         try await self.send(request, deadline: .now() + TimeAmount(timeout))
     }
 
-    /// Sends `request` on the open connection without suspending, or returns nil when no connection
-    /// is open (then `send` connects). For callers on a latency-critical path that keep requests in
-    /// order themselves: the request starts on the connection's event loop with no task hop, is
-    /// written before this returns when called on that loop, and the future completes there.
-    public func sendIfConnected(_ request: HTTPRequest, deadline: NIODeadline) -> EventLoopFuture<HTTPResponse>? {
-        guard let connection = self.shared.withLockedValue({ $0.machine.isConnected ? $0.connection : nil }) else {
-            return nil
-        }
-        let handler = connection.handler
-        let loop = connection.channel.eventLoop
-        let cancellation = CallCancellation()
-        if loop.inEventLoop {
-            return handler.value.startRequest(
-                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop,
-                flushAtOnce: true)
-        }
-        return loop.flatSubmit {
-            handler.value.startRequest(
-                request, streamResponse: false, deadline: deadline, cancellation: cancellation, on: loop,
-                flushAtOnce: true)
-        }
-    }
-
     /// Opens the connection now unless one is open (or opening), waiting for it until `deadline`.
     ///
     /// Throws what a call would: after a failed connect, `connectWasRefused` on the error says
@@ -156,17 +140,22 @@ public final class HTTP2Client: Sendable {
         let connection = try await self.connection(deadline: deadline)
         let handler = connection.handler
         let loop = connection.channel.eventLoop
-        return try await loop.submit { () throws -> HTTP2PushStream in
+        return try await loop.submit { () -> (Int32?, EventLoopFuture<HTTPResponse>) in
             let cancellation = CallCancellation()
             let response = handler.value.startRequest(
                 request, streamResponse: false, deadline: nil, cancellation: cancellation, on: loop, flushAtOnce: true,
                 pushedBody: true)
-            guard let streamID = cancellation.streamID else {
-                // Refused before it had a stream (the connection is closing): the future says why.
-                throw HTTP2ClientError(
-                    .connectionClosed, peer: self.peer, detail: "the connection refused a new stream")
+            return (cancellation.streamID, response)
+        }.flatMap { (streamID: Int32?, response: EventLoopFuture<HTTPResponse>) -> EventLoopFuture<HTTP2PushStream> in
+            // No stream means it was refused before it had one (the connection is closing): the
+            // response future has failed and says why.
+            guard let streamID else {
+                return response.flatMapThrowing { _ in
+                    throw HTTP2ClientError(.connectionClosed, peer: self.peer, detail: "no stream was opened")
+                }
             }
-            return HTTP2PushStream(handler: handler, streamID: streamID, eventLoop: loop, response: response)
+            return loop.makeSucceededFuture(
+                HTTP2PushStream(handler: handler, streamID: streamID, eventLoop: loop, response: response))
         }.get()
     }
 
@@ -266,6 +255,7 @@ public final class HTTP2Client: Sendable {
             maxHeaderListSize: self.configuration.maxHeaderListSize,
             initialStreamWindowSize: self.configuration.initialStreamWindowSize,
             connectionWindowSize: self.configuration.connectionWindowSize,
+            keepalive: self.configuration.pingInterval.map { ($0, self.configuration.pingTimeout) },
             onUnusable: {
                 shared.withLockedValue { $0.machine.connectionLost(attempt: attempt) }
             }

@@ -22,6 +22,8 @@ struct ClientSessionSettings: Sendable {
     var maxHeaderListSize: Int
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
+    /// PING the peer every `interval`; close the connection when an answer takes longer than `timeout`.
+    var keepalive: (interval: TimeAmount, timeout: TimeAmount)?
     /// Called on the event loop when the connection becomes unusable for new requests (GOAWAY received
     /// or the channel closed), before any in-flight call learns of it, so a retry opens a new connection.
     var onUnusable: @Sendable () -> Void
@@ -76,6 +78,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// True between channelRead and channelReadComplete: flushes wait for read-complete.
     private var inReadBurst = false
     private var flushScheduled = false
+    /// True while `flushNow` runs: work it runs (deferred promise completions) must not flush again
+    /// inside it, or newer frames would be written before the ones it is about to write.
+    private var flushing = false
+    /// Client keepalive: when the PING now unanswered was sent.
+    private var pingSentAt: NIODeadline?
     /// The capacity to allocate for the next write: about the size of the last one.
     private var writeSizeHint = 16 << 10
     /// The last buffer written, reused for the next write when the socket no longer holds it.
@@ -274,6 +281,13 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, client.maxHeaderListSize),
             ]
             connectionWindow = client.connectionWindowSize
+            if let keepalive = client.keepalive {
+                self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
+                    initialDelay: keepalive.interval, delay: keepalive.interval
+                ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
+                    loopBound.value.keepaliveTick(timeout: keepalive.timeout)
+                }
+            }
         }
         guard let newSession else { return }
         self.session = newSession
@@ -282,9 +296,26 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.flushNow()
     }
 
+    /// Client: PINGs the peer, or closes the connection when the last PING went unanswered for
+    /// `timeout`. A peer whose host vanished or whose network was cut sends nothing, not even a
+    /// reset, and TCP would keep the connection for many minutes; calls and push streams on it then
+    /// fail here instead, and the next call reconnects.
+    private func keepaliveTick(timeout: TimeAmount) {
+        guard let session, !self.closing else { return }
+        let now = NIODeadline.now()
+        if let sent = self.pingSentAt {
+            if now - sent >= timeout { self.closeConnection() }
+            return
+        }
+        guard nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil) == 0 else { return }
+        self.pingSentAt = now
+        self.scheduleFlush()
+    }
+
     /// Sends GOAWAY (last processed stream) so the peer opens no new streams; in-flight streams finish,
     /// then nghttp2 wants neither read nor write and the connection closes. A sink's request has no
-    /// end of its own, so it is answered now (the sink's `finish()`, after what it has received).
+    /// end of its own, so it is answered now, 204, and its sink dropped (a frame it had only begun
+    /// to receive is lost with it: the sender sees the stream end and sends again elsewhere).
     func initiateGracefulShutdown() {
         guard let session, !self.closing else { return }
         nghttp2_submit_goaway(
@@ -297,9 +328,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         )
         if self.isServer {
             for stream in self.streams.values where !stream.responseStarted {
-                guard case .sink(let sink) = stream.inbound else { continue }
+                guard case .sink = stream.inbound else { continue }
                 stream.inbound = .discarding
-                self.submitResponse(stream, sink.finish())
+                self.submitResponse(stream, HTTPResponse(status: 204))
             }
         }
         self.scheduleFlush()
@@ -345,7 +376,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Drains mem_send into writes of up to `maxWriteSize` while the channel is writable.
     private func flushNow() {
-        guard let session, let context, !self.inSession else { return }
+        guard let session, let context, !self.inSession, !self.flushing else { return }
+        self.flushing = true
+        defer { self.flushing = false }
         while context.channel.isWritable {
             // Reuse the last write's buffer: once the socket took it, it is ours alone again and
             // clear() keeps its memory (large buffers freed and reallocated each time page-fault).
@@ -497,6 +530,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 self.peerSettings = nil
                 self.deferredWork.append { ready.succeed() }
             }
+        case NGHTTP2_PING.rawValue:
+            // nghttp2 answers a peer's PING itself; an answer to ours means the peer is there.
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { self.pingSentAt = nil }
         case NGHTTP2_GOAWAY.rawValue:
             self.goawayReceived = true
             if case .client(let client) = self.role {
@@ -773,7 +809,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             stream.outbound!.deferred = false
             nghttp2_session_resume_data(session, streamID)
         }
-        if !self.inReadBurst && !self.inSession {
+        if !self.inReadBurst && !self.inSession && !self.flushing {
             self.flushNow()
         } else {
             self.scheduleFlush()
@@ -1131,7 +1167,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         if let producerSource {
             self.startProducer(streamID: id, body: producerSource)
         }
-        if flushAtOnce && !self.inReadBurst && !self.inSession {
+        if flushAtOnce && !self.inReadBurst && !self.inSession && !self.flushing {
             self.flushNow()
         } else {
             self.scheduleFlush()

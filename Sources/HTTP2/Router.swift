@@ -52,6 +52,7 @@ public enum RequestBodyMode: Sendable, Hashable {
 /// Takes a request body as it arrives (`Router.addSink`). Called only on the connection's event
 /// loop, one chunk after another; chunk boundaries are arbitrary, so a sink reassembles its own
 /// framing. It must be quick and must not block: the connection reads nothing else meanwhile.
+/// (Over HTTP/1.1 the body is collected first and handed over in one call, from a task.)
 public protocol RequestBodySink: AnyObject {
     /// Takes the next bytes of the body. Throwing ends the request: the error is the response
     /// (an `HTTPError` with its status, anything else a 500) and later bytes are dropped.

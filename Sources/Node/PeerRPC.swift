@@ -35,20 +35,40 @@ enum MessageBatch {
 /// microseconds (varint), then the batch (`MessageBatch`). A frame may span DATA frames, and a DATA
 /// frame may hold several frames: the receiver reassembles.
 enum PeerStreamFrame {
-    /// A frame longer than this is refused (a snapshot travels in one message, so this is generous).
-    static let maxLength = 256 << 20
+    /// A frame longer than this is refused. Senders split batches at `splitBytes`; one message is
+    /// far smaller (entries per append and snapshot chunks are capped in `RaftConfiguration`).
+    static let maxLength = 64 << 20
+    /// A batch's messages go in one frame until it holds this many bytes; the rest in more frames.
+    static let splitBytes = 8 << 20
 
+    /// Encodes `messages` as one or more frames (see `splitBytes`), each carrying `age`.
     static func encode(_ messages: [Message], contactAgeMicroseconds age: UInt64) -> ByteBuffer {
-        var body = ByteWriter(capacity: 64 + 128 * messages.count)
-        body.writeVarint(age)
-        MessageBatch.encode(messages, into: &body)
-        var frame = ByteWriter(capacity: 10)
-        frame.writeVarint(body.bytes.count)
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(frame.bytes.count + body.bytes.count)
-        buffer.writeBytes(frame.bytes)
-        buffer.writeBytes(body.bytes)
+        var encoded: [[UInt8]] = []
+        var bytes = 0
+        for message in messages {
+            let wire = message.wireBytes
+            if !encoded.isEmpty && bytes + wire.count > splitBytes {
+                appendFrame(encoded, age: age, to: &buffer)
+                encoded.removeAll(keepingCapacity: true)
+                bytes = 0
+            }
+            encoded.append(wire)
+            bytes += wire.count
+        }
+        appendFrame(encoded, age: age, to: &buffer)
         return buffer
+    }
+
+    private static func appendFrame(_ messages: [[UInt8]], age: UInt64, to buffer: inout ByteBuffer) {
+        var body = ByteWriter(capacity: 16 + messages.reduce(0) { $0 + $1.count + 5 })
+        body.writeVarint(age)
+        body.writeVarint(messages.count)
+        for message in messages { body.write(message) }
+        var length = ByteWriter(capacity: 10)
+        length.writeVarint(body.bytes.count)
+        buffer.writeBytes(length.bytes)
+        buffer.writeBytes(body.bytes)
     }
 
     /// Decodes the frame's content (after its length): the age and the batch.
@@ -96,7 +116,12 @@ struct PeerStreamReassembler {
             frames.append(Array(pending[offset..<(offset + Int(length))]))
             start = offset + Int(length)
         }
-        pending.removeFirst(start)
+        if start == pending.count && pending.capacity > 1 << 20 {
+            // Let go of a large frame's room once it is handed on: the stream lives for long.
+            pending = []
+        } else {
+            pending.removeFirst(start)
+        }
         return frames
     }
 
@@ -165,14 +190,15 @@ final class PeerStreamSink: RequestBodySink {
 /// the stream of this node's messages to that peer (`PeerStreamFrame`s; the peer's messages to
 /// this node come on its own stream). `send` writes a batch into the stream at once, on the
 /// connection's event loop (the Raft driver's), so a leader's appends leave before its fsync; no
-/// batch waits for an answer. Per batch this costs one DATA frame and one write, where a request
+/// batch waits for an answer. Per batch this costs its DATA frames and one write, where a request
 /// per batch cost a HEADERS frame, an answer, a task and two more system calls on each side.
 ///
 /// With no open stream, messages wait while the peer's sender task connects and opens one, and
 /// are dropped if that fails (the peer is down: Raft resends what matters). A stream that ends or
 /// fails, or whose unsent bytes pile up past `maxUnsentBytes` (the peer takes nothing), is
 /// reported as unreachable so the leader probes instead of pipelining blind; the next batch opens
-/// a new one.
+/// a new one. A peer that goes silent (host gone, network cut) is found by the connection's PINGs,
+/// which close it and so fail the stream.
 public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private final class Peer: Sendable {
         struct State {
@@ -182,8 +208,10 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             var waiting: [Message] = []
             /// The sender task is opening a stream.
             var opening = false
-            /// Failures in a row, to log an outage once.
+            /// Failures in a row, to log an outage once; a stream opening ends the outage.
             var failures = 0
+            /// Streams the peer refused (an answer other than 204), to log the first and every 100th.
+            var refusals = 0
         }
 
         let id: NodeID
@@ -215,6 +243,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// Peers are made on first use, from the address book, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Set by `close()`: streams that end from then on are expected, not news.
+    private let closing = Atomic<Bool>(false)
     /// Told when messages to a peer may have been lost, so the Raft leader probes it instead of pipelining blind.
     private let unreachable = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
@@ -337,8 +367,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
         return peers.withLock { peers in
             if let peer = peers[id] { return peer }
-            let client = HTTP2Client(
-                configuration: .init(host: address.host, port: address.port), eventLoopGroup: eventLoopGroup)
+            var configuration = HTTP2Client.Configuration(host: address.host, port: address.port)
+            // A stream has no deadline: PINGs find a peer that went silent (host gone, network cut),
+            // whose connection TCP would otherwise keep for minutes with this node's messages queued
+            // on it. Patient (a busy peer answers late; the election timeout is what detects a dead
+            // leader), but then the connection closes, the stream fails and the leader probes.
+            configuration.pingInterval = TimeAmount(requestTimeout)
+            configuration.pingTimeout = max(TimeAmount(requestTimeout) * 4, .seconds(2))
+            let client = HTTP2Client(configuration: configuration, eventLoopGroup: eventLoopGroup)
             let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let peer = Peer(id: id, client: client, wake: wake)
             peers[id] = peer
@@ -378,8 +414,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
             reportUnreachable(peer)
             return
         }
-        stream.response.whenComplete { result in self.streamEnded(stream, of: peer, result) }
-        // Installed on the loop, where the driver sends: what waited is written before any later batch.
+        // Installed on the loop, where the driver sends: what waited is written before any later
+        // batch. Watched from there too, so a stream that already ended is seen as installed.
         stream.eventLoop.execute {
             let waiting = peer.state.withLock { state in
                 state.stream = stream
@@ -388,26 +424,38 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
                 defer { state.waiting.removeAll() }
                 return state.waiting
             }
+            stream.response.whenComplete { result in self.streamEnded(stream, of: peer, result) }
             if !waiting.isEmpty { self.write(waiting, to: stream, of: peer) }
         }
     }
 
     private func streamEnded(_ stream: HTTP2PushStream, of peer: Peer, _ result: Result<HTTPResponse, any Error>) {
-        guard forget(stream, of: peer) else { return }
+        guard forget(stream, of: peer), !closing.load(ordering: .relaxed) else { return }
         switch result {
         case .success(let response) where response.status == 204:
             logger.info("peer \(peer.id) closed this node's message stream (it is shutting down)")
         case .success(let response):
-            var detail = ""
-            if case .buffer(let body) = response.body, body.readableBytes > 0 {
-                detail = ": " + String(buffer: body)
+            // A refusing peer (misconfigured addresses) refuses every new stream too: log the first
+            // and then every 100th, not one line per batch.
+            let refusals = peer.state.withLock { state in
+                state.refusals += 1
+                return state.refusals
             }
-            logger.warning("peer \(peer.id) refused this node's message stream with status \(response.status)\(detail)")
+            if refusals == 1 || refusals % 100 == 0 {
+                var detail = ""
+                if case .buffer(let body) = response.body, body.readableBytes > 0 {
+                    detail = ": " + String(buffer: body)
+                }
+                logger.warning(
+                    "peer \(peer.id) refused this node's message stream with status \(response.status)\(detail) (\(refusals) times)"
+                )
+            }
         case .failure(let error):
             let failures = peer.state.withLock { state in
                 state.failures += 1
                 return state.failures
             }
+            // Once per outage, not once per stream.
             if failures == 1 { logger.info("peer \(peer.id) unreachable: \(error)") }
         }
         reportUnreachable(peer)
@@ -432,6 +480,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 
     /// Stops the sender tasks and closes the connections.
     public func close() async {
+        closing.store(true, ordering: .relaxed)
         let peers = peers.withLock { $0.values }
         for peer in peers { peer.wake.finish() }
         for task in tasks.withLock({ $0 }) { await task.value }

@@ -79,6 +79,66 @@ import Testing
         try await silent.close()
     }
 
+    @Test(.timeLimit(.minutes(1))) func aPeerThatStopsAnsweringPINGsHasItsConnectionClosed() async throws {
+        // Speaks just enough HTTP/2 to be connected to (its SETTINGS), then never answers: a peer
+        // whose host vanished or whose network was cut, as far as the client can tell.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SettingsThenSilence())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let port = try #require(silent.localAddress?.port)
+        try await withClient(
+            port: port,
+            configure: {
+                $0.pingInterval = .milliseconds(50)
+                $0.pingTimeout = .milliseconds(300)
+            }
+        ) { client in
+            let (lost, report) = AsyncStream.makeStream(of: Void.self)
+            client.onConnectionLost { report.yield() }
+            let stream = try await client.openPushStream(
+                HTTPRequest(method: .post, path: "/stream"), deadline: testDeadline())
+            let error = await #expect(throws: HTTP2ClientError.self) { _ = try await stream.response.get() }
+            #expect(error?.kind == .connectionClosed)
+            var losses = lost.makeAsyncIterator()
+            #expect(await losses.next() != nil)
+            #expect(try await stream.eventLoop.submit { stream.push(ByteBuffer(bytes: [1])) }.get() == nil)
+        }
+        try await silent.close()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aLivePeerAnswersPINGsAndTheConnectionStays() async throws {
+        var router = Router()
+        router.get("/ping") { _, _ in .json("\"pong\"") }
+        try await withServer(router) { _, port in
+            try await withClient(
+                port: port,
+                configure: {
+                    $0.pingInterval = .milliseconds(20)
+                    $0.pingTimeout = .milliseconds(500)
+                }
+            ) { client in
+                let (lost, report) = AsyncStream.makeStream(of: Void.self)
+                client.onConnectionLost { report.yield() }
+                #expect(
+                    try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline()).status
+                        == 200)
+                // Many PING rounds, each well within the timeout if answered; none is lost.
+                try await Task.sleep(for: .seconds(1))
+                report.finish()
+                var losses = lost.makeAsyncIterator()
+                #expect(await losses.next() == nil)
+                #expect(
+                    try await client.send(HTTPRequest(method: .get, path: "/ping"), deadline: testDeadline()).status
+                        == 200)
+            }
+        }
+    }
+
     @Test func clientReconnectsAfterThePeerComesBack() async throws {
         var router = Router()
         router.get("/ping") { _, _ in .json("\"pong\"") }
@@ -229,4 +289,16 @@ import Testing
         machine.close()
         #expect(machine.connectionNeeded(now: start + .seconds(3)) == .failClosed)
     }
+}
+
+/// Sends an empty SETTINGS frame when connected, then reads and ignores everything.
+private final class SettingsThenSilence: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: frame(type: 4))), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }

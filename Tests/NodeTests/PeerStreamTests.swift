@@ -62,6 +62,23 @@ import Testing
         #expect(count == 3)
     }
 
+    @Test func aLargeBatchIsSplitIntoFramesUnderTheLimit() throws {
+        // 20 messages of 1 MiB: more than `splitBytes`, so more than one frame, none over the limit.
+        let messages = Self.batch(20, payload: 1 << 20)
+        let encoded = PeerStreamFrame.encode(messages, contactAgeMicroseconds: 9)
+        var reassembler = PeerStreamReassembler()
+        let contents = try Array(encoded.readableBytesView).withUnsafeBytes { try reassembler.take($0) }
+        #expect(contents.count == 3)
+        #expect(contents.allSatisfy { $0.count <= PeerStreamFrame.maxLength })
+        var decoded: [Message] = []
+        for content in contents {
+            let frame = try PeerStreamFrame.decode(content)
+            #expect(frame.ageMicroseconds == 9)
+            decoded += frame.messages
+        }
+        #expect(decoded == messages)
+    }
+
     @Test func badFramingIsAnErrorNotACrash() throws {
         // A length beyond the limit.
         var huge = ByteWriter()

@@ -1,0 +1,160 @@
+// The peer transport against real HTTP/2 servers: batches in order on one stream, an ended stream
+// reported and reopened, and the peer route's refusals of a misdirected batch and a bad frame.
+import ClusterModel
+import FlotillaTestKit
+import HTTP2
+import Logging
+import NIOCore
+import NIOPosix
+import RaftCore
+import RaftStorage
+import Synchronization
+import Testing
+
+@testable import Node
+
+/// What a receiving server's streams carried, frame by frame.
+private final class Recorder: Sendable {
+    let frames = Mutex<[(ageMicroseconds: UInt64, messages: [Message])]>([])
+    let streams = Mutex(0)
+
+    /// The read rounds of the heartbeats received, in order.
+    var rounds: [UInt64] {
+        frames.withLock { frames in
+            frames.flatMap(\.messages).compactMap { message in
+                if case .heartbeat(let heartbeat) = message.kind { return heartbeat.readRound }
+                return nil
+            }
+        }
+    }
+}
+
+private final class RecordingSink: RequestBodySink {
+    let recorder: Recorder
+    var reassembler = PeerStreamReassembler()
+
+    init(recorder: Recorder) {
+        self.recorder = recorder
+    }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        for content in try reassembler.take(bytes) {
+            let frame = try PeerStreamFrame.decode(content)
+            recorder.frames.withLock { $0.append(frame) }
+        }
+    }
+
+    func finish() -> HTTPResponse { HTTPResponse(status: 204) }
+}
+
+@Suite struct PeerTransportTests {
+    private static func recordingServer(_ recorder: Recorder, port: Int = 0) async throws -> (HTTP2Server, Int) {
+        var router = Router()
+        router.addSink(.post, PeerPath.raftStream) { _, _ in
+            recorder.streams.withLock { $0 += 1 }
+            return RecordingSink(recorder: recorder)
+        }
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: port), router: router)
+        return (server, try await server.start())
+    }
+
+    private static func heartbeat(_ round: UInt64, to: NodeID = 2) -> Message {
+        Message(from: 1, to: to, term: 1, kind: .heartbeat(Heartbeat(commit: 0, readRound: round)))
+    }
+
+    private static func addresses(_ port: Int) -> AddressBook {
+        AddressBook(configured: [
+            MemberAddress(
+                id: 2, peer: Endpoint(host: "127.0.0.1", port: port), client: Endpoint(host: "127.0.0.1", port: 1))
+        ])
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func batchesArriveInOrderOnOneStreamAndAnEndedStreamIsReportedAndReopened() async throws {
+        let first = Recorder()
+        let (server, port) = try await Self.recordingServer(first)
+        let contact = LeaderContactTracker()
+        let transport = HTTP2PeerTransport(
+            local: 1, addressBook: Self.addresses(port), requestTimeout: .seconds(5), leaderContact: contact,
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "peer-transport-test"))
+        let unreachable = Mutex<[NodeID]>([])
+        transport.onUnreachable { id in unreachable.withLock { $0.append(id) } }
+
+        // Sent from the test's thread while the stream opens and after: all in order, on one stream.
+        for round in UInt64(1)...200 { transport.send([Self.heartbeat(round)]) }
+        try await eventually("200 heartbeats") { first.rounds.count == 200 }
+        #expect(first.rounds == Array(1...200))
+        #expect(first.streams.withLock { $0 } == 1)
+        // Each frame carried this node's contact age (it has never heard from a leader: its age
+        // since start, a few seconds at most).
+        #expect(first.frames.withLock { $0 }.allSatisfy { $0.ageMicroseconds < 60_000_000 })
+        #expect(unreachable.withLock { $0 }.isEmpty)
+
+        // The peer shuts down: its answer ends the stream, which is reported.
+        await server.shutdown()
+        try await eventually("the ended stream reported") { unreachable.withLock { $0 } == [2] }
+
+        // The peer is back: the next batches open a new stream to it, in order again.
+        let second = Recorder()
+        let (restarted, _) = try await Self.recordingServer(second, port: port)
+        for round in UInt64(201)...300 { transport.send([Self.heartbeat(round)]) }
+        try await eventually("100 more heartbeats") { second.rounds.count == 100 }
+        #expect(second.rounds == Array(201...300))
+        #expect(second.streams.withLock { $0 } == 1)
+
+        await transport.close()
+        await restarted.shutdown()
+    }
+
+    private struct Nothing: ReplicatedStateMachine {
+        mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] { [] }
+        func snapshot() -> [UInt8] { [] }
+        mutating func restore(from snapshot: [UInt8]) throws {}
+    }
+
+    private struct Silent: PeerTransport {
+        func send(_ messages: [Message]) {}
+    }
+
+    @Test(.timeLimit(.minutes(1))) func thePeerRouteRefusesAMisdirectedBatchAndABadFrame() async throws {
+        let root = try TemporaryDirectory()
+        let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/n2")
+        let driver = try RaftDriver(
+            configuration: RaftConfiguration(id: 2, electionTicks: 10, heartbeatTicks: 1),
+            bootstrapMembership: Membership(voters: [1, 2, 3]), storage: storage, recovered: recovered,
+            machine: Nothing(), transport: Silent(), tickDuration: .milliseconds(50), seed: 2)
+        var router = Router()
+        router.addPeerRoutes(driver: driver, local: 2)
+        try await withServer(router) { port in
+            let client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
+            let request = HTTPRequest(method: .post, path: PeerPath.raftStream)
+
+            let misdirected = try await client.openPushStream(request, deadline: .now() + .seconds(30))
+            let frame = PeerStreamFrame.encode([Self.heartbeat(1, to: 3)], contactAgeMicroseconds: 0)
+            _ = try await misdirected.eventLoop.submit { misdirected.push(frame) }.get()
+            let refused = try await misdirected.response.get()
+            #expect(refused.status == 421)
+            if case .buffer(let body) = refused.body {
+                #expect(String(buffer: body).contains("this is node n2, the message is for n3"))
+            }
+
+            let garbled = try await client.openPushStream(request, deadline: .now() + .seconds(30))
+            // A whole frame (length 2) whose content is no batch.
+            _ = try await garbled.eventLoop.submit { garbled.push(ByteBuffer(bytes: [0x02, 0x00, 0xFF])) }.get()
+            #expect(try await garbled.response.get().status == 400)
+            await client.close()
+        }
+    }
+
+    private func withServer(_ router: Router, _ body: (Int) async throws -> Void) async throws {
+        let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+        let port = try await server.start()
+        do {
+            try await body(port)
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+}
