@@ -51,7 +51,7 @@ public struct HTTPError: Error, Sendable, Hashable, CustomStringConvertible {
         HTTPError(status: 404, error: "not_found", detail: "no route for \(method) \(path)")
     }
 
-    static func payloadTooLarge(limit: Int) -> HTTPError {
+    public static func payloadTooLarge(limit: Int) -> HTTPError {
         HTTPError(
             status: 413,
             error: "payload_too_large",

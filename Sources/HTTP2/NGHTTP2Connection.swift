@@ -949,6 +949,19 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .immediate(let handler):
             self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
+        case .deferred(let handler):
+            guard let loop = self.context?.eventLoop else { return }
+            let connection = NIOLoopBound(self, eventLoop: loop)
+            let boundStream = NIOLoopBound(stream, eventLoop: loop)
+            handler(
+                request, parameters,
+                HTTPResponder { response in
+                    if loop.inEventLoop {
+                        connection.value.handlerResponded(stream: boundStream.value, response)
+                    } else {
+                        loop.execute { connection.value.handlerResponded(stream: boundStream.value, response) }
+                    }
+                })
         case .sink(let open):
             // Not reached (requestHeadersComplete opens sinks), but answered all the same: as a
             // handler that feeds the whole body to the sink, the way HTTP/1.1 does.

@@ -1,5 +1,6 @@
 // Maps (method, path pattern) to handlers; shared by the HTTP/2 and HTTP/1.1 front ends.
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -49,6 +50,29 @@ public enum RequestBodyMode: Sendable, Hashable {
     case stream
 }
 
+/// How a deferred handler (`Router.addDeferred`) answers: once, from any thread. Later answers
+/// are ignored, and so is an answer to a request whose stream the client has already closed.
+public final class HTTPResponder: Sendable {
+    private let deliver: @Sendable (HTTPResponse) -> Void
+    private let answered = Atomic<Bool>(false)
+
+    init(_ deliver: @escaping @Sendable (HTTPResponse) -> Void) {
+        self.deliver = deliver
+    }
+
+    /// Answers with `response`.
+    public func respond(_ response: HTTPResponse) {
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        deliver(response)
+    }
+
+    /// Answers with the error, as a thrown one would be: an `HTTPError` with its status and JSON
+    /// body, anything else a 500.
+    public func fail(_ error: any Error) {
+        respond(Router.errorResponse(error))
+    }
+}
+
 /// Takes a request body as it arrives (`Router.addSink`). Called only on the connection's event
 /// loop, one chunk after another; chunk boundaries are arbitrary, so a sink reassembles its own
 /// framing. It must be quick and must not block: the connection reads nothing else meanwhile.
@@ -77,11 +101,17 @@ public struct Router: Sendable {
     /// connection's event loop when the request's headers arrive; throwing answers with the error.
     public typealias SinkOpener = @Sendable (HTTPRequest, RouteParameters) throws -> any RequestBodySink
 
+    /// A handler that answers later through `responder`, from any thread, without a task: it runs
+    /// inline on the connection's event loop, starts its work (handing it the responder) and
+    /// returns at once. For answers that wait on a callback, such as a write waiting for its commit.
+    public typealias DeferredHandler = @Sendable (HTTPRequest, RouteParameters, HTTPResponder) -> Void
+
     /// How a route answers.
     enum Responder: Sendable {
         case async(Handler)
         case immediate(ImmediateHandler)
         case sink(SinkOpener)
+        case deferred(DeferredHandler)
     }
 
     /// One registered route; a class so that a match hands it on with one retain, not a field-by-field copy.
@@ -144,6 +174,12 @@ public struct Router: Sendable {
         handler: @escaping ImmediateHandler
     ) {
         self.add(method, pattern, body: .collect, responder: .immediate(handler))
+    }
+
+    /// Registers a handler that answers later through its `HTTPResponder` (see `DeferredHandler`);
+    /// the body is collected first, as for `.collect` routes.
+    public mutating func addDeferred(_ method: HTTPMethod, _ pattern: String, handler: @escaping DeferredHandler) {
+        self.add(method, pattern, body: .collect, responder: .deferred(handler))
     }
 
     /// Registers a route for a long-lived request whose body is handed to a sink chunk by chunk, on
@@ -252,6 +288,10 @@ public struct Router: Sendable {
             }
         case .immediate(let handler):
             return Self.invokeImmediately(handler, request, parameters)
+        case .deferred(let handler):
+            return await withCheckedContinuation { continuation in
+                handler(request, parameters, HTTPResponder { continuation.resume(returning: $0) })
+            }
         case .sink(let open):
             // HTTP/1.1 (the HTTP/2 server feeds a sink as DATA arrives, without this): one piece.
             do {

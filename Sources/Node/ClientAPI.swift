@@ -77,21 +77,24 @@ struct ClientAPI: Sendable {
             }
             return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: nil)))
         }
-        router.put("/v1/config/{key}", body: .collect) { request, parameters in
+        // The hottest write: answered from the commit's callback, with no task per request.
+        router.addDeferred(.put, "/v1/config/{key}") { request, parameters, responder in
             let key = parameters["key"] ?? ""
-            let body = try await request.body.collect(upTo: Setting.maxValueBytes + 1024)
+            let limit = Setting.maxValueBytes + 1024
+            guard case .buffer(let body) = request.body, body.readableBytes <= limit else {
+                return responder.fail(HTTPError.payloadTooLarge(limit: limit))
+            }
             struct Body: Decodable { var value: String }
             guard
                 let value = SettingJSON.simpleValue(in: body.readableBytesView)
                     ?? (try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).value)
             else {
-                throw HTTPError(
-                    status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}")
+                return responder.fail(
+                    HTTPError(
+                        status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}"))
             }
-            switch try await write(.setSetting(key: key, value: value), request) {
-            case .applied(let outcome):
-                return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: outcome?.replacedValue)))
-            case .forwarded(let response): return response
+            write(.setSetting(key: key, value: value), request, responder) { outcome in
+                .json(SettingJSON.encode(SettingView(key: key, value: value, previous: outcome?.replacedValue)))
             }
         }
         router.delete("/v1/config/{key}") { request, parameters in
@@ -196,6 +199,50 @@ struct ClientAPI: Sendable {
         case forwarded(HTTPResponse)
     }
 
+    /// Proposes a command and answers through `responder`, from the commit's callback: with
+    /// `answer(outcome)` once applied, with the refusal's error, or with the leader's answer when
+    /// this node is not the leader (forwarded, the one path that needs a task).
+    func write(
+        _ command: ClusterCommand, _ request: HTTPRequest, _ responder: HTTPResponder,
+        answer: @escaping @Sendable (CommandOutcome?) -> HTTPResponse
+    ) {
+        let requestID: RequestID?
+        do {
+            requestID = try self.requestID(request)
+        } catch {
+            return responder.fail(error)
+        }
+        // The state machine reads no clock: the time it records is this proposal's.
+        let proposedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        driver.propose(
+            CommandEnvelope(proposedAt: proposedAt, command: command).encoded, requestID: requestID,
+            timeoutTicks: timeoutTicks
+        ) { result in
+            switch result {
+            case .success(let bytes):
+                do {
+                    responder.respond(answer(try Self.outcome(of: bytes)))
+                } catch {
+                    responder.fail(error)
+                }
+            case .failure(let error as RaftDriverError):
+                if case .notLeader = error.kind {
+                    Task {
+                        do {
+                            responder.respond(try await self.forwardOrFail(request))
+                        } catch {
+                            responder.fail(error)
+                        }
+                    }
+                } else {
+                    responder.fail(self.httpError(error))
+                }
+            case .failure(let error):
+                responder.fail(error)
+            }
+        }
+    }
+
     /// Proposes a command, or forwards the request to the leader when this node is not it.
     func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
         let answer: [UInt8]
@@ -209,10 +256,15 @@ struct ClientAPI: Sendable {
             if case .notLeader = error.kind { return .forwarded(try await forwardOrFail(request)) }
             throw httpError(error)
         }
-        // An empty answer is a retried request already applied: report success without an outcome.
-        guard !answer.isEmpty else { return .applied(nil) }
+        return .applied(try Self.outcome(of: answer))
+    }
+
+    /// The state machine's answer to a write: its outcome, or the refusal as an `HTTPError`. An
+    /// empty answer is a retried request already applied: success without an outcome.
+    private static func outcome(of answer: [UInt8]) throws -> CommandOutcome? {
+        guard !answer.isEmpty else { return nil }
         switch try CommandResult(decoding: answer) {
-        case .applied(let outcome): return .applied(outcome)
+        case .applied(let outcome): return outcome
         case .rejected(let rejection):
             throw HTTPError(
                 status: rejection.kind.httpStatus, error: rejection.kind.description, detail: rejection.reason)

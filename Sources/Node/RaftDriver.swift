@@ -78,7 +78,8 @@ public actor RaftDriver {
     private struct Proposal {
         var term: Term
         var deadline: UInt64
-        var continuation: CheckedContinuation<[UInt8], any Error>
+        /// Told the answer once, on the driver's loop: a task's continuation, or a caller's callback.
+        var complete: @Sendable (Result<[UInt8], any Error>) -> Void
     }
     private var proposals: [LogIndex: Proposal] = [:]
 
@@ -162,7 +163,7 @@ public actor RaftDriver {
         ticker?.cancel()
         ticker = nil
         let error = RaftDriverError(kind: .stopped, detail: "")
-        for proposal in proposals.values { proposal.continuation.resume(throwing: error) }
+        for proposal in proposals.values { proposal.complete(.failure(error)) }
         proposals.removeAll()
         for read in reads.values { read.continuation.resume(throwing: error) }
         reads.removeAll()
@@ -233,18 +234,46 @@ public actor RaftDriver {
         // the caller's task prefers that loop), and a drain in between would apply the entry
         // before anyone waits for it; the client would then time out on a committed write.
         try await withCheckedThrowingContinuation { continuation in
-            guard running else { return continuation.resume(throwing: RaftDriverError(kind: .stopped, detail: "")) }
-            let index: LogIndex
-            do throws(ProposalError) {
-                index = try node.propose(command, requestID: requestID)
-            } catch .notLeader(let hint) {
-                return continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
-            } catch {
-                return continuation.resume(throwing: RaftDriverError(kind: .refused, detail: "\(error)"))
-            }
-            proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, continuation: continuation)
-            scheduleDrain()
+            proposeNow(command, requestID: requestID, timeoutTicks: timeoutTicks) { continuation.resume(with: $0) }
         }
+    }
+
+    /// Proposes a command and calls `completion` with the state machine's answer once it is
+    /// committed and applied (or with the `RaftDriverError` that stopped it), on the driver's event
+    /// loop. Callable from any thread; on that loop it proposes at once, with no task and no hop:
+    /// the fast path for a request handler that runs there.
+    public nonisolated func propose(
+        _ command: [UInt8], requestID: RequestID? = nil, timeoutTicks: UInt64,
+        completion: @escaping @Sendable (Result<[UInt8], any Error>) -> Void
+    ) {
+        if eventLoop.inEventLoop {
+            assumeIsolated { $0.proposeNow(command, requestID: requestID, timeoutTicks: timeoutTicks, completion) }
+        } else {
+            eventLoop.execute {
+                self.assumeIsolated {
+                    $0.proposeNow(command, requestID: requestID, timeoutTicks: timeoutTicks, completion)
+                }
+            }
+        }
+    }
+
+    /// Proposes and registers the waiter in one step, so no drain can apply the entry before
+    /// anyone waits for it (the client would then time out on a committed write).
+    private func proposeNow(
+        _ command: [UInt8], requestID: RequestID?, timeoutTicks: UInt64,
+        _ complete: @escaping @Sendable (Result<[UInt8], any Error>) -> Void
+    ) {
+        guard running else { return complete(.failure(RaftDriverError(kind: .stopped, detail: ""))) }
+        let index: LogIndex
+        do throws(ProposalError) {
+            index = try node.propose(command, requestID: requestID)
+        } catch .notLeader(let hint) {
+            return complete(.failure(RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")))
+        } catch {
+            return complete(.failure(RaftDriverError(kind: .refused, detail: "\(error)")))
+        }
+        proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, complete: complete)
+        scheduleDrain()
     }
 
     /// Waits until this node's state reflects every write committed before the call (ReadIndex),
@@ -316,7 +345,8 @@ public actor RaftDriver {
             } catch {
                 return continuation.resume(throwing: error)
             }
-            proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, continuation: continuation)
+            proposals[index] = Proposal(
+                term: node.term, deadline: now + timeoutTicks, complete: { continuation.resume(with: $0) })
             scheduleDrain()
         }
     }
@@ -404,9 +434,9 @@ public actor RaftDriver {
         applied = entry.index
         guard let proposal = proposals.removeValue(forKey: entry.index) else { return }
         if proposal.term == entry.term {
-            proposal.continuation.resume(returning: result)
+            proposal.complete(.success(result))
         } else {
-            proposal.continuation.resume(throwing: RaftDriverError(kind: .dropped, detail: ""))
+            proposal.complete(.failure(RaftDriverError(kind: .dropped, detail: "")))
         }
     }
 
@@ -422,7 +452,7 @@ public actor RaftDriver {
     private func failProposals(upTo index: LogIndex) {
         for (proposalIndex, proposal) in proposals where proposalIndex <= index {
             proposals.removeValue(forKey: proposalIndex)
-            proposal.continuation.resume(throwing: RaftDriverError(kind: .dropped, detail: ""))
+            proposal.complete(.failure(RaftDriverError(kind: .dropped, detail: "")))
         }
     }
 
@@ -441,7 +471,7 @@ public actor RaftDriver {
         let error = RaftDriverError(kind: .timedOut, detail: "")
         for (index, proposal) in proposals where proposal.deadline <= now {
             proposals.removeValue(forKey: index)
-            proposal.continuation.resume(throwing: error)
+            proposal.complete(.failure(error))
         }
         for (id, read) in reads where read.deadline <= now {
             reads.removeValue(forKey: id)
