@@ -159,6 +159,12 @@ public final class HTTP2Client: Sendable {
         }.get()
     }
 
+    /// Tells the client its peer is up again (it reached this process another way): the next call
+    /// connects at once instead of failing fast until the backoff after a failed connect passes.
+    public func peerIsBack() {
+        self.shared.withLockedValue { $0.machine.peerIsBack() }
+    }
+
     /// Closes the connection; in-flight calls fail with `.connectionClosed`, later ones with `.clientClosed`.
     public func close() async {
         let connection = self.shared.withLockedValue { shared -> PeerConnection? in

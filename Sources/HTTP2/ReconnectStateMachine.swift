@@ -83,6 +83,13 @@ struct ReconnectStateMachine: Sendable {
         self.state = .disconnected(failures: 0, retryAt: nil)
     }
 
+    /// The peer is known to be back (it reached us): the next call connects at once, without
+    /// waiting out the backoff. Changes nothing while connected or connecting.
+    mutating func peerIsBack() {
+        guard case .disconnected = self.state else { return }
+        self.state = .disconnected(failures: 0, retryAt: nil)
+    }
+
     mutating func close() {
         self.state = .closed
     }

@@ -76,7 +76,9 @@ public final class NodeDaemon: Service {
         transport.onPeerProcessGone { [weak driver] node in await driver?.peerProcessGone(node) }
 
         var peerRouter = Router()
-        peerRouter.addPeerRoutes(driver: driver, local: configuration.nodeID, leaderContact: leaderContact)
+        peerRouter.addPeerRoutes(
+            driver: driver, local: configuration.nodeID, leaderContact: leaderContact,
+            peerReachedUs: { transport.peerReachedUs($0) })
         let readState: @Sendable () async -> ClusterState = {
             await driver.staleRead { ($0 as! ClusterStateMachine).state }
         }

@@ -134,12 +134,19 @@ final class PeerStreamSink: RequestBodySink {
     private let driver: RaftDriver
     private let local: NodeID
     private let leaderContact: LeaderContactTracker?
+    /// Told who sent the stream's first batch: that peer is up.
+    private let peerReachedUs: (@Sendable (NodeID) -> Void)?
+    private var sender: NodeID?
     private var reassembler = PeerStreamReassembler()
 
-    init(driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker?) {
+    init(
+        driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker?,
+        peerReachedUs: (@Sendable (NodeID) -> Void)? = nil
+    ) {
         self.driver = driver
         self.local = local
         self.leaderContact = leaderContact
+        self.peerReachedUs = peerReachedUs
     }
 
     func receive(_ bytes: UnsafeRawBufferPointer) throws {
@@ -167,6 +174,10 @@ final class PeerStreamSink: RequestBodySink {
             if let leaderContact, let sender = frame.messages.first?.from {
                 leaderContact.peerReported(sender, ageMicroseconds: frame.ageMicroseconds)
                 if frame.messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
+            }
+            if sender == nil, let from = frame.messages.first?.from {
+                sender = from
+                peerReachedUs?(from)
             }
             // Queued for the Raft actor in arrival order; nothing is answered per batch.
             driver.deliver(frame.messages)
@@ -478,6 +489,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         }
     }
 
+    /// `id` opened a stream to this node, so it is up: if its last connect failed (it was down, or
+    /// restarting), this node's next batch to it connects at once instead of after the backoff —
+    /// which would otherwise keep this node's votes and appends from a restarted peer for seconds.
+    func peerReachedUs(_ id: NodeID) {
+        guard let peer = peers.withLock({ $0[id] }) else { return }
+        peer.client.peerIsBack()
+    }
+
     /// Stops the sender tasks and closes the connections.
     public func close() async {
         closing.store(true, ordering: .relaxed)
@@ -490,9 +509,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 
 extension Router {
     /// Adds the peer-RPC route that feeds `driver`: each peer's stream of message batches.
-    mutating func addPeerRoutes(driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker? = nil) {
+    /// `peerReachedUs` is told the sender of each stream's first batch (see
+    /// `HTTP2PeerTransport.peerReachedUs`).
+    mutating func addPeerRoutes(
+        driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker? = nil,
+        peerReachedUs: (@Sendable (NodeID) -> Void)? = nil
+    ) {
         addSink(.post, PeerPath.raftStream) { _, _ in
-            PeerStreamSink(driver: driver, local: local, leaderContact: leaderContact)
+            PeerStreamSink(driver: driver, local: local, leaderContact: leaderContact, peerReachedUs: peerReachedUs)
         }
     }
 }
