@@ -479,13 +479,26 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// election timeout's job. A peer that restarted or merely closed the connection accepts the
     /// reconnect, which the next batch then uses.
     private func checkProcessGone(_ peer: Peer) async {
-        do {
-            try await peer.client.connect(deadline: .now() + TimeAmount(requestTimeout))
-        } catch let error as HTTP2ClientError where error.connectWasRefused {
-            logger.info("peer \(peer.id) closed its connection and refuses new ones: its process is gone")
-            if let report = processGone.withLock({ $0 }) { await report(peer.id) }
-        } catch {
-            // Timed out or failed otherwise: no sign either way.
+        // A dying process's sockets close one by one: the connection can close while its listening
+        // socket still takes a connect, which is then reset during the handshake. Ask again then,
+        // once the client's backoff after that failed connect (50 ms) has passed.
+        for attempt in 1...3 {
+            do {
+                try await peer.client.connect(deadline: .now() + TimeAmount(requestTimeout))
+                return  // It answers: restarted, or it merely closed the connection.
+            } catch let error as HTTP2ClientError where error.connectWasRefused {
+                logger.info("peer \(peer.id) closed its connection and refuses new ones: its process is gone")
+                if let report = processGone.withLock({ $0 }) { await report(peer.id) }
+                return
+            } catch let error as HTTP2ClientError
+                where (error.kind == .connectionClosed || error.kind == .peerUnavailable) && attempt < 3
+            {
+                try? await Task.sleep(for: .milliseconds(60))
+            } catch {
+                // Timed out (the host vanished, the network is cut) or failed otherwise: no sign.
+                logger.info("peer \(peer.id) closed its connection; reconnecting did not show it gone: \(error)")
+                return
+            }
         }
     }
 
