@@ -16,9 +16,9 @@ ROUNDS=${ROUNDS:-5}
 N_ONE=${N_ONE:-2000}
 N_MANY=${N_MANY:-20000}
 [ $# -ge 2 ] || { echo "usage: $0 NAME=BINARY[,VAR=VALUE...] NAME=BINARY[,VAR=VALUE...] ..." >&2; exit 2; }
-for tool in h2load curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench-ab: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
-done
+bench=bench-ab
+source scripts/lib-bench.sh
+require_tools scripts/install-deps.sh h2load curl python3
 work=$(mktemp -d /tmp/flotilla-bench-ab.XXXXXX)
 pids=()
 cleanup() {
@@ -37,11 +37,7 @@ for spec in "$@"; do
   [ -x "$binary" ] || { echo "bench-ab: $name: $binary is not an executable" >&2; exit 1; }
   variant=$((variant + 1))
   client=$((29000 + variant * 10)); peer=$((29500 + variant * 10))
-  for port in $((client + 1)) $((client + 2)) $((client + 3)) $((peer + 1)) $((peer + 2)) $((peer + 3)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "bench-ab: port $port is in use (a previous run left a process?); free it first" >&2; exit 1
-    fi
-  done
+  require_free_ports $((client + 1)) $((client + 2)) $((client + 3)) $((peer + 1)) $((peer + 2)) $((peer + 3))
   cat >"$work/$name.json" <<JSON
 {"cluster-id": "ab-$name", "data-dir": "$work/$name-{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
  "members": [{"id": "n1", "peer": "127.0.0.1:$((peer + 1))", "client": "127.0.0.1:$((client + 1))"},

@@ -24,16 +24,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in etcd etcdctl h2load python3; do
-  command -v "$tool" >/dev/null || { echo "bench-etcd: $tool is missing (FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh)" >&2; exit 1; }
-done
-for port in 23791 23792 23793 23801 23802 23803 27101 27102 27103 27201 27202 27203; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "bench-etcd: port $port is in use (a previous run left a process?); free it first" >&2; exit 1
-  fi
-done
-echo "building flotilla (release)…" >&2
-swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+bench=bench-etcd
+source scripts/lib-bench.sh
+require_tools "FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh" etcd etcdctl h2load python3
+require_free_ports 23791 23792 23793 23801 23802 23803 27101 27102 27103 27201 27202 27203
+build_release flotilla
 flotilla="$scratch/release/flotilla"
 
 value=$(python3 -c 'print("v" * 256)')

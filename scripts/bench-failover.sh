@@ -10,13 +10,10 @@ cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}
 scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
 mkdir -p "$scratch"
-echo "building flotilla and flotilla-bench (release)…" >&2
-for product in flotilla flotilla-bench; do
-  if ! swift build -c release --product "$product" --scratch-path "$scratch" >"$scratch/build-$product.log" 2>&1; then
-    cat "$scratch/build-$product.log" >&2
-    exit 1
-  fi
-done
+bench=bench-failover
+work=$scratch  # only the build log goes there
+source scripts/lib-bench.sh
+build_release flotilla flotilla-bench
 
 echo "| node killed | lease | heartbeat | election timeout | kills | median | p99 | range | p99 within lease + 1 s |"
 echo "|---|---|---|---|---|---|---|---|---|"

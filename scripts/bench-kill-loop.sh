@@ -12,14 +12,10 @@ cd "$(dirname "$0")/.."
 KILLS=${KILLS:-15}
 BUSY=${BUSY:-2}
 scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
-for tool in curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench-kill-loop: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
-done
-for port in 27201 27202 27203 27301 27302 27303; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "bench-kill-loop: port $port is in use (a previous run left a process?); free it first" >&2; exit 1
-  fi
-done
+bench=bench-kill-loop
+source scripts/lib-bench.sh
+require_tools scripts/install-deps.sh curl python3
+require_free_ports 27201 27202 27203 27301 27302 27303
 work=$(mktemp -d /tmp/flotilla-bench-kills.XXXXXX)
 declare -A pid
 busy=()
@@ -29,8 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building flotilla (release)…" >&2
-swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+build_release flotilla
 flotilla="$(cd "$scratch/release" && pwd)/flotilla"
 
 cat >"$work/cluster.json" <<JSON

@@ -21,16 +21,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in h2load curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench-latency: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
-done
-for port in 28101 28102 28103 28201 28202 28203; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "bench-latency: port $port is in use (a previous run left a process?); free it first" >&2; exit 1
-  fi
-done
-echo "building flotilla (release)…" >&2
-swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+bench=bench-latency
+source scripts/lib-bench.sh
+require_tools scripts/install-deps.sh h2load curl python3
+require_free_ports 28101 28102 28103 28201 28202 28203
+build_release flotilla
 
 cat >"$work/cluster.json" <<JSON
 {"cluster-id": "latency", "data-dir": "$work/{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,

@@ -28,8 +28,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building flotilla (release)…" >&2
-swift build -c release --product flotilla --scratch-path "$scratch" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+bench=bench-leader-loss
+source scripts/lib-bench.sh
+build_release flotilla
 flotilla="$(cd "$scratch/release" && pwd)/flotilla"
 
 scripts/testhosts.sh down "$prefix"
