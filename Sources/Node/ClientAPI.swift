@@ -206,36 +206,17 @@ struct ClientAPI: Sendable {
         _ command: ClusterCommand, _ request: HTTPRequest, _ responder: HTTPResponder,
         answer: @escaping @Sendable (CommandOutcome?) -> HTTPResponse
     ) {
-        let requestID: RequestID?
-        do {
-            requestID = try self.requestID(request)
-        } catch {
-            return responder.fail(error)
-        }
-        // The state machine reads no clock: the time it records is this proposal's.
-        let proposedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-        driver.propose(
-            CommandEnvelope(proposedAt: proposedAt, command: command).encoded, requestID: requestID,
-            timeoutTicks: timeoutTicks
-        ) { result in
+        propose(command, request) { result in
             switch result {
-            case .success(let bytes):
-                do {
-                    responder.respond(answer(try Self.outcome(of: bytes)))
-                } catch {
-                    responder.fail(error)
-                }
-            case .failure(let error as RaftDriverError):
-                if case .notLeader = error.kind {
-                    Task {
-                        do {
-                            responder.respond(try await self.forwardOrFail(request))
-                        } catch {
-                            responder.fail(error)
-                        }
+            case .success(let outcome):
+                responder.respond(answer(outcome))
+            case .failure(let error as RaftDriverError) where error.isNotLeader:
+                Task {
+                    do {
+                        responder.respond(try await self.forwardOrFail(request))
+                    } catch {
+                        responder.fail(error)
                     }
-                } else {
-                    responder.fail(self.httpError(error))
                 }
             case .failure(let error):
                 responder.fail(error)
@@ -245,18 +226,43 @@ struct ClientAPI: Sendable {
 
     /// Proposes a command, or forwards the request to the leader when this node is not it.
     func write(_ command: ClusterCommand, _ request: HTTPRequest) async throws -> WriteOutcome {
-        let answer: [UInt8]
         do {
-            // The state machine reads no clock: the time it records is this proposal's.
-            let proposedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-            answer = try await driver.propose(
-                CommandEnvelope(proposedAt: proposedAt, command: command).encoded, requestID: requestID(request),
-                timeoutTicks: timeoutTicks)
-        } catch let error as RaftDriverError {
-            if case .notLeader = error.kind { return .forwarded(try await forwardOrFail(request)) }
-            throw httpError(error)
+            return .applied(
+                try await withCheckedThrowingContinuation { continuation in
+                    propose(command, request) { continuation.resume(with: $0) }
+                })
+        } catch let error as RaftDriverError where error.isNotLeader {
+            return .forwarded(try await forwardOrFail(request))
         }
-        return .applied(try Self.outcome(of: answer))
+    }
+
+    /// Proposes `command` for `request` and tells `completion` what became of it: the outcome once
+    /// applied; a `RaftDriverError` that `isNotLeader` (the caller forwards); or an `HTTPError`.
+    private func propose(
+        _ command: ClusterCommand, _ request: HTTPRequest,
+        completion: @escaping @Sendable (Result<CommandOutcome?, any Error>) -> Void
+    ) {
+        let requestID: RequestID?
+        do {
+            requestID = try self.requestID(request)
+        } catch {
+            return completion(.failure(error))
+        }
+        // The state machine reads no clock: the time it records is this proposal's.
+        let proposedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        driver.propose(
+            CommandEnvelope(proposedAt: proposedAt, command: command).encoded, requestID: requestID,
+            timeoutTicks: timeoutTicks
+        ) { result in
+            switch result {
+            case .success(let bytes):
+                completion(Result { try Self.outcome(of: bytes) })
+            case .failure(let error as RaftDriverError) where !error.isNotLeader:
+                completion(.failure(self.httpError(error)))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
     }
 
     /// The state machine's answer to a write: its outcome, or the refusal as an `HTTPError`. An

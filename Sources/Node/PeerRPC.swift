@@ -171,13 +171,15 @@ final class PeerStreamSink: RequestBodySink {
             }
             // Recorded before the driver sees the batch: a vote it carries must not make this node
             // leader before the voter's report of its last leader contact is counted.
-            if let leaderContact, let sender = frame.messages.first?.from {
-                leaderContact.peerReported(sender, ageMicroseconds: frame.ageMicroseconds)
-                if frame.messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
-            }
-            if sender == nil, let from = frame.messages.first?.from {
-                sender = from
-                peerReachedUs?(from)
+            if let from = frame.messages.first?.from {
+                if let leaderContact {
+                    leaderContact.peerReported(from, ageMicroseconds: frame.ageMicroseconds)
+                    if frame.messages.contains(where: \.comesFromLeader) { leaderContact.heardFromLeader() }
+                }
+                if sender == nil {
+                    sender = from
+                    peerReachedUs?(from)
+                }
             }
             // Queued for the Raft actor in arrival order; nothing is answered per batch.
             driver.deliver(frame.messages)

@@ -24,6 +24,12 @@ public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertibl
     public var kind: Kind
     public var detail: String
 
+    /// Whether this node is not the leader (the request may go to the one that is).
+    public var isNotLeader: Bool {
+        if case .notLeader = kind { return true }
+        return false
+    }
+
     public var description: String {
         switch kind {
         case .notLeader(let hint):
