@@ -119,9 +119,11 @@ let package = Package(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "SharedVolumesTests", dependencies: ["SharedVolumes", "Guests", "FlotillaTestKit"],
+            name: "SharedVolumesTests", dependencies: ["SharedVolumes", "Guests", "ClusterModel", "FlotillaTestKit"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "GuestsTests", dependencies: ["Guests", "FlotillaTestKit"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GuestsTests", dependencies: ["Guests", "ClusterModel", "FlotillaTestKit"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProcessTests",

@@ -163,7 +163,7 @@ extension VMRecord {
         ).encode(into: &writer)
         writer.write(enumCase: desiredState)
         writer.write(optional: owner)
-        writer.writeVarint(epoch)
+        writer.writeVarint(epoch.rawValue)
         writer.write(enumCase: state)
         writer.write(optional: pendingReason)
     }
@@ -172,7 +172,7 @@ extension VMRecord {
         self.init(id: VMID(try reader.readVarint()), spec: try VMSpec(from: &reader))
         desiredState = try reader.readEnum(DesiredState.self, "desired state")
         owner = try reader.readOptionalNodeID()
-        epoch = try reader.readVarint()
+        epoch = Epoch(try reader.readVarint())
         state = try reader.readEnum(VMState.self, "VM state")
         pendingReason = try reader.readOptionalString()
     }
@@ -330,7 +330,7 @@ extension ClusterState {
         guard vms.keys.allSatisfy({ $0 < nextVMID }), nextVMID.rawValue < counterLimit,
             migrations.keys.allSatisfy({ $0 < nextMigrationID }), nextMigrationID.rawValue < counterLimit,
             events.last.map({ $0.sequence < nextEventSequence }) ?? true, nextEventSequence < counterLimit,
-            vms.values.allSatisfy({ $0.epoch < counterLimit })
+            vms.values.allSatisfy({ $0.epoch.rawValue < counterLimit })
         else {
             throw WireFormatError("the snapshot's id counters, event sequence or epochs are inconsistent")
         }

@@ -83,7 +83,7 @@ extension ClusterCommand {
         case .setVMOwner(let vm, let owner, let expectedEpoch, let reason):
             writer.writeVarint(vm.rawValue)
             writer.write(optional: owner)
-            writer.writeVarint(expectedEpoch)
+            writer.writeVarint(expectedEpoch.rawValue)
             writer.write(reason)
         case .beginMigration(let vm, let target):
             writer.writeVarint(vm.rawValue)
@@ -135,7 +135,7 @@ extension ClusterCommand {
         case .setVMOwner:
             self = .setVMOwner(
                 VMID(try reader.readVarint()), owner: try reader.readOptionalNodeID(),
-                expectedEpoch: try reader.readVarint(), reason: try reader.readString())
+                expectedEpoch: Epoch(try reader.readVarint()), reason: try reader.readString())
         case .beginMigration: self = .beginMigration(VMID(try reader.readVarint()), target: try reader.readNodeID())
         case .advanceMigration:
             self = .advanceMigration(
@@ -210,7 +210,7 @@ extension CommandOutcome {
             writer.write(vm.name)
             writer.write(enumCase: vm.state)
             writer.write(optional: vm.owner)
-            writer.writeVarint(vm.epoch)
+            writer.writeVarint(vm.epoch.rawValue)
             writer.write(optional: vm.pendingReason)
         case .migration(let migration, let vm, let phase):
             writer.write(5 as UInt8)
@@ -233,7 +233,7 @@ extension CommandOutcome {
                 VMOutcome(
                     id: VMID(try reader.readVarint()), name: try reader.readString(),
                     state: try reader.readEnum(VMState.self, "VM state"), owner: try reader.readOptionalNodeID(),
-                    epoch: try reader.readVarint(), pendingReason: try reader.readOptionalString()))
+                    epoch: Epoch(try reader.readVarint()), pendingReason: try reader.readOptionalString()))
         case 5:
             self = .migration(
                 MigrationID(try reader.readVarint()), vm: VMID(try reader.readVarint()),

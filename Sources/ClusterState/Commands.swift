@@ -34,7 +34,7 @@ public enum ClusterCommand: Hashable, Sendable {
     /// Gives a running or pending VM a new owner (epoch + 1), or none with a reason (pending).
     /// `expectedEpoch` is the epoch the proposer saw: a command about an older epoch is refused,
     /// so two controllers deciding on stale views cannot both move a VM.
-    case setVMOwner(VMID, owner: NodeID?, expectedEpoch: UInt64, reason: String)
+    case setVMOwner(VMID, owner: NodeID?, expectedEpoch: Epoch, reason: String)
 
     case beginMigration(VMID, target: NodeID)
     /// Moves an active migration to its next phase (preparing → copying → paused).
@@ -133,10 +133,10 @@ public struct VMOutcome: Hashable, Sendable {
     public var name: String
     public var state: VMState
     public var owner: NodeID?
-    public var epoch: UInt64
+    public var epoch: Epoch
     public var pendingReason: String?
 
-    public init(id: VMID, name: String, state: VMState, owner: NodeID?, epoch: UInt64, pendingReason: String?) {
+    public init(id: VMID, name: String, state: VMState, owner: NodeID?, epoch: Epoch, pendingReason: String?) {
         self.id = id
         self.name = name
         self.state = state

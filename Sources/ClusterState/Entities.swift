@@ -1,82 +1,6 @@
 // The records the replicated state holds: nodes, volumes, VMs, migrations and events (DESIGN.md §7).
 import ClusterModel
 
-// MARK: - Identifiers
-
-/// A VM's id, assigned by the state when the VM is created (1, 2, 3, … never reused).
-///
-/// The name is the operator's handle and may be reused after a delete; the id is what epochs,
-/// migrations and events refer to, so it never is.
-public struct VMID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
-    public var rawValue: UInt64
-
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
-
-    /// Parses `vm3` or `3`; nil for anything else (including 0, which no VM gets).
-    public init?(parsing text: some StringProtocol) {
-        let text = Substring(text)
-        let digits = text.hasPrefix("vm") ? text.dropFirst(2) : text
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII }), let value = UInt64(digits), value != 0 else {
-            return nil
-        }
-        self.rawValue = value
-    }
-
-    public var description: String { "vm\(rawValue)" }
-    public static func < (lhs: VMID, rhs: VMID) -> Bool { lhs.rawValue < rhs.rawValue }
-}
-
-/// A migration's id, assigned by the state when the migration begins.
-public struct MigrationID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
-    public var rawValue: UInt64
-
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
-
-    public var description: String { "mig\(rawValue)" }
-    public static func < (lhs: MigrationID, rhs: MigrationID) -> Bool { lhs.rawValue < rhs.rawValue }
-}
-
-/// A Cluster Shared Volume's id, chosen by the operator (`csv1`).
-public struct VolumeID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible,
-    ExpressibleByStringLiteral
-{
-    public var rawValue: String
-
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(_ rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-
-    public var description: String { rawValue }
-    public static func < (lhs: VolumeID, rhs: VolumeID) -> Bool { lhs.rawValue < rhs.rawValue }
-
-    public static let maxLength = 32
-
-    /// Why the id is not acceptable, or nil when it is: it names a directory's metadata and
-    /// appears in URLs, so it stays short, lowercase and unambiguous.
-    public var problem: String? {
-        let text = rawValue
-        guard !text.isEmpty, text.utf8.count <= Self.maxLength,
-            text.utf8.first.map({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) == true,
-            text.utf8.allSatisfy({ byte in
-                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
-            })
-        else {
-            return
-                "volume id \"\(text)\" must be 1–\(Self.maxLength) characters: a lowercase letter, then a–z, 0–9 or '-'"
-        }
-        return nil
-    }
-}
-
 // MARK: - Nodes
 
 /// A node's part in Raft, as the state records it (Raft's own log decides who votes).
@@ -205,56 +129,6 @@ public enum SharedPath {
 
 // MARK: - VMs
 
-/// A VM's dynamic-memory settings (DESIGN.md §10), in bytes and percent.
-public struct MemorySettings: Hashable, Sendable {
-    /// What the VM needs to start; admission control counts this.
-    public var startup: UInt64
-    public var minimum: UInt64
-    public var maximum: UInt64
-    /// Memory kept above demand, in percent of demand.
-    public var bufferPercent: Int
-    /// Weight when memory is short: higher keeps closer to its target.
-    public var priority: Int
-
-    public static let defaultBufferPercent = 20
-    public static let defaultPriority = 50
-    public static let bufferPercentRange = 5...2000
-    public static let priorityRange = 0...100
-    /// 1 PiB: far above any host, low enough that sums of many VMs never overflow 64 bits.
-    public static let largestBytes: UInt64 = 1 << 50
-
-    public init(
-        startup: UInt64, minimum: UInt64, maximum: UInt64, bufferPercent: Int = defaultBufferPercent,
-        priority: Int = defaultPriority
-    ) {
-        self.startup = startup
-        self.minimum = minimum
-        self.maximum = maximum
-        self.bufferPercent = bufferPercent
-        self.priority = priority
-    }
-
-    /// Why the settings are inconsistent, or nil when they are not.
-    public var problem: String? {
-        guard minimum > 0 else { return "minimum memory must be more than 0" }
-        guard minimum <= startup, startup <= maximum else {
-            return "memory settings need minimum ≤ startup ≤ maximum; got minimum \(ByteCount(minimum)), "
-                + "startup \(ByteCount(startup)), maximum \(ByteCount(maximum))"
-        }
-        guard maximum <= Self.largestBytes else {
-            return "maximum memory \(ByteCount(maximum)) is above the limit of \(ByteCount(Self.largestBytes))"
-        }
-        guard Self.bufferPercentRange.contains(bufferPercent) else {
-            return
-                "memory buffer must be 5–2000 %, got \(bufferPercent) % (the default is \(Self.defaultBufferPercent))"
-        }
-        guard Self.priorityRange.contains(priority) else {
-            return "memory priority must be 0–100, got \(priority) (the default is \(Self.defaultPriority))"
-        }
-        return nil
-    }
-}
-
 /// Which VMs a failover restarts first; `none` is not restarted automatically.
 public enum RestartPriority: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     case high = 1
@@ -369,7 +243,7 @@ public struct VMRecord: Hashable, Sendable {
     /// Set exactly when `state == .running`, and then a node that can own VMs.
     public var owner: NodeID?
     /// Bumped on every change of owner (to none too); never goes down. Every disk write carries it.
-    public var epoch: UInt64
+    public var epoch: Epoch
     public var state: VMState
     /// Why a pending VM has no owner; nil in the other states.
     public var pendingReason: String?
@@ -587,31 +461,5 @@ public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .finishMigration: "finishMigration"
         case .abortMigration: "abortMigration"
         }
-    }
-}
-
-// MARK: - Byte counts for people
-
-/// A byte count as a person reads it: `1.0 GiB`, `512 MiB`, `1.5 MiB`, `300 bytes`.
-public struct ByteCount: Hashable, Sendable, CustomStringConvertible {
-    public var bytes: UInt64
-
-    public init(_ bytes: UInt64) { self.bytes = bytes }
-
-    public var description: String {
-        let kib: UInt64 = 1 << 10
-        let mib: UInt64 = 1 << 20
-        let gib: UInt64 = 1 << 30
-        if bytes >= gib { return Self.tenths(bytes, unit: gib, name: "GiB", keepZero: true) }
-        if bytes >= mib { return Self.tenths(bytes, unit: mib, name: "MiB", keepZero: false) }
-        if bytes >= kib { return Self.tenths(bytes, unit: kib, name: "KiB", keepZero: false) }
-        return "\(bytes) bytes"
-    }
-
-    /// One decimal, rounded down so a free amount is never overstated.
-    private static func tenths(_ bytes: UInt64, unit: UInt64, name: String, keepZero: Bool) -> String {
-        let whole = bytes / unit
-        let tenth = (bytes % unit) * 10 / unit
-        return tenth == 0 && !keepZero ? "\(whole) \(name)" : "\(whole).\(tenth) \(name)"
     }
 }

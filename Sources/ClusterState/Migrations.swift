@@ -62,7 +62,7 @@ extension ClusterState {
             throw .conflict("\(migration.vm) no longer runs on \(migration.source); abort \(id)")
         }
         vm.owner = migration.target
-        vm.epoch += 1
+        vm.epoch = vm.epoch.next
         vms[vm.id] = vm
         migration.phase = .completed
         migration.timings[.completed] = context.time

@@ -85,7 +85,7 @@ extension ClusterState {
         }
         for var vm in vms.values.sorted(by: { $0.id < $1.id }) where vm.owner == id {
             vm.owner = nil
-            vm.epoch += 1
+            vm.epoch = vm.epoch.next
             vm.state = .pending
             vm.pendingReason = "its owner \(id) went down; waiting for failover"
             vms[vm.id] = vm

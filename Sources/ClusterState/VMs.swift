@@ -71,7 +71,7 @@ extension ClusterState {
         vm.desiredState = .running
         vm.state = .running
         vm.owner = target
-        vm.epoch += 1
+        vm.epoch = vm.epoch.next
         vm.pendingReason = nil
         vms[id] = vm
         record(.vmStarted, context, node: target, vm: id, "\(id) (\(vm.name)) started on \(target), epoch \(vm.epoch)")
@@ -83,7 +83,7 @@ extension ClusterState {
         guard vm.state != .stopped else { throw .conflict("\(id) (\(vm.name)) is already stopped") }
         try checkNotMigrating(vm)
         let previousOwner = vm.owner
-        if previousOwner != nil { vm.epoch += 1 }
+        if previousOwner != nil { vm.epoch = vm.epoch.next }
         vm.owner = nil
         vm.desiredState = .stopped
         vm.state = .stopped
@@ -119,7 +119,7 @@ extension ClusterState {
 
     /// What failover proposes: a new owner (epoch + 1), or none (pending) with the reason.
     mutating func setVMOwner(
-        _ id: VMID, owner newOwner: NodeID?, expectedEpoch: UInt64, reason: String, _ context: ApplyContext
+        _ id: VMID, owner newOwner: NodeID?, expectedEpoch: Epoch, reason: String, _ context: ApplyContext
     ) throws(Rejection) -> CommandOutcome {
         var vm = try knownVM(id)
         guard vm.epoch == expectedEpoch else {
@@ -138,7 +138,7 @@ extension ClusterState {
             try checkTakesNewWork(node, for: "new VMs")
             try checkFits(vm, on: node)
             vm.owner = newOwner
-            vm.epoch += 1
+            vm.epoch = vm.epoch.next
             vm.state = .running
             vm.pendingReason = nil
             vms[id] = vm
@@ -150,7 +150,7 @@ extension ClusterState {
             guard !reason.isEmpty else {
                 throw .invalid("say why \(id) (\(vm.name)) is left without an owner; the reason is shown to operators")
             }
-            if previousOwner != nil { vm.epoch += 1 }
+            if previousOwner != nil { vm.epoch = vm.epoch.next }
             vm.owner = nil
             vm.state = .pending
             vm.pendingReason = reason

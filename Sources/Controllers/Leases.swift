@@ -30,11 +30,11 @@ public struct LeaseTimings: Hashable, Sendable {
 /// What a node reports with every heartbeat: soft facts that are never committed (DESIGN.md §3).
 public struct NodeFacts: Hashable, Sendable {
     /// The last log index the node has applied to its copy of the state.
-    public var appliedIndex: UInt64
+    public var appliedIndex: LogIndex
     /// The VMs the node runs now, by its own account.
     public var runningVMs: [VMID]
 
-    public init(appliedIndex: UInt64 = 0, runningVMs: [VMID] = []) {
+    public init(appliedIndex: LogIndex = 0, runningVMs: [VMID] = []) {
         self.appliedIndex = appliedIndex
         self.runningVMs = runningVMs
     }
@@ -47,9 +47,9 @@ public struct LeaseGrant: Hashable, Sendable {
     /// The node may not start running VMs under this lease before it has applied this index:
     /// the leader decided on a state at least this new, so a node returning from a partition
     /// first learns which of its VMs were failed over elsewhere.
-    public var requiredAppliedIndex: UInt64
+    public var requiredAppliedIndex: LogIndex
 
-    public init(duration: Duration, requiredAppliedIndex: UInt64) {
+    public init(duration: Duration, requiredAppliedIndex: LogIndex) {
         self.duration = duration
         self.requiredAppliedIndex = requiredAppliedIndex
     }
@@ -113,7 +113,7 @@ public struct LeaseTable: Sendable {
     ///   - confirmedContact: when the latest ReadIndex round a majority confirmed in this term
     ///     started; nil if none has completed yet.
     public mutating func heartbeat(
-        from node: NodeID, facts: NodeFacts, in state: ClusterState, appliedIndex: UInt64,
+        from node: NodeID, facts: NodeFacts, in state: ClusterState, appliedIndex: LogIndex,
         confirmedContact: Duration?, now: Duration
     ) -> HeartbeatAnswer {
         var entry = entries[node] ?? Entry(facts: facts, lastHeartbeat: now, lastGrantEnd: nil)
@@ -200,7 +200,7 @@ public struct LeaseHolder: Sendable {
     /// When the lease runs out; nil before the first grant.
     public private(set) var expiresAt: Duration?
     /// The node may not unfence before it has applied this index (see `LeaseGrant`).
-    public private(set) var requiredAppliedIndex: UInt64 = 0
+    public private(set) var requiredAppliedIndex: LogIndex = 0
     /// Whether the node is fenced now; a node starts fenced, since it holds no lease yet.
     public private(set) var isFenced = true
     /// Why the lease is gone, for the fencing message; set by `refused`.
@@ -237,7 +237,7 @@ public struct LeaseHolder: Sendable {
     ///
     /// - Parameter appliedIndex: the node's applied index, which must reach the grant's
     ///   `requiredAppliedIndex` before the node unfences.
-    public mutating func check(now: Duration, appliedIndex: UInt64) -> Action? {
+    public mutating func check(now: Duration, appliedIndex: LogIndex) -> Action? {
         let valid = isValid(now: now)
         if isFenced {
             guard valid, appliedIndex >= requiredAppliedIndex else { return nil }

@@ -1,4 +1,6 @@
 // A VM's append-only journal in its disk file: every record fsynced before it is acknowledged.
+import ClusterModel
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -17,16 +19,16 @@
 /// One owner (a `Guest`) uses a journal at a time; it is not shared between tasks.
 public final class DiskJournal {
     public let path: String
-    public let vm: UInt64
+    public let vm: VMID
     private var descriptor: Int32
     /// The sequence number the next record gets.
     public private(set) var nextSequence: UInt64
     /// The epoch of the last record in the file, or nil when it has none.
-    public private(set) var lastEpoch: UInt64?
+    public private(set) var lastEpoch: Epoch?
     /// The records on disk when the journal was opened, and the bytes of torn tail cut off.
     public let recovered: JournalContents
 
-    private init(path: String, vm: UInt64, descriptor: Int32, contents: JournalContents) {
+    private init(path: String, vm: VMID, descriptor: Int32, contents: JournalContents) {
         self.path = path
         self.vm = vm
         self.descriptor = descriptor
@@ -41,7 +43,7 @@ public final class DiskJournal {
     ///
     /// With `epoch`, refuses a journal that already holds records of a newer epoch: another
     /// node owns the VM now, and this one must not write (the disk-side half of fencing).
-    public static func open(path: String, vm: UInt64, epoch: UInt64? = nil) throws(JournalError) -> DiskJournal {
+    public static func open(path: String, vm: VMID, epoch: Epoch? = nil) throws(JournalError) -> DiskJournal {
         let descriptor = systemOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw ioError(path, "opening") }
         var journal: DiskJournal?
@@ -75,7 +77,7 @@ public final class DiskJournal {
 
     /// Appends one record under `epoch` and returns once it is on disk (fsynced): acknowledged.
     @discardableResult
-    public func append(epoch: UInt64, payload: [UInt8]) throws(JournalError) -> JournalRecordID {
+    public func append(epoch: Epoch, payload: [UInt8]) throws(JournalError) -> JournalRecordID {
         guard descriptor >= 0 else { throw JournalError(.closed(file: path)) }
         if let lastEpoch { precondition(epoch >= lastEpoch, "epoch \(epoch) after \(lastEpoch) in \(path)") }
         let sequence = nextSequence

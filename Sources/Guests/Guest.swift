@@ -1,9 +1,9 @@
 // A running simulated VM: its memory, its workload and the task that writes its disk journal.
+import ClusterModel
 
 /// What a guest is and where its disk is.
 public struct GuestConfiguration: Sendable {
-    /// The VM's id number (`vm3` is 3).
-    public var vm: UInt64
+    public var vm: VMID
     /// The journal file: `<shared root>/<volume path>/<disk file>`.
     public var diskPath: String
     public var memoryBytes: UInt64
@@ -17,7 +17,7 @@ public struct GuestConfiguration: Sendable {
     public var redirect: (any JournalRedirect)?
 
     public init(
-        vm: UInt64, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
+        vm: VMID, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
         journalInterval: Duration = .milliseconds(100), seed: UInt64, redirect: (any JournalRedirect)? = nil
     ) {
         self.vm = vm
@@ -32,10 +32,10 @@ public struct GuestConfiguration: Sendable {
 
 /// What a guest reports about itself.
 public struct GuestStatus: Hashable, Sendable {
-    public var vm: UInt64
+    public var vm: VMID
     public var running: Bool
     /// The epoch it runs (or last ran) under.
-    public var epoch: UInt64?
+    public var epoch: Epoch?
     /// The last acknowledged (fsynced) record's sequence number, or nil before the first.
     public var lastSequence: UInt64?
     /// Records acknowledged since the guest last started.
@@ -71,7 +71,7 @@ public actor Guest {
 
     private enum State {
         case stopped
-        case running(epoch: UInt64, disk: DiskPath, loop: Task<Void, Never>)
+        case running(epoch: Epoch, disk: DiskPath, loop: Task<Void, Never>)
     }
 
     private var state = State.stopped
@@ -84,7 +84,7 @@ public actor Guest {
     private var workload: Workload
     private var generator: WorkloadGenerator
     private var started = ContinuousClock.now
-    private var lastEpoch: UInt64?
+    private var lastEpoch: Epoch?
     private var lastSequence: UInt64?
     private var recordsWritten = 0
     private var recordsReplayed = 0
@@ -105,10 +105,10 @@ public actor Guest {
     /// Throws when the journal is damaged or already holds a newer epoch; the guest then stays
     /// stopped. Does nothing on a guest that runs or was stopped. With the direct path broken,
     /// the journal is opened through the coordinator.
-    public func start(epoch: UInt64) async throws(JournalError) {
+    public func start(epoch: Epoch) async throws(JournalError) {
         guard case .stopped = state, !ended, !starting else { return }
         if let problem = configuration.workload.problem(pageCount: memory.pageCount) {
-            preconditionFailure("guest vm\(configuration.vm): \(problem)")
+            preconditionFailure("guest \(configuration.vm): \(problem)")
         }
         let disk: DiskPath
         let position: JournalPosition

@@ -1,4 +1,5 @@
 // Proves from a journal on disk that no acknowledged write was lost and no two owners wrote at once.
+import ClusterModel
 
 /// Checks one VM's journal, as read from its disk file, against what its writers acknowledged.
 ///
@@ -34,7 +35,7 @@ public enum JournalChecker {
                         Violation(
                             rule: .olderEpochAfterNewer,
                             description:
-                                "vm\(journal.vm): record seq \(record.sequence) at byte \(record.offset) has epoch \(record.epoch), after seq \(previous.sequence) of epoch \(previous.epoch) at byte \(previous.offset): an older owner wrote after a newer one (two owners at once)"
+                                "\(journal.vm): record seq \(record.sequence) at byte \(record.offset) has epoch \(record.epoch), after seq \(previous.sequence) of epoch \(previous.epoch) at byte \(previous.offset): an older owner wrote after a newer one (two owners at once)"
                         ))
                 }
                 if record.sequence != previous.sequence + 1 {
@@ -42,7 +43,7 @@ public enum JournalChecker {
                         Violation(
                             rule: .sequenceGap,
                             description:
-                                "vm\(journal.vm): record at byte \(record.offset) has seq \(record.sequence) (epoch \(record.epoch)) after seq \(previous.sequence) (epoch \(previous.epoch)); expected seq \(previous.sequence + 1)"
+                                "\(journal.vm): record at byte \(record.offset) has seq \(record.sequence) (epoch \(record.epoch)) after seq \(previous.sequence) (epoch \(previous.epoch)); expected seq \(previous.sequence + 1)"
                         ))
                 }
             } else if record.sequence != 1 {
@@ -50,7 +51,7 @@ public enum JournalChecker {
                     Violation(
                         rule: .sequenceGap,
                         description:
-                            "vm\(journal.vm): the first record (byte \(record.offset)) has seq \(record.sequence) (epoch \(record.epoch)); a journal starts at seq 1"
+                            "\(journal.vm): the first record (byte \(record.offset)) has seq \(record.sequence) (epoch \(record.epoch)); a journal starts at seq 1"
                     ))
             }
             previous = record
@@ -67,7 +68,7 @@ public enum JournalChecker {
                 Violation(
                     rule: .missingAcknowledged,
                     description:
-                        "vm\(journal.vm): acknowledged record seq \(id.sequence) (epoch \(id.epoch)) is not on disk; \(context)"
+                        "\(journal.vm): acknowledged record seq \(id.sequence) (epoch \(id.epoch)) is not on disk; \(context)"
                 ))
         }
         return violations

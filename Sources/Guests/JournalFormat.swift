@@ -1,13 +1,13 @@
 // The layout of a guest's disk journal, and how its bytes are read back (pure: bytes in, records out).
+import ClusterModel
 
 /// A record's identity: which VM wrote it, under which epoch, with which sequence number.
 public struct JournalRecordID: Hashable, Sendable, Comparable, CustomStringConvertible {
-    /// The VM's id number (`vm3` is 3).
-    public var vm: UInt64
-    public var epoch: UInt64
+    public var vm: VMID
+    public var epoch: Epoch
     public var sequence: UInt64
 
-    public init(vm: UInt64, epoch: UInt64, sequence: UInt64) {
+    public init(vm: VMID, epoch: Epoch, sequence: UInt64) {
         self.vm = vm
         self.epoch = epoch
         self.sequence = sequence
@@ -17,20 +17,20 @@ public struct JournalRecordID: Hashable, Sendable, Comparable, CustomStringConve
         (a.vm, a.sequence, a.epoch) < (b.vm, b.sequence, b.epoch)
     }
 
-    public var description: String { "vm\(vm) seq \(sequence) (epoch \(epoch))" }
+    public var description: String { "\(vm) seq \(sequence) (epoch \(epoch))" }
 }
 
 /// One record as it lies on disk.
 public struct JournalRecord: Hashable, Sendable {
     /// The owner's epoch when it wrote the record (its fencing token).
-    public var epoch: UInt64
+    public var epoch: Epoch
     /// 1 for the journal's first record, then one more for each record, across epochs.
     public var sequence: UInt64
     public var payload: [UInt8]
     /// Where the record starts in the file.
     public var offset: Int
 
-    public init(epoch: UInt64, sequence: UInt64, payload: [UInt8], offset: Int) {
+    public init(epoch: Epoch, sequence: UInt64, payload: [UInt8], offset: Int) {
         self.epoch = epoch
         self.sequence = sequence
         self.payload = payload
@@ -40,14 +40,14 @@ public struct JournalRecord: Hashable, Sendable {
 
 /// A journal as read from disk: the VM it belongs to and its intact records, in file order.
 public struct JournalContents: Hashable, Sendable {
-    public var vm: UInt64
+    public var vm: VMID
     public var records: [JournalRecord]
     /// The bytes that hold the header and intact records; a torn tail starts here.
     public var validLength: Int
     /// The bytes after `validLength` (an append that never finished), or 0.
     public var tornBytes: Int
 
-    public init(vm: UInt64, records: [JournalRecord], validLength: Int, tornBytes: Int) {
+    public init(vm: VMID, records: [JournalRecord], validLength: Int, tornBytes: Int) {
         self.vm = vm
         self.records = records
         self.validLength = validLength
@@ -82,13 +82,13 @@ public enum JournalFormat {
     /// The largest payload a record may carry.
     public static let maxPayload = 64 << 10
 
-    public static func header(vm: UInt64) -> [UInt8] {
+    public static func header(vm: VMID) -> [UInt8] {
         var bytes = magic
-        append(vm, to: &bytes)
+        append(vm.rawValue, to: &bytes)
         return bytes
     }
 
-    public static func record(epoch: UInt64, sequence: UInt64, payload: [UInt8]) -> [UInt8] {
+    public static func record(epoch: Epoch, sequence: UInt64, payload: [UInt8]) -> [UInt8] {
         precondition(
             payload.count <= maxPayload, "a journal payload is at most \(maxPayload) bytes, got \(payload.count)")
         var bytes: [UInt8] = []
@@ -96,7 +96,7 @@ public enum JournalFormat {
         let length = UInt32(payload.count)
         append(length, to: &bytes)
         append(~length, to: &bytes)
-        append(epoch, to: &bytes)
+        append(epoch.rawValue, to: &bytes)
         append(sequence, to: &bytes)
         bytes += payload
         append(CRC32C.checksum(bytes), to: &bytes)
@@ -105,7 +105,7 @@ public enum JournalFormat {
 
     /// Reads a journal's bytes; `file` names it in errors. An empty file, or a header cut off
     /// while the file was being created, reads as an empty journal of `expectedVM`.
-    public static func parse(_ bytes: [UInt8], file: String, expectedVM: UInt64? = nil) throws(JournalError)
+    public static func parse(_ bytes: [UInt8], file: String, expectedVM: VMID? = nil) throws(JournalError)
         -> JournalContents
     {
         if bytes.count < headerSize {
@@ -126,7 +126,7 @@ public enum JournalFormat {
         guard Array(bytes[0..<8]) == magic else {
             throw JournalError(.notAJournal(file: file, detail: "it does not start with \"FLOTJRN1\""))
         }
-        let vm = load(UInt64.self, bytes, at: 8)
+        let vm = VMID(load(UInt64.self, bytes, at: 8))
         if let expectedVM, vm != expectedVM {
             throw JournalError(.wrongVM(file: file, found: vm, expected: expectedVM))
         }
@@ -157,7 +157,7 @@ public enum JournalFormat {
             }
             records.append(
                 JournalRecord(
-                    epoch: load(UInt64.self, bytes, at: offset + 8),
+                    epoch: Epoch(load(UInt64.self, bytes, at: offset + 8)),
                     sequence: load(UInt64.self, bytes, at: offset + 16),
                     payload: Array(bytes[offset + 24..<end - 4]), offset: offset))
             offset = end
@@ -178,9 +178,9 @@ public enum JournalFormat {
 public struct JournalError: Error, Hashable, Sendable, CustomStringConvertible {
     package enum Kind: Hashable, Sendable {
         case notAJournal(file: String, detail: String)
-        case wrongVM(file: String, found: UInt64, expected: UInt64)
+        case wrongVM(file: String, found: VMID, expected: VMID)
         case damaged(file: String, offset: Int, detail: String)
-        case newerEpoch(file: String, vm: UInt64, found: UInt64, own: UInt64)
+        case newerEpoch(file: String, vm: VMID, found: Epoch, own: Epoch)
         case io(file: String, operation: String, errno: Int32, detail: String)
         case closed(file: String)
         case redirected(file: String, detail: String)
@@ -207,11 +207,11 @@ public struct JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notAJournal(let file, let detail):
             "\(file) is not a Flotilla disk journal: \(detail); check the VM's disk file, or move the file away to start an empty journal"
         case .wrongVM(let file, let found, let expected):
-            "\(file) is the journal of vm\(found), not vm\(expected); two VMs name the same disk file, or the file was copied — check the disk files"
+            "\(file) is the journal of \(found), not \(expected); two VMs name the same disk file, or the file was copied — check the disk files"
         case .damaged(let file, let offset, let detail):
             "\(file) is damaged at byte \(offset): \(detail); records after it may be acknowledged writes, so it is not truncated — restore the file from a copy, or inspect it and cut it at that offset by hand"
         case .newerEpoch(let file, let vm, let found, let own):
-            "\(file) holds records of vm\(vm) at epoch \(found), newer than this owner's epoch \(own): another node owns the VM now, so this one must not write"
+            "\(file) holds records of \(vm) at epoch \(found), newer than this owner's epoch \(own): another node owns the VM now, so this one must not write"
         case .io(let file, let operation, let errno, let detail):
             "\(operation) \(file) failed (errno \(errno): \(detail)); check the shared volume is mounted and writable"
         case .closed(let file):

@@ -1,4 +1,5 @@
 // The path a guest's journal takes when its node cannot reach the disk itself: through the volume's coordinator.
+import ClusterModel
 
 /// Redirected I/O (DESIGN.md §11): when a node's direct path to a volume is broken, its guests
 /// open and append their journals through the volume's coordinator, which does the file I/O
@@ -12,7 +13,7 @@ public protocol JournalRedirect: Sendable {
     func isRedirected() -> Bool
     /// Opens (replays) the journal at the coordinator under `epoch`: a torn tail is cut, damage
     /// and a newer epoch on disk are refused, as `DiskJournal.open` does.
-    func open(vm: UInt64, epoch: UInt64) async throws(JournalError) -> JournalPosition
+    func open(vm: VMID, epoch: Epoch) async throws(JournalError) -> JournalPosition
     /// Appends the record `id` at the coordinator; returns once it is fsynced there.
     func append(_ id: JournalRecordID, payload: [UInt8]) async throws(JournalError)
 }
@@ -23,9 +24,9 @@ public struct JournalPosition: Hashable, Sendable, Codable {
     public var tornBytes: Int
     public var nextSequence: UInt64
     /// The epoch of the last record, or nil when the journal has none.
-    public var lastEpoch: UInt64?
+    public var lastEpoch: Epoch?
 
-    public init(recordsReplayed: Int, tornBytes: Int, nextSequence: UInt64, lastEpoch: UInt64?) {
+    public init(recordsReplayed: Int, tornBytes: Int, nextSequence: UInt64, lastEpoch: Epoch?) {
         self.recordsReplayed = recordsReplayed
         self.tornBytes = tornBytes
         self.nextSequence = nextSequence

@@ -129,9 +129,9 @@ extension ClientAPI {
                 return
             }
             let text = try container.decode(String.self)
-            guard let bytes = ByteSize.parse(text) else {
+            guard let bytes = ByteCount(parsing: text)?.bytes else {
                 throw DecodingError.dataCorruptedError(
-                    in: container, debugDescription: ByteSize.problem(text, what: "size"))
+                    in: container, debugDescription: ByteCount.problem(text, what: "size"))
             }
             self.bytes = bytes
         }

@@ -40,7 +40,7 @@ public enum ClusterText {
             rows: nodes.map { node in
                 [
                     node.id, node.state, raft[node.id] ?? node.role,
-                    "\(ByteSize.compact(node.reservedMemory))/\(ByteSize.compact(node.usableMemory))",
+                    "\(ByteCount(node.reservedMemory).compact)/\(ByteCount(node.usableMemory).compact)",
                     String(node.vms.count), node.clientAddress,
                 ]
             })
@@ -52,8 +52,8 @@ public enum ClusterText {
             header: ["NAME", "ID", "STATE", "OWNER", "STARTUP", "MIN", "MAX", "EPOCH", "NOTE"],
             rows: vms.map { vm in
                 [
-                    vm.name, vm.id, vm.state, vm.owner ?? "-", ByteSize.compact(vm.memory.startup),
-                    ByteSize.compact(vm.memory.minimum), ByteSize.compact(vm.memory.maximum), String(vm.epoch),
+                    vm.name, vm.id, vm.state, vm.owner ?? "-", ByteCount(vm.memory.startup).compact,
+                    ByteCount(vm.memory.minimum).compact, ByteCount(vm.memory.maximum).compact, String(vm.epoch),
                     vm.pendingReason ?? vm.migration.map { "migrating (\($0))" } ?? "",
                 ]
             })

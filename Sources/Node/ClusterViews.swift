@@ -105,7 +105,7 @@ public struct VMView: Codable, Sendable, Equatable {
         self.state = vm.state.description
         desiredState = vm.desiredState.description
         owner = vm.owner?.description
-        epoch = vm.epoch
+        epoch = vm.epoch.rawValue
         pendingReason = vm.pendingReason
         memory = MemoryView(vm.memory)
         restartPriority = vm.restartPriority.description

@@ -137,7 +137,7 @@ actor Heartbeats {
             (machine as! ClusterStateMachine).state.vms.values.filter { $0.owner == status.id }.map(\.id).sorted()
         }
         // What it runs: nothing while fenced; otherwise the VMs its state says it owns.
-        let facts = NodeFacts(appliedIndex: status.applied.rawValue, runningVMs: fenced ? [] : owned)
+        let facts = NodeFacts(appliedIndex: status.applied, runningVMs: fenced ? [] : owned)
         let answer: HeartbeatAnswer
         if leader == local {
             answer = await controllers.heartbeat(from: local, facts: facts)
@@ -187,7 +187,7 @@ actor Heartbeats {
 
     /// Fences when the lease has run out, unfences when a new one holds and the state has caught up.
     private func checkLease() async {
-        let applied = await driver.status.applied.rawValue
+        let applied = await driver.status.applied
         guard let action = holder.check(now: now, appliedIndex: applied) else { return }
         switch action {
         case .fence(let reason):

@@ -109,7 +109,7 @@ actor LeaderControllers {
         // The state first, then the applied index: the index is at least the state's, so a node
         // that catches up to it has seen everything this decision saw.
         let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
-        let applied = await driver.status.applied.rawValue
+        let applied = await driver.status.applied
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
         return leadership!.table.heartbeat(
@@ -231,7 +231,7 @@ enum HeartbeatWire {
     static func encode(node: NodeID, facts: NodeFacts) -> [UInt8] {
         var writer = ByteWriter()
         writer.writeVarint(node.rawValue)
-        writer.writeVarint(facts.appliedIndex)
+        writer.writeVarint(facts.appliedIndex.rawValue)
         writer.writeVarint(facts.runningVMs.count)
         for vm in facts.runningVMs { writer.writeVarint(vm.rawValue) }
         return writer.bytes
@@ -240,7 +240,7 @@ enum HeartbeatWire {
     static func decodeHeartbeat(_ bytes: [UInt8]) throws(WireFormatError) -> (NodeID, NodeFacts) {
         var reader = ByteReader(bytes)
         let node = try reader.readNodeID()
-        let applied = try reader.readVarint()
+        let applied = LogIndex(try reader.readVarint())
         let count = try reader.readCount()
         var vms: [VMID] = []
         for _ in 0..<count { vms.append(VMID(try reader.readVarint())) }
@@ -256,7 +256,7 @@ enum HeartbeatWire {
             writer.writeVarint(
                 UInt64(grant.duration.components.seconds) * 1000
                     + UInt64(grant.duration.components.attoseconds / 1_000_000_000_000_000))
-            writer.writeVarint(grant.requiredAppliedIndex)
+            writer.writeVarint(grant.requiredAppliedIndex.rawValue)
         case .refused(let reason):
             writer.write(UInt8(2))
             writer.write(Array(reason.utf8))
@@ -272,7 +272,8 @@ enum HeartbeatWire {
             let milliseconds = try reader.readVarint()
             guard milliseconds <= 3_600_000 else { throw WireFormatError("a lease of \(milliseconds) ms") }
             answer = .granted(
-                LeaseGrant(duration: .milliseconds(milliseconds), requiredAppliedIndex: try reader.readVarint()))
+                LeaseGrant(
+                    duration: .milliseconds(milliseconds), requiredAppliedIndex: LogIndex(try reader.readVarint())))
         case 2: answer = .refused(reason: try reader.readString())
         case let kind: throw WireFormatError("unknown heartbeat answer kind \(kind)")
         }

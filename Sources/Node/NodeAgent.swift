@@ -51,7 +51,7 @@ public actor NodeAgent {
     /// A guest this agent started (or is starting), with what it was started for.
     private struct Entry {
         let guest: Guest
-        let epoch: UInt64
+        let epoch: Epoch
         let name: String
         let diskPath: String
     }
@@ -65,7 +65,7 @@ public actor NodeAgent {
     /// Guests whose stop has begun but not returned, so `fence` can wait for them too.
     private var stopping: [ObjectIdentifier: Guest] = [:]
     /// Why a VM this node owns does not run here, by VM, with the epoch it was tried under.
-    private var problems: [VMID: (name: String, epoch: UInt64, error: String)] = [:]
+    private var problems: [VMID: (name: String, epoch: Epoch, error: String)] = [:]
     /// Set while fenced: the reason.
     private var fenceReason: String?
     /// Counts fences, so a pass that waited across a fence and an unfence drops what it read before.
@@ -156,9 +156,9 @@ public actor NodeAgent {
             let diskPath = configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file
             let guest = Guest(
                 configuration: GuestConfiguration(
-                    vm: vm.id.rawValue, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: workload,
+                    vm: vm.id, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: workload,
                     journalInterval: configuration.journalInterval,
-                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch,
+                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
                     redirect: volumes.redirect(for: vm.disk, diskPath: diskPath)))
             wanted[vm.id] = Entry(guest: guest, epoch: vm.epoch, name: vm.name, diskPath: guest.configuration.diskPath)
         }
@@ -206,7 +206,7 @@ public actor NodeAgent {
     }
 
     /// Records why a VM does not run here; logs only when the reason changes, not every pass.
-    private func report(_ id: VMID, name: String, epoch: UInt64, _ error: String) {
+    private func report(_ id: VMID, name: String, epoch: Epoch, _ error: String) {
         if problems[id]?.error != error || problems[id]?.epoch != epoch {
             logger.error("cannot run \(id) (\(name)) at epoch \(epoch): \(error)")
         }
@@ -221,7 +221,7 @@ public actor NodeAgent {
                 let status = await entry.guest.status
                 vms.append(
                     AgentView.VM(
-                        id: id.description, name: entry.name, epoch: entry.epoch, running: status.running,
+                        id: id.description, name: entry.name, epoch: entry.epoch.rawValue, running: status.running,
                         disk: entry.diskPath, journalSequence: status.lastSequence,
                         recordsWritten: status.recordsWritten, recordsReplayed: status.recordsReplayed,
                         pagesTouched: status.residentPages))
@@ -230,7 +230,8 @@ public actor NodeAgent {
                 node: configuration.node.description, fenced: fenceReason, vms: vms,
                 problems: problems.sorted(by: { $0.key < $1.key }).map {
                     AgentView.Problem(
-                        id: $0.key.description, name: $0.value.name, epoch: $0.value.epoch, error: $0.value.error)
+                        id: $0.key.description, name: $0.value.name, epoch: $0.value.epoch.rawValue,
+                        error: $0.value.error)
                 })
         }
     }

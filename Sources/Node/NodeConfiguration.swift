@@ -143,7 +143,7 @@ public struct NodeConfiguration: Hashable, Sendable {
 
         func memory() throws(ConfigurationError) -> UInt64 {
             guard let (text, source) = values[.memory] else { return defaultUsableMemory }
-            guard let bytes = ByteSize.parse(text), usableMemoryRange.contains(bytes) else {
+            guard let bytes = ByteCount(parsing: text)?.bytes, usableMemoryRange.contains(bytes) else {
                 throw ConfigurationError(
                     "\(source) is \"\(text)\"",
                     fix:

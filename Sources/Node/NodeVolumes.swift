@@ -70,7 +70,7 @@ public final class NodeVolumes: Sendable {
         }
         if volume.coordinator == node { await reconcile(with: state) }
         _ = try await client.metadata(
-            .createDiskFile(file: record.disk.file, vm: vm.rawValue, size: VolumeMetadata.defaultDiskSize),
+            .createDiskFile(file: record.disk.file, vm: vm, size: VolumeMetadata.defaultDiskSize),
             volume: volume.id.rawValue, coordinator: volume.coordinator)
     }
 

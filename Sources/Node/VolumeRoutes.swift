@@ -29,7 +29,7 @@ extension NodeVolumes {
             await self.reconcile(with: state)
             do {
                 // The epoch fences here too: an owner the log has already replaced may not write.
-                if let vm = state.vms[VMID(operation.vm)], vm.epoch > operation.epoch {
+                if let vm = state.vms[operation.vm], vm.epoch > operation.epoch {
                     throw VolumeError(
                         .conflict,
                         "\(vm.id) is at epoch \(vm.epoch) in the coordinator's state; a write of epoch "

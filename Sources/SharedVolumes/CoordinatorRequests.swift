@@ -1,11 +1,12 @@
 // What nodes ask a volume's coordinator: metadata operations and redirected journal I/O.
+import ClusterModel
 import Guests
 
 /// A change to a volume's metadata; only the coordinator applies one (DESIGN.md §11).
 public enum MetadataOperation: Codable, Hashable, Sendable {
     /// Creates the disk file (empty; its VM's journal writes the header) and lists it. Creating
     /// a file the volume already lists for the same VM answers the metadata unchanged.
-    case createDiskFile(file: String, vm: UInt64, size: UInt64)
+    case createDiskFile(file: String, vm: VMID, size: UInt64)
     /// Changes a listed disk file's size; never below what the file already holds.
     case resizeDiskFile(file: String, size: UInt64)
     /// Unlists the disk file and removes it.
@@ -15,9 +16,9 @@ public enum MetadataOperation: Codable, Hashable, Sendable {
 /// Journal I/O a node whose direct path is broken sends to the coordinator.
 public enum JournalOperation: Codable, Hashable, Sendable {
     /// Opens and replays the journal under `epoch` (as `DiskJournal.open`); answers its position.
-    case open(file: String, vm: UInt64, epoch: UInt64)
+    case open(file: String, vm: VMID, epoch: Epoch)
     /// Appends one record (fsynced before the answer); answers the position after it.
-    case append(file: String, vm: UInt64, epoch: UInt64, sequence: UInt64, payload: [UInt8])
+    case append(file: String, vm: VMID, epoch: Epoch, sequence: UInt64, payload: [UInt8])
 
     public var file: String {
         switch self {
@@ -25,13 +26,13 @@ public enum JournalOperation: Codable, Hashable, Sendable {
         }
     }
 
-    public var vm: UInt64 {
+    public var vm: VMID {
         switch self {
         case .open(_, let vm, _), .append(_, let vm, _, _, _): vm
         }
     }
 
-    public var epoch: UInt64 {
+    public var epoch: Epoch {
         switch self {
         case .open(_, _, let epoch), .append(_, _, let epoch, _, _): epoch
         }

@@ -88,7 +88,7 @@ public struct VolumeJournalRedirect: JournalRedirect {
 
     public func isRedirected() -> Bool { client.directIO.isBroken(volume) }
 
-    public func open(vm: UInt64, epoch: UInt64) async throws(JournalError) -> JournalPosition {
+    public func open(vm: VMID, epoch: Epoch) async throws(JournalError) -> JournalPosition {
         try await send(.open(file: file, vm: vm, epoch: epoch))
     }
 

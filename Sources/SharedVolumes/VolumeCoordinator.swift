@@ -1,4 +1,5 @@
 // A node's coordinator role: serves the metadata and redirected I/O of the volumes it coordinates.
+import ClusterModel
 import ClusterState
 import Guests
 import Logging
@@ -96,7 +97,7 @@ public actor VolumeCoordinator {
                 guard existing.vm == vm else {
                     throw VolumeError(
                         .conflict,
-                        "disk file \"\(file)\" on volume \(volume) belongs to vm\(existing.vm); give vm\(vm) a file of its own"
+                        "disk file \"\(file)\" on volume \(volume) belongs to \(existing.vm); give \(vm) a file of its own"
                     )
                 }
                 return metadata
@@ -147,7 +148,7 @@ public actor VolumeCoordinator {
         guard entry.vm == operation.vm else {
             throw VolumeError(
                 .conflict,
-                "disk file \"\(operation.file)\" on volume \(volume) belongs to vm\(entry.vm), not vm\(operation.vm)")
+                "disk file \"\(operation.file)\" on volume \(volume) belongs to \(entry.vm), not \(operation.vm)")
         }
         let path = directory.diskPath(operation.file)
         switch operation {
@@ -185,7 +186,7 @@ public actor VolumeCoordinator {
         }
     }
 
-    private static func open(_ path: String, vm: UInt64, epoch: UInt64) throws(VolumeError) -> DiskJournal {
+    private static func open(_ path: String, vm: VMID, epoch: Epoch) throws(VolumeError) -> DiskJournal {
         do {
             return try DiskJournal.open(path: path, vm: vm, epoch: epoch)
         } catch {

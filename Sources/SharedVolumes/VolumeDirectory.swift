@@ -51,14 +51,14 @@ public struct VolumeDirectory: Hashable, Sendable {
             if let problem = SharedPath.problem(entry.name, what: "disk file name") { throw broken(problem) }
             if let problem = VolumeMetadata.sizeProblem(entry.size, of: entry.name) { throw broken(problem) }
             guard let status = try VolumeFiles.status(diskPath(entry.name)) else {
-                throw broken("it lists disk file \"\(entry.name)\" (vm\(entry.vm)), which does not exist")
+                throw broken("it lists disk file \"\(entry.name)\" (\(entry.vm)), which does not exist")
             }
             guard status.isRegularFile else {
-                throw broken("it lists disk file \"\(entry.name)\" (vm\(entry.vm)), which is not a regular file")
+                throw broken("it lists disk file \"\(entry.name)\" (\(entry.vm)), which is not a regular file")
             }
             guard status.length <= entry.size else {
                 throw broken(
-                    "disk file \"\(entry.name)\" (vm\(entry.vm)) is \(status.length) bytes, more than its size "
+                    "disk file \"\(entry.name)\" (\(entry.vm)) is \(status.length) bytes, more than its size "
                         + "\(entry.size); the metadata is stale or the file is not the one it lists")
             }
         }

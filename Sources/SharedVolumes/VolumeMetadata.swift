@@ -1,4 +1,5 @@
 // A volume's metadata file: the disk files it holds, written only by its coordinator.
+import ClusterModel
 import ClusterState
 
 /// The contents of `<volume>/.flotilla-volume.json` (DESIGN.md §11).
@@ -53,11 +54,11 @@ public struct DiskFileEntry: Codable, Hashable, Sendable {
     /// The file's name relative to the volume's directory (`finance.vhdx`).
     public var name: String
     /// The id number of the VM whose disk it is (`vm3` is 3).
-    public var vm: UInt64
+    public var vm: VMID
     /// The disk's size in bytes; the file (a journal) never grows beyond it.
     public var size: UInt64
 
-    public init(name: String, vm: UInt64, size: UInt64) {
+    public init(name: String, vm: VMID, size: UInt64) {
         self.name = name
         self.vm = vm
         self.size = size

@@ -1,5 +1,6 @@
 // `flotilla nodes|vms|volumes|events` and `flotilla vm|volume …`: the cluster state from the CLI.
 import ArgumentParser
+import ClusterModel
 import Foundation
 import Node
 
@@ -71,8 +72,8 @@ struct EventsCommand: AsyncParsableCommand {
 
 /// A size option's value in bytes; otherwise one line naming the option and a non-zero exit.
 func bytes(_ text: String, option: String) throws -> UInt64 {
-    guard let bytes = ByteSize.parse(text) else {
-        FileHandle.standardError.write(Data((ClusterText.errorLine(ByteSize.problem(text, what: option)) + "\n").utf8))
+    guard let bytes = ByteCount(parsing: text)?.bytes else {
+        FileHandle.standardError.write(Data((ClusterText.errorLine(ByteCount.problem(text, what: option)) + "\n").utf8))
         throw ExitCode.failure
     }
     return bytes

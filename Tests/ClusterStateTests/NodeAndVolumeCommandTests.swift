@@ -76,7 +76,7 @@ import Testing
     cluster.applied(.setNodeState(1, .down))
     #expect(cluster.vm(finance)?.state == .pending)
     #expect(cluster.vm(finance)?.owner == nil)
-    #expect(cluster.vm(finance)?.epoch == financeEpoch + 1)
+    #expect(cluster.vm(finance)?.epoch == financeEpoch.next)
     #expect(cluster.vm(finance)?.pendingReason?.contains("n1 went down") == true)
     // The migration to n1 failed; Sales stays where it was.
     #expect(cluster.state.migrations[migration]?.phase == .failed)

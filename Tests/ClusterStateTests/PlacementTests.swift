@@ -112,5 +112,5 @@ import Testing
     #expect(cluster.state == before)
     cluster.applied(.setVMOwner(finance, owner: 2, expectedEpoch: lost.epoch, reason: "failover from n1"))
     #expect(cluster.vm(finance)?.owner == 2)
-    #expect(cluster.vm(finance)?.epoch == lost.epoch + 1)
+    #expect(cluster.vm(finance)?.epoch == lost.epoch.next)
 }

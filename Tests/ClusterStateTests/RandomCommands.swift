@@ -107,7 +107,7 @@ struct RandomCommands {
         case 52..<55: return .setVMMemory(vm(state), memory())
         case 55..<62:
             let id = vm(state)
-            let epoch = state.vms[id].map { chance(85) ? $0.epoch : $0.epoch + 1 } ?? 0
+            let epoch = state.vms[id].map { chance(85) ? $0.epoch : $0.epoch.next } ?? 0
             return .setVMOwner(
                 id, owner: chance(75) ? node(state) : nil, expectedEpoch: epoch, reason: chance(95) ? "failover" : "")
         case 62..<74: return .beginMigration(vm(state), target: node(state))

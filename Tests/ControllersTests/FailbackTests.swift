@@ -38,7 +38,7 @@ import Testing
         leader.fixture.wallClock += FailbackPolicy.settleMilliseconds
         leader.run(for: .milliseconds(200), alive: Self.all)
         #expect(leader.fixture.vm(web).owner == 3)
-        #expect(leader.fixture.vm(web).epoch == epoch + 1, "a new owner fences the old one's writes")
+        #expect(leader.fixture.vm(web).epoch == epoch.next, "a new owner fences the old one's writes")
         let event = leader.state.events.last { $0.vm == web }
         #expect(event?.detail.contains("failback to preferred owner n3 (failback.policy immediately)") == true)
         // Back on its most preferred owner: nothing more to do.

@@ -7,7 +7,7 @@ import Testing
 @Suite struct LeaseTableTests {
     let timings = LeaseTimings(lease: .seconds(2), margin: .milliseconds(500), heartbeatInterval: .milliseconds(200))
 
-    func grant(_ duration: Duration, _ index: UInt64) -> HeartbeatAnswer {
+    func grant(_ duration: Duration, _ index: LogIndex) -> HeartbeatAnswer {
         .granted(LeaseGrant(duration: duration, requiredAppliedIndex: index))
     }
 

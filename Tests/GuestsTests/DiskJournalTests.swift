@@ -1,4 +1,5 @@
 // The disk journal: acknowledged records survive reopening, torn tails are cut, damage is refused.
+import ClusterModel
 import FlotillaTestKit
 import Foundation
 import Guests
@@ -6,7 +7,7 @@ import Testing
 
 @Suite struct DiskJournalTests {
     /// Writes `count` acknowledged records for vm 3 and returns their ids and the file's bytes.
-    func writeJournal(_ path: String, count: Int, epoch: UInt64 = 1) throws -> [JournalRecordID] {
+    func writeJournal(_ path: String, count: Int, epoch: Epoch = 1) throws -> [JournalRecordID] {
         let journal = try DiskJournal.open(path: path, vm: 3, epoch: epoch)
         defer { journal.close() }
         return try (0..<count).map { index in
@@ -135,7 +136,7 @@ import Testing
 
 @Suite struct JournalCheckerTests {
     /// A journal of vm 1 with records of the given (epoch, sequence), in file order.
-    func journal(_ records: [(epoch: UInt64, sequence: UInt64)]) -> JournalContents {
+    func journal(_ records: [(epoch: Epoch, sequence: UInt64)]) -> JournalContents {
         JournalContents(
             vm: 1,
             records: records.enumerated().map { index, record in
@@ -143,12 +144,12 @@ import Testing
             }, validLength: 16 + 28 * records.count, tornBytes: 0)
     }
 
-    func ids(_ records: [(epoch: UInt64, sequence: UInt64)]) -> [JournalRecordID] {
+    func ids(_ records: [(epoch: Epoch, sequence: UInt64)]) -> [JournalRecordID] {
         records.map { JournalRecordID(vm: 1, epoch: $0.epoch, sequence: $0.sequence) }
     }
 
     @Test func aCleanHistoryOfThreeOwnersPasses() {
-        let history: [(epoch: UInt64, sequence: UInt64)] = [(1, 1), (1, 2), (3, 3), (3, 4), (4, 5)]
+        let history: [(epoch: Epoch, sequence: UInt64)] = [(1, 1), (1, 2), (3, 3), (3, 4), (4, 5)]
         #expect(JournalChecker.check(journal(history), acknowledged: ids(history)).isEmpty)
         // An unacknowledged record on disk (its owner died before the fsync returned) is fine too.
         #expect(JournalChecker.check(journal(history), acknowledged: ids(Array(history.prefix(3)))).isEmpty)

@@ -1,4 +1,5 @@
 // Guest memory and workloads: sparse pages, dirty tracking, checksums, seeded access patterns.
+import ClusterModel
 import Guests
 import Testing
 

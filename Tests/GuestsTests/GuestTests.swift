@@ -1,4 +1,5 @@
 // A running guest: its workload touches memory and its journal grows, fsynced, until it stops.
+import ClusterModel
 import FlotillaTestKit
 import Guests
 import Synchronization

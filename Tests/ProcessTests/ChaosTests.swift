@@ -58,7 +58,7 @@ private enum Fault: CustomStringConvertible {
 /// epoch's spans from several polls and guest restarts are contiguous (a guest continues after
 /// the journal's last record), so the lowest first and highest last cover them.
 private final class AcknowledgedRecords: Sendable {
-    private struct Key: Hashable { var vm: UInt64, epoch: UInt64 }
+    private struct Key: Hashable { var vm: VMID, epoch: Epoch }
     private struct Span {
         var first: UInt64
         var last: UInt64
@@ -71,9 +71,9 @@ private final class AcknowledgedRecords: Sendable {
     func record(_ view: AgentView) {
         spans.withLock { spans in
             for vm in view.vms {
-                guard let number = UInt64(vm.id.dropFirst(2)), let last = vm.journalSequence, vm.recordsWritten > 0
+                guard let number = VMID(parsing: vm.id), let last = vm.journalSequence, vm.recordsWritten > 0
                 else { continue }
-                let key = Key(vm: number, epoch: vm.epoch)
+                let key = Key(vm: number, epoch: Epoch(vm.epoch))
                 let first = last - UInt64(vm.recordsWritten) + 1
                 if let span = spans[key] {
                     if span.node != view.node {
@@ -89,7 +89,7 @@ private final class AcknowledgedRecords: Sendable {
         }
     }
 
-    func acknowledged(vm: UInt64) -> [JournalRecordID] {
+    func acknowledged(vm: VMID) -> [JournalRecordID] {
         spans.withLock { spans in
             spans.filter { $0.key.vm == vm }.flatMap { key, span in
                 (span.first...span.last).map { JournalRecordID(vm: vm, epoch: key.epoch, sequence: $0) }
@@ -147,7 +147,7 @@ struct ChaosTests {
         for (index, volume) in Self.volumes.enumerated() {
             _ = try await admin.createVolume(volume, coordinator: "n\(index + 1)")
         }
-        var disks: [UInt64: String] = [:]
+        var disks: [VMID: String] = [:]
         for index in 1...Self.vmCount {
             let name = "Guest\(index)"
             let volume = Self.volumes[index % Self.volumes.count]
@@ -156,7 +156,7 @@ struct ChaosTests {
                     name: name, startup: 256 << 20, restartPriority: ["high", "medium", "low"][index % 3],
                     volume: volume))
             _ = try await admin.startVM(name)
-            disks[UInt64(vm.id.dropFirst(2))!] = cluster.sharedRoot + "/volumes/\(volume)/\(vm.diskFile)"
+            disks[VMID(parsing: vm.id)!] = cluster.sharedRoot + "/volumes/\(volume)/\(vm.diskFile)"
         }
 
         let acknowledged = AcknowledgedRecords()
@@ -342,14 +342,14 @@ struct ChaosTests {
     }
 
     /// Runs the journal checker on every VM's disk file with what its guests acknowledged so far.
-    private func checkJournals(_ disks: [UInt64: String], _ acknowledged: AcknowledgedRecords, while when: String)
+    private func checkJournals(_ disks: [VMID: String], _ acknowledged: AcknowledgedRecords, while when: String)
         -> [String]
     {
         var problems: [String] = []
         for (vm, path) in disks.sorted(by: { $0.key < $1.key }) {
             // The acknowledgements first: anything acknowledged by then is on disk when read.
             let expected = acknowledged.acknowledged(vm: vm)
-            if expected.isEmpty { problems.append("\(when): vm\(vm) has no acknowledged journal record") }
+            if expected.isEmpty { problems.append("\(when): \(vm) has no acknowledged journal record") }
             // Read while guests append: a read that catches an append half done is tried again.
             var outcome: Result<JournalContents, JournalError>?
             for attempt in 1...3 {
@@ -364,7 +364,7 @@ struct ChaosTests {
             switch outcome {
             case .success(let journal):
                 problems += JournalChecker.check(journal, acknowledged: expected).map { "\(when): \($0)" }
-            case .failure(let error): problems.append("\(when): vm\(vm)'s journal \(path): \(error)")
+            case .failure(let error): problems.append("\(when): \(vm)'s journal \(path): \(error)")
             case nil: break
             }
         }

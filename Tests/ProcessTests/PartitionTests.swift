@@ -1,4 +1,5 @@
 // Nodes on their own hosts: a leader cut off into a minority steps down; its uncommitted writes vanish, its VMs move.
+import ClusterModel
 import Foundation
 import Guests
 import Node
@@ -77,8 +78,8 @@ struct PartitionTests {
             let journal = try DiskJournal.read(path: path)
             let violations = JournalChecker.check(journal)
             #expect(violations.isEmpty, "\(name): \(violations)\n\(cluster.logTails())")
-            #expect(journal.records.contains { $0.epoch == before[name]! }, "\(name): the old owner's records")
-            #expect(journal.records.contains { $0.epoch == after[name]! }, "\(name): the new owner's records")
+            #expect(journal.records.contains { $0.epoch.rawValue == before[name]! }, "\(name): the old owner's records")
+            #expect(journal.records.contains { $0.epoch.rawValue == after[name]! }, "\(name): the new owner's records")
         }
         await cluster.close()
     }

@@ -1,4 +1,5 @@
 // A volume's metadata file: written atomically, validated before a coordinator serves the volume.
+import ClusterModel
 import FlotillaTestKit
 import Foundation
 import Guests

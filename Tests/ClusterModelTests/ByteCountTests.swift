@@ -1,5 +1,5 @@
 // Sizes as people write them ("512M", "1.5G") and the short form tables print.
-import Node
+import ClusterModel
 import Testing
 
 private let kib: UInt64 = 1 << 10
@@ -13,17 +13,17 @@ private let writtenSizes: [(String, UInt64)] = [
 
 @Test(arguments: writtenSizes)
 func sizesParseInBinaryUnits(_ text: String, _ bytes: UInt64) {
-    #expect(ByteSize.parse(text) == bytes)
+    #expect(ByteCount(parsing: text)?.bytes == bytes)
 }
 
 @Test(arguments: ["", "G", "1X", "1.5.5G", "-1G", "1.2345G", "99999999999T", ".5G", "1 G B"])
 func whatIsNotASizeIsRefused(_ text: String) {
-    #expect(ByteSize.parse(text) == nil)
+    #expect(ByteCount(parsing: text)?.bytes == nil)
 }
 
 @Test func theProblemNamesTheInputAndTheForm() {
     #expect(
-        ByteSize.problem("1X", what: "--startup")
+        ByteCount.problem("1X", what: "--startup")
             == "--startup \"1X\" is not a size; write it like 512M, 1G, 1.5G or a number of bytes")
 }
 
@@ -34,5 +34,5 @@ private let shortSizes: [(UInt64, String)] = [
 
 @Test(arguments: shortSizes)
 func tablesShowShortSizesRoundedDown(_ bytes: UInt64, _ text: String) {
-    #expect(ByteSize.compact(bytes) == text)
+    #expect(ByteCount(bytes).compact == text)
 }

@@ -1,0 +1,135 @@
+// Memory as the cluster speaks of it: a VM's dynamic-memory settings and byte counts for people.
+
+/// A VM's dynamic-memory settings (DESIGN.md §10), in bytes and percent.
+public struct MemorySettings: Hashable, Sendable {
+    /// What the VM needs to start; admission control counts this.
+    public var startup: UInt64
+    public var minimum: UInt64
+    public var maximum: UInt64
+    /// Memory kept above demand, in percent of demand.
+    public var bufferPercent: Int
+    /// Weight when memory is short: higher keeps closer to its target.
+    public var priority: Int
+
+    public static let defaultBufferPercent = 20
+    public static let defaultPriority = 50
+    public static let bufferPercentRange = 5...2000
+    public static let priorityRange = 0...100
+    /// 1 PiB: far above any host, low enough that sums of many VMs never overflow 64 bits.
+    public static let largestBytes: UInt64 = 1 << 50
+
+    public init(
+        startup: UInt64, minimum: UInt64, maximum: UInt64, bufferPercent: Int = defaultBufferPercent,
+        priority: Int = defaultPriority
+    ) {
+        self.startup = startup
+        self.minimum = minimum
+        self.maximum = maximum
+        self.bufferPercent = bufferPercent
+        self.priority = priority
+    }
+
+    /// Why the settings are inconsistent, or nil when they are not.
+    public var problem: String? {
+        guard minimum > 0 else { return "minimum memory must be more than 0" }
+        guard minimum <= startup, startup <= maximum else {
+            return "memory settings need minimum ≤ startup ≤ maximum; got minimum \(ByteCount(minimum)), "
+                + "startup \(ByteCount(startup)), maximum \(ByteCount(maximum))"
+        }
+        guard maximum <= Self.largestBytes else {
+            return "maximum memory \(ByteCount(maximum)) is above the limit of \(ByteCount(Self.largestBytes))"
+        }
+        guard Self.bufferPercentRange.contains(bufferPercent) else {
+            return
+                "memory buffer must be 5–2000 %, got \(bufferPercent) % (the default is \(Self.defaultBufferPercent))"
+        }
+        guard Self.priorityRange.contains(priority) else {
+            return "memory priority must be 0–100, got \(priority) (the default is \(Self.defaultPriority))"
+        }
+        return nil
+    }
+}
+
+/// A byte count as people write it (`512M`, `1.5G`) and read it (`1.0 GiB`, `512M`), in binary
+/// units: K = 1024, M = 1024², G = 1024³, T = 1024⁴.
+public struct ByteCount: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: UInt64
+
+    public init(_ bytes: UInt64) { self.bytes = bytes }
+
+    private static let units: [(suffixes: [String], bytes: UInt64)] = [
+        (["", "b"], 1),
+        (["k", "kb", "kib"], 1 << 10),
+        (["m", "mb", "mib"], 1 << 20),
+        (["g", "gb", "gib"], 1 << 30),
+        (["t", "tb", "tib"], 1 << 40),
+    ]
+
+    /// Parses a number, optionally with up to three decimals, then an optional unit (`512M`, `1G`,
+    /// `1.5GiB`, `4096`); nil for anything else or above 2⁶⁴ − 1.
+    public init?(parsing text: some StringProtocol) {
+        let trimmed = Substring(text.lowercased()).trimmingSpaces
+        let number = trimmed.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+        let suffix = String(trimmed.dropFirst(number.count).trimmingSpaces)
+        guard let unit = Self.units.first(where: { $0.suffixes.contains(suffix) })?.bytes else { return nil }
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), !parts[0].isEmpty, let whole = UInt64(parts[0]) else { return nil }
+        let (wholeBytes, overflow) = whole.multipliedReportingOverflow(by: unit)
+        guard !overflow else { return nil }
+        guard parts.count == 2 else {
+            self.bytes = wholeBytes
+            return
+        }
+        // A fraction: up to three digits, rounded down to whole bytes.
+        let fraction = parts[1]
+        guard (1...3).contains(fraction.count), let digits = UInt64(fraction) else { return nil }
+        let scale: UInt64 = [10, 100, 1000][fraction.count - 1]
+        let (sum, overflowed) = wholeBytes.addingReportingOverflow(
+            unit / scale * digits + unit % scale * digits / scale)
+        guard !overflowed else { return nil }
+        self.bytes = sum
+    }
+
+    /// What a user is told when `text` is not a size; `what` names where it was given.
+    public static func problem(_ text: String, what: String) -> String {
+        "\(what) \"\(text)\" is not a size; write it like 512M, 1G, 1.5G or a number of bytes"
+    }
+
+    /// `1.0 GiB`, `512 MiB`, `1.5 MiB`, `300 bytes`: for messages.
+    public var description: String {
+        let kib: UInt64 = 1 << 10
+        let mib: UInt64 = 1 << 20
+        let gib: UInt64 = 1 << 30
+        if bytes >= gib { return Self.tenths(bytes, unit: gib, name: " GiB", keepZero: true) }
+        if bytes >= mib { return Self.tenths(bytes, unit: mib, name: " MiB", keepZero: false) }
+        if bytes >= kib { return Self.tenths(bytes, unit: kib, name: " KiB", keepZero: false) }
+        return "\(bytes) bytes"
+    }
+
+    /// `4G`, `1.5G`, `512M`, `64K`, `300B`: the short form for tables.
+    public var compact: String {
+        for (name, unit) in [("T", UInt64(1) << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] where bytes >= unit
+        {
+            return Self.tenths(bytes, unit: unit, name: name, keepZero: false)
+        }
+        return "\(bytes)B"
+    }
+
+    /// One decimal, rounded down so a free amount is never overstated.
+    private static func tenths(_ bytes: UInt64, unit: UInt64, name: String, keepZero: Bool) -> String {
+        let whole = bytes / unit
+        let tenth = (bytes % unit) * 10 / unit
+        return tenth == 0 && !keepZero ? "\(whole)\(name)" : "\(whole).\(tenth)\(name)"
+    }
+}
+
+extension Substring {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate var trimmingSpaces: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return self[first...last]
+    }
+}
