@@ -70,12 +70,38 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // Shell: the node daemon — configuration, Raft loop, API, peer RPC, services.
+        // Shell: the Raft loop generic over its state machine — driver, storage calls, the peer
+        // transport on HTTP/2, leader contact. Knows nothing of VMs.
+        .target(
+            name: "RaftRuntime",
+            dependencies: [
+                "ClusterModel", "RaftCore", "RaftStorage", "HTTP2",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Pure: the JSON request and response types the server and every client share.
+        .target(name: "FlotillaAPI", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+
+        // Shell: the API client — which node to call, requests, answers and errors.
+        .target(
+            name: "FlotillaClient",
+            dependencies: [
+                "ClusterModel", "FlotillaAPI", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Shell: the node daemon — configuration, API routes, heartbeats and fencing, the agent,
+        // volumes, services and graceful shutdown.
         .target(
             name: "Node",
             dependencies: [
-                "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "HTTP2", "Guests",
-                "SharedVolumes",
+                "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "RaftRuntime", "HTTP2",
+                "Guests", "SharedVolumes", "FlotillaAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -84,6 +110,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Shell: what the command line prints and runs besides the API — text tables, the local cluster.
+        .target(
+            name: "FlotillaCLI", dependencies: ["ClusterModel", "FlotillaAPI", "FlotillaClient"],
+            swiftSettings: swiftSettings),
+
         // Test support: deterministic simulator, simulated network/clock/disk, history checkers.
         .target(name: "FlotillaTestKit", dependencies: ["ClusterModel", "RaftCore"], swiftSettings: swiftSettings),
 
@@ -91,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "flotilla",
             dependencies: [
-                "ClusterModel", "Node",
+                "ClusterModel", "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,13 +135,16 @@ let package = Package(
         .executableTarget(
             name: "FlotillaBench",
             dependencies: [
-                "HTTP2", "FlotillaTestKit", "Node", "ClusterModel",
+                "HTTP2", "FlotillaTestKit", "Node", "FlotillaClient", "ClusterModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
+
+        // Test support for every test target: waiting for conditions (imports Testing).
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
 
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
@@ -128,8 +162,8 @@ let package = Package(
         .testTarget(
             name: "ProcessTests",
             dependencies: [
-                "Node", "FlotillaTestKit", "ClusterModel", "HTTP2", "Guests",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI", "FlotillaTestKit", "ClusterModel", "HTTP2",
+                "Guests", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -148,13 +182,27 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "RaftRuntimeTests",
+            dependencies: [
+                "RaftRuntime", "ClusterModel", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage", "HTTP2", "FlotillaTestKit", "Guests",
+                "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage",
+                "HTTP2", "FlotillaTestKit", "TestSupport", "Guests",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "FlotillaCLITests", dependencies: ["FlotillaCLI", "FlotillaAPI", "FlotillaClient", "ClusterModel"],
+            swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,8 @@
 // `flotilla-bench failover`: time from SIGKILL of a node to all its VMs running on the survivors.
 import ArgumentParser
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import FlotillaTestKit
 import Foundation
 import Node

@@ -7,10 +7,3 @@ extension NodeAgent {
         router.get("/v1/agent") { _, _ in try json(await self.view) }
     }
 }
-
-extension APIClient {
-    /// What the node this client talks to runs.
-    public func agent() async throws -> AgentView {
-        try decoded(AgentView.self, try await call(.get, "/v1/agent"))
-    }
-}

@@ -1,48 +1,18 @@
 // The client API: JSON over HTTP/2 and HTTP/1.1; writes and status go through the leader.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Foundation
 import HTTP2
 import NIOCore
 import RaftCore
+import RaftRuntime
 import Synchronization
-
-/// What `GET /v1/status` answers: the leader's view of the cluster.
-public struct StatusView: Codable, Sendable, Equatable {
-    public struct Member: Codable, Sendable, Equatable {
-        public var id: String
-        /// `voter` or `learner`.
-        public var role: String
-        /// `leader`, `follower`, `probing`, `snapshot` (catching up by snapshot) or `unreachable`.
-        public var state: String
-        public var matchIndex: UInt64?
-        public var peerAddress: String?
-        public var clientAddress: String?
-    }
-
-    public var cluster: String
-    /// The node that answered.
-    public var servedBy: String
-    public var leader: String?
-    public var term: UInt64
-    public var commitIndex: UInt64
-    public var appliedIndex: UInt64
-    public var lastIndex: UInt64
-    public var members: [Member]
-}
-
-/// A setting as the API shows it.
-public struct SettingView: Codable, Sendable, Equatable {
-    public var key: String
-    public var value: String?
-    /// The value the write replaced (on PUT and DELETE).
-    public var previous: String?
-}
 
 /// Serves the client API of one node.
 struct ClientAPI: Sendable {
     let configuration: NodeConfiguration
-    let driver: RaftDriver
+    let driver: ClusterDriver
     let forwarder: LeaderForwarder
     let addressBook: AddressBook
     let lifecycle: APILifecycle
@@ -64,12 +34,12 @@ struct ClientAPI: Sendable {
             return try json(await statusView())
         }
         router.get("/v1/config") { request, _ in
-            let settings = try await read(request) { ($0 as! ClusterStateMachine).state.settings }
+            let settings = try await read(request) { $0.state.settings }
             return try json(["settings": settings])
         }
         router.get("/v1/config/{key}") { request, parameters in
             let key = parameters["key"] ?? ""
-            let value = try await read(request) { ($0 as! ClusterStateMachine).state.settings[key] }
+            let value = try await read(request) { $0.state.settings[key] }
             guard let value else {
                 throw HTTPError(
                     status: 404, error: "no such setting",
@@ -182,7 +152,7 @@ struct ClientAPI: Sendable {
 
     /// A linearizable read by ReadIndex (or the local copy with `?stale=true`).
     func read<T: Sendable>(
-        _ request: HTTPRequest, _ body: @Sendable (any ReplicatedStateMachine) -> T
+        _ request: HTTPRequest, _ body: @Sendable (ClusterStateMachine) -> T
     ) async throws -> T {
         if isStale(request) { return await driver.staleRead(body) }
         do {

@@ -1,10 +1,12 @@
 // The client API for the cluster state: nodes, volumes, VMs, migrations, events and metrics.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Foundation
 import HTTP2
 import NIOCore
 import RaftCore
+import RaftRuntime
 
 extension ClientAPI {
     func addClusterRoutes(to router: inout Router) {
@@ -67,7 +69,7 @@ extension ClientAPI {
         }
         router.get("/metrics") { _, _ in
             let status = await driver.status
-            let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
+            let state = await driver.staleRead { $0.state }
             return HTTPResponse(
                 status: 200, headers: ["content-type": "text/plain; version=0.0.4"],
                 body: .string(Metrics.render(node: configuration.nodeID, status: status, state: state)))
@@ -77,7 +79,7 @@ extension ClientAPI {
     /// The whole state, read linearizably (or the local copy with `?stale=true`). A copy is cheap:
     /// its collections are copy-on-write and the state machine's next apply copies, not this.
     func clusterState(_ request: HTTPRequest) async throws -> ClusterState {
-        try await read(request) { ($0 as! ClusterStateMachine).state }
+        try await read(request) { $0.state }
     }
 
     private static func sinceParameter(_ request: HTTPRequest) throws -> UInt64 {
@@ -382,7 +384,7 @@ extension ClientAPI {
 
     /// This node's applied state (on the leader right after a write, it includes that write).
     func localState() async -> ClusterState {
-        await driver.staleRead { ($0 as! ClusterStateMachine).state }
+        await driver.staleRead { $0.state }
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ request: HTTPRequest, example: String) async throws -> T {

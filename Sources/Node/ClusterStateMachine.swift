@@ -1,6 +1,10 @@
 // Connects the pure ClusterState to the Raft driver: commands in as bytes, answers out as bytes.
 import ClusterModel
 import ClusterState
+import RaftRuntime
+
+/// The node's Raft loop, driving the cluster state.
+typealias ClusterDriver = RaftDriver<ClusterStateMachine>
 
 /// `ClusterState` as the driver's `ReplicatedStateMachine`.
 ///

@@ -1,8 +1,10 @@
 // `GET /v1/events?follow=true`: the event history, then each new event as it is applied, one JSON line each.
 import ClusterState
+import FlotillaAPI
 import Foundation
 import NIOCore
 import RaftCore
+import RaftRuntime
 import Synchronization
 
 /// Whether the client API is shutting down, so long-lived answers (event follows) end instead of
@@ -26,7 +28,7 @@ struct EventFollower: AsyncSequence, Sendable {
     let first: [EventView]
     /// The sequence of the last event already sent (or skipped by `since`).
     let after: UInt64
-    let driver: RaftDriver
+    let driver: ClusterDriver
     let lifecycle: APILifecycle
     var pollInterval: Duration = .milliseconds(200)
     var keepalive: Duration = .seconds(5)
@@ -48,7 +50,7 @@ struct EventFollower: AsyncSequence, Sendable {
                 try? await Task.sleep(for: follower.pollInterval)
                 let since = after
                 let new = await follower.driver.staleRead {
-                    ($0 as! ClusterStateMachine).state.events(since: since).map(EventView.init)
+                    $0.state.events(since: since).map(EventView.init)
                 }
                 if let last = new.last {
                     after = last.sequence

@@ -6,6 +6,7 @@ import HTTP2
 import Logging
 import NIOCore
 import RaftCore
+import RaftRuntime
 
 /// What a node does when it loses its lease: stop every VM and stop coordinating volumes
 /// (`fence`), and resume once a new lease allows it (`unfence`).
@@ -58,7 +59,7 @@ public struct LoggingFencing: Fencing {
 /// and unfenced; it alone calls `Fencing`, so fence and unfence are never reordered.
 actor Heartbeats {
     private let local: NodeID
-    private let driver: RaftDriver
+    private let driver: ClusterDriver
     private let addressBook: AddressBook
     private let controllers: LeaderControllers
     private let fencing: any Fencing
@@ -77,7 +78,7 @@ actor Heartbeats {
     private var lastProblem: String?
 
     init(
-        local: NodeID, driver: RaftDriver, addressBook: AddressBook, controllers: LeaderControllers,
+        local: NodeID, driver: ClusterDriver, addressBook: AddressBook, controllers: LeaderControllers,
         fencing: any Fencing, interval: Duration, requestTimeout: Duration, logger: Logger
     ) {
         self.local = local
@@ -134,7 +135,7 @@ actor Heartbeats {
         }
         let fenced = holder.isFenced
         let owned = await driver.staleRead { machine in
-            (machine as! ClusterStateMachine).state.vms.values.filter { $0.owner == status.id }.map(\.id).sorted()
+            machine.state.vms.values.filter { $0.owner == status.id }.map(\.id).sorted()
         }
         // What it runs: nothing while fenced; otherwise the VMs its state says it owns.
         let facts = NodeFacts(appliedIndex: status.applied, runningVMs: fenced ? [] : owned)

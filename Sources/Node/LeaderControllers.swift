@@ -7,6 +7,7 @@ import HTTP2
 import Logging
 import NIOCore
 import RaftCore
+import RaftRuntime
 
 /// Runs the failover controller while this node leads (docs/failover.md).
 ///
@@ -29,7 +30,7 @@ actor LeaderControllers {
         var confirmedContact: Duration?
     }
 
-    private let driver: RaftDriver
+    private let driver: ClusterDriver
     private let timings: LeaseTimings
     private let interval: Duration
     /// How often the leader confirms with a majority that it still leads.
@@ -56,7 +57,7 @@ actor LeaderControllers {
     private var reportedProblems: Set<String> = []
 
     init(
-        driver: RaftDriver, timings: LeaseTimings, interval: Duration, probeInterval: Duration,
+        driver: ClusterDriver, timings: LeaseTimings, interval: Duration, probeInterval: Duration,
         probeTimeoutTicks: UInt64, timeoutTicks: UInt64, leaderContact: LeaderContactTracker, logger: Logger
     ) {
         self.driver = driver
@@ -108,7 +109,7 @@ actor LeaderControllers {
         }
         // The state first, then the applied index: the index is at least the state's, so a node
         // that catches up to it has seen everything this decision saw.
-        let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
+        let state = await driver.staleRead { $0.state }
         let applied = await driver.status.applied
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
@@ -183,7 +184,7 @@ actor LeaderControllers {
     private func round() async {
         nextDownDeadline = nil
         guard await leads() else { return }
-        let state = await driver.staleRead { ($0 as! ClusterStateMachine).state }
+        let state = await driver.staleRead { $0.state }
         guard let table = leadership?.table else { return }
         for problem in FailoverPolicy(settings: state.settings).problems where !reportedProblems.contains(problem) {
             reportedProblems.insert(problem)
@@ -305,7 +306,7 @@ extension Router {
 extension LeaderControllers {
     /// The leader's controllers and this node's heartbeats, with the timings from the configuration.
     static func services(
-        _ configuration: NodeConfiguration, driver: RaftDriver, addressBook: AddressBook,
+        _ configuration: NodeConfiguration, driver: ClusterDriver, addressBook: AddressBook,
         leaderContact: LeaderContactTracker, fencing: any Fencing, logger: Logger
     ) -> (LeaderControllers, Heartbeats) {
         let tick = Duration.milliseconds(configuration.tickMilliseconds)

@@ -1,6 +1,7 @@
 // The node agent: runs exactly the VMs the committed state says this node owns, like a kubelet.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Guests
 import Logging
 
@@ -235,38 +236,4 @@ public actor NodeAgent {
                 })
         }
     }
-}
-
-/// What a node's agent runs (`GET /v1/agent`): the node's own facts, not the cluster's.
-public struct AgentView: Codable, Sendable, Equatable {
-    public struct VM: Codable, Sendable, Equatable {
-        public var id: String
-        public var name: String
-        public var epoch: UInt64
-        /// False only briefly, while the guest starts.
-        public var running: Bool
-        /// The disk file the guest's journal is in.
-        public var disk: String
-        /// The last acknowledged journal record's sequence number.
-        public var journalSequence: UInt64?
-        /// Records written since this node started the guest, and found in the journal then.
-        public var recordsWritten: Int
-        public var recordsReplayed: Int
-        /// Pages of guest memory holding data.
-        public var pagesTouched: Int
-    }
-
-    public struct Problem: Codable, Sendable, Equatable {
-        public var id: String
-        public var name: String
-        public var epoch: UInt64
-        public var error: String
-    }
-
-    public var node: String
-    /// Why the node is fenced (running nothing), or nil.
-    public var fenced: String?
-    public var vms: [VM]
-    /// VMs this node owns but does not run, and why.
-    public var problems: [Problem]
 }

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RaftCore
+import RaftRuntime
 import RaftStorage
 import ServiceLifecycle
 
@@ -52,12 +53,12 @@ public final class NodeDaemon: Service {
         // the peers: one loop for all was cheapest per write and no slower (docs/benchmarks.md).
         let raftLoop = MultiThreadedEventLoopGroup.singleton.next()
         let transport = HTTP2PeerTransport(
-            local: configuration.nodeID, addressBook: addressBook,
+            local: configuration.nodeID, peerAddress: { addressBook.addresses(of: $0)?.peer },
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks),
             leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
         let stateChanges = StateChanges()
-        let driver = try RaftDriver(
+        let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
                 heartbeatTicks: configuration.heartbeatTicks),
@@ -80,7 +81,7 @@ public final class NodeDaemon: Service {
             driver: driver, local: configuration.nodeID, leaderContact: leaderContact,
             peerReachedUs: { transport.peerReachedUs($0) })
         let readState: @Sendable () async -> ClusterState = {
-            await driver.staleRead { ($0 as! ClusterStateMachine).state }
+            await driver.staleRead { $0.state }
         }
         // Cluster Shared Volumes (docs/volumes.md): coordinates this node's volumes and reaches the
         // other coordinators on their peer ports. Fenced until the first lease, like the agent.

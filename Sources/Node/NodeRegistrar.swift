@@ -6,6 +6,7 @@ import HTTP2
 import Logging
 import NIOCore
 import RaftCore
+import RaftRuntime
 
 /// Registers this node (its addresses, Raft role and usable memory) through the log once a leader
 /// exists, and again whenever the record differs from what the node is — after a restart with
@@ -30,7 +31,7 @@ struct NodeRegistrar: Sendable {
             let current: NodeRecord?
             do {
                 current = try await api.driver.linearizableRead(timeoutTicks: api.timeoutTicks) {
-                    ($0 as! ClusterStateMachine).state.nodes[id]
+                    $0.state.nodes[id]
                 }
             } catch {
                 continue

@@ -1,6 +1,7 @@
 // This node's part in Cluster Shared Volumes: coordinating its volumes, and reaching the others' coordinators.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Foundation
 import Guests
 import HTTP2
@@ -98,19 +99,6 @@ extension NodeVolumes: Fencing {
         await coordinator.unfence()
         changes.signal()
     }
-}
-
-/// One node's facts about volumes: soft state, never in the log.
-public struct VolumeAccessView: Codable, Sendable, Equatable {
-    public var node: String
-    /// Volumes whose direct path is broken on this node: its I/O to them goes through the coordinator.
-    public var redirected: [String]
-    /// Volumes this node coordinates and serves now.
-    public var coordinating: [String]
-    /// Volumes this node should coordinate but refuses to, and why (their metadata failed validation).
-    public var refused: [String: String]
-    /// Journal records this node appended as coordinator for nodes whose direct path is broken, by volume.
-    public var redirectedAppends: [String: Int]
 }
 
 /// Reaches other nodes' coordinators over HTTP/2 on their peer ports.

@@ -1,4 +1,5 @@
 // Hand-written JSON for the settings write path, the API's hottest request.
+import FlotillaAPI
 import Foundation
 
 /// JSON for one setting write without Foundation's coders.

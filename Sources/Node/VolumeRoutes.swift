@@ -4,6 +4,7 @@ import ClusterState
 import Foundation
 import HTTP2
 import Logging
+import RaftRuntime
 import SharedVolumes
 
 extension NodeVolumes {
@@ -65,18 +66,5 @@ extension NodeVolumes {
 
     private static func refusal(_ error: VolumeError) throws -> HTTPResponse {
         try json(VolumeWire.Refusal(error: error.kind.rawValue, detail: error.detail), status: error.httpStatus)
-    }
-}
-
-extension APIClient {
-    /// Marks the direct path of the node this client talks to as broken (its I/O to the volume
-    /// then goes through the coordinator) or working again; answers that node's volume facts.
-    @discardableResult
-    public func setDirectIO(_ volume: String, broken: Bool) async throws -> VolumeAccessView {
-        try decoded(
-            VolumeAccessView.self,
-            try await call(
-                .post, "/v1/volumes/\(pathSegment(volume))/direct-io",
-                body: try JSONEncoder().encode(["broken": broken])))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
-// The client commands: status and settings, against any node's API.
 import ClusterModel
+import FlotillaCLI
+import FlotillaClient
 import Foundation
 import Node
 

@@ -1,6 +1,9 @@
 // `flotilla nodes|vms|volumes|events` and `flotilla vm|volume …`: the cluster state from the CLI.
 import ArgumentParser
 import ClusterModel
+import FlotillaAPI
+import FlotillaCLI
+import FlotillaClient
 import Foundation
 import Node
 

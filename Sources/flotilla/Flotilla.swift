@@ -1,5 +1,6 @@
 // The `flotilla` command: argument parsing only; every subcommand calls into a module.
 import ArgumentParser
+import FlotillaCLI
 import Foundation
 import Node
 

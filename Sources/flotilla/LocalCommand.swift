@@ -1,5 +1,7 @@
 // `flotilla local up|down`: a cluster of node processes on this machine.
 import ArgumentParser
+import FlotillaCLI
+import FlotillaClient
 import Foundation
 import Node
 import UnixSignals

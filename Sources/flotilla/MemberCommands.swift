@@ -1,5 +1,6 @@
 // `flotilla members …` and `flotilla leader transfer`: change who is in the cluster and who leads.
 import ArgumentParser
+import FlotillaClient
 import Node
 
 struct MembersCommand: AsyncParsableCommand {

@@ -1,12 +1,15 @@
 // The node agent runs exactly the VMs the applied state says its node owns; fencing stops them all.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
+import FlotillaClient
 import FlotillaTestKit
 import Foundation
 import Guests
 import Logging
 import Node
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -31,20 +34,6 @@ private func vmSpec(_ name: String) -> VMSpec {
     VMSpec(
         name: name, memory: MemorySettings(startup: 64 << 20, minimum: 32 << 20, maximum: 128 << 20),
         disk: DiskFile(volume: "csv1", file: "\(name.lowercased()).vhdx"))
-}
-
-/// Polls `condition` until it holds (20 s at most, a busy machine is slow); the NodeTests share it.
-func eventually(
-    _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("not within 20 s: \(what)", sourceLocation: sourceLocation)
-            return
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
 }
 
 /// Holds the agent's next state read until released, handing it the state as it was when asked.
@@ -252,26 +241,5 @@ extension AppliedState {
         await client.close()
         node.cancel()
         try await node.value
-    }
-}
-
-/// Loopback ports nothing listens on right now.
-private func freeLoopbackPorts(_ count: Int) throws -> [Int] {
-    var sockets: [Int32] = []
-    defer { for socket in sockets { close(socket) } }
-    return try (0..<count).map { _ in
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        sockets.append(fd)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -1,4 +1,5 @@
 // The hand-written JSON of the settings write path agrees with Foundation's coders.
+import FlotillaAPI
 import Foundation
 import Testing
 

@@ -6,6 +6,7 @@ import Foundation
 import Guests
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Node

@@ -1,5 +1,7 @@
 // Chaos on five node processes on their own hosts: kills, partitions and heals under running VMs and settings writes.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import FlotillaTestKit
 import Foundation
 import Guests

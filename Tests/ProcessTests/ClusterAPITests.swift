@@ -1,5 +1,7 @@
 // Real node processes: every cluster-state endpoint of the client API, its errors, and reads from any node.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import HTTP2
 import Node

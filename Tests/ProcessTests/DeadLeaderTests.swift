@@ -1,4 +1,6 @@
 // Real node processes: followers see at once that the leader's process died and elect a new leader.
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import Node
 import Testing

@@ -1,4 +1,5 @@
 // A node whose disk fails stops with a reason instead of acknowledging what it cannot keep.
+import FlotillaClient
 import Foundation
 import Node
 import Testing

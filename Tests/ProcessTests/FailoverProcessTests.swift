@@ -1,5 +1,7 @@
 // Real node processes: SIGKILL a node that owns VMs; the survivors restart them, and it comes back.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import Node
 import Testing

@@ -1,5 +1,6 @@
 // SIGTERM stops a node cleanly (exit 0) and it comes back with everything it acknowledged.
 import ClusterModel
+import FlotillaClient
 import Foundation
 import Node
 import Testing

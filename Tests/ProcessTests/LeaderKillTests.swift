@@ -1,4 +1,5 @@
 // Real node processes: SIGKILL the leader under concurrent writes; nothing acknowledged is lost.
+import FlotillaClient
 import FlotillaTestKit
 import Foundation
 import Node

@@ -1,5 +1,7 @@
 // Real processes: a fifth node joins as a learner, is promoted, and a founding member is removed.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import Node
 import Testing

@@ -1,5 +1,7 @@
 // Nodes on their own hosts: a leader cut off into a minority steps down; its uncommitted writes vanish, its VMs move.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import Guests
 import Node

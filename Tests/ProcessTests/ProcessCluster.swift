@@ -1,5 +1,7 @@
 // Real `flotilla node` processes on loopback for tests: start, SIGKILL, restart, read their logs.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import FlotillaTestKit
 import Foundation
 import Node

@@ -1,4 +1,5 @@
 // The settings history process tests record from their clients, for the linearizability checker.
+import FlotillaClient
 import FlotillaTestKit
 import Node
 import Synchronization

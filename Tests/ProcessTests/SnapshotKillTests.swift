@@ -1,4 +1,5 @@
 // SIGKILL a node while it writes snapshots: it restarts from what is on disk and loses nothing acknowledged.
+import FlotillaClient
 import Foundation
 import Node
 import Synchronization

@@ -1,6 +1,8 @@
 // Real node processes: disk files made by the coordinator, I/O redirected through it, and a
 // coordinator that moves validates the volume's metadata before it serves.
 import ClusterModel
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 import Guests
 import HTTP2

@@ -6,7 +6,7 @@ import RaftCore
 ///
 /// Every node applies the same commands in the same order, so each must reach the same state:
 /// `apply` may depend only on the state and the command — never on a clock, randomness or I/O.
-public protocol ReplicatedStateMachine {
+public protocol ReplicatedStateMachine: SendableMetatype {
     /// Applies one committed command and returns the answer for the client that proposed it.
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
     /// The whole state, for a snapshot.

@@ -1,5 +1,6 @@
 // A client of a node's API, for the CLI and the tests: JSON in, typed values or a clear error out.
 import ClusterModel
+import FlotillaAPI
 import Foundation
 import HTTP2
 import NIOCore

@@ -2,8 +2,8 @@ import ClusterModel
 // Three Raft drivers with real disks and an in-memory network: writes commit, survive restarts.
 import FlotillaTestKit
 import Foundation
-import Node
 import RaftCore
+import RaftRuntime
 import RaftStorage
 import Synchronization
 import Testing
@@ -32,9 +32,9 @@ private struct CommandLog: ReplicatedStateMachine {
 
 /// Delivers messages between drivers in this process; a node can be cut off.
 private final class MemoryNetwork: Sendable {
-    private let drivers = Mutex<[NodeID: RaftDriver]>([:])
+    private let drivers = Mutex<[NodeID: RaftDriver<CommandLog>]>([:])
 
-    func attach(_ id: NodeID, _ driver: RaftDriver) { drivers.withLock { $0[id] = driver } }
+    func attach(_ id: NodeID, _ driver: RaftDriver<CommandLog>) { drivers.withLock { $0[id] = driver } }
     func detach(_ id: NodeID) { _ = drivers.withLock { $0.removeValue(forKey: id) } }
 
     func transport() -> some PeerTransport { Transport(network: self) }
@@ -60,7 +60,7 @@ private struct Cluster: ~Copyable {
     let root = try! TemporaryDirectory()
     let network = MemoryNetwork()
     let members: Set<NodeID> = [1, 2, 3]
-    var drivers: [NodeID: RaftDriver] = [:]
+    var drivers: [NodeID: RaftDriver<CommandLog>] = [:]
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
@@ -129,7 +129,7 @@ func writesCommitAndSurviveARestart() async throws {
     // A restarted node answers linearizable reads once it knows the leader (the read goes through it).
     _ = await cluster.drivers[victim]!.awaitLeader()
     let seen = try await cluster.drivers[victim]!.linearizableRead(timeoutTicks: 2000) {
-        ($0 as! CommandLog).commands
+        $0.commands
     }
     #expect(seen == expected)
     for id in cluster.members { await cluster.drivers[id]?.stop() }
@@ -163,7 +163,7 @@ func aRestartedFollowerCatchesUpWithoutNewWrites() async throws {
     for number in 2...10 { _ = try await cluster.write("w\(number)", sequence: UInt64(number)) }
     try cluster.start(victim)
     _ = await cluster.drivers[victim]!.awaitLeader()
-    let seen = try await cluster.drivers[victim]!.linearizableRead(timeoutTicks: 2000) { ($0 as! CommandLog).commands }
+    let seen = try await cluster.drivers[victim]!.linearizableRead(timeoutTicks: 2000) { $0.commands }
     #expect(seen == [Array("first".utf8)] + (2...10).map { Array("w\($0)".utf8) })
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }

@@ -3,9 +3,8 @@ import ClusterModel
 import HTTP2
 import NIOCore
 import RaftCore
+import RaftRuntime
 import Testing
-
-@testable import Node
 
 @Suite struct PeerStreamTests {
     private static func batch(_ count: Int, to: NodeID = 2, payload: Int = 10) -> [Message] {

@@ -1,5 +1,6 @@
 // What the CLI prints: aligned tables of nodes, VMs, volumes and migrations, and one-line errors.
 import ClusterModel
+import FlotillaAPI
 import Foundation
 
 /// Aligned text tables: columns padded to their widest cell, two spaces apart, no trailing spaces.
@@ -111,32 +112,5 @@ public enum ClusterText {
         let oneLine = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.joined(separator: " ")
         return "flotilla: \(oneLine)"
-    }
-}
-
-/// Where the CLI looks for a node's API, in order.
-public enum APILocation {
-    /// `--api`, else `FLOTILLA_API`, else the client addresses in the local cluster's
-    /// `cluster.json` (all of them, so a stopped node is skipped), else 127.0.0.1:7101.
-    /// Throws a message for an address that is not host:port.
-    public static func candidates(flag: String?, environment: String?, localConfig: Data?) throws -> [Endpoint] {
-        if let text = flag ?? environment {
-            let trimmed = text.replacingOccurrences(of: "http://", with: "")
-            guard let endpoint = Endpoint(parsing: trimmed.hasSuffix("/") ? String(trimmed.dropLast()) : trimmed)
-            else {
-                let source = flag != nil ? "--api" : "FLOTILLA_API"
-                throw APIError(status: nil, message: "\(source) \(text) is not host:port (e.g. 127.0.0.1:7101)")
-            }
-            return [endpoint]
-        }
-        struct Config: Decodable {
-            struct Member: Decodable { var client: String }
-            var members: [Member]
-        }
-        if let localConfig, let config = try? JSONDecoder().decode(Config.self, from: localConfig) {
-            let endpoints = config.members.compactMap { Endpoint(parsing: $0.client) }
-            if !endpoints.isEmpty { return endpoints }
-        }
-        return [Endpoint(host: "127.0.0.1", port: 7101)]
     }
 }

@@ -1,6 +1,8 @@
 // `flotilla local up|down`: a cluster of node processes on loopback, for trying Flotilla out.
 import ClusterModel
 import Dispatch
+import FlotillaAPI
+import FlotillaClient
 import Foundation
 
 #if canImport(Glibc)

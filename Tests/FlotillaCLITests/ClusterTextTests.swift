@@ -1,7 +1,9 @@
 // What the CLI prints: aligned tables, the status view, one-line errors, and where it finds a node.
 import ClusterModel
+import FlotillaAPI
+import FlotillaCLI
+import FlotillaClient
 import Foundation
-import Node
 import Testing
 
 private let gib: UInt64 = 1 << 30

@@ -2,11 +2,10 @@
 import ClusterModel
 import FlotillaTestKit
 import RaftCore
+import RaftRuntime
 import RaftStorage
 import Synchronization
 import Testing
-
-@testable import Node
 
 @Suite struct LeaderContactTests {
     @Test func aNodeStartsAsIfItHadJustHeardFromALeader() {
@@ -120,7 +119,7 @@ import Testing
 
     private final class Network: Sendable {
         let trackers: [NodeID: LeaderContactTracker] = [1: .init(), 2: .init(), 3: .init()]
-        let drivers = Mutex<[NodeID: RaftDriver]>([:])
+        let drivers = Mutex<[NodeID: RaftDriver<Nothing>]>([:])
         /// Leader messages that left before their sender had taken its bound for their term.
         let early = Mutex<[String]>([])
 

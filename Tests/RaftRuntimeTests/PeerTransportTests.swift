@@ -7,11 +7,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import RaftCore
+import RaftRuntime
 import RaftStorage
 import Synchronization
+import TestSupport
 import Testing
-
-@testable import Node
 
 /// What a receiving server's streams carried, frame by frame.
 private final class Recorder: Sendable {
@@ -62,11 +62,9 @@ private final class RecordingSink: RequestBodySink {
         Message(from: 1, to: to, term: 1, kind: .heartbeat(Heartbeat(commit: 0, readRound: round)))
     }
 
-    private static func addresses(_ port: Int) -> AddressBook {
-        AddressBook(configured: [
-            MemberAddress(
-                id: 2, peer: Endpoint(host: "127.0.0.1", port: port), client: Endpoint(host: "127.0.0.1", port: 1))
-        ])
+    /// Node 2's peer port is `port`; no other node's address is known.
+    private static func addresses(_ port: Int) -> @Sendable (NodeID) -> Endpoint? {
+        { $0 == 2 ? Endpoint(host: "127.0.0.1", port: port) : nil }
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -75,7 +73,7 @@ private final class RecordingSink: RequestBodySink {
         let (server, port) = try await Self.recordingServer(first)
         let contact = LeaderContactTracker()
         let transport = HTTP2PeerTransport(
-            local: 1, addressBook: Self.addresses(port), requestTimeout: .seconds(5), leaderContact: contact,
+            local: 1, peerAddress: Self.addresses(port), requestTimeout: .seconds(5), leaderContact: contact,
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "peer-transport-test"))
         let unreachable = Mutex<[NodeID]>([])
         transport.onUnreachable { id in unreachable.withLock { $0.append(id) } }

@@ -58,14 +58,14 @@ public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertibl
 /// six of them. Disk writes therefore happen on that loop: an fsync (0.2 ms on the machines
 /// measured) holds the loop's other connections for its duration, which is also the window in
 /// which their inputs gather into the next batch.
-public actor RaftDriver {
+public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// The loop the actor runs on; peer messages are queued onto it without a task.
     private nonisolated let eventLoop: any EventLoop
     public nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
 
     private var node: RaftNode
     private let storage: RaftDiskStorage
-    private var machine: any ReplicatedStateMachine
+    private var machine: Machine
     private let transport: any PeerTransport
     /// Told of every `Ready` before its messages leave, so it knows when this node leads.
     private let leaderContact: LeaderContactTracker?
@@ -115,7 +115,7 @@ public actor RaftDriver {
         bootstrapMembership: Membership,
         storage: sending RaftDiskStorage,
         recovered: RecoveredRaftState,
-        machine: sending any ReplicatedStateMachine,
+        machine: sending Machine,
         transport: any PeerTransport,
         tickDuration: Duration,
         snapshotInterval: UInt64 = 10_000,
@@ -285,7 +285,7 @@ public actor RaftDriver {
     /// Waits until this node's state reflects every write committed before the call (ReadIndex),
     /// then runs `read` on the state machine.
     public func linearizableRead<Result: Sendable>(
-        timeoutTicks: UInt64, _ read: (any ReplicatedStateMachine) -> Result
+        timeoutTicks: UInt64, _ read: (Machine) -> Result
     ) async throws -> Result {
         // Registered in the same job that asks the core, for the reason `propose` gives.
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -310,7 +310,7 @@ public actor RaftDriver {
     }
 
     /// Runs `read` on this node's copy of the state, which may lag the leader's.
-    public func staleRead<Result: Sendable>(_ read: (any ReplicatedStateMachine) -> Result) -> Result {
+    public func staleRead<Result: Sendable>(_ read: (Machine) -> Result) -> Result {
         read(machine)
     }
 

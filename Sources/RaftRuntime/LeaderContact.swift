@@ -13,35 +13,35 @@ import Synchronization
 ///
 /// All times are spans since one origin on the node's monotonic clock (`LeaderContactTracker`);
 /// a later contact is always the safe side: it only makes a new leader wait longer.
-struct LeaderContact: Sendable {
+package struct LeaderContact: Sendable {
     /// When this node last heard from a leader, or last was one. Starts at process start: what
     /// the node heard before it (re)started is not remembered, so it counts as just heard.
-    private(set) var lastLeaderContact: Duration
+    package private(set) var lastLeaderContact: Duration
     /// Per peer, the latest contact with a leader it reported: receive time minus its age.
-    private(set) var reportedContact: [NodeID: Duration] = [:]
+    package private(set) var reportedContact: [NodeID: Duration] = [:]
     /// The term this node led when it handled its last `Ready`; nil if it did not lead.
     private var ledTerm: Term?
     /// The bound taken when this node became leader of `term` (see `predecessorContact(term:)`).
     private var predecessor: (term: Term, contact: Duration)?
 
-    init(startedAt: Duration) {
+    package init(startedAt: Duration) {
         lastLeaderContact = startedAt
     }
 
     /// A Raft batch with an append, a heartbeat or a snapshot arrived, whatever its term: the
     /// shell cannot tell whether the core accepts it, and a later contact is only more cautious.
-    mutating func heardFromLeader(now: Duration) {
+    package mutating func heardFromLeader(now: Duration) {
         lastLeaderContact = max(lastLeaderContact, now)
     }
 
     /// How long ago this node last heard from a leader: what its outgoing batches report.
-    func age(now: Duration) -> Duration {
+    package func age(now: Duration) -> Duration {
         max(.zero, now - lastLeaderContact)
     }
 
     /// A batch from `peer`, received at `receivedAt`, said it last heard from a leader `age` ago.
     /// The network delay only makes the result later than the truth, which is the safe side.
-    mutating func peerReported(_ peer: NodeID, age: Duration, receivedAt: Duration) {
+    package mutating func peerReported(_ peer: NodeID, age: Duration, receivedAt: Duration) {
         let contact = receivedAt - max(age, .zero)
         reportedContact[peer] = max(reportedContact[peer] ?? contact, contact)
     }
@@ -53,7 +53,7 @@ struct LeaderContact: Sendable {
     /// before its own first messages, whose answers would push it to "now". While leading, and on
     /// the first `Ready` after it stopped leading (which carries its vote for a successor, say), a
     /// node is itself in contact with a leader.
-    mutating func handlingReady(leaderOf term: Term?, now: Duration) {
+    package mutating func handlingReady(leaderOf term: Term?, now: Duration) {
         if let term, ledTerm != term {
             let reported = reportedContact.values.max() ?? lastLeaderContact
             predecessor = (term, max(lastLeaderContact, reported))
@@ -64,7 +64,7 @@ struct LeaderContact: Sendable {
 
     /// The latest contact with a leader that this node had, or a peer reported, before it became
     /// leader of `term`; nil if it has not handled a `Ready` as leader of that term.
-    func predecessorContact(term: Term) -> Duration? {
+    package func predecessorContact(term: Term) -> Duration? {
         guard let predecessor, predecessor.term == term else { return nil }
         return predecessor.contact
     }
@@ -83,15 +83,15 @@ public final class LeaderContactTracker: Sendable {
     }
 
     /// The node's monotonic clock: the time since this tracker was made (at process start).
-    var now: Duration { clock.now - origin }
+    public var now: Duration { clock.now - origin }
 
-    func heardFromLeader() {
+    package func heardFromLeader() {
         let now = now
         contact.withLock { $0.heardFromLeader(now: now) }
     }
 
     /// The age, in whole microseconds, that a batch encoded now carries (`PeerStreamFrame`).
-    func ageMicroseconds() -> UInt64 {
+    package func ageMicroseconds() -> UInt64 {
         let now = now
         let age = contact.withLock { $0.age(now: now) }
         return UInt64(max(0, age.microseconds))
@@ -99,23 +99,23 @@ public final class LeaderContactTracker: Sendable {
 
     /// Records the age a peer's batch carried, counted back from now, when it arrived: time it
     /// spent on the way only makes the contact look later, the cautious side.
-    func peerReported(_ peer: NodeID, ageMicroseconds: UInt64) {
+    package func peerReported(_ peer: NodeID, ageMicroseconds: UInt64) {
         let age = Duration.microseconds(Int64(clamping: ageMicroseconds))
         let now = now
         contact.withLock { $0.peerReported(peer, age: age, receivedAt: now) }
     }
 
-    func handlingReady(leaderOf term: Term?) {
+    package func handlingReady(leaderOf term: Term?) {
         let now = now
         contact.withLock { $0.handlingReady(leaderOf: term, now: now) }
     }
 
-    func predecessorContact(term: Term) -> Duration? {
+    public func predecessorContact(term: Term) -> Duration? {
         contact.withLock { $0.predecessorContact(term: term) }
     }
 
     /// The latest contact with a leader `peer` reported, on this node's clock.
-    func reportedContact(of peer: NodeID) -> Duration? {
+    public func reportedContact(of peer: NodeID) -> Duration? {
         contact.withLock { $0.reportedContact[peer] }
     }
 }
@@ -129,7 +129,7 @@ extension Duration {
 
 extension Message {
     /// Whether only a leader sends this message: an append, a heartbeat or a snapshot chunk.
-    var comesFromLeader: Bool {
+    package var comesFromLeader: Bool {
         switch kind {
         case .append, .heartbeat, .installSnapshot: true
         default: false

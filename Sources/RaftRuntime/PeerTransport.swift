@@ -1,6 +1,5 @@
 // Raft messages between nodes over HTTP/2: one connection per peer, batches in order.
 import ClusterModel
-import ClusterState
 import HTTP2
 import Logging
 import NIOCore
@@ -8,19 +7,19 @@ import RaftCore
 import Synchronization
 
 /// The peer-RPC paths.
-enum PeerPath {
+package enum PeerPath {
     /// One long-lived request per sending node and peer; its body is a sequence of `PeerStreamFrame`s.
-    static let raftStream = "/raft/v1/stream"
+    package static let raftStream = "/raft/v1/stream"
 }
 
 /// Encodes a batch of messages: a count, then each message length-prefixed.
-enum MessageBatch {
-    static func encode(_ messages: [Message], into writer: inout ByteWriter) {
+package enum MessageBatch {
+    package static func encode(_ messages: [Message], into writer: inout ByteWriter) {
         writer.writeVarint(messages.count)
         for message in messages { writer.write(message.wireBytes) }
     }
 
-    static func decode(_ reader: inout ByteReader) throws(WireFormatError) -> [Message] {
+    package static func decode(_ reader: inout ByteReader) throws(WireFormatError) -> [Message] {
         let count = try reader.readCount()
         var messages: [Message] = []
         messages.reserveCapacity(count)
@@ -34,15 +33,15 @@ enum MessageBatch {
 /// Layout: the varint length of the rest, then the sender's `LeaderContactTracker` age in
 /// microseconds (varint), then the batch (`MessageBatch`). A frame may span DATA frames, and a DATA
 /// frame may hold several frames: the receiver reassembles.
-enum PeerStreamFrame {
+package enum PeerStreamFrame {
     /// A frame longer than this is refused. Senders split batches at `splitBytes`; one message is
     /// far smaller (entries per append and snapshot chunks are capped in `RaftConfiguration`).
-    static let maxLength = 64 << 20
+    package static let maxLength = 64 << 20
     /// A batch's messages go in one frame until it holds this many bytes; the rest in more frames.
-    static let splitBytes = 8 << 20
+    package static let splitBytes = 8 << 20
 
     /// Encodes `messages` as one or more frames (see `splitBytes`), each carrying `age`.
-    static func encode(_ messages: [Message], contactAgeMicroseconds age: UInt64) -> ByteBuffer {
+    package static func encode(_ messages: [Message], contactAgeMicroseconds age: UInt64) -> ByteBuffer {
         var buffer = ByteBuffer()
         var encoded: [[UInt8]] = []
         var bytes = 0
@@ -72,7 +71,9 @@ enum PeerStreamFrame {
     }
 
     /// Decodes the frame's content (after its length): the age and the batch.
-    static func decode(_ content: [UInt8]) throws(WireFormatError) -> (ageMicroseconds: UInt64, messages: [Message]) {
+    package static func decode(_ content: [UInt8]) throws(WireFormatError) -> (
+        ageMicroseconds: UInt64, messages: [Message]
+    ) {
         var reader = ByteReader(content)
         let age = try reader.readVarint()
         let messages = try MessageBatch.decode(&reader)
@@ -82,11 +83,13 @@ enum PeerStreamFrame {
 }
 
 /// Splits a peer stream's body into frames as its bytes arrive, in any pieces.
-struct PeerStreamReassembler {
+package struct PeerStreamReassembler {
     private var pending: [UInt8] = []
 
     /// Takes the next bytes; returns the contents of the frames they completed, in order.
-    mutating func take(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> [[UInt8]] {
+    package init() {}
+
+    package mutating func take(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> [[UInt8]] {
         pending.append(contentsOf: bytes)
         var frames: [[UInt8]] = []
         var start = 0
@@ -126,12 +129,13 @@ struct PeerStreamReassembler {
     }
 
     /// Bytes of a frame not yet complete.
-    var bufferedBytes: Int { pending.count }
+    package var bufferedBytes: Int { pending.count }
 }
 
 /// Receives one peer's stream: hands each frame's batch to the Raft driver as it completes.
-final class PeerStreamSink: RequestBodySink {
-    private let driver: RaftDriver
+package final class PeerStreamSink: RequestBodySink {
+    /// Queues a batch for the Raft driver (`RaftDriver.deliver`), inline on the connection's loop.
+    private let deliver: @Sendable ([Message]) -> Void
     private let local: NodeID
     private let leaderContact: LeaderContactTracker?
     /// Told who sent the stream's first batch: that peer is up.
@@ -139,17 +143,17 @@ final class PeerStreamSink: RequestBodySink {
     private var sender: NodeID?
     private var reassembler = PeerStreamReassembler()
 
-    init(
-        driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker?,
+    package init(
+        deliver: @escaping @Sendable ([Message]) -> Void, local: NodeID, leaderContact: LeaderContactTracker?,
         peerReachedUs: (@Sendable (NodeID) -> Void)? = nil
     ) {
-        self.driver = driver
+        self.deliver = deliver
         self.local = local
         self.leaderContact = leaderContact
         self.peerReachedUs = peerReachedUs
     }
 
-    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+    package func receive(_ bytes: UnsafeRawBufferPointer) throws {
         let frames: [[UInt8]]
         do {
             frames = try reassembler.take(bytes)
@@ -182,11 +186,11 @@ final class PeerStreamSink: RequestBodySink {
                 }
             }
             // Queued for the Raft actor in arrival order; nothing is answered per batch.
-            driver.deliver(frame.messages)
+            deliver(frame.messages)
         }
     }
 
-    func finish() -> HTTPResponse {
+    package func finish() -> HTTPResponse {
         guard reassembler.bufferedBytes == 0 else {
             return HTTPResponse(
                 error: HTTPError(
@@ -245,7 +249,8 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     static let maxUnsentBytes = 64 << 20
 
     private let local: NodeID
-    private let addressBook: AddressBook
+    /// Where a peer's Raft port is; nil for a node whose address is not known (yet).
+    private let peerAddress: @Sendable (NodeID) -> Endpoint?
     /// How long opening a stream (connect included) may take.
     private let requestTimeout: Duration
     private let logger: Logger
@@ -253,7 +258,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private let leaderContact: LeaderContactTracker?
     /// Where the peer connections live: the Raft driver's loop, so answers reach it without a thread switch.
     private let eventLoopGroup: any EventLoopGroup
-    /// Peers are made on first use, from the address book, so members added later are reached.
+    /// Peers are made on first use, from `peerAddress`, so members added later are reached.
     private let peers = Mutex<[NodeID: Peer]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
     /// Set by `close()`: streams that end from then on are expected, not news.
@@ -265,24 +270,23 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private let processGone = Mutex<(@Sendable (NodeID) async -> Void)?>(nil)
 
     /// Sets what to do when messages to a peer may have been lost.
-    func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
+    public func onUnreachable(_ handler: @escaping @Sendable (NodeID) async -> Void) {
         unreachable.withLock { $0 = handler }
     }
 
     /// Sets what to do when a peer's connection closed and a reconnect was refused: its process
     /// is gone (killed or crashed; a live node always accepts connections).
-    func onPeerProcessGone(_ handler: @escaping @Sendable (NodeID) async -> Void) {
+    public func onPeerProcessGone(_ handler: @escaping @Sendable (NodeID) async -> Void) {
         processGone.withLock { $0 = handler }
     }
 
-    init(
-        local: NodeID, addressBook: AddressBook, requestTimeout: Duration, leaderContact: LeaderContactTracker? = nil,
-        eventLoopGroup: any EventLoopGroup,
-        logger: Logger
+    public init(
+        local: NodeID, peerAddress: @escaping @Sendable (NodeID) -> Endpoint?, requestTimeout: Duration,
+        leaderContact: LeaderContactTracker? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger
     ) {
         self.local = local
         self.eventLoopGroup = eventLoopGroup
-        self.addressBook = addressBook
+        self.peerAddress = peerAddress
         self.requestTimeout = requestTimeout
         self.leaderContact = leaderContact
         self.logger = logger
@@ -374,7 +378,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     private func peer(_ id: NodeID) -> Peer? {
         guard id != local else { return nil }
         if let peer = peers.withLock({ $0[id] }) { return peer }
-        guard let address = addressBook.addresses(of: id)?.peer else {
+        guard let address = peerAddress(id) else {
             logger.warning("no address known for \(id); its messages are dropped until it is registered")
             return nil
         }
@@ -507,7 +511,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// `id` opened a stream to this node, so it is up: if its last connect failed (it was down, or
     /// restarting), this node's next batch to it connects at once instead of after the backoff —
     /// which would otherwise keep this node's votes and appends from a restarted peer for seconds.
-    func peerReachedUs(_ id: NodeID) {
+    public func peerReachedUs(_ id: NodeID) {
         guard let peer = peers.withLock({ $0[id] }) else { return }
         peer.client.peerIsBack()
     }
@@ -526,12 +530,14 @@ extension Router {
     /// Adds the peer-RPC route that feeds `driver`: each peer's stream of message batches.
     /// `peerReachedUs` is told the sender of each stream's first batch (see
     /// `HTTP2PeerTransport.peerReachedUs`).
-    mutating func addPeerRoutes(
-        driver: RaftDriver, local: NodeID, leaderContact: LeaderContactTracker? = nil,
+    public mutating func addPeerRoutes<Machine>(
+        driver: RaftDriver<Machine>, local: NodeID, leaderContact: LeaderContactTracker? = nil,
         peerReachedUs: (@Sendable (NodeID) -> Void)? = nil
     ) {
         addSink(.post, PeerPath.raftStream) { _, _ in
-            PeerStreamSink(driver: driver, local: local, leaderContact: leaderContact, peerReachedUs: peerReachedUs)
+            PeerStreamSink(
+                deliver: { driver.deliver($0) }, local: local, leaderContact: leaderContact,
+                peerReachedUs: peerReachedUs)
         }
     }
 }

@@ -1,0 +1,159 @@
+// What a node says about itself and the cluster's Raft state: status, settings, the agent's guests, volume access.
+import ClusterModel
+
+/// What `GET /v1/status` answers: the leader's view of the cluster.
+public struct StatusView: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var id: String
+        /// `voter` or `learner`.
+        public var role: String
+        /// `leader`, `follower`, `probing`, `snapshot` (catching up by snapshot) or `unreachable`.
+        public var state: String
+        public var matchIndex: UInt64?
+        public var peerAddress: String?
+        public var clientAddress: String?
+
+        public init(
+            id: String, role: String, state: String, matchIndex: UInt64? = nil, peerAddress: String? = nil,
+            clientAddress: String? = nil
+        ) {
+            self.id = id
+            self.role = role
+            self.state = state
+            self.matchIndex = matchIndex
+            self.peerAddress = peerAddress
+            self.clientAddress = clientAddress
+        }
+    }
+
+    public var cluster: String
+    /// The node that answered.
+    public var servedBy: String
+    public var leader: String?
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var lastIndex: UInt64
+    public var members: [Member]
+
+    public init(
+        cluster: String, servedBy: String, leader: String? = nil, term: UInt64, commitIndex: UInt64,
+        appliedIndex: UInt64, lastIndex: UInt64, members: [Member]
+    ) {
+        self.cluster = cluster
+        self.servedBy = servedBy
+        self.leader = leader
+        self.term = term
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.lastIndex = lastIndex
+        self.members = members
+    }
+}
+
+/// A setting as the API shows it.
+public struct SettingView: Codable, Sendable, Equatable {
+    public var key: String
+    public var value: String?
+    /// The value the write replaced (on PUT and DELETE).
+    public var previous: String?
+
+    public init(
+        key: String, value: String? = nil, previous: String? = nil
+    ) {
+        self.key = key
+        self.value = value
+        self.previous = previous
+    }
+}
+
+/// What a node's agent runs (`GET /v1/agent`): the node's own facts, not the cluster's.
+public struct AgentView: Codable, Sendable, Equatable {
+    public struct VM: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var epoch: UInt64
+        /// False only briefly, while the guest starts.
+        public var running: Bool
+        /// The disk file the guest's journal is in.
+        public var disk: String
+        /// The last acknowledged journal record's sequence number.
+        public var journalSequence: UInt64?
+        /// Records written since this node started the guest, and found in the journal then.
+        public var recordsWritten: Int
+        public var recordsReplayed: Int
+        /// Pages of guest memory holding data.
+        public var pagesTouched: Int
+
+        public init(
+            id: String, name: String, epoch: UInt64, running: Bool, disk: String, journalSequence: UInt64? = nil,
+            recordsWritten: Int, recordsReplayed: Int, pagesTouched: Int
+        ) {
+            self.id = id
+            self.name = name
+            self.epoch = epoch
+            self.running = running
+            self.disk = disk
+            self.journalSequence = journalSequence
+            self.recordsWritten = recordsWritten
+            self.recordsReplayed = recordsReplayed
+            self.pagesTouched = pagesTouched
+        }
+    }
+
+    public struct Problem: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var epoch: UInt64
+        public var error: String
+
+        public init(
+            id: String, name: String, epoch: UInt64, error: String
+        ) {
+            self.id = id
+            self.name = name
+            self.epoch = epoch
+            self.error = error
+        }
+    }
+
+    public var node: String
+    /// Why the node is fenced (running nothing), or nil.
+    public var fenced: String?
+    public var vms: [VM]
+    /// VMs this node owns but does not run, and why.
+    public var problems: [Problem]
+
+    public init(
+        node: String, fenced: String? = nil, vms: [VM], problems: [Problem]
+    ) {
+        self.node = node
+        self.fenced = fenced
+        self.vms = vms
+        self.problems = problems
+    }
+}
+
+/// One node's facts about volumes: soft state, never in the log.
+public struct VolumeAccessView: Codable, Sendable, Equatable {
+    public var node: String
+    /// Volumes whose direct path is broken on this node: its I/O to them goes through the coordinator.
+    public var redirected: [String]
+    /// Volumes this node coordinates and serves now.
+    public var coordinating: [String]
+    /// Volumes this node should coordinate but refuses to, and why (their metadata failed validation).
+    public var refused: [String: String]
+    /// Journal records this node appended as coordinator for nodes whose direct path is broken, by volume.
+    public var redirectedAppends: [String: Int]
+
+    public init(
+        node: String, redirected: [String], coordinating: [String], refused: [String: String],
+        redirectedAppends: [String: Int]
+    ) {
+        self.node = node
+        self.redirected = redirected
+        self.coordinating = coordinating
+        self.refused = refused
+        self.redirectedAppends = redirectedAppends
+    }
+}
