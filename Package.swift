@@ -200,6 +200,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "FlotillaAPITests", dependencies: ["FlotillaAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FlotillaCLITests", dependencies: ["FlotillaCLI", "FlotillaAPI", "FlotillaClient", "ClusterModel"],
             swiftSettings: swiftSettings),

@@ -157,3 +157,20 @@ public struct VolumeAccessView: Codable, Sendable, Equatable {
         self.redirectedAppends = redirectedAppends
     }
 }
+
+/// The body of every error answer: `{"error": "no_leader", "detail": "…"}`.
+///
+/// `error` is a short name, lower-case words joined by underscores, that a program may match
+/// (docs/api.md lists them); `detail` says what happened and what to do, for people.
+public struct APIProblem: Codable, Sendable, Equatable {
+    public var error: String
+    public var detail: String
+
+    public init(error: String, detail: String) {
+        self.error = error
+        self.detail = detail
+    }
+
+    /// No leader took the request: it certainly had no effect, and may be sent again.
+    public static let noLeader = "no_leader"
+}

@@ -27,7 +27,7 @@ public final class APIClient: Sendable {
     public let endpoint: Endpoint
     private let client: HTTP2Client
     private let timeout: Duration
-    /// How long to keep resending a request answered "no leader" (503, certainly without effect)
+    /// How long to keep resending a request answered "no_leader" (503, certainly without effect)
     /// while the cluster elects one; zero reports it at once.
     private let noLeaderPatience: Duration
 
@@ -59,7 +59,7 @@ public final class APIClient: Sendable {
     public func setSetting(_ key: String, to value: String, requestID: (client: UInt64, sequence: UInt64)? = nil)
         async throws -> String?
     {
-        let body = try JSONEncoder().encode(["value": value])
+        let body = try JSONEncoder().encode(SettingWrite(value: value))
         return try decode(
             SettingView.self, try await call(.put, "/v1/config/\(escape(key))", body: body, requestID: requestID)
         ).previous
@@ -73,7 +73,7 @@ public final class APIClient: Sendable {
     /// Adds a node as a learner (its addresses first, then Raft); returns the new status.
     @discardableResult
     public func addMember(_ id: String, peer: String, client: String) async throws -> StatusView {
-        let body = try JSONEncoder().encode(["id": id, "peer": peer, "client": client])
+        let body = try JSONEncoder().encode(MemberAddition(id: id, peer: peer, client: client))
         return try decode(StatusView.self, try await call(.post, "/v1/members", body: body))
     }
 
@@ -88,7 +88,7 @@ public final class APIClient: Sendable {
     }
 
     public func transferLeadership(to id: String) async throws {
-        _ = try await call(.post, "/v1/leader/transfer", body: try JSONEncoder().encode(["to": id]))
+        _ = try await call(.post, "/v1/leader/transfer", body: try JSONEncoder().encode(LeadershipTransfer(to: id)))
     }
 
     /// Sends a request and returns the body of a 2xx answer; anything else becomes an `APIError`.
@@ -136,13 +136,9 @@ public final class APIClient: Sendable {
 
     /// The `APIError` for a non-2xx answer: the JSON error body's name and detail.
     static func error(status: Int, body: Data, from endpoint: Endpoint) -> APIError {
-        struct Problem: Decodable {
-            var error: String
-            var detail: String
-        }
-        if let problem = try? JSONDecoder().decode(Problem.self, from: body) {
-            // "no leader" is answered before anything is proposed (see ClientAPI.forwardOrFail).
-            let refused = (400..<500).contains(status) || problem.error == "no leader"
+        if let problem = try? JSONDecoder().decode(APIProblem.self, from: body) {
+            // "no_leader" is answered before anything is proposed (see ClientAPI.forwardOrFail).
+            let refused = (400..<500).contains(status) || problem.error == APIProblem.noLeader
             return APIError(status: status, message: "\(problem.error): \(problem.detail)", hadNoEffect: refused)
         }
         return APIError(status: status, message: "HTTP \(status) from \(endpoint)")

@@ -75,7 +75,7 @@ extension APIClient {
     /// Starts a VM on `node`, or where placement puts it; a VM that fits nowhere comes back pending.
     @discardableResult
     public func startVM(_ name: String, on node: String? = nil) async throws -> VMView {
-        let body = try node.map { try JSONEncoder().encode(["node": $0]) }
+        let body = try node.map { try JSONEncoder().encode(VMStart(node: $0)) }
         return try decoded(VMView.self, try await call(.post, "/v1/vms/\(pathSegment(name))/start", body: body))
     }
 
@@ -97,9 +97,8 @@ extension APIClient {
 
     @discardableResult
     public func createVolume(_ id: String, coordinator: String, path: String? = nil) async throws -> VolumeView {
-        var body = ["id": id, "coordinator": coordinator]
-        if let path { body["path"] = path }
-        return try decoded(VolumeView.self, try await call(.post, "/v1/volumes", body: try JSONEncoder().encode(body)))
+        let body = try JSONEncoder().encode(VolumeCreation(id: id, coordinator: coordinator, path: path))
+        return try decoded(VolumeView.self, try await call(.post, "/v1/volumes", body: body))
     }
 
     @discardableResult
@@ -108,7 +107,7 @@ extension APIClient {
             VolumeView.self,
             try await call(
                 .post, "/v1/volumes/\(pathSegment(id))/move",
-                body: try JSONEncoder().encode(["coordinator": coordinator])))
+                body: try JSONEncoder().encode(VolumeMove(coordinator: coordinator))))
     }
 
     /// `drain`, `pause` or `resume` a node.

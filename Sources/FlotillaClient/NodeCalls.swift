@@ -17,6 +17,6 @@ extension APIClient {
             VolumeAccessView.self,
             try await call(
                 .post, "/v1/volumes/\(pathSegment(volume))/direct-io",
-                body: try JSONEncoder().encode(["broken": broken])))
+                body: try JSONEncoder().encode(DirectIOChange(broken: broken))))
     }
 }

@@ -42,7 +42,7 @@ struct ClientAPI: Sendable {
             let value = try await read(request) { $0.state.settings[key] }
             guard let value else {
                 throw HTTPError(
-                    status: 404, error: "no such setting",
+                    status: 404, error: "no_such_setting",
                     detail: "no setting named \(key); list them with GET /v1/config")
             }
             return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: nil)))
@@ -54,14 +54,13 @@ struct ClientAPI: Sendable {
             guard case .buffer(let body) = request.body, body.readableBytes <= limit else {
                 return responder.fail(HTTPError.payloadTooLarge(limit: limit))
             }
-            struct Body: Decodable { var value: String }
             guard
                 let value = SettingJSON.simpleValue(in: body.readableBytesView)
-                    ?? (try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).value)
+                    ?? (try? JSONDecoder().decode(SettingWrite.self, from: Data(body.readableBytesView)).value)
             else {
                 return responder.fail(
                     HTTPError(
-                        status: 400, error: "bad request body", detail: "send a JSON object {\"value\": \"...\"}"))
+                        status: 400, error: "bad_request_body", detail: "send a JSON object {\"value\": \"...\"}"))
             }
             write(.setSetting(key: key, value: value), request, responder) { outcome in
                 .json(SettingJSON.encode(SettingView(key: key, value: value, previous: outcome?.replacedValue)))
@@ -80,18 +79,13 @@ struct ClientAPI: Sendable {
     /// Membership and leadership: add a node (as a learner), promote it, remove one, move the leader.
     func addMembershipRoutes(to router: inout Router) {
         router.post("/v1/members", body: .collect) { request, _ in
-            struct Body: Decodable {
-                var id: String
-                var peer: String
-                var client: String
-            }
             let body = try await request.body.collect(upTo: 64 << 10)
-            guard let member = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)),
+            guard let member = try? JSONDecoder().decode(MemberAddition.self, from: Data(body.readableBytesView)),
                 let id = NodeID(parsing: member.id), let peer = Endpoint(parsing: member.peer),
                 let client = Endpoint(parsing: member.client)
             else {
                 throw HTTPError(
-                    status: 400, error: "bad request body",
+                    status: 400, error: "bad_request_body",
                     detail: "send {\"id\": \"n4\", \"peer\": \"host:port\", \"client\": \"host:port\"}")
             }
             // First the addresses, so every node can reach the new member; then Raft adds it.
@@ -106,18 +100,18 @@ struct ClientAPI: Sendable {
             try await changeMembership(.remove(try nodeID(parameters)), request)
         }
         router.post("/v1/leader/transfer", body: .collect) { request, _ in
-            struct Body: Decodable { var to: String }
             let body = try await request.body.collect(upTo: 64 << 10)
-            guard let target = try? JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)).to,
+            guard
+                let target = try? JSONDecoder().decode(LeadershipTransfer.self, from: Data(body.readableBytesView)).to,
                 let id = NodeID(parsing: target)
             else {
-                throw HTTPError(status: 400, error: "bad request body", detail: "send {\"to\": \"n2\"}")
+                throw HTTPError(status: 400, error: "bad_request_body", detail: "send {\"to\": \"n2\"}")
             }
             do {
                 try await driver.transferLeadership(to: id)
             } catch let error as TransferError {
                 if case .notLeader = error { return try await forwardOrFail(request) }
-                throw HTTPError(status: 409, error: "cannot transfer leadership", detail: error.description)
+                throw HTTPError(status: 409, error: "cannot_transfer_leadership", detail: error.description)
             }
             return try json(["transferring-to": id.description])
         }
@@ -125,7 +119,7 @@ struct ClientAPI: Sendable {
 
     func nodeID(_ parameters: RouteParameters) throws -> NodeID {
         guard let text = parameters["id"], let id = NodeID(parsing: text) else {
-            throw HTTPError(status: 400, error: "bad node id", detail: "node ids are n1, n2, …")
+            throw HTTPError(status: 400, error: "bad_node_id", detail: "node ids are n1, n2, …")
         }
         return id
     }
@@ -136,7 +130,7 @@ struct ClientAPI: Sendable {
             try await driver.changeMembership(change, timeoutTicks: timeoutTicks)
         } catch let error as MembershipChangeError {
             if case .notLeader = error { return try await forwardOrFail(request) }
-            throw HTTPError(status: 409, error: "membership change refused", detail: error.description)
+            throw HTTPError(status: 409, error: "membership_change_refused", detail: error.description)
         } catch let error as RaftDriverError {
             throw httpError(error)
         }
@@ -243,7 +237,7 @@ struct ClientAPI: Sendable {
         case .applied(let outcome): return outcome
         case .rejected(let rejection):
             throw HTTPError(
-                status: rejection.kind.httpStatus, error: rejection.kind.description, detail: rejection.reason)
+                status: rejection.kind.httpStatus, error: rejection.kind.apiName, detail: rejection.reason)
         }
     }
 
@@ -252,7 +246,7 @@ struct ClientAPI: Sendable {
         let parts = text.split(separator: ":")
         guard parts.count == 2, let client = UInt64(parts[0]), let sequence = UInt64(parts[1]), client != 0 else {
             throw HTTPError(
-                status: 400, error: "bad \(Self.requestIDHeader)",
+                status: 400, error: "bad_request_id",
                 detail: "write it as <client>:<sequence>, two numbers, the sequence growing with each new request")
         }
         return RequestID(client: client, sequence: sequence)
@@ -262,14 +256,14 @@ struct ClientAPI: Sendable {
         let status = await driver.status
         guard request.headers.values(for: Self.forwardedHeader).isEmpty else {
             throw HTTPError(
-                status: 503, error: "no leader",
+                status: 503, error: "no_leader",
                 detail: "forwarded here as the leader, but \(configuration.nodeID) is not; retry in a moment")
         }
         guard let leader = status.leader, leader != configuration.nodeID,
             let address = addressBook.addresses(of: leader)?.client
         else {
             throw HTTPError(
-                status: 503, error: "no leader", detail: "no leader is elected right now; retry in a moment")
+                status: 503, error: "no_leader", detail: "no leader is elected right now; retry in a moment")
         }
         var forwarded = request
         forwarded.headers.append(name: Self.forwardedHeader, value: configuration.nodeID.description)
@@ -278,12 +272,12 @@ struct ClientAPI: Sendable {
         } catch let error as HTTP2ClientError where error.requestWasNotProcessed {
             // The request never reached the leader: nothing happened, as when no leader is known.
             throw HTTPError(
-                status: 503, error: "no leader",
+                status: 503, error: "no_leader",
                 detail: "the leader \(leader) at \(address) is unreachable (\(error.kind)); retry in a moment")
         } catch {
             // It may have reached the leader: the outcome is unknown.
             throw HTTPError(
-                status: 503, error: "leader unreachable", detail: "the leader \(leader) at \(address): \(error)")
+                status: 503, error: "leader_unreachable", detail: "the leader \(leader) at \(address): \(error)")
         }
     }
 
@@ -322,10 +316,10 @@ struct ClientAPI: Sendable {
 
     private func httpError(_ error: RaftDriverError) -> HTTPError {
         switch error.kind {
-        case .notLeader: HTTPError(status: 503, error: "no leader", detail: error.description)
-        case .dropped: HTTPError(status: 503, error: "leader changed", detail: error.description)
-        case .timedOut: HTTPError(status: 504, error: "timed out", detail: error.description)
-        case .stopped: HTTPError(status: 503, error: "shutting down", detail: error.description)
+        case .notLeader: HTTPError(status: 503, error: "no_leader", detail: error.description)
+        case .dropped: HTTPError(status: 503, error: "leader_changed", detail: error.description)
+        case .timedOut: HTTPError(status: 504, error: "timed_out", detail: error.description)
+        case .stopped: HTTPError(status: 503, error: "shutting_down", detail: error.description)
         case .refused: HTTPError(status: 429, error: "overloaded", detail: error.description)
         }
     }
@@ -355,4 +349,16 @@ func json(_ value: some Encodable) throws -> HTTPResponse {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return HTTPResponse.json(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+extension Rejection.Kind {
+    /// The `error` name of the API's answer (docs/api.md): lower-case words joined by underscores.
+    var apiName: String {
+        switch self {
+        case .invalid: "invalid"
+        case .notFound: "not_found"
+        case .conflict: "conflict"
+        case .insufficientMemory: "insufficient_memory"
+        }
+    }
 }

@@ -86,7 +86,7 @@ extension ClientAPI {
         for pair in (request.query ?? "").split(separator: "&") where pair.hasPrefix("since=") {
             guard let since = UInt64(pair.dropFirst("since=".count)) else {
                 throw HTTPError(
-                    status: 400, error: "bad since",
+                    status: 400, error: "bad_since",
                     detail: "since must be an event sequence number (a whole number ≥ 0), got \(pair.dropFirst(6))")
             }
             return since
@@ -96,49 +96,6 @@ extension ClientAPI {
 
     // MARK: VMs
 
-    /// The body of `POST /v1/vms`: sizes as bytes or as text ("1G").
-    struct CreateVMBody: Decodable {
-        var name: String
-        var startup: Size
-        var minimum: Size?
-        var maximum: Size?
-        var buffer: Int?
-        var priority: Int?
-        var restartPriority: String?
-        var preferredOwners: [String]?
-        var antiAffinityClass: String?
-        var volume: String
-        var diskFile: String?
-    }
-
-    /// The body of `PATCH /v1/vms/{name}/memory`: the settings to change.
-    struct MemoryBody: Decodable {
-        var startup: Size?
-        var minimum: Size?
-        var maximum: Size?
-        var buffer: Int?
-        var priority: Int?
-    }
-
-    /// A size in JSON: a number of bytes, or text such as "512M".
-    struct Size: Decodable {
-        var bytes: UInt64
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let bytes = try? container.decode(UInt64.self) {
-                self.bytes = bytes
-                return
-            }
-            let text = try container.decode(String.self)
-            guard let bytes = ByteCount(parsing: text)?.bytes else {
-                throw DecodingError.dataCorruptedError(
-                    in: container, debugDescription: ByteCount.problem(text, what: "size"))
-            }
-            self.bytes = bytes
-        }
-    }
-
     private static let createVMExample =
         #"send {"name": "Finance", "startup": "1G", "minimum": "512M", "maximum": "4G", "buffer": 20, "priority": 50, "#
         + #""restartPriority": "high", "preferredOwners": ["n1"], "volume": "csv1"}"#
@@ -146,7 +103,7 @@ extension ClientAPI {
     private func addVMRoutes(to router: inout Router) {
         router.post("/v1/vms") { request, _ in
             try await onLeader(request) {
-                let body = try await Self.decode(CreateVMBody.self, request, example: Self.createVMExample)
+                let body = try await Self.decode(VMCreation.self, request, example: Self.createVMExample)
                 let spec = try Self.spec(body)
                 switch try await write(.createVM(spec), request) {
                 case .forwarded(let response): return response
@@ -159,16 +116,15 @@ extension ClientAPI {
         }
         router.post("/v1/vms/{name}/start", body: .collect) { request, parameters in
             try await onLeader(request) {
-                struct Body: Decodable { var node: String? }
                 let node: NodeID?
                 if try await request.body.collect(upTo: 64 << 10).readableBytes == 0 {
                     node = nil
                 } else {
-                    let text = try await Self.decode(Body.self, request, example: #"send {} or {"node": "n2"}"#).node
+                    let text = try await Self.decode(VMStart.self, request, example: #"send {} or {"node": "n2"}"#).node
                     node = try text.map { text in
                         guard let id = NodeID(parsing: text) else {
                             throw HTTPError(
-                                status: 400, error: "bad node id", detail: "node ids are n1, n2, …, got \(text)")
+                                status: 400, error: "bad_node_id", detail: "node ids are n1, n2, …, got \(text)")
                         }
                         return id
                     }
@@ -182,12 +138,12 @@ extension ClientAPI {
         router.patch("/v1/vms/{name}/memory") { request, parameters in
             try await onLeader(request) {
                 let body = try await Self.decode(
-                    MemoryBody.self, request, example: #"send e.g. {"startup": "2G", "maximum": "8G", "buffer": 25}"#)
+                    MemoryChange.self, request, example: #"send e.g. {"startup": "2G", "maximum": "8G", "buffer": 25}"#)
                 return try await vmCommand(request, parameters) { vm in
                     var memory = vm.memory
-                    if let startup = body.startup { memory.startup = startup.bytes }
-                    if let minimum = body.minimum { memory.minimum = minimum.bytes }
-                    if let maximum = body.maximum { memory.maximum = maximum.bytes }
+                    if let startup = body.startup { memory.startup = startup }
+                    if let minimum = body.minimum { memory.minimum = minimum }
+                    if let maximum = body.maximum { memory.maximum = maximum }
                     if let buffer = body.buffer { memory.bufferPercent = buffer }
                     if let priority = body.priority { memory.priority = priority }
                     return .setVMMemory(vm.id, memory)
@@ -220,12 +176,12 @@ extension ClientAPI {
         }
     }
 
-    private static func spec(_ body: CreateVMBody) throws -> VMSpec {
+    private static func spec(_ body: VMCreation) throws -> VMSpec {
         let restart: RestartPriority
         if let text = body.restartPriority {
             guard let priority = RestartPriority.allCases.first(where: { $0.description == text }) else {
                 throw HTTPError(
-                    status: 400, error: "bad restart priority",
+                    status: 400, error: "bad_restart_priority",
                     detail: "restartPriority is high, medium, low or none, got \(text)")
             }
             restart = priority
@@ -235,14 +191,13 @@ extension ClientAPI {
         let preferred = try (body.preferredOwners ?? []).map { text in
             guard let id = NodeID(parsing: text) else {
                 throw HTTPError(
-                    status: 400, error: "bad node id", detail: "preferredOwners lists node ids (n1, n2, …), got \(text)"
+                    status: 400, error: "bad_node_id", detail: "preferredOwners lists node ids (n1, n2, …), got \(text)"
                 )
             }
             return id
         }
         let memory = MemorySettings(
-            startup: body.startup.bytes, minimum: body.minimum?.bytes ?? body.startup.bytes,
-            maximum: body.maximum?.bytes ?? body.startup.bytes,
+            startup: body.startup, minimum: body.minimum ?? body.startup, maximum: body.maximum ?? body.startup,
             bufferPercent: body.buffer ?? MemorySettings.defaultBufferPercent,
             priority: body.priority ?? MemorySettings.defaultPriority)
         return VMSpec(
@@ -274,13 +229,9 @@ extension ClientAPI {
     private func addVolumeAndNodeRoutes(to router: inout Router) {
         router.post("/v1/volumes") { request, _ in
             try await onLeader(request) {
-                struct Body: Decodable {
-                    var id: String
-                    var path: String?
-                    var coordinator: String
-                }
                 let body = try await Self.decode(
-                    Body.self, request, example: #"send {"id": "csv1", "coordinator": "n1", "path": "volumes/csv1"}"#)
+                    VolumeCreation.self, request,
+                    example: #"send {"id": "csv1", "coordinator": "n1", "path": "volumes/csv1"}"#)
                 let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
                 let id = VolumeID(body.id)
                 let command = ClusterCommand.createVolume(
@@ -290,8 +241,7 @@ extension ClientAPI {
         }
         router.post("/v1/volumes/{id}/move") { request, parameters in
             try await onLeader(request) {
-                struct Body: Decodable { var coordinator: String }
-                let body = try await Self.decode(Body.self, request, example: #"send {"coordinator": "n2"}"#)
+                let body = try await Self.decode(VolumeMove.self, request, example: #"send {"coordinator": "n2"}"#)
                 let coordinator = try Self.parseNodeID(body.coordinator, what: "coordinator")
                 let id = VolumeID(parameters["id"] ?? "")
                 return try await volumeCommand(
@@ -324,7 +274,7 @@ extension ClientAPI {
     /// `POST /v1/nodes`: what every node sends (see `NodeRegistrar`) to record itself with its memory.
     func registerNode(_ request: HTTPRequest) async throws -> HTTPResponse {
         let body = try await Self.decode(
-            NodeRegistrationBody.self, request,
+            NodeRegistrationRequest.self, request,
             example:
                 #"send {"id": "n1", "peer": "host:port", "client": "host:port", "role": "voter", "usableMemory": 8589934592}"#
         )
@@ -333,21 +283,13 @@ extension ClientAPI {
             let role = NodeRole.allCases.first(where: { $0.description == body.role })
         else {
             throw HTTPError(
-                status: 400, error: "bad request body",
+                status: 400, error: "bad_request_body",
                 detail: "id is n1, n2, …; peer and client are host:port; role is voter or learner")
         }
         let registration = NodeRegistration(
             id: id, addresses: MemberAddresses(peer: peer, client: client), role: role,
             usableMemory: body.usableMemory)
         return try await nodeCommand(.registerNode(registration), id, request)
-    }
-
-    struct NodeRegistrationBody: Codable {
-        var id: String
-        var peer: String
-        var client: String
-        var role: String
-        var usableMemory: UInt64
     }
 
     private func nodeCommand(_ command: ClusterCommand, _ id: NodeID, _ request: HTTPRequest) async throws
@@ -393,10 +335,10 @@ extension ClientAPI {
             return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
         } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
             throw HTTPError(
-                status: 400, error: "bad request body",
+                status: 400, error: "bad_request_body",
                 detail: "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
         } catch {
-            throw HTTPError(status: 400, error: "bad request body", detail: "\(Self.describe(error)); \(example)")
+            throw HTTPError(status: 400, error: "bad_request_body", detail: "\(Self.describe(error)); \(example)")
         }
     }
 
@@ -412,7 +354,7 @@ extension ClientAPI {
 
     static func parseNodeID(_ text: String, what: String) throws -> NodeID {
         guard let id = NodeID(parsing: text) else {
-            throw HTTPError(status: 400, error: "bad node id", detail: "\(what) is a node id (n1, n2, …), got \(text)")
+            throw HTTPError(status: 400, error: "bad_node_id", detail: "\(what) is a node id (n1, n2, …), got \(text)")
         }
         return id
     }
@@ -424,7 +366,7 @@ extension ClientAPI {
     }
 
     static func noVM(_ name: String) -> HTTPError {
-        HTTPError(status: 404, error: "not found", detail: "no VM is named \(name); list the VMs with GET /v1/vms")
+        HTTPError(status: 404, error: "not_found", detail: "no VM is named \(name); list the VMs with GET /v1/vms")
     }
 
     static func volume(_ parameters: RouteParameters, in state: ClusterState) throws -> VolumeRecord {
@@ -434,11 +376,11 @@ extension ClientAPI {
     }
 
     static func noVolume(_ id: VolumeID, in state: ClusterState) -> HTTPError {
-        HTTPError(status: 404, error: "not found", detail: "no volume \(id) exists; list them with GET /v1/volumes")
+        HTTPError(status: 404, error: "not_found", detail: "no volume \(id) exists; list them with GET /v1/volumes")
     }
 
     static func noNode(_ id: NodeID, in state: ClusterState) -> HTTPError {
-        HTTPError(status: 404, error: "not found", detail: "no node \(id) is registered; list them with GET /v1/nodes")
+        HTTPError(status: 404, error: "not_found", detail: "no node \(id) is registered; list them with GET /v1/nodes")
     }
 }
 

@@ -163,7 +163,7 @@ actor Heartbeats {
     private func send(_ facts: NodeFacts, to leader: NodeID) async throws -> HeartbeatAnswer {
         guard let peer = addressBook.addresses(of: leader)?.peer else {
             throw HTTPError(
-                status: 503, error: "no address", detail: "no peer address is known for the leader \(leader)")
+                status: 503, error: "no_address", detail: "no peer address is known for the leader \(leader)")
         }
         guard !stopped else { throw HTTPError(status: 503, error: "stopped", detail: "this node is shutting down") }
         let client: HTTP2Client
@@ -181,7 +181,7 @@ actor Heartbeats {
         let response = try await client.send(request, timeout: requestTimeout)
         let body = try await response.body.collect(upTo: 64 << 10)
         guard response.status == 200 else {
-            throw HTTPError(status: response.status, error: "heartbeat refused", detail: String(buffer: body))
+            throw HTTPError(status: response.status, error: "heartbeat_refused", detail: String(buffer: body))
         }
         return try HeartbeatWire.decodeAnswer(Array(buffer: body))
     }

@@ -293,7 +293,7 @@ extension Router {
             do {
                 (node, facts) = try HeartbeatWire.decodeHeartbeat(Array(buffer: body))
             } catch {
-                throw HTTPError(status: 400, error: "bad heartbeat", detail: "\(error)")
+                throw HTTPError(status: 400, error: "bad_heartbeat", detail: "\(error)")
             }
             let answer = await controllers.heartbeat(from: node, facts: facts)
             return HTTPResponse(

@@ -1,6 +1,7 @@
 // Keeps this node's `node` record in the cluster state, so VMs can be placed on it.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Foundation
 import HTTP2
 import Logging
@@ -77,7 +78,7 @@ struct NodeRegistrar: Sendable {
 extension ClientAPI {
     /// Proposes a node's registration on the leader, forwarding there as `POST /v1/nodes` would.
     func register(_ registration: NodeRegistration) async throws {
-        let body = NodeRegistrationBody(
+        let body = NodeRegistrationRequest(
             id: registration.id.description, peer: registration.addresses.peer.description,
             client: registration.addresses.client.description, role: registration.role.description,
             usableMemory: registration.usableMemory)
@@ -88,7 +89,7 @@ extension ClientAPI {
         guard (200..<300).contains(response.status) else {
             let text = try await response.body.collect(upTo: 64 << 10)
             throw HTTPError(
-                status: response.status, error: "registration refused", detail: String(buffer: text))
+                status: response.status, error: "registration_refused", detail: String(buffer: text))
         }
     }
 }

@@ -1,6 +1,7 @@
 // Volume routes: the coordinator's peer routes, and the direct-path switch on the client API.
 import ClusterModel
 import ClusterState
+import FlotillaAPI
 import Foundation
 import HTTP2
 import Logging
@@ -48,12 +49,11 @@ extension NodeVolumes {
     /// fault switch of its direct path to a volume.
     func addClientRoutes(to router: inout Router) {
         router.post("/v1/volumes/{id}/direct-io") { request, parameters in
-            struct Body: Decodable { var broken: Bool }
-            let body = try await ClientAPI.decode(Body.self, request, example: #"send {"broken": true}"#)
+            let body = try await ClientAPI.decode(DirectIOChange.self, request, example: #"send {"broken": true}"#)
             let volume = VolumeID(parameters["id"] ?? "")
             guard await self.readState().volumes[volume] != nil else {
                 throw HTTPError(
-                    status: 404, error: "not found",
+                    status: 404, error: "not_found",
                     detail: "no volume \(volume) exists; list them with GET /v1/volumes")
             }
             self.directIO.set(volume.rawValue, broken: body.broken)

@@ -158,19 +158,19 @@ package final class PeerStreamSink: RequestBodySink {
         do {
             frames = try reassembler.take(bytes)
         } catch {
-            throw HTTPError(status: 400, error: "bad peer stream", detail: "\(error)")
+            throw HTTPError(status: 400, error: "bad_peer_stream", detail: "\(error)")
         }
         for content in frames {
             let frame: (ageMicroseconds: UInt64, messages: [Message])
             do {
                 frame = try PeerStreamFrame.decode(content)
             } catch {
-                throw HTTPError(status: 400, error: "bad message batch", detail: "\(error)")
+                throw HTTPError(status: 400, error: "bad_message_batch", detail: "\(error)")
             }
             // A message addressed to another node means a misconfigured peer: say so.
             if let stray = frame.messages.first(where: { $0.to != local }) {
                 throw HTTPError(
-                    status: 421, error: "misdirected message",
+                    status: 421, error: "misdirected_message",
                     detail: "this is node \(local), the message is for \(stray.to); check the peer addresses")
             }
             // Recorded before the driver sees the batch: a vote it carries must not make this node
@@ -194,7 +194,7 @@ package final class PeerStreamSink: RequestBodySink {
         guard reassembler.bufferedBytes == 0 else {
             return HTTPResponse(
                 error: HTTPError(
-                    status: 400, error: "bad peer stream",
+                    status: 400, error: "bad_peer_stream",
                     detail: "the stream ended inside a frame, \(reassembler.bufferedBytes) bytes short of its end"))
         }
         return HTTPResponse(status: 204)

@@ -79,6 +79,8 @@ struct ClusterAPITests {
         inconsistent.minimum = 2 * gib
         let message = await expectStatus(400) { try await leader.createVM(inconsistent) }
         #expect(message.contains("minimum ≤ startup ≤ maximum"))
+        // Error names have one spelling, the state machine's refusals and the routes' own alike.
+        #expect(message.hasPrefix("invalid: "), "\(message)")
         var elsewhere = finance
         elsewhere.name = "Elsewhere"
         elsewhere.volume = "csv9"
@@ -88,6 +90,7 @@ struct ClusterAPITests {
             _ = try await leader.call(.post, "/v1/vms", body: Data(badSize.utf8))
         }
         #expect(sizeMessage.contains("\"1X\" is not a size"))
+        #expect(sizeMessage.hasPrefix("bad_request_body: "), "\(sizeMessage)")
         await expectStatus(400) {
             var wrong = finance
             wrong.name = "Wrong"
@@ -203,7 +206,9 @@ struct ClusterAPITests {
         #expect(
             (200...201).contains(volumeOverHTTP1.status) && volumeOverHTTP1.body.contains("csv9"), "\(volumeOverHTTP1)")
         let missingOverHTTP1 = try http1(["http://127.0.0.1:\(followerPort)/v1/vms/NoSuchVM"])
-        #expect(missingOverHTTP1.status == 404 && missingOverHTTP1.body.contains("\"error\""), "\(missingOverHTTP1)")
+        #expect(
+            missingOverHTTP1.status == 404 && missingOverHTTP1.body.contains(#""error": "not_found""#),
+            "\(missingOverHTTP1)")
 
         // Health, metrics and routing errors.
         let health = try await follower.call(.get, "/healthz")

@@ -59,7 +59,7 @@ struct SnapshotCatchUpTests {
         let behind = leader % 3 + 1
         cluster.kill9(behind)
         // With one of three down, a busy machine may see an election among the other two: a write
-        // answered "no leader" had no effect and is resent (this test is about the catch-up).
+        // answered "no_leader" had no effect and is resent (this test is about the catch-up).
         let writer = APIClient(
             endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[leader - 1]), timeout: .seconds(5),
             noLeaderPatience: .seconds(10))
