@@ -153,10 +153,11 @@ let package = Package(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "SharedVolumesTests", dependencies: ["SharedVolumes", "Guests", "ClusterModel", "FlotillaTestKit"],
+            name: "SharedVolumesTests",
+            dependencies: ["SharedVolumes", "Guests", "ClusterModel", "FlotillaTestKit", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "GuestsTests", dependencies: ["Guests", "ClusterModel", "FlotillaTestKit"],
+            name: "GuestsTests", dependencies: ["Guests", "ClusterModel", "FlotillaTestKit", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(

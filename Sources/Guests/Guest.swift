@@ -15,10 +15,13 @@ public struct GuestConfiguration: Sendable {
     /// The way through the volume's coordinator, for when this node's direct path is broken;
     /// nil: the guest always writes its disk file itself.
     public var redirect: (any JournalRedirect)?
+    /// What the workload's time and the journal's beat are measured by.
+    public var clock: NodeClock
 
     public init(
         vm: VMID, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
-        journalInterval: Duration = .milliseconds(100), seed: UInt64, redirect: (any JournalRedirect)? = nil
+        journalInterval: Duration = .milliseconds(100), seed: UInt64, redirect: (any JournalRedirect)? = nil,
+        clock: NodeClock = NodeClock(ContinuousClock())
     ) {
         self.vm = vm
         self.diskPath = diskPath
@@ -27,6 +30,7 @@ public struct GuestConfiguration: Sendable {
         self.journalInterval = journalInterval
         self.seed = seed
         self.redirect = redirect
+        self.clock = clock
     }
 }
 
@@ -83,7 +87,8 @@ public actor Guest {
     private var memory: GuestMemory
     private var workload: Workload
     private var generator: WorkloadGenerator
-    private var started = ContinuousClock.now
+    /// When it last started, on `configuration.clock`.
+    private var started = Duration.zero
     private var lastEpoch: Epoch?
     private var lastSequence: UInt64?
     private var recordsWritten = 0
@@ -130,16 +135,17 @@ public actor Guest {
         lastEpoch = epoch
         recordsWritten = 0
         failure = nil
-        started = .now
+        let clock = configuration.clock
+        started = clock.now
         let interval = configuration.journalInterval
         let loop = Task { [weak self] in
-            var next = ContinuousClock.now + interval
+            var next = clock.now + interval
             while !Task.isCancelled {
-                do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+                do { try await clock.sleep(until: next) } catch { return }
                 guard let self, await self.step() else { return }
                 next += interval
                 // A guest that fell behind (a slow disk) does not burst to catch up.
-                if next < .now { next = .now + interval }
+                if next < clock.now { next = clock.now + interval }
             }
         }
         state = .running(epoch: epoch, disk: disk, loop: loop)
@@ -172,7 +178,7 @@ public actor Guest {
     /// One beat: the workload runs up to now, then a record is appended. False ends the loop.
     private func step() async -> Bool {
         guard case .running(let epoch, let disk, let loop) = state else { return false }
-        let written = memory.apply(workload.advance(to: .now - started, using: &generator))
+        let written = memory.apply(workload.advance(to: configuration.clock.now - started, using: &generator))
         var payload: [UInt8] = []
         withUnsafeBytes(of: UInt64(written).littleEndian) { payload += $0 }
         withUnsafeBytes(of: UInt64(memory.residentPages).littleEndian) { payload += $0 }

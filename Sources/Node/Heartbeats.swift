@@ -67,8 +67,8 @@ actor Heartbeats {
     /// How long a heartbeat may wait for its answer: after a lease it is worthless anyway.
     private let requestTimeout: Duration
     private let logger: Logger
-    private let clock = ContinuousClock()
-    private let origin: ContinuousClock.Instant
+    /// The node's monotonic clock: leases are measured and heartbeats timed by it.
+    private let clock: NodeClock
     private var holder = LeaseHolder()
     private var clients: [NodeID: (peer: Endpoint, client: HTTP2Client)] = [:]
     private var tasks: [Task<Void, Never>] = []
@@ -79,7 +79,7 @@ actor Heartbeats {
 
     init(
         local: NodeID, driver: ClusterDriver, addressBook: AddressBook, controllers: LeaderControllers,
-        fencing: any Fencing, interval: Duration, requestTimeout: Duration, logger: Logger
+        fencing: any Fencing, interval: Duration, requestTimeout: Duration, clock: NodeClock, logger: Logger
     ) {
         self.local = local
         self.driver = driver
@@ -89,28 +89,33 @@ actor Heartbeats {
         self.interval = interval
         self.requestTimeout = requestTimeout
         self.logger = logger
-        self.origin = clock.now
+        self.clock = clock
     }
 
+    /// How often the lease is checked: a fence comes at most this late after the lease ran out,
+    /// well inside the margin the leader adds before it declares the node down.
+    static let leaseCheckInterval = Duration.milliseconds(25)
+
     /// This node's monotonic clock, as its lease is measured.
-    private var now: Duration { clock.now - origin }
+    private var now: Duration { clock.now }
 
     func start() async {
         guard tasks.isEmpty else { return }
         await fencing.fence(reason: "this node holds no lease yet")
         let interval = interval
+        let clock = clock
         tasks.append(
             Task { [weak self] in
                 while !Task.isCancelled {
                     guard let self else { return }
                     Task { await self.beat() }
-                    try? await Task.sleep(for: interval)
+                    try? await clock.sleep(for: interval)
                 }
             })
         tasks.append(
             Task { [weak self] in
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(25))
+                    try? await clock.sleep(for: Self.leaseCheckInterval)
                     guard let self else { return }
                     await self.checkLease()
                 }

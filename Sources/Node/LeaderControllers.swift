@@ -79,7 +79,7 @@ actor LeaderControllers {
         loop = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self else { return }
-                try? await Task.sleep(for: await self.pauseBeforeNextRound())
+                try? await self.leaderContact.clock.sleep(for: await self.pauseBeforeNextRound())
                 await self.round()
             }
         }
@@ -87,7 +87,7 @@ actor LeaderControllers {
             while !Task.isCancelled {
                 guard let self else { return }
                 await self.confirmLeadership()
-                try? await Task.sleep(for: self.probeInterval)
+                try? await self.leaderContact.clock.sleep(for: self.probeInterval)
             }
         }
     }
@@ -325,7 +325,7 @@ extension LeaderControllers {
         let heartbeats = Heartbeats(
             local: configuration.nodeID, driver: driver, addressBook: addressBook, controllers: controllers,
             fencing: fencing, interval: .milliseconds(configuration.heartbeatMilliseconds),
-            requestTimeout: timings.lease, logger: logger)
+            requestTimeout: timings.lease, clock: leaderContact.clock, logger: logger)
         return (controllers, heartbeats)
     }
 }

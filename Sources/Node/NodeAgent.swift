@@ -30,22 +30,26 @@ public actor NodeAgent {
         public var reconcileInterval: Duration
         /// The workload every guest runs (its working set shrunk to fit a smaller VM).
         public var workload: WorkloadProfile
+        /// What the guests' beats and the workload's time are measured by.
+        public var clock: NodeClock
 
         public init(
             node: NodeID, sharedRoot: String, journalInterval: Duration = .milliseconds(100),
-            reconcileInterval: Duration = .milliseconds(200), workload: WorkloadProfile = .standard
+            reconcileInterval: Duration = .milliseconds(200), workload: WorkloadProfile = .standard,
+            clock: NodeClock = NodeClock(ContinuousClock())
         ) {
             self.node = node
             self.sharedRoot = sharedRoot
             self.journalInterval = journalInterval
             self.reconcileInterval = reconcileInterval
             self.workload = workload
+            self.clock = clock
         }
 
-        init(_ configuration: NodeConfiguration) {
+        init(_ configuration: NodeConfiguration, clock: NodeClock) {
             self.init(
                 node: configuration.nodeID, sharedRoot: configuration.sharedRoot,
-                journalInterval: .milliseconds(configuration.journalIntervalMilliseconds))
+                journalInterval: .milliseconds(configuration.journalIntervalMilliseconds), clock: clock)
         }
     }
 
@@ -114,8 +118,13 @@ public actor NodeAgent {
         changes.signal()
     }
 
+    /// Reconcile passes finished (or given up because of a fence): a test waits for one to know
+    /// the agent has looked at the state, instead of waiting for time.
+    package private(set) var passes = 0
+
     /// One pass: make the guests here match the state.
     public func reconcile() async {
+        defer { passes += 1 }
         // A state read before a fence may predate the entries the unfence waited for (the VMs
         // failed over elsewhere meanwhile): a pass that a fence overtook starts nothing.
         let fencesBefore = fences
@@ -160,7 +169,7 @@ public actor NodeAgent {
                     vm: vm.id, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: workload,
                     journalInterval: configuration.journalInterval,
                     seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
-                    redirect: volumes.redirect(for: vm.disk, diskPath: diskPath)))
+                    redirect: volumes.redirect(for: vm.disk, diskPath: diskPath), clock: configuration.clock))
             wanted[vm.id] = Entry(guest: guest, epoch: vm.epoch, name: vm.name, diskPath: guest.configuration.diskPath)
         }
         return wanted

@@ -49,6 +49,9 @@ public struct NodeConfiguration: Hashable, Sendable {
     public var sharedRoot: String
     /// How often a running guest appends a record to its disk journal.
     public var journalIntervalMilliseconds: Int
+    /// Seeds the Raft core's election jitter; nil: a random seed. The node logs the seed it uses,
+    /// so a run's election timing can be replayed by passing it back.
+    public var raftSeed: UInt64? = nil
 
     /// The names of the settings, as they appear in the file and as flags (`--node-id`); the
     /// variable is `FLOTILLA_` + the name in upper case with `_` for `-`.
@@ -68,6 +71,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case leaseMilliseconds = "lease-ms"
         case sharedRoot = "shared-root"
         case journalIntervalMilliseconds = "journal-interval-ms"
+        case raftSeed = "raft-seed"
 
         public var environmentVariable: String {
             "FLOTILLA_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -200,7 +204,16 @@ public struct NodeConfiguration: Hashable, Sendable {
             throw ConfigurationError(
                 "shared-root is empty", fix: "name the directory every node mounts for volumes, e.g. .flotilla/shared")
         }
-        let configuration = NodeConfiguration(
+        var raftSeed: UInt64?
+        if let (text, source) = values[.raftSeed] {
+            guard let seed = UInt64(text) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\"",
+                    fix: "raft-seed is a whole number from 0 to 18446744073709551615, as a node's log printed it")
+            }
+            raftSeed = seed
+        }
+        var configuration = NodeConfiguration(
             clusterID: clusterID,
             nodeID: nodeID,
             members: members,
@@ -218,6 +231,7 @@ public struct NodeConfiguration: Hashable, Sendable {
             sharedRoot: sharedRoot,
             journalIntervalMilliseconds: try integer(.journalIntervalMilliseconds, default: 100, range: 1...60_000)
         )
+        configuration.raftSeed = raftSeed
         guard configuration.heartbeatMilliseconds * 2 <= configuration.leaseMilliseconds else {
             throw ConfigurationError(
                 "heartbeat-ms (\(configuration.heartbeatMilliseconds)) is more than half of lease-ms "

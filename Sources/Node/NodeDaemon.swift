@@ -35,10 +35,15 @@ public final class NodeDaemon: Service {
             configuration.dataDirectory, clusterID: configuration.clusterID, nodeID: configuration.nodeID.description)
         let (storage, recovered) = try RaftDiskStorage.open(directory: directory.path + "/raft")
         if let torn = recovered.tornTail { logger.warning("\(torn)") }
+        // The election jitter's seed, said in the log so a run's timing can be replayed (`--raft-seed`).
+        let raftSeed =
+            configuration.raftSeed ?? configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15
+            ^ UInt64.random(in: 0...UInt64.max)
         logger.info(
             "node \(configuration.nodeID) of cluster \(configuration.clusterID) starting",
             metadata: [
                 "data-dir": "\(directory.path)", "new": "\(isNew)", "term": "\(recovered.hardState.term)",
+                "raft-seed": "\(raftSeed)",
                 "entries": "\(recovered.entries.count)",
                 "snapshot": "\(recovered.snapshot.map { "\($0.metadata.index)" } ?? "none")",
             ])
@@ -46,7 +51,8 @@ public final class NodeDaemon: Service {
         let addressBook = AddressBook(configured: configuration.members)
         // Contact with a leader, on the one clock the driver, the transport and the controllers
         // share: it bounds the leases a new leader's predecessors granted (docs/failover.md).
-        let leaderContact = LeaderContactTracker()
+        let clock = NodeClock(ContinuousClock())
+        let leaderContact = LeaderContactTracker(clock: clock)
         // The Raft driver, the peer connections and the client API share one event loop, so a
         // write goes from a socket through the core to a socket without a thread switch.
         // Measured against the client API on every loop and against a loop of its own for Raft and
@@ -57,7 +63,7 @@ public final class NodeDaemon: Service {
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks),
             leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
-        let stateChanges = StateChanges()
+        let stateChanges = StateChanges(clock: clock)
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
@@ -70,7 +76,7 @@ public final class NodeDaemon: Service {
             transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
             snapshotInterval: UInt64(configuration.snapshotEntries), leaderContact: leaderContact,
-            seed: configuration.nodeID.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)),
+            seed: raftSeed,
             eventLoop: raftLoop)
 
         transport.onUnreachable { [weak driver] node in await driver?.reportUnreachable(node) }
@@ -94,7 +100,7 @@ public final class NodeDaemon: Service {
         // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
         // It starts fenced: nothing runs before the first lease.
         let agent = NodeAgent(
-            configuration: NodeAgent.Configuration(configuration), readState: readState, volumes: volumes,
+            configuration: NodeAgent.Configuration(configuration, clock: clock), readState: readState, volumes: volumes,
             changes: stateChanges, logger: logger)
         await agent.fence(reason: "no lease granted yet")
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node

@@ -40,6 +40,7 @@ struct NodeRegistrar: Sendable {
             if let current, current.addresses == wanted.addresses, current.role == wanted.role,
                 current.usableMemory == wanted.usableMemory
             {
+                if !registered { logger.info("\(id)'s record in the cluster state is current: nothing to register") }
                 registered = true
                 continue
             }

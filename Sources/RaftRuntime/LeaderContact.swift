@@ -73,17 +73,17 @@ package struct LeaderContact: Sendable {
 /// The node's one `LeaderContact`, shared by the Raft driver, the peer transport and the leader's
 /// controllers, with the one monotonic clock origin all three measure from.
 public final class LeaderContactTracker: Sendable {
-    private let clock = ContinuousClock()
-    private let origin: ContinuousClock.Instant
+    /// The node's one monotonic clock, which the lease code measures by too.
+    public let clock: NodeClock
     private let contact: Mutex<LeaderContact>
 
-    public init() {
-        origin = clock.now
-        contact = Mutex(LeaderContact(startedAt: .zero))
+    public init(clock: NodeClock = NodeClock(ContinuousClock())) {
+        self.clock = clock
+        contact = Mutex(LeaderContact(startedAt: clock.now))
     }
 
-    /// The node's monotonic clock: the time since this tracker was made (at process start).
-    public var now: Duration { clock.now - origin }
+    /// The node's monotonic clock: the time since it was made (at process start).
+    public var now: Duration { clock.now }
 
     package func heardFromLeader() {
         let now = now

@@ -55,6 +55,10 @@ extension NodeCommand {
         var heartbeatMilliseconds: String?
         @Option(name: .customLong("lease-ms"), help: "How long a lease the leader grants lasts (default 2000).")
         var leaseMilliseconds: String?
+        @Option(
+            name: .customLong("raft-seed"),
+            help: "Seeds the election jitter (default random); a node logs the seed it used, to replay it.")
+        var raftSeed: String?
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
@@ -65,7 +69,7 @@ extension NodeCommand {
                 (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
                 (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),
                 (.memory, memory), (.heartbeatMilliseconds, heartbeatMilliseconds),
-                (.leaseMilliseconds, leaseMilliseconds),
+                (.leaseMilliseconds, leaseMilliseconds), (.raftSeed, raftSeed),
             ]
             for case (let setting, let value?) in given { flags[setting.rawValue] = value }
 

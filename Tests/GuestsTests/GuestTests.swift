@@ -3,6 +3,7 @@ import ClusterModel
 import FlotillaTestKit
 import Guests
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite struct GuestTests {
@@ -11,18 +12,20 @@ import Testing
         func record(_ id: JournalRecordID) { ids.withLock { $0.append(id) } }
     }
 
+    /// The guests' beats come when the test moves this clock.
+    let clock = ManualClock()
+
     func configuration(_ path: String) -> GuestConfiguration {
         GuestConfiguration(
             vm: 2, diskPath: path, memoryBytes: 64 << 20,
             workload: WorkloadProfile(pagesPerSecond: 5000, workingSetPages: 512, writeFraction: 0.5),
-            journalInterval: .milliseconds(10), seed: 9)
+            journalInterval: .milliseconds(10), seed: 9, clock: NodeClock(clock))
     }
 
+    /// Moves the clock a beat at a time until `guest` has written `count` records.
     func waitForRecords(_ guest: Guest, atLeast count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while case let written = await guest.status.recordsWritten, written < count {
-            try #require(ContinuousClock.now < deadline, "the guest wrote \(written) records in 20 s")
-            try await Task.sleep(for: .milliseconds(10))
+        try await clock.advance(by: .milliseconds(10), until: "the guest writes \(count) records") {
+            await guest.status.recordsWritten >= count
         }
     }
 
@@ -40,7 +43,8 @@ import Testing
         #expect(stopped.residentPages > 0, "the workload touched memory")
         let afterStop = try DiskJournal.read(path: path).records.count
         #expect(afterStop == stopped.recordsWritten)
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(clock.sleepers == 0, "the stopped guest still waits for its next beat")
+        clock.advance(by: .seconds(60))
         #expect(try DiskJournal.read(path: path).records.count == afterStop, "nothing is written after stop()")
 
         // The next owner, under a newer epoch, replays and continues the sequence.

@@ -78,6 +78,8 @@ extension AppliedState {
 @Suite struct NodeAgentTests {
     @Test func theAgentRunsExactlyWhatItsNodeOwnsAndNothingWhileFenced() async throws {
         let root = try TemporaryDirectory()
+        // The guests' beats come when this test moves the clock.
+        let clock = ManualClock()
         let applied = AppliedState.twoNodesWithAVolume()
         for name in ["Finance", "Engineering", "Sales"] { applied.apply(.createVM(vmSpec(name))) }
         applied.apply(.startVM(1, on: 1))  // Finance on n1
@@ -86,7 +88,8 @@ extension AppliedState {
         let agent = NodeAgent(
             configuration: NodeAgent.Configuration(
                 node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
-                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5)),
+                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5),
+                clock: NodeClock(clock)),
             readState: { applied.current }, logger: quiet)
         let disk = root.path + "/volumes/csv1/finance.vhdx"
 
@@ -95,7 +98,9 @@ extension AppliedState {
         #expect(view.vms.map(\.name) == ["Finance"], "n1 runs its own VM and not n2's or a stopped one")
         #expect(view.vms.first?.epoch == 1)
         #expect(view.vms.first?.disk == disk)
-        try await eventually("Finance writes its journal") { try DiskJournal.read(path: disk).records.count >= 3 }
+        try await clock.advance(by: .milliseconds(10), until: "Finance writes its journal") {
+            try DiskJournal.read(path: disk).records.count >= 3
+        }
 
         // Stopped and started again before the agent looked: a new epoch on the same node, a new guest.
         applied.apply(.stopVM(1))
@@ -112,13 +117,15 @@ extension AppliedState {
         view = await agent.view
         #expect(view.vms.isEmpty)
         #expect(view.fenced == "lease expired")
-        try await Task.sleep(for: .milliseconds(100))
+        // No guest waits for its next beat any more: however far the clock moves, none writes.
+        #expect(clock.sleepers == 0, "a guest still waits to write after fence()")
+        clock.advance(by: .seconds(60))
         #expect(try DiskJournal.read(path: disk).records.count == fencedRecords, "no journal write after fence()")
 
         await agent.unfence()
         await agent.reconcile()
         #expect(await agent.view.vms.map(\.epoch) == [3])
-        try await eventually("Finance writes again") {
+        try await clock.advance(by: .milliseconds(10), until: "Finance writes again") {
             try DiskJournal.read(path: disk).records.count >= fencedRecords + 2
         }
 
@@ -127,30 +134,32 @@ extension AppliedState {
         await agent.reconcile()
         #expect(await agent.view.vms.isEmpty)
         let journal = try DiskJournal.read(path: disk)
-        try await Task.sleep(for: .milliseconds(100))
+        #expect(clock.sleepers == 0, "the guest still waits to write after its VM moved away")
+        clock.advance(by: .seconds(60))
         #expect(try DiskJournal.read(path: disk) == journal, "no journal write after the VM moved away")
         #expect(Set(journal.records.map(\.epoch)) == [1, 3])
         #expect(JournalChecker.check(journal).isEmpty)
     }
 
-    /// With an hour between timed passes, only the wake-ups make the agent act: an unfence, and a
+    /// With a clock that never moves, only the wake-ups make the agent act: an unfence, and a
     /// signalled change of the applied state (a VM failed over to this node starts at once).
     @Test func theAgentActsOnSignalledChangesWithoutWaitingForItsTimer() async throws {
         let root = try TemporaryDirectory()
         let applied = AppliedState.twoNodesWithAVolume()
         applied.apply(.createVM(vmSpec("Finance")))
         applied.apply(.startVM(1, on: 1))
-        let changes = StateChanges()
-        var configuration = NodeAgent.Configuration(
+        // The timed passes never come: this clock stands still.
+        let clock = NodeClock(ManualClock())
+        let changes = StateChanges(clock: clock)
+        let configuration = NodeAgent.Configuration(
             node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
-            workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5))
-        configuration.reconcileInterval = .seconds(3600)
+            workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5), clock: clock)
         let agent = NodeAgent(
             configuration: configuration, readState: { applied.current }, changes: changes, logger: quiet)
         await agent.fence(reason: "no lease granted yet")
         let loop = Task { await agent.run() }
         defer { loop.cancel() }
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the agent's first pass") { await agent.passes >= 1 }
         #expect(await agent.view.vms.isEmpty, "nothing runs while fenced")
 
         await agent.unfence()
@@ -232,9 +241,8 @@ extension AppliedState {
 
         _ = try await client.stopVM("Finance")
         try await eventually("n1 stops Finance") { try await client.agent().vms.isEmpty }
+        // (That a stopped guest writes nothing more is shown with a clock the test drives, above.)
         let journal = try DiskJournal.read(path: disk)
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(try DiskJournal.read(path: disk) == journal, "nothing is written once the VM is stopped")
         #expect(journal.records.count >= 3)
         #expect(JournalChecker.check(journal).isEmpty)
 

@@ -180,3 +180,18 @@ func theSharedRootDefaultsToBesideTheDataDirectory(dataDirectory: String, shared
     }
     #expect(error?.description.contains("journal-interval-ms must be a whole number in 1...60000") == true)
 }
+
+@Test func theRaftSeedIsRandomUnlessGivenAndAnythingButANumberIsRefused() throws {
+    let random = try NodeConfiguration.resolve(
+        file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n1"])
+    #expect(random.raftSeed == nil)
+    let given = try NodeConfiguration.resolve(
+        file: ("local-3.json", threeNodes), environment: ["FLOTILLA_RAFT_SEED": "18446744073709551615"],
+        flags: ["node-id": "n1"])
+    #expect(given.raftSeed == UInt64.max)
+    let error = #expect(throws: ConfigurationError.self) {
+        try NodeConfiguration.resolve(
+            file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n1", "raft-seed": "-1"])
+    }
+    #expect(error?.description.contains("--raft-seed is \"-1\"") == true)
+}

@@ -121,10 +121,9 @@ struct FailoverProcessTests {
         let heard = try #require(Self.number(before: " ms ago", in: line), "\(line)")
         let wait = try #require(Self.number(atEndOf: line), "\(line)")
         #expect(heard >= 700, "the bound is the predecessor contact, not the election: \(line)")
+        // The wait is lease 2 s + margin 0.5 s after the last contact, not after the election: how
+        // soon the VMs then run elsewhere is measured by scripts/bench-failover.sh, not asserted here.
         #expect(wait <= 2500 - 700, "\(line)")
-        // Lease 2 s + margin 0.5 s after the last contact, and a few commits; not 2.5 s after the
-        // election (1-2 s after the kill) plus a deposed leader's election timeout.
-        #expect(failoverTime < .milliseconds(4000), "failover took \(failoverTime)\n\(cluster.logTails())")
         await cluster.close()
     }
 

@@ -69,8 +69,17 @@ struct PartitionTests {
         try await cluster.await("n\(leader) fenced") {
             (try? await cluster.client(leader).agent())?.fenced != nil
         }
-        // The new owners append for a while, then the old leader comes back.
-        try await Task.sleep(for: .seconds(1))
+        // The new owners append a few records each, then the old leader comes back.
+        try await cluster.await("every VM's new owner has appended to its journal") {
+            guard let vms = try? await survivor.vms() else { return false }
+            for vm in vms {
+                guard let owner = vm.owner.flatMap({ Int($0.dropFirst()) }),
+                    let running = try? await cluster.client(owner).agent().vms.first(where: { $0.name == vm.name }),
+                    running.epoch == vm.epoch, running.recordsWritten >= 3
+                else { return false }
+            }
+            return true
+        }
         try cluster.heal(leader)
         try await cluster.await("n\(leader) back up", within: .seconds(20)) {
             (try? await survivor.nodes())?.first { $0.id == "n\(leader)" }?.state == "up"

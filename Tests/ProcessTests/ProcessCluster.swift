@@ -200,6 +200,11 @@ final class ProcessCluster: Sendable {
         throw ProcessClusterError(description: "\(what): not within \(limit)\n" + logTails())
     }
 
+    /// Node `node`'s log so far (empty before it wrote one).
+    func log(of node: Int) -> String {
+        (try? String(contentsOfFile: directory + "/n\(node).log", encoding: .utf8)) ?? ""
+    }
+
     /// Cuts node `node` off from the other nodes in both directions (the test still reaches it).
     func isolate(_ node: Int) throws {
         guard let hostPrefix else { throw ProcessClusterError(description: "isolate needs a cluster on its own hosts") }
