@@ -57,20 +57,13 @@ extension NGHTTP2Connection {
             hasBody = true
             producerSource = self.attachBody(request.body, to: stream)
         }
-        let id = withHeaderBlock(pseudo: pseudo, headers: request.headers, body: pushedBody ? nil : request.body) {
-            nva, count in
-            if hasBody {
-                var provider = nghttp2_data_provider(
-                    source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
-                return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
-            }
-            return nghttp2_submit_request(session, nil, nva, count, nil, nil)
-        }
+        let id = session.submitRequest(
+            pseudo: pseudo, headers: request.headers, body: pushedBody ? nil : request.body, hasBody: hasBody)
         guard id > 0 else {
             return loop.makeFailedFuture(
                 self.clientError(
                     .connectionClosed,
-                    detail: "nghttp2 refused the request: \(String(cString: nghttp2_strerror(id)))"
+                    detail: "nghttp2 refused the request: \(NGHTTP2Session.describe(error: id))"
                 )
             )
         }

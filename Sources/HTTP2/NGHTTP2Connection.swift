@@ -65,7 +65,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     let maxRequestBodySize: Int
     /// Server only: the routes (empty for a client).
     let router: Router
-    var session: OpaquePointer?
+    var session: NGHTTP2Session?
     var context: ChannelHandlerContext?
     /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
     var streams: [Int32: NGHTTP2Stream] = [:]
@@ -120,9 +120,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     deinit {
-        if let session {
-            nghttp2_session_del(session)
-        }
+        self.session?.delete()
     }
 
     // MARK: Channel events
@@ -148,10 +146,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.failEverything(reason: .connectionClosed)
         self.timeoutSweep?.cancel()
         self.timeoutSweep = nil
-        if let session {
-            nghttp2_session_del(session)
-            self.session = nil
-        }
+        self.session?.delete()
+        self.session = nil
         self.context = nil
     }
 
@@ -198,9 +194,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         self.inReadBurst = true
         self.receivedBytes = true
         self.inSession = true
-        let result = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
-        }
+        let result = session.receive(buffer)
         self.inSession = false
         self.runDeferredWork()
         self.runPendingCalls()
@@ -229,59 +223,25 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func startSession(context: ChannelHandlerContext) {
         guard self.session == nil else { return }
-        var callbacks: OpaquePointer?
-        var option: OpaquePointer?
-        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks,
-            nghttp2_option_new(&option) == 0, let option
-        else {
-            context.close(promise: nil)
-            return
-        }
-        defer {
-            nghttp2_session_callbacks_del(callbacks)
-            nghttp2_option_del(option)
-        }
-        installNGHTTP2Callbacks(callbacks)
-        nghttp2_option_set_no_auto_window_update(option, 1)
-
         let userData = Unmanaged.passUnretained(self).toOpaque()
-        var newSession: OpaquePointer?
-        var settings: [nghttp2_settings_entry]
-        let connectionWindow: Int
+        let session: NGHTTP2Session?
         switch self.role {
         case .server(let server):
-            guard nghttp2_session_server_new2(&newSession, callbacks, userData, option) == 0 else {
-                context.close(promise: nil)
-                return
-            }
-            settings = [
-                entry(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server.maxConcurrentStreams),
-                entry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, server.initialStreamWindowSize),
-                entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server.maxHeaderListSize),
-            ]
-            connectionWindow = server.connectionWindowSize
-            let shortest = min(server.requestTimeout, server.connectionSetupTimeout)
-            let interval = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
-            self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
-                initialDelay: interval,
-                delay: interval
-            ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
-                loopBound.value.sweepRequestTimeouts()
+            session = NGHTTP2Session(server: server, userData: userData)
+            if session != nil {
+                let shortest = min(server.requestTimeout, server.connectionSetupTimeout)
+                let interval = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
+                self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
+                    initialDelay: interval,
+                    delay: interval
+                ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
+                    loopBound.value.sweepRequestTimeouts()
+                }
             }
         case .client(let client):
             self.peerSettings = context.eventLoop.makePromise()
-            nghttp2_option_set_peer_max_concurrent_streams(option, 100)
-            guard nghttp2_session_client_new2(&newSession, callbacks, userData, option) == 0 else {
-                context.close(promise: nil)
-                return
-            }
-            settings = [
-                entry(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
-                entry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, client.initialStreamWindowSize),
-                entry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, client.maxHeaderListSize),
-            ]
-            connectionWindow = client.connectionWindowSize
-            if let keepalive = client.keepalive {
+            session = NGHTTP2Session(client: client, userData: userData)
+            if session != nil, let keepalive = client.keepalive {
                 self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
                     initialDelay: keepalive.interval, delay: keepalive.interval
                 ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
@@ -289,10 +249,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         }
-        guard let newSession else { return }
-        self.session = newSession
-        nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(connectionWindow))
+        guard let session else {
+            context.close(promise: nil)
+            return
+        }
+        self.session = session
         self.flushNow()
     }
 
@@ -307,7 +268,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             if now - sent >= timeout { self.closeConnection() }
             return
         }
-        guard nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil) == 0 else { return }
+        guard session.submitPing() else { return }
         self.pingSentAt = now
         self.scheduleFlush()
     }
@@ -318,14 +279,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// to receive is lost with it: the sender sees the stream end and sends again elsewhere).
     func initiateGracefulShutdown() {
         guard let session, !self.closing else { return }
-        nghttp2_submit_goaway(
-            session,
-            UInt8(NGHTTP2_FLAG_NONE.rawValue),
-            nghttp2_session_get_last_proc_stream_id(session),
-            NGHTTP2_NO_ERROR.rawValue,
-            nil,
-            0
-        )
+        session.submitGoaway()
         if self.isServer {
             for stream in self.streams.values where !stream.responseStarted {
                 guard case .sink = stream.inbound else { continue }
@@ -392,17 +346,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 out = context.channel.allocator.buffer(capacity: self.writeSizeHint)
             }
             self.inSession = true
-            var failure: Int = 0
-            while out.readableBytes < Self.maxWriteSize {
-                var chunk: UnsafePointer<UInt8>?
-                let count = nghttp2_session_mem_send(session, &chunk)
-                if count < 0 {
-                    failure = count
-                    break
-                }
-                guard count > 0, let chunk else { break }
-                out.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
-            }
+            let failure = session.send(into: &out, limit: Self.maxWriteSize)
             self.inSession = false
             self.runDeferredWork()
             if out.readableBytes > 0 {
@@ -420,7 +364,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             }
             if out.readableBytes < Self.maxWriteSize { break }
         }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+        if session.isFinished {
             self.closeConnection()
         }
     }
@@ -585,12 +529,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         guard self.isServer,
             frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
             let session,
-            nghttp2_session_get_stream_remote_close(session, frame.hd.stream_id) == 0,
+            session.peerIsStillSending(streamID: frame.hd.stream_id),
             let stream = self.lookup(frame.hd.stream_id), !stream.inboundEnded
         else { return 0 }
         // The response is complete while the request body is still arriving (an early error answer):
         // RFC 9113 §8.1 says to reset with NO_ERROR so the client stops sending.
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_NO_ERROR.rawValue)
+        session.submitReset(streamID: stream.id, code: NGHTTP2_NO_ERROR.rawValue)
         return 0
     }
 
@@ -601,7 +545,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         stream.deadline?.cancel()
         let error = self.clientError(
             self.goawayReceived ? .goaway : .connectionClosed,
-            detail: "the request was not sent: \(String(cString: nghttp2_strerror(libErrorCode)))"
+            detail: "the request was not sent: \(NGHTTP2Session.describe(error: libErrorCode))"
         )
         self.deferredWork.append { stream.fail(error) }
         return 0
@@ -616,83 +560,5 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .server: peer = self.context?.remoteAddress?.description ?? "unknown"
         }
         return HTTP2ClientError(kind, peer: peer, detail: detail, errorCode: errorCode)
-    }
-}
-
-private func entry(_ id: nghttp2_settings_id, _ value: Int) -> nghttp2_settings_entry {
-    nghttp2_settings_entry(settings_id: Int32(id.rawValue), value: UInt32(clamping: value))
-}
-
-/// Whether HTTP/2 forbids this (lower-case) field name (RFC 9113 §8.2.2); such fields are dropped.
-private func isConnectionSpecific(_ name: String) -> Bool {
-    switch name {
-    case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host": true
-    default: false
-    }
-}
-
-/// Lays out the pseudo-header fields, the regular fields and (for a body complete in memory)
-/// `content-length` in temporary storage and calls `call` with an nghttp2_nv array pointing into it.
-/// nghttp2 copies names and values during submit, so the storage only needs to live for the call;
-/// small blocks stay on the stack, so a response costs no allocation here.
-func withHeaderBlock<Result>(
-    pseudo: [(String, String)],
-    headers: HTTPFields,
-    body: HTTPBody?,
-    _ call: (UnsafePointer<nghttp2_nv>, Int) -> Result
-) -> Result {
-    // A body given in memory gets its content-length; a streamed or pushed one (nil) has none.
-    var contentLength: String?
-    if case .buffer(let buffer)? = body, headers.first(lowercasedName: "content-length") == nil {
-        contentLength = String(buffer.readableBytes)
-    }
-    var byteCount = 0
-    var fieldCount = pseudo.count
-    for (name, value) in pseudo {
-        byteCount += name.utf8.count + value.utf8.count
-    }
-    for field in headers where !isConnectionSpecific(field.name) {
-        byteCount += field.name.utf8.count + field.value.utf8.count
-        fieldCount += 1
-    }
-    if let contentLength {
-        byteCount += 14 + contentLength.utf8.count
-        fieldCount += 1
-    }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { nva in
-            var offset = 0
-            var index = 0
-            func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                let start = bytes.baseAddress! + offset
-                let (_, written) = UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8)
-                offset += written
-                return (start, written)
-            }
-            func add(_ name: String, _ value: String) {
-                let (namePointer, nameLength) = copy(name)
-                let (valuePointer, valueLength) = copy(value)
-                nva.baseAddress!.advanced(by: index).initialize(
-                    to: nghttp2_nv(
-                        name: namePointer,
-                        value: valuePointer,
-                        namelen: nameLength,
-                        valuelen: valueLength,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-                    )
-                )
-                index += 1
-            }
-            for (name, value) in pseudo {
-                add(name, value)
-            }
-            for field in headers where !isConnectionSpecific(field.name) {
-                add(field.name, field.value)
-            }
-            if let contentLength {
-                add("content-length", contentLength)
-            }
-            return call(nva.baseAddress!, index)
-        }
     }
 }

@@ -44,7 +44,7 @@ extension NGHTTP2Connection {
         guard count > 0 else { return }
         self.deferredWork.append { [weak self] in
             guard let session = self?.session else { return }
-            nghttp2_session_consume(session, streamID, count)
+            session.consume(streamID: streamID, count)
         }
     }
 
@@ -110,7 +110,7 @@ extension NGHTTP2Connection {
         guard let session, let stream = self.lookup(streamID) else { return }
         let credited = min(count, stream.unconsumedBytes)
         stream.unconsumedBytes -= credited
-        nghttp2_session_consume(session, streamID, credited)
+        session.consume(streamID: streamID, credited)
         self.scheduleFlush()
     }
 
@@ -119,11 +119,11 @@ extension NGHTTP2Connection {
         guard let session, let stream = self.lookup(streamID) else { return }
         stream.inbound = .discarding
         if stream.unconsumedBytes > 0 {
-            nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
+            session.consume(streamID: streamID, stream.unconsumedBytes)
             stream.unconsumedBytes = 0
         }
         if case .client = self.role, !stream.inboundEnded {
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_CANCEL.rawValue)
+            session.submitReset(streamID: streamID, code: NGHTTP2_CANCEL.rawValue)
         }
         self.scheduleFlush()
     }

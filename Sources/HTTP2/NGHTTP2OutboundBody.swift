@@ -39,7 +39,7 @@ extension NGHTTP2Connection {
         stream.outbound!.append(chunk)
         if stream.outbound!.deferred {
             stream.outbound!.deferred = false
-            nghttp2_session_resume_data(session, streamID)
+            session.resumeData(streamID: streamID)
         }
         self.scheduleFlush()
         if stream.outbound!.bufferedBytes >= Self.outboundHighWatermark {
@@ -59,7 +59,7 @@ extension NGHTTP2Connection {
         stream.outbound!.append(chunk)
         if stream.outbound!.deferred {
             stream.outbound!.deferred = false
-            nghttp2_session_resume_data(session, streamID)
+            session.resumeData(streamID: streamID)
         }
         if !self.inReadBurst && !self.inSession && !self.flushing {
             self.flushNow()
@@ -75,7 +75,7 @@ extension NGHTTP2Connection {
         stream.outbound!.finished = true
         if stream.outbound!.deferred {
             stream.outbound!.deferred = false
-            nghttp2_session_resume_data(session, streamID)
+            session.resumeData(streamID: streamID)
         }
         self.scheduleFlush()
     }
@@ -89,7 +89,7 @@ extension NGHTTP2Connection {
 
     func resetStream(_ stream: NGHTTP2Stream, code: UInt32) {
         guard let session else { return }
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, code)
+        session.submitReset(streamID: stream.id, code: code)
     }
 
     /// Pulls `body` from a task, one chunk at a time, pausing while the stream's buffer is full.

@@ -172,15 +172,7 @@ extension NGHTTP2Connection {
             hasBody = !isHead
             producerSource = self.attachBody(response.body, to: stream)
         }
-        let pseudo = [(":status", String(response.status))]
-        let result = withHeaderBlock(pseudo: pseudo, headers: response.headers, body: response.body) { nva, count in
-            if hasBody {
-                var provider = nghttp2_data_provider(
-                    source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
-                return nghttp2_submit_response(session, stream.id, nva, count, &provider)
-            }
-            return nghttp2_submit_response(session, stream.id, nva, count, nil)
-        }
+        let result = session.submitResponse(streamID: stream.id, response, hasBody: hasBody)
         if result != 0 {
             self.resetStream(stream, code: NGHTTP2_INTERNAL_ERROR.rawValue)
             return
