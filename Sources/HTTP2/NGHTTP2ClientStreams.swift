@@ -28,10 +28,10 @@ extension NGHTTP2Connection {
             return loop.makeFailedFuture(
                 self.clientError(.cancelled, detail: "the call was cancelled before it was sent"))
         }
-        guard let session, !self.closing, !self.goawayReceived else {
+        guard let session = self.lifecycle.liveSession, !self.lifecycle.peerSentGoaway else {
             return loop.makeFailedFuture(
                 self.clientError(
-                    self.goawayReceived ? .goaway : .connectionClosed,
+                    self.lifecycle.peerSentGoaway ? .goaway : .connectionClosed,
                     detail: "the connection is closing; the request was not sent"
                 )
             )

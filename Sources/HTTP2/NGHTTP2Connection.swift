@@ -40,6 +40,11 @@ struct ClientSessionSettings: Sendable {
 /// 3. Inbound DATA is returned to the peer as flow-control credit (`nghttp2_session_consume`) only once
 ///    the body's reader took it, or at once when the body is collected or discarded.
 /// 4. When nghttp2 wants neither to read nor to write (GOAWAY exchanged, streams done), close.
+/// 5. Leave every decision about the connection's life (start the session, read, PING, GOAWAY,
+///    close) to `lifecycle` and do what its actions say.
+///
+/// The session's C calls are in `NGHTTP2Session`; the server's and the client's streams, and the
+/// inbound and outbound bodies, are extensions in files of their own.
 final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -65,7 +70,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     let maxRequestBodySize: Int
     /// Server only: the routes (empty for a client).
     let router: Router
-    var session: NGHTTP2Session?
+    /// Idle, open, quiescing, closing, closed: the connection's life, and the session while it has one.
+    var lifecycle = NGHTTP2ConnectionStateMachine()
     var context: ChannelHandlerContext?
     /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
     var streams: [Int32: NGHTTP2Stream] = [:]
@@ -73,30 +79,22 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     var lastStream: NGHTTP2Stream?
     /// Work that must run after the current mem_recv/mem_send call returns (see duty 1).
     var deferredWork: [() -> Void] = []
+    // Where the event loop is in this connection's calls (not its lifecycle: see the state machine).
     /// True while inside mem_recv or mem_send: the session must not be re-entered.
     var inSession = false
     /// True between channelRead and channelReadComplete: flushes wait for read-complete.
     var inReadBurst = false
+    /// A flush is queued for later in this event-loop tick.
     var flushScheduled = false
     /// True while `flushNow` runs: work it runs (deferred promise completions) must not flush again
     /// inside it, or newer frames would be written before the ones it is about to write.
     var flushing = false
-    /// Client keepalive: when the PING now unanswered was sent.
-    var pingSentAt: NIODeadline?
     /// The capacity to allocate for the next write: about the size of the last one.
     var writeSizeHint = 16 << 10
     /// The last buffer written, reused for the next write when the socket no longer holds it.
     var spareWriteBuffer: ByteBuffer?
-    var closing = false
-    var goawayReceived = false
+    /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
-    /// Client: completed by the peer's first SETTINGS frame; until then its stream limit is unknown,
-    /// and requests beyond nghttp2's assumed limit would be refused.
-    var peerSettings: EventLoopPromise<Void>?
-    /// When the connection was set up, and whether the peer has sent anything since (server: a client
-    /// that never sends its preface is closed after `connectionSetupTimeout`).
-    let startedAt = NIODeadline.now()
-    var receivedBytes = false
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
     var pendingCalls: [PendingCall] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
@@ -120,8 +118,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     deinit {
-        self.session?.delete()
+        // Only when the handler never left a pipeline: handlerRemoved deletes the session otherwise.
+        self.lifecycle.session?.delete()
     }
+
+    /// The session, from its start until the handler is removed (also while closing).
+    var session: NGHTTP2Session? { self.lifecycle.session }
 
     // MARK: Channel events
 
@@ -130,37 +132,52 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         if case .server(let server) = self.role, server.runsHandlersOnEventLoop {
             self.handlerExecutor = EventLoopTaskExecutor(eventLoop: context.eventLoop)
         }
+        // A protocol sniffer adds this handler after the first bytes arrived: already active.
         if context.channel.isActive {
-            self.startSession(context: context)
+            self.channelBecameActive(context: context)
         }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if self.session == nil {
-            self.startSession(context: context)
-        }
+        self.channelBecameActive(context: context)
         context.fireChannelActive()
+    }
+
+    private func channelBecameActive(context: ChannelHandlerContext) {
+        switch self.lifecycle.channelActive() {
+        case .startSession:
+            self.startSession(context: context)
+        case .none:
+            break
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.failEverything(reason: .connectionClosed)
         self.timeoutSweep?.cancel()
         self.timeoutSweep = nil
-        self.session?.delete()
-        self.session = nil
+        switch self.lifecycle.handlerRemoved() {
+        case .deleteSession(let session):
+            session.delete()
+        case .none:
+            break
+        }
         self.context = nil
     }
 
     /// Client: succeeds once the peer's SETTINGS arrived (the connection is ready for requests).
     func peerSettingsReceived(on loop: any EventLoop) -> EventLoopFuture<Void> {
         if case .server = self.role { return loop.makeSucceededVoidFuture() }
-        if self.session == nil || self.closing {
+        switch self.lifecycle.peerSettingsWait {
+        case .ready:
+            return loop.makeSucceededVoidFuture()
+        case .wait(let ready):
+            return ready
+        case .failed:
             return loop.makeFailedFuture(
                 self.clientError(.connectionClosed, detail: "the connection closed during the HTTP/2 handshake")
             )
         }
-        guard let peerSettings else { return loop.makeSucceededVoidFuture() }
-        return peerSettings.futureResult
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -190,9 +207,14 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
-        guard let session, !self.closing else { return }
+        let session: NGHTTP2Session
+        switch self.lifecycle.channelRead() {
+        case .receive(let open):
+            session = open
+        case .ignore:
+            return
+        }
         self.inReadBurst = true
-        self.receivedBytes = true
         self.inSession = true
         let result = session.receive(buffer)
         self.inSession = false
@@ -221,8 +243,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Session lifecycle
 
-    func startSession(context: ChannelHandlerContext) {
-        guard self.session == nil else { return }
+    private func startSession(context: ChannelHandlerContext) {
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let session: NGHTTP2Session?
         switch self.role {
@@ -239,7 +260,6 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         case .client(let client):
-            self.peerSettings = context.eventLoop.makePromise()
             session = NGHTTP2Session(client: client, userData: userData)
             if session != nil, let keepalive = client.keepalive {
                 self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
@@ -250,10 +270,16 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         guard let session else {
+            self.lifecycle.sessionFailed()
             context.close(promise: nil)
             return
         }
-        self.session = session
+        if self.isServer {
+            self.lifecycle.sessionStarted(session, handshake: .awaitingFirstBytes(since: .now()))
+        } else {
+            self.lifecycle.sessionStarted(
+                session, handshake: .awaitingPeerSettings(ready: context.eventLoop.makePromise()))
+        }
         self.flushNow()
     }
 
@@ -261,16 +287,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// `timeout`. A peer whose host vanished or whose network was cut sends nothing, not even a
     /// reset, and TCP would keep the connection for many minutes; calls and push streams on it then
     /// fail here instead, and the next call reconnects.
-    func keepaliveTick(timeout: TimeAmount) {
-        guard let session, !self.closing else { return }
+    private func keepaliveTick(timeout: TimeAmount) {
         let now = NIODeadline.now()
-        if let sent = self.pingSentAt {
-            if now - sent >= timeout { self.closeConnection() }
-            return
+        switch self.lifecycle.keepaliveTimerFired(now: now, timeout: timeout) {
+        case .sendPing(let session):
+            guard session.submitPing() else { return }
+            self.lifecycle.pingSent(at: now)
+            self.scheduleFlush()
+        case .closeChannel:
+            self.context?.close(promise: nil)
+        case .none:
+            break
         }
-        guard session.submitPing() else { return }
-        self.pingSentAt = now
-        self.scheduleFlush()
     }
 
     /// Sends GOAWAY (last processed stream) so the peer opens no new streams; in-flight streams finish,
@@ -278,7 +306,13 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// end of its own, so it is answered now, 204, and its sink dropped (a frame it had only begun
     /// to receive is lost with it: the sender sees the stream end and sends again elsewhere).
     func initiateGracefulShutdown() {
-        guard let session, !self.closing else { return }
+        let session: NGHTTP2Session
+        switch self.lifecycle.quiesceRequested() {
+        case .sendGoaway(let open):
+            session = open
+        case .none:
+            return
+        }
         session.submitGoaway()
         if self.isServer {
             for stream in self.streams.values where !stream.responseStarted {
@@ -291,16 +325,22 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func closeConnection() {
-        guard !self.closing, let context else { return }
-        self.closing = true
-        context.close(promise: nil)
+        guard let context else { return }
+        switch self.lifecycle.closeRequested() {
+        case .closeChannel:
+            context.close(promise: nil)
+        case .none:
+            break
+        }
     }
 
     /// Fails every stream still open (connection closed or dead) and forgets them.
     func failEverything(reason: HTTP2ClientError.Kind) {
-        if let peerSettings {
-            self.peerSettings = nil
-            peerSettings.fail(self.clientError(reason, detail: "the connection closed during the HTTP/2 handshake"))
+        switch self.lifecycle.channelClosed() {
+        case .failWait(let ready):
+            ready.fail(self.clientError(reason, detail: "the connection closed during the HTTP/2 handshake"))
+        case .none:
+            break
         }
         let open = self.streams.values
         self.streams = [:]
@@ -470,15 +510,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 self.inboundEnded(stream)
             }
         case NGHTTP2_SETTINGS.rawValue:
-            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0, let ready = self.peerSettings {
-                self.peerSettings = nil
+            guard frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 else { break }
+            switch self.lifecycle.peerSettingsReceived() {
+            case .succeedWait(let ready):
                 self.deferredWork.append { ready.succeed() }
+            case .none:
+                break
             }
         case NGHTTP2_PING.rawValue:
             // nghttp2 answers a peer's PING itself; an answer to ours means the peer is there.
-            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { self.pingSentAt = nil }
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { self.lifecycle.pingAnswered() }
         case NGHTTP2_GOAWAY.rawValue:
-            self.goawayReceived = true
+            self.lifecycle.goawayReceived()
             if case .client(let client) = self.role {
                 let onUnusable = client.onUnusable
                 self.deferredWork.append { onUnusable() }
@@ -506,7 +549,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         stream.outbound?.producerWaiting = nil
         let error: HTTP2ClientError
-        if errorCode == NGHTTP2_REFUSED_STREAM.rawValue && self.goawayReceived {
+        if errorCode == NGHTTP2_REFUSED_STREAM.rawValue && self.lifecycle.peerSentGoaway {
             error = self.clientError(.goaway, detail: "the peer sent GOAWAY and did not process the request")
         } else if errorCode != NGHTTP2_NO_ERROR.rawValue {
             error = self.clientError(
@@ -544,7 +587,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         else { return 0 }
         stream.deadline?.cancel()
         let error = self.clientError(
-            self.goawayReceived ? .goaway : .connectionClosed,
+            self.lifecycle.peerSentGoaway ? .goaway : .connectionClosed,
             detail: "the request was not sent: \(NGHTTP2Session.describe(error: libErrorCode))"
         )
         self.deferredWork.append { stream.fail(error) }

@@ -54,7 +54,8 @@ extension NGHTTP2Connection {
     /// or a session call is in progress (they flush when they end). Returns the bytes not yet handed
     /// to nghttp2 (the peer's flow-control window or the socket is full), or nil once the stream is gone.
     func pushOutbound(streamID: Int32, _ chunk: ByteBuffer) -> Int? {
-        guard let session, !self.closing, let stream = self.lookup(streamID), !stream.isClosed, stream.outbound != nil
+        guard let session = self.lifecycle.liveSession, let stream = self.lookup(streamID), !stream.isClosed,
+            stream.outbound != nil
         else { return nil }
         stream.outbound!.append(chunk)
         if stream.outbound!.deferred {

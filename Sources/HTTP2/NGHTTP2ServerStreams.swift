@@ -184,11 +184,15 @@ extension NGHTTP2Connection {
 
     /// Answers requests whose body stalled longer than `requestTimeout` with 408.
     func sweepRequestTimeouts() {
-        guard case .server(let server) = self.role, self.session != nil else { return }
+        guard case .server(let server) = self.role else { return }
         let now = NIODeadline.now()
-        if !self.receivedBytes && now - self.startedAt >= server.connectionSetupTimeout {
-            // Connected but never sent a preface (a stalled or idle-probing client): close it.
-            self.closeConnection()
+        switch self.lifecycle.sweepTimerFired(now: now, setupTimeout: server.connectionSetupTimeout) {
+        case .sweepStreams:
+            break
+        case .closeChannel:
+            self.context?.close(promise: nil)
+            return
+        case .none:
             return
         }
         var expired = false

@@ -8,8 +8,13 @@ import NIOCore
 /// connection's state machine) calls `delete()` exactly once. Every call is made on the connection's
 /// event loop. `receive` and `send` must not be called from inside an nghttp2 callback (they would
 /// re-enter the session); the `submit…` calls, `consume`, `resumeData` and the queries may be.
-struct NGHTTP2Session {
+struct NGHTTP2Session: Equatable {
     let pointer: OpaquePointer
+
+    /// A handle on a session made elsewhere (or, in a test of what only carries sessions, a stand-in).
+    init(pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
 
     /// A server session with our callbacks and the server's SETTINGS queued; nil if nghttp2 fails.
     init?(server: ServerSessionSettings, userData: UnsafeMutableRawPointer) {
