@@ -207,13 +207,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
-        let session: NGHTTP2Session
-        switch self.lifecycle.channelRead() {
-        case .receive(let open):
-            session = open
-        case .ignore:
-            return
-        }
+        // No session reads before it starts or once the connection is closing: the bytes are dropped.
+        guard case .receive(let session) = self.lifecycle.channelRead() else { return }
         self.inReadBurst = true
         self.inSession = true
         let result = session.receive(buffer)
@@ -306,13 +301,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// end of its own, so it is answered now, 204, and its sink dropped (a frame it had only begun
     /// to receive is lost with it: the sender sees the stream end and sends again elsewhere).
     func initiateGracefulShutdown() {
-        let session: NGHTTP2Session
-        switch self.lifecycle.quiesceRequested() {
-        case .sendGoaway(let open):
-            session = open
-        case .none:
-            return
-        }
+        guard case .sendGoaway(let session) = self.lifecycle.quiesceRequested() else { return }
         session.submitGoaway()
         if self.isServer {
             for stream in self.streams.values where !stream.responseStarted {

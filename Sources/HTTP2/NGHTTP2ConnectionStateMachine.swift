@@ -104,11 +104,11 @@ struct NGHTTP2ConnectionStateMachine {
     /// Client: whether a caller may use the connection now, must wait for the peer's SETTINGS, or never can.
     var peerSettingsWait: PeerSettingsWait {
         switch self.state {
-        case .open(let open), .quiescing(let open):
-            if case .awaitingPeerSettings(let ready) = open.handshake { return .wait(ready.futureResult) }
-            return .ready
         case .idle, .closing, .closed:
             return .failed
+        case .open(let open), .quiescing(let open):
+            guard case .awaitingPeerSettings(let ready) = open.handshake else { return .ready }
+            return .wait(ready.futureResult)
         }
     }
 
@@ -259,7 +259,9 @@ struct NGHTTP2ConnectionStateMachine {
     }
 
     enum CloseAction: Equatable {
+        /// Close the channel; the session stays until the handler is removed.
         case closeChannel
+        /// The channel is closing or closed already.
         case none
     }
 
