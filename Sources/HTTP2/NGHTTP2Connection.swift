@@ -240,40 +240,35 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func startSession(context: ChannelHandlerContext) {
         let userData = Unmanaged.passUnretained(self).toOpaque()
-        let session: NGHTTP2Session?
+        let made: NGHTTP2Session?
         switch self.role {
-        case .server(let server):
-            session = NGHTTP2Session(server: server, userData: userData)
-            if session != nil {
-                let shortest = min(server.requestTimeout, server.connectionSetupTimeout)
-                let interval = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
-                self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
-                    initialDelay: interval,
-                    delay: interval
-                ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
-                    loopBound.value.sweepRequestTimeouts()
-                }
-            }
-        case .client(let client):
-            session = NGHTTP2Session(client: client, userData: userData)
-            if session != nil, let keepalive = client.keepalive {
-                self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
-                    initialDelay: keepalive.interval, delay: keepalive.interval
-                ) { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
-                    loopBound.value.keepaliveTick(timeout: keepalive.timeout)
-                }
-            }
+        case .server(let server): made = NGHTTP2Session(server: server, userData: userData)
+        case .client(let client): made = NGHTTP2Session(client: client, userData: userData)
         }
-        guard let session else {
+        guard let session = made else {
             self.lifecycle.sessionFailed()
             context.close(promise: nil)
             return
         }
-        if self.isServer {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        switch self.role {
+        case .server(let server):
             self.lifecycle.sessionStarted(session, handshake: .awaitingFirstBytes(since: .now()))
-        } else {
+            let shortest = min(server.requestTimeout, server.connectionSetupTimeout)
+            let interval = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
+            self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                loopBound.value.sweepRequestTimeouts()
+            }
+        case .client(let client):
             self.lifecycle.sessionStarted(
                 session, handshake: .awaitingPeerSettings(ready: context.eventLoop.makePromise()))
+            if let keepalive = client.keepalive {
+                self.timeoutSweep = context.eventLoop.scheduleRepeatedTask(
+                    initialDelay: keepalive.interval, delay: keepalive.interval
+                ) { _ in
+                    loopBound.value.keepaliveTick(timeout: keepalive.timeout)
+                }
+            }
         }
         self.flushNow()
     }
