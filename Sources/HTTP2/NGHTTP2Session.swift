@@ -4,9 +4,9 @@ import NIOCore
 
 /// A handle on one libnghttp2 session, which does a connection's framing, HPACK and flow control.
 ///
-/// A value with nothing but the pointer: copying it does not copy the session, and its owner (the
-/// connection's state machine) calls `delete()` exactly once. Every call is made on the connection's
-/// event loop. `receive` and `send` must not be called from inside an nghttp2 callback (they would
+/// A value with nothing but the pointer: copying it does not copy the session. The connection's state
+/// machine carries it and hands it back once, for `delete()`, when the handler is removed. Every call
+/// is made on the connection's event loop. `receive` and `send` must not be called from inside an nghttp2 callback (they would
 /// re-enter the session); the `submit…` calls, `consume`, `resumeData` and the queries may be.
 struct NGHTTP2Session: Equatable {
     let pointer: OpaquePointer
