@@ -1,0 +1,159 @@
+// Where a stream's inbound DATA goes: collected, streamed to a reader, handed to a sink or dropped.
+import CNghttp2
+import NIOCore
+
+extension NGHTTP2Connection {
+    /// nghttp2 callback (inside mem_recv): a DATA frame's payload for `streamID`.
+    func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = self.lookup(streamID) else {
+            // Data for a stream we already forgot: return the credit at once.
+            self.consumeLater(streamID: streamID, data.count)
+            return 0
+        }
+        stream.lastActivity = .now()
+        switch stream.inbound {
+        case .collecting(var collected, let limit):
+            if collected.readableBytes + data.count > limit {
+                stream.inbound = .discarding
+                self.consumeLater(streamID: streamID, data.count)
+                self.inboundBodyTooLarge(stream, limit: limit)
+            } else {
+                stream.inbound = .discarding  // drop the reference so the append does not copy
+                collected.writeBytes(data)
+                stream.inbound = .collecting(collected, limit: limit)
+                self.consumeLater(streamID: streamID, data.count)
+            }
+        case .streaming(let continuation):
+            stream.unconsumedBytes += data.count
+            continuation.yield(ByteBuffer(bytes: data))
+        case .discarding:
+            self.consumeLater(streamID: streamID, data.count)
+        case .sink(let sink):
+            do {
+                try sink.receive(data)
+            } catch {
+                stream.inbound = .discarding
+                if !stream.responseStarted { self.submitResponse(stream, Router.errorResponse(error)) }
+            }
+            self.consumeLater(streamID: streamID, data.count)
+        }
+        return 0
+    }
+
+    func consumeLater(streamID: Int32, _ count: Int) {
+        guard count > 0 else { return }
+        self.deferredWork.append { [weak self] in
+            guard let session = self?.session else { return }
+            session.consume(streamID: streamID, count)
+        }
+    }
+
+    func inboundEnded(_ stream: NGHTTP2Stream) {
+        stream.inboundEnded = true
+        switch stream.inbound {
+        case .collecting(let body, _):
+            switch self.role {
+            case .server:
+                if let route = stream.pendingRoute {
+                    stream.pendingRoute = nil
+                    self.dispatch(stream, route.route, route.parameters, body: .buffer(body))
+                }
+            case .client:
+                if let exchange = stream.exchange, !exchange.finished {
+                    exchange.finished = true
+                    stream.deadline?.cancel()
+                    let response = HTTPResponse(
+                        status: stream.status ?? 0, headers: stream.headers, body: .buffer(body))
+                    self.deferredWork.append { exchange.promise.succeed(response) }
+                }
+            }
+            stream.inbound = .discarding
+        case .streaming(let continuation):
+            continuation.finish()
+            stream.inbound = .discarding
+        case .sink(let sink):
+            stream.inbound = .discarding
+            if !stream.responseStarted {
+                self.submitResponse(stream, sink.finish())
+                self.scheduleFlush()
+            }
+        case .discarding:
+            break
+        }
+    }
+
+    /// Starts a streamed inbound body whose reader reports consumption back to this loop.
+    func makeInboundStream(_ stream: NGHTTP2Stream) -> HTTPBodyStream {
+        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let loop = self.context!.eventLoop
+        let loopBound = NIOLoopBound(self, eventLoop: loop)
+        let id = stream.id
+        stream.inbound = .streaming(continuation)
+        continuation.onTermination = { termination in
+            if case .cancelled = termination {
+                loop.execute { loopBound.value.inboundReaderGone(streamID: id) }
+            }
+        }
+        return HTTPBodyStream(
+            InboundBodySequence(
+                chunks: chunks,
+                reportConsumed: { count in
+                    loop.execute { loopBound.value.inboundConsumed(streamID: id, count) }
+                },
+                reportThreshold: Self.consumeReportThreshold
+            )
+        )
+    }
+
+    func inboundConsumed(streamID: Int32, _ count: Int) {
+        // A stream that already closed returned its unconsumed bytes then; nothing more to do.
+        guard let session, let stream = self.lookup(streamID) else { return }
+        let credited = min(count, stream.unconsumedBytes)
+        stream.unconsumedBytes -= credited
+        session.consume(streamID: streamID, credited)
+        self.scheduleFlush()
+    }
+
+    /// The reader dropped the body: return all credit and drop further DATA; a client also cancels.
+    func inboundReaderGone(streamID: Int32) {
+        guard let session, let stream = self.lookup(streamID) else { return }
+        stream.inbound = .discarding
+        if stream.unconsumedBytes > 0 {
+            session.consume(streamID: streamID, stream.unconsumedBytes)
+            stream.unconsumedBytes = 0
+        }
+        if case .client = self.role, !stream.inboundEnded {
+            session.submitReset(streamID: streamID, code: NGHTTP2_CANCEL.rawValue)
+        }
+        self.scheduleFlush()
+    }
+
+    func inboundBodyTooLarge(_ stream: NGHTTP2Stream, limit: Int) {
+        switch self.role {
+        case .server:
+            stream.pendingRoute = nil
+            if !stream.responseStarted {
+                self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: limit)))
+            }
+        case .client:
+            let error = self.clientError(
+                .bodyTooLarge,
+                detail: "the response body exceeds the limit of \(limit) bytes (maxResponseBodySize)"
+            )
+            self.resetStream(stream, code: NGHTTP2_CANCEL.rawValue)
+            self.deferredWork.append { stream.fail(error) }
+        }
+    }
+}
+
+/// Where a stream's inbound DATA goes.
+enum InboundBody {
+    /// Appended here (and credited at once) until END_STREAM; over `limit` is an error.
+    case collecting(ByteBuffer, limit: Int)
+    /// Yielded to a reader; credited as the reader consumes.
+    case streaming(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+    /// Dropped and credited at once.
+    case discarding
+    /// Handed to a sink route's sink as it arrives, inline, and credited at once.
+    case sink(any RequestBodySink)
+}
