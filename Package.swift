@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "HTTP2Tests",
             dependencies: [
-                "HTTP2",
+                "HTTP2", "TestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -2,6 +2,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -84,6 +85,11 @@ public final class HTTP2Client: Sendable {
     public let configuration: Configuration
     private let group: any EventLoopGroup
     private let shared: NIOLockedValueBox<Shared>
+    /// Answers to this client's keepalive PINGs, over all its connections.
+    private let pings = Atomic<Int>(0)
+
+    /// How many of its keepalive PINGs peers have answered: a test waits for rounds of them.
+    package var pingsAnswered: Int { pings.load(ordering: .relaxed) }
     private var peer: String { "\(self.configuration.host):\(self.configuration.port)" }
 
     public init(
@@ -264,7 +270,8 @@ public final class HTTP2Client: Sendable {
             keepalive: self.configuration.pingInterval.map { ($0, self.configuration.pingTimeout) },
             onUnusable: {
                 shared.withLockedValue { $0.machine.connectionLost(attempt: attempt) }
-            }
+            },
+            onPingAnswered: { [weak self] in self?.pings.add(1, ordering: .relaxed) }
         )
         let peer = self.peer
         let group = self.group

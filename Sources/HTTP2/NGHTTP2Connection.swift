@@ -27,6 +27,8 @@ struct ClientSessionSettings: Sendable {
     /// Called on the event loop when the connection becomes unusable for new requests (GOAWAY received
     /// or the channel closed), before any in-flight call learns of it, so a retry opens a new connection.
     var onUnusable: @Sendable () -> Void
+    /// Called on the event loop for each answer to one of our keepalive PINGs.
+    var onPingAnswered: @Sendable () -> Void = {}
 }
 
 /// One HTTP/2 connection, server or client side, driven by libnghttp2.
@@ -503,7 +505,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             }
         case NGHTTP2_PING.rawValue:
             // nghttp2 answers a peer's PING itself; an answer to ours means the peer is there.
-            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { self.lifecycle.pingAnswered() }
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                self.lifecycle.pingAnswered()
+                if case .client(let client) = self.role { client.onPingAnswered() }
+            }
         case NGHTTP2_GOAWAY.rawValue:
             self.lifecycle.goawayReceived()
             if case .client(let client) = self.role {
