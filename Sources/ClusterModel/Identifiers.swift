@@ -1,17 +1,27 @@
 // Identifiers and counters shared by every Flotilla module (DESIGN.md §2).
 
+/// A number that names or counts something in the cluster. It compares, hashes and codes as its
+/// number and prints its own way (`n3`, `vm2`, `mig1`; terms, indexes and epochs as bare numbers).
+public protocol NumericIdentifier: RawRepresentable, Hashable, Comparable, Sendable, Codable,
+    ExpressibleByIntegerLiteral
+where RawValue == UInt64, IntegerLiteralType == UInt64 {
+    init(rawValue: UInt64)
+}
+
+extension NumericIdentifier {
+    @inlinable public init(_ rawValue: UInt64) { self.init(rawValue: rawValue) }
+    @inlinable public init(integerLiteral value: UInt64) { self.init(rawValue: value) }
+    @inlinable public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
 /// One `flotilla node` process, as Raft and the cluster state know it.
 ///
 /// Raft wants a small, totally ordered id; operators want a name. The id is a number and prints
 /// as `n<number>`, which is also the form configuration files and the CLI accept.
-public struct NodeID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct NodeID: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     /// Parses `n3` or `3`; returns nil for anything else (including `n0`: 0 means "no node" in Raft).
     public init?(parsing text: some StringProtocol) {
@@ -25,39 +35,28 @@ public struct NodeID: RawRepresentable, Hashable, Comparable, Sendable, Codable,
 
     public var description: String { "n\(rawValue)" }
 
-    public static func < (lhs: NodeID, rhs: NodeID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A Raft term: a logical clock that only grows; at most one leader is elected per term.
-public struct Term: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct Term: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     public var description: String { String(rawValue) }
     /// The term after this one (a candidate's new term).
     public var next: Term { Term(rawValue + 1) }
 
-    public static func < (lhs: Term, rhs: Term) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A position in the replicated log. Index 0 is "before the first entry"; the first entry is 1.
-public struct LogIndex: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct LogIndex: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     public var description: String { String(rawValue) }
 
-    public static func < (lhs: LogIndex, rhs: LogIndex) -> Bool { lhs.rawValue < rhs.rawValue }
     public static func + (lhs: LogIndex, rhs: UInt64) -> LogIndex { LogIndex(lhs.rawValue + rhs) }
     /// Precondition: `rhs <= lhs.rawValue`; a log index never goes below zero.
     public static func - (lhs: LogIndex, rhs: UInt64) -> LogIndex {
@@ -74,14 +73,10 @@ public struct LogIndex: RawRepresentable, Hashable, Comparable, Sendable, Codabl
 ///
 /// The name is the operator's handle and may be reused after a delete; the id is what epochs,
 /// migrations, events and disk journals refer to, so it never is.
-public struct VMID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct VMID: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     /// Parses `vm3` or `3`; nil for anything else (including 0, which no VM gets).
     public init?(parsing text: some StringProtocol) {
@@ -94,39 +89,28 @@ public struct VMID: RawRepresentable, Hashable, Comparable, Sendable, Codable, C
     }
 
     public var description: String { "vm\(rawValue)" }
-    public static func < (lhs: VMID, rhs: VMID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A VM's ownership counter: bumped on every change of owner, never lowered. Every disk write
 /// carries it, so a write from an older owner is recognised and refused (a fencing token).
-public struct Epoch: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct Epoch: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     /// The epoch of the VM's next ownership.
     public var next: Epoch { Epoch(rawValue + 1) }
 
     public var description: String { String(rawValue) }
-    public static func < (lhs: Epoch, rhs: Epoch) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A migration's id, assigned by the state when the migration begins.
-public struct MigrationID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
-    ExpressibleByIntegerLiteral
-{
+public struct MigrationID: NumericIdentifier, CustomStringConvertible {
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public init(integerLiteral value: UInt64) { self.rawValue = value }
 
     public var description: String { "mig\(rawValue)" }
-    public static func < (lhs: MigrationID, rhs: MigrationID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// A Cluster Shared Volume's id, chosen by the operator (`csv1`).
