@@ -1,5 +1,5 @@
 // The replicated state machine every node applies committed commands to (DESIGN.md §7).
-import ClusterModel
+public import ClusterModel
 
 /// The cluster's replicated state: named settings, member addresses, nodes, volumes, VMs,
 /// migrations and a bounded event history.

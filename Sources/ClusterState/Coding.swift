@@ -1,5 +1,5 @@
 // The binary forms of the state's records, shared by the log's commands, their results and snapshots.
-import ClusterModel
+public import ClusterModel
 
 // Every reader checks ranges and raw values and throws `WireFormatError`: the bytes may come from
 // a damaged disk or a hostile peer, and a decoded value may reach `apply`, which must not trap.

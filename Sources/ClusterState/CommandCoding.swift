@@ -1,5 +1,5 @@
 // The binary forms of log entries (commands in their envelope) and of the results apply returns.
-import ClusterModel
+public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.

@@ -1,5 +1,5 @@
 // The commands that change the cluster state, what applying one answers, and why one is refused.
-import ClusterModel
+public import ClusterModel
 
 /// A change to the cluster state, as it travels through the log (inside a `CommandEnvelope`).
 ///

@@ -1,5 +1,5 @@
 // The records the replicated state holds: nodes, volumes, VMs, migrations and events (DESIGN.md §7).
-import ClusterModel
+public import ClusterModel
 
 // MARK: - Nodes
 

@@ -1,5 +1,5 @@
 // Where a VM should run: admission, anti-affinity, preferred owners, most free memory (docs/state.md).
-import ClusterModel
+public import ClusterModel
 
 /// Placement's answer for one VM.
 public enum Placement: Hashable, Sendable {

@@ -1,6 +1,6 @@
 // The leader's failover decisions: nodes down and back up, new owners for their VMs, new coordinators.
-import ClusterModel
-import ClusterState
+public import ClusterModel
+public import ClusterState
 
 /// A command the leader should propose, with why (the shell logs it; `setVMOwner` carries it
 /// into the event history).

@@ -1,6 +1,6 @@
 // Leases: the leader's table of heartbeats and grants, and a node's own lease (DESIGN.md §8, docs/failover.md).
-import ClusterModel
-import ClusterState
+public import ClusterModel
+public import ClusterState
 
 /// How long leases last and how much slack the leader allows before it trusts that one ran out.
 ///

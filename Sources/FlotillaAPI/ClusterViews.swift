@@ -1,5 +1,5 @@
 // The JSON shapes the client API answers with for nodes, volumes, VMs, migrations and events.
-import ClusterModel
+public import ClusterModel
 
 /// A node record as the API shows it; memory in bytes.
 public struct NodeView: Codable, Sendable, Equatable {

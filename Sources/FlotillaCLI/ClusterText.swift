@@ -1,6 +1,6 @@
 // What the CLI prints: aligned tables of nodes, VMs, volumes and migrations, and one-line errors.
 import ClusterModel
-import FlotillaAPI
+public import FlotillaAPI
 import Foundation
 
 /// Aligned text tables: columns padded to their widest cell, two spaces apart, no trailing spaces.

@@ -1,8 +1,8 @@
 // `flotilla local up|down`: a cluster of node processes on loopback, for trying Flotilla out.
-import ClusterModel
+public import ClusterModel
 import Dispatch
 import FlotillaAPI
-import FlotillaClient
+public import FlotillaClient
 import Foundation
 
 #if canImport(Glibc)

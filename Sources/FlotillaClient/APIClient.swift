@@ -1,8 +1,8 @@
 // A client of a node's API, for the CLI and the tests: JSON in, typed values or a clear error out.
-import ClusterModel
-import FlotillaAPI
-import Foundation
-import HTTP2
+public import ClusterModel
+public import FlotillaAPI
+public import Foundation
+public import HTTP2
 import NIOCore
 
 /// An error from the API (its JSON body), or from reaching it.

@@ -1,6 +1,6 @@
 // Which node's API a client calls: a flag, the environment, or the local cluster's configuration.
-import ClusterModel
-import Foundation
+public import ClusterModel
+public import Foundation
 
 /// Where the CLI looks for a node's API, in order.
 public enum APILocation {

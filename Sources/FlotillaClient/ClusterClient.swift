@@ -1,6 +1,6 @@
 // The API client's calls for nodes, volumes, VMs, migrations and events.
 import ClusterModel
-import FlotillaAPI
+public import FlotillaAPI
 import Foundation
 import HTTP2
 import NIOCore

@@ -1,5 +1,5 @@
 // The API client's calls for one node's own facts: what its agent runs, how it reaches volumes.
-import FlotillaAPI
+public import FlotillaAPI
 import Foundation
 import HTTP2
 

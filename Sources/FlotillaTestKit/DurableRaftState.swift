@@ -1,6 +1,6 @@
 // What a simulated node's disk holds for Raft, and how a restart reads it back.
-import ClusterModel
-import RaftCore
+public import ClusterModel
+public import RaftCore
 
 /// One write-ahead record, in the order the `Ready` contract writes them.
 public enum RaftRecord: Hashable, Sendable {

@@ -1,6 +1,6 @@
 // The Raft safety properties, checked incrementally after every step of a simulation.
-import ClusterModel
-import RaftCore
+public import ClusterModel
+public import RaftCore
 
 /// A safety property that a simulated cluster broke, in words a reader can act on.
 public struct SafetyViolation: Error, Hashable, Sendable, CustomStringConvertible {

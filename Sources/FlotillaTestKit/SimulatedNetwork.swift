@@ -1,5 +1,5 @@
 // The simulated network between nodes: loss, duplication, delay and reordering, and partitions.
-import ClusterModel
+public import ClusterModel
 
 /// How badly the network behaves; every draw is made from the simulation's seeded generator.
 public struct NetworkFaults: Hashable, Sendable {

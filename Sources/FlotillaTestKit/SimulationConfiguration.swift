@@ -1,6 +1,6 @@
 // What one simulated run looks like: cluster size, clients, faults and how long, all from a seed.
-import ClusterModel
-import RaftCore
+public import ClusterModel
+public import RaftCore
 
 /// Which faults a run injects and how often; drawn per seed so seeds explore different mixes.
 public struct FaultPlan: Hashable, Sendable {

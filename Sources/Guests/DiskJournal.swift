@@ -1,5 +1,5 @@
 // A VM's append-only journal in its disk file: every record fsynced before it is acknowledged.
-import ClusterModel
+public import ClusterModel
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,5 @@
 // A running simulated VM: its memory, its workload and the task that writes its disk journal.
-import ClusterModel
+public import ClusterModel
 
 /// What a guest is and where its disk is.
 public struct GuestConfiguration: Sendable {

@@ -1,5 +1,5 @@
 // The layout of a guest's disk journal, and how its bytes are read back (pure: bytes in, records out).
-import ClusterModel
+public import ClusterModel
 
 /// A record's identity: which VM wrote it, under which epoch, with which sequence number.
 public struct JournalRecordID: Hashable, Sendable, Comparable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 // The path a guest's journal takes when its node cannot reach the disk itself: through the volume's coordinator.
-import ClusterModel
+public import ClusterModel
 
 /// Redirected I/O (DESIGN.md §11): when a node's direct path to a volume is broken, its guests
 /// open and append their journals through the volume's coordinator, which does the file I/O

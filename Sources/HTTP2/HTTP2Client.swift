@@ -1,7 +1,7 @@
 // The HTTP/2 client: one h2c connection to one peer, many concurrent streams, reconnect with backoff.
 import NIOConcurrencyHelpers
-import NIOCore
-import NIOPosix
+public import NIOCore
+public import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,8 +1,8 @@
 // The HTTP/2 (h2c) server: binds a port, runs each connection's nghttp2 session, drains on shutdown.
 import NIOConcurrencyHelpers
-import NIOCore
+public import NIOCore
 import NIOHTTP1
-import NIOPosix
+public import NIOPosix
 
 /// A cleartext HTTP/2 server (prior knowledge, h2c) that answers requests through a `Router`.
 ///

@@ -1,5 +1,5 @@
 // A body as an async sequence of ByteBuffer chunks, pulled only as fast as its reader consumes them.
-import NIOCore
+public import NIOCore
 
 /// A streamed message body: an `AsyncSequence` of `ByteBuffer` chunks that can be iterated once.
 ///

@@ -1,5 +1,5 @@
 // The request and response values that handlers, the router and the client exchange.
-import NIOCore
+public import NIOCore
 
 /// An HTTP request method such as `GET` or `POST`.
 public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible {

@@ -3,7 +3,7 @@ import ClusterModel
 import ClusterState
 import Controllers
 import HTTP2
-import Logging
+public import Logging
 import NIOCore
 import RaftCore
 import RaftRuntime

@@ -1,9 +1,9 @@
 // The node agent: runs exactly the VMs the committed state says this node owns, like a kubelet.
-import ClusterModel
-import ClusterState
-import FlotillaAPI
-import Guests
-import Logging
+public import ClusterModel
+public import ClusterState
+public import FlotillaAPI
+public import Guests
+public import Logging
 
 /// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
 ///

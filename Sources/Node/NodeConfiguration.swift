@@ -1,6 +1,6 @@
 // A node's settings, merged from the config file, FLOTILLA_* variables and flags, then validated.
-import ClusterModel
-import Foundation
+public import ClusterModel
+public import Foundation
 
 /// One member of the cluster as the configuration names it.
 public struct MemberAddress: Hashable, Sendable {

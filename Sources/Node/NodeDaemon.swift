@@ -2,13 +2,13 @@
 import ClusterModel
 import ClusterState
 import HTTP2
-import Logging
+public import Logging
 import NIOCore
 import NIOPosix
 import RaftCore
 import RaftRuntime
 import RaftStorage
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// A running node, as one `Service`: `run()` starts everything and returns after a graceful
 /// shutdown (SIGTERM or SIGINT through `ServiceGroup`).

@@ -1,13 +1,13 @@
 // This node's part in Cluster Shared Volumes: coordinating its volumes, and reaching the others' coordinators.
-import ClusterModel
-import ClusterState
-import FlotillaAPI
+public import ClusterModel
+public import ClusterState
+public import FlotillaAPI
 import Foundation
 import Guests
 import HTTP2
-import Logging
+public import Logging
 import NIOCore
-import SharedVolumes
+public import SharedVolumes
 import Synchronization
 
 /// Keeps this node's `VolumeCoordinator` serving exactly the online volumes its applied state

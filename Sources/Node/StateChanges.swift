@@ -1,5 +1,5 @@
 // Wakes the node's followers of the applied state (agent, volumes) when it changes, not only on a timer.
-import ClusterModel
+public import ClusterModel
 import Synchronization
 
 /// Tells the loops that act on this node's applied state that it changed.

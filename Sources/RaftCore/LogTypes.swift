@@ -1,5 +1,5 @@
 // The values Raft stores and replicates: entries, membership, hard state and snapshots.
-import ClusterModel
+public import ClusterModel
 
 /// Identifies one client request so that a retried proposal is applied once (Ongaro §6.3).
 ///

@@ -1,5 +1,5 @@
 // The messages Raft nodes exchange. The shell carries them; it never looks inside.
-import ClusterModel
+public import ClusterModel
 
 /// One message from one node to another, stamped with the sender's term.
 public struct Message: Hashable, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 // The tunables of one Raft node, checked before a node is built from them.
-import ClusterModel
+public import ClusterModel
 
 /// How one node times elections and sizes its traffic. Build a node only from a validated value.
 public struct RaftConfiguration: Hashable, Sendable {

@@ -1,5 +1,5 @@
 // The typed errors of the core's inputs; each says what went wrong and what the caller should do.
-import ClusterModel
+public import ClusterModel
 
 /// A configuration value that cannot work.
 public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {

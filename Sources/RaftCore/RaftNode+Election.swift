@@ -1,5 +1,5 @@
 // Elections: timeouts, PreVote, RequestVote, CheckQuorum and the term rules every message obeys.
-import ClusterModel
+public import ClusterModel
 
 extension RaftNode {
     /// Starts an election now, as if the election timeout had fired (with a pre-vote round first

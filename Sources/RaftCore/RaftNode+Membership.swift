@@ -1,5 +1,5 @@
 // Learners, single-server membership changes (Ongaro §4.1) and leadership transfer (§3.10).
-import ClusterModel
+public import ClusterModel
 
 extension RaftNode {
     /// Proposes one membership change; returns the index of its log entry.

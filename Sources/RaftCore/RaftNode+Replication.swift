@@ -1,5 +1,5 @@
 // Log replication: AppendEntries with the consistency check, fast back-off, pipelining, commit rule.
-import ClusterModel
+public import ClusterModel
 
 extension RaftNode {
     /// Appends an entry of this leader's term and commits at once if this node is the only voter.

@@ -1,5 +1,5 @@
 // Snapshots: compaction at the applied index, and InstallSnapshot streamed in chunks (§7).
-import ClusterModel
+public import ClusterModel
 
 extension RaftNode {
     /// Records that the application snapshotted its state at `index` and drops the log up to it.

@@ -1,5 +1,5 @@
 // The Raft node: a value-type state machine with no I/O, no clock and no global randomness.
-import ClusterModel
+public import ClusterModel
 
 /// One Raft node's consensus state (Ongaro's dissertation; the core/shell split of etcd's raft).
 ///

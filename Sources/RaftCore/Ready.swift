@@ -1,5 +1,5 @@
 // The batch of work the core hands its shell, and the order in which the shell must do it.
-import ClusterModel
+public import ClusterModel
 
 /// What a node is doing right now.
 public enum Role: Hashable, Sendable, CustomStringConvertible {

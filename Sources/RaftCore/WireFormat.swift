@@ -1,5 +1,5 @@
 // How Raft values are written as bytes: for the write-ahead log and for peer RPC.
-import ClusterModel
+public import ClusterModel
 
 /// A Raft value with a binary form.
 public protocol WireCodable {

@@ -1,5 +1,5 @@
 // When this node and its peers last heard from a Raft leader: the bound a new leader puts on its predecessors' leases.
-import ClusterModel
+public import ClusterModel
 import RaftCore
 import Synchronization
 

@@ -1,9 +1,9 @@
 // Raft messages between nodes over HTTP/2: one connection per peer, batches in order.
-import ClusterModel
-import HTTP2
-import Logging
-import NIOCore
-import RaftCore
+public import ClusterModel
+public import HTTP2
+public import Logging
+public import NIOCore
+public import RaftCore
 import Synchronization
 
 /// The peer-RPC paths.

@@ -1,9 +1,9 @@
 // Runs a RaftNode for real: ticks from a clock, Ready handled in the contract's order, clients answered.
-import ClusterModel
-import NIOCore
-import NIOPosix
-import RaftCore
-import RaftStorage
+public import ClusterModel
+public import NIOCore
+public import NIOPosix
+public import RaftCore
+public import RaftStorage
 import Synchronization
 
 /// Why a client's proposal or read did not complete.

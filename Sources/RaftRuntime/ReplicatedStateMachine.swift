@@ -1,6 +1,6 @@
 // The application the Raft log drives, and the transport that carries Raft messages to peers.
-import ClusterModel
-import RaftCore
+public import ClusterModel
+public import RaftCore
 
 /// A deterministic state machine fed by committed log entries.
 ///

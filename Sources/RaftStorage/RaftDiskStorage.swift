@@ -1,6 +1,6 @@
 // Raft's durable state on disk: hard state and entries in the write-ahead log, snapshots in files.
 import ClusterModel
-import RaftCore
+public import RaftCore
 
 /// What a node finds on disk when it starts: everything needed to rebuild its `RaftNode`.
 public struct RecoveredRaftState: Sendable {

@@ -1,5 +1,5 @@
 // What nodes ask a volume's coordinator: metadata operations and redirected journal I/O.
-import ClusterModel
+public import ClusterModel
 import Guests
 
 /// A change to a volume's metadata; only the coordinator applies one (DESIGN.md §11).

@@ -1,6 +1,6 @@
 // A node's way to its volumes: metadata and redirected I/O to each volume's coordinator, and the direct-path switch.
-import ClusterModel
-import Guests
+public import ClusterModel
+public import Guests
 import Synchronization
 
 /// How a node reaches another node's coordinator (HTTP/2 on the peer port in the daemon).

@@ -1,8 +1,8 @@
 // A node's coordinator role: serves the metadata and redirected I/O of the volumes it coordinates.
 import ClusterModel
 import ClusterState
-import Guests
-import Logging
+public import Guests
+public import Logging
 
 /// Serves the volumes the applied state says this node coordinates (DESIGN.md §11).
 ///

@@ -1,5 +1,5 @@
 // A volume's metadata file: the disk files it holds, written only by its coordinator.
-import ClusterModel
+public import ClusterModel
 import ClusterState
 
 /// The contents of `<volume>/.flotilla-volume.json` (DESIGN.md §11).

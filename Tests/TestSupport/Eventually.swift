@@ -1,5 +1,5 @@
 // Waiting for a condition in a test: poll until it holds, or record an issue saying what never happened.
-import Testing
+public import Testing
 
 /// Polls `condition` every `poll` until it holds; records an issue naming `what` if it does not
 /// within `limit`. The limit is generous (a busy 2-core machine is slow): it bounds a failing

@@ -1,6 +1,6 @@
 // A clock that moves only when the test advances it: timers fire at the test's command.
 import Synchronization
-import Testing
+public import Testing
 
 /// A `Clock` whose time stands still until `advance(by:)`; sleepers whose deadline has come
 /// are woken then, in deadline order.
