@@ -85,6 +85,7 @@ public struct ClusterState: Hashable, Sendable {
         case .setVMMemory(let vm, let memory): return try setVMMemory(vm, memory, context)
         case .setVMOwner(let vm, let owner, let expectedEpoch, let reason):
             return try setVMOwner(vm, owner: owner, expectedEpoch: expectedEpoch, reason: reason, context)
+        case .setVMWorkload(let vm, let workload): return try setVMWorkload(vm, workload, context)
         case .beginMigration(let vm, let target): return try beginMigration(vm, to: target, context)
         case .advanceMigration(let migration, let phase): return try advanceMigration(migration, to: phase, context)
         case .finishMigration(let migration): return try finishMigration(migration, context)

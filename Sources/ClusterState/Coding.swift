@@ -108,9 +108,12 @@ extension VMSpec {
         for node in preferredOwners { writer.write(node) }
         writer.write(optional: antiAffinityClass)
         disk.encode(into: &writer)
+        workload.encode(into: &writer)
     }
 
-    init(from reader: inout ByteReader) throws(WireFormatError) {
+    /// Reads a spec; `hasWorkload` is false for log entries before format version 4 and snapshots
+    /// before version 3, whose VMs then run the standard workload.
+    init(from reader: inout ByteReader, hasWorkload: Bool) throws(WireFormatError) {
         let name = try reader.readString()
         let memory = try MemorySettings(from: &reader)
         let restartPriority = try reader.readEnum(RestartPriority.self, "restart priority")
@@ -118,7 +121,8 @@ extension VMSpec {
         for _ in 0..<(try reader.readCount()) { preferredOwners.append(try reader.readNodeID()) }
         self.init(
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
-            antiAffinityClass: try reader.readOptionalString(), disk: try DiskFile(from: &reader))
+            antiAffinityClass: try reader.readOptionalString(), disk: try DiskFile(from: &reader),
+            workload: hasWorkload ? try Workload(from: &reader) : nil)
     }
 }
 
@@ -159,7 +163,7 @@ extension VMRecord {
         writer.writeVarint(id.rawValue)
         VMSpec(
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
-            antiAffinityClass: antiAffinityClass, disk: disk
+            antiAffinityClass: antiAffinityClass, disk: disk, workload: workload
         ).encode(into: &writer)
         writer.write(enumCase: desiredState)
         writer.write(optional: owner)
@@ -168,8 +172,8 @@ extension VMRecord {
         writer.write(optional: pendingReason)
     }
 
-    init(from reader: inout ByteReader) throws(WireFormatError) {
-        self.init(id: VMID(try reader.readVarint()), spec: try VMSpec(from: &reader))
+    init(from reader: inout ByteReader, hasWorkload: Bool) throws(WireFormatError) {
+        self.init(id: VMID(try reader.readVarint()), spec: try VMSpec(from: &reader, hasWorkload: hasWorkload))
         desiredState = try reader.readEnum(DesiredState.self, "desired state")
         owner = try reader.readOptionalNodeID()
         epoch = Epoch(try reader.readVarint())
@@ -240,8 +244,9 @@ extension ClusterEvent {
 // MARK: - Snapshot
 
 extension ClusterState {
-    /// The snapshot format written today. Version 1 (settings and member addresses only) still decodes.
-    public static let snapshotVersion: UInt8 = 2
+    /// The snapshot format written today. Version 3 added VMs' workloads; version 2 (VMs run the
+    /// standard workload) and version 1 (settings and member addresses only) still decode.
+    public static let snapshotVersion: UInt8 = 3
 
     /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
     public var snapshot: [UInt8] {
@@ -276,8 +281,10 @@ extension ClusterState {
     public init(snapshot bytes: [UInt8]) throws(WireFormatError) {
         var reader = ByteReader(bytes)
         let version = try reader.readByte()
-        guard version == 1 || version == Self.snapshotVersion else {
-            throw WireFormatError("cluster state snapshot version \(version) is not known (this build reads 1 and 2)")
+        guard (1...Self.snapshotVersion).contains(version) else {
+            throw WireFormatError(
+                "cluster state snapshot version \(version) is not known (this build reads 1 to \(Self.snapshotVersion))"
+            )
         }
         self.init()
         for _ in 0..<(try reader.readCount(elementBytes: 2)) {
@@ -286,11 +293,11 @@ extension ClusterState {
         for _ in 0..<(try reader.readCount(elementBytes: 5)) {
             memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
         }
-        if version >= 2 { try readRecords(from: &reader) }
+        if version >= 2 { try readRecords(from: &reader, hasWorkloads: version >= 3) }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
     }
 
-    private mutating func readRecords(from reader: inout ByteReader) throws(WireFormatError) {
+    private mutating func readRecords(from reader: inout ByteReader, hasWorkloads: Bool) throws(WireFormatError) {
         for _ in 0..<(try reader.readCount(elementBytes: 8)) {
             let node = try NodeRecord(from: &reader)
             guard nodes.updateValue(node, forKey: node.id) == nil else {
@@ -304,7 +311,7 @@ extension ClusterState {
             }
         }
         for _ in 0..<(try reader.readCount(elementBytes: 16)) {
-            let vm = try VMRecord(from: &reader)
+            let vm = try VMRecord(from: &reader, hasWorkload: hasWorkloads)
             guard vms.updateValue(vm, forKey: vm.id) == nil else {
                 throw WireFormatError("\(vm.id) appears twice in the snapshot")
             }

@@ -3,9 +3,10 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 3 added the optional reason of `setNodeState` and `moveVolume`; version 2 (no
-    /// reasons) and version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 3
+    /// Version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
+    /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
+    /// version 1 (no time; settings and member commands only) still decode.
+    public static let formatVersion: UInt8 = 4
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -26,7 +27,7 @@ extension CommandEnvelope {
                 throw WireFormatError("command kind \(command.kind) did not exist in entry format version 1")
             }
             self.init(proposedAt: 0, command: command)
-        case 2, Self.formatVersion:
+        case 2...Self.formatVersion:
             self.init(
                 proposedAt: try reader.readVarint(), command: try ClusterCommand(from: &reader, entryVersion: version))
         default:
@@ -85,6 +86,9 @@ extension ClusterCommand {
             writer.write(optional: owner)
             writer.writeVarint(expectedEpoch.rawValue)
             writer.write(reason)
+        case .setVMWorkload(let vm, let workload):
+            writer.writeVarint(vm.rawValue)
+            workload.encode(into: &writer)
         case .beginMigration(let vm, let target):
             writer.writeVarint(vm.rawValue)
             writer.write(target)
@@ -104,6 +108,7 @@ extension ClusterCommand {
     /// `moveVolume` carried no reason.
     init(from reader: inout ByteReader, entryVersion: UInt8) throws(WireFormatError) {
         let hasReasons = entryVersion >= 3
+        let hasWorkloads = entryVersion >= 4
         switch try reader.readEnum(CommandKind.self, "cluster command kind") {
         case .setSetting: self = .setSetting(key: try reader.readString(), value: try reader.readString())
         case .deleteSetting: self = .deleteSetting(key: try reader.readString())
@@ -127,7 +132,7 @@ extension ClusterCommand {
                 VolumeID(try reader.readString()), coordinator: try reader.readNodeID(),
                 reason: hasReasons ? try reader.readOptionalString() : nil)
         case .deleteVolume: self = .deleteVolume(VolumeID(try reader.readString()))
-        case .createVM: self = .createVM(try VMSpec(from: &reader))
+        case .createVM: self = .createVM(try VMSpec(from: &reader, hasWorkload: hasWorkloads))
         case .deleteVM: self = .deleteVM(VMID(try reader.readVarint()))
         case .startVM: self = .startVM(VMID(try reader.readVarint()), on: try reader.readOptionalNodeID())
         case .stopVM: self = .stopVM(VMID(try reader.readVarint()))
@@ -136,6 +141,11 @@ extension ClusterCommand {
             self = .setVMOwner(
                 VMID(try reader.readVarint()), owner: try reader.readOptionalNodeID(),
                 expectedEpoch: Epoch(try reader.readVarint()), reason: try reader.readString())
+        case .setVMWorkload:
+            guard hasWorkloads else {
+                throw WireFormatError("setVMWorkload did not exist in entry format version \(entryVersion)")
+            }
+            self = .setVMWorkload(VMID(try reader.readVarint()), try Workload(from: &reader))
         case .beginMigration: self = .beginMigration(VMID(try reader.readVarint()), target: try reader.readNodeID())
         case .advanceMigration:
             self = .advanceMigration(

@@ -35,6 +35,8 @@ public enum ClusterCommand: Hashable, Sendable {
     /// `expectedEpoch` is the epoch the proposer saw: a command about an older epoch is refused,
     /// so two controllers deciding on stale views cannot both move a VM.
     case setVMOwner(VMID, owner: NodeID?, expectedEpoch: Epoch, reason: String)
+    /// Replaces what the VM's guest does with memory; a running guest follows it at once.
+    case setVMWorkload(VMID, Workload)
 
     case beginMigration(VMID, target: NodeID)
     /// Moves an active migration to its next phase (preparing → copying → paused).
@@ -61,6 +63,7 @@ public enum ClusterCommand: Hashable, Sendable {
         case .stopVM: .stopVM
         case .setVMMemory: .setVMMemory
         case .setVMOwner: .setVMOwner
+        case .setVMWorkload: .setVMWorkload
         case .beginMigration: .beginMigration
         case .advanceMigration: .advanceMigration
         case .finishMigration: .finishMigration

@@ -199,10 +199,13 @@ public struct VMSpec: Hashable, Sendable {
     /// VMs of one class are kept on different nodes when placement can.
     public var antiAffinityClass: String?
     public var disk: DiskFile
+    /// What its guest does with memory; it moves with the VM.
+    public var workload: Workload
 
+    /// Without a workload the VM runs `Workload.standard(for: memory)`.
     public init(
         name: String, memory: MemorySettings, restartPriority: RestartPriority = .medium,
-        preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile
+        preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile, workload: Workload? = nil
     ) {
         self.name = name
         self.memory = memory
@@ -210,6 +213,7 @@ public struct VMSpec: Hashable, Sendable {
         self.preferredOwners = preferredOwners
         self.antiAffinityClass = antiAffinityClass
         self.disk = disk
+        self.workload = workload ?? .standard(for: memory)
     }
 
     public static let maxNameLength = 64
@@ -239,6 +243,7 @@ public struct VMRecord: Hashable, Sendable {
     public var preferredOwners: [NodeID]
     public var antiAffinityClass: String?
     public var disk: DiskFile
+    public var workload: Workload
     public var desiredState: DesiredState
     /// Set exactly when `state == .running`, and then a node that can own VMs.
     public var owner: NodeID?
@@ -256,6 +261,7 @@ public struct VMRecord: Hashable, Sendable {
         self.preferredOwners = spec.preferredOwners
         self.antiAffinityClass = spec.antiAffinityClass
         self.disk = spec.disk
+        self.workload = spec.workload
         self.desiredState = .stopped
         self.owner = nil
         self.epoch = 0
@@ -351,6 +357,7 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
     case vmStopped = 34
     case vmMemoryChanged = 35
     case vmOwnerChanged = 36
+    case vmWorkloadChanged = 37
     case migrationStarted = 40
     case migrationAdvanced = 41
     case migrationFinished = 42
@@ -376,6 +383,7 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
         case .vmStopped: "vm.stopped"
         case .vmMemoryChanged: "vm.memory-changed"
         case .vmOwnerChanged: "vm.owner-changed"
+        case .vmWorkloadChanged: "vm.workload-changed"
         case .migrationStarted: "migration.started"
         case .migrationAdvanced: "migration.advanced"
         case .migrationFinished: "migration.finished"
@@ -434,6 +442,7 @@ public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case stopVM = 33
     case setVMMemory = 34
     case setVMOwner = 35
+    case setVMWorkload = 36
     case beginMigration = 40
     case advanceMigration = 41
     case finishMigration = 42
@@ -456,6 +465,7 @@ public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .stopVM: "stopVM"
         case .setVMMemory: "setVMMemory"
         case .setVMOwner: "setVMOwner"
+        case .setVMWorkload: "setVMWorkload"
         case .beginMigration: "beginMigration"
         case .advanceMigration: "advanceMigration"
         case .finishMigration: "finishMigration"

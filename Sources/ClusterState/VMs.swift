@@ -5,6 +5,7 @@ extension ClusterState {
     mutating func createVM(_ spec: VMSpec, _ context: ApplyContext) throws(Rejection) -> CommandOutcome {
         if let problem = VMSpec.labelProblem(spec.name, what: "VM name") { throw .invalid(problem) }
         if let problem = spec.memory.problem { throw .invalid("\(spec.name): \(problem)") }
+        if let problem = spec.workload.problem { throw .invalid("\(spec.name): \(problem)") }
         if let antiAffinityClass = spec.antiAffinityClass,
             let problem = VMSpec.labelProblem(antiAffinityClass, what: "anti-affinity class")
         {
@@ -114,6 +115,18 @@ extension ClusterState {
             "\(id) (\(vm.name)) memory: startup \(ByteCount(previous.startup)) → \(ByteCount(memory.startup)), "
                 + "minimum \(ByteCount(memory.minimum)), maximum \(ByteCount(memory.maximum)), "
                 + "buffer \(memory.bufferPercent) %, priority \(memory.priority)")
+        return .vm(VMOutcome(vm))
+    }
+
+    /// A new workload for the VM's guest; a running guest follows it from its next beat.
+    mutating func setVMWorkload(_ id: VMID, _ workload: Workload, _ context: ApplyContext) throws(Rejection)
+        -> CommandOutcome
+    {
+        var vm = try knownVM(id)
+        if let problem = workload.problem { throw .invalid("\(vm.name): \(problem)") }
+        vm.workload = workload
+        vms[id] = vm
+        record(.vmWorkloadChanged, context, node: vm.owner, vm: id, "\(id) (\(vm.name)) workload: \(workload)")
         return .vm(VMOutcome(vm))
     }
 

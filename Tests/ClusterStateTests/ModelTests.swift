@@ -104,8 +104,27 @@ func pathsThatCouldLeaveTheRootAreRefused(path: String, expected: String) {
 }
 
 @Test func unknownSnapshotVersionsAreRefused() {
-    #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [3, 0, 0]) }
+    #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [ClusterState.snapshotVersion + 1, 0, 0]) }
     #expect(throws: WireFormatError.self) { try ClusterState(snapshot: []) }
-    // Version 2 with its record sections missing.
+    // Versions 2 and 3 with their record sections missing.
     #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [2, 0, 0]) }
+    #expect(throws: WireFormatError.self) { try ClusterState(snapshot: [3, 0, 0]) }
+}
+
+/// A version-2 snapshot had no workloads: its VMs run the standard one.
+@Test func versionTwoSnapshotsGiveTheirVMsTheStandardWorkload() throws {
+    let memory = MemorySettings(startup: 1 << 30, minimum: 1 << 29, maximum: 1 << 32)
+    var cluster = TestCluster.threeNodes()
+    cluster.applied(
+        .createVM(VMSpec(name: "Finance", memory: memory, disk: DiskFile(volume: "csv1", file: "finance.vhdx"))))
+    let state = cluster.state
+    var workload = ByteWriter()
+    Workload.standard(for: memory).encode(into: &workload)
+    // The one VM record's workload, cut out of today's snapshot, makes it a version-2 one.
+    var bytes = state.snapshot
+    let start = try #require(
+        bytes.indices.first { bytes[$0...].starts(with: workload.bytes) }, "the workload is in the snapshot")
+    bytes.removeSubrange(start..<start + workload.bytes.count)
+    bytes[0] = 2
+    #expect(try ClusterState(snapshot: bytes) == state)
 }

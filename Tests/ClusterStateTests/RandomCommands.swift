@@ -65,6 +65,21 @@ struct RandomCommands {
             bufferPercent: chance(95) ? pick([5, 20, 100, 2000]) : 3, priority: chance(95) ? pick([0, 50, 100]) : 101)
     }
 
+    /// A workload, valid or (rarely) not: each demand shape, dirtying rates from none to the limit.
+    private mutating func workload() -> Workload {
+        let size = pick(Self.sizes)
+        let demand: Workload.Demand
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0: demand = .constant(chance(97) ? size : MemorySettings.largestBytes + 1)
+        case 1: demand = .ramp(from: size, to: pick(Self.sizes), over: .seconds(chance(97) ? 60 : 0))
+        case 2: demand = .periodic(low: size / 2, high: chance(97) ? size : size / 4, period: .seconds(30))
+        default:
+            let times: [Int64] = chance(95) ? [0, 10, 30] : [0, 30, 10]
+            demand = .trace(times.map { Workload.TracePoint(at: .seconds($0), demand: pick(Self.sizes)) })
+        }
+        return Workload(demand: demand, dirtyPagesPerSecond: pick([0, 500, Workload.maxDirtyPagesPerSecond]))
+    }
+
     /// The optional reason of node and volume commands: mostly given, sometimes absent, rarely empty.
     private mutating func reason() -> String? {
         chance(95) ? pick([nil, "by operator", "failover: its coordinator n1 is down"]) : ""
@@ -100,11 +115,13 @@ struct RandomCommands {
                 VMSpec(
                     name: name, memory: memory(), restartPriority: pick(RestartPriority.allCases),
                     preferredOwners: owners, antiAffinityClass: pick([nil, nil, "dc", "web"]),
-                    disk: DiskFile(volume: volume(state), file: chance(95) ? "\(name).disk" : "../\(name)")))
+                    disk: DiskFile(volume: volume(state), file: chance(95) ? "\(name).disk" : "../\(name)"),
+                    workload: chance(50) ? nil : workload()))
         case 30..<32: return .deleteVM(vm(state))
         case 32..<46: return .startVM(vm(state), on: chance(50) ? nil : node(state))
         case 46..<52: return .stopVM(vm(state))
-        case 52..<55: return .setVMMemory(vm(state), memory())
+        case 52..<54: return .setVMMemory(vm(state), memory())
+        case 54..<55: return .setVMWorkload(vm(state), workload())
         case 55..<62:
             let id = vm(state)
             let epoch = state.vms[id].map { chance(85) ? $0.epoch : $0.epoch.next } ?? 0

@@ -144,3 +144,25 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     mislabelled[0] = 2
     #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: mislabelled) }
 }
+
+/// Entries before format version 4 carried no workload: a VM they create runs the standard one,
+/// and `setVMWorkload` did not exist.
+@Test func entriesBeforeVersionFourCreateVMsWithTheStandardWorkload() throws {
+    let memory = MemorySettings(startup: 1 << 30, minimum: 1 << 29, maximum: 1 << 32)
+    let spec = VMSpec(name: "Finance", memory: memory, disk: DiskFile(volume: "csv1", file: "finance.vhdx"))
+    #expect(spec.workload == Workload.standard(for: memory))
+    var workload = ByteWriter()
+    spec.workload.encode(into: &workload)
+    let entry = CommandEnvelope(proposedAt: 7, command: .createVM(spec)).encoded
+    #expect(Array(entry.suffix(workload.bytes.count)) == workload.bytes, "the workload ends a createVM entry")
+    var old = Array(entry.dropLast(workload.bytes.count))
+    old[0] = 3
+    #expect(try CommandEnvelope(decoding: old) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
+
+    let ramp = Workload(demand: .ramp(from: 1 << 30, to: 3 << 30, over: .seconds(60)), dirtyPagesPerSecond: 2000)
+    let set = CommandEnvelope(proposedAt: 7, command: .setVMWorkload(1, ramp))
+    #expect(try CommandEnvelope(decoding: set.encoded) == set)
+    var mislabelled = set.encoded
+    mislabelled[0] = 3
+    #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: mislabelled) }
+}
