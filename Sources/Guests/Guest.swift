@@ -1,4 +1,4 @@
-// A running simulated VM: its memory, its workload and the task that writes its disk journal.
+// A running simulated VM: its memory, its activity and the task that writes its disk journal.
 public import ClusterModel
 
 /// What a guest is and where its disk is.
@@ -6,11 +6,13 @@ public struct GuestConfiguration: Sendable {
     public var vm: VMID
     /// The journal file: `<shared root>/<volume path>/<disk file>`.
     public var diskPath: String
+    /// The memory it starts with (its startup memory, or what the balancer assigned).
     public var memoryBytes: UInt64
-    public var workload: WorkloadProfile
-    /// How often the guest appends a journal record (and advances its workload).
+    /// What it does with memory (from the VM's replicated spec).
+    public var workload: Workload
+    /// How often the guest appends a journal record (and advances its activity).
     public var journalInterval: Duration
-    /// Seeds the workload's generator; the same seed touches the same pages.
+    /// Seeds the activity's generator; the same seed writes the same pages.
     public var seed: UInt64
     /// The way through the volume's coordinator, for when this node's direct path is broken;
     /// nil: the guest always writes its disk file itself.
@@ -19,7 +21,7 @@ public struct GuestConfiguration: Sendable {
     public var clock: NodeClock
 
     public init(
-        vm: VMID, diskPath: String, memoryBytes: UInt64, workload: WorkloadProfile = .standard,
+        vm: VMID, diskPath: String, memoryBytes: UInt64, workload: Workload,
         journalInterval: Duration = .milliseconds(100), seed: UInt64, redirect: (any JournalRedirect)? = nil,
         clock: NodeClock = NodeClock(ContinuousClock())
     ) {
@@ -47,7 +49,11 @@ public struct GuestStatus: Hashable, Sendable {
     /// Records found in the journal when it last started, and torn tail bytes cut off.
     public var recordsReplayed: Int
     public var tornBytesTruncated: Int
+    /// Pages of its memory holding data.
     public var residentPages: Int
+    /// What it is assigned now, and what it demands (its workload's demand at its present time).
+    public var assignedBytes: UInt64
+    public var demandBytes: UInt64
     /// Why the guest stopped on its own (its disk failed), if it did.
     public var failure: String?
 }
@@ -85,7 +91,7 @@ public actor Guest {
     /// Set while `start` waits for the coordinator, so a second `start` does not run it twice.
     private var starting = false
     private var memory: GuestMemory
-    private var workload: Workload
+    private var activity: GuestActivity
     private var generator: WorkloadGenerator
     /// When it last started, on `configuration.clock`.
     private var started = Duration.zero
@@ -101,7 +107,7 @@ public actor Guest {
         self.configuration = configuration
         self.onAcknowledged = onAcknowledged
         self.memory = GuestMemory(bytes: configuration.memoryBytes)
-        self.workload = Workload(profile: configuration.workload)
+        self.activity = GuestActivity(workload: configuration.workload)
         self.generator = WorkloadGenerator(seed: configuration.seed)
     }
 
@@ -112,9 +118,6 @@ public actor Guest {
     /// the journal is opened through the coordinator.
     public func start(epoch: Epoch) async throws(JournalError) {
         guard case .stopped = state, !ended, !starting else { return }
-        if let problem = configuration.workload.problem(pageCount: memory.pageCount) {
-            preconditionFailure("guest \(configuration.vm): \(problem)")
-        }
         let disk: DiskPath
         let position: JournalPosition
         if let redirect = configuration.redirect, redirect.isRedirected() {
@@ -169,16 +172,34 @@ public actor Guest {
         return GuestStatus(
             vm: configuration.vm, running: running, epoch: lastEpoch, lastSequence: lastSequence,
             recordsWritten: recordsWritten, recordsReplayed: recordsReplayed, tornBytesTruncated: tornBytesTruncated,
-            residentPages: memory.residentPages, failure: failure)
+            residentPages: memory.residentPages, assignedBytes: memory.bytes, demandBytes: demand, failure: failure)
     }
 
     /// The whole memory image's checksum.
     public var memoryChecksum: UInt64 { memory.checksum }
 
+    /// What the guest demands now: its workload's demand at its present time.
+    public var demand: UInt64 {
+        guard case .running = state else { return activity.demand }
+        return activity.workload.demand(at: configuration.clock.now - started)
+    }
+
+    /// The memory the guest is assigned: more pages at once (hot-add) or fewer (balloon: the pages
+    /// cut away are given up with what they held, and the guest holds no page beyond them).
+    public func assign(bytes: UInt64) {
+        memory.resize(bytes: bytes)
+        activity.memoryResized(memory)
+    }
+
+    /// The VM's workload changed: the guest follows it from its next beat, at its present time.
+    public func follow(_ workload: Workload) {
+        activity.workload = workload
+    }
+
     /// One beat: the workload runs up to now, then a record is appended. False ends the loop.
     private func step() async -> Bool {
         guard case .running(let epoch, let disk, let loop) = state else { return false }
-        let written = memory.apply(workload.advance(to: configuration.clock.now - started, using: &generator))
+        let written = activity.advance(to: configuration.clock.now - started, memory: &memory, using: &generator)
         var payload: [UInt8] = []
         withUnsafeBytes(of: UInt64(written).littleEndian) { payload += $0 }
         withUnsafeBytes(of: UInt64(memory.residentPages).littleEndian) { payload += $0 }

@@ -2,7 +2,7 @@
 public import ClusterModel
 public import ClusterState
 public import FlotillaAPI
-public import Guests
+import Guests
 public import Logging
 
 /// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
@@ -28,21 +28,17 @@ public actor NodeAgent {
         public var sharedRoot: String
         public var journalInterval: Duration
         public var reconcileInterval: Duration
-        /// The workload every guest runs (its working set shrunk to fit a smaller VM).
-        public var workload: WorkloadProfile
         /// What the guests' beats and the workload's time are measured by.
         public var clock: NodeClock
 
         public init(
             node: NodeID, sharedRoot: String, journalInterval: Duration = .milliseconds(100),
-            reconcileInterval: Duration = .milliseconds(200), workload: WorkloadProfile = .standard,
-            clock: NodeClock = NodeClock(ContinuousClock())
+            reconcileInterval: Duration = .milliseconds(200), clock: NodeClock = NodeClock(ContinuousClock())
         ) {
             self.node = node
             self.sharedRoot = sharedRoot
             self.journalInterval = journalInterval
             self.reconcileInterval = reconcileInterval
-            self.workload = workload
             self.clock = clock
         }
 
@@ -160,13 +156,10 @@ public actor NodeAgent {
                 report(vm.id, name: vm.name, epoch: vm.epoch, "its disk's volume \(vm.disk.volume) is not in the state")
                 continue
             }
-            let memory = GuestMemory(bytes: vm.memory.startup)
-            var workload = configuration.workload
-            workload.workingSetPages = min(workload.workingSetPages, memory.pageCount)
             let diskPath = configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file
             let guest = Guest(
                 configuration: GuestConfiguration(
-                    vm: vm.id, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: workload,
+                    vm: vm.id, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: vm.workload,
                     journalInterval: configuration.journalInterval,
                     seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
                     redirect: volumes.redirect(for: vm.disk, diskPath: diskPath), clock: configuration.clock))

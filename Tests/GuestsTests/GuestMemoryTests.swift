@@ -1,7 +1,9 @@
-// Guest memory and workloads: sparse pages, dirty tracking, checksums, seeded access patterns.
+// Guest memory and activity: pages as words, hot-add and balloon, dirty tracking, checksums, seeded activity.
 import ClusterModel
 import Guests
 import Testing
+
+private let mib: UInt64 = 1 << 20
 
 @Suite struct GuestMemoryTests {
     @Test func untouchedPagesReadAsZerosAndCostNothing() {
@@ -13,114 +15,145 @@ import Testing
     }
 
     @Test func writesAreReadBackAndMarkPagesDirty() {
-        var memory = GuestMemory(bytes: 64 << 20)
-        memory.write(page: 7, offset: 100, bytes: [1, 2, 3])
-        var full = [UInt8](repeating: 0xAB, count: GuestMemory.pageSize)
-        full[0] = 0
-        memory.writePage(3, full)
-        #expect(memory.page(7)[100..<103] == [1, 2, 3])
-        #expect(memory.page(7)[99] == 0)
-        #expect(memory.page(3) == full)
+        var memory = GuestMemory(bytes: 64 * mib)
+        memory.write(page: 7, word: 0xABCD)
+        memory.write(page: 3, word: 1)
+        #expect(memory.word(7) == 0xABCD)
         #expect(memory.residentPages == 2)
         #expect(memory.dirtyPageCount == 2)
         #expect(memory.collectDirtyPages() == [3, 7])
         #expect(memory.collectDirtyPages() == [])
-        memory.write(page: 3, offset: 1, bytes: [9])
+        memory.write(page: 3, word: 9)
         #expect(memory.collectDirtyPages() == [3])
     }
 
-    @Test func aPageWrittenBackToZerosIsDroppedButStillDirty() {
-        var memory = GuestMemory(bytes: 1 << 20)
-        memory.write(page: 5, offset: 8, bytes: [1])
+    @Test func aPageWrittenBackToZerosHoldsNothingButIsStillDirty() {
+        var memory = GuestMemory(bytes: mib)
+        memory.write(page: 5, word: 1)
         _ = memory.collectDirtyPages()
-        memory.write(page: 5, offset: 8, bytes: [0])
+        memory.write(page: 5, word: 0)
         #expect(memory.residentPages == 0)
         #expect(memory.collectDirtyPages() == [5])
-        memory.write(page: 6, offset: 0, bytes: [0, 0])
-        #expect(memory.residentPages == 0)
-        #expect(memory.collectDirtyPages() == [6])
+    }
+
+    @Test func aPagesBytesStandForItsWordAndDamageIsSeen() {
+        let page = GuestMemory.expand(0x1234_5678_9ABC_DEF1)
+        #expect(page.count == GuestMemory.pageSize)
+        #expect(page.prefix(8) == [0xF1, 0xDE, 0xBC, 0x9A, 0x78, 0x56, 0x34, 0x12])
+        #expect(Set(page.dropFirst(8)).count > 200, "the rest is a stream, not a fill")
+        #expect(page.withUnsafeBytes { GuestMemory.word(ofPage: $0) } == 0x1234_5678_9ABC_DEF1)
+        let zeros = GuestMemory.expand(0)
+        #expect(zeros == [UInt8](repeating: 0, count: GuestMemory.pageSize))
+        #expect(zeros.withUnsafeBytes { GuestMemory.word(ofPage: $0) } == 0)
+        var damaged = page
+        damaged[4000] ^= 1
+        #expect(damaged.withUnsafeBytes { GuestMemory.word(ofPage: $0) } == nil)
+        #expect(Array(page.prefix(100)).withUnsafeBytes { GuestMemory.word(ofPage: $0) } == nil)
+    }
+
+    @Test func hotAddGrowsTheImageAndTheBalloonCutsItWithWhatItHeld() {
+        var memory = GuestMemory(bytes: 8 * mib)
+        for page in 0..<memory.pageCount { memory.write(page: page, word: UInt64(page) + 1) }
+        _ = memory.collectDirtyPages()
+        memory.write(page: 2047, word: 5)
+        #expect(memory.resize(bytes: 16 * mib) == 0)
+        #expect(memory.pageCount == 4096 && memory.residentPages == 2048)
+        #expect(memory.word(4095) == 0)
+        // The balloon takes the top 6 MiB: 1536 pages that held data, one of them dirty.
+        #expect(memory.resize(bytes: 2 * mib) == 1536)
+        #expect(memory.pageCount == 512 && memory.residentPages == 512 && memory.bytes == 2 * mib)
+        #expect(memory.dirtyPageCount == 0)
+        #expect(memory.collectDirtyPages() == [])
+        // Grown again, the pages come back empty.
+        memory.resize(bytes: 4 * mib)
+        #expect(memory.word(600) == 0 && memory.residentPages == 512)
     }
 
     @Test func theChecksumDependsOnContentsNotHistory() {
-        var a = GuestMemory(bytes: 1 << 20)
-        var b = GuestMemory(bytes: 1 << 20)
+        var a = GuestMemory(bytes: mib)
+        var b = GuestMemory(bytes: mib)
         #expect(a.checksum == b.checksum)
-        a.write(page: 1, offset: 0, bytes: [42])
+        a.write(page: 1, word: 42)
         #expect(a.checksum != b.checksum)
         // b reaches the same image another way: a page zeroed again is like one never written.
-        b.write(page: 9, offset: 0, bytes: [7])
-        b.write(page: 9, offset: 0, bytes: [0])
-        b.write(page: 1, offset: 0, bytes: [42])
+        b.write(page: 9, word: 7)
+        b.write(page: 9, word: 0)
+        b.write(page: 1, word: 42)
         #expect(a.checksum == b.checksum)
-        // The same byte on another page, or in another place on the page, is another image.
-        var c = GuestMemory(bytes: 1 << 20)
-        c.write(page: 2, offset: 0, bytes: [42])
-        var d = GuestMemory(bytes: 1 << 20)
-        d.write(page: 1, offset: 1, bytes: [42])
-        #expect(Set([a.checksum, c.checksum, d.checksum]).count == 3)
-        #expect(GuestMemory(bytes: 1 << 20).checksum != GuestMemory(bytes: 2 << 20).checksum)
+        // The same word on another page is another image.
+        var c = GuestMemory(bytes: mib)
+        c.write(page: 2, word: 42)
+        #expect(a.checksum != c.checksum)
+        #expect(GuestMemory(bytes: mib).checksum != GuestMemory(bytes: 2 * mib).checksum)
     }
 }
 
-@Suite struct WorkloadTests {
-    let profile = WorkloadProfile(pagesPerSecond: 1000, workingSetPages: 256, writeFraction: 0.25)
-
-    @Test func theRateIsKeptExactlyOverSmallSteps() {
-        var workload = Workload(profile: profile)
+@Suite struct GuestActivityTests {
+    @Test func theGuestHoldsItsDemandAndFreesWhatItNoLongerDemands() {
+        var memory = GuestMemory(bytes: 64 * mib)
+        var activity = GuestActivity(
+            workload: Workload(demand: .ramp(from: 8 * mib, to: 32 * mib, over: .seconds(10)), dirtyPagesPerSecond: 0))
         var generator = WorkloadGenerator(seed: 1)
-        var total = 0
-        // 3 ms steps make 3 accesses each; 1.7 ms steps leave fractions that must carry over.
-        for step in 1...1000 { total += workload.advance(to: .microseconds(1700 * step), using: &generator).count }
-        #expect(total == 1700)
-        #expect(workload.advance(to: .microseconds(1000), using: &generator).isEmpty)
+        _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
+        #expect(memory.residentPages == 2048)
+        _ = activity.advance(to: .seconds(5), memory: &memory, using: &generator)
+        #expect(memory.residentPages == 5120 && activity.heldPages == 5120)
+        _ = activity.advance(to: .seconds(20), memory: &memory, using: &generator)
+        #expect(memory.residentPages == 8192)
+        activity.workload = Workload(demand: .constant(4 * mib), dirtyPagesPerSecond: 0)
+        _ = activity.advance(to: .seconds(21), memory: &memory, using: &generator)
+        #expect(memory.residentPages == 1024, "the guest gave back what it no longer demands")
     }
 
-    @Test func accessesStayInTheWorkingSetWithTheWriteFraction() {
-        var workload = Workload(profile: profile)
+    @Test func theGuestNeverHoldsMoreThanItsAssignmentAndPagesTheRest() {
+        var memory = GuestMemory(bytes: 16 * mib)
+        var activity = GuestActivity(workload: Workload(demand: .constant(40 * mib), dirtyPagesPerSecond: 1000))
         var generator = WorkloadGenerator(seed: 2)
-        let accesses = workload.advance(to: .seconds(1), using: &generator)
-        #expect(accesses.count == 1000)
-        #expect(accesses.allSatisfy { (0..<256).contains($0.page) })
-        let writes = accesses.filter { if case .write = $0.kind { true } else { false } }
-        #expect((200...300).contains(writes.count), "about a quarter of 1000 accesses write, got \(writes.count)")
-        for case .write(let offset, let value) in writes.map(\.kind) {
-            #expect(offset % 8 == 0 && offset < GuestMemory.pageSize && value != 0)
-        }
+        _ = activity.advance(to: .seconds(1), memory: &memory, using: &generator)
+        #expect(memory.residentPages == 4096 && activity.heldPages == 4096)
+        #expect(activity.pagedBytes(assigned: memory.bytes) == 24 * mib)
+        // A balloon cuts it to 8 MiB: it holds no page beyond, and writes only below.
+        memory.resize(bytes: 8 * mib)
+        activity.memoryResized(memory)
+        #expect(activity.heldPages == 2048)
+        _ = memory.collectDirtyPages()
+        _ = activity.advance(to: .seconds(2), memory: &memory, using: &generator)
+        #expect(memory.collectDirtyPages().allSatisfy { $0 < 2048 })
+        #expect(activity.pagedBytes(assigned: memory.bytes) == 32 * mib)
     }
 
-    @Test func theSameSeedTouchesTheSamePages() {
-        func run(seed: UInt64) -> UInt64 {
-            var workload = Workload(profile: profile)
+    @Test func theDirtyingRateIsKeptExactlyOverSmallSteps() {
+        var memory = GuestMemory(bytes: 64 * mib)
+        var activity = GuestActivity(workload: Workload(demand: .constant(64 * mib), dirtyPagesPerSecond: 1000))
+        var generator = WorkloadGenerator(seed: 3)
+        _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
+        var writes = 0
+        for step in 1...1000 {
+            writes += activity.advance(to: .milliseconds(3 * step) / 10, memory: &memory, using: &generator)
+        }
+        #expect(writes == 300, "0.3 s at 1000 pages/s, in 1000 steps of 0.3 ms")
+    }
+
+    @Test func aSeedRepeatsExactlyAndAnotherSeedDoesNot() {
+        func image(seed: UInt64) -> UInt64 {
+            var memory = GuestMemory(bytes: 16 * mib)
+            var activity = GuestActivity(workload: Workload(demand: .constant(8 * mib), dirtyPagesPerSecond: 5000))
             var generator = WorkloadGenerator(seed: seed)
-            var memory = GuestMemory(bytes: 4 << 20)
-            for step in 1...20 { memory.apply(workload.advance(to: .milliseconds(50 * step), using: &generator)) }
-            #expect(memory.residentPages > 100 && memory.residentPages <= 256)
+            for step in 1...20 {
+                _ = activity.advance(to: .milliseconds(50 * step), memory: &memory, using: &generator)
+            }
             return memory.checksum
         }
-        #expect(run(seed: 7) == run(seed: 7))
-        #expect(run(seed: 7) != run(seed: 8))
+        #expect(image(seed: 7) == image(seed: 7))
+        #expect(image(seed: 7) != image(seed: 8))
     }
 
-    @Test func aLongStallCatchesUpAtMostOneSecond() {
-        var workload = Workload(profile: profile)
-        var generator = WorkloadGenerator(seed: 3)
-        #expect(workload.advance(to: .seconds(60), using: &generator).count == 1000)
-    }
-
-    @Test(arguments: [0.0, 1.0]) func readOnlyAndWriteOnlyWorkloads(fraction: Double) {
-        var workload = Workload(
-            profile: WorkloadProfile(pagesPerSecond: 500, workingSetPages: 16, writeFraction: fraction))
+    @Test func aGuestThatWasNotScheduledCatchesUpAtMostOneSecond() {
+        var memory = GuestMemory(bytes: 64 * mib)
+        var activity = GuestActivity(workload: Workload(demand: .constant(64 * mib), dirtyPagesPerSecond: 100))
         var generator = WorkloadGenerator(seed: 4)
-        let writes = workload.advance(to: .seconds(1), using: &generator)
-            .filter { if case .write = $0.kind { true } else { false } }.count
-        #expect(writes == Int(fraction * 500))
-    }
-
-    @Test func aProfileThatDoesNotFitSaysWhy() {
-        #expect(profile.problem(pageCount: 256) == nil)
-        #expect(profile.problem(pageCount: 100)?.contains("256 pages does not fit a memory of 100 pages") == true)
-        #expect(
-            WorkloadProfile(pagesPerSecond: 1, workingSetPages: 1, writeFraction: 1.5).problem(pageCount: 1)?
-                .contains("1.5") == true)
+        _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
+        #expect(activity.advance(to: .seconds(60), memory: &memory, using: &generator) == 100)
+        #expect(activity.advance(to: .seconds(30), memory: &memory, using: &generator) == 0, "time does not go back")
     }
 }

@@ -18,7 +18,7 @@ import Testing
     func configuration(_ path: String) -> GuestConfiguration {
         GuestConfiguration(
             vm: 2, diskPath: path, memoryBytes: 64 << 20,
-            workload: WorkloadProfile(pagesPerSecond: 5000, workingSetPages: 512, writeFraction: 0.5),
+            workload: Workload(demand: .constant(2 << 20), dirtyPagesPerSecond: 2500),
             journalInterval: .milliseconds(10), seed: 9, clock: NodeClock(clock))
     }
 

@@ -87,9 +87,7 @@ extension AppliedState {
 
         let agent = NodeAgent(
             configuration: NodeAgent.Configuration(
-                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
-                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5),
-                clock: NodeClock(clock)),
+                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10), clock: NodeClock(clock)),
             readState: { applied.current }, logger: quiet)
         let disk = root.path + "/volumes/csv1/finance.vhdx"
 
@@ -152,8 +150,7 @@ extension AppliedState {
         let clock = NodeClock(ManualClock())
         let changes = StateChanges(clock: clock)
         let configuration = NodeAgent.Configuration(
-            node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
-            workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5), clock: clock)
+            node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10), clock: clock)
         let agent = NodeAgent(
             configuration: configuration, readState: { applied.current }, changes: changes, logger: quiet)
         await agent.fence(reason: "no lease granted yet")
@@ -184,8 +181,7 @@ extension AppliedState {
         let gate = ReadGate()
         let agent = NodeAgent(
             configuration: NodeAgent.Configuration(
-                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10),
-                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5)),
+                node: 1, sharedRoot: root.path, journalInterval: .milliseconds(10)),
             readState: { await gate.read(applied.current) }, logger: quiet)
 
         // The pass reads the state while n1 still owns Finance, and is held there.

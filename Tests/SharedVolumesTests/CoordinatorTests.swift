@@ -112,7 +112,7 @@ final class CurrentCoordinator: Sendable {
         let guest = Guest(
             configuration: GuestConfiguration(
                 vm: 1, diskPath: disk, memoryBytes: 64 << 20,
-                workload: WorkloadProfile(pagesPerSecond: 2000, workingSetPages: 256, writeFraction: 0.5),
+                workload: Workload(demand: .constant(1 << 20), dirtyPagesPerSecond: 1000),
                 journalInterval: .milliseconds(10), seed: 1, redirect: redirect, clock: NodeClock(clock)),
             onAcknowledged: { id in acknowledged.withLock { $0.append(id) } })
 
