@@ -133,3 +133,84 @@ extension Substring {
         return self[first...last]
     }
 }
+
+/// How a VM's memory stands, as Hyper-V Manager shows it.
+public enum MemoryStatus: String, Hashable, Sendable, CaseIterable {
+    /// Assigned at least its target: its buffer is met.
+    case ok
+    /// Assigned its demand but not its buffer.
+    case low
+    /// Assigned less than it demands: the guest pages.
+    case warning
+    /// Starting, or arriving, and its startup memory is not free yet.
+    case waiting
+}
+
+/// What a node says of one VM's memory in its heartbeats: soft facts, never in the log.
+public struct VMMemoryFacts: Hashable, Sendable {
+    public var vm: VMID
+    public var assigned: UInt64
+    public var demand: UInt64
+    public var status: MemoryStatus
+    /// What the guest demands beyond its assignment and so pages inside itself.
+    public var pagingBytes: UInt64
+
+    public init(vm: VMID, assigned: UInt64, demand: UInt64, status: MemoryStatus, pagingBytes: UInt64) {
+        self.vm = vm
+        self.assigned = assigned
+        self.demand = demand
+        self.status = status
+        self.pagingBytes = pagingBytes
+    }
+}
+
+/// What a node says of its memory in its heartbeats: what it offers VMs, what it has assigned
+/// them, and each VM it runs.
+public struct NodeMemoryFacts: Hashable, Sendable {
+    public var usable: UInt64
+    /// The sum of its VMs' assignments (never above `usable`).
+    public var assigned: UInt64
+    public var vms: [VMMemoryFacts]
+
+    public init(usable: UInt64, assigned: UInt64, vms: [VMMemoryFacts]) {
+        self.usable = usable
+        self.assigned = assigned
+        self.vms = vms
+    }
+
+    /// Memory no VM holds.
+    public var free: UInt64 { usable > assigned ? usable - assigned : 0 }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(usable)
+        writer.writeVarint(assigned)
+        writer.writeVarint(vms.count)
+        for vm in vms {
+            writer.writeVarint(vm.vm.rawValue)
+            writer.writeVarint(vm.assigned)
+            writer.writeVarint(vm.demand)
+            writer.write(UInt8(MemoryStatus.allCases.firstIndex(of: vm.status)!))
+            writer.writeVarint(vm.pagingBytes)
+        }
+    }
+
+    public init(from reader: inout ByteReader) throws(WireFormatError) {
+        usable = try reader.readVarint()
+        assigned = try reader.readVarint()
+        var vms: [VMMemoryFacts] = []
+        for _ in 0..<(try reader.readCount(elementBytes: 5)) {
+            let vm = VMID(try reader.readVarint())
+            let assigned = try reader.readVarint()
+            let demand = try reader.readVarint()
+            let status = Int(try reader.readByte())
+            guard status < MemoryStatus.allCases.count else {
+                throw WireFormatError("memory status \(status) is not known")
+            }
+            vms.append(
+                VMMemoryFacts(
+                    vm: vm, assigned: assigned, demand: demand, status: MemoryStatus.allCases[status],
+                    pagingBytes: try reader.readVarint()))
+        }
+        self.vms = vms
+    }
+}

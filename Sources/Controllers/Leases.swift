@@ -33,10 +33,13 @@ public struct NodeFacts: Hashable, Sendable {
     public var appliedIndex: LogIndex
     /// The VMs the node runs now, by its own account.
     public var runningVMs: [VMID]
+    /// Its memory and its VMs' (nil from a node that has not balanced yet).
+    public var memory: NodeMemoryFacts?
 
-    public init(appliedIndex: LogIndex = 0, runningVMs: [VMID] = []) {
+    public init(appliedIndex: LogIndex = 0, runningVMs: [VMID] = [], memory: NodeMemoryFacts? = nil) {
         self.appliedIndex = appliedIndex
         self.runningVMs = runningVMs
+        self.memory = memory
     }
 }
 

@@ -16,11 +16,25 @@ public struct NodeView: Codable, Sendable, Equatable {
     public var freeMemory: UInt64
     /// The names of the VMs it owns, sorted.
     public var vms: [String]
+    /// What it offers VMs and what it has assigned them now, by its last report to the leader;
+    /// absent when the leader has none.
+    public var memory: NodeMemoryView?
+
+    public struct NodeMemoryView: Codable, Sendable, Equatable {
+        public var usable: UInt64
+        public var assigned: UInt64
+
+        public init(usable: UInt64, assigned: UInt64) {
+            self.usable = usable
+            self.assigned = assigned
+        }
+    }
 
     public init(
         id: String, state: String, role: String, peerAddress: String, clientAddress: String, usableMemory: UInt64,
-        reservedMemory: UInt64, freeMemory: UInt64, vms: [String]
+        reservedMemory: UInt64, freeMemory: UInt64, vms: [String], memory: NodeMemoryView? = nil
     ) {
+        self.memory = memory
         self.id = id
         self.state = state
         self.role = role
@@ -74,15 +88,28 @@ public struct MemoryView: Codable, Sendable, Equatable {
     /// Percent kept above demand.
     public var buffer: Int
     public var priority: Int
+    /// What the VM is assigned and demands now, its status (`ok`, `low`, `warning`, `waiting`) and
+    /// what it pages inside the guest: its owner's last report to the leader (soft facts, never in
+    /// the log); absent when the leader has no report of it (the VM does not run, or its owner has
+    /// not reported since).
+    public var assigned: UInt64?
+    public var demand: UInt64?
+    public var status: String?
+    public var pagingBytes: UInt64?
 
     public init(
-        startup: UInt64, minimum: UInt64, maximum: UInt64, buffer: Int, priority: Int
+        startup: UInt64, minimum: UInt64, maximum: UInt64, buffer: Int, priority: Int, assigned: UInt64? = nil,
+        demand: UInt64? = nil, status: String? = nil, pagingBytes: UInt64? = nil
     ) {
         self.startup = startup
         self.minimum = minimum
         self.maximum = maximum
         self.buffer = buffer
         self.priority = priority
+        self.assigned = assigned
+        self.demand = demand
+        self.status = status
+        self.pagingBytes = pagingBytes
     }
 }
 
@@ -108,11 +135,14 @@ public struct VMView: Codable, Sendable, Equatable {
     public var diskFile: String
     /// The VM's active migration, if one is running.
     public var migration: String?
+    /// What its guest does with memory.
+    public var workload: WorkloadView?
 
     public init(
         id: String, name: String, state: String, desiredState: String, owner: String? = nil, epoch: UInt64,
         pendingReason: String? = nil, memory: MemoryView, restartPriority: String, preferredOwners: [String],
-        antiAffinityClass: String? = nil, volume: String, diskFile: String, migration: String? = nil
+        antiAffinityClass: String? = nil, volume: String, diskFile: String, migration: String? = nil,
+        workload: WorkloadView? = nil
     ) {
         self.id = id
         self.name = name
@@ -128,6 +158,7 @@ public struct VMView: Codable, Sendable, Equatable {
         self.volume = volume
         self.diskFile = diskFile
         self.migration = migration
+        self.workload = workload
     }
 }
 
@@ -227,11 +258,11 @@ public struct ClusterView: Codable, Sendable, Equatable {
 }
 
 extension MemoryView {
-    public init(_ memory: MemorySettings) {
-        startup = memory.startup
-        minimum = memory.minimum
-        maximum = memory.maximum
-        buffer = memory.bufferPercent
-        priority = memory.priority
+    /// The settings, and what its owner last reported of the VM when there is a report.
+    public init(_ memory: MemorySettings, facts: VMMemoryFacts? = nil) {
+        self.init(
+            startup: memory.startup, minimum: memory.minimum, maximum: memory.maximum, buffer: memory.bufferPercent,
+            priority: memory.priority, assigned: facts?.assigned, demand: facts?.demand, status: facts?.status.rawValue,
+            pagingBytes: facts?.pagingBytes)
     }
 }

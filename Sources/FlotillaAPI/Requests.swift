@@ -1,5 +1,5 @@
 // The bodies of the API's write requests, as the server reads them and every client writes them.
-import ClusterModel
+public import ClusterModel
 
 /// What `POST /v1/vms` takes: a new VM's name, memory (bytes), placement hints and disk volume.
 ///
@@ -189,5 +189,175 @@ public struct NodeRegistrationRequest: Codable, Sendable, Equatable {
         self.client = client
         self.role = role
         self.usableMemory = usableMemory
+    }
+}
+
+/// A VM's workload as the API shows it and `PUT /v1/vms/{name}/workload` takes it: exactly one of
+/// `demand`, `ramp`, `periodic` and `trace`, and optionally `dirtyPagesPerSecond`.
+///
+/// Sizes are written as numbers of bytes and read as numbers or text (`"2G"`); durations are
+/// seconds. `{"demand": "2G"}`, `{"ramp": {"from": "1G", "to": "3G", "seconds": 60}}`,
+/// `{"periodic": {"low": "1G", "high": "3G", "seconds": 120}}`, `{"trace": [[0, "1G"], [30, "2.5G"]]}`.
+public struct WorkloadView: Codable, Sendable, Equatable {
+    public struct Ramp: Codable, Sendable, Equatable {
+        public var from: UInt64
+        public var to: UInt64
+        public var seconds: Double
+
+        public init(from: UInt64, to: UInt64, seconds: Double) {
+            self.from = from
+            self.to = to
+            self.seconds = seconds
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                from: try container.decode(SizeField.self, forKey: .from).bytes,
+                to: try container.decode(SizeField.self, forKey: .to).bytes,
+                seconds: try container.decode(Double.self, forKey: .seconds))
+        }
+    }
+
+    public struct Periodic: Codable, Sendable, Equatable {
+        public var low: UInt64
+        public var high: UInt64
+        public var seconds: Double
+
+        public init(low: UInt64, high: UInt64, seconds: Double) {
+            self.low = low
+            self.high = high
+            self.seconds = seconds
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                low: try container.decode(SizeField.self, forKey: .low).bytes,
+                high: try container.decode(SizeField.self, forKey: .high).bytes,
+                seconds: try container.decode(Double.self, forKey: .seconds))
+        }
+    }
+
+    /// One point of a trace: `[seconds, size]`.
+    public struct TracePoint: Codable, Sendable, Equatable {
+        public var seconds: Double
+        public var bytes: UInt64
+
+        public init(seconds: Double, bytes: UInt64) {
+            self.seconds = seconds
+            self.bytes = bytes
+        }
+
+        public init(from decoder: any Decoder) throws {
+            var container = try decoder.unkeyedContainer()
+            self.init(seconds: try container.decode(Double.self), bytes: try container.decode(SizeField.self).bytes)
+            guard container.isAtEnd else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "a trace point is [seconds, size], two values")
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.unkeyedContainer()
+            try container.encode(seconds)
+            try container.encode(bytes)
+        }
+    }
+
+    public var demand: UInt64?
+    public var ramp: Ramp?
+    public var periodic: Periodic?
+    public var trace: [TracePoint]?
+    /// Pages the guest writes per second (the dirtying rate a live migration faces); default 500.
+    public var dirtyPagesPerSecond: UInt64?
+
+    public init(
+        demand: UInt64? = nil, ramp: Ramp? = nil, periodic: Periodic? = nil, trace: [TracePoint]? = nil,
+        dirtyPagesPerSecond: UInt64? = nil
+    ) {
+        self.demand = demand
+        self.ramp = ramp
+        self.periodic = periodic
+        self.trace = trace
+        self.dirtyPagesPerSecond = dirtyPagesPerSecond
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            demand: try container.decodeIfPresent(SizeField.self, forKey: .demand)?.bytes,
+            ramp: try container.decodeIfPresent(Ramp.self, forKey: .ramp),
+            periodic: try container.decodeIfPresent(Periodic.self, forKey: .periodic),
+            trace: try container.decodeIfPresent([TracePoint].self, forKey: .trace),
+            dirtyPagesPerSecond: try container.decodeIfPresent(UInt64.self, forKey: .dirtyPagesPerSecond))
+    }
+
+    /// How the API shows `workload`.
+    public init(_ workload: Workload) {
+        self.init(dirtyPagesPerSecond: workload.dirtyPagesPerSecond)
+        switch workload.demand {
+        case .constant(let bytes): demand = bytes
+        case .ramp(let from, let to, let span): ramp = Ramp(from: from, to: to, seconds: span.seconds)
+        case .periodic(let low, let high, let period):
+            periodic = Periodic(low: low, high: high, seconds: period.seconds)
+        case .trace(let points): trace = points.map { TracePoint(seconds: $0.at.seconds, bytes: $0.demand) }
+        }
+    }
+
+    /// The workload this describes, or why it describes none (for a 400 answer).
+    public func workload() -> Result<Workload, WorkloadViewProblem> {
+        let shapes = [demand != nil, ramp != nil, periodic != nil, trace != nil].filter { $0 }.count
+        guard shapes == 1 else {
+            return .failure(
+                WorkloadViewProblem(
+                    description: "give exactly one of demand, ramp, periodic and trace (got \(shapes)), e.g. "
+                        + #"{"demand": "2G"} or {"ramp": {"from": "1G", "to": "3G", "seconds": 60}}"#))
+        }
+        let shape: Workload.Demand
+        if let demand {
+            shape = .constant(demand)
+        } else if let ramp {
+            guard let span = Duration(seconds: ramp.seconds) else { return .failure(.badSeconds(ramp.seconds)) }
+            shape = .ramp(from: ramp.from, to: ramp.to, over: span)
+        } else if let periodic {
+            guard let span = Duration(seconds: periodic.seconds) else { return .failure(.badSeconds(periodic.seconds)) }
+            shape = .periodic(low: periodic.low, high: periodic.high, period: span)
+        } else {
+            var points: [Workload.TracePoint] = []
+            for point in trace ?? [] {
+                guard let at = Duration(seconds: point.seconds) else { return .failure(.badSeconds(point.seconds)) }
+                points.append(Workload.TracePoint(at: at, demand: point.bytes))
+            }
+            shape = .trace(points)
+        }
+        let workload = Workload(
+            demand: shape, dirtyPagesPerSecond: dirtyPagesPerSecond ?? Workload.defaultDirtyPagesPerSecond)
+        if let problem = workload.problem { return .failure(WorkloadViewProblem(description: problem)) }
+        return .success(workload)
+    }
+}
+
+/// Why a `WorkloadView` describes no workload.
+public struct WorkloadViewProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+
+    public init(description: String) { self.description = description }
+
+    static func badSeconds(_ seconds: Double) -> WorkloadViewProblem {
+        WorkloadViewProblem(description: "\(seconds) is not a time in seconds from 0 to a year")
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for JSON.
+    fileprivate var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
+    /// `seconds` to the millisecond; nil for what is not a number from 0 to a year.
+    fileprivate init?(seconds: Double) {
+        guard seconds.isFinite, seconds >= 0, seconds <= Double(365 * 24 * 3600) else { return nil }
+        self = .milliseconds(Int64((seconds * 1000).rounded()))
     }
 }

@@ -91,6 +91,14 @@ extension APIClient {
             try await call(.patch, "/v1/vms/\(pathSegment(name))/memory", body: try JSONEncoder().encode(change)))
     }
 
+    /// Sets what the VM's guest does with memory; a running guest follows it at once.
+    @discardableResult
+    public func setVMWorkload(_ name: String, _ workload: WorkloadView) async throws -> VMView {
+        try decoded(
+            VMView.self,
+            try await call(.put, "/v1/vms/\(pathSegment(name))/workload", body: try JSONEncoder().encode(workload)))
+    }
+
     public func deleteVM(_ name: String) async throws {
         _ = try await call(.delete, "/v1/vms/\(pathSegment(name))")
     }

@@ -16,6 +16,8 @@ struct ClientAPI: Sendable {
     let forwarder: LeaderForwarder
     let addressBook: AddressBook
     let lifecycle: APILifecycle
+    /// The nodes' memory reports, on the leader (empty elsewhere).
+    let reportedMemory: ReportedMemory
     /// Gathers the nodes' own volume facts (redirected I/O, refusals) into the volume views.
     var volumeAccess: VolumeAccessGatherer? = nil
 

@@ -22,26 +22,34 @@ extension ClientAPI {
             // Like /v1/status, served by the leader, which alone knows every member's progress.
             if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
             let state = try await clusterState(request)
+            let reported = reportedMemory.current
             return try json(
                 ClusterView(
-                    status: await statusView(), nodes: state.nodeViews, volumes: state.volumeViews, vms: state.vmViews,
+                    status: await statusView(), nodes: state.nodeViews(reported: reported),
+                    volumes: state.volumeViews, vms: state.vmViews(reported: reported),
                     migrations: state.migrationViews(activeOnly: true)))
         }
+        // Nodes and VMs carry the memory their nodes report to the leader, which alone has it: a
+        // follower forwards these reads (with ?stale=true it answers from its own copy, without).
         router.get("/v1/nodes") { request, _ in
-            try json(["nodes": try await clusterState(request).nodeViews])
+            if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
+            return try json(["nodes": try await clusterState(request).nodeViews(reported: reportedMemory.current)])
         }
         router.get("/v1/nodes/{id}") { request, parameters in
+            if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
             let id = try nodeID(parameters)
             let state = try await clusterState(request)
             guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
-            return try json(NodeView(node, in: state))
+            return try json(NodeView(node, in: state, reported: reportedMemory.current))
         }
         router.get("/v1/vms") { request, _ in
-            try json(["vms": try await clusterState(request).vmViews])
+            if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
+            return try json(["vms": try await clusterState(request).vmViews(reported: reportedMemory.current)])
         }
         router.get("/v1/vms/{name}") { request, parameters in
+            if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
             let state = try await clusterState(request)
-            return try json(VMView(try Self.vm(parameters, in: state), in: state))
+            return try json(VMView(try Self.vm(parameters, in: state), in: state, reported: reportedMemory.current))
         }
         router.get("/v1/volumes") { request, _ in
             let state = try await clusterState(request)
@@ -110,7 +118,7 @@ extension ClientAPI {
                 case .applied:
                     let state = await localState()
                     guard let vm = state.vm(named: spec.name) else { throw Self.noVM(spec.name) }
-                    return try json(VMView(vm, in: state), status: 201)
+                    return try json(VMView(vm, in: state, reported: reportedMemory.current), status: 201)
                 }
             }
         }
@@ -150,6 +158,19 @@ extension ClientAPI {
                 }
             }
         }
+        router.put("/v1/vms/{name}/workload") { request, parameters in
+            try await onLeader(request) {
+                let body = try await Self.decode(
+                    WorkloadView.self, request,
+                    example: #"send e.g. {"demand": "2G"} or {"ramp": {"from": "1G", "to": "3G", "seconds": 60}}"#)
+                switch body.workload() {
+                case .failure(let problem):
+                    throw HTTPError(status: 400, error: "bad_request_body", detail: problem.description)
+                case .success(let workload):
+                    return try await vmCommand(request, parameters) { .setVMWorkload($0.id, workload) }
+                }
+            }
+        }
         router.delete("/v1/vms/{name}") { request, parameters in
             try await onLeader(request) {
                 let state = try await clusterState(request)
@@ -172,7 +193,7 @@ extension ClientAPI {
         case .applied:
             let state = await localState()
             guard let now = state.vms[vm.id] else { throw Self.noVM(vm.name) }
-            return try json(VMView(now, in: state))
+            return try json(VMView(now, in: state, reported: reportedMemory.current))
         }
     }
 
@@ -300,7 +321,7 @@ extension ClientAPI {
         case .applied:
             let state = await localState()
             guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
-            return try json(NodeView(node, in: state))
+            return try json(NodeView(node, in: state, reported: reportedMemory.current))
         }
     }
 

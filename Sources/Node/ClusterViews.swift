@@ -4,7 +4,8 @@ import ClusterState
 import FlotillaAPI
 
 extension NodeView {
-    init(_ node: NodeRecord, in state: ClusterState) {
+    /// `reported`: the nodes' last memory reports to the leader (empty elsewhere).
+    init(_ node: NodeRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:]) {
         self.init(
             id: node.id.description,
             state: node.state.description,
@@ -14,7 +15,8 @@ extension NodeView {
             usableMemory: node.usableMemory,
             reservedMemory: state.reservedMemory()[node.id] ?? 0,
             freeMemory: state.freeMemory(on: node.id),
-            vms: state.vms.values.filter { $0.owner == node.id }.map(\.name).sorted())
+            vms: state.vms.values.filter { $0.owner == node.id }.map(\.name).sorted(),
+            memory: reported[node.id].map { NodeMemoryView(usable: $0.usable, assigned: $0.assigned) })
     }
 }
 
@@ -30,7 +32,9 @@ extension VolumeView {
 }
 
 extension VMView {
-    init(_ vm: VMRecord, in state: ClusterState) {
+    /// `reported`: the nodes' last memory reports to the leader; only the owner's counts.
+    init(_ vm: VMRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:]) {
+        let facts = vm.owner.flatMap { owner in reported[owner]?.vms.first { $0.vm == vm.id } }
         self.init(
             id: vm.id.description,
             name: vm.name,
@@ -39,13 +43,14 @@ extension VMView {
             owner: vm.owner?.description,
             epoch: vm.epoch.rawValue,
             pendingReason: vm.pendingReason,
-            memory: MemoryView(vm.memory),
+            memory: MemoryView(vm.memory, facts: facts),
             restartPriority: vm.restartPriority.description,
             preferredOwners: vm.preferredOwners.map(\.description),
             antiAffinityClass: vm.antiAffinityClass,
             volume: vm.disk.volume.rawValue,
             diskFile: vm.disk.file,
-            migration: state.activeMigration(of: vm.id)?.id.description)
+            migration: state.activeMigration(of: vm.id)?.id.description,
+            workload: WorkloadView(vm.workload))
     }
 }
 
@@ -81,10 +86,12 @@ extension EventView {
 
 /// The list views of one state, in the order the API answers them.
 extension ClusterState {
-    var nodeViews: [NodeView] { nodes.keys.sorted().map { NodeView(nodes[$0]!, in: self) } }
+    func nodeViews(reported: [NodeID: NodeMemoryFacts]) -> [NodeView] {
+        nodes.keys.sorted().map { NodeView(nodes[$0]!, in: self, reported: reported) }
+    }
     var volumeViews: [VolumeView] { volumes.keys.sorted().map { VolumeView(volumes[$0]!, in: self) } }
-    var vmViews: [VMView] {
-        vms.values.sorted { ($0.name, $0.id) < ($1.name, $1.id) }.map { VMView($0, in: self) }
+    func vmViews(reported: [NodeID: NodeMemoryFacts]) -> [VMView] {
+        vms.values.sorted { ($0.name, $0.id) < ($1.name, $1.id) }.map { VMView($0, in: self, reported: reported) }
     }
     func migrationViews(activeOnly: Bool) -> [MigrationView] {
         migrations.keys.sorted().compactMap { id in

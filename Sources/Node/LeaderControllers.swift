@@ -42,6 +42,8 @@ actor LeaderControllers {
     private let logger: Logger
     /// The node's one monotonic clock, shared with the driver and the transport.
     private let leaderContact: LeaderContactTracker
+    /// Where the memory facts of heartbeats go while this node leads (soft state for the API).
+    private let reportedMemory: ReportedMemory
     /// The table of the current leadership; nil while this node does not lead.
     private var leadership: Leadership?
     /// The term of the last table started, so a table dropped and started again within a term
@@ -58,8 +60,10 @@ actor LeaderControllers {
 
     init(
         driver: ClusterDriver, timings: LeaseTimings, interval: Duration, probeInterval: Duration,
-        probeTimeoutTicks: UInt64, timeoutTicks: UInt64, leaderContact: LeaderContactTracker, logger: Logger
+        probeTimeoutTicks: UInt64, timeoutTicks: UInt64, leaderContact: LeaderContactTracker,
+        reportedMemory: ReportedMemory, logger: Logger
     ) {
+        self.reportedMemory = reportedMemory
         self.driver = driver
         self.timings = timings
         self.interval = interval
@@ -113,6 +117,7 @@ actor LeaderControllers {
         let applied = await driver.status.applied
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
+        if let memory = facts.memory { reportedMemory.record(memory, from: node) }
         return leadership!.table.heartbeat(
             from: node, facts: facts, in: state, appliedIndex: applied,
             confirmedContact: leadership!.confirmedContact, now: now)
@@ -122,7 +127,10 @@ actor LeaderControllers {
     private func leads() async -> Bool {
         let status = await driver.status
         guard status.role == .leader, !stopped else {
-            if leadership != nil { logger.info("no longer the leader: the failover controller stops") }
+            if leadership != nil {
+                logger.info("no longer the leader: the failover controller stops")
+                reportedMemory.forget()
+            }
             leadership = nil
             return false
         }
@@ -235,6 +243,11 @@ enum HeartbeatWire {
         writer.writeVarint(facts.appliedIndex.rawValue)
         writer.writeVarint(facts.runningVMs.count)
         for vm in facts.runningVMs { writer.writeVarint(vm.rawValue) }
+        // Memory facts last and optional: a heartbeat without them still reads.
+        if let memory = facts.memory {
+            writer.write(UInt8(1))
+            memory.encode(into: &writer)
+        }
         return writer.bytes
     }
 
@@ -245,8 +258,13 @@ enum HeartbeatWire {
         let count = try reader.readCount()
         var vms: [VMID] = []
         for _ in 0..<count { vms.append(VMID(try reader.readVarint())) }
+        var memory: NodeMemoryFacts?
+        if !reader.isAtEnd {
+            guard try reader.readByte() == 1 else { throw WireFormatError("unknown heartbeat section") }
+            memory = try NodeMemoryFacts(from: &reader)
+        }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a heartbeat") }
-        return (node, NodeFacts(appliedIndex: applied, runningVMs: vms))
+        return (node, NodeFacts(appliedIndex: applied, runningVMs: vms, memory: memory))
     }
 
     static func encode(_ answer: HeartbeatAnswer) -> [UInt8] {
@@ -307,7 +325,7 @@ extension LeaderControllers {
     /// The leader's controllers and this node's heartbeats, with the timings from the configuration.
     static func services(
         _ configuration: NodeConfiguration, driver: ClusterDriver, addressBook: AddressBook,
-        leaderContact: LeaderContactTracker, fencing: any Fencing, logger: Logger
+        leaderContact: LeaderContactTracker, reportedMemory: ReportedMemory, fencing: any Fencing, logger: Logger
     ) -> (LeaderControllers, Heartbeats) {
         let tick = Duration.milliseconds(configuration.tickMilliseconds)
         let heartbeatInterval = Duration.milliseconds(configuration.heartbeatMilliseconds)
@@ -321,7 +339,7 @@ extension LeaderControllers {
             probeInterval: max(tick, heartbeatInterval / 2),
             probeTimeoutTicks: UInt64(max(1, configuration.leaseMilliseconds / 2 / configuration.tickMilliseconds)),
             timeoutTicks: UInt64(max(1, 5_000 / configuration.tickMilliseconds)), leaderContact: leaderContact,
-            logger: logger)
+            reportedMemory: reportedMemory, logger: logger)
         let heartbeats = Heartbeats(
             local: configuration.nodeID, driver: driver, addressBook: addressBook, controllers: controllers,
             fencing: fencing, interval: .milliseconds(configuration.heartbeatMilliseconds),

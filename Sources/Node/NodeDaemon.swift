@@ -64,6 +64,8 @@ public final class NodeDaemon: Service {
             leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
         let stateChanges = StateChanges(clock: clock)
+        // What nodes report of their memory, kept by this node while it leads (soft state).
+        let reportedMemory = ReportedMemory()
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
@@ -107,6 +109,7 @@ public final class NodeDaemon: Service {
         // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(
             configuration, driver: driver, addressBook: addressBook, leaderContact: leaderContact,
+            reportedMemory: reportedMemory,
             fencing: FencingGroup([agent, volumes, fencing]), logger: logger)
         peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
@@ -116,7 +119,8 @@ public final class NodeDaemon: Service {
         var clientRouter = Router()
         let clientAPI = ClientAPI(
             configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook,
-            lifecycle: APILifecycle(), volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink))
+            lifecycle: APILifecycle(), reportedMemory: reportedMemory,
+            volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink))
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)

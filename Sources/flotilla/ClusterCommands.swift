@@ -94,7 +94,7 @@ func describe(_ vm: VMView) -> String {
 struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "Create, start, stop, resize and delete VMs.",
-        subcommands: [Create.self, Start.self, Stop.self, Memory.self, Delete.self, Show.self])
+        subcommands: [Create.self, Start.self, Stop.self, Memory.self, Workload.self, Delete.self, Show.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (stopped); start it with `vm start`.")
@@ -163,6 +163,48 @@ struct VMCommand: AsyncParsableCommand {
                 maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority)
             let vm = try await withAPI(options) { try await $0.setVMMemory(name, change) }
             print(ClusterText.vms([vm]))
+        }
+    }
+
+    struct Workload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set what a VM's guest does with memory: its demand over time and how fast it dirties pages.",
+            discussion: """
+                One of --demand 2G, --ramp 1G:3G:60s (from, to, over), --periodic 1G:3G:120s (low, high,
+                period) or --trace FILE.csv (lines seconds,size such as 30,2.5G). A running guest follows it
+                at once; it moves with the VM.
+                """)
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+        @Option(help: "A constant demand, e.g. 2G.") var demand: String?
+        @Option(help: "FROM:TO:SECONDS, e.g. 1G:3G:60s.") var ramp: String?
+        @Option(help: "LOW:HIGH:PERIOD, e.g. 1G:3G:120s.") var periodic: String?
+        @Option(help: "A CSV file of seconds,size lines.") var trace: String?
+        @Option(help: "Pages the guest writes per second (default 500).") var dirtyRate: UInt64?
+
+        func run() async throws {
+            var traceFile: (file: String, text: String)?
+            if let trace {
+                do {
+                    traceFile = (trace, try String(contentsOfFile: trace, encoding: .utf8))
+                } catch {
+                    FileHandle.standardError.write(
+                        Data(
+                            (ClusterText.errorLine("cannot read --trace \(trace): \(error.localizedDescription)") + "\n")
+                                .utf8))
+                    throw ExitCode.failure
+                }
+            }
+            switch WorkloadArguments.workload(
+                demand: demand, ramp: ramp, periodic: periodic, trace: traceFile, dirtyPagesPerSecond: dirtyRate)
+            {
+            case .failure(let problem):
+                FileHandle.standardError.write(Data((ClusterText.errorLine(problem.description) + "\n").utf8))
+                throw ExitCode.failure
+            case .success(let workload):
+                let vm = try await withAPI(options) { try await $0.setVMWorkload(name, workload) }
+                print(ClusterText.vms([vm]))
+            }
         }
     }
 
