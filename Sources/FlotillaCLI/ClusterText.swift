@@ -33,15 +33,16 @@ public enum ClusterText {
         ].joined(separator: "\n\n")
     }
 
-    /// `raft` gives each node's Raft state (leader, follower, …) when known.
+    /// `raft` gives each node's Raft state (leader, follower, …) when known. RESERVED is the startup
+    /// memory its VMs are admitted with; ASSIGNED what it has given them now, by its last report.
     public static func nodes(_ nodes: [NodeView], raft: [String: String] = [:]) -> String {
         guard !nodes.isEmpty else { return "(no nodes registered yet)" }
         return TextTable.render(
-            header: ["ID", "STATE", "RAFT", "MEMORY USED/USABLE", "VMS", "CLIENT"],
+            header: ["ID", "STATE", "RAFT", "RESERVED", "ASSIGNED/USABLE", "VMS", "CLIENT"],
             rows: nodes.map { node in
                 [
-                    node.id, node.state, raft[node.id] ?? node.role,
-                    "\(ByteCount(node.reservedMemory).compact)/\(ByteCount(node.usableMemory).compact)",
+                    node.id, node.state, raft[node.id] ?? node.role, ByteCount(node.reservedMemory).compact,
+                    "\(node.memory.map { ByteCount($0.assigned).compact } ?? "-")/\(ByteCount(node.usableMemory).compact)",
                     String(node.vms.count), node.clientAddress,
                 ]
             })
@@ -50,12 +51,18 @@ public enum ClusterText {
     public static func vms(_ vms: [VMView]) -> String {
         guard !vms.isEmpty else { return "(no VMs)" }
         return TextTable.render(
-            header: ["NAME", "ID", "STATE", "OWNER", "STARTUP", "MIN", "MAX", "EPOCH", "NOTE"],
+            header: [
+                "NAME", "ID", "STATE", "OWNER", "STARTUP", "MIN", "MAX", "ASSIGNED", "DEMAND", "STATUS", "EPOCH",
+                "NOTE",
+            ],
             rows: vms.map { vm in
-                [
+                let paging = vm.memory.pagingBytes.flatMap { $0 > 0 ? "pages \(ByteCount($0).compact)" : nil }
+                return [
                     vm.name, vm.id, vm.state, vm.owner ?? "-", ByteCount(vm.memory.startup).compact,
-                    ByteCount(vm.memory.minimum).compact, ByteCount(vm.memory.maximum).compact, String(vm.epoch),
-                    vm.pendingReason ?? vm.migration.map { "migrating (\($0))" } ?? "",
+                    ByteCount(vm.memory.minimum).compact, ByteCount(vm.memory.maximum).compact,
+                    vm.memory.assigned.map { ByteCount($0).compact } ?? "-",
+                    vm.memory.demand.map { ByteCount($0).compact } ?? "-", vm.memory.status ?? "-", String(vm.epoch),
+                    vm.pendingReason ?? vm.migration.map { "migrating (\($0))" } ?? paging ?? "",
                 ]
             })
     }

@@ -17,13 +17,15 @@ private let clusterJSON = """
      "members": [{"id": "n1", "role": "voter", "state": "leader"}, {"id": "n2", "role": "voter", "state": "follower"}],
      "nodes": [
       {"id": "n1", "state": "up", "role": "voter", "peerAddress": "127.0.0.1:7201", "clientAddress": "127.0.0.1:7101",
-       "usableMemory": 8589934592, "reservedMemory": 1073741824, "freeMemory": 7516192768, "vms": ["Finance"]},
+       "usableMemory": 8589934592, "reservedMemory": 1073741824, "freeMemory": 7516192768, "vms": ["Finance"],
+       "memory": {"usable": 8589934592, "assigned": 3221225472}},
       {"id": "n2", "state": "draining", "role": "voter", "peerAddress": "127.0.0.1:7202", "clientAddress": "127.0.0.1:7102",
        "usableMemory": 17179869184, "reservedMemory": 0, "freeMemory": 17179869184, "vms": []}],
      "volumes": [{"id": "csv1", "path": "volumes/csv1", "coordinator": "n1", "state": "online", "vms": ["Finance", "Huge"]}],
      "vms": [
       {"id": "vm1", "name": "Finance", "state": "running", "desiredState": "running", "owner": "n1", "epoch": 1,
-       "memory": {"startup": 1073741824, "minimum": 536870912, "maximum": 4294967296, "buffer": 20, "priority": 50},
+       "memory": {"startup": 1073741824, "minimum": 536870912, "maximum": 4294967296, "buffer": 20, "priority": 50,
+                  "assigned": 3221225472, "demand": 2684354560, "status": "ok", "pagingBytes": 0},
        "restartPriority": "high", "preferredOwners": [], "volume": "csv1", "diskFile": "finance.vhdx", "migration": "mig1"},
       {"id": "vm2", "name": "Huge", "state": "pending", "desiredState": "running", "epoch": 0,
        "pendingReason": "needs 32.0 GiB startup memory; the most free on any up node is 7.0 GiB (n1)",
@@ -40,14 +42,14 @@ private let clusterJSON = """
             cluster local · leader n1 · term 2 · commit 17 · applied 16 · served by n1
 
             NODES
-            ID  STATE     RAFT      MEMORY USED/USABLE  VMS  CLIENT
-            n1  up        leader    1G/8G               1    127.0.0.1:7101
-            n2  draining  follower  0B/16G              0    127.0.0.1:7102
+            ID  STATE     RAFT      RESERVED  ASSIGNED/USABLE  VMS  CLIENT
+            n1  up        leader    1G        3G/8G            1    127.0.0.1:7101
+            n2  draining  follower  0B        -/16G            0    127.0.0.1:7102
 
             VMS
-            NAME     ID   STATE    OWNER  STARTUP  MIN   MAX  EPOCH  NOTE
-            Finance  vm1  running  n1     1G       512M  4G   1      migrating (mig1)
-            Huge     vm2  pending  -      32G      32G   32G  0      needs 32.0 GiB startup memory; the most free on any up node is 7.0 GiB (n1)
+            NAME     ID   STATE    OWNER  STARTUP  MIN   MAX  ASSIGNED  DEMAND  STATUS  EPOCH  NOTE
+            Finance  vm1  running  n1     1G       512M  4G   3G        2.5G    ok      1      migrating (mig1)
+            Huge     vm2  pending  -      32G      32G   32G  -         -       -       0      needs 32.0 GiB startup memory; the most free on any up node is 7.0 GiB (n1)
 
             VOLUMES
             ID    STATE   COORDINATOR  PATH          VMS
@@ -107,4 +109,18 @@ private let clusterJSON = """
     } throws: { error in
         "\(error)" == "--api nowhere is not host:port (e.g. 127.0.0.1:7101)"
     }
+}
+
+@Test func aVMThatPagesSaysHowMuchInItsNote() throws {
+    let vm = VMView(
+        id: "vm3", name: "Sales", state: "running", desiredState: "running", owner: "n2", epoch: 4,
+        memory: MemoryView(
+            startup: gib, minimum: gib, maximum: 2 * gib, buffer: 20, priority: 10, assigned: gib, demand: 3 * gib / 2,
+            status: "warning", pagingBytes: gib / 2),
+        restartPriority: "low", preferredOwners: [], volume: "csv1", diskFile: "sales.vhdx")
+    #expect(
+        ClusterText.vms([vm]) == """
+            NAME   ID   STATE    OWNER  STARTUP  MIN  MAX  ASSIGNED  DEMAND  STATUS   EPOCH  NOTE
+            Sales  vm3  running  n2     1G       1G   2G   1G        1.5G    warning  4      pages 512M
+            """)
 }
