@@ -107,6 +107,10 @@ public struct ClusterState: Hashable, Sendable {
             }
             try checkMigrationLimit(limit, key: key)
         }
+        if key == Setting.balanceIntervalKey, Setting.balanceInterval(value) == nil {
+            throw .invalid(
+                "\(key) must be a whole number of milliseconds in \(Setting.balanceIntervalRange), got \"\(value)\"")
+        }
         let previous = settings.updateValue(value, forKey: key)
         let shown = value.utf8.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
         record(.settingChanged, context, "\(key) set to \(shown)")
@@ -316,6 +320,16 @@ public enum Setting {
     public static let defaultMigrationLimit = 2
     public static let migrationLimitRange = 1...64
     public static let maxValueBytes = 64 << 10
+    /// How often every node's agent balances memory between its VMs, in milliseconds.
+    public static let balanceIntervalKey = "memory.balance-interval-ms"
+    public static let defaultBalanceInterval = Duration.milliseconds(100)
+    public static let balanceIntervalRange = 10...60_000
+
+    /// The balance interval a value of `balanceIntervalKey` gives, or nil for one out of range.
+    public static func balanceInterval(_ value: String) -> Duration? {
+        guard let milliseconds = Int(value), balanceIntervalRange.contains(milliseconds) else { return nil }
+        return .milliseconds(milliseconds)
+    }
 
     /// Why a key or value is not acceptable, or nil when it is.
     public static func problem(key: String, value: String) -> String? {

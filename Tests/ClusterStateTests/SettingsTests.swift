@@ -166,3 +166,16 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     mislabelled[0] = 3
     #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: mislabelled) }
 }
+
+@Test func theBalanceIntervalIsAWholeNumberOfMillisecondsInRange() {
+    var state = ClusterState()
+    for bad in ["0", "9", "60001", "fast", "100ms"] {
+        #expect(
+            state.apply(.setSetting(key: Setting.balanceIntervalKey, value: bad), proposedAt: 1).rejection?.kind
+                == .invalid, "\(bad)")
+    }
+    #expect(
+        state.apply(.setSetting(key: Setting.balanceIntervalKey, value: "250"), proposedAt: 1)
+            == .applied(.previous(nil)))
+    #expect(Setting.balanceInterval(state.settings[Setting.balanceIntervalKey]!) == .milliseconds(250))
+}
