@@ -156,6 +156,9 @@ let package = Package(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "DynamicMemoryTests", dependencies: ["DynamicMemory", "ClusterModel", "FlotillaTestKit"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "SharedVolumesTests",
             dependencies: ["SharedVolumes", "Guests", "ClusterModel", "FlotillaTestKit", "TestSupport"],
             swiftSettings: swiftSettings),
