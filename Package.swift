@@ -41,6 +41,8 @@ let package = Package(
 
         // Pure: the leader's controllers (leases, failure detection, failover); they return proposals.
         .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
+        // Pure: the per-node memory balancer (dynamic memory): settings and demands in, assignments out.
+        .target(name: "DynamicMemory", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
         // models, and the disk journal with its checker.
         .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
@@ -152,6 +154,9 @@ let package = Package(
             name: "ClusterStateTests", dependencies: ["ClusterState", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ControllersTests", dependencies: ["Controllers", "ClusterState", "ClusterModel"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DynamicMemoryTests", dependencies: ["DynamicMemory", "ClusterModel", "FlotillaTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SharedVolumesTests",
