@@ -22,18 +22,6 @@ public struct MemoryRequest: Hashable, Sendable {
     }
 }
 
-/// A VM's memory status as Hyper-V Manager shows it.
-public enum MemoryStatus: String, Hashable, Sendable {
-    /// The assignment meets the target: demand plus the buffer.
-    case ok
-    /// The assignment covers the demand but not the buffer.
-    case low
-    /// The assignment is below the demand: the guest pages inside itself.
-    case warning
-    /// A starting VM whose startup memory is not free yet; it must not run.
-    case waiting
-}
-
 /// The balancer's answer for one VM.
 public struct MemoryAssignment: Hashable, Sendable {
     public var vm: VMID
