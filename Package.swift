@@ -104,7 +104,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "RaftRuntime", "HTTP2",
-                "Guests", "SharedVolumes", "FlotillaAPI",
+                "Guests", "SharedVolumes", "FlotillaAPI", "DynamicMemory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

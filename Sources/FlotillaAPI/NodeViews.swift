@@ -84,11 +84,17 @@ public struct AgentView: Codable, Sendable, Equatable {
         public var recordsReplayed: Int
         /// Pages of guest memory holding data.
         public var pagesTouched: Int
+        /// The memory the guest is assigned now and what it demands (bytes).
+        public var assigned: UInt64?
+        public var demand: UInt64?
 
         public init(
             id: String, name: String, epoch: UInt64, running: Bool, disk: String, journalSequence: UInt64? = nil,
-            recordsWritten: Int, recordsReplayed: Int, pagesTouched: Int
+            recordsWritten: Int, recordsReplayed: Int, pagesTouched: Int, assigned: UInt64? = nil,
+            demand: UInt64? = nil
         ) {
+            self.assigned = assigned
+            self.demand = demand
             self.id = id
             self.name = name
             self.epoch = epoch

@@ -63,6 +63,8 @@ actor Heartbeats {
     private let addressBook: AddressBook
     private let controllers: LeaderControllers
     private let fencing: any Fencing
+    /// This node's memory facts (the agent's last balancing pass), sent with every heartbeat.
+    private let memoryFacts: @Sendable () async -> NodeMemoryFacts?
     private let interval: Duration
     /// How long a heartbeat may wait for its answer: after a lease it is worthless anyway.
     private let requestTimeout: Duration
@@ -79,8 +81,10 @@ actor Heartbeats {
 
     init(
         local: NodeID, driver: ClusterDriver, addressBook: AddressBook, controllers: LeaderControllers,
-        fencing: any Fencing, interval: Duration, requestTimeout: Duration, clock: NodeClock, logger: Logger
+        fencing: any Fencing, memoryFacts: @escaping @Sendable () async -> NodeMemoryFacts?, interval: Duration,
+        requestTimeout: Duration, clock: NodeClock, logger: Logger
     ) {
+        self.memoryFacts = memoryFacts
         self.local = local
         self.driver = driver
         self.addressBook = addressBook
@@ -143,7 +147,8 @@ actor Heartbeats {
             machine.state.vms.values.filter { $0.owner == status.id }.map(\.id).sorted()
         }
         // What it runs: nothing while fenced; otherwise the VMs its state says it owns.
-        let facts = NodeFacts(appliedIndex: status.applied, runningVMs: fenced ? [] : owned)
+        let facts = NodeFacts(
+            appliedIndex: status.applied, runningVMs: fenced ? [] : owned, memory: await memoryFacts())
         let answer: HeartbeatAnswer
         if leader == local {
             answer = await controllers.heartbeat(from: local, facts: facts)

@@ -325,7 +325,8 @@ extension LeaderControllers {
     /// The leader's controllers and this node's heartbeats, with the timings from the configuration.
     static func services(
         _ configuration: NodeConfiguration, driver: ClusterDriver, addressBook: AddressBook,
-        leaderContact: LeaderContactTracker, reportedMemory: ReportedMemory, fencing: any Fencing, logger: Logger
+        leaderContact: LeaderContactTracker, reportedMemory: ReportedMemory, fencing: any Fencing,
+        memoryFacts: @escaping @Sendable () async -> NodeMemoryFacts?, logger: Logger
     ) -> (LeaderControllers, Heartbeats) {
         let tick = Duration.milliseconds(configuration.tickMilliseconds)
         let heartbeatInterval = Duration.milliseconds(configuration.heartbeatMilliseconds)
@@ -342,7 +343,7 @@ extension LeaderControllers {
             reportedMemory: reportedMemory, logger: logger)
         let heartbeats = Heartbeats(
             local: configuration.nodeID, driver: driver, addressBook: addressBook, controllers: controllers,
-            fencing: fencing, interval: .milliseconds(configuration.heartbeatMilliseconds),
+            fencing: fencing, memoryFacts: memoryFacts, interval: .milliseconds(configuration.heartbeatMilliseconds),
             requestTimeout: timings.lease, clock: leaderContact.clock, logger: logger)
         return (controllers, heartbeats)
     }

@@ -1,6 +1,7 @@
 // The node agent: runs exactly the VMs the committed state says this node owns, like a kubelet.
 public import ClusterModel
 public import ClusterState
+public import DynamicMemory
 public import FlotillaAPI
 import Guests
 public import Logging
@@ -19,6 +20,12 @@ public import Logging
 /// `fence(reason:)` stops everything at once, and while fenced the agent runs nothing; the lease
 /// code calls it when this node may no longer be sure it owns anything (DESIGN.md §8).
 ///
+/// It is also the node's dynamic-memory agent (DESIGN.md §10, docs/dynamic-memory.md): every
+/// `balanceInterval` (and after each reconcile pass) it runs the `MemoryBalancer` over the guests
+/// it runs, with their demands, and gives each its assignment (hot-add or balloon). A VM the state
+/// says runs here starts only once the balancer has reserved its startup memory; until then it
+/// waits, with the reason shown. The sum of assignments never exceeds `usableMemory`.
+///
 /// Every guest it started is in `guests` (or `stopping`) from before its start until its stop has
 /// returned, so `fence` and shutdown see guests whose start is still in flight.
 public actor NodeAgent {
@@ -28,25 +35,42 @@ public actor NodeAgent {
         public var sharedRoot: String
         public var journalInterval: Duration
         public var reconcileInterval: Duration
-        /// What the guests' beats and the workload's time are measured by.
+        /// What the guests' beats, the workload's time and the balancer are measured by.
         public var clock: NodeClock
+        /// The memory this node offers its VMs: the balancer never assigns more.
+        public var usableMemory: UInt64
+        /// How often memory is balanced until the cluster setting `memory.balance-interval-ms` says otherwise.
+        public var balanceInterval: Duration
+        public var balancerPolicy: BalancerPolicy
 
         public init(
             node: NodeID, sharedRoot: String, journalInterval: Duration = .milliseconds(100),
-            reconcileInterval: Duration = .milliseconds(200), clock: NodeClock = NodeClock(ContinuousClock())
+            reconcileInterval: Duration = .milliseconds(200), clock: NodeClock = NodeClock(ContinuousClock()),
+            usableMemory: UInt64 = NodeConfiguration.defaultUsableMemory,
+            balanceInterval: Duration = Setting.defaultBalanceInterval, balancerPolicy: BalancerPolicy = .init()
         ) {
             self.node = node
             self.sharedRoot = sharedRoot
             self.journalInterval = journalInterval
             self.reconcileInterval = reconcileInterval
             self.clock = clock
+            self.usableMemory = usableMemory
+            self.balanceInterval = balanceInterval
+            self.balancerPolicy = balancerPolicy
         }
 
         init(_ configuration: NodeConfiguration, clock: NodeClock) {
             self.init(
                 node: configuration.nodeID, sharedRoot: configuration.sharedRoot,
-                journalInterval: .milliseconds(configuration.journalIntervalMilliseconds), clock: clock)
+                journalInterval: .milliseconds(configuration.journalIntervalMilliseconds), clock: clock,
+                usableMemory: configuration.usableMemory)
         }
+    }
+
+    /// A VM the applied state says this node runs, as it says it.
+    private struct Want {
+        let vm: VMRecord
+        let diskPath: String
     }
 
     /// A guest this agent started (or is starting), with what it was started for.
@@ -55,6 +79,11 @@ public actor NodeAgent {
         let epoch: Epoch
         let name: String
         let diskPath: String
+        /// The VM's settings and workload as last applied; the guest follows workload changes.
+        var memory: MemorySettings
+        var workload: Workload
+        /// What the balancer last gave the guest.
+        var assigned: UInt64
     }
 
     public let configuration: Configuration
@@ -73,6 +102,16 @@ public actor NodeAgent {
     private var fences = 0
     /// Wakes `run` when the applied state changes or this node unfences.
     private let changes: StateChanges
+    /// VMs the state says run here that have no guest yet: they wait for the balancer to reserve
+    /// their startup memory (at most one reconcile pass, unless memory is short).
+    private var waiting: [VMID: Want] = [:]
+    private var balancer: MemoryBalancer
+    /// The balancer's last answer per VM, for the heartbeat's memory facts and the agent view.
+    private var assignments: [VMID: MemoryAssignment] = [:]
+    /// Set while a balancing pass is in flight: passes do not overlap (the timer's and reconcile's).
+    private var balancing = false
+    /// The balance interval the applied state sets, if it sets one.
+    private var balanceInterval: Duration
 
     /// Without `volumes`, the agent reaches only volumes its own node coordinates.
     public init(
@@ -81,6 +120,8 @@ public actor NodeAgent {
     ) {
         self.configuration = configuration
         self.changes = changes
+        self.balancer = MemoryBalancer(policy: configuration.balancerPolicy)
+        self.balanceInterval = configuration.balanceInterval
         self.readState = readState
         self.volumes =
             volumes
@@ -91,9 +132,22 @@ public actor NodeAgent {
     }
 
     /// Reconciles on every change of the applied state, and at least every `reconcileInterval`,
-    /// until cancelled; then stops every guest.
+    /// and balances memory every balance interval, until cancelled; then stops every guest.
     public func run() async {
+        let clock = configuration.clock
+        let balance = Task {
+            var next = clock.now
+            while !Task.isCancelled {
+                next += self.balanceInterval
+                do { try await clock.sleep(until: next) } catch { return }
+                await self.balanceMemory()
+                // A node that fell behind (a busy machine) does not burst to catch up.
+                if next < clock.now { next = clock.now }
+            }
+        }
         await changes.follow(every: configuration.reconcileInterval) { await self.reconcile() }
+        balance.cancel()
+        await balance.value
         await stopAll()
     }
 
@@ -104,6 +158,7 @@ public actor NodeAgent {
         }
         fenceReason = reason
         fences += 1
+        waiting = [:]
         await stopAll()
     }
 
@@ -126,6 +181,8 @@ public actor NodeAgent {
         let fencesBefore = fences
         let state = await readState()
         guard fenceReason == nil, fences == fencesBefore else { return }
+        balanceInterval =
+            state.settings[Setting.balanceIntervalKey].flatMap(Setting.balanceInterval) ?? configuration.balanceInterval
         let wanted = desiredGuests(in: state)
 
         // Guests that stopped on their own (their disk failed) are reported and started again.
@@ -135,37 +192,57 @@ public actor NodeAgent {
             guests[id] = nil
             report(id, name: entry.name, epoch: entry.epoch, failure)
         }
-        for (id, entry) in guests where wanted[id]?.epoch != entry.epoch {
-            let reason = wanted[id] == nil ? "this node no longer runs it" : "its epoch is now \(wanted[id]!.epoch)"
+        for (id, entry) in guests where wanted[id]?.vm.epoch != entry.epoch {
+            let reason = wanted[id] == nil ? "this node no longer runs it" : "its epoch is now \(wanted[id]!.vm.epoch)"
             logger.info("stopping \(id) (\(entry.name)) of epoch \(entry.epoch): \(reason)")
             await stop(id)
         }
         for id in problems.keys where wanted[id] == nil { problems[id] = nil }
 
-        for (id, want) in wanted.sorted(by: { $0.key < $1.key }) where guests[id] == nil {
-            guard fenceReason == nil, fences == fencesBefore else { return }
-            await start(id, want)
+        // Settings and workloads of running guests may have changed: the balancer takes the new
+        // settings on its next pass, and the guest follows its new workload at once.
+        for (id, want) in wanted {
+            guard var entry = guests[id], entry.epoch == want.vm.epoch else { continue }
+            entry.memory = want.vm.memory
+            if entry.workload != want.vm.workload {
+                entry.workload = want.vm.workload
+                await entry.guest.follow(want.vm.workload)
+            }
+            if guests[id]?.guest === entry.guest { guests[id] = entry }
         }
+        // The rest start once the balancer has reserved their startup memory.
+        guard fenceReason == nil, fences == fencesBefore else { return }
+        waiting = wanted.filter { guests[$0.key] == nil }
+        await balanceMemory()
     }
 
-    /// What the state says this node runs: its VMs in state running, with their epoch and disk.
-    private func desiredGuests(in state: ClusterState) -> [VMID: Entry] {
-        var wanted: [VMID: Entry] = [:]
+    /// What the state says this node runs: its VMs in state running, with their disk files.
+    private func desiredGuests(in state: ClusterState) -> [VMID: Want] {
+        var wanted: [VMID: Want] = [:]
         for vm in state.vms.values where vm.owner == configuration.node && vm.state == .running {
             guard let volume = state.volumes[vm.disk.volume] else {
                 report(vm.id, name: vm.name, epoch: vm.epoch, "its disk's volume \(vm.disk.volume) is not in the state")
                 continue
             }
-            let diskPath = configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file
-            let guest = Guest(
-                configuration: GuestConfiguration(
-                    vm: vm.id, diskPath: diskPath, memoryBytes: vm.memory.startup, workload: vm.workload,
-                    journalInterval: configuration.journalInterval,
-                    seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
-                    redirect: volumes.redirect(for: vm.disk, diskPath: diskPath), clock: configuration.clock))
-            wanted[vm.id] = Entry(guest: guest, epoch: vm.epoch, name: vm.name, diskPath: guest.configuration.diskPath)
+            wanted[vm.id] = Want(vm: vm, diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file)
         }
         return wanted
+    }
+
+    /// Starts the guest of `want` with the memory the balancer reserved for it.
+    private func start(_ want: Want, assigned: UInt64) async {
+        let vm = want.vm
+        let guest = Guest(
+            configuration: GuestConfiguration(
+                vm: vm.id, diskPath: want.diskPath, memoryBytes: assigned, workload: vm.workload,
+                journalInterval: configuration.journalInterval,
+                seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
+                redirect: volumes.redirect(for: vm.disk, diskPath: want.diskPath), clock: configuration.clock))
+        await start(
+            vm.id,
+            Entry(
+                guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
+                workload: vm.workload, assigned: assigned))
     }
 
     private func start(_ id: VMID, _ entry: Entry) async {
@@ -189,6 +266,64 @@ public actor NodeAgent {
                 "disk": "\(entry.diskPath)", "replayed": "\(status.recordsReplayed)",
                 "torn-bytes": "\(status.tornBytesTruncated)",
             ])
+    }
+
+    /// One balancing pass: asks each guest its demand, runs the balancer, gives each running guest
+    /// its assignment and starts the waiting VMs whose startup memory it reserved.
+    package func balanceMemory() async {
+        guard !balancing else { return }
+        balancing = true
+        defer { balancing = false }
+        // The guests' demands first (they are asked across the actor boundary), then one pure pass
+        // on what was gathered, then the answers, each checked against a stop that came meanwhile.
+        var requests: [MemoryRequest] = []
+        var asked: [VMID: Guest] = [:]
+        for (id, entry) in guests.sorted(by: { $0.key < $1.key }) {
+            requests.append(
+                MemoryRequest(
+                    vm: id, settings: entry.memory, demand: await entry.guest.demand, assigned: entry.assigned))
+            asked[id] = entry.guest
+        }
+        let starting = fenceReason == nil ? waiting.filter { guests[$0.key] == nil } : [:]
+        for (id, want) in starting.sorted(by: { $0.key < $1.key }) {
+            requests.append(
+                MemoryRequest(
+                    vm: id, settings: want.vm.memory, demand: want.vm.workload.demand(at: .zero), assigned: nil))
+        }
+        // Guests that stopped meanwhile hold nothing any more.
+        requests.removeAll { request in request.assigned != nil && guests[request.vm]?.guest !== asked[request.vm] }
+        let answers = balancer.pass(
+            now: configuration.clock.now, usable: configuration.usableMemory, requests: requests)
+        assignments = Dictionary(uniqueKeysWithValues: answers.map { ($0.vm, $0) })
+        for answer in answers {
+            if var entry = guests[answer.vm], entry.guest === asked[answer.vm] {
+                guard answer.assigned != entry.assigned else { continue }
+                entry.assigned = answer.assigned
+                guests[answer.vm] = entry
+                await entry.guest.assign(bytes: answer.assigned)
+            } else if let want = starting[answer.vm], guests[answer.vm] == nil, fenceReason == nil {
+                guard answer.status != .waiting else {
+                    report(
+                        answer.vm, name: want.vm.name, epoch: want.vm.epoch,
+                        "waiting for memory: it needs \(ByteCount(want.vm.memory.startup)) to start and this node "
+                            + "cannot free that much now (\(ByteCount(configuration.usableMemory)) usable)")
+                    continue
+                }
+                waiting[answer.vm] = nil
+                await start(want, assigned: answer.assigned)
+            }
+        }
+    }
+
+    /// What the node says of its memory in its heartbeats: nil before the first balancing pass.
+    public var memoryFacts: NodeMemoryFacts? {
+        guard balancer.previousPass != nil else { return nil }
+        let vms = assignments.values.sorted { $0.vm < $1.vm }.map {
+            VMMemoryFacts(
+                vm: $0.vm, assigned: $0.assigned, demand: $0.demand, status: $0.status, pagingBytes: $0.pagingBytes)
+        }
+        return NodeMemoryFacts(
+            usable: configuration.usableMemory, assigned: guests.values.reduce(0) { $0 + $1.assigned }, vms: vms)
     }
 
     private func stop(_ id: VMID) async {
@@ -227,7 +362,7 @@ public actor NodeAgent {
                         id: id.description, name: entry.name, epoch: entry.epoch.rawValue, running: status.running,
                         disk: entry.diskPath, journalSequence: status.lastSequence,
                         recordsWritten: status.recordsWritten, recordsReplayed: status.recordsReplayed,
-                        pagesTouched: status.residentPages))
+                        pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes))
             }
             return AgentView(
                 node: configuration.node.description, fenced: fenceReason, vms: vms,

@@ -110,7 +110,7 @@ public final class NodeDaemon: Service {
         let (controllers, heartbeats) = LeaderControllers.services(
             configuration, driver: driver, addressBook: addressBook, leaderContact: leaderContact,
             reportedMemory: reportedMemory,
-            fencing: FencingGroup([agent, volumes, fencing]), logger: logger)
+            fencing: FencingGroup([agent, volumes, fencing]), memoryFacts: { await agent.memoryFacts }, logger: logger)
         peerRouter.addHeartbeatRoute(controllers: controllers)
         let peerServer = HTTP2Server(
             configuration: .init(host: configuration.peerListen.host, port: configuration.peerListen.port),

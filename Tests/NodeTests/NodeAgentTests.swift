@@ -17,7 +17,7 @@ import Testing
 #endif
 
 /// A cluster state the test changes by applying commands, as the Raft log would.
-private final class AppliedState: Sendable {
+final class AppliedState: Sendable {
     let state = Mutex(ClusterState())
 
     func apply(_ command: ClusterCommand) {
