@@ -17,12 +17,25 @@ extension ClusterState {
     /// 2. Anti-affinity: if any of those runs no VM of the VM's class (and is not the target of
     ///    one migrating), only those remain. A class never makes a VM pending on its own.
     /// 3. Preferred owners: the first of the VM's preferred owners, in its order, that remains.
-    /// 4. Otherwise the node with the most free memory; a tie goes to the lowest node id.
-    public func placement(for vm: VMRecord) -> Placement {
+    /// 4. Otherwise the node with the most free memory; a tie goes to the lowest node id. Free
+    ///    memory is what `reported` says a node has not assigned (its last memory report to the
+    ///    leader, less the startup memory of VMs placed on it since), where there is a report; the
+    ///    committed free memory otherwise. Admission (1) is always by committed memory: a report
+    ///    steers placement, it never admits more than the state does.
+    ///
+    /// Pure: `reported` is an argument (empty at apply time, where only the log counts).
+    public func placement(for vm: VMRecord, reported: [NodeID: NodeMemoryFacts] = [:]) -> Placement {
         let reserved = reservedMemory(excluding: vm.id)
         func free(_ node: NodeRecord) -> UInt64 {
             let used = reserved[node.id] ?? 0
             return node.usableMemory > used ? node.usableMemory - used : 0
+        }
+        func reportedFree(_ node: NodeRecord) -> UInt64 {
+            guard let report = reported[node.id] else { return free(node) }
+            let known = Set(report.vms.map(\.vm))
+            let unreported = vms.values.filter { $0.owner == node.id && $0.id != vm.id && !known.contains($0.id) }
+                .reduce(UInt64(0)) { $0 + $1.memory.startup }
+            return min(free(node), report.free > unreported ? report.free - unreported : 0)
         }
         let up = nodes.values.filter { $0.state.takesNewWork }.sorted { $0.id < $1.id }
         var candidates = up.filter { free($0) >= vm.memory.startup }
@@ -40,7 +53,7 @@ extension ClusterState {
         for preferred in vm.preferredOwners {
             if let node = candidates.first(where: { $0.id == preferred }) { return .node(node.id) }
         }
-        return .node(Self.mostFree(candidates, free)?.id ?? candidates[0].id)
+        return .node(Self.mostFree(candidates, reportedFree)?.id ?? candidates[0].id)
     }
 
     /// The node with the most free memory; `nodes` is in id order, so a tie goes to the lowest id.

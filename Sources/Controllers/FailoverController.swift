@@ -137,10 +137,13 @@ public enum FailoverController {
     ///   - now: the leader's monotonic clock, as the lease table measures.
     ///   - wallClock: milliseconds since 1970, as event times are; the failover history
     ///     (throttling) is counted from the events the state keeps.
+    ///   - reported: the nodes' last memory reports: placement prefers the node with the most
+    ///     memory reported free (admission is by committed memory all the same).
     public static func proposals(
-        state: ClusterState, leases: LeaseTable, now: Duration, wallClock: UInt64
+        state: ClusterState, leases: LeaseTable, now: Duration, wallClock: UInt64,
+        reported: [NodeID: NodeMemoryFacts] = [:]
     ) -> [Proposal] {
-        var decision = Decision(scratch: state, wallClock: wallClock)
+        var decision = Decision(scratch: state, wallClock: wallClock, reported: reported)
         decision.nodesBackUp(leases, now: now)
         decision.nodesDown(leases, now: now)
         decision.coordinators()
@@ -163,11 +166,13 @@ public enum FailoverController {
 private struct Decision {
     var scratch: ClusterState
     let wallClock: UInt64
+    let reported: [NodeID: NodeMemoryFacts]
     var proposals: [Proposal] = []
 
-    init(scratch: ClusterState, wallClock: UInt64) {
+    init(scratch: ClusterState, wallClock: UInt64, reported: [NodeID: NodeMemoryFacts]) {
         self.scratch = scratch
         self.wallClock = wallClock
+        self.reported = reported
     }
 
     /// Keeps a proposal only if it applies to the scratch state.
@@ -250,7 +255,7 @@ private struct Decision {
                         + "the period has passed; start it to run it sooner")
                 continue
             }
-            switch scratch.placement(for: current) {
+            switch scratch.placement(for: current, reported: reported) {
             case .node(let target):
                 let why =
                     lostOwner.map { "failover from \($0), which went down" } ?? "placed now that it fits"

@@ -137,7 +137,17 @@ extension ClientAPI {
                         return id
                     }
                 }
-                return try await vmCommand(request, parameters) { .startVM($0.id, on: node) }
+                // Placed here, on the leader, where the nodes' memory reports are: the node with
+                // the most memory free by report; with none that fits, placement at apply time
+                // leaves it pending with the reason.
+                let reported = reportedMemory.current
+                let state = await localState()
+                return try await vmCommand(request, parameters) { vm in
+                    if let node { return .startVM(vm.id, on: node) }
+                    guard vm.state != .running, case .node(let chosen) = state.placement(for: vm, reported: reported)
+                    else { return .startVM(vm.id, on: nil) }
+                    return .startVM(vm.id, on: chosen)
+                }
             }
         }
         router.post("/v1/vms/{name}/stop") { request, parameters in

@@ -199,7 +199,7 @@ actor LeaderControllers {
             logger.warning("failover policy: \(problem)")
         }
         let proposals = FailoverController.proposals(
-            state: state, leases: table, now: now, wallClock: Self.wallClock)
+            state: state, leases: table, now: now, wallClock: Self.wallClock, reported: reportedMemory.current)
         for proposal in proposals {
             guard leadership != nil else { return }
             await propose(proposal)

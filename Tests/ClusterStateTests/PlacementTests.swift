@@ -114,3 +114,39 @@ import Testing
     #expect(cluster.vm(finance)?.owner == 2)
     #expect(cluster.vm(finance)?.epoch == lost.epoch.next)
 }
+
+/// The nodes' memory reports steer placement to the node with the most memory really free; they
+/// never admit a VM the committed state does not.
+@Test func reportedMemoryPicksTheRoomiestNodeButNeverAdmitsMore() throws {
+    var cluster = TestCluster.threeNodes(usableMemory: 4 * gib)
+    cluster.start(cluster.createVM("Grown", startup: gib), on: 1)
+    cluster.start(cluster.createVM("Small", startup: gib), on: 2)
+    let nextID = cluster.createVM("Next", startup: gib)
+    let next = try #require(cluster.vm(nextID))
+    // Committed, n3 is the roomiest (4 GiB free against 3 and 3).
+    #expect(cluster.state.placement(for: next) == .node(3))
+    // n3 reports 3.5 GiB assigned (a VM arriving by migration, say), n1 1 GiB, n2 2.5 GiB.
+    let reported: [NodeID: NodeMemoryFacts] = [
+        1: NodeMemoryFacts(
+            usable: 4 * gib, assigned: gib,
+            vms: [VMMemoryFacts(vm: 1, assigned: gib, demand: gib / 2, status: .ok, pagingBytes: 0)]),
+        2: NodeMemoryFacts(
+            usable: 4 * gib, assigned: 5 * gib / 2,
+            vms: [VMMemoryFacts(vm: 2, assigned: 5 * gib / 2, demand: 2 * gib, status: .ok, pagingBytes: 0)]),
+        3: NodeMemoryFacts(usable: 4 * gib, assigned: 7 * gib / 2, vms: []),
+    ]
+    #expect(cluster.state.placement(for: next, reported: reported) == .node(1))
+    // A VM placed since the report counts at its startup memory: two more on n1 make n2 the roomier.
+    cluster.start(cluster.createVM("Later1", startup: gib), on: 1)
+    cluster.start(cluster.createVM("Later2", startup: gib), on: 1)
+    #expect(cluster.state.placement(for: next, reported: reported) == .node(2))
+    // Reports of plenty do not admit what the committed state does not.
+    let hugeID = cluster.createVM("Huge", startup: 5 * gib)
+    let huge = try #require(cluster.vm(hugeID))
+    let roomy = Dictionary(
+        uniqueKeysWithValues: (1...3).map { (NodeID($0), NodeMemoryFacts(usable: 4 * gib, assigned: 0, vms: [])) })
+    guard case .pending = cluster.state.placement(for: huge, reported: roomy) else {
+        Issue.record("placed a VM no node admits")
+        return
+    }
+}
