@@ -80,7 +80,9 @@ extension ClientAPI {
             let state = await driver.staleRead { $0.state }
             return HTTPResponse(
                 status: 200, headers: ["content-type": "text/plain; version=0.0.4"],
-                body: .string(Metrics.render(node: configuration.nodeID, status: status, state: state)))
+                body: .string(
+                    Metrics.render(
+                        node: configuration.nodeID, status: status, state: state, reported: reportedMemory.current)))
         }
     }
 

@@ -5,7 +5,10 @@ import RaftCore
 
 /// Renders the metrics page (Prometheus text exposition format 0.0.4); pure, so tests read it directly.
 enum Metrics {
-    static func render(node: NodeID, status: RaftStatus, state: ClusterState) -> String {
+    /// `reported`: the nodes' memory reports this node holds (as leader; empty elsewhere).
+    static func render(
+        node: NodeID, status: RaftStatus, state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:]
+    ) -> String {
         var page = MetricsPage()
         let label = "node=\"\(node)\""
         page.gauge("flotilla_raft_term", "The current Raft term.", [(label, status.term.rawValue)])
@@ -54,11 +57,58 @@ enum Metrics {
         page.gauge(
             "flotilla_node_reserved_memory_bytes", "Startup memory of a node's VMs and incoming migrations.",
             nodes.map { ("node=\"\($0)\"", reserved[$0] ?? 0) })
+        let reporting = reported.keys.sorted()
+        page.gauge(
+            "flotilla_node_assigned_memory_bytes",
+            "Memory a node has assigned its VMs, by its last report to the leader.",
+            reporting.map { ("node=\"\($0)\"", reported[$0]!.assigned) })
+        var vms: [(node: NodeID, facts: VMMemoryFacts, name: String)] = []
+        for node in reporting {
+            for facts in reported[node]!.vms {
+                vms.append((node, facts, state.vms[facts.vm]?.name ?? facts.vm.description))
+            }
+        }
+        func vmLabels(_ entry: (node: NodeID, facts: VMMemoryFacts, name: String)) -> String {
+            "node=\"\(entry.node)\",vm=\"\(entry.facts.vm)\",name=\"\(Self.escaped(entry.name))\""
+        }
+        page.gauge(
+            "flotilla_vm_assigned_memory_bytes", "Memory a VM is assigned, by its node's last report.",
+            vms.map { (vmLabels($0), $0.facts.assigned) })
+        page.gauge(
+            "flotilla_vm_memory_demand_bytes", "Memory a VM's guest demands, by its node's last report.",
+            vms.map { (vmLabels($0), $0.facts.demand) })
+        page.gauge(
+            "flotilla_vm_paging_bytes", "What a VM's guest demands beyond its assignment (it pages that much).",
+            vms.map { (vmLabels($0), $0.facts.pagingBytes) })
+        page.gauge(
+            "flotilla_vm_memory_status", "1 for a VM's memory status (ok, low, warning, waiting), 0 for the others.",
+            vms.flatMap { entry in
+                MemoryStatus.allCases.map {
+                    ("\(vmLabels(entry)),status=\"\($0.rawValue)\"", entry.facts.status == $0 ? 1 : 0)
+                }
+            })
         page.counter(
             "flotilla_events_total", "Events recorded over the cluster's life.",
             [("", state.nextEventSequence - 1)])
         return page.text
     }
+}
+
+extension Metrics {
+    /// A label value with backslashes, quotes and newlines escaped (the exposition format's rule).
+    static func escaped(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+
 }
 
 /// Accumulates metric families: HELP and TYPE lines, then one sample per label set.
