@@ -202,8 +202,8 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "ClusterState", "RaftCore", "RaftStorage",
-                "HTTP2", "FlotillaTestKit", "TestSupport", "Guests",
+                "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI", "ClusterModel", "ClusterState", "RaftCore",
+                "RaftStorage", "HTTP2", "FlotillaTestKit", "TestSupport", "Guests",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -21,12 +21,15 @@ public struct VMCreation: Codable, Sendable, Equatable {
     public var volume: String
     /// The disk's file on the volume; by default the lower-cased name + `.vhdx`.
     public var diskFile: String?
+    /// What its guest does with memory; by default half its startup memory, 500 dirty pages/s.
+    public var workload: WorkloadView?
 
     public init(
         name: String, startup: UInt64, minimum: UInt64? = nil, maximum: UInt64? = nil, buffer: Int? = nil,
         priority: Int? = nil, restartPriority: String? = nil, preferredOwners: [String]? = nil,
-        antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil
+        antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil, workload: WorkloadView? = nil
     ) {
+        self.workload = workload
         self.name = name
         self.startup = startup
         self.minimum = minimum
@@ -74,7 +77,8 @@ extension VMCreation {
             preferredOwners: try container.decodeIfPresent([String].self, forKey: .preferredOwners),
             antiAffinityClass: try container.decodeIfPresent(String.self, forKey: .antiAffinityClass),
             volume: try container.decode(String.self, forKey: .volume),
-            diskFile: try container.decodeIfPresent(String.self, forKey: .diskFile))
+            diskFile: try container.decodeIfPresent(String.self, forKey: .diskFile),
+            workload: try container.decodeIfPresent(WorkloadView.self, forKey: .workload))
     }
 }
 

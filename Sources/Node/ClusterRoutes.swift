@@ -1,9 +1,9 @@
 // The client API for the cluster state: nodes, volumes, VMs, migrations, events and metrics.
 import ClusterModel
-import ClusterState
-import FlotillaAPI
+public import ClusterState
+public import FlotillaAPI
 import Foundation
-import HTTP2
+public import HTTP2
 import NIOCore
 import RaftCore
 import RaftRuntime
@@ -114,7 +114,7 @@ extension ClientAPI {
         router.post("/v1/vms") { request, _ in
             try await onLeader(request) {
                 let body = try await Self.decode(VMCreation.self, request, example: Self.createVMExample)
-                let spec = try Self.spec(body)
+                let spec = try VMSpec(creation: body)
                 switch try await write(.createVM(spec), request) {
                 case .forwarded(let response): return response
                 case .applied:
@@ -207,36 +207,6 @@ extension ClientAPI {
             guard let now = state.vms[vm.id] else { throw Self.noVM(vm.name) }
             return try json(VMView(now, in: state, reported: reportedMemory.current))
         }
-    }
-
-    private static func spec(_ body: VMCreation) throws -> VMSpec {
-        let restart: RestartPriority
-        if let text = body.restartPriority {
-            guard let priority = RestartPriority.allCases.first(where: { $0.description == text }) else {
-                throw HTTPError(
-                    status: 400, error: "bad_restart_priority",
-                    detail: "restartPriority is high, medium, low or none, got \(text)")
-            }
-            restart = priority
-        } else {
-            restart = .medium
-        }
-        let preferred = try (body.preferredOwners ?? []).map { text in
-            guard let id = NodeID(parsing: text) else {
-                throw HTTPError(
-                    status: 400, error: "bad_node_id", detail: "preferredOwners lists node ids (n1, n2, …), got \(text)"
-                )
-            }
-            return id
-        }
-        let memory = MemorySettings(
-            startup: body.startup, minimum: body.minimum ?? body.startup, maximum: body.maximum ?? body.startup,
-            bufferPercent: body.buffer ?? MemorySettings.defaultBufferPercent,
-            priority: body.priority ?? MemorySettings.defaultPriority)
-        return VMSpec(
-            name: body.name, memory: memory, restartPriority: restart, preferredOwners: preferred,
-            antiAffinityClass: body.antiAffinityClass,
-            disk: DiskFile(volume: VolumeID(body.volume), file: body.diskFile ?? defaultDiskFile(for: body.name)))
     }
 
     /// The views with what the nodes say about their access to each volume (docs/volumes.md).
@@ -429,4 +399,49 @@ func json(_ value: some Encodable, status: Int) throws -> HTTPResponse {
     var response = try json(value)
     response.status = status
     return response
+}
+
+extension VMSpec {
+    /// The spec `POST /v1/vms` creates from its body: defaults filled in, names parsed; a body
+    /// that says something wrong is a 400 with the reason (the state machine checks the rest).
+    public init(creation body: VMCreation) throws(HTTPError) {
+        let restart: RestartPriority
+        if let text = body.restartPriority {
+            guard let priority = RestartPriority.allCases.first(where: { $0.description == text }) else {
+                throw HTTPError(
+                    status: 400, error: "bad_restart_priority",
+                    detail: "restartPriority is high, medium, low or none, got \(text)")
+            }
+            restart = priority
+        } else {
+            restart = .medium
+        }
+        var preferred: [NodeID] = []
+        for text in body.preferredOwners ?? [] {
+            guard let id = NodeID(parsing: text) else {
+                throw HTTPError(
+                    status: 400, error: "bad_node_id", detail: "preferredOwners lists node ids (n1, n2, …), got \(text)"
+                )
+            }
+            preferred.append(id)
+        }
+        var workload: Workload?
+        if let view = body.workload {
+            switch view.workload() {
+            case .success(let described): workload = described
+            case .failure(let problem):
+                throw HTTPError(status: 400, error: "bad_request_body", detail: "workload: \(problem)")
+            }
+        }
+        let memory = MemorySettings(
+            startup: body.startup, minimum: body.minimum ?? body.startup, maximum: body.maximum ?? body.startup,
+            bufferPercent: body.buffer ?? MemorySettings.defaultBufferPercent,
+            priority: body.priority ?? MemorySettings.defaultPriority)
+        self.init(
+            name: body.name, memory: memory, restartPriority: restart, preferredOwners: preferred,
+            antiAffinityClass: body.antiAffinityClass,
+            disk: DiskFile(
+                volume: VolumeID(body.volume), file: body.diskFile ?? ClientAPI.defaultDiskFile(for: body.name)),
+            workload: workload)
+    }
 }
