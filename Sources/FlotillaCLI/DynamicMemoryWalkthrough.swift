@@ -1,6 +1,7 @@
 // The Hyper-V R2 SP1 dynamic-memory walkthrough as a script: the same steps run live (`local up --scenario`) and in a test.
 import ClusterModel
 public import FlotillaAPI
+public import FlotillaClient
 
 /// The reference walkthrough (../shared/reference/hyperv-r2-sp1-dynamic-memory-ko.txt), an 8 GB
 /// host with three VMs of 1 GB startup and 4 GB maximum, as timed steps.
@@ -115,5 +116,55 @@ public enum DynamicMemoryWalkthrough {
                     "\(ByteCount(total).compact) (\(total * 100 / hostMemory) % of \(ByteCount(hostMemory).compact))",
                 ]
             })
+    }
+}
+
+extension DynamicMemoryWalkthrough {
+    /// The minutes the timeline shows.
+    public static let sampledMinutes = [0, 5, 10, 15, 20, 22, 25, 30]
+
+    /// Runs the steps against a cluster through `client`, in real time (`minute` per walkthrough
+    /// minute), and samples the VMs' memory at `sampledMinutes`; `say` is told each step and
+    /// sample as it happens. Returns the samples, for `timeline(_:)`.
+    public static func run(
+        client: APIClient, minute: Duration = .seconds(1), say: @Sendable (String) -> Void
+    ) async throws -> [Sample] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var steps = self.steps(minute: minute)[...]
+        var samples: [Sample] = []
+        for sampled in sampledMinutes {
+            // The steps due by this minute, then the sample (a moment after them, as the node
+            // balances every 100 ms and reports every 200 ms).
+            while let step = steps.first, step.minute <= sampled {
+                steps.removeFirst()
+                try await clock.sleep(until: start + minute * step.minute)
+                switch step.action {
+                case .createAndStart(let creation):
+                    if try await client.vms().contains(where: { $0.name == creation.name }) == false {
+                        try await client.createVM(creation)
+                    }
+                    _ = try await client.startVM(creation.name, on: node)
+                case .setMemory(let vm, let change):
+                    try await client.setVMMemory(vm, change)
+                }
+                say("minute \(step.minute): \(step.note)")
+            }
+            try await clock.sleep(until: start + minute * sampled + minute / 2)
+            let vms = try await client.vms().filter { $0.owner == node }.sorted { $0.name < $1.name }
+            let rows = vms.map {
+                Sample(
+                    minute: sampled, vm: $0.name, demand: $0.memory.demand, assigned: $0.memory.assigned,
+                    status: $0.memory.status)
+            }
+            let total = rows.reduce(UInt64(0)) { $0 + ($1.assigned ?? 0) }
+            say(
+                "minute \(sampled): "
+                    + rows.map { "\($0.vm) \($0.assigned.map { ByteCount($0).compact } ?? "-")" }.joined(
+                        separator: ", ")
+                    + " — \(ByteCount(total).compact) of \(ByteCount(hostMemory).compact)")
+            samples += rows
+        }
+        return samples
     }
 }

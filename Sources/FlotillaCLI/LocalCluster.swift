@@ -22,12 +22,15 @@ public struct LocalCluster: Sendable {
     public var executable: String
     /// Node `nK` serves its API on `portBase + K` and peer RPC on `portBase + 100 + K`.
     public var portBase: Int
+    /// The memory some nodes offer VMs (`--memory`), by node number; the others offer the default.
+    public var memory: [Int: UInt64]
 
-    public init(directory: String, nodes: Int, executable: String, portBase: Int = 7100) {
+    public init(directory: String, nodes: Int, executable: String, portBase: Int = 7100, memory: [Int: UInt64] = [:]) {
         self.directory = directory
         self.nodes = nodes
         self.executable = executable
         self.portBase = portBase
+        self.memory = memory
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -78,7 +81,9 @@ public struct LocalCluster: Sendable {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["node", "--config", configPath, "--node-id", "n\(node)"]
+            process.arguments =
+                ["node", "--config", configPath, "--node-id", "n\(node)"]
+                + (memory[node].map { ["--memory", String($0)] } ?? [])
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             handle.seekToEndOfFile()
             process.standardOutput = handle

@@ -20,12 +20,26 @@ struct LocalCommand: AsyncParsableCommand {
         @Option(help: "Node nK serves its API on this + K and peer RPC on this + 100 + K.") var portBase = 7100
         @Flag(help: "Create only volume csv1, not the Finance, Engineering and Sales VMs.") var noDemo = false
         @Flag(help: "Return once the cluster is up; stop it later with `flotilla local down`.") var detach = false
+        @Option(
+            help: """
+                Run a scenario instead of the demo: dynamic-memory (the Hyper-V walkthrough: n1 an 8 GB host, \
+                Finance, Engineering, Sales and later Marketing on it, 30 walkthrough minutes of a second each).
+                """)
+        var scenario: Scenario?
+        @Option(help: "With --scenario: how long a walkthrough minute lasts, in seconds.") var minute: Double = 1
+
+        enum Scenario: String, ExpressibleByArgument, CaseIterable {
+            case dynamicMemory = "dynamic-memory"
+        }
 
         func run() async throws {
             let executable =
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                 ?? CommandLine.arguments[0]
-            let cluster = LocalCluster(directory: dir, nodes: nodes, executable: executable, portBase: portBase)
+            guard minute > 0, minute <= 60 else { throw ValidationError("--minute must be more than 0 and at most 60") }
+            let cluster = LocalCluster(
+                directory: dir, nodes: nodes, executable: executable, portBase: portBase,
+                memory: scenario == .dynamicMemory ? [1: DynamicMemoryWalkthrough.usableMemory] : [:])
             // Trap Ctrl-C and SIGTERM from now on, so an interrupted start-up still stops the nodes.
             let stop = await UnixSignalsSequence(trapping: .sigint, .sigterm)
             let client = APIClient(endpoint: cluster.clientEndpoint(1))
@@ -34,7 +48,14 @@ struct LocalCommand: AsyncParsableCommand {
                 print(
                     "started \(pids.count) nodes (pids \(pids.map(String.init).joined(separator: " "))); logs in \(dir)/n*.log"
                 )
-                for line in try await cluster.prepare(demo: !noDemo, client: client) { print(line) }
+                for line in try await cluster.prepare(demo: !noDemo && scenario == nil, client: client) { print(line) }
+                if scenario == .dynamicMemory {
+                    print(
+                        "the dynamic-memory walkthrough: \(DynamicMemoryWalkthrough.lastMinute) minutes of \(minute) s")
+                    let samples = try await DynamicMemoryWalkthrough.run(
+                        client: client, minute: .milliseconds(Int64(minute * 1000)), say: { print($0) })
+                    print(DynamicMemoryWalkthrough.timeline(samples))
+                }
             } catch {
                 await client.close()
                 _ = await cluster.stop()
