@@ -138,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "FlotillaBench",
             dependencies: [
-                "HTTP2", "FlotillaTestKit", "Node", "FlotillaClient", "ClusterModel",
+                "HTTP2", "FlotillaTestKit", "Node", "FlotillaClient", "ClusterModel", "DynamicMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

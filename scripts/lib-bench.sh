@@ -31,3 +31,38 @@ build_release() { # product...
       { cat "$work/build.log" >&2; exit 1; }
   done
 }
+
+# Builds the malloc counter (a shim that counts heap allocations; `MallocCounter` in FlotillaTestKit
+# reads it) into $scratch once, and prints its absolute path for LD_PRELOAD.
+malloc_counter() {
+  local shim cc
+  shim="$(cd "$scratch" && pwd)/malloc-counter.so"
+  if [ ! -f "$shim" ]; then
+    cat >"$scratch/malloc-counter.c" <<'C'
+/* Counts heap allocations; forwards to glibc's allocator. Read with flotilla_malloc_count(). */
+#include <stddef.h>
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static unsigned long allocations;
+static void counted(void) { __atomic_fetch_add(&allocations, 1, __ATOMIC_RELAXED); }
+unsigned long flotilla_malloc_count(void) { return __atomic_load_n(&allocations, __ATOMIC_RELAXED); }
+void *malloc(size_t size) { counted(); return __libc_malloc(size); }
+void *calloc(size_t count, size_t size) { counted(); return __libc_calloc(count, size); }
+void *realloc(void *pointer, size_t size) { counted(); return __libc_realloc(pointer, size); }
+void *memalign(size_t alignment, size_t size) { counted(); return __libc_memalign(alignment, size); }
+void *aligned_alloc(size_t alignment, size_t size) { counted(); return __libc_memalign(alignment, size); }
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    counted();
+    void *pointer = __libc_memalign(alignment, size);
+    if (pointer == NULL) return 12; /* ENOMEM */
+    *out = pointer;
+    return 0;
+}
+C
+    cc=$(command -v clang || command -v cc || command -v gcc)
+    "$cc" -O2 -shared -fPIC -o "$shim" "$scratch/malloc-counter.c" >&2
+  fi
+  echo "$shim"
+}

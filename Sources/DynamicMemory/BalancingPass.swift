@@ -51,6 +51,7 @@ struct BalancingPass {
         self.admitted = Array(repeating: false, count: requests.count)
         var targets: [UInt64] = []
         targets.reserveCapacity(requests.count)
+        running.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
             if let problem = request.settings.problem {
                 preconditionFailure(

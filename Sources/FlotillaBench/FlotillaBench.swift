@@ -6,6 +6,8 @@ struct FlotillaBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flotilla-bench",
         abstract: "Benchmark drivers for Flotilla's components.",
-        subcommands: [HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self]
+        subcommands: [
+            HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self, BalancerBenchmark.self,
+        ]
     )
 }

@@ -165,9 +165,11 @@ extension CommittedEntry {
     }
 }
 
-/// Reads the counter of the malloc shim that scripts/bench-raft-sim.sh preloads, if present.
-private enum MallocCounter {
-    static var count: UInt64? {
+/// Reads the counter of the malloc shim that the bench scripts preload (scripts/lib-bench.sh
+/// builds it), if present.
+package enum MallocCounter {
+    /// Heap allocations so far, or nil when the shim is not loaded.
+    package static var count: UInt64? {
         #if canImport(Glibc)
             guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "flotilla_malloc_count") else {
                 return nil

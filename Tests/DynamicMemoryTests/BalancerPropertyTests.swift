@@ -43,17 +43,11 @@ import Testing
 
 /// A host whose VMs, demands and usable memory change at random between passes.
 private struct RandomHost {
-    struct Guest {
-        var id: VMID
-        var settings: MemorySettings
-        var demand: UInt64
-        var assigned: UInt64?
-    }
-
     var random: SimulationRandom
     let policy: BalancerPolicy
     var balancer: MemoryBalancer
-    var guests: [Guest] = []
+    /// The VMs as the next pass will be asked about them.
+    var guests: [MemoryRequest] = []
     var usable: UInt64 = 0
     var now: Duration = .zero
     var nextID: UInt64 = 1
@@ -87,7 +81,7 @@ private struct RandomHost {
         let settings = MemorySettings(
             startup: startup, minimum: minimum, maximum: maximum, bufferPercent: buffer,
             priority: random.int(in: MemorySettings.priorityRange))
-        guests.append(Guest(id: VMID(nextID), settings: settings, demand: drawDemand(settings), assigned: nil))
+        guests.append(MemoryRequest(vm: VMID(nextID), settings: settings, demand: drawDemand(settings), assigned: nil))
         nextID += 1
     }
 
@@ -138,9 +132,7 @@ private struct RandomHost {
         if random.chance(0.05) { drawUsable() }
     }
 
-    var requests: [MemoryRequest] {
-        guests.map { MemoryRequest(vm: $0.id, settings: $0.settings, demand: $0.demand, assigned: $0.assigned) }
-    }
+    var requests: [MemoryRequest] { guests }
 
     /// One pass, its answers fed back as the agent would; what it broke.
     mutating func passAndCheck() -> [String] {

@@ -6,17 +6,10 @@ import Testing
 /// One host's VMs driven through the balancer in simulated time, each answer fed back as the next
 /// pass's `assigned`, as the node's agent will do.
 private struct SimulatedHost {
-    struct Guest {
-        var id: VMID
-        var settings: MemorySettings
-        var demand: UInt64
-        var assigned: UInt64?
-    }
-
     let usable: UInt64
     var balancer = MemoryBalancer()
     var now: Duration = .zero
-    var guests: [Guest] = []
+    var guests: [MemoryRequest] = []
     var answers: [MemoryAssignment] = []
     /// Σ assigned after every pass so far.
     var totals: [UInt64] = []
@@ -25,11 +18,11 @@ private struct SimulatedHost {
 
     mutating func start(_ id: VMID, demand: UInt64) {
         let settings = MemorySettings(startup: 1 * gib, minimum: 1 * gib, maximum: 4 * gib)
-        guests.append(Guest(id: id, settings: settings, demand: demand, assigned: nil))
+        guests.append(MemoryRequest(vm: id, settings: settings, demand: demand, assigned: nil))
     }
 
-    mutating func change(_ id: VMID, _ update: (inout Guest) -> Void) {
-        guard let slot = guests.firstIndex(where: { $0.id == id }) else { preconditionFailure("no guest \(id)") }
+    mutating func change(_ id: VMID, _ update: (inout MemoryRequest) -> Void) {
+        guard let slot = guests.firstIndex(where: { $0.vm == id }) else { preconditionFailure("no guest \(id)") }
         update(&guests[slot])
     }
 
@@ -37,10 +30,7 @@ private struct SimulatedHost {
     mutating func run(seconds: Int) {
         for _ in 0..<(seconds * 10) {
             now += .milliseconds(100)
-            let requests = guests.map {
-                MemoryRequest(vm: $0.id, settings: $0.settings, demand: $0.demand, assigned: $0.assigned)
-            }
-            answers = balancer.pass(now: now, usable: usable, requests: requests)
+            answers = balancer.pass(now: now, usable: usable, requests: guests)
             for (slot, answer) in zip(guests.indices, answers) where answer.status != .waiting {
                 guests[slot].assigned = answer.assigned
             }
@@ -48,7 +38,7 @@ private struct SimulatedHost {
         }
     }
 
-    func assigned(_ id: VMID) -> UInt64 { guests.first { $0.id == id }?.assigned ?? 0 }
+    func assigned(_ id: VMID) -> UInt64 { guests.first { $0.vm == id }?.assigned ?? 0 }
     func answer(_ id: VMID) -> MemoryAssignment { answers[vm: id.rawValue] }
 }
 
