@@ -295,7 +295,11 @@ public actor NodeAgent {
         let answers = balancer.pass(
             now: configuration.clock.now, usable: configuration.usableMemory, requests: requests)
         assignments = Dictionary(uniqueKeysWithValues: answers.map { ($0.vm, $0) })
-        for answer in answers {
+        // Decreases first (balloons), then increases and starts: the guests' memory adds up to at
+        // most the usable memory while the answers are applied too, not only once they all are.
+        let shrinking = answers.filter { answer in guests[answer.vm].map { answer.assigned < $0.assigned } ?? false }
+        let rest = answers.filter { answer in !(guests[answer.vm].map { answer.assigned < $0.assigned } ?? false) }
+        for answer in shrinking + rest {
             if var entry = guests[answer.vm], entry.guest === asked[answer.vm] {
                 guard answer.assigned != entry.assigned else { continue }
                 entry.assigned = answer.assigned
