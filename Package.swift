@@ -138,7 +138,8 @@ let package = Package(
         .executableTarget(
             name: "FlotillaBench",
             dependencies: [
-                "HTTP2", "FlotillaTestKit", "Node", "FlotillaClient", "ClusterModel", "DynamicMemory",
+                "HTTP2", "FlotillaTestKit", "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "DynamicMemory",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -8,6 +8,7 @@ struct FlotillaBench: AsyncParsableCommand {
         abstract: "Benchmark drivers for Flotilla's components.",
         subcommands: [
             HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self, BalancerBenchmark.self,
+            MemoryStepBenchmark.self,
         ]
     )
 }
