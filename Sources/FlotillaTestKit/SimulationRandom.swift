@@ -1,5 +1,5 @@
 // The simulator's seeded random source: every fault, delay and client choice is drawn from it.
-public import RaftCore
+public import ClusterModel
 
 /// The core's seeded generator with the draws the simulator needs: a value type, so a run is
 /// reproducible from its seed alone.

@@ -92,7 +92,7 @@ public actor Guest {
     private var starting = false
     private var memory: GuestMemory
     private var activity: GuestActivity
-    private var generator: WorkloadGenerator
+    private var generator: SeededGenerator
     /// When it last started, on `configuration.clock`.
     private var started = Duration.zero
     private var lastEpoch: Epoch?
@@ -108,7 +108,7 @@ public actor Guest {
         self.onAcknowledged = onAcknowledged
         self.memory = GuestMemory(bytes: configuration.memoryBytes)
         self.activity = GuestActivity(workload: configuration.workload)
-        self.generator = WorkloadGenerator(seed: configuration.seed)
+        self.generator = SeededGenerator(seed: configuration.seed)
     }
 
     /// Opens and replays the journal, then runs the guest under `epoch` (the committed one).

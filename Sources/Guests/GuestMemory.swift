@@ -1,4 +1,5 @@
 // A simulated guest's memory: 4 KiB pages within its assignment, with the dirty tracking live migration needs.
+import ClusterModel
 
 /// A guest's memory image as pages of `GuestMemory.pageSize` bytes, as many as the VM is assigned.
 ///
@@ -113,7 +114,7 @@ public struct GuestMemory: Hashable, Sendable {
         var bytes = [UInt8](repeating: 0, count: pageSize)
         guard word != 0 else { return bytes }
         bytes.withUnsafeMutableBytes { raw in
-            var stream = PageStream(word: word)
+            var stream = SeededGenerator(seed: word)
             raw.storeBytes(of: word.littleEndian, toByteOffset: 0, as: UInt64.self)
             for offset in stride(from: 8, to: pageSize, by: 8) {
                 raw.storeBytes(of: stream.next().littleEndian, toByteOffset: offset, as: UInt64.self)
@@ -127,7 +128,7 @@ public struct GuestMemory: Hashable, Sendable {
     public static func word(ofPage bytes: UnsafeRawBufferPointer) -> UInt64? {
         guard bytes.count == pageSize else { return nil }
         let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        var stream = PageStream(word: word)
+        var stream = SeededGenerator(seed: word)
         for offset in stride(from: 8, to: pageSize, by: 8) {
             let expected = word == 0 ? 0 : stream.next()
             guard UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) == expected else {
@@ -162,20 +163,5 @@ public struct GuestMemory: Hashable, Sendable {
 
     private func checkIndex(_ index: Int) {
         precondition(index >= 0 && index < words.count, "page \(index) is outside the image's \(words.count) pages")
-    }
-}
-
-/// The stream a page's bytes after its word are drawn from (SplitMix64 seeded by the word).
-private struct PageStream {
-    private var state: UInt64
-
-    init(word: UInt64) { state = word }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
     }
 }

@@ -104,7 +104,7 @@ private func checkSequence(
 /// Random bytes, and valid encodings with damage, decode or throw; they never crash. Whatever
 /// does decode as a command is still validated by apply: the invariants hold after it.
 @Test func garbageNeverCrashesDecodingOrApply() {
-    var random = SplitMix64(seed: 0x5EED)
+    var random = SeededGenerator(seed: 0x5EED)
     var generator = RandomCommands(seed: 7)
     var state = ClusterState()
     for id: UInt64 in 1...3 {

@@ -2,28 +2,13 @@
 import ClusterModel
 import ClusterState
 
-/// SplitMix64: tiny, fast and good enough to drive tests; the same seed gives the same sequence.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-}
-
 /// Draws commands against the current state: ids are mostly ones the state knows (so commands
 /// often apply), sometimes unknown, and values are sometimes out of their rules (so rejections
 /// are exercised too).
 struct RandomCommands {
-    var random: SplitMix64
+    var random: SeededGenerator
 
-    init(seed: UInt64) { random = SplitMix64(seed: seed) }
+    init(seed: UInt64) { random = SeededGenerator(seed: seed) }
 
     private static let names = ["Finance", "Engineering", "Sales", "DC1", "DC2", "Web", "Mail", "Build"]
     private static let sizes: [UInt64] = [256 * mib, 512 * mib, gib, 2 * gib, 3 * gib]

@@ -93,7 +93,7 @@ private let mib: UInt64 = 1 << 20
         var memory = GuestMemory(bytes: 64 * mib)
         var activity = GuestActivity(
             workload: Workload(demand: .ramp(from: 8 * mib, to: 32 * mib, over: .seconds(10)), dirtyPagesPerSecond: 0))
-        var generator = WorkloadGenerator(seed: 1)
+        var generator = SeededGenerator(seed: 1)
         _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
         #expect(memory.residentPages == 2048)
         _ = activity.advance(to: .seconds(5), memory: &memory, using: &generator)
@@ -108,7 +108,7 @@ private let mib: UInt64 = 1 << 20
     @Test func theGuestNeverHoldsMoreThanItsAssignmentAndPagesTheRest() {
         var memory = GuestMemory(bytes: 16 * mib)
         var activity = GuestActivity(workload: Workload(demand: .constant(40 * mib), dirtyPagesPerSecond: 1000))
-        var generator = WorkloadGenerator(seed: 2)
+        var generator = SeededGenerator(seed: 2)
         _ = activity.advance(to: .seconds(1), memory: &memory, using: &generator)
         #expect(memory.residentPages == 4096 && activity.heldPages == 4096)
         #expect(activity.pagedBytes(assigned: memory.bytes) == 24 * mib)
@@ -125,7 +125,7 @@ private let mib: UInt64 = 1 << 20
     @Test func theDirtyingRateIsKeptExactlyOverSmallSteps() {
         var memory = GuestMemory(bytes: 64 * mib)
         var activity = GuestActivity(workload: Workload(demand: .constant(64 * mib), dirtyPagesPerSecond: 1000))
-        var generator = WorkloadGenerator(seed: 3)
+        var generator = SeededGenerator(seed: 3)
         _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
         var writes = 0
         for step in 1...1000 {
@@ -138,7 +138,7 @@ private let mib: UInt64 = 1 << 20
         func image(seed: UInt64) -> UInt64 {
             var memory = GuestMemory(bytes: 16 * mib)
             var activity = GuestActivity(workload: Workload(demand: .constant(8 * mib), dirtyPagesPerSecond: 5000))
-            var generator = WorkloadGenerator(seed: seed)
+            var generator = SeededGenerator(seed: seed)
             for step in 1...20 {
                 _ = activity.advance(to: .milliseconds(50 * step), memory: &memory, using: &generator)
             }
@@ -151,7 +151,7 @@ private let mib: UInt64 = 1 << 20
     @Test func aGuestThatWasNotScheduledCatchesUpAtMostOneSecond() {
         var memory = GuestMemory(bytes: 64 * mib)
         var activity = GuestActivity(workload: Workload(demand: .constant(64 * mib), dirtyPagesPerSecond: 100))
-        var generator = WorkloadGenerator(seed: 4)
+        var generator = SeededGenerator(seed: 4)
         _ = activity.advance(to: .nanoseconds(1), memory: &memory, using: &generator)
         #expect(activity.advance(to: .seconds(60), memory: &memory, using: &generator) == 100)
         #expect(activity.advance(to: .seconds(30), memory: &memory, using: &generator) == 0, "time does not go back")

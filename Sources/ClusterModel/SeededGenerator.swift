@@ -1,4 +1,4 @@
-// The injected source of randomness for election timeouts: seeded, so a run can be replayed.
+// The injected source of randomness (election timeouts, guests' writes, tests): seeded, so a run can be replayed.
 
 /// A small, fast, seedable generator (SplitMix64). A value: copying a node copies its future draws.
 public struct SeededGenerator: RandomNumberGenerator, Hashable, Sendable {
