@@ -86,6 +86,8 @@ public struct ClusterState: Hashable, Sendable {
         case .setVMOwner(let vm, let owner, let expectedEpoch, let reason):
             return try setVMOwner(vm, owner: owner, expectedEpoch: expectedEpoch, reason: reason, context)
         case .setVMWorkload(let vm, let workload): return try setVMWorkload(vm, workload, context)
+        case .setVMAutoConverge(let vm, let on): return try setVMAutoConverge(vm, on, context)
+        case .recordMigrationStats(let migration, let stats): return try recordMigrationStats(migration, stats)
         case .beginMigration(let vm, let target): return try beginMigration(vm, to: target, context)
         case .advanceMigration(let migration, let phase): return try advanceMigration(migration, to: phase, context)
         case .finishMigration(let migration): return try finishMigration(migration, context)
@@ -107,6 +109,12 @@ public struct ClusterState: Hashable, Sendable {
             }
             try checkMigrationLimit(limit, key: key)
         }
+        if key == Setting.clusterMigrationLimitKey {
+            guard let limit = Int(value), Setting.clusterMigrationLimitRange.contains(limit) else {
+                throw .invalid(
+                    "\(key) must be a whole number in \(Setting.clusterMigrationLimitRange), got \"\(value)\"")
+            }
+        }
         if key == Setting.balanceIntervalKey, Setting.balanceInterval(value) == nil {
             throw .invalid(
                 "\(key) must be a whole number of milliseconds in \(Setting.balanceIntervalRange), got \"\(value)\"")
@@ -114,6 +122,10 @@ public struct ClusterState: Hashable, Sendable {
         let previous = settings.updateValue(value, forKey: key)
         let shown = value.utf8.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
         record(.settingChanged, context, "\(key) set to \(shown)")
+        // A raised limit lets queued migrations start.
+        if key == Setting.migrationLimitKey || key == Setting.clusterMigrationLimitKey {
+            startQueuedMigrations(context)
+        }
         return .previous(previous)
     }
 
@@ -160,6 +172,13 @@ public struct ClusterState: Hashable, Sendable {
         settings[Setting.migrationLimitKey].flatMap { Int($0) }.flatMap {
             Setting.migrationLimitRange.contains($0) ? $0 : nil
         } ?? Setting.defaultMigrationLimit
+    }
+
+    /// The limit of running migrations in the whole cluster (`migration.max-per-cluster`, default 5).
+    public var migrationLimitPerCluster: Int {
+        settings[Setting.clusterMigrationLimitKey].flatMap { Int($0) }.flatMap {
+            Setting.clusterMigrationLimitRange.contains($0) ? $0 : nil
+        } ?? Setting.defaultClusterMigrationLimit
     }
 
     /// Records an event; past `eventHistoryLimit + eventHistorySlack` drops the oldest down to the limit.
@@ -240,10 +259,13 @@ public struct ClusterState: Hashable, Sendable {
         migrations.values.filter { $0.vm == vm && $0.phase.isActive }.min(by: { $0.id < $1.id })
     }
 
-    /// How many active migrations a node is the source or the target of.
+    /// How many running migrations (not queued) a node is the source or the target of.
     public func activeMigrations(involving node: NodeID) -> Int {
-        migrations.values.count { $0.phase.isActive && ($0.source == node || $0.target == node) }
+        migrations.values.count { $0.phase.isRunning && ($0.source == node || $0.target == node) }
     }
+
+    /// How many migrations are running in the whole cluster (not queued).
+    public var runningMigrations: Int { migrations.values.count { $0.phase.isRunning } }
 
     /// The startup memory committed on each node: the VMs it owns plus the VMs migrating to it.
     /// `excluding` leaves one VM out (to ask whether that VM would fit somewhere).
@@ -319,6 +341,10 @@ public enum Setting {
     public static let migrationLimitKey = "migration.max-per-node"
     public static let defaultMigrationLimit = 2
     public static let migrationLimitRange = 1...64
+    /// The setting that bounds running migrations in the whole cluster; more wait, queued.
+    public static let clusterMigrationLimitKey = "migration.max-per-cluster"
+    public static let defaultClusterMigrationLimit = 5
+    public static let clusterMigrationLimitRange = 1...1024
     public static let maxValueBytes = 64 << 10
     /// How often every node's agent balances memory between its VMs, in milliseconds.
     public static let balanceIntervalKey = "memory.balance-interval-ms"

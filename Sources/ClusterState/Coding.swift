@@ -109,11 +109,13 @@ extension VMSpec {
         writer.write(optional: antiAffinityClass)
         disk.encode(into: &writer)
         workload.encode(into: &writer)
+        writer.write(autoConverge)
     }
 
-    /// Reads a spec; `hasWorkload` is false for log entries before format version 4 and snapshots
-    /// before version 3, whose VMs then run the standard workload.
-    init(from reader: inout ByteReader, hasWorkload: Bool) throws(WireFormatError) {
+    /// Reads a spec of the given format: `hasWorkload` is false for log entries before format
+    /// version 4 and snapshots before version 3 (their VMs run the standard workload);
+    /// `hasAutoConverge` false before entry version 5 and snapshot version 4 (off).
+    init(from reader: inout ByteReader, hasWorkload: Bool, hasAutoConverge: Bool) throws(WireFormatError) {
         let name = try reader.readString()
         let memory = try MemorySettings(from: &reader)
         let restartPriority = try reader.readEnum(RestartPriority.self, "restart priority")
@@ -122,7 +124,8 @@ extension VMSpec {
         self.init(
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
             antiAffinityClass: try reader.readOptionalString(), disk: try DiskFile(from: &reader),
-            workload: hasWorkload ? try Workload(from: &reader) : nil)
+            workload: hasWorkload ? try Workload(from: &reader) : nil,
+            autoConverge: hasAutoConverge ? try reader.readBool() : false)
     }
 }
 
@@ -163,7 +166,7 @@ extension VMRecord {
         writer.writeVarint(id.rawValue)
         VMSpec(
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
-            antiAffinityClass: antiAffinityClass, disk: disk, workload: workload
+            antiAffinityClass: antiAffinityClass, disk: disk, workload: workload, autoConverge: autoConverge
         ).encode(into: &writer)
         writer.write(enumCase: desiredState)
         writer.write(optional: owner)
@@ -172,8 +175,11 @@ extension VMRecord {
         writer.write(optional: pendingReason)
     }
 
-    init(from reader: inout ByteReader, hasWorkload: Bool) throws(WireFormatError) {
-        self.init(id: VMID(try reader.readVarint()), spec: try VMSpec(from: &reader, hasWorkload: hasWorkload))
+    init(from reader: inout ByteReader, snapshotVersion: UInt8) throws(WireFormatError) {
+        self.init(
+            id: VMID(try reader.readVarint()),
+            spec: try VMSpec(
+                from: &reader, hasWorkload: snapshotVersion >= 3, hasAutoConverge: snapshotVersion >= 4))
         desiredState = try reader.readEnum(DesiredState.self, "desired state")
         owner = try reader.readOptionalNodeID()
         epoch = Epoch(try reader.readVarint())
@@ -195,9 +201,12 @@ extension MigrationRecord {
             writer.writeVarint(time)
         }
         writer.write(optional: reason)
+        writer.write(stats != nil)
+        stats?.encode(into: &writer)
     }
 
-    init(from reader: inout ByteReader) throws(WireFormatError) {
+    /// Reads a record; snapshots before version 4 had no stats.
+    init(from reader: inout ByteReader, hasStats: Bool) throws(WireFormatError) {
         let id = MigrationID(try reader.readVarint())
         let vm = VMID(try reader.readVarint())
         let source = try reader.readNodeID()
@@ -207,9 +216,52 @@ extension MigrationRecord {
         for _ in 0..<(try reader.readCount(elementBytes: 2)) {
             timings[try reader.readEnum(MigrationPhase.self, "migration phase")] = try reader.readVarint()
         }
+        let reason = try reader.readOptionalString()
+        let statsFollow = hasStats ? try reader.readBool() : false
         self.init(
-            id: id, vm: vm, source: source, target: target, phase: phase, timings: timings,
-            reason: try reader.readOptionalString())
+            id: id, vm: vm, source: source, target: target, phase: phase, timings: timings, reason: reason,
+            stats: statsFollow ? try MigrationStats(from: &reader) : nil)
+    }
+}
+
+extension MigrationStats {
+    func encode(into writer: inout ByteWriter) {
+        writer.writeVarint(rounds.count)
+        for round in rounds {
+            writer.writeVarint(round.bytes)
+            writer.writeVarint(round.milliseconds)
+            writer.writeVarint(round.dirtyBytes)
+            writer.writeVarint(round.throttlePercent)
+        }
+        writer.writeVarint(memoryBytes)
+        writer.writeVarint(totalBytes)
+        writer.write(downtimeMicroseconds != nil)
+        if let downtimeMicroseconds { writer.writeVarint(downtimeMicroseconds) }
+        writer.write(totalMilliseconds != nil)
+        if let totalMilliseconds { writer.writeVarint(totalMilliseconds) }
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        let count = try reader.readCount(elementBytes: 4)
+        guard count <= Self.maxRounds else {
+            throw WireFormatError("\(count) migration rounds, above \(Self.maxRounds)")
+        }
+        var rounds: [Round] = []
+        for _ in 0..<count {
+            let bytes = try reader.readVarint()
+            let milliseconds = try reader.readVarint()
+            let dirty = try reader.readVarint()
+            let throttle = try reader.readInt()
+            guard (0...100).contains(throttle) else { throw WireFormatError("a throttle of \(throttle) %") }
+            rounds.append(Round(bytes: bytes, milliseconds: milliseconds, dirtyBytes: dirty, throttlePercent: throttle))
+        }
+        let memory = try reader.readVarint()
+        let total = try reader.readVarint()
+        let downtime = try reader.readBool() ? try reader.readVarint() : nil
+        let whole = try reader.readBool() ? try reader.readVarint() : nil
+        self.init(
+            rounds: rounds, memoryBytes: memory, totalBytes: total, downtimeMicroseconds: downtime,
+            totalMilliseconds: whole)
     }
 }
 
@@ -244,9 +296,10 @@ extension ClusterEvent {
 // MARK: - Snapshot
 
 extension ClusterState {
-    /// The snapshot format written today. Version 3 added VMs' workloads; version 2 (VMs run the
-    /// standard workload) and version 1 (settings and member addresses only) still decode.
-    public static let snapshotVersion: UInt8 = 3
+    /// The snapshot format written today. Version 4 added VMs' auto-converge and migrations'
+    /// stats; version 3 added VMs' workloads; versions 3, 2 (VMs run the standard workload) and 1
+    /// (settings and member addresses only) still decode.
+    public static let snapshotVersion: UInt8 = 4
 
     /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
     public var snapshot: [UInt8] {
@@ -293,11 +346,11 @@ extension ClusterState {
         for _ in 0..<(try reader.readCount(elementBytes: 5)) {
             memberAddresses[try reader.readNodeID()] = try MemberAddresses(from: &reader)
         }
-        if version >= 2 { try readRecords(from: &reader, hasWorkloads: version >= 3) }
+        if version >= 2 { try readRecords(from: &reader, version: version) }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after the cluster state") }
     }
 
-    private mutating func readRecords(from reader: inout ByteReader, hasWorkloads: Bool) throws(WireFormatError) {
+    private mutating func readRecords(from reader: inout ByteReader, version: UInt8) throws(WireFormatError) {
         for _ in 0..<(try reader.readCount(elementBytes: 8)) {
             let node = try NodeRecord(from: &reader)
             guard nodes.updateValue(node, forKey: node.id) == nil else {
@@ -311,13 +364,13 @@ extension ClusterState {
             }
         }
         for _ in 0..<(try reader.readCount(elementBytes: 16)) {
-            let vm = try VMRecord(from: &reader, hasWorkload: hasWorkloads)
+            let vm = try VMRecord(from: &reader, snapshotVersion: version)
             guard vms.updateValue(vm, forKey: vm.id) == nil else {
                 throw WireFormatError("\(vm.id) appears twice in the snapshot")
             }
         }
         for _ in 0..<(try reader.readCount(elementBytes: 7)) {
-            let migration = try MigrationRecord(from: &reader)
+            let migration = try MigrationRecord(from: &reader, hasStats: version >= 4)
             guard migrations.updateValue(migration, forKey: migration.id) == nil else {
                 throw WireFormatError("\(migration.id) appears twice in the snapshot")
             }

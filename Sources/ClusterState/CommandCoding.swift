@@ -3,10 +3,11 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
+    /// Version 5 added VMs' auto-converge (in `createVM`, and `setVMAutoConverge`) and
+    /// `recordMigrationStats`; version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
     /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
     /// version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 4
+    public static let formatVersion: UInt8 = 5
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -89,6 +90,12 @@ extension ClusterCommand {
         case .setVMWorkload(let vm, let workload):
             writer.writeVarint(vm.rawValue)
             workload.encode(into: &writer)
+        case .setVMAutoConverge(let vm, let on):
+            writer.writeVarint(vm.rawValue)
+            writer.write(on)
+        case .recordMigrationStats(let migration, let stats):
+            writer.writeVarint(migration.rawValue)
+            stats.encode(into: &writer)
         case .beginMigration(let vm, let target):
             writer.writeVarint(vm.rawValue)
             writer.write(target)
@@ -109,6 +116,7 @@ extension ClusterCommand {
     init(from reader: inout ByteReader, entryVersion: UInt8) throws(WireFormatError) {
         let hasReasons = entryVersion >= 3
         let hasWorkloads = entryVersion >= 4
+        let hasVersionFive = entryVersion >= 5
         switch try reader.readEnum(CommandKind.self, "cluster command kind") {
         case .setSetting: self = .setSetting(key: try reader.readString(), value: try reader.readString())
         case .deleteSetting: self = .deleteSetting(key: try reader.readString())
@@ -132,7 +140,8 @@ extension ClusterCommand {
                 VolumeID(try reader.readString()), coordinator: try reader.readNodeID(),
                 reason: hasReasons ? try reader.readOptionalString() : nil)
         case .deleteVolume: self = .deleteVolume(VolumeID(try reader.readString()))
-        case .createVM: self = .createVM(try VMSpec(from: &reader, hasWorkload: hasWorkloads))
+        case .createVM:
+            self = .createVM(try VMSpec(from: &reader, hasWorkload: hasWorkloads, hasAutoConverge: hasVersionFive))
         case .deleteVM: self = .deleteVM(VMID(try reader.readVarint()))
         case .startVM: self = .startVM(VMID(try reader.readVarint()), on: try reader.readOptionalNodeID())
         case .stopVM: self = .stopVM(VMID(try reader.readVarint()))
@@ -146,6 +155,16 @@ extension ClusterCommand {
                 throw WireFormatError("setVMWorkload did not exist in entry format version \(entryVersion)")
             }
             self = .setVMWorkload(VMID(try reader.readVarint()), try Workload(from: &reader))
+        case .setVMAutoConverge:
+            guard hasVersionFive else {
+                throw WireFormatError("setVMAutoConverge did not exist in entry format version \(entryVersion)")
+            }
+            self = .setVMAutoConverge(VMID(try reader.readVarint()), try reader.readBool())
+        case .recordMigrationStats:
+            guard hasVersionFive else {
+                throw WireFormatError("recordMigrationStats did not exist in entry format version \(entryVersion)")
+            }
+            self = .recordMigrationStats(MigrationID(try reader.readVarint()), try MigrationStats(from: &reader))
         case .beginMigration: self = .beginMigration(VMID(try reader.readVarint()), target: try reader.readNodeID())
         case .advanceMigration:
             self = .advanceMigration(

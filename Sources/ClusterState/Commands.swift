@@ -37,6 +37,8 @@ public enum ClusterCommand: Hashable, Sendable {
     case setVMOwner(VMID, owner: NodeID?, expectedEpoch: Epoch, reason: String)
     /// Replaces what the VM's guest does with memory; a running guest follows it at once.
     case setVMWorkload(VMID, Workload)
+    /// Whether a live migration of the VM that does not converge throttles the guest.
+    case setVMAutoConverge(VMID, Bool)
 
     case beginMigration(VMID, target: NodeID)
     /// Moves an active migration to its next phase (preparing → copying → paused).
@@ -45,6 +47,8 @@ public enum ClusterCommand: Hashable, Sendable {
     case finishMigration(MigrationID)
     /// Ends an active migration as `failed` or `cancelled`; the VM stays on the source.
     case abortMigration(MigrationID, outcome: MigrationPhase, reason: String)
+    /// What a migration's copy took, as its source or target measured it; replaces what was recorded.
+    case recordMigrationStats(MigrationID, MigrationStats)
 
     public var kind: CommandKind {
         switch self {
@@ -64,10 +68,12 @@ public enum ClusterCommand: Hashable, Sendable {
         case .setVMMemory: .setVMMemory
         case .setVMOwner: .setVMOwner
         case .setVMWorkload: .setVMWorkload
+        case .setVMAutoConverge: .setVMAutoConverge
         case .beginMigration: .beginMigration
         case .advanceMigration: .advanceMigration
         case .finishMigration: .finishMigration
         case .abortMigration: .abortMigration
+        case .recordMigrationStats: .recordMigrationStats
         }
     }
 }

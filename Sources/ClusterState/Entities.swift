@@ -201,12 +201,17 @@ public struct VMSpec: Hashable, Sendable {
     public var disk: DiskFile
     /// What its guest does with memory; it moves with the VM.
     public var workload: Workload
+    /// A live migration that does not converge throttles the guest's dirtying until it does,
+    /// instead of giving up (the VM then stays on the source).
+    public var autoConverge: Bool
 
     /// Without a workload the VM runs `Workload.standard(for: memory)`.
     public init(
         name: String, memory: MemorySettings, restartPriority: RestartPriority = .medium,
-        preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile, workload: Workload? = nil
+        preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile, workload: Workload? = nil,
+        autoConverge: Bool = false
     ) {
+        self.autoConverge = autoConverge
         self.name = name
         self.memory = memory
         self.restartPriority = restartPriority
@@ -244,6 +249,7 @@ public struct VMRecord: Hashable, Sendable {
     public var antiAffinityClass: String?
     public var disk: DiskFile
     public var workload: Workload
+    public var autoConverge: Bool
     public var desiredState: DesiredState
     /// Set exactly when `state == .running`, and then a node that can own VMs.
     public var owner: NodeID?
@@ -262,6 +268,7 @@ public struct VMRecord: Hashable, Sendable {
         self.antiAffinityClass = spec.antiAffinityClass
         self.disk = spec.disk
         self.workload = spec.workload
+        self.autoConverge = spec.autoConverge
         self.desiredState = .stopped
         self.owner = nil
         self.epoch = 0
@@ -274,6 +281,9 @@ public struct VMRecord: Hashable, Sendable {
 
 /// Where a live migration is (DESIGN.md §9); the last three are final.
 public enum MigrationPhase: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Committed, waiting for a slot: the source or the target (or the cluster) is at its limit of
+    /// running migrations. It starts (preparing) when a running one ends.
+    case queued = 7
     /// Committed; the target creates the VM shell and reserves its memory.
     case preparing = 1
     /// Pages are streaming while the guest runs on the source.
@@ -287,6 +297,7 @@ public enum MigrationPhase: UInt8, Hashable, Sendable, CaseIterable, CustomStrin
 
     public var description: String {
         switch self {
+        case .queued: "queued"
         case .preparing: "preparing"
         case .copying: "copying"
         case .paused: "paused"
@@ -296,7 +307,10 @@ public enum MigrationPhase: UInt8, Hashable, Sendable, CaseIterable, CustomStrin
         }
     }
 
-    public var isActive: Bool { self == .preparing || self == .copying || self == .paused }
+    /// Not ended: queued or running. An active migration reserves its VM's memory on the target.
+    public var isActive: Bool { self == .queued || isRunning }
+    /// Running: it counts against the limits of running migrations.
+    public var isRunning: Bool { self == .preparing || self == .copying || self == .paused }
 
     /// The phase `advanceMigration` may move to from this one.
     public var next: MigrationPhase? {
@@ -321,11 +335,14 @@ public struct MigrationRecord: Hashable, Sendable {
     public var timings: [MigrationPhase: UInt64]
     /// Why it failed or was cancelled.
     public var reason: String?
+    /// What the copy took, as the source and target reported it (nil until they do).
+    public var stats: MigrationStats?
 
     public init(
         id: MigrationID, vm: VMID, source: NodeID, target: NodeID, phase: MigrationPhase,
-        timings: [MigrationPhase: UInt64], reason: String?
+        timings: [MigrationPhase: UInt64], reason: String?, stats: MigrationStats? = nil
     ) {
+        self.stats = stats
         self.id = id
         self.vm = vm
         self.source = source
@@ -334,6 +351,49 @@ public struct MigrationRecord: Hashable, Sendable {
         self.timings = timings
         self.reason = reason
     }
+}
+
+/// What a live migration's copy took: per pre-copy round the bytes sent, its time and what the
+/// guest dirtied meanwhile; the totals; the downtime from pause to resume (µs, by the nodes' wall
+/// clocks) and the whole time from begin to resume or abort (ms).
+public struct MigrationStats: Hashable, Sendable {
+    public struct Round: Hashable, Sendable {
+        public var bytes: UInt64
+        public var milliseconds: UInt64
+        /// Bytes the guest dirtied during the round: what the next round had to send.
+        public var dirtyBytes: UInt64
+        /// The share of the guest's dirtying taken away by auto-converge during the round, percent.
+        public var throttlePercent: Int
+
+        public init(bytes: UInt64, milliseconds: UInt64, dirtyBytes: UInt64, throttlePercent: Int) {
+            self.bytes = bytes
+            self.milliseconds = milliseconds
+            self.dirtyBytes = dirtyBytes
+            self.throttlePercent = throttlePercent
+        }
+    }
+
+    public var rounds: [Round]
+    /// The guest's memory: what a full copy would send (its assignment).
+    public var memoryBytes: UInt64
+    /// Everything sent: the rounds, the last pages and the device state.
+    public var totalBytes: UInt64
+    public var downtimeMicroseconds: UInt64?
+    public var totalMilliseconds: UInt64?
+
+    public init(
+        rounds: [Round], memoryBytes: UInt64, totalBytes: UInt64, downtimeMicroseconds: UInt64? = nil,
+        totalMilliseconds: UInt64? = nil
+    ) {
+        self.rounds = rounds
+        self.memoryBytes = memoryBytes
+        self.totalBytes = totalBytes
+        self.downtimeMicroseconds = downtimeMicroseconds
+        self.totalMilliseconds = totalMilliseconds
+    }
+
+    /// The most rounds a record keeps (a migration that runs more keeps its first ones).
+    public static let maxRounds = 1000
 }
 
 // MARK: - Events
@@ -358,6 +418,7 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
     case vmMemoryChanged = 35
     case vmOwnerChanged = 36
     case vmWorkloadChanged = 37
+    case vmAutoConvergeChanged = 38
     case migrationStarted = 40
     case migrationAdvanced = 41
     case migrationFinished = 42
@@ -384,6 +445,7 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
         case .vmMemoryChanged: "vm.memory-changed"
         case .vmOwnerChanged: "vm.owner-changed"
         case .vmWorkloadChanged: "vm.workload-changed"
+        case .vmAutoConvergeChanged: "vm.auto-converge-changed"
         case .migrationStarted: "migration.started"
         case .migrationAdvanced: "migration.advanced"
         case .migrationFinished: "migration.finished"
@@ -443,10 +505,12 @@ public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case setVMMemory = 34
     case setVMOwner = 35
     case setVMWorkload = 36
+    case setVMAutoConverge = 37
     case beginMigration = 40
     case advanceMigration = 41
     case finishMigration = 42
     case abortMigration = 43
+    case recordMigrationStats = 44
 
     public var description: String {
         switch self {
@@ -466,10 +530,12 @@ public enum CommandKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .setVMMemory: "setVMMemory"
         case .setVMOwner: "setVMOwner"
         case .setVMWorkload: "setVMWorkload"
+        case .setVMAutoConverge: "setVMAutoConverge"
         case .beginMigration: "beginMigration"
         case .advanceMigration: "advanceMigration"
         case .finishMigration: "finishMigration"
         case .abortMigration: "abortMigration"
+        case .recordMigrationStats: "recordMigrationStats"
         }
     }
 }

@@ -1,4 +1,4 @@
-// Applying the migration commands: begin (with the target's admission), advance, finish (switchover), abort.
+// Applying the migration commands: begin (with the target's admission, queued past the limits), advance, finish (switchover), abort, stats.
 import ClusterModel
 
 extension ClusterState {
@@ -13,22 +13,66 @@ extension ClusterState {
         let node = try knownNode(target)
         guard target != source else { throw .conflict("\(id) (\(vm.name)) already runs on \(target)") }
         try checkTakesNewWork(node, for: "incoming migrations")
-        let limit = migrationLimitPerNode
-        for party in [source, target] where activeMigrations(involving: party) >= limit {
-            throw .conflict(
-                "\(party) already takes part in \(activeMigrations(involving: party)) migrations, the limit "
-                    + "(\(Setting.migrationLimitKey) = \(limit)); wait for one to end")
-        }
         try checkFits(vm, on: node)
+        // Past a limit it waits its turn: it starts when a running migration ends.
+        let busy = slotProblem(source: source, target: target)
+        let phase: MigrationPhase = busy == nil ? .preparing : .queued
         let migration = MigrationRecord(
-            id: nextMigrationID, vm: id, source: source, target: target, phase: .preparing,
-            timings: [.preparing: context.time], reason: nil)
+            id: nextMigrationID, vm: id, source: source, target: target, phase: phase,
+            timings: [phase: context.time], reason: busy)
         migrations[migration.id] = migration
         nextMigrationID = MigrationID(nextMigrationID.rawValue + 1)
         record(
             .migrationStarted, context, node: target, vm: id, migration: migration.id,
-            "\(migration.id): \(id) (\(vm.name)) \(source) → \(target)")
-        return .migration(migration.id, vm: id, phase: .preparing)
+            "\(migration.id): \(id) (\(vm.name)) \(source) → \(target)" + (busy.map { ", queued: \($0)" } ?? ""))
+        return .migration(migration.id, vm: id, phase: phase)
+    }
+
+    /// Why a migration between the two nodes must wait for a slot, or nil when it may run now.
+    private func slotProblem(source: NodeID, target: NodeID) -> String? {
+        let limit = migrationLimitPerNode
+        for party in [source, target] where activeMigrations(involving: party) >= limit {
+            return "\(party) takes part in \(activeMigrations(involving: party)) migrations, the limit "
+                + "(\(Setting.migrationLimitKey) = \(limit))"
+        }
+        if runningMigrations >= migrationLimitPerCluster {
+            return "\(runningMigrations) migrations run in the cluster, the limit "
+                + "(\(Setting.clusterMigrationLimitKey) = \(migrationLimitPerCluster))"
+        }
+        return nil
+    }
+
+    /// Starts queued migrations, oldest first, while the limits allow: a migration that ends (or
+    /// a node that goes down) frees a slot. A queued migration whose VM no longer runs on its
+    /// source, or whose target no longer takes new work, fails instead.
+    mutating func startQueuedMigrations(_ context: ApplyContext) {
+        for id in migrations.keys.sorted() {
+            guard var migration = migrations[id], migration.phase == .queued else { continue }
+            let vm = vms[migration.vm]
+            let problem: String? =
+                vm?.owner != migration.source || vm?.state != .running
+                ? "\(migration.vm) no longer runs on \(migration.source)"
+                : nodes[migration.target].map { $0.state.takesNewWork } != true
+                    ? "\(migration.target) no longer takes incoming migrations" : nil
+            if let problem {
+                migration.phase = .failed
+                migration.timings[.failed] = context.time
+                migration.reason = problem
+                migrations[id] = migration
+                record(
+                    .migrationAborted, context, node: migration.source, vm: migration.vm, migration: id,
+                    "\(id) failed while queued: \(problem)")
+                continue
+            }
+            guard slotProblem(source: migration.source, target: migration.target) == nil else { continue }
+            migration.phase = .preparing
+            migration.timings[.preparing] = context.time
+            migration.reason = nil
+            migrations[id] = migration
+            record(
+                .migrationAdvanced, context, node: migration.target, vm: migration.vm, migration: id,
+                "\(id) is preparing (its turn came)")
+        }
     }
 
     mutating func advanceMigration(_ id: MigrationID, to phase: MigrationPhase, _ context: ApplyContext)
@@ -66,11 +110,13 @@ extension ClusterState {
         vms[vm.id] = vm
         migration.phase = .completed
         migration.timings[.completed] = context.time
+        migration.reason = nil
         migrations[id] = migration
         let downtime = migration.timings[.paused].map { context.time >= $0 ? ", paused \(context.time - $0) ms" : "" }
         record(
             .migrationFinished, context, node: migration.target, vm: vm.id, migration: id,
             "\(id): \(vm.id) (\(vm.name)) now runs on \(migration.target), epoch \(vm.epoch)\(downtime ?? "")")
+        startQueuedMigrations(context)
         trimFinishedMigrations()
         return .migration(id, vm: vm.id, phase: .completed)
     }
@@ -91,8 +137,20 @@ extension ClusterState {
         record(
             .migrationAborted, context, node: migration.source, vm: migration.vm, migration: id,
             "\(id) \(outcome): \(reason); \(migration.vm) stays on \(migration.source)")
+        startQueuedMigrations(context)
         trimFinishedMigrations()
         return .migration(id, vm: migration.vm, phase: outcome)
+    }
+
+    /// Stats from the source or the target replace what was recorded; any migration, ended or not.
+    mutating func recordMigrationStats(_ id: MigrationID, _ stats: MigrationStats) throws(Rejection) -> CommandOutcome {
+        var migration = try knownMigration(id)
+        guard stats.rounds.count <= MigrationStats.maxRounds else {
+            throw .invalid("\(stats.rounds.count) rounds; a record keeps at most \(MigrationStats.maxRounds)")
+        }
+        migration.stats = stats
+        migrations[id] = migration
+        return .migration(id, vm: migration.vm, phase: migration.phase)
     }
 
     private func checkActive(_ migration: MigrationRecord) throws(Rejection) {

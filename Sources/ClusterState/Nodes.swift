@@ -68,7 +68,10 @@ extension ClusterState {
         node.state = state
         nodes[id] = node
         record(.nodeStateChanged, context, node: id, "\(id): \(previous) → \(state)" + Self.because(reason))
-        if state == .down { takeDown(id, context) }
+        if state == .down {
+            takeDown(id, context)
+            startQueuedMigrations(context)
+        }
         return .node(id, state)
     }
 

@@ -130,6 +130,18 @@ extension ClusterState {
         return .vm(VMOutcome(vm))
     }
 
+    mutating func setVMAutoConverge(_ id: VMID, _ on: Bool, _ context: ApplyContext) throws(Rejection)
+        -> CommandOutcome
+    {
+        var vm = try knownVM(id)
+        vm.autoConverge = on
+        vms[id] = vm
+        record(
+            .vmAutoConvergeChanged, context, node: vm.owner, vm: id,
+            "\(id) (\(vm.name)) auto-converge \(on ? "on" : "off")")
+        return .vm(VMOutcome(vm))
+    }
+
     /// What failover proposes: a new owner (epoch + 1), or none (pending) with the reason.
     mutating func setVMOwner(
         _ id: VMID, owner newOwner: NodeID?, expectedEpoch: Epoch, reason: String, _ context: ApplyContext

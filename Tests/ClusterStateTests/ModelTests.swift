@@ -80,7 +80,9 @@ func pathsThatCouldLeaveTheRootAreRefused(path: String, expected: String) {
     #expect(MigrationPhase.preparing.next == .copying)
     #expect(MigrationPhase.copying.next == .paused)
     #expect(MigrationPhase.paused.next == nil)
-    #expect(MigrationPhase.allCases.filter(\.isActive) == [.preparing, .copying, .paused])
+    #expect(MigrationPhase.allCases.filter(\.isActive) == [.queued, .preparing, .copying, .paused])
+    #expect(MigrationPhase.allCases.filter(\.isRunning) == [.preparing, .copying, .paused])
+    #expect(MigrationPhase.queued.next == nil, "a queued migration starts when its turn comes, not by command")
 }
 
 /// A snapshot written by the first release: version 1, settings and member addresses only.
@@ -120,11 +122,12 @@ func pathsThatCouldLeaveTheRootAreRefused(path: String, expected: String) {
     let state = cluster.state
     var workload = ByteWriter()
     Workload.standard(for: memory).encode(into: &workload)
-    // The one VM record's workload, cut out of today's snapshot, makes it a version-2 one.
+    // The one VM record's workload and auto-converge flag (0), cut out of today's snapshot, make it
+    // a version-2 one.
     var bytes = state.snapshot
     let start = try #require(
-        bytes.indices.first { bytes[$0...].starts(with: workload.bytes) }, "the workload is in the snapshot")
-    bytes.removeSubrange(start..<start + workload.bytes.count)
+        bytes.indices.first { bytes[$0...].starts(with: workload.bytes + [0]) }, "the workload is in the snapshot")
+    bytes.removeSubrange(start..<start + workload.bytes.count + 1)
     bytes[0] = 2
     #expect(try ClusterState(snapshot: bytes) == state)
 }

@@ -118,11 +118,24 @@ struct RandomCommands {
             let phase = migration?.phase.next.flatMap { chance(85) ? $0 : nil }
             return .advanceMigration(migrationID(migration, state), to: phase ?? pick([.copying, .paused, .completed]))
         case 84..<92: return .finishMigration(migrationID(migration(state), state))
-        case 92..<96:
+        case 92..<95:
             return .abortMigration(
                 migrationID(migration(state), state), outcome: pick([.failed, .cancelled, .cancelled, .copying]),
                 reason: chance(95) ? "did not converge" : "")
-        case 96..<98: return .setSetting(key: Setting.migrationLimitKey, value: pick(["1", "2", "3", "0"]))
+        case 95..<96:
+            if chance(50) { return .setVMAutoConverge(vm(state), chance(50)) }
+            let rounds = (0..<Int.random(in: 0...3, using: &random)).map { _ in
+                MigrationStats.Round(bytes: pick(Self.sizes), milliseconds: 20, dirtyBytes: 4096, throttlePercent: 0)
+            }
+            return .recordMigrationStats(
+                migrationID(migration(state), state),
+                MigrationStats(
+                    rounds: rounds, memoryBytes: pick(Self.sizes), totalBytes: pick(Self.sizes),
+                    downtimeMicroseconds: chance(50) ? 3000 : nil, totalMilliseconds: chance(50) ? 900 : nil))
+        case 96..<98:
+            return .setSetting(
+                key: pick([Setting.migrationLimitKey, Setting.clusterMigrationLimitKey]),
+                value: pick(["1", "2", "3", "0"]))
         default: return .deleteSetting(key: pick([Setting.migrationLimitKey, "other"]))
         }
     }

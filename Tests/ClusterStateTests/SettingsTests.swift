@@ -154,8 +154,12 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     var workload = ByteWriter()
     spec.workload.encode(into: &workload)
     let entry = CommandEnvelope(proposedAt: 7, command: .createVM(spec)).encoded
-    #expect(Array(entry.suffix(workload.bytes.count)) == workload.bytes, "the workload ends a createVM entry")
-    var old = Array(entry.dropLast(workload.bytes.count))
+    #expect(Array(entry.suffix(workload.bytes.count + 1)) == workload.bytes + [0], "workload, auto-converge end it")
+    // Version 4 had the workload, not the auto-converge flag; version 3 neither.
+    var four = Array(entry.dropLast())
+    four[0] = 4
+    #expect(try CommandEnvelope(decoding: four) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
+    var old = Array(entry.dropLast(workload.bytes.count + 1))
     old[0] = 3
     #expect(try CommandEnvelope(decoding: old) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
 

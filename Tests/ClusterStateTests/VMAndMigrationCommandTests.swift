@@ -198,15 +198,44 @@ import Testing
     cluster.start(vms[1], on: 2)
     cluster.start(vms[2], on: 2)
     cluster.rejected(.beginMigration(big, target: 2), .insufficientMemory, "n2 has 2.5 GiB free")
-    // The limit (2 by default) counts a node as source and as target.
+    // The limit (2 by default) counts a node as source and as target; past it a migration queues.
     cluster.applied(.beginMigration(vms[0], target: 1))
     cluster.applied(.beginMigration(vms[1], target: 4))
-    cluster.rejected(.beginMigration(vms[2], target: 4), .conflict, "n2 already takes part in 2 migrations")
+    cluster.applied(.beginMigration(vms[2], target: 4))
+    let queued = cluster.state.migrations.values.first { $0.vm == vms[2] }!
+    #expect(queued.phase == .queued && queued.reason?.hasPrefix("n2 takes part in 2 migrations") == true)
     cluster.rejected(
         .setSetting(key: Setting.migrationLimitKey, value: "1"), .conflict, "set migration.max-per-node to at least 2")
     cluster.rejected(.deleteSetting(key: Setting.migrationLimitKey), .notFound)
+    // A raised limit starts it.
     cluster.applied(.setSetting(key: Setting.migrationLimitKey, value: "3"))
-    cluster.applied(.beginMigration(vms[2], target: 4))
+    #expect(cluster.state.migrations[queued.id]?.phase == .preparing)
+}
+
+@Test func queuedMigrationsStartInTheirTurnAndFailWhenTheirVMLeftTheSource() {
+    var cluster = TestCluster.threeNodes()
+    let vms = ["A", "B", "C"].map { cluster.createVM($0, startup: gib) }
+    for vm in vms { cluster.start(vm, on: 1) }
+    cluster.applied(.setSetting(key: Setting.migrationLimitKey, value: "1"))
+    cluster.applied(.beginMigration(vms[0], target: 2))
+    cluster.applied(.beginMigration(vms[1], target: 3))
+    cluster.applied(.beginMigration(vms[2], target: 3))
+    let ids = cluster.state.migrations.keys.sorted()
+    #expect(ids.map { cluster.state.migrations[$0]!.phase } == [.preparing, .queued, .queued])
+    // The first ends: the oldest queued one starts; the other waits on.
+    cluster.applied(.abortMigration(ids[0], outcome: .cancelled, reason: "by operator"))
+    #expect(ids.map { cluster.state.migrations[$0]!.phase } == [.cancelled, .preparing, .queued])
+    // The cluster-wide limit queues too.
+    cluster.applied(.setSetting(key: Setting.migrationLimitKey, value: "4"))
+    #expect(cluster.state.migrations[ids[2]]?.phase == .preparing)
+    cluster.applied(.setSetting(key: Setting.clusterMigrationLimitKey, value: "1"))
+    cluster.applied(.beginMigration(vms[0], target: 2))
+    let last = cluster.state.migrations.keys.max()!
+    #expect(cluster.state.migrations[last]?.phase == .queued)
+    #expect(cluster.state.migrations[last]?.reason?.contains("migration.max-per-cluster = 1") == true)
+    // Its source goes down: its queued migration fails with the others.
+    cluster.applied(.setNodeState(1, .down))
+    #expect(cluster.state.migrations.values.allSatisfy { !$0.phase.isActive })
 }
 
 @Test func anAbortedMigrationLeavesTheVMOnItsSource() {
