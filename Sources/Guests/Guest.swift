@@ -67,6 +67,11 @@ public struct GuestStatus: Hashable, Sendable {
 ///
 /// Fencing: `stop()` closes the journal before it returns, so once it returns this guest writes
 /// nothing more, and the journal refuses to open under an epoch older than one already in it.
+///
+/// Live migration: `pause()` stops it and closes its journal but keeps its memory; `resume()`
+/// reopens the journal (refused if another owner wrote a newer epoch meanwhile) and runs on. The
+/// source reads its pages (`beginCopy()`, `takeDirtyPages()`) and throttles its dirtying; the
+/// target makes a guest from the copied memory and activity (`init(configuration:migrated:)`).
 public actor Guest {
     public nonisolated let configuration: GuestConfiguration
     private let onAcknowledged: (@Sendable (JournalRecordID) -> Void)?
@@ -82,6 +87,8 @@ public actor Guest {
     private enum State {
         case stopped
         case running(epoch: Epoch, disk: DiskPath, loop: Task<Void, Never>)
+        /// Paused for a migration's last copy: no beat, the journal closed, the memory kept.
+        case paused(epoch: Epoch)
     }
 
     private var state = State.stopped
@@ -104,10 +111,26 @@ public actor Guest {
 
     /// `onAcknowledged` is called with each record's id once it is on disk (for checking histories).
     public init(configuration: GuestConfiguration, onAcknowledged: (@Sendable (JournalRecordID) -> Void)? = nil) {
+        self.init(configuration: configuration, memory: nil, activity: nil, onAcknowledged: onAcknowledged)
+    }
+
+    /// A guest that continues another node's after a migration: its memory image and activity
+    /// as copied. `start(epoch:)` then runs it under the new owner's epoch.
+    public init(
+        configuration: GuestConfiguration, migrated memory: GuestMemory, activity: GuestActivity,
+        onAcknowledged: (@Sendable (JournalRecordID) -> Void)? = nil
+    ) {
+        self.init(configuration: configuration, memory: memory, activity: activity, onAcknowledged: onAcknowledged)
+    }
+
+    private init(
+        configuration: GuestConfiguration, memory: GuestMemory?, activity: GuestActivity?,
+        onAcknowledged: (@Sendable (JournalRecordID) -> Void)?
+    ) {
         self.configuration = configuration
         self.onAcknowledged = onAcknowledged
-        self.memory = GuestMemory(bytes: configuration.memoryBytes)
-        self.activity = GuestActivity(workload: configuration.workload)
+        self.memory = memory ?? GuestMemory(bytes: configuration.memoryBytes)
+        self.activity = activity ?? GuestActivity(workload: configuration.workload)
         self.generator = SeededGenerator(seed: configuration.seed)
     }
 
@@ -139,7 +162,9 @@ public actor Guest {
         recordsWritten = 0
         failure = nil
         let clock = configuration.clock
-        started = clock.now
+        // Its time goes on from where its activity is: zero for a guest that boots, further for
+        // one resumed or continued after a migration.
+        started = clock.now - activity.elapsed
         let interval = configuration.journalInterval
         let loop = Task { [weak self] in
             var next = clock.now + interval
@@ -157,6 +182,10 @@ public actor Guest {
     /// Stops the guest: no journal write happens after this returns.
     public func stop() async {
         ended = true
+        if case .paused = state {
+            state = .stopped
+            return
+        }
         guard case .running(_, let disk, let loop) = state else { return }
         // Synchronous up to here: a direct journal closes between records. A redirected append
         // in flight is awaited below (the loop runs it), so it too is over when this returns.
@@ -164,6 +193,62 @@ public actor Guest {
         if case .direct(let journal) = disk { journal.close() }
         loop.cancel()
         await loop.value
+    }
+
+    /// Pauses a running guest for a migration's last copy: once this returns it writes neither
+    /// memory nor journal; its memory stays as it is.
+    public func pause() async {
+        guard case .running(let epoch, let disk, let loop) = state else { return }
+        state = .paused(epoch: epoch)
+        if case .direct(let journal) = disk { journal.close() }
+        loop.cancel()
+        await loop.value
+    }
+
+    /// Runs a paused guest again under its epoch (the migration did not switch over): reopens its
+    /// journal, which refuses if another owner has written a newer epoch — then the guest stays
+    /// stopped and the error says why.
+    public func resume() async throws(JournalError) {
+        guard case .paused(let epoch) = state, !ended else { return }
+        state = .stopped
+        try await start(epoch: epoch)
+    }
+
+    public var isPaused: Bool {
+        if case .paused = state { return true }
+        return false
+    }
+
+    /// Starts a migration's copy: every page holding data (the first round), and a new dirty set.
+    public func beginCopy() -> [(page: Int, word: UInt64)] {
+        _ = memory.collectDirtyPages()
+        var pages: [(page: Int, word: UInt64)] = []
+        pages.reserveCapacity(memory.residentPages)
+        for page in 0..<memory.pageCount {
+            let word = memory.word(page)
+            if word != 0 { pages.append((page, word)) }
+        }
+        return pages
+    }
+
+    /// The pages written since the last call (or `beginCopy()`), as they are now: a page freed
+    /// since holds word 0 and must be sent as zeros too.
+    public func takeDirtyPages() -> [(page: Int, word: UInt64)] {
+        memory.collectDirtyPages().map { ($0, memory.word($0)) }
+    }
+
+    /// Pages written since the last `takeDirtyPages()`, without taking them.
+    public var dirtyPageCount: Int { memory.dirtyPageCount }
+
+    /// Takes away `percent` of the guest's dirtying (a migration's auto-converge); 0 lifts it.
+    public func throttle(percent: Int) {
+        activity.throttlePercent = min(max(percent, 0), 99)
+    }
+
+    /// What a migration's target needs besides the pages: the activity where it is (a paused
+    /// guest's is final), its memory's size and checksum.
+    public var migrationState: (activity: GuestActivity, memoryBytes: UInt64, checksum: UInt64) {
+        (activity, memory.bytes, memory.checksum)
     }
 
     public var status: GuestStatus {

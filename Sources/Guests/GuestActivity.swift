@@ -20,6 +20,10 @@ public struct GuestActivity: Hashable, Sendable {
     public private(set) var heldPages = 0
     /// Writes owed but not yet made, in write-nanoseconds (rate × time); below one write.
     private var credit: UInt64 = 0
+    /// The share of the dirtying rate taken away (a migration's auto-converge), percent 0–99.
+    public var throttlePercent = 0 {
+        willSet { precondition((0...99).contains(newValue), "a throttle of \(newValue) %; it is 0–99") }
+    }
 
     /// A guest that was not scheduled for longer than this does not catch up beyond it: a real
     /// guest whose vCPUs did not run wrote nothing either.
@@ -30,6 +34,13 @@ public struct GuestActivity: Hashable, Sendable {
     public init(workload: Workload, elapsed: Duration = .zero) {
         self.workload = workload
         self.elapsed = elapsed
+    }
+
+    /// A guest continuing on another node after a migration: where its time was and what it held.
+    public init(migrated workload: Workload, elapsed: Duration, heldPages: Int) {
+        self.workload = workload
+        self.elapsed = elapsed
+        self.heldPages = heldPages
     }
 
     /// The demand now.
@@ -50,7 +61,7 @@ public struct GuestActivity: Hashable, Sendable {
         var written = hold(pages: GuestMemory.pages(in: demand), in: &memory, using: &generator)
         let nanoseconds =
             UInt64(step.components.seconds) * 1_000_000_000 + UInt64(step.components.attoseconds / 1_000_000_000)
-        credit += nanoseconds * workload.dirtyPagesPerSecond
+        credit += nanoseconds * (workload.dirtyPagesPerSecond * UInt64(100 - throttlePercent) / 100)
         let writes = Int(credit / 1_000_000_000)
         credit %= 1_000_000_000
         guard heldPages > 0 else { return written }
