@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
         // Pure: the per-node memory balancer (dynamic memory): settings and demands in, assignments out.
         .target(name: "DynamicMemory", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        // Pure: the pre-copy planner (live migration): each round's measurements in, the next step out.
+        .target(name: "LiveMigration", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
         // models, and the disk journal with its checker.
         .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
@@ -159,6 +161,8 @@ let package = Package(
         .testTarget(
             name: "DynamicMemoryTests", dependencies: ["DynamicMemory", "ClusterModel", "FlotillaTestKit"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LiveMigrationTests", dependencies: ["LiveMigration", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SharedVolumesTests",
             dependencies: ["SharedVolumes", "Guests", "ClusterModel", "FlotillaTestKit", "TestSupport"],
