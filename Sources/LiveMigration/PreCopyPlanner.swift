@@ -231,26 +231,27 @@ public struct PreCopyPlanner: Sendable {
 
     /// The abort reason: what happened, what is left, the two rates, and what the operator can change.
     private func reason(_ cause: NotConverging, after finished: PreCopyRound) -> String {
-        let rounds = finished.round
+        let rounds = Self.rounds(finished.round)
+        let throttled =
+            throttlePercent == 0 ? "the guest not yet throttled" : "the guest throttled by \(throttlePercent) %"
         let what: String
         let advice: String
         switch cause {
         case .roundLimit:
-            what = "in \(rounds) rounds"
+            what = "in \(rounds)"
             advice = "set auto-converge on the VM or lower its dirty rate"
         case .timeLimit:
-            what = "within the time limit of \(policy.timeLimit.spoken) (\(rounds) rounds)"
+            what = "within the time limit of \(policy.timeLimit.spoken) (\(rounds))"
             advice = "set auto-converge on the VM, lower its dirty rate or raise the time limit"
         case .noNewLow:
-            what = "in \(rounds) rounds: the dirty bytes stopped shrinking for \(policy.stallRounds) rounds"
+            what = "in \(rounds): the dirty bytes stopped shrinking for \(Self.rounds(policy.stallRounds))"
             advice = "set auto-converge on the VM or lower its dirty rate"
         case .throttledRoundLimit:
-            what =
-                "in \(rounds) rounds, the last \(roundsAtHighestThrottle) with the guest throttled by \(throttlePercent) %"
+            let last = roundsAtHighestThrottle == 1 ? "the last" : "the last \(roundsAtHighestThrottle)"
+            what = "in \(rounds), \(last) with \(throttled)"
             advice = "lower the VM's dirty rate or migrate it over a faster link"
         case .doubledTimeLimit:
-            what =
-                "within twice the time limit, \((policy.timeLimit * 2).spoken) (\(rounds) rounds, the guest throttled by \(throttlePercent) %)"
+            what = "within twice the time limit, \((policy.timeLimit * 2).spoken) (\(rounds), \(throttled))"
             advice = "lower the VM's dirty rate, migrate it over a faster link or raise the time limit"
         }
         let dirtying =
@@ -261,6 +262,9 @@ public struct PreCopyPlanner: Sendable {
         return
             "did not converge \(what): \(ByteCount(finished.dirtyBytes)) still dirty; \(dirtying), \(sending); \(advice)"
     }
+
+    /// `1 round`, `10 rounds`.
+    private static func rounds(_ count: Int) -> String { count == 1 ? "1 round" : "\(count) rounds" }
 
     /// `300 MiB/s`: bytes per second in the units of `ByteCount`, rounded down.
     private static func rate(_ bytesPerSecond: Double) -> String {

@@ -89,6 +89,18 @@ import Testing
         #expect(reason.hasSuffix("; set auto-converge on the VM, lower its dirty rate or raise the time limit"))
     }
 
+    @Test func aRoundLimitOfOneGivesUpAfterTheFirstRound() {
+        var planner = PreCopyPlanner(policy: .init(maxRounds: 1))
+        _ = planner.start(now: .zero)
+        let last = planner.roundFinished(now: .seconds(2), bytesSent: 2 * gib, dirtyBytes: 512 * mib)
+        #expect(
+            last
+                == .abort(
+                    reason:
+                        "did not converge in 1 round: 512 MiB still dirty; the guest dirties 256 MiB/s, the link sends 1.0 GiB/s; set auto-converge on the VM or lower its dirty rate"
+                ))
+    }
+
     @Test func aStallIsCountedFromTheFewestDirtyBytesNotTheLastRound() {
         var planner = PreCopyPlanner(policy: .init(stallRounds: 2))
         _ = planner.start(now: .zero)
