@@ -45,18 +45,25 @@ struct SimulatedMigration {
     /// have run; returns the last action.
     @discardableResult
     mutating func run(calls: Int = 1000) -> PreCopyAction {
-        var action = planner.start(now: now)
-        actions.append(action)
-        pending = dataBytes
+        var action = start()
         for _ in 0..<calls {
             guard case .copy(_, let throttle) = action else { break }
             action = runRound(throttle: throttle)
-            actions.append(action)
         }
         return action
     }
 
-    private mutating func runRound(throttle: Int) -> PreCopyAction {
+    /// Starts the migration: what the planner says first.
+    mutating func start() -> PreCopyAction {
+        pending = dataBytes
+        let action = planner.start(now: now)
+        actions.append(action)
+        return action
+    }
+
+    /// Runs the round the planner asked for, with the guest throttled by `throttle` percent, and
+    /// reports it: what the planner says next.
+    mutating func runRound(throttle: Int) -> PreCopyAction {
         var linkRate = linkRate
         var dirtyRate = dirtyRate * Double(100 - throttle) / 100
         var stalledLink = false
@@ -86,7 +93,9 @@ struct SimulatedMigration {
         let dirty = min(memoryBytes, pending - sent + dirtied)
         now += duration
         pending = dirty
-        return planner.roundFinished(now: now, bytesSent: sent, dirtyBytes: dirty)
+        let action = planner.roundFinished(now: now, bytesSent: sent, dirtyBytes: dirty)
+        actions.append(action)
+        return action
     }
 
     /// The throttle of every round, in order.
