@@ -19,15 +19,12 @@ import Testing
 
     /// 8 GB over 1 GB/s while the guest dirties 1 % of that: round 1 takes 8 s and leaves 80 MB
     /// (80 ms at 1 GB/s, above the 50 ms target); round 2 sends them in 80 ms and leaves 800 kB: 0.8 ms.
-    @Test func aGuestDirtyingOnePercentOfTheLinkPausesAfterRoundTwo() {
+    @Test func aGuestDirtyingOnePercentOfTheLinkPausesAfterRoundTwo() throws {
         var migration = SimulatedMigration(dataBytes: 8_000_000_000, dirtyRate: 10_000_000, linkRate: 1_000_000_000)
         let last = migration.run()
         #expect(migration.planner.rounds.map(\.dirtyBytes) == [80_000_000, 800_000])
         #expect(migration.planner.rounds.map(\.duration) == [.seconds(8), .milliseconds(80)])
-        guard case .pauseAndFinish(let downtime) = last else {
-            Issue.record("expected a pause, got \(last)")
-            return
-        }
+        let downtime = try #require(last.expectedDowntime, "expected a pause, got \(last)")
         #expect(abs((downtime - .microseconds(800)).seconds) < 1e-9, "\(downtime)")
     }
 
@@ -76,15 +73,12 @@ import Testing
 
     /// 16 GiB at 1 GiB/s with the guest dirtying 90 % of it: rounds of 16, 14.4, 13, 11.7 s; round 5
     /// is still running at 60 s, so it is cut there and the migration aborted.
-    @Test func aRoundStillRunningAtTheTimeLimitIsCutThereAndTheMigrationAborted() {
+    @Test func aRoundStillRunningAtTheTimeLimitIsCutThereAndTheMigrationAborted() throws {
         var migration = SimulatedMigration(dataBytes: 16 * gib, dirtyRate: 0.9 * Double(gib), linkRate: Double(gib))
         let last = migration.run()
         #expect(migration.planner.rounds.count == 5)
         #expect(migration.now == .seconds(60))
-        guard case .abort(let reason) = last else {
-            Issue.record("expected an abort, got \(last)")
-            return
-        }
+        let reason = try #require(last.abortReason, "expected an abort, got \(last)")
         #expect(reason.hasPrefix("did not converge within the time limit of 60 s (5 rounds): "), "\(reason)")
         #expect(reason.hasSuffix("; set auto-converge on the VM, lower its dirty rate or raise the time limit"))
     }
@@ -101,7 +95,7 @@ import Testing
                 ))
     }
 
-    @Test func aStallIsCountedFromTheFewestDirtyBytesNotTheLastRound() {
+    @Test func aStallIsCountedFromTheFewestDirtyBytesNotTheLastRound() throws {
         var planner = PreCopyPlanner(policy: .init(stallRounds: 2))
         _ = planner.start(now: .zero)
         // 1 MB/s; dirty: 500 MB, 400 (a new low), 450, 420 (neither below 400): stalled.
@@ -115,10 +109,7 @@ import Testing
             planner.roundFinished(now: .seconds(3), bytesSent: 1_000_000, dirtyBytes: 450_000_000)
                 == .copy(round: 4, throttlePercent: 0))
         let last = planner.roundFinished(now: .seconds(4), bytesSent: 1_000_000, dirtyBytes: 420_000_000)
-        guard case .abort(let reason) = last else {
-            Issue.record("expected an abort, got \(last)")
-            return
-        }
+        let reason = try #require(last.abortReason, "expected an abort, got \(last)")
         #expect(reason.hasPrefix("did not converge in 4 rounds: the dirty bytes stopped shrinking for 2 rounds: "))
     }
 
@@ -128,23 +119,20 @@ import Testing
     /// than half what it sent) raise the throttle: 20 % after round 2, 30 % after 4, 40 % after 6,
     /// 50 % after 8. From round 10 on the round limit raises it after every round: 60, 70, 80 %. At
     /// 80 % the guest dirties 60 MiB/s; round 13 leaves 7.3 MiB, 29 ms at 250 MiB/s.
-    @Test func withAutoConvergeTheThrottleRisesUntilTheCopyConverges() {
+    @Test func withAutoConvergeTheThrottleRisesUntilTheCopyConverges() throws {
         var migration = SimulatedMigration(
             dataBytes: 1000 * mib, memoryBytes: 4 * gib, dirtyRate: 300 * Double(mib), linkRate: 250 * Double(mib),
             policy: .init(autoConverge: true))
         let last = migration.run()
         #expect(migration.throttles == [0, 0, 20, 20, 30, 30, 40, 40, 50, 50, 60, 70, 80])
-        guard case .pauseAndFinish(let downtime) = last else {
-            Issue.record("expected a pause, got \(last)")
-            return
-        }
+        let downtime = try #require(last.expectedDowntime, "expected a pause, got \(last)")
         #expect(downtime > .milliseconds(28) && downtime < .milliseconds(30), "\(downtime)")
     }
 
     /// A guest whose dirtying a throttle cannot tame (its memory is always all dirty: it dirties
     /// 100 times faster than the link): the throttle climbs to 99 %, and ten rounds at 99 % later
     /// the migration gives up.
-    @Test func withAutoConvergeTheMigrationGivesUpAfterTheRoundLimitAtTheHighestThrottle() {
+    @Test func withAutoConvergeTheMigrationGivesUpAfterTheRoundLimitAtTheHighestThrottle() throws {
         var migration = SimulatedMigration(
             dataBytes: gib, dirtyRate: 100 * Double(gib), linkRate: Double(gib),
             policy: .init(timeLimit: .seconds(3600), autoConverge: true))
@@ -152,10 +140,7 @@ import Testing
         let throttles = migration.throttles
         #expect(throttles.filter { $0 == 99 }.count == 10)
         #expect(throttles == throttles.sorted())
-        guard case .abort(let reason) = last else {
-            Issue.record("expected an abort, got \(last)")
-            return
-        }
+        let reason = try #require(last.abortReason, "expected an abort, got \(last)")
         #expect(
             reason
                 == "did not converge in \(throttles.count) rounds, the last 10 with the guest throttled by 99 %: 1.0 GiB still dirty; the guest dirties 1.0 GiB/s, the link sends 1.0 GiB/s; lower the VM's dirty rate or migrate it over a faster link"

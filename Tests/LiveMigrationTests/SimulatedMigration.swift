@@ -102,6 +102,20 @@ struct SimulatedMigration {
     var throttles: [Int] { planner.rounds.map(\.throttlePercent) }
 }
 
+extension PreCopyAction {
+    /// The expected downtime of a pause; nil for any other answer.
+    var expectedDowntime: Duration? {
+        guard case .pauseAndFinish(let downtime) = self else { return nil }
+        return downtime
+    }
+
+    /// The reason of an abort; nil for any other answer.
+    var abortReason: String? {
+        guard case .abort(let reason) = self else { return nil }
+        return reason
+    }
+}
+
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
