@@ -43,8 +43,6 @@ let package = Package(
         .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
         // Pure: the per-node memory balancer (dynamic memory): settings and demands in, assignments out.
         .target(name: "DynamicMemory", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
-        // Pure: the pre-copy planner (live migration): each round's measurements in, the next step out.
-        .target(name: "LiveMigration", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
         // models, and the disk journal with its checker.
         .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
@@ -71,6 +69,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Pure + shell: live migration — the pre-copy planner (pure) and the page streams over
+        // HTTP/2 between a migration's source and its target's shell.
+        .target(
+            name: "LiveMigration",
+            dependencies: [
+                "ClusterModel", "ClusterState", "Guests", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -106,7 +114,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "RaftRuntime", "HTTP2",
-                "Guests", "SharedVolumes", "FlotillaAPI", "DynamicMemory",
+                "Guests", "SharedVolumes", "FlotillaAPI", "DynamicMemory", "LiveMigration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

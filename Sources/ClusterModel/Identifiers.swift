@@ -110,6 +110,16 @@ public struct MigrationID: NumericIdentifier, CustomStringConvertible {
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
+    /// Parses `mig3` or `3`; nil for anything else (including 0, which no migration gets).
+    public init?(parsing text: some StringProtocol) {
+        let text = Substring(text)
+        let digits = text.hasPrefix("mig") ? text.dropFirst(3) : text
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII }), let value = UInt64(digits), value != 0 else {
+            return nil
+        }
+        self.rawValue = value
+    }
+
     public var description: String { "mig\(rawValue)" }
 }
 

@@ -87,7 +87,7 @@ public struct ClusterState: Hashable, Sendable {
             return try setVMOwner(vm, owner: owner, expectedEpoch: expectedEpoch, reason: reason, context)
         case .setVMWorkload(let vm, let workload): return try setVMWorkload(vm, workload, context)
         case .setVMAutoConverge(let vm, let on): return try setVMAutoConverge(vm, on, context)
-        case .recordMigrationStats(let migration, let stats): return try recordMigrationStats(migration, stats)
+        case .recordMigrationStats(let migration, let stats): return try recordMigrationStats(migration, stats, context)
         case .beginMigration(let vm, let target): return try beginMigration(vm, to: target, context)
         case .advanceMigration(let migration, let phase): return try advanceMigration(migration, to: phase, context)
         case .finishMigration(let migration): return try finishMigration(migration, context)
@@ -114,6 +114,13 @@ public struct ClusterState: Hashable, Sendable {
                 throw .invalid(
                     "\(key) must be a whole number in \(Setting.clusterMigrationLimitRange), got \"\(value)\"")
             }
+        }
+        if let rule = Setting.wholeNumbers[key], Int(value).map(rule.range.contains) != true {
+            throw .invalid(
+                "\(key) must be a whole number in \(rule.range), got \"\(value)\" (the default is \(rule.default))")
+        }
+        if key == Setting.rebalanceMemoryKey, value != "on", value != "off" {
+            throw .invalid("\(key) is on or off, got \"\(value)\" (the default is off)")
         }
         if key == Setting.balanceIntervalKey, Setting.balanceInterval(value) == nil {
             throw .invalid(
@@ -350,6 +357,37 @@ public enum Setting {
     public static let balanceIntervalKey = "memory.balance-interval-ms"
     public static let defaultBalanceInterval = Duration.milliseconds(100)
     public static let balanceIntervalRange = 10...60_000
+
+    /// Live migration's policy (docs/live-migration.md): the downtime target, the round and time
+    /// limits of a copy that does not converge, and the page streams in parallel.
+    public static let migrationDowntimeKey = "migration.downtime-ms"
+    public static let migrationRoundsKey = "migration.max-rounds"
+    public static let migrationTimeLimitKey = "migration.time-limit-s"
+    public static let migrationStreamsKey = "migration.streams"
+    /// Rebalancing by live migration (`off` or `on`): the leader moves a VM off a node whose VMs
+    /// stay in warning, to a node with room.
+    public static let rebalanceMemoryKey = "rebalance.memory"
+    /// How long a node's VMs must stay in warning before the leader rebalances, in seconds.
+    public static let rebalanceAfterKey = "rebalance.after-s"
+
+    /// The settings that hold a whole number: their range and default.
+    public static let wholeNumbers: [String: (range: ClosedRange<Int>, default: Int)] = [
+        migrationDowntimeKey: (1...60_000, 50),
+        migrationRoundsKey: (1...1000, 10),
+        migrationTimeLimitKey: (1...86_400, 60),
+        migrationStreamsKey: (1...16, 4),
+        rebalanceAfterKey: (1...86_400, 30),
+    ]
+
+    /// The value of a whole-number setting in `settings`: its default when unset or out of range
+    /// (a value written before its rule existed).
+    public static func wholeNumber(_ key: String, in settings: [String: String]) -> Int {
+        guard let rule = wholeNumbers[key] else { preconditionFailure("\(key) is not a whole-number setting") }
+        return settings[key].flatMap { Int($0) }.flatMap { rule.range.contains($0) ? $0 : nil } ?? rule.default
+    }
+
+    /// Whether rebalancing by live migration is on (`rebalance.memory` = `on`).
+    public static func rebalancesMemory(_ settings: [String: String]) -> Bool { settings[rebalanceMemoryKey] == "on" }
 
     /// The balance interval a value of `balanceIntervalKey` gives, or nil for one out of range.
     public static func balanceInterval(_ value: String) -> Duration? {

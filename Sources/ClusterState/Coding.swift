@@ -225,7 +225,7 @@ extension MigrationRecord {
 }
 
 extension MigrationStats {
-    func encode(into writer: inout ByteWriter) {
+    public func encode(into writer: inout ByteWriter) {
         writer.writeVarint(rounds.count)
         for round in rounds {
             writer.writeVarint(round.bytes)
@@ -241,7 +241,7 @@ extension MigrationStats {
         if let totalMilliseconds { writer.writeVarint(totalMilliseconds) }
     }
 
-    init(from reader: inout ByteReader) throws(WireFormatError) {
+    public init(from reader: inout ByteReader) throws(WireFormatError) {
         let count = try reader.readCount(elementBytes: 4)
         guard count <= Self.maxRounds else {
             throw WireFormatError("\(count) migration rounds, above \(Self.maxRounds)")

@@ -379,6 +379,8 @@ public struct MigrationStats: Hashable, Sendable {
     /// Everything sent: the rounds, the last pages and the device state.
     public var totalBytes: UInt64
     public var downtimeMicroseconds: UInt64?
+    /// Set once the migration is over (the target resumed the guest, or the source gave up):
+    /// the stats are final then, and none without it replace them.
     public var totalMilliseconds: UInt64?
 
     public init(
@@ -423,6 +425,8 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
     case migrationAdvanced = 41
     case migrationFinished = 42
     case migrationAborted = 43
+    /// The target runs the VM and announced its new location (the ARP-update step); the record is final.
+    case migrationAnnounced = 44
 
     /// The name the API and the event log show.
     public var description: String {
@@ -450,6 +454,7 @@ public enum EventKind: UInt8, Hashable, Sendable, CaseIterable, CustomStringConv
         case .migrationAdvanced: "migration.advanced"
         case .migrationFinished: "migration.finished"
         case .migrationAborted: "migration.aborted"
+        case .migrationAnnounced: "migration.announced"
         }
     }
 }

@@ -142,15 +142,37 @@ extension ClusterState {
         return .migration(id, vm: migration.vm, phase: outcome)
     }
 
-    /// Stats from the source or the target replace what was recorded; any migration, ended or not.
-    mutating func recordMigrationStats(_ id: MigrationID, _ stats: MigrationStats) throws(Rejection) -> CommandOutcome {
+    /// Stats from the source (after each round, and final when it gives up) or the target (final,
+    /// once the guest runs there) replace what was recorded, unless that is final already. The
+    /// target's final stats of a completed migration are its announcement: an event says where the
+    /// VM runs now and how long it was paused.
+    mutating func recordMigrationStats(_ id: MigrationID, _ stats: MigrationStats, _ context: ApplyContext)
+        throws(Rejection) -> CommandOutcome
+    {
         var migration = try knownMigration(id)
         guard stats.rounds.count <= MigrationStats.maxRounds else {
             throw .invalid("\(stats.rounds.count) rounds; a record keeps at most \(MigrationStats.maxRounds)")
         }
+        if migration.stats?.totalMilliseconds != nil {
+            throw .conflict("\(id) already has its final stats")
+        }
         migration.stats = stats
         migrations[id] = migration
+        if migration.phase == .completed, stats.totalMilliseconds != nil, let downtime = stats.downtimeMicroseconds {
+            let name = vms[migration.vm].map { " (\($0.name))" } ?? ""
+            record(
+                .migrationAnnounced, context, node: migration.target, vm: migration.vm, migration: id,
+                "\(id): \(migration.vm)\(name) runs on \(migration.target) and announced it; paused "
+                    + "\(Self.milliseconds(downtime)), \(stats.totalMilliseconds!) ms in all, "
+                    + "\(ByteCount(stats.totalBytes)) sent in \(stats.rounds.count) rounds and the last copy")
+        }
         return .migration(id, vm: migration.vm, phase: migration.phase)
+    }
+
+    /// `12.345 ms` from microseconds.
+    static func milliseconds(_ microseconds: UInt64) -> String {
+        let fraction = String(microseconds % 1000)
+        return "\(microseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction) ms"
     }
 
     private func checkActive(_ migration: MigrationRecord) throws(Rejection) {

@@ -23,8 +23,11 @@ extension ClusterState {
     ///    committed free memory otherwise. Admission (1) is always by committed memory: a report
     ///    steers placement, it never admits more than the state does.
     ///
-    /// Pure: `reported` is an argument (empty at apply time, where only the log counts).
-    public func placement(for vm: VMRecord, reported: [NodeID: NodeMemoryFacts] = [:]) -> Placement {
+    /// Pure: `reported` is an argument (empty at apply time, where only the log counts). Nodes in
+    /// `excluding` are not considered (a live migration's target is never its source).
+    public func placement(
+        for vm: VMRecord, reported: [NodeID: NodeMemoryFacts] = [:], excluding: Set<NodeID> = []
+    ) -> Placement {
         let reserved = reservedMemory(excluding: vm.id)
         func free(_ node: NodeRecord) -> UInt64 {
             let used = reserved[node.id] ?? 0
@@ -37,11 +40,13 @@ extension ClusterState {
                 .reduce(UInt64(0)) { $0 + $1.memory.startup }
             return min(free(node), report.free > unreported ? report.free - unreported : 0)
         }
-        let up = nodes.values.filter { $0.state.takesNewWork }.sorted { $0.id < $1.id }
+        let up = nodes.values.filter { $0.state.takesNewWork && !excluding.contains($0.id) }.sorted { $0.id < $1.id }
         var candidates = up.filter { free($0) >= vm.memory.startup }
         guard !candidates.isEmpty else {
             let needs = "needs \(ByteCount(vm.memory.startup)) startup memory"
-            guard let roomiest = Self.mostFree(up, free) else { return .pending(reason: "\(needs); no node is up") }
+            guard let roomiest = Self.mostFree(up, free) else {
+                return .pending(reason: "\(needs); no \(excluding.isEmpty ? "" : "other ")node is up")
+            }
             return .pending(
                 reason: "\(needs); the most free on any up node is \(ByteCount(free(roomiest))) (\(roomiest.id))")
         }
@@ -73,5 +78,27 @@ extension ClusterState {
             if vms[migration.vm]?.antiAffinityClass == antiAffinityClass { crowded.insert(migration.target) }
         }
         return crowded
+    }
+}
+
+extension ClusterState {
+    /// Whether `target` has memory for `vm` as it is now, by the nodes' last reports: the VM's
+    /// assignment on its owner (its startup memory without a report) against what the target has
+    /// free plus what its balancer can take back from its VMs above their minimums. Nil when it
+    /// fits or the target has not reported (admission by committed memory decides then), else why not.
+    public func memoryProblem(migrating vm: VMRecord, to target: NodeID, reported: [NodeID: NodeMemoryFacts])
+        -> String?
+    {
+        guard let facts = reported[target] else { return nil }
+        let needed =
+            vm.owner.flatMap { owner in reported[owner]?.vms.first { $0.vm == vm.id }?.assigned } ?? vm.memory.startup
+        let reclaimable = facts.vms.reduce(UInt64(0)) { sum, other in
+            guard let minimum = vms[other.vm]?.memory.minimum, other.assigned > minimum else { return sum }
+            return sum + (other.assigned - minimum)
+        }
+        let room = facts.free + reclaimable
+        guard needed > room else { return nil }
+        return "\(vm.id) (\(vm.name)) holds \(ByteCount(needed)) now; \(target) has \(ByteCount(facts.free)) free and "
+            + "can take back \(ByteCount(reclaimable)) from its VMs; pick another node, or lower the VM's memory"
     }
 }

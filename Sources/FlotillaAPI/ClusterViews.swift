@@ -137,13 +137,16 @@ public struct VMView: Codable, Sendable, Equatable {
     public var migration: String?
     /// What its guest does with memory.
     public var workload: WorkloadView?
+    /// Whether a live migration that does not converge throttles the guest instead of being aborted.
+    public var autoConverge: Bool?
 
     public init(
         id: String, name: String, state: String, desiredState: String, owner: String? = nil, epoch: UInt64,
         pendingReason: String? = nil, memory: MemoryView, restartPriority: String, preferredOwners: [String],
         antiAffinityClass: String? = nil, volume: String, diskFile: String, migration: String? = nil,
-        workload: WorkloadView? = nil
+        workload: WorkloadView? = nil, autoConverge: Bool? = nil
     ) {
+        self.autoConverge = autoConverge
         self.id = id
         self.name = name
         self.state = state
@@ -170,17 +173,21 @@ public struct MigrationView: Codable, Sendable, Equatable {
     public var vmName: String?
     public var source: String
     public var target: String
-    /// `preparing`, `copying`, `paused`, `completed`, `failed` or `cancelled`.
+    /// `queued`, `preparing`, `copying`, `paused`, `completed`, `failed` or `cancelled`.
     public var phase: String
     public var active: Bool
     /// When each phase was entered, milliseconds since 1970, by phase name.
     public var timings: [String: UInt64]
+    /// Why it failed, was cancelled, or waits in the queue.
     public var reason: String?
+    /// What the copy took so far (each round as it ends), and in the end the downtime and total time.
+    public var stats: MigrationStatsView?
 
     public init(
         id: String, vm: String, vmName: String? = nil, source: String, target: String, phase: String, active: Bool,
-        timings: [String: UInt64], reason: String? = nil
+        timings: [String: UInt64], reason: String? = nil, stats: MigrationStatsView? = nil
     ) {
+        self.stats = stats
         self.id = id
         self.vm = vm
         self.vmName = vmName
@@ -190,6 +197,46 @@ public struct MigrationView: Codable, Sendable, Equatable {
         self.active = active
         self.timings = timings
         self.reason = reason
+    }
+}
+
+/// What a live migration's copy took.
+public struct MigrationStatsView: Codable, Sendable, Equatable {
+    public struct Round: Codable, Sendable, Equatable {
+        public var bytes: UInt64
+        public var milliseconds: UInt64
+        /// Dirtied during the round: what the next round (or the last copy) had to send.
+        public var dirtyBytes: UInt64
+        /// How much of the guest's dirtying auto-converge took away during the round, percent.
+        public var throttlePercent: Int
+
+        public init(bytes: UInt64, milliseconds: UInt64, dirtyBytes: UInt64, throttlePercent: Int) {
+            self.bytes = bytes
+            self.milliseconds = milliseconds
+            self.dirtyBytes = dirtyBytes
+            self.throttlePercent = throttlePercent
+        }
+    }
+
+    public var rounds: [Round]
+    /// The guest's memory: what one full copy sends.
+    public var memoryBytes: UInt64
+    /// Everything sent so far: the rounds, then the last copy.
+    public var totalBytes: UInt64
+    /// From the pause on the source to the resume on the target (or back on the source).
+    public var downtimeMicroseconds: UInt64?
+    /// From the start to the resume, or to the abort; set once the stats are final.
+    public var totalMilliseconds: UInt64?
+
+    public init(
+        rounds: [Round], memoryBytes: UInt64, totalBytes: UInt64, downtimeMicroseconds: UInt64? = nil,
+        totalMilliseconds: UInt64? = nil
+    ) {
+        self.rounds = rounds
+        self.memoryBytes = memoryBytes
+        self.totalBytes = totalBytes
+        self.downtimeMicroseconds = downtimeMicroseconds
+        self.totalMilliseconds = totalMilliseconds
     }
 }
 

@@ -23,13 +23,17 @@ public struct VMCreation: Codable, Sendable, Equatable {
     public var diskFile: String?
     /// What its guest does with memory; by default half its startup memory, 500 dirty pages/s.
     public var workload: WorkloadView?
+    /// Whether a live migration that does not converge throttles the guest (default false: it is aborted).
+    public var autoConverge: Bool?
 
     public init(
         name: String, startup: UInt64, minimum: UInt64? = nil, maximum: UInt64? = nil, buffer: Int? = nil,
         priority: Int? = nil, restartPriority: String? = nil, preferredOwners: [String]? = nil,
-        antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil, workload: WorkloadView? = nil
+        antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil, workload: WorkloadView? = nil,
+        autoConverge: Bool? = nil
     ) {
         self.workload = workload
+        self.autoConverge = autoConverge
         self.name = name
         self.startup = startup
         self.minimum = minimum
@@ -78,7 +82,8 @@ extension VMCreation {
             antiAffinityClass: try container.decodeIfPresent(String.self, forKey: .antiAffinityClass),
             volume: try container.decode(String.self, forKey: .volume),
             diskFile: try container.decodeIfPresent(String.self, forKey: .diskFile),
-            workload: try container.decodeIfPresent(WorkloadView.self, forKey: .workload))
+            workload: try container.decodeIfPresent(WorkloadView.self, forKey: .workload),
+            autoConverge: try container.decodeIfPresent(Bool.self, forKey: .autoConverge))
     }
 }
 
@@ -141,6 +146,21 @@ public struct LeadershipTransfer: Codable, Sendable, Equatable {
     public var to: String
 
     public init(to: String) { self.to = to }
+}
+
+/// What `POST /v1/vms/{name}/migrate` takes: the target node, or none for placement to choose.
+public struct VMMigration: Codable, Sendable, Equatable {
+    public var to: String?
+
+    public init(to: String? = nil) { self.to = to }
+}
+
+/// What `PUT /v1/vms/{name}/auto-converge` takes: whether a live migration of the VM that does not
+/// converge throttles the guest until it does (true) or is aborted (false, the default).
+public struct AutoConvergeChange: Codable, Sendable, Equatable {
+    public var enabled: Bool
+
+    public init(enabled: Bool) { self.enabled = enabled }
 }
 
 /// What `POST /v1/vms/{name}/start` takes: the node to start it on; none lets placement choose.

@@ -31,9 +31,40 @@ extension APIClient {
         return try decoded(List.self, try await call(.get, "/v1/volumes" + query(stale: stale))).volumes
     }
 
-    public func migrations(stale: Bool = false) async throws -> [MigrationView] {
+    /// The active migrations and the most recent ended ones; only the active ones with `activeOnly`.
+    public func migrations(activeOnly: Bool = false, stale: Bool = false) async throws -> [MigrationView] {
         struct List: Decodable { var migrations: [MigrationView] }
-        return try decoded(List.self, try await call(.get, "/v1/migrations" + query(stale: stale))).migrations
+        let query = [activeOnly ? "active=true" : nil, stale ? "stale=true" : nil].compactMap { $0 }
+        let path = "/v1/migrations" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        return try decoded(List.self, try await call(.get, path)).migrations
+    }
+
+    public func migration(_ id: String, stale: Bool = false) async throws -> MigrationView {
+        try decoded(MigrationView.self, try await call(.get, "/v1/migrations/\(pathSegment(id))" + query(stale: stale)))
+    }
+
+    /// Starts a live migration of a running VM to `node`, or where placement puts it; the
+    /// migration as committed (it may be queued behind the limits).
+    public func migrateVM(_ name: String, to node: String? = nil) async throws -> MigrationView {
+        try decoded(
+            MigrationView.self,
+            try await call(
+                .post, "/v1/vms/\(pathSegment(name))/migrate", body: try JSONEncoder().encode(VMMigration(to: node))))
+    }
+
+    @discardableResult
+    public func cancelMigration(_ id: String) async throws -> MigrationView {
+        try decoded(MigrationView.self, try await call(.post, "/v1/migrations/\(pathSegment(id))/cancel"))
+    }
+
+    /// Whether a live migration of the VM that does not converge throttles its guest.
+    @discardableResult
+    public func setVMAutoConverge(_ name: String, _ enabled: Bool) async throws -> VMView {
+        try decoded(
+            VMView.self,
+            try await call(
+                .put, "/v1/vms/\(pathSegment(name))/auto-converge",
+                body: try JSONEncoder().encode(AutoConvergeChange(enabled: enabled))))
     }
 
     public func events(since: UInt64 = 0, stale: Bool = false) async throws -> [EventView] {

@@ -111,16 +111,25 @@ public struct GuestMemory: Hashable, Sendable {
 
     /// The 4 KiB that `word` stands for.
     public static func expand(_ word: UInt64) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: pageSize)
-        guard word != 0 else { return bytes }
-        bytes.withUnsafeMutableBytes { raw in
-            var stream = SeededGenerator(seed: word)
-            raw.storeBytes(of: word.littleEndian, toByteOffset: 0, as: UInt64.self)
-            for offset in stride(from: 8, to: pageSize, by: 8) {
-                raw.storeBytes(of: stream.next().littleEndian, toByteOffset: offset, as: UInt64.self)
-            }
+        [UInt8](unsafeUninitializedCapacity: pageSize) { buffer, count in
+            expand(word, into: UnsafeMutableRawBufferPointer(buffer))
+            count = pageSize
         }
-        return bytes
+    }
+
+    /// Writes the 4 KiB that `word` stands for into the first `pageSize` bytes of `raw` (a
+    /// migration's page stream, without an array per page).
+    public static func expand(_ word: UInt64, into raw: UnsafeMutableRawBufferPointer) {
+        precondition(raw.count >= pageSize, "a page needs \(pageSize) bytes, got \(raw.count)")
+        guard word != 0 else {
+            raw.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            return
+        }
+        var stream = SeededGenerator(seed: word)
+        raw.storeBytes(of: word.littleEndian, toByteOffset: 0, as: UInt64.self)
+        for offset in stride(from: 8, to: pageSize, by: 8) {
+            raw.storeBytes(of: stream.next().littleEndian, toByteOffset: offset, as: UInt64.self)
+        }
     }
 
     /// The word a page's 4 KiB stand for, or nil when they are not a page this model makes (the

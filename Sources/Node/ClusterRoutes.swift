@@ -13,6 +13,7 @@ extension ClientAPI {
         addReadRoutes(to: &router)
         addVMRoutes(to: &router)
         addVolumeAndNodeRoutes(to: &router)
+        addMigrationRoutes(to: &router)
     }
 
     // MARK: Reads
@@ -196,7 +197,7 @@ extension ClientAPI {
     }
 
     /// Resolves the VM named in the path, proposes the command made from it, and answers the VM as it is now.
-    private func vmCommand(
+    func vmCommand(
         _ request: HTTPRequest, _ parameters: RouteParameters, _ command: (VMRecord) throws -> ClusterCommand
     ) async throws -> HTTPResponse {
         let vm = try Self.vm(parameters, in: try await clusterState(request))
@@ -442,6 +443,6 @@ extension VMSpec {
             antiAffinityClass: body.antiAffinityClass,
             disk: DiskFile(
                 volume: VolumeID(body.volume), file: body.diskFile ?? ClientAPI.defaultDiskFile(for: body.name)),
-            workload: workload)
+            workload: workload, autoConverge: body.autoConverge ?? false)
     }
 }

@@ -50,7 +50,20 @@ extension VMView {
             volume: vm.disk.volume.rawValue,
             diskFile: vm.disk.file,
             migration: state.activeMigration(of: vm.id)?.id.description,
-            workload: WorkloadView(vm.workload))
+            workload: WorkloadView(vm.workload),
+            autoConverge: vm.autoConverge)
+    }
+}
+
+extension MigrationStatsView {
+    init(_ stats: MigrationStats) {
+        self.init(
+            rounds: stats.rounds.map {
+                Round(
+                    bytes: $0.bytes, milliseconds: $0.milliseconds, dirtyBytes: $0.dirtyBytes,
+                    throttlePercent: $0.throttlePercent)
+            }, memoryBytes: stats.memoryBytes, totalBytes: stats.totalBytes,
+            downtimeMicroseconds: stats.downtimeMicroseconds, totalMilliseconds: stats.totalMilliseconds)
     }
 }
 
@@ -65,7 +78,8 @@ extension MigrationView {
             phase: migration.phase.description,
             active: migration.phase.isActive,
             timings: Dictionary(uniqueKeysWithValues: migration.timings.map { ($0.key.description, $0.value) }),
-            reason: migration.reason)
+            reason: migration.reason,
+            stats: migration.stats.map(MigrationStatsView.init))
     }
 }
 

@@ -4,6 +4,7 @@ public import ClusterState
 public import DynamicMemory
 public import FlotillaAPI
 import Guests
+import LiveMigration
 public import Logging
 
 /// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
@@ -112,12 +113,37 @@ public actor NodeAgent {
     private var balancing = false
     /// The balance interval the applied state sets, if it sets one.
     private var balanceInterval: Duration
+    /// VMs migrating away: their assignment stays as it was copied until the migration ends.
+    private var frozen: Set<VMID> = []
+    /// Memory reserved for incoming migrations' shells, by migration, until the VM runs here or
+    /// the migration ends.
+    private var incomingReservations: [MigrationID: (vm: VMID, bytes: UInt64)] = [:]
+    /// Incoming migrations whose memory is being freed: every balancing pass counts each as a VM
+    /// waiting to start with the memory it comes with, until it fits (then it is reserved).
+    private var pendingIncoming: [MigrationID: (vm: VMID, settings: MemorySettings, bytes: UInt64)] = [:]
+    /// The shells of incoming migrations (docs/live-migration.md); nil: this node takes none.
+    private let incoming: IncomingMigrations?
+    /// Told when a VM whose migration switched over to this node runs here, with the copy's
+    /// facts and when it resumed (wall clock, µs): the migration's record gets its downtime.
+    private let adopted: (@Sendable (MigrationID, MigrationWire.Finish, UInt64) -> Void)?
 
     /// Without `volumes`, the agent reaches only volumes its own node coordinates.
     public init(
         configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState,
         volumes: NodeVolumes? = nil, changes: StateChanges = StateChanges(), logger: Logger
     ) {
+        self.init(
+            configuration: configuration, readState: readState, volumes: volumes, changes: changes, incoming: nil,
+            adopted: nil, logger: logger)
+    }
+
+    init(
+        configuration: Configuration, readState: @escaping @Sendable () async -> ClusterState,
+        volumes: NodeVolumes?, changes: StateChanges, incoming: IncomingMigrations?,
+        adopted: (@Sendable (MigrationID, MigrationWire.Finish, UInt64) -> Void)?, logger: Logger
+    ) {
+        self.incoming = incoming
+        self.adopted = adopted
         self.configuration = configuration
         self.changes = changes
         self.balancer = MemoryBalancer(policy: configuration.balancerPolicy)
@@ -210,10 +236,48 @@ public actor NodeAgent {
             }
             if guests[id]?.guest === entry.guest { guests[id] = entry }
         }
+        // A VM whose migration switched over to this node continues from its copied image.
+        for (id, want) in wanted.sorted(by: { $0.key < $1.key }) where guests[id] == nil {
+            guard fenceReason == nil, fences == fencesBefore else { return }
+            if let shell = incoming?.take(vm: id) { await adopt(want, shell) }
+        }
+        // Reservations of migrations that ended without switching over here are let go.
+        for (migration, reservation) in incomingReservations
+        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil {
+            incomingReservations[migration] = nil
+            incoming?.discard(migration)
+        }
+        for (migration, _) in pendingIncoming where state.migrations[migration]?.phase.isActive != true {
+            pendingIncoming[migration] = nil
+            incoming?.discard(migration)
+        }
         // The rest start once the balancer has reserved their startup memory.
         guard fenceReason == nil, fences == fencesBefore else { return }
         waiting = wanted.filter { guests[$0.key] == nil }
         await balanceMemory()
+    }
+
+    /// Runs a VM migrated here from the image its source copied, under the epoch of the switchover.
+    private func adopt(
+        _ want: Want, _ shell: (migration: MigrationID, memory: GuestMemory, finish: MigrationWire.Finish)
+    ) async {
+        let vm = want.vm
+        let bytes = shell.memory.bytes
+        incomingReservations[shell.migration] = nil
+        let guest = Guest(
+            configuration: GuestConfiguration(
+                vm: vm.id, diskPath: want.diskPath, memoryBytes: bytes, workload: vm.workload,
+                journalInterval: configuration.journalInterval,
+                seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
+                redirect: volumes.redirect(for: vm.disk, diskPath: want.diskPath), clock: configuration.clock),
+            migrated: shell.memory, activity: shell.finish.activity)
+        await start(
+            vm.id,
+            Entry(
+                guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
+                workload: vm.workload, assigned: bytes))
+        guard guests[vm.id]?.guest === guest else { return }
+        adopted?(shell.migration, shell.finish, WallClock.microseconds())
     }
 
     /// What the state says this node runs: its VMs in state running, with their disk files.
@@ -278,7 +342,7 @@ public actor NodeAgent {
         // on what was gathered, then the answers, each checked against a stop that came meanwhile.
         var requests: [MemoryRequest] = []
         var asked: [VMID: Guest] = [:]
-        for (id, entry) in guests.sorted(by: { $0.key < $1.key }) {
+        for (id, entry) in guests.sorted(by: { $0.key < $1.key }) where !frozen.contains(id) {
             requests.append(
                 MemoryRequest(
                     vm: id, settings: entry.memory, demand: await entry.guest.demand, assigned: entry.assigned))
@@ -290,10 +354,22 @@ public actor NodeAgent {
                 MemoryRequest(
                     vm: id, settings: want.vm.memory, demand: want.vm.workload.demand(at: .zero), assigned: nil))
         }
+        for (_, shell) in pendingIncoming.sorted(by: { $0.key < $1.key }) {
+            // Its memory as copied, whatever its startup memory: the shell needs all of it.
+            var fixed = shell.settings
+            fixed.startup = shell.bytes
+            fixed.minimum = min(fixed.minimum, shell.bytes)
+            fixed.maximum = max(fixed.maximum, shell.bytes)
+            requests.append(MemoryRequest(vm: shell.vm, settings: fixed, demand: 0, assigned: nil))
+        }
         // Guests that stopped meanwhile hold nothing any more.
         requests.removeAll { request in request.assigned != nil && guests[request.vm]?.guest !== asked[request.vm] }
-        let answers = balancer.pass(
-            now: configuration.clock.now, usable: configuration.usableMemory, requests: requests)
+        // Memory the balancer does not move: guests migrating away, shells of incoming migrations.
+        let fixed =
+            guests.filter { frozen.contains($0.key) }.values.reduce(UInt64(0)) { $0 + $1.assigned }
+            + incomingReservations.values.reduce(UInt64(0)) { $0 + $1.bytes }
+        let usable = configuration.usableMemory > fixed ? configuration.usableMemory - fixed : 0
+        let answers = balancer.pass(now: configuration.clock.now, usable: usable, requests: requests)
         assignments = Dictionary(uniqueKeysWithValues: answers.map { ($0.vm, $0) })
         // Decreases first (balloons), then increases and starts: the guests' memory adds up to at
         // most the usable memory while the answers are applied too, not only once they all are.
@@ -305,6 +381,10 @@ public actor NodeAgent {
                 entry.assigned = answer.assigned
                 guests[answer.vm] = entry
                 await entry.guest.assign(bytes: answer.assigned)
+            } else if let (migration, shell) = pendingIncoming.first(where: { $0.value.vm == answer.vm }) {
+                guard answer.status != .waiting else { continue }
+                pendingIncoming[migration] = nil
+                incomingReservations[migration] = (shell.vm, shell.bytes)
             } else if let want = starting[answer.vm], guests[answer.vm] == nil, fenceReason == nil {
                 guard answer.status != .waiting else {
                     report(
@@ -319,6 +399,54 @@ public actor NodeAgent {
         }
     }
 
+    // MARK: Live migration
+
+    /// A migration's source takes its guest: it must run here; its assignment is frozen (the
+    /// balancer leaves it as the copy takes it) until `release(migrating:)`.
+    func migrating(_ vm: VMID) -> (guest: Guest, epoch: Epoch, assigned: UInt64)? {
+        guard let entry = guests[vm] else { return nil }
+        frozen.insert(vm)
+        return (entry.guest, entry.epoch, entry.assigned)
+    }
+
+    /// The migration of `vm` ended (either way): the balancer sizes its guest again, if it still runs here.
+    func release(migrating vm: VMID) {
+        frozen.remove(vm)
+    }
+
+    /// Lets go of an incoming migration's reservation and shell (the source gave up).
+    func releaseIncoming(_ migration: MigrationID) {
+        incomingReservations[migration] = nil
+        pendingIncoming[migration] = nil
+        incoming?.discard(migration)
+    }
+
+    /// Reserves `bytes` for the shell of an incoming migration, reclaiming from other VMs above
+    /// their minimums (by balloon, a step per pass) if need be, for up to `Self.reservePasses`
+    /// balancing passes. Nil when reserved, else why not (for the source's abort reason).
+    func reserveIncoming(_ migration: MigrationID, vm: VMID, settings: MemorySettings, bytes: UInt64) async -> String? {
+        if incomingReservations[migration] != nil { return nil }
+        pendingIncoming[migration] = (vm, settings, bytes)
+        for _ in 0..<Self.reservePasses {
+            guard fenceReason == nil else {
+                pendingIncoming[migration] = nil
+                return "\(configuration.node) is fenced (\(fenceReason!))"
+            }
+            await balanceMemory()
+            if incomingReservations[migration] != nil { return nil }
+            // Released meanwhile (the source gave up): nothing to wait for.
+            guard pendingIncoming[migration] != nil else { return "the reservation was let go" }
+            try? await configuration.clock.sleep(for: balanceInterval)
+        }
+        pendingIncoming[migration] = nil
+        let held = guests.values.reduce(UInt64(0)) { $0 + $1.assigned }
+        return "\(configuration.node) could not free \(ByteCount(bytes)) for \(vm) in \(Self.reservePasses) balancing "
+            + "passes (\(ByteCount(configuration.usableMemory)) usable, \(ByteCount(held)) assigned to its VMs)"
+    }
+
+    /// How many balancing passes an incoming migration's reservation may wait for memory.
+    static let reservePasses = 50
+
     /// What the node says of its memory in its heartbeats: nil before the first balancing pass.
     public var memoryFacts: NodeMemoryFacts? {
         guard balancer.previousPass != nil else { return nil }
@@ -326,8 +454,11 @@ public actor NodeAgent {
             VMMemoryFacts(
                 vm: $0.vm, assigned: $0.assigned, demand: $0.demand, status: $0.status, pagingBytes: $0.pagingBytes)
         }
-        return NodeMemoryFacts(
-            usable: configuration.usableMemory, assigned: guests.values.reduce(0) { $0 + $1.assigned }, vms: vms)
+        // Shells of incoming migrations hold their memory as much as running guests do.
+        let assigned =
+            guests.values.reduce(UInt64(0)) { $0 + $1.assigned }
+            + incomingReservations.values.reduce(UInt64(0)) { $0 + $1.bytes }
+        return NodeMemoryFacts(usable: configuration.usableMemory, assigned: assigned, vms: vms)
     }
 
     private func stop(_ id: VMID) async {

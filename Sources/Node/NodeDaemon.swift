@@ -2,6 +2,7 @@
 import ClusterModel
 import ClusterState
 import HTTP2
+import LiveMigration
 public import Logging
 import NIOCore
 import NIOPosix
@@ -101,10 +102,35 @@ public final class NodeDaemon: Service {
         volumes.addPeerRoutes(to: &peerRouter)
         // The node agent: runs the VMs this node owns, from its applied state (docs/guests.md).
         // It starts fenced: nothing runs before the first lease.
+        // Live migration (docs/live-migration.md): commands from this node's own components go
+        // through the leader; the shells of incoming migrations wait in `incoming` for their
+        // switchover; pages arrive on a data listener of their own, off the Raft loop.
+        let writer = ClusterWriter(
+            local: configuration.nodeID, driver: driver, addressBook: addressBook,
+            timeoutTicks: UInt64(max(1, 5_000 / configuration.tickMilliseconds)))
+        peerRouter.addProposeRoute(driver: driver, timeoutTicks: UInt64(max(1, 5_000 / configuration.tickMilliseconds)))
+        let incoming = IncomingMigrations()
+        let announcer = MigrationAnnouncer(writer: writer, logger: logger)
         let agent = NodeAgent(
             configuration: NodeAgent.Configuration(configuration, clock: clock), readState: readState, volumes: volumes,
-            changes: stateChanges, logger: logger)
+            changes: stateChanges, incoming: incoming,
+            adopted: { announcer.announce($0, $1, resumedAt: $2) }, logger: logger)
         await agent.fence(reason: "no lease granted yet")
+        let dataLoops = MultiThreadedEventLoopGroup(numberOfThreads: min(4, max(1, System.coreCount)))
+        var dataRouter = Router()
+        dataRouter.addMigrationDataRoutes(incoming: incoming)
+        var dataSettings = HTTP2Server.Configuration(host: configuration.peerListen.host, port: 0)
+        // Pages stream at gigabytes a second: windows wide enough that a round is never held up by
+        // credit on a link with a millisecond of latency.
+        dataSettings.initialStreamWindowSize = 4 << 20
+        dataSettings.connectionWindowSize = 32 << 20
+        let dataServer = HTTP2Server(configuration: dataSettings, router: dataRouter, eventLoopGroup: dataLoops)
+        peerRouter.addMigrationPeerRoutes(
+            local: configuration.nodeID, agent: agent, incoming: incoming, readState: readState,
+            dataPort: { dataServer.port })
+        let sources = MigrationSources(
+            local: configuration.nodeID, agent: agent, writer: writer, readState: readState, changes: stateChanges,
+            logger: logger)
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
         // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(
@@ -131,6 +157,7 @@ public final class NodeDaemon: Service {
                 host: configuration.clientListen.host, port: configuration.clientListen.port, acceptsHTTP1: true),
             router: clientRouter, eventLoopGroup: raftLoop)
 
+        _ = try await dataServer.start()
         _ = try await peerServer.start()
         await driver.start()
         do {
@@ -138,6 +165,8 @@ public final class NodeDaemon: Service {
         } catch {
             await driver.stop()
             await peerServer.shutdown()
+            await dataServer.shutdown()
+            try? await dataLoops.shutdownGracefully()
             throw error
         }
         let registrar = Task { await NodeRegistrar(api: clientAPI, logger: logger).run() }
@@ -145,6 +174,7 @@ public final class NodeDaemon: Service {
         await heartbeats.start()
         let agentLoop = Task { await agent.run() }
         let volumesLoop = Task { await volumes.run() }
+        let sourcesLoop = Task { await sources.run() }
         logger.info(
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
@@ -159,7 +189,10 @@ public final class NodeDaemon: Service {
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
             registrar.cancel()
-            // The guests stop first (their journals are fsynced record by record), then the rest.
+            // Outgoing migrations end first (a paused guest resumes here unless the switchover
+            // committed), then the guests stop (their journals are fsynced record by record), then the rest.
+            sourcesLoop.cancel()
+            await sourcesLoop.value
             agentLoop.cancel()
             await agentLoop.value
             volumesLoop.cancel()
@@ -177,6 +210,9 @@ public final class NodeDaemon: Service {
         }
         if let failure { logger.critical("node \(configuration.nodeID) cannot go on: \(failure)") }
         await peerServer.shutdown()
+        await dataServer.shutdown()
+        try? await dataLoops.shutdownGracefully()
+        await writer.close()
         await transport.close()
         await forwarder.close()
         await volumeLink.close()

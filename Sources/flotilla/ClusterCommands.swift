@@ -94,7 +94,10 @@ func describe(_ vm: VMView) -> String {
 struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "Create, start, stop, resize and delete VMs.",
-        subcommands: [Create.self, Start.self, Stop.self, Memory.self, Workload.self, Delete.self, Show.self])
+        subcommands: [
+            Create.self, Start.self, Stop.self, Memory.self, Workload.self, Migrate.self, AutoConverge.self,
+            Delete.self, Show.self,
+        ])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (stopped); start it with `vm start`.")
@@ -110,6 +113,8 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "Failover order: high, medium (default), low or none.") var restartPriority: String?
         @Option(help: "Nodes to try first, in order, e.g. n1,n2.") var preferred: String?
         @Option(help: "VMs of one class are kept on different nodes when possible.") var antiAffinity: String?
+        @Flag(help: "A live migration that does not converge throttles the guest instead of being aborted.")
+        var autoConverge = false
 
         func run() async throws {
             let creation = VMCreation(
@@ -118,7 +123,7 @@ struct VMCommand: AsyncParsableCommand {
                 maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority,
                 restartPriority: restartPriority,
                 preferredOwners: preferred.map { $0.split(separator: ",").map(String.init) },
-                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk)
+                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk, autoConverge: autoConverge)
             let vm = try await withAPI(options) { try await $0.createVM(creation) }
             print("created \(vm.name) (\(vm.id)), stopped; start it with: flotilla vm start \(vm.name)")
         }
@@ -282,7 +287,8 @@ struct VolumeCommand: AsyncParsableCommand {
 extension NodeCommand {
     struct Drain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Take no new VMs; keep the ones it has until they are migrated away.")
+            abstract:
+                "Live-migrate its VMs away, move its volume coordinators and Raft leadership, then leave it paused.")
         @OptionGroup var options: APIOptions
         @Argument(help: "The node's id, e.g. n2.") var id: String
 

@@ -1,0 +1,374 @@
+// A live migration as its source runs it: prepare the target, copy in rounds, pause, last copy, switchover through the log.
+import ClusterModel
+import ClusterState
+import Foundation
+import Guests
+import HTTP2
+import LiveMigration
+import Logging
+import NIOCore
+import Synchronization
+
+/// One outgoing live migration, from `preparing` to its end (docs/live-migration.md).
+///
+/// 1. Takes the guest from the agent (its memory stays as it is while the copy runs) and asks the
+///    target, on its peer port, to reserve the memory and make the shell; commits `copying`.
+/// 2. Copies what the pre-copy planner says, round by round, over the target's data listener,
+///    and records each round's stats through the log as it ends.
+/// 3. Pauses the guest, commits `paused` while it sends the last pages, then the device state and
+///    the image's checksum, which the target verifies.
+/// 4. Proposes the switchover. Whatever happens, the log decides: committed, the target runs the
+///    VM (this node's agent stops the paused guest); refused or aborted, the guest resumes here;
+///    unknown (the leader was lost with the answer), this source asks the log until it knows —
+///    proposing an abort, which can only commit if the switchover did not.
+struct MigrationSource {
+    let migration: MigrationRecord
+    let local: NodeID
+    let agent: NodeAgent
+    let writer: ClusterWriter
+    let readState: @Sendable () async -> ClusterState
+    let logger: Logger
+
+    /// Why the copy stopped: the source gives up (and says why through the log), or the log
+    /// already ended the migration (cancelled, a node went down) and there is nothing to propose.
+    private enum Stop: Error {
+        case failed(String)
+        case ended(String)
+    }
+
+    private var id: MigrationID { migration.id }
+    private var vm: VMID { migration.vm }
+
+    func run() async {
+        let startedAt = WallClock.microseconds()
+        guard let taken = await agent.migrating(vm) else {
+            await giveUp("\(vm) does not run on \(local) (its guest is not started)", stats: nil)
+            return
+        }
+        let guest = taken.guest
+        var copy = Copy(id: id, startedAt: startedAt)
+        var pausedAt: UInt64?
+        let peer = PeerClients()
+        defer { Task { await peer.close() } }
+        do {
+            let state = await readState()
+            guard let target = state.nodes[migration.target], let record = state.vms[vm] else {
+                throw Stop.ended("\(migration.target) or \(vm) is gone from the state")
+            }
+            let policy = Self.policy(state.settings, autoConverge: record.autoConverge)
+            let streams = Setting.wholeNumber(Setting.migrationStreamsKey, in: state.settings)
+            let memoryBytes = await guest.migrationState.memoryBytes
+            // 1. The target's shell.
+            let dataPort = try await prepare(
+                peer.client(target.addresses.peer), MigrationWire.Prepare(vm: vm, memoryBytes: memoryBytes))
+            let sender = PageSender(
+                client: peer.client(Endpoint(host: target.addresses.peer.host, port: dataPort)), migration: id,
+                streams: streams)
+            try await commit(.advanceMigration(id, to: .copying))
+            logger.info("\(id): \(target.id) made the shell of \(vm) (\(ByteCount(memoryBytes))); copying")
+            let reporter = StatsReporter(id: id, writer: writer)
+            await reporter.report(copy.stats(memoryBytes: memoryBytes))
+            // 2. The rounds.
+            try await copyRounds(
+                guest, sender: sender, policy: policy, copy: &copy, memoryBytes: memoryBytes, reporter: reporter)
+            // 3. Paused: the last pages, the device state, the target's check.
+            await guest.pause()
+            pausedAt = WallClock.microseconds()
+            let advanced = Task { () async -> Stop? in
+                do throws(Stop) {
+                    try await commit(.advanceMigration(id, to: .paused))
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            let last = await guest.takeDirtyPages()
+            copy.add(frames: last.count, bytes: try await send(last, with: sender, within: .seconds(30)))
+            let device = await guest.migrationState
+            let finish = MigrationWire.Finish(
+                pages: copy.frames, checksum: device.checksum, memoryBytes: device.memoryBytes,
+                workload: device.activity.workload,
+                elapsedNanoseconds: UInt64(clamping: device.activity.elapsed.nanoseconds),
+                heldPages: device.activity.heldPages, pausedAt: pausedAt!, startedAt: startedAt,
+                stats: copy.stats(memoryBytes: memoryBytes))
+            try await verify(finish, with: sender)
+            if let stop = await advanced.value { throw stop }
+            // 4. The switchover, decided by the log.
+            if await switchOver() {
+                logger.info(
+                    "\(id): switched over; \(vm) runs on \(migration.target)",
+                    metadata: ["rounds": "\(copy.rounds.count)", "bytes": "\(copy.totalBytes)"])
+                await agent.release(migrating: vm)
+                return
+            }
+            throw Stop.ended("the switchover did not commit")
+        } catch {
+            let stop = error as? Stop ?? .failed("\(error)")
+            await guest.throttle(percent: 0)
+            var downtime: UInt64?
+            if await guest.isPaused {
+                do throws(JournalError) {
+                    try await guest.resume()
+                    downtime = pausedAt.map { WallClock.microseconds() - $0 }
+                } catch {
+                    logger.error("\(id): \(vm) could not resume on \(local): \(error)")
+                }
+            }
+            await agent.release(migrating: vm)
+            var stats = copy.stats(memoryBytes: await guest.migrationState.memoryBytes)
+            stats.downtimeMicroseconds = downtime
+            stats.totalMilliseconds = (WallClock.microseconds() - startedAt) / 1000
+            switch stop {
+            case .failed(let reason):
+                await giveUp(reason, stats: stats)
+            case .ended(let reason):
+                logger.info("\(id) ended: \(reason); \(vm) stays on \(local)")
+                _ = await writer.propose(.recordMigrationStats(id, stats), patience: .seconds(5))
+            }
+            let target = await readState().nodes[migration.target]
+            if let address = target?.addresses.peer {
+                _ = try? await peer.client(address).send(
+                    HTTPRequest(method: .delete, path: MigrationWire.discardPath(id), headers: [:], body: .empty),
+                    timeout: .seconds(2))
+            }
+        }
+    }
+
+    /// The planner's knobs from the cluster's settings and the VM's auto-converge.
+    static func policy(_ settings: [String: String], autoConverge: Bool) -> PreCopyPolicy {
+        PreCopyPolicy(
+            downtimeTarget: .milliseconds(Setting.wholeNumber(Setting.migrationDowntimeKey, in: settings)),
+            maxRounds: Setting.wholeNumber(Setting.migrationRoundsKey, in: settings),
+            timeLimit: .seconds(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: settings)),
+            autoConverge: autoConverge)
+    }
+
+    // MARK: The steps
+
+    private func prepare(_ client: HTTP2Client, _ prepare: MigrationWire.Prepare) async throws(Stop) -> Int {
+        let request = HTTPRequest(
+            method: .post, path: MigrationWire.preparePath(id), headers: ["content-type": "application/octet-stream"],
+            body: .buffer(ByteBuffer(bytes: prepare.encoded)))
+        let answer: String
+        let status: Int
+        do {
+            let response = try await client.send(request, timeout: .seconds(10))
+            status = response.status
+            answer = String(buffer: try await response.body.collect(upTo: 64 << 10))
+        } catch {
+            throw .failed("\(migration.target) did not answer the prepare: \(error)")
+        }
+        guard status == 200, let port = Int(answer), (1...65535).contains(port) else {
+            throw .failed("\(migration.target) could not make the shell: \(Self.detail(of: answer))")
+        }
+        return port
+    }
+
+    private func copyRounds(
+        _ guest: Guest, sender: PageSender, policy: PreCopyPolicy, copy: inout Copy, memoryBytes: UInt64,
+        reporter: StatsReporter
+    ) async throws(Stop) {
+        let clock = ContinuousClock()
+        let origin = clock.now
+        var planner = PreCopyPlanner(policy: policy)
+        var action = planner.start(now: clock.now - origin)
+        while true {
+            switch action {
+            case .copy(let round, let throttle):
+                if Task.isCancelled { throw .failed("\(local) is shutting down") }
+                try await checkStillActive()
+                await guest.throttle(percent: throttle)
+                let pages = round == 1 ? await guest.beginCopy() : await guest.takeDirtyPages()
+                let left = (planner.deadline ?? .seconds(3600)) - (clock.now - origin)
+                let sent: UInt64
+                do {
+                    sent = try await send(pages, with: sender, within: max(left, .milliseconds(1)))
+                } catch .failed(let reason) where clock.now - origin >= planner.deadline ?? .seconds(3600) {
+                    throw .failed("round \(round) did not end within the time limit: \(reason)")
+                }
+                copy.add(frames: pages.count, bytes: sent)
+                let dirty = UInt64(await guest.dirtyPageCount) * UInt64(GuestMemory.pageSize)
+                action = planner.roundFinished(now: clock.now - origin, bytesSent: sent, dirtyBytes: dirty)
+                copy.rounds = planner.rounds
+                logger.debug(
+                    "\(id) round \(round)",
+                    metadata: ["pages": "\(pages.count)", "dirty": "\(dirty)", "throttle": "\(throttle)"])
+                await reporter.report(copy.stats(memoryBytes: memoryBytes))
+            case .pauseAndFinish:
+                return
+            case .abort(let reason):
+                throw .failed(reason)
+            }
+        }
+    }
+
+    private func send(_ pages: [(page: Int, word: UInt64)], with sender: PageSender, within time: Duration)
+        async throws(Stop) -> UInt64
+    {
+        do {
+            return try await sender.send(pages, deadline: .now() + TimeAmount(time))
+        } catch {
+            throw .failed("pages to \(migration.target): \(error)")
+        }
+    }
+
+    private func verify(_ finish: MigrationWire.Finish, with sender: PageSender) async throws(Stop) {
+        let request = HTTPRequest(
+            method: .post, path: MigrationWire.finishPath(id), headers: ["content-type": "application/octet-stream"],
+            body: .buffer(ByteBuffer(bytes: finish.encoded)))
+        do {
+            let response = try await sender.client.send(request, timeout: .seconds(30))
+            let body = String(buffer: try await response.body.collect(upTo: 64 << 10))
+            guard response.status == 204 else {
+                throw Stop.failed("\(migration.target) did not take the copy: \(Self.detail(of: body))")
+            }
+        } catch let stop as Stop {
+            throw stop
+        } catch {
+            throw .failed("\(migration.target) did not answer the last copy: \(error)")
+        }
+    }
+
+    /// Proposes the switchover; true once the log says it committed, false once the log says it
+    /// did not (then the guest may resume here). Never guesses: an unknown outcome is asked again.
+    private func switchOver() async -> Bool {
+        switch await writer.propose(.finishMigration(id), patience: .seconds(10)) {
+        case .applied: return true
+        case .rejected(let rejection):
+            if await isActive() {
+                _ = await writer.propose(
+                    .abortMigration(id, outcome: .failed, reason: "the switchover was refused: \(rejection)"))
+            }
+        case .unknown(let why):
+            logger.warning("\(id): the switchover's outcome is unknown (\(why)); asking the log")
+        }
+        while !Task.isCancelled {
+            if let record = await readState().migrations[id], !record.phase.isActive {
+                return record.phase == .completed
+            }
+            // Still paused as far as this node knows: an abort commits only if the switchover did not.
+            if case .applied = await writer.propose(
+                .abortMigration(id, outcome: .failed, reason: "the switchover's commit was not confirmed"),
+                patience: .seconds(2))
+            {
+                return false
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+
+    // MARK: Through the log
+
+    private func commit(_ command: ClusterCommand) async throws(Stop) {
+        switch await writer.propose(command) {
+        case .applied: return
+        case .rejected(let rejection):
+            if !(await isActive()) { throw .ended("the log ended it: \(rejection)") }
+            throw .failed("\(command.kind) was refused: \(rejection)")
+        case .unknown(let why):
+            throw .failed("\(command.kind) is not known to have committed: \(why)")
+        }
+    }
+
+    private func isActive() async -> Bool { await readState().migrations[id]?.phase.isActive == true }
+
+    private func checkStillActive() async throws(Stop) {
+        guard let record = await readState().migrations[id] else { throw .ended("\(id) is gone from the state") }
+        guard record.phase.isActive else {
+            throw .ended("it is \(record.phase)\(record.reason.map { ": \($0)" } ?? "")")
+        }
+    }
+
+    /// Ends the migration as failed, with the reason and the stats so far; the VM stays here.
+    private func giveUp(_ reason: String, stats: MigrationStats?) async {
+        logger.warning("\(id) failed: \(reason); \(vm) stays on \(local)")
+        _ = await writer.propose(.abortMigration(id, outcome: .failed, reason: reason))
+        if let stats { _ = await writer.propose(.recordMigrationStats(id, stats), patience: .seconds(5)) }
+    }
+
+    /// The `detail` of a JSON error body, or the body.
+    static func detail(of body: String) -> String {
+        struct Problem: Decodable { var detail: String }
+        return (try? JSONDecoder().decode(Problem.self, from: Data(body.utf8)))?.detail ?? body
+    }
+}
+
+/// What a migration's copy has sent so far.
+private struct Copy {
+    let id: MigrationID
+    let startedAt: UInt64
+    var frames: UInt64 = 0
+    var totalBytes: UInt64 = 0
+    var rounds: [PreCopyRound] = []
+
+    mutating func add(frames count: Int, bytes: UInt64) {
+        frames += UInt64(count)
+        totalBytes += bytes
+    }
+
+    func stats(memoryBytes: UInt64) -> MigrationStats {
+        MigrationStats(
+            rounds: rounds.prefix(MigrationStats.maxRounds).map {
+                MigrationStats.Round(
+                    bytes: $0.bytesSent, milliseconds: UInt64(clamping: $0.duration.nanoseconds / 1_000_000),
+                    dirtyBytes: $0.dirtyBytes, throttlePercent: $0.throttlePercent)
+            }, memoryBytes: memoryBytes, totalBytes: totalBytes)
+    }
+}
+
+/// Records a migration's stats through the log as rounds end, the latest only: a round that ends
+/// while the previous stats are being proposed replaces them.
+private actor StatsReporter {
+    let id: MigrationID
+    let writer: ClusterWriter
+    private var latest: MigrationStats?
+    private var sending = false
+
+    init(id: MigrationID, writer: ClusterWriter) {
+        self.id = id
+        self.writer = writer
+    }
+
+    func report(_ stats: MigrationStats) {
+        latest = stats
+        guard !sending else { return }
+        sending = true
+        Task { await drain() }
+    }
+
+    private func drain() async {
+        while let stats = latest {
+            latest = nil
+            _ = await writer.propose(.recordMigrationStats(id, stats), patience: .seconds(2))
+        }
+        sending = false
+    }
+}
+
+/// The HTTP/2 clients of one migration (the target's peer port and data listener), closed at its end.
+private final class PeerClients: Sendable {
+    private let clients = Mutex<[Endpoint: HTTP2Client]>([:])
+
+    func client(_ address: Endpoint) -> HTTP2Client {
+        clients.withLock { clients in
+            if let client = clients[address] { return client }
+            let client = HTTP2Client(configuration: .init(host: address.host, port: address.port))
+            clients[address] = client
+            return client
+        }
+    }
+
+    func close() async {
+        for client in clients.withLock({ $0.values }) { await client.close() }
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? (seconds < 0 ? .min : .max) : whole &+ attoseconds / 1_000_000_000
+    }
+}
