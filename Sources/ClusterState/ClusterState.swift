@@ -88,7 +88,8 @@ public struct ClusterState: Hashable, Sendable {
         case .setVMWorkload(let vm, let workload): return try setVMWorkload(vm, workload, context)
         case .setVMAutoConverge(let vm, let on): return try setVMAutoConverge(vm, on, context)
         case .recordMigrationStats(let migration, let stats): return try recordMigrationStats(migration, stats, context)
-        case .beginMigration(let vm, let target): return try beginMigration(vm, to: target, context)
+        case .beginMigration(let vm, let target, let reason):
+            return try beginMigration(vm, to: target, reason: reason, context)
         case .advanceMigration(let migration, let phase): return try advanceMigration(migration, to: phase, context)
         case .finishMigration(let migration): return try finishMigration(migration, context)
         case .abortMigration(let migration, let outcome, let reason):

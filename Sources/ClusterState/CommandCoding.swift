@@ -3,11 +3,12 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 5 added VMs' auto-converge (in `createVM`, and `setVMAutoConverge`) and
+    /// Version 6 added the optional reason of `beginMigration` (who asked for the migration and why);
+    /// version 5 added VMs' auto-converge (in `createVM`, and `setVMAutoConverge`) and
     /// `recordMigrationStats`; version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
     /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
     /// version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 5
+    public static let formatVersion: UInt8 = 6
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -96,9 +97,10 @@ extension ClusterCommand {
         case .recordMigrationStats(let migration, let stats):
             writer.writeVarint(migration.rawValue)
             stats.encode(into: &writer)
-        case .beginMigration(let vm, let target):
+        case .beginMigration(let vm, let target, let reason):
             writer.writeVarint(vm.rawValue)
             writer.write(target)
+            writer.write(optional: reason)
         case .advanceMigration(let migration, let phase):
             writer.writeVarint(migration.rawValue)
             writer.write(enumCase: phase)
@@ -165,7 +167,10 @@ extension ClusterCommand {
                 throw WireFormatError("recordMigrationStats did not exist in entry format version \(entryVersion)")
             }
             self = .recordMigrationStats(MigrationID(try reader.readVarint()), try MigrationStats(from: &reader))
-        case .beginMigration: self = .beginMigration(VMID(try reader.readVarint()), target: try reader.readNodeID())
+        case .beginMigration:
+            self = .beginMigration(
+                VMID(try reader.readVarint()), target: try reader.readNodeID(),
+                reason: entryVersion >= 6 ? try reader.readOptionalString() : nil)
         case .advanceMigration:
             self = .advanceMigration(
                 MigrationID(try reader.readVarint()), to: try reader.readEnum(MigrationPhase.self, "migration phase"))

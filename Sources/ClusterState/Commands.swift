@@ -40,7 +40,7 @@ public enum ClusterCommand: Hashable, Sendable {
     /// Whether a live migration of the VM that does not converge throttles the guest.
     case setVMAutoConverge(VMID, Bool)
 
-    case beginMigration(VMID, target: NodeID)
+    case beginMigration(VMID, target: NodeID, reason: String? = nil)
     /// Moves an active migration to its next phase (preparing → copying → paused).
     case advanceMigration(MigrationID, to: MigrationPhase)
     /// The switchover: the target owns the VM (epoch + 1). Only from the paused phase.

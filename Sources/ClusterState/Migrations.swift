@@ -2,9 +2,10 @@
 import ClusterModel
 
 extension ClusterState {
-    mutating func beginMigration(_ id: VMID, to target: NodeID, _ context: ApplyContext) throws(Rejection)
-        -> CommandOutcome
+    mutating func beginMigration(_ id: VMID, to target: NodeID, reason: String?, _ context: ApplyContext)
+        throws(Rejection) -> CommandOutcome
     {
+        try Self.checkReason(reason, of: "beginMigration")
         let vm = try knownVM(id)
         guard vm.state == .running, let source = vm.owner else {
             throw .conflict("\(id) (\(vm.name)) is \(vm.state), not running; only a running VM migrates")
@@ -24,7 +25,8 @@ extension ClusterState {
         nextMigrationID = MigrationID(nextMigrationID.rawValue + 1)
         record(
             .migrationStarted, context, node: target, vm: id, migration: migration.id,
-            "\(migration.id): \(id) (\(vm.name)) \(source) → \(target)" + (busy.map { ", queued: \($0)" } ?? ""))
+            "\(migration.id): \(id) (\(vm.name)) \(source) → \(target)" + Self.because(reason)
+                + (busy.map { ", queued: \($0)" } ?? ""))
         return .migration(migration.id, vm: id, phase: phase)
     }
 

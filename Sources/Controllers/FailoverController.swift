@@ -122,7 +122,8 @@ public struct FailoverPolicy: Hashable, Sendable {
     }
 }
 
-/// Decides, from the committed state and the lease table, what the leader proposes.
+/// Decides, from the committed state and the lease table, what the leader proposes: failover,
+/// failback, drain and memory rebalancing (the last three by live migration).
 ///
 /// Pure: the same inputs give the same proposals. Each decision is made on a scratch copy of the
 /// state with the earlier proposals applied, so a round's proposals are consistent with each
@@ -139,9 +140,12 @@ public enum FailoverController {
     ///     (throttling) is counted from the events the state keeps.
     ///   - reported: the nodes' last memory reports: placement prefers the node with the most
     ///     memory reported free (admission is by committed memory all the same).
+    ///   - leader: the node deciding (a draining leader is not paused before it hands over).
+    ///   - warningSince: since when each node has reported a VM in warning without a break (the
+    ///     leader's monotonic clock, as `now`): what rebalancing waits on.
     public static func proposals(
         state: ClusterState, leases: LeaseTable, now: Duration, wallClock: UInt64,
-        reported: [NodeID: NodeMemoryFacts] = [:]
+        reported: [NodeID: NodeMemoryFacts] = [:], leader: NodeID? = nil, warningSince: [NodeID: Duration] = [:]
     ) -> [Proposal] {
         var decision = Decision(scratch: state, wallClock: wallClock, reported: reported)
         decision.nodesBackUp(leases, now: now)
@@ -150,6 +154,8 @@ public enum FailoverController {
         let policy = FailoverPolicy(settings: state.settings)
         decision.pendingVMs(policy)
         decision.failback(policy.failback, leases: leases, now: now)
+        decision.drains(leader: leader)
+        decision.rebalance(warningSince: warningSince, now: now)
         return decision.proposals
     }
 
@@ -163,7 +169,7 @@ public enum FailoverController {
 }
 
 /// One round of decisions, applied to a scratch copy as they are made.
-private struct Decision {
+struct Decision {
     var scratch: ClusterState
     let wallClock: UInt64
     let reported: [NodeID: NodeMemoryFacts]
@@ -272,13 +278,13 @@ private struct Decision {
     }
 
     /// Running VMs away from their preferred owners go to the most preferred one that is up and has
-    /// room, if the policy allows it now. The move restarts the VM there (new owner, epoch + 1): a
-    /// quick migration, until live migration exists.
+    /// room, if the policy allows it now, by live migration: the guest keeps running while it moves.
     ///
     /// Only onto a node that has been up for `settleMilliseconds` and heartbeats this leader, never
     /// next to a VM of the same anti-affinity class (placement kept them apart), and only from an
-    /// owner that is up (a paused or draining node's VMs are the operator's business) — and not a VM
-    /// this round already placed.
+    /// owner that is up (a paused or draining node's VMs are the operator's business) — not a VM
+    /// this round already placed, and not one whose migration failed within
+    /// `migrationRetryMilliseconds`. Past the migration limits the state queues them.
     mutating func failback(_ policy: FailbackPolicy, leases: LeaseTable, now: Duration) {
         guard policy.allows(atWallClock: wallClock) else { return }
         let placedThisRound = Set(
@@ -288,17 +294,18 @@ private struct Decision {
             })
         let candidates = scratch.vms.values.filter {
             $0.state == .running && !$0.preferredOwners.isEmpty && !placedThisRound.contains($0.id)
-                && scratch.activeMigration(of: $0.id) == nil
+                && scratch.activeMigration(of: $0.id) == nil && !recentlyFailedMigration(of: $0.id)
         }
         for vm in candidates.sorted(by: { $0.id < $1.id }) {
             guard let owner = vm.owner, scratch.nodes[owner]?.state == .up else { continue }
             let rank = vm.preferredOwners.firstIndex(of: owner) ?? vm.preferredOwners.count
             for candidate in vm.preferredOwners.prefix(rank) where takesFailback(candidate, of: vm, leases, now) {
+                guard scratch.memoryProblem(migrating: vm, to: candidate, reported: reported) == nil else { continue }
                 let reason = "failback to preferred owner \(candidate) (\(FailbackPolicy.key) \(policy))"
                 propose(
-                    .setVMOwner(vm.id, owner: candidate, expectedEpoch: vm.epoch, reason: reason),
-                    "\(vm.id) (\(vm.name)) → \(candidate): \(reason)")
-                if scratch.vms[vm.id]?.owner == candidate { break }
+                    .beginMigration(vm.id, target: candidate, reason: reason),
+                    "\(vm.id) (\(vm.name)) → \(candidate): \(reason), by live migration")
+                if scratch.activeMigration(of: vm.id) != nil { break }
             }
         }
     }

@@ -117,7 +117,7 @@ actor LeaderControllers {
         let applied = await driver.status.applied
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
-        if let memory = facts.memory { reportedMemory.record(memory, from: node) }
+        if let memory = facts.memory { reportedMemory.record(memory, from: node, at: now) }
         return leadership!.table.heartbeat(
             from: node, facts: facts, in: state, appliedIndex: applied,
             confirmedContact: leadership!.confirmedContact, now: now)
@@ -198,13 +198,28 @@ actor LeaderControllers {
             reportedProblems.insert(problem)
             logger.warning("failover policy: \(problem)")
         }
+        let status = await driver.status
         let proposals = FailoverController.proposals(
-            state: state, leases: table, now: now, wallClock: Self.wallClock, reported: reportedMemory.current)
+            state: state, leases: table, now: now, wallClock: Self.wallClock, reported: reportedMemory.current,
+            leader: status.id, warningSince: reportedMemory.warningSince)
         for proposal in proposals {
             guard leadership != nil else { return }
             await propose(proposal)
         }
         guard let table = leadership?.table else { return }
+        // A draining leader that holds nothing else hands leadership over; the new leader pauses it.
+        if status.leadershipTransferTarget == nil,
+            let successor = FailoverController.leadershipHandover(
+                from: status.id, in: await driver.staleRead { $0.state }, voters: status.membership.voters,
+                matched: status.progress.mapValues(\.match), heartbeating: { table.isHeartbeating($0, now: self.now) })
+        {
+            logger.notice("drain: \(status.id) is drained; handing leadership to \(successor)")
+            do {
+                try await driver.transferLeadership(to: successor)
+            } catch {
+                logger.warning("drain: could not hand leadership to \(successor): \(error)")
+            }
+        }
         let candidates = state.nodes.values.filter { $0.state.canOwnVMs }.map(\.id)
         nextDownDeadline = table.nextDownDeadline(among: candidates, now: now)
     }

@@ -19,7 +19,7 @@ extension ClientAPI {
                 let state = try await clusterState(request)
                 let vm = try Self.vm(parameters, in: state)
                 let target = try migrationTarget(of: vm, asked: body.to, in: state)
-                switch try await write(.beginMigration(vm.id, target: target), request) {
+                switch try await write(.beginMigration(vm.id, target: target, reason: Self.byOperator), request) {
                 case .forwarded(let response): return response
                 case .applied(let outcome):
                     guard case .migration(let id, _, _) = outcome, let record = await localState().migrations[id] else {

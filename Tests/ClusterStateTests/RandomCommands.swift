@@ -112,7 +112,9 @@ struct RandomCommands {
             let epoch = state.vms[id].map { chance(85) ? $0.epoch : $0.epoch.next } ?? 0
             return .setVMOwner(
                 id, owner: chance(75) ? node(state) : nil, expectedEpoch: epoch, reason: chance(95) ? "failover" : "")
-        case 62..<74: return .beginMigration(vm(state), target: node(state))
+        case 62..<74:
+            return .beginMigration(
+                vm(state), target: node(state), reason: pick([nil, "by operator", "drain of n2", "", nil]))
         case 74..<84:
             let migration = migration(state)
             let phase = migration?.phase.next.flatMap { chance(85) ? $0 : nil }
@@ -134,8 +136,11 @@ struct RandomCommands {
                     downtimeMicroseconds: chance(50) ? 3000 : nil, totalMilliseconds: chance(50) ? 900 : nil))
         case 96..<98:
             return .setSetting(
-                key: pick([Setting.migrationLimitKey, Setting.clusterMigrationLimitKey]),
-                value: pick(["1", "2", "3", "0"]))
+                key: pick([
+                    Setting.migrationLimitKey, Setting.clusterMigrationLimitKey, Setting.migrationDowntimeKey,
+                    Setting.rebalanceMemoryKey,
+                ]),
+                value: pick(["1", "2", "3", "0", "on", "off", "70000"]))
         default: return .deleteSetting(key: pick([Setting.migrationLimitKey, "other"]))
         }
     }

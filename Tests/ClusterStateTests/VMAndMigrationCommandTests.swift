@@ -285,3 +285,50 @@ import Testing
     #expect(cluster.state.events(since: 0).count == cluster.state.events.count)
     #expect(cluster.state.events(since: last).isEmpty)
 }
+
+@Test func statsReplaceEachOtherUntilFinalAndTheTargetsFinalStatsAnnounceTheVM() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    cluster.applied(.beginMigration(finance, target: 2, reason: "by operator"))
+    #expect(cluster.state.events.last?.detail == "mig1: vm1 (Finance) n1 → n2 (by operator)")
+    cluster.rejected(.beginMigration(finance, target: 3, reason: ""), .invalid, "reason of beginMigration is empty")
+    cluster.applied(.advanceMigration(1, to: .copying))
+    let round = MigrationStats.Round(bytes: 64 << 20, milliseconds: 80, dirtyBytes: 1 << 20, throttlePercent: 0)
+    // The source records each round as it ends; the latest replaces the earlier.
+    cluster.applied(.recordMigrationStats(1, MigrationStats(rounds: [round], memoryBytes: gib, totalBytes: 64 << 20)))
+    cluster.applied(
+        .recordMigrationStats(1, MigrationStats(rounds: [round, round], memoryBytes: gib, totalBytes: 128 << 20)))
+    #expect(cluster.state.migrations[1]?.stats?.rounds.count == 2)
+    cluster.applied(.advanceMigration(1, to: .paused))
+    cluster.applied(.finishMigration(1))
+    let final = MigrationStats(
+        rounds: [round, round], memoryBytes: gib, totalBytes: 130 << 20, downtimeMicroseconds: 12_345,
+        totalMilliseconds: 900)
+    cluster.applied(.recordMigrationStats(1, final))
+    let announced = cluster.state.events.last
+    #expect(announced?.kind == .migrationAnnounced)
+    #expect(
+        announced?.detail
+            == "mig1: vm1 (Finance) runs on n2 and announced it; paused 12.345 ms, 900 ms in all, 130 MiB sent in 2 rounds and the last copy"
+    )
+    // A late round from the source cannot undo the final stats.
+    cluster.rejected(
+        .recordMigrationStats(1, MigrationStats(rounds: [round], memoryBytes: gib, totalBytes: 64 << 20)), .conflict,
+        "already has its final stats")
+    #expect(cluster.state.migrations[1]?.stats == final)
+}
+
+@Test func migrationPolicySettingsAreWholeNumbersInRangeAndRebalancingIsOnOrOff() {
+    var cluster = TestCluster.threeNodes()
+    cluster.applied(.setSetting(key: Setting.migrationDowntimeKey, value: "300"))
+    #expect(Setting.wholeNumber(Setting.migrationDowntimeKey, in: cluster.state.settings) == 300)
+    cluster.rejected(.setSetting(key: Setting.migrationDowntimeKey, value: "0"), .invalid, "1...60000")
+    cluster.rejected(.setSetting(key: Setting.migrationRoundsKey, value: "ten"), .invalid, "the default is 10")
+    cluster.rejected(.setSetting(key: Setting.migrationStreamsKey, value: "17"), .invalid, "1...16")
+    cluster.rejected(.setSetting(key: Setting.rebalanceMemoryKey, value: "yes"), .invalid, "on or off")
+    cluster.applied(.setSetting(key: Setting.rebalanceMemoryKey, value: "on"))
+    #expect(Setting.rebalancesMemory(cluster.state.settings))
+    #expect(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: [:]) == 60)
+    #expect(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: [Setting.migrationTimeLimitKey: "-5"]) == 60)
+}

@@ -39,8 +39,10 @@ import Testing
         leader.run(for: .milliseconds(200), alive: Self.all)
         #expect(leader.fixture.vm(web).owner == 3)
         #expect(leader.fixture.vm(web).epoch == epoch.next, "a new owner fences the old one's writes")
-        let event = leader.state.events.last { $0.vm == web }
-        #expect(event?.detail.contains("failback to preferred owner n3 (failback.policy immediately)") == true)
+        // By live migration, which says why it started.
+        let started = leader.state.events.last { $0.vm == web && $0.kind == .migrationStarted }
+        #expect(started?.detail.contains("failback to preferred owner n3 (failback.policy immediately)") == true)
+        #expect(leader.state.migrations.values.contains { $0.vm == web && $0.phase == .completed && $0.target == 3 })
         // Back on its most preferred owner: nothing more to do.
         #expect(leader.round().isEmpty)
     }

@@ -60,6 +60,19 @@ struct Fixture {
     }
 
     func vm(_ id: VMID) -> VMRecord { state.vms[id]! }
+
+    /// Runs every running migration to its switchover, as its source and target would.
+    mutating func completeMigrations() {
+        for migration in state.migrations.values.sorted(by: { $0.id < $1.id }) where migration.phase.isRunning {
+            if migration.phase == .preparing { applied(.advanceMigration(migration.id, to: .copying)) }
+            if state.migrations[migration.id]?.phase == .copying {
+                applied(.advanceMigration(migration.id, to: .paused))
+            }
+            applied(.finishMigration(migration.id))
+        }
+        // Finished ones free slots: queued ones start, and run too.
+        if state.migrations.values.contains(where: \.phase.isRunning) { completeMigrations() }
+    }
 }
 
 /// The leader: a lease table fed by heartbeats from the nodes it is told are alive, and rounds of
@@ -71,6 +84,15 @@ struct Leader {
     var now: Duration
     /// Every proposal made so far, in order.
     var made: [Proposal] = []
+    /// Whether the migrations a round starts run to their switchover before the next round, as
+    /// their sources would (false: they stay where the round left them).
+    var migrationsComplete = true
+    /// The nodes' memory reports, as heartbeats would have brought them.
+    var reported: [NodeID: NodeMemoryFacts] = [:]
+    /// Since when each node has reported a VM in warning.
+    var warningSince: [NodeID: Duration] = [:]
+    /// The node this leader runs on.
+    var id: NodeID = 1
 
     init(_ fixture: Fixture, startedAt: Duration = .seconds(1000)) {
         self.fixture = fixture
@@ -102,9 +124,11 @@ struct Leader {
     @discardableResult
     mutating func round() -> [Proposal] {
         let proposals = FailoverController.proposals(
-            state: fixture.state, leases: table, now: now, wallClock: fixture.wallClock)
+            state: fixture.state, leases: table, now: now, wallClock: fixture.wallClock, reported: reported,
+            leader: id, warningSince: warningSince)
         for proposal in proposals { fixture.applied(proposal.command) }
         made += proposals
+        if migrationsComplete { fixture.completeMigrations() }
         return proposals
     }
 }
