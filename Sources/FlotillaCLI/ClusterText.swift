@@ -109,7 +109,7 @@ public enum ClusterText {
         format.timeZone = TimeZone(identifier: "UTC")!
         // Lines stream one by one (`--follow`), so columns get fixed widths rather than measured ones.
         let sequence = String(event.sequence)
-        let kind = event.kind.padding(toLength: max(18, event.kind.count), withPad: " ", startingAt: 0)
+        let kind = event.kind.padding(toLength: max(19, event.kind.count), withPad: " ", startingAt: 0)
         return String(repeating: " ", count: max(0, 6 - sequence.count)) + sequence
             + "  \(date.formatted(format))  \(kind)  \(event.detail)"
     }

@@ -20,6 +20,8 @@ struct ClientAPI: Sendable {
     let reportedMemory: ReportedMemory
     /// Gathers the nodes' own volume facts (redirected I/O, refusals) into the volume views.
     var volumeAccess: VolumeAccessGatherer? = nil
+    /// The downtime of the migrations this process saw completed (for `/metrics`).
+    var migrationMetrics = MigrationMetrics()
 
     static let forwardedHeader = "flotilla-forwarded-by"
     static let requestIDHeader = "flotilla-request-id"

@@ -83,7 +83,8 @@ extension ClientAPI {
                 status: 200, headers: ["content-type": "text/plain; version=0.0.4"],
                 body: .string(
                     Metrics.render(
-                        node: configuration.nodeID, status: status, state: state, reported: reportedMemory.current)))
+                        node: configuration.nodeID, status: status, state: state, reported: reportedMemory.current,
+                        downtime: migrationMetrics.current)))
         }
     }
 

@@ -15,10 +15,13 @@ struct ClusterStateMachine: ReplicatedStateMachine {
     var state = ClusterState()
     let addressBook: AddressBook
     let changes: StateChanges?
+    /// Where the downtime of completed migrations is counted (for `/metrics`).
+    let migrationMetrics: MigrationMetrics?
 
-    init(addressBook: AddressBook, changes: StateChanges? = nil) {
+    init(addressBook: AddressBook, changes: StateChanges? = nil, migrationMetrics: MigrationMetrics? = nil) {
         self.addressBook = addressBook
         self.changes = changes
+        self.migrationMetrics = migrationMetrics
     }
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
@@ -30,6 +33,7 @@ struct ClusterStateMachine: ReplicatedStateMachine {
                 case .registerMember: addressBook.update(state.memberAddresses)
                 // Settings are the bulk of writes and never change what runs where: no wake-up.
                 case .setSetting, .deleteSetting: break
+                case .recordMigrationStats: migrationMetrics?.applied(envelope.command, in: state)
                 default: changes?.signal()
                 }
             }

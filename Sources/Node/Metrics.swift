@@ -6,8 +6,10 @@ import RaftCore
 /// Renders the metrics page (Prometheus text exposition format 0.0.4); pure, so tests read it directly.
 enum Metrics {
     /// `reported`: the nodes' memory reports this node holds (as leader; empty elsewhere).
+    /// `downtime`: the migrations this process saw completed (`MigrationMetrics`).
     static func render(
-        node: NodeID, status: RaftStatus, state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:]
+        node: NodeID, status: RaftStatus, state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:],
+        downtime: MigrationMetrics.Histogram = .init()
     ) -> String {
         var page = MetricsPage()
         let label = "node=\"\(node)\""
@@ -90,6 +92,10 @@ enum Metrics {
         page.counter(
             "flotilla_events_total", "Events recorded over the cluster's life.",
             [("", state.nextEventSequence - 1)])
+        page.histogram(
+            "flotilla_migration_downtime_seconds",
+            "Live migrations' downtime, pause on the source to resume on the target, since this process started.",
+            downtime)
         return page.text
     }
 }
@@ -121,6 +127,18 @@ private struct MetricsPage {
 
     mutating func counter(_ name: String, _ help: String, _ samples: [(labels: String, value: UInt64)]) {
         family(name, help, type: "counter", samples)
+    }
+
+    /// A histogram: cumulative `_bucket` lines by upper bound, then `_sum` and `_count`.
+    mutating func histogram(_ name: String, _ help: String, _ histogram: MigrationMetrics.Histogram) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        var cumulative: UInt64 = 0
+        for (index, count) in histogram.buckets.enumerated() {
+            cumulative += count
+            let bound = index < MigrationMetrics.bounds.count ? "\(MigrationMetrics.bounds[index])" : "+Inf"
+            text += "\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        }
+        text += "\(name)_sum \(Double(histogram.sumMicroseconds) / 1_000_000)\n\(name)_count \(histogram.count)\n"
     }
 
     private mutating func family(

@@ -67,6 +67,8 @@ public final class NodeDaemon: Service {
         let stateChanges = StateChanges(clock: clock)
         // What nodes report of their memory, kept by this node while it leads (soft state).
         let reportedMemory = ReportedMemory()
+        // The downtime of migrations completed, counted as their final stats are applied.
+        let migrationMetrics = MigrationMetrics()
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
@@ -75,7 +77,8 @@ public final class NodeDaemon: Service {
             bootstrapMembership: configuration.join
                 ? Membership() : Membership(voters: Set(configuration.members.map(\.id))),
             storage: storage, recovered: recovered,
-            machine: ClusterStateMachine(addressBook: addressBook, changes: stateChanges),
+            machine: ClusterStateMachine(
+                addressBook: addressBook, changes: stateChanges, migrationMetrics: migrationMetrics),
             transport: transport,
             tickDuration: .milliseconds(configuration.tickMilliseconds),
             snapshotInterval: UInt64(configuration.snapshotEntries), leaderContact: leaderContact,
@@ -146,7 +149,7 @@ public final class NodeDaemon: Service {
         let clientAPI = ClientAPI(
             configuration: configuration, driver: driver, forwarder: forwarder, addressBook: addressBook,
             lifecycle: APILifecycle(), reportedMemory: reportedMemory,
-            volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink))
+            volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink), migrationMetrics: migrationMetrics)
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
