@@ -85,6 +85,8 @@ public actor NodeAgent {
         var workload: Workload
         /// What the balancer last gave the guest.
         var assigned: UInt64
+        /// Set when the guest came here by live migration: for the agent view.
+        var arrival: AgentView.Arrival? = nil
     }
 
     public let configuration: Configuration
@@ -263,6 +265,9 @@ public actor NodeAgent {
     ) async {
         let vm = want.vm
         let bytes = shell.memory.bytes
+        let arrival = AgentView.Arrival(
+            migration: shell.migration.description, sourceChecksum: Self.hex(shell.finish.checksum),
+            imageChecksum: Self.hex(shell.memory.checksum))
         incomingReservations[shell.migration] = nil
         let guest = Guest(
             configuration: GuestConfiguration(
@@ -275,7 +280,7 @@ public actor NodeAgent {
             vm.id,
             Entry(
                 guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
-                workload: vm.workload, assigned: bytes))
+                workload: vm.workload, assigned: bytes, arrival: arrival))
         guard guests[vm.id]?.guest === guest else { return }
         adopted?(shell.migration, shell.finish, WallClock.microseconds())
     }
@@ -478,6 +483,12 @@ public actor NodeAgent {
         for guest in all { stopping[ObjectIdentifier(guest)] = nil }
     }
 
+    /// A checksum as the agent view shows it: 16 hex digits.
+    static func hex(_ checksum: UInt64) -> String {
+        let digits = String(checksum, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// Records why a VM does not run here; logs only when the reason changes, not every pass.
     private func report(_ id: VMID, name: String, epoch: Epoch, _ error: String) {
         if problems[id]?.error != error || problems[id]?.epoch != epoch {
@@ -492,12 +503,19 @@ public actor NodeAgent {
             var vms: [AgentView.VM] = []
             for (id, entry) in guests.sorted(by: { $0.key < $1.key }) {
                 let status = await entry.guest.status
+                // Paused before and after the read: the checksum is the paused image's.
+                var paused: String?
+                if await entry.guest.isPaused {
+                    let checksum = await entry.guest.memoryChecksum
+                    if await entry.guest.isPaused { paused = Self.hex(checksum) }
+                }
                 vms.append(
                     AgentView.VM(
                         id: id.description, name: entry.name, epoch: entry.epoch.rawValue, running: status.running,
                         disk: entry.diskPath, journalSequence: status.lastSequence,
                         recordsWritten: status.recordsWritten, recordsReplayed: status.recordsReplayed,
-                        pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes))
+                        pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes,
+                        pausedChecksum: paused, arrival: entry.arrival))
             }
             return AgentView(
                 node: configuration.node.description, fenced: fenceReason, vms: vms,
