@@ -243,9 +243,18 @@ public actor NodeAgent {
             guard fenceReason == nil, fences == fencesBefore else { return }
             if let shell = incoming?.take(vm: id) { await adopt(want, shell) }
         }
+        // Copied images whose guest could not start yet (its disk's coordinator may be failing
+        // over): kept, with their memory, for the next pass; such a VM does not boot from nothing.
+        let adopting = Set(
+            incomingReservations.filter { migration, reservation in
+                state.migrations[migration]?.phase == .completed && wanted[reservation.vm] != nil
+                    && guests[reservation.vm] == nil
+            }.values.map(\.vm))
         // Reservations of migrations that ended without switching over here are let go.
         for (migration, reservation) in incomingReservations
-        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil {
+        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil
+            && !adopting.contains(reservation.vm)
+        {
             incomingReservations[migration] = nil
             incoming?.discard(migration)
         }
@@ -255,7 +264,7 @@ public actor NodeAgent {
         }
         // The rest start once the balancer has reserved their startup memory.
         guard fenceReason == nil, fences == fencesBefore else { return }
-        waiting = wanted.filter { guests[$0.key] == nil }
+        waiting = wanted.filter { guests[$0.key] == nil && !adopting.contains($0.key) }
         await balanceMemory()
     }
 
@@ -276,11 +285,17 @@ public actor NodeAgent {
                 seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
                 redirect: volumes.redirect(for: vm.disk, diskPath: want.diskPath), clock: configuration.clock),
             migrated: shell.memory, activity: shell.finish.activity)
-        await start(
+        let started = await start(
             vm.id,
             Entry(
                 guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
                 workload: vm.workload, assigned: bytes, arrival: arrival))
+        guard started else {
+            // The copied image is the VM's memory: kept for the next pass, which tries again.
+            incomingReservations[shell.migration] = (vm.id, bytes)
+            incoming?.restore(shell.migration, vm: vm.id, memory: shell.memory, finish: shell.finish)
+            return
+        }
         guard guests[vm.id]?.guest === guest else { return }
         adopted?(shell.migration, shell.finish, WallClock.microseconds())
     }
@@ -314,7 +329,10 @@ public actor NodeAgent {
                 workload: vm.workload, assigned: assigned))
     }
 
-    private func start(_ id: VMID, _ entry: Entry) async {
+    /// False when the guest could not start (the disk or its journal refused; reported), true
+    /// otherwise, also when a fence or a newer guest overtook the start.
+    @discardableResult
+    private func start(_ id: VMID, _ entry: Entry) async -> Bool {
         // In `guests` before the first await, so a fence that comes in meanwhile stops it too.
         guests[id] = entry
         do {
@@ -324,9 +342,9 @@ public actor NodeAgent {
         } catch {
             if guests[id]?.guest === entry.guest { guests[id] = nil }
             report(id, name: entry.name, epoch: entry.epoch, "\(error)")
-            return
+            return false
         }
-        guard guests[id]?.guest === entry.guest else { return }  // fenced or replaced meanwhile
+        guard guests[id]?.guest === entry.guest else { return true }  // fenced or replaced meanwhile
         let status = await entry.guest.status
         problems[id] = nil
         logger.info(
@@ -335,6 +353,7 @@ public actor NodeAgent {
                 "disk": "\(entry.diskPath)", "replayed": "\(status.recordsReplayed)",
                 "torn-bytes": "\(status.tornBytesTruncated)",
             ])
+        return true
     }
 
     /// One balancing pass: asks each guest its demand, runs the balancer, gives each running guest
