@@ -87,14 +87,21 @@ public struct AgentView: Codable, Sendable, Equatable {
         /// The memory the guest is assigned now and what it demands (bytes).
         public var assigned: UInt64?
         public var demand: UInt64?
+        /// While the guest is paused for a migration's last copy: its memory image's checksum (16
+        /// hex digits), which the copy on the target must match. A running guest's changes every beat.
+        public var pausedChecksum: String?
+        /// Set when the guest came to this node by live migration.
+        public var arrival: Arrival?
 
         public init(
             id: String, name: String, epoch: UInt64, running: Bool, disk: String, journalSequence: UInt64? = nil,
             recordsWritten: Int, recordsReplayed: Int, pagesTouched: Int, assigned: UInt64? = nil,
-            demand: UInt64? = nil
+            demand: UInt64? = nil, pausedChecksum: String? = nil, arrival: Arrival? = nil
         ) {
             self.assigned = assigned
             self.demand = demand
+            self.pausedChecksum = pausedChecksum
+            self.arrival = arrival
             self.id = id
             self.name = name
             self.epoch = epoch
@@ -104,6 +111,21 @@ public struct AgentView: Codable, Sendable, Equatable {
             self.recordsWritten = recordsWritten
             self.recordsReplayed = recordsReplayed
             self.pagesTouched = pagesTouched
+        }
+    }
+
+    /// How a guest that came by live migration started here: the migration, and its memory image's
+    /// checksum as the source paused it (sent with the device state) and as the copy arrived here
+    /// (computed here before the guest ran). The target takes the copy only when the two agree.
+    public struct Arrival: Codable, Sendable, Equatable {
+        public var migration: String
+        public var sourceChecksum: String
+        public var imageChecksum: String
+
+        public init(migration: String, sourceChecksum: String, imageChecksum: String) {
+            self.migration = migration
+            self.sourceChecksum = sourceChecksum
+            self.imageChecksum = imageChecksum
         }
     }
 

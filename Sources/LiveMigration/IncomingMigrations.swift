@@ -91,6 +91,14 @@ public final class IncomingMigrations: Sendable {
         }
     }
 
+    /// Puts back a verified shell that `take` handed out but whose guest could not start, for
+    /// the next try: the copied image is the VM's memory and must not be lost with the start.
+    public func restore(_ id: MigrationID, vm: VMID, memory: GuestMemory, finish: MigrationWire.Finish) {
+        shells.withLock { shells in
+            shells[id] = Shell(vm: vm, memory: memory, received: finish.pages, finished: finish)
+        }
+    }
+
     /// Drops the shell of `id` (the migration ended without switching over here).
     public func discard(_ id: MigrationID) {
         _ = shells.withLock { $0.removeValue(forKey: id) }

@@ -93,6 +93,11 @@ struct MigrationSource {
                 stats: copy.stats(memoryBytes: memoryBytes))
             try await verify(finish, with: sender)
             if let stop = await advanced.value { throw stop }
+            if let hold = Self.testSwitchoverDelay {
+                logger.warning(
+                    "\(id): holding the paused guest \(hold) before the switchover (\(Self.testDelayVariable))")
+                try? await Task.sleep(for: hold)
+            }
             // 4. The switchover, decided by the log.
             if await switchOver() {
                 logger.info(
@@ -133,6 +138,13 @@ struct MigrationSource {
             }
         }
     }
+
+    /// For process tests only: a wait between the verified last copy (the guest paused, `paused`
+    /// committed) and the switchover's proposal, so a test can kill the leader or cut this node off
+    /// in that window without guessing when it comes. Unset (always, outside tests): no wait.
+    static let testDelayVariable = "FLOTILLA_TEST_SWITCHOVER_DELAY_MS"
+    static let testSwitchoverDelay: Duration? = ProcessInfo.processInfo.environment[testDelayVariable]
+        .flatMap { Int($0) }.map { .milliseconds($0) }
 
     /// The planner's knobs from the cluster's settings and the VM's auto-converge.
     static func policy(_ settings: [String: String], autoConverge: Bool) -> PreCopyPolicy {

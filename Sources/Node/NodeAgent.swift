@@ -85,6 +85,8 @@ public actor NodeAgent {
         var workload: Workload
         /// What the balancer last gave the guest.
         var assigned: UInt64
+        /// Set when the guest came here by live migration: for the agent view.
+        var arrival: AgentView.Arrival? = nil
     }
 
     public let configuration: Configuration
@@ -241,9 +243,18 @@ public actor NodeAgent {
             guard fenceReason == nil, fences == fencesBefore else { return }
             if let shell = incoming?.take(vm: id) { await adopt(want, shell) }
         }
+        // Copied images whose guest could not start yet (its disk's coordinator may be failing
+        // over): kept, with their memory, for the next pass; such a VM does not boot from nothing.
+        let adopting = Set(
+            incomingReservations.filter { migration, reservation in
+                state.migrations[migration]?.phase == .completed && wanted[reservation.vm] != nil
+                    && guests[reservation.vm] == nil
+            }.values.map(\.vm))
         // Reservations of migrations that ended without switching over here are let go.
         for (migration, reservation) in incomingReservations
-        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil {
+        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil
+            && !adopting.contains(reservation.vm)
+        {
             incomingReservations[migration] = nil
             incoming?.discard(migration)
         }
@@ -253,7 +264,7 @@ public actor NodeAgent {
         }
         // The rest start once the balancer has reserved their startup memory.
         guard fenceReason == nil, fences == fencesBefore else { return }
-        waiting = wanted.filter { guests[$0.key] == nil }
+        waiting = wanted.filter { guests[$0.key] == nil && !adopting.contains($0.key) }
         await balanceMemory()
     }
 
@@ -263,6 +274,9 @@ public actor NodeAgent {
     ) async {
         let vm = want.vm
         let bytes = shell.memory.bytes
+        let arrival = AgentView.Arrival(
+            migration: shell.migration.description, sourceChecksum: Self.hex(shell.finish.checksum),
+            imageChecksum: Self.hex(shell.memory.checksum))
         incomingReservations[shell.migration] = nil
         let guest = Guest(
             configuration: GuestConfiguration(
@@ -271,11 +285,17 @@ public actor NodeAgent {
                 seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
                 redirect: volumes.redirect(for: vm.disk, diskPath: want.diskPath), clock: configuration.clock),
             migrated: shell.memory, activity: shell.finish.activity)
-        await start(
+        let started = await start(
             vm.id,
             Entry(
                 guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
-                workload: vm.workload, assigned: bytes))
+                workload: vm.workload, assigned: bytes, arrival: arrival))
+        guard started else {
+            // The copied image is the VM's memory: kept for the next pass, which tries again.
+            incomingReservations[shell.migration] = (vm.id, bytes)
+            incoming?.restore(shell.migration, vm: vm.id, memory: shell.memory, finish: shell.finish)
+            return
+        }
         guard guests[vm.id]?.guest === guest else { return }
         adopted?(shell.migration, shell.finish, WallClock.microseconds())
     }
@@ -309,7 +329,10 @@ public actor NodeAgent {
                 workload: vm.workload, assigned: assigned))
     }
 
-    private func start(_ id: VMID, _ entry: Entry) async {
+    /// False when the guest could not start (the disk or its journal refused; reported), true
+    /// otherwise, also when a fence or a newer guest overtook the start.
+    @discardableResult
+    private func start(_ id: VMID, _ entry: Entry) async -> Bool {
         // In `guests` before the first await, so a fence that comes in meanwhile stops it too.
         guests[id] = entry
         do {
@@ -319,9 +342,9 @@ public actor NodeAgent {
         } catch {
             if guests[id]?.guest === entry.guest { guests[id] = nil }
             report(id, name: entry.name, epoch: entry.epoch, "\(error)")
-            return
+            return false
         }
-        guard guests[id]?.guest === entry.guest else { return }  // fenced or replaced meanwhile
+        guard guests[id]?.guest === entry.guest else { return true }  // fenced or replaced meanwhile
         let status = await entry.guest.status
         problems[id] = nil
         logger.info(
@@ -330,6 +353,7 @@ public actor NodeAgent {
                 "disk": "\(entry.diskPath)", "replayed": "\(status.recordsReplayed)",
                 "torn-bytes": "\(status.tornBytesTruncated)",
             ])
+        return true
     }
 
     /// One balancing pass: asks each guest its demand, runs the balancer, gives each running guest
@@ -478,6 +502,12 @@ public actor NodeAgent {
         for guest in all { stopping[ObjectIdentifier(guest)] = nil }
     }
 
+    /// A checksum as the agent view shows it: 16 hex digits.
+    static func hex(_ checksum: UInt64) -> String {
+        let digits = String(checksum, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// Records why a VM does not run here; logs only when the reason changes, not every pass.
     private func report(_ id: VMID, name: String, epoch: Epoch, _ error: String) {
         if problems[id]?.error != error || problems[id]?.epoch != epoch {
@@ -492,12 +522,19 @@ public actor NodeAgent {
             var vms: [AgentView.VM] = []
             for (id, entry) in guests.sorted(by: { $0.key < $1.key }) {
                 let status = await entry.guest.status
+                // Paused before and after the read: the checksum is the paused image's.
+                var paused: String?
+                if await entry.guest.isPaused {
+                    let checksum = await entry.guest.memoryChecksum
+                    if await entry.guest.isPaused { paused = Self.hex(checksum) }
+                }
                 vms.append(
                     AgentView.VM(
                         id: id.description, name: entry.name, epoch: entry.epoch.rawValue, running: status.running,
                         disk: entry.diskPath, journalSequence: status.lastSequence,
                         recordsWritten: status.recordsWritten, recordsReplayed: status.recordsReplayed,
-                        pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes))
+                        pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes,
+                        pausedChecksum: paused, arrival: entry.arrival))
             }
             return AgentView(
                 node: configuration.node.description, fenced: fenceReason, vms: vms,

@@ -47,13 +47,17 @@ final class ProcessCluster: Sendable {
     let sharedRoot: String
     /// Set when a failed run's logs and disks must stay for a look afterwards.
     private let keepsDirectory = Mutex(false)
+    /// Added to every node process's environment (test hooks such as `FLOTILLA_TEST_SWITCHOVER_DELAY_MS`).
+    let environment: [String: String]
 
     /// Timing left nil keeps the node's default (docs/configuration.md).
     init(
         size: Int, founders: Int? = nil, hosts: Bool = false, snapshotEntries: Int = 10_000, electionTicks: Int = 10,
-        heartbeatMilliseconds: Int? = nil, leaseMilliseconds: Int? = nil, journalIntervalMilliseconds: Int? = nil
+        heartbeatMilliseconds: Int? = nil, leaseMilliseconds: Int? = nil, journalIntervalMilliseconds: Int? = nil,
+        environment: [String: String] = [:]
     ) throws {
         self.size = size
+        self.environment = environment
         self.founders = founders ?? size
         directory = NSTemporaryDirectory() + "flotilla-process-\(UUID().uuidString.prefix(8))"
         sharedRoot = directory + "/shared"
@@ -132,6 +136,9 @@ final class ProcessCluster: Sendable {
         } else {
             process.executableURL = URL(fileURLWithPath: Self.executable)
             process.arguments = arguments
+        }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.standardOutput = handle
         process.standardError = handle
@@ -220,6 +227,19 @@ final class ProcessCluster: Sendable {
             try Self.testHosts("undrop", hostPrefix, String(node), String(other))
             try Self.testHosts("undrop", hostPrefix, String(other), String(node))
         }
+    }
+
+    /// Cuts the link between two nodes in both directions; each still reaches the others.
+    func cut(_ node: Int, from other: Int) throws {
+        guard let hostPrefix else { throw ProcessClusterError(description: "cut needs a cluster on its own hosts") }
+        try Self.testHosts("drop", hostPrefix, String(node), String(other))
+        try Self.testHosts("drop", hostPrefix, String(other), String(node))
+    }
+
+    func mend(_ node: Int, from other: Int) throws {
+        guard let hostPrefix else { return }
+        try Self.testHosts("undrop", hostPrefix, String(node), String(other))
+        try Self.testHosts("undrop", hostPrefix, String(other), String(node))
     }
 
     /// Cuts the nodes in `group` off from the rest in both directions; they still reach each other.
