@@ -149,6 +149,7 @@ let package = Package(
             name: "FlotillaBench",
             dependencies: [
                 "HTTP2", "FlotillaTestKit", "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "DynamicMemory",
+                "Guests", "LiveMigration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
