@@ -3,7 +3,8 @@ import CNghttp2
 
 // nghttp2 calls these from inside `mem_recv`/`mem_send` on the connection's event loop. Each recovers
 // the handler from the user-data pointer (passed unretained: the handler deletes the session before
-// it goes away) and returns what the handler decides. No callback writes to the channel.
+// it goes away) and returns what the handler decides. No callback writes to the channel (`sendData`
+// appends to the buffer the flush in progress writes).
 
 /// Calls `body` with the connection in `userData` without retaining it (the session's owner keeps it alive).
 @inline(__always)
@@ -95,12 +96,21 @@ func nghttp2ReadOutbound(
     _ source: UnsafeMutablePointer<nghttp2_data_source>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int {
+    withConnection(userData) { $0.readOutbound(streamID: streamID, limit: length, flags: dataFlags!) }
+}
+
+func nghttp2SendData(
+    _ session: OpaquePointer?,
+    _ frame: UnsafeMutablePointer<nghttp2_frame>?,
+    _ header: UnsafePointer<UInt8>?,
+    _ length: Int,
+    _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
     withConnection(userData) {
-        $0.readOutbound(
-            streamID: streamID,
-            into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
-            flags: dataFlags!
-        )
+        $0.sendData(
+            streamID: frame!.pointee.hd.stream_id, header: UnsafeRawBufferPointer(start: header, count: 9),
+            length: length, padding: frame!.pointee.data.padlen)
     }
 }
 
@@ -113,4 +123,5 @@ func installNGHTTP2Callbacks(_ callbacks: OpaquePointer) {
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, nghttp2OnStreamClose)
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, nghttp2OnFrameSend)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, nghttp2OnFrameNotSend)
+    nghttp2_session_callbacks_set_send_data_callback(callbacks, nghttp2SendData)
 }

@@ -95,6 +95,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     var writeSizeHint = 16 << 10
     /// The last buffer written, reused for the next write when the socket no longer holds it.
     var spareWriteBuffer: ByteBuffer?
+    /// The write being gathered during `flushNow` (nil otherwise): what mem_send returns, and the
+    /// DATA frames `sendData` appends.
+    var writeBuffer: ByteBuffer?
     /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
@@ -363,17 +366,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             // Reuse the last write's buffer: once the socket took it, it is ours alone again and
             // clear() keeps its memory (large buffers freed and reallocated each time page-fault).
             // If the write is still pending, clear() gets fresh storage instead (copy-on-write).
-            var out: ByteBuffer
             if var spare = self.spareWriteBuffer {
                 self.spareWriteBuffer = nil
                 spare.clear()
-                out = spare
+                self.writeBuffer = spare
             } else {
-                out = context.channel.allocator.buffer(capacity: self.writeSizeHint)
+                self.writeBuffer = context.channel.allocator.buffer(capacity: self.writeSizeHint)
             }
             self.inSession = true
-            let failure = session.send(into: &out, limit: Self.maxWriteSize)
+            let failure = session.send(into: self, limit: Self.maxWriteSize)
             self.inSession = false
+            let out = self.writeBuffer!
+            self.writeBuffer = nil
             self.runDeferredWork()
             if out.readableBytes > 0 {
                 self.writeSizeHint = min(

@@ -3,30 +3,49 @@ import CNghttp2
 import NIOCore
 
 extension NGHTTP2Connection {
-    /// nghttp2 callback (inside mem_send): the next bytes of `streamID`'s body for a DATA frame.
-    func readOutbound(
-        streamID: Int32,
-        into destination: UnsafeMutableRawBufferPointer,
-        flags: UnsafeMutablePointer<UInt32>
-    ) -> Int {
+    /// nghttp2 callback (inside mem_send): how many bytes of `streamID`'s body the next DATA frame
+    /// carries, at most `limit`. The bytes stay where they are (NGHTTP2_DATA_FLAG_NO_COPY): nghttp2
+    /// calls `sendData` for the frame, which writes them into the outgoing buffer, so a body's
+    /// bytes are copied once on their way to the socket instead of twice (into nghttp2's frame
+    /// buffer, then out of it).
+    func readOutbound(streamID: Int32, limit: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = self.lookup(streamID), stream.outbound != nil else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         // `stream.outbound!` mutates the body in place (it is a struct stored in the stream).
-        let copied = stream.outbound!.read(into: destination)
+        stream.outbound!.computeIfEmpty()
+        let count = min(limit, stream.outbound!.bufferedBytes)
+        if count == stream.outbound!.bufferedBytes && stream.outbound!.finished {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        } else if count == 0 {
+            stream.outbound!.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        if count > 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue }
+        return count
+    }
+
+    /// nghttp2 callback (inside mem_send): a DATA frame whose payload `readOutbound` left in the
+    /// stream's body. Appends the frame (header, padding if any, the bytes) to `writeBuffer`; once
+    /// that holds `maxWriteSize`, answers NGHTTP2_ERR_PAUSE so that mem_send returns and the
+    /// buffer is written before more frames are made.
+    func sendData(
+        streamID: Int32, header: UnsafeRawBufferPointer, length: Int, padding: Int
+    ) -> Int32 {
+        guard let stream = self.lookup(streamID), stream.outbound != nil, self.writeBuffer != nil,
+            stream.outbound!.bufferedBytes >= length
+        else {
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+        }
+        self.writeBuffer!.writeBytes(header)
+        if padding > 0 { self.writeBuffer!.writeInteger(UInt8(padding - 1)) }
+        stream.outbound!.move(length, to: &self.writeBuffer!)
+        if padding > 1 { self.writeBuffer!.writeRepeatingByte(0, count: padding - 1) }
         if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
             stream.outbound!.producerWaiting = nil
             self.deferredWork.append { waiter.succeed() }
         }
-        if stream.outbound!.bufferedBytes == 0 && stream.outbound!.finished {
-            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            return copied
-        }
-        if copied == 0 {
-            stream.outbound!.deferred = true
-            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-        }
-        return copied
+        return self.writeBuffer!.readableBytes >= Self.maxWriteSize ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 
     /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
@@ -110,13 +129,18 @@ extension NGHTTP2Connection {
         }
     }
 
-    /// Builds the nghttp2 data provider for a stream that has a body to send.
+    /// Builds the nghttp2 data provider for a stream that has a body to send; returns the body a
+    /// producer task must pull, if any (a computed body is pulled by `readOutbound` instead).
     func attachBody(_ body: HTTPBody, to stream: NGHTTP2Stream) -> HTTPBodyStream? {
         switch body {
         case .buffer(let buffer):
             stream.outbound = OutboundBody(buffer: buffer, finished: true)
             return nil
         case .stream(let source):
+            if let computing = source.computing {
+                stream.outbound = OutboundBody(buffer: nil, finished: false, compute: computing())
+                return nil
+            }
             stream.outbound = OutboundBody(buffer: nil, finished: false)
             return source
         }
@@ -136,13 +160,30 @@ struct OutboundBody {
     var deferred = false
     /// A paused producer, resumed when `bufferedBytes` falls to the low watermark.
     var producerWaiting: EventLoopPromise<Void>?
+    /// A computed body's chunk function (`HTTPBodyStream.init(computing:)`), until it returns nil.
+    private var compute: (() -> ByteBuffer?)?
 
-    init(buffer: ByteBuffer?, finished: Bool) {
+    init(buffer: ByteBuffer?, finished: Bool, compute: (() -> ByteBuffer?)? = nil) {
         self.later = nil
         self.producerWaiting = nil
         self.current = buffer
         self.bufferedBytes = buffer?.readableBytes ?? 0
         self.finished = finished
+        self.compute = compute
+    }
+
+    /// A computed body with nothing buffered computes its next chunk; at its end it is finished.
+    /// Only when empty: the chunk before is out of its buffer by then, so the chunk function can
+    /// reuse that buffer's memory.
+    mutating func computeIfEmpty() {
+        while self.bufferedBytes == 0, let compute = self.compute {
+            guard let chunk = compute() else {
+                self.compute = nil
+                self.finished = true
+                return
+            }
+            self.append(chunk)
+        }
     }
 
     mutating func append(_ chunk: ByteBuffer) {
@@ -155,25 +196,23 @@ struct OutboundBody {
         }
     }
 
-    /// Copies up to `destination.count` bytes out, in order; returns how many.
-    mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
-        var copied = 0
-        while copied < destination.count, var chunk = self.current {
+    /// Moves the next `count` bytes (at most what is buffered) to the end of `out`, in order.
+    mutating func move(_ count: Int, to out: inout ByteBuffer) {
+        var moved = 0
+        while moved < count, var chunk = self.current {
             self.current = nil
-            let count = min(chunk.readableBytes, destination.count - copied)
+            let take = min(chunk.readableBytes, count - moved)
             chunk.withUnsafeReadableBytes { bytes in
-                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + count)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
+                _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
             }
-            chunk.moveReaderIndex(forwardBy: count)
-            copied += count
+            chunk.moveReaderIndex(forwardBy: take)
+            moved += take
             if chunk.readableBytes > 0 {
                 self.current = chunk
             } else if let next = self.later?.popFirst() {
                 self.current = next
             }
         }
-        self.bufferedBytes -= copied
-        return copied
+        self.bufferedBytes -= moved
     }
 }

@@ -5,8 +5,8 @@ public import NIOCore
 
 /// Sends pages to a migration's target, on its data listener: each batch is split into `streams`
 /// requests that run in parallel on one HTTP/2 connection (like QEMU's multifd channels), each
-/// body a stream of `PageFrame`s produced as the connection's flow control takes them, so no
-/// more than a stream window per stream is ever buffered.
+/// body a stream of `PageFrame`s made on the connection's event loop as its flow control takes
+/// them (`HTTPBodyStream(computing:)`), a chunk at a time into one reused buffer.
 public struct PageSender: Sendable {
     public let client: HTTP2Client
     public let migration: MigrationID
@@ -35,7 +35,7 @@ public struct PageSender: Sendable {
                 group.addTask {
                     let request = HTTPRequest(
                         method: .post, path: path, headers: ["content-type": "application/octet-stream"],
-                        body: .stream(HTTPBodyStream(FrameChunks(pages: slice))))
+                        body: .stream(HTTPBodyStream(computing: { FrameChunks(pages: slice).next })))
                     let response: HTTPResponse
                     do {
                         response = try await client.send(request, deadline: deadline)
@@ -62,22 +62,21 @@ public struct PageSendError: Error, CustomStringConvertible {
 }
 
 /// A slice of pages as body chunks of `PageSender.framesPerChunk` frames, made as they are pulled.
-private struct FrameChunks: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let pages: ArraySlice<(page: Int, word: UInt64)>
+///
+/// Each chunk is made in the same buffer: the connection asks for the next one only once the last
+/// is out of it, so its memory is reused (warm in the cache, no allocation or page faults per chunk).
+private final class FrameChunks {
+    private var rest: ArraySlice<(page: Int, word: UInt64)>
+    private var buffer = ByteBuffer()
 
-    func makeAsyncIterator() -> Iterator { Iterator(rest: pages) }
+    init(pages: ArraySlice<(page: Int, word: UInt64)>) { rest = pages }
 
-    struct Iterator: AsyncIteratorProtocol {
-        var rest: ArraySlice<(page: Int, word: UInt64)>
-
-        mutating func next() async throws -> ByteBuffer? {
-            guard !rest.isEmpty else { return nil }
-            let chunk = rest.prefix(PageSender.framesPerChunk)
-            rest = rest.dropFirst(chunk.count)
-            var buffer = ByteBuffer()
-            PageFrame.append(chunk, to: &buffer)
-            return buffer
-        }
+    func next() -> ByteBuffer? {
+        guard !rest.isEmpty else { return nil }
+        let chunk = rest.prefix(PageSender.framesPerChunk)
+        rest = rest.dropFirst(chunk.count)
+        buffer.clear()
+        PageFrame.append(chunk, to: &buffer)
+        return buffer
     }
 }
