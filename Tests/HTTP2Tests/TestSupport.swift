@@ -105,11 +105,15 @@ struct PatternStream: AsyncSequence, Sendable {
 
 /// The pattern as a computed body (`HTTPBodyStream(computing:)`) of `chunkSize` chunks, each made in
 /// one buffer cleared and refilled; counts what it produced, and the chunks asked for off an event loop.
+/// The pattern is made here, beforehand: chunks are copied out of it, because they are made on the
+/// event loop, which other tests running at the same time share (a debug build makes the pattern
+/// byte by byte, slowly enough to hold up their PINGs).
 func computedPattern(
     total: Int, chunkSize: Int, produced: NIOLockedValueBox<Int> = NIOLockedValueBox(0),
     offLoop: NIOLockedValueBox<Int> = NIOLockedValueBox(0)
 ) -> HTTPBodyStream {
-    HTTPBodyStream(computing: {
+    let whole = patternBuffer(count: total)
+    return HTTPBodyStream(computing: {
         var offset = 0
         var buffer = ByteBuffer()
         return {
@@ -117,7 +121,7 @@ func computedPattern(
             guard offset < total else { return nil }
             let count = min(chunkSize, total - offset)
             buffer.clear()
-            buffer.writeImmutableBuffer(patternBuffer(offset: offset, count: count))
+            buffer.writeImmutableBuffer(whole.getSlice(at: offset, length: count)!)
             offset += count
             produced.withLockedValue { $0 = offset }
             return buffer
