@@ -114,6 +114,21 @@ func nghttp2SendData(
     }
 }
 
+/// How long a DATA frame may be: as long as the peer's SETTINGS_MAX_FRAME_SIZE and the flow-control
+/// windows allow (nghttp2 caps the answer at that), rather than nghttp2's own 16 KiB. A peer that
+/// never raised the setting gets 16 KiB frames as before.
+func nghttp2ReadLength(
+    _ session: OpaquePointer?,
+    _ frameType: UInt8,
+    _ streamID: Int32,
+    _ sessionWindow: Int32,
+    _ streamWindow: Int32,
+    _ remoteMaxFrameSize: UInt32,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int {
+    Int(remoteMaxFrameSize)
+}
+
 /// Fills a callback table with the functions above; nghttp2 copies the table into each new session.
 func installNGHTTP2Callbacks(_ callbacks: OpaquePointer) {
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, nghttp2OnBeginHeaders)
@@ -124,4 +139,5 @@ func installNGHTTP2Callbacks(_ callbacks: OpaquePointer) {
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, nghttp2OnFrameSend)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, nghttp2OnFrameNotSend)
     nghttp2_session_callbacks_set_send_data_callback(callbacks, nghttp2SendData)
+    nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, nghttp2ReadLength)
 }

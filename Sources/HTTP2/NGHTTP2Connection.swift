@@ -13,6 +13,8 @@ struct ServerSessionSettings: Sendable {
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
     var runsHandlersOnEventLoop: Bool
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame the client may send.
+    var maxFrameSize: Int = 16 << 10
 }
 
 /// What the client side of a session needs.

@@ -22,6 +22,7 @@ struct NGHTTP2Session: Equatable {
             settingsEntry(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server.maxConcurrentStreams),
             settingsEntry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, server.initialStreamWindowSize),
             settingsEntry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server.maxHeaderListSize),
+            settingsEntry(NGHTTP2_SETTINGS_MAX_FRAME_SIZE, server.maxFrameSize),
         ]
         let made = Self.make(settings: settings, connectionWindow: server.connectionWindowSize) { callbacks, option in
             var session: OpaquePointer?

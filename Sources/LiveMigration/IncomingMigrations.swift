@@ -115,6 +115,8 @@ final class PageSink: RequestBodySink {
     private let migration: MigrationID
     private let incoming: IncomingMigrations
     private var partial: [UInt8] = []
+    /// The pages of one piece of the body, checked: kept between pieces so its memory is reused.
+    private var pages: [(page: Int, word: UInt64?)] = []
 
     init(migration: MigrationID, incoming: IncomingMigrations) {
         self.migration = migration
@@ -122,7 +124,7 @@ final class PageSink: RequestBodySink {
     }
 
     func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        var pages: [(page: Int, word: UInt64?)] = []
+        pages.removeAll(keepingCapacity: true)
         var offset = 0
         if !partial.isEmpty {
             let taken = min(PageFrame.size - partial.count, bytes.count)
