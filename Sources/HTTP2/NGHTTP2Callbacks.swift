@@ -96,7 +96,10 @@ func nghttp2ReadOutbound(
     _ source: UnsafeMutablePointer<nghttp2_data_source>?,
     _ userData: UnsafeMutableRawPointer?
 ) -> Int {
-    withConnection(userData) { $0.readOutbound(streamID: streamID, limit: length, flags: dataFlags!) }
+    withConnection(userData) {
+        $0.readOutbound(
+            streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: dataFlags!)
+    }
 }
 
 func nghttp2SendData(

@@ -64,6 +64,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     static let outboundLowWatermark = 256 << 10
     /// The most mem_send output gathered into one write.
     static let maxWriteSize = 256 << 10
+    /// DATA frames from this size on leave their payload in the body until `sendData` writes it out;
+    /// smaller ones are copied into nghttp2's frame buffer (one callback less per frame).
+    static let noCopyThreshold = 4 << 10
     /// Inbound body bytes a reader takes before consumption is reported back to the event loop.
     static let consumeReportThreshold = 64 << 10
 

@@ -3,26 +3,41 @@ import CNghttp2
 import NIOCore
 
 extension NGHTTP2Connection {
-    /// nghttp2 callback (inside mem_send): how many bytes of `streamID`'s body the next DATA frame
-    /// carries, at most `limit`. The bytes stay where they are (NGHTTP2_DATA_FLAG_NO_COPY): nghttp2
-    /// calls `sendData` for the frame, which writes them into the outgoing buffer, so a body's
-    /// bytes are copied once on their way to the socket instead of twice (into nghttp2's frame
-    /// buffer, then out of it).
-    func readOutbound(streamID: Int32, limit: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    /// nghttp2 callback (inside mem_send): the next bytes of `streamID`'s body for a DATA frame,
+    /// at most `destination.count`. A small frame's bytes are copied into `destination` (nghttp2's
+    /// frame buffer). A frame of `noCopyThreshold` or more leaves them where they are
+    /// (NGHTTP2_DATA_FLAG_NO_COPY): nghttp2 calls `sendData` for it, which writes them into the
+    /// outgoing buffer, so they are copied once on their way to the socket instead of twice.
+    func readOutbound(
+        streamID: Int32, into destination: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
         guard let stream = self.lookup(streamID), stream.outbound != nil else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         // `stream.outbound!` mutates the body in place (it is a struct stored in the stream).
         stream.outbound!.computeIfEmpty()
-        let count = min(limit, stream.outbound!.bufferedBytes)
+        let count = min(destination.count, stream.outbound!.bufferedBytes)
         if count == stream.outbound!.bufferedBytes && stream.outbound!.finished {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         } else if count == 0 {
             stream.outbound!.deferred = true
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
-        if count > 0 { flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue }
+        guard count < Self.noCopyThreshold else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+            return count
+        }
+        stream.outbound!.copy(count, into: destination)
+        self.producerMayResume(stream)
         return count
+    }
+
+    /// Wakes a producer paused on `stream` once its buffer is down to the low watermark.
+    private func producerMayResume(_ stream: NGHTTP2Stream) {
+        if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
+            stream.outbound!.producerWaiting = nil
+            self.deferredWork.append { waiter.succeed() }
+        }
     }
 
     /// nghttp2 callback (inside mem_send): a DATA frame whose payload `readOutbound` left in the
@@ -41,10 +56,7 @@ extension NGHTTP2Connection {
         if padding > 0 { self.writeBuffer!.writeInteger(UInt8(padding - 1)) }
         stream.outbound!.move(length, to: &self.writeBuffer!)
         if padding > 1 { self.writeBuffer!.writeRepeatingByte(0, count: padding - 1) }
-        if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
-            stream.outbound!.producerWaiting = nil
-            self.deferredWork.append { waiter.succeed() }
-        }
+        self.producerMayResume(stream)
         return self.writeBuffer!.readableBytes >= Self.maxWriteSize ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 
@@ -194,6 +206,27 @@ struct OutboundBody {
             if self.later == nil { self.later = CircularBuffer(initialCapacity: 4) }
             self.later!.append(chunk)
         }
+    }
+
+    /// Copies the next `count` bytes (at most what is buffered) to the start of `destination`.
+    mutating func copy(_ count: Int, into destination: UnsafeMutableRawBufferPointer) {
+        var copied = 0
+        while copied < count, var chunk = self.current {
+            self.current = nil
+            let take = min(chunk.readableBytes, count - copied)
+            chunk.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + take)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
+            }
+            chunk.moveReaderIndex(forwardBy: take)
+            copied += take
+            if chunk.readableBytes > 0 {
+                self.current = chunk
+            } else if let next = self.later?.popFirst() {
+                self.current = next
+            }
+        }
+        self.bufferedBytes -= copied
     }
 
     /// Moves the next `count` bytes (at most what is buffered) to the end of `out`, in order.
