@@ -12,8 +12,10 @@ public struct PageSender: Sendable {
     public let migration: MigrationID
     /// Requests in parallel per batch; at least 1.
     public let streams: Int
-    /// Frames per body chunk: 64 frames are 256 KiB and a few, a quarter of a stream window.
-    public static let framesPerChunk = 64
+    /// Frames per body chunk: 256 frames are 1 MiB and a few, a quarter of the data listener's
+    /// stream window and about one of its DATA frames. Against 64 (256 KiB), side by side: a 1 GiB
+    /// round 1.45–1.66 → 1.64–1.82 GB/s in two runs, 256 MiB the same within noise.
+    public static let framesPerChunk = 256
 
     public init(client: HTTP2Client, migration: MigrationID, streams: Int = 4) {
         precondition(streams >= 1, "a page sender needs at least one stream, got \(streams)")
