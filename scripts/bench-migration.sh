@@ -37,7 +37,12 @@ if ! "$scratch/release/flotilla-bench" migration "${builds[@]}" --sizes "$SIZES"
   echo "$bench: flotilla-bench migration failed" >&2
   exit 1
 fi
-echo "$started_at, \`$command\` (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ', with uncommitted changes'))"
+if commit="commit $(git rev-parse --short HEAD 2>/dev/null)"; then
+  git diff --quiet HEAD || commit="$commit, with uncommitted changes"
+else
+  commit="not a git checkout"
+fi
+echo "$started_at, \`$command\` ($commit)"
 echo
 cat "$work/table.md"
 echo
