@@ -43,9 +43,11 @@ let package = Package(
         .target(name: "Controllers", dependencies: ["ClusterModel", "ClusterState"], swiftSettings: swiftSettings),
         // Pure: the per-node memory balancer (dynamic memory): settings and demands in, assignments out.
         .target(name: "DynamicMemory", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        // C: a simulated page's bytes made and checked eight words at a time with AVX-512.
+        .target(name: "CPageStream"),
         // Pure + shell: the simulated guest — sparse memory pages with dirty tracking, workload
         // models, and the disk journal with its checker.
-        .target(name: "Guests", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .target(name: "Guests", dependencies: ["ClusterModel", "CPageStream"], swiftSettings: swiftSettings),
 
         // Shell: Cluster Shared Volumes — a volume's metadata file (written only by its coordinator,
         // validated before a new coordinator serves it), metadata operations and redirected I/O.
@@ -149,6 +151,7 @@ let package = Package(
             name: "FlotillaBench",
             dependencies: [
                 "HTTP2", "FlotillaTestKit", "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "DynamicMemory",
+                "Guests", "LiveMigration",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

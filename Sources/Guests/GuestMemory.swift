@@ -1,4 +1,5 @@
 // A simulated guest's memory: 4 KiB pages within its assignment, with the dirty tracking live migration needs.
+import CPageStream
 import ClusterModel
 
 /// A guest's memory image as pages of `GuestMemory.pageSize` bytes, as many as the VM is assigned.
@@ -119,7 +120,36 @@ public struct GuestMemory: Hashable, Sendable {
 
     /// Writes the 4 KiB that `word` stands for into the first `pageSize` bytes of `raw` (a
     /// migration's page stream, without an array per page).
+    ///
+    /// A migration makes every page it sends with this and its target checks every one with
+    /// `word(ofPage:)`, so both run at gigabytes a second: with AVX-512 eight words at a time
+    /// (CPageStream, about ten times the scalar loop), the same bytes either way.
     public static func expand(_ word: UInt64, into raw: UnsafeMutableRawBufferPointer) {
+        precondition(raw.count >= pageSize, "a page needs \(pageSize) bytes, got \(raw.count)")
+        guard word != 0 else {
+            raw.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            return
+        }
+        guard vectorStreamAvailable else { return scalarExpand(word, into: raw) }
+        raw.storeBytes(of: word.littleEndian, toByteOffset: 0, as: UInt64.self)
+        flotilla_page_stream_fill(word, raw.baseAddress! + 8)
+    }
+
+    /// The word a page's 4 KiB stand for, or nil when they are not a page this model makes (the
+    /// bytes were damaged on the way): what a migration's target checks every page with.
+    public static func word(ofPage bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard bytes.count == pageSize else { return nil }
+        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        guard word != 0, vectorStreamAvailable else { return scalarWord(ofPage: bytes) }
+        return flotilla_page_stream_matches(word, bytes.baseAddress! + 8) != 0 ? word : nil
+    }
+
+    /// Whether this CPU makes and checks pages with AVX-512 (checked once per process).
+    package static let vectorStreamAvailable = flotilla_page_stream_vector_available() != 0
+
+    /// `expand(_:into:)` one word at a time, whatever the CPU: the fallback, and the reference the
+    /// vector's pages are tested against.
+    package static func scalarExpand(_ word: UInt64, into raw: UnsafeMutableRawBufferPointer) {
         precondition(raw.count >= pageSize, "a page needs \(pageSize) bytes, got \(raw.count)")
         guard word != 0 else {
             raw.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
@@ -132,9 +162,8 @@ public struct GuestMemory: Hashable, Sendable {
         }
     }
 
-    /// The word a page's 4 KiB stand for, or nil when they are not a page this model makes (the
-    /// bytes were damaged on the way): what a migration's target checks every page with.
-    public static func word(ofPage bytes: UnsafeRawBufferPointer) -> UInt64? {
+    /// `word(ofPage:)` one word at a time, whatever the CPU (and for pages of zeros).
+    package static func scalarWord(ofPage bytes: UnsafeRawBufferPointer) -> UInt64? {
         guard bytes.count == pageSize else { return nil }
         let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         var stream = SeededGenerator(seed: word)

@@ -12,6 +12,11 @@ public struct HTTPBodyStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
 
     private let makeIterator: @Sendable () -> AsyncIterator
+    /// For a body made by `init(computing:)`: what makes its chunk function.
+    let computing: MakeChunks?
+
+    /// Makes the function that computes a body's chunks, one per call, nil at the end.
+    public typealias MakeChunks = @Sendable () -> (() -> ByteBuffer?)
 
     /// Wraps any sequence of chunks, e.g. a file read lazily or an `AsyncStream` a producer feeds.
     public init<Base: AsyncSequence & Sendable>(_ base: Base) where Base.Element == ByteBuffer {
@@ -19,6 +24,24 @@ public struct HTTPBodyStream: AsyncSequence, Sendable {
             let box = IteratorBox(base.makeAsyncIterator())
             return AsyncIterator { try await box.next() }
         }
+        self.computing = nil
+    }
+
+    /// A body computed chunk by chunk rather than awaited, such as a live migration's pages.
+    ///
+    /// `makeChunks` is called once per send and returns the function that computes the next chunk
+    /// (nil at the end). Over HTTP/2 both run on the connection's event loop, and the next chunk is
+    /// asked for only when the peer's flow control and the socket take more and the chunk before
+    /// has gone into DATA frames: no task and no thread hop per chunk, and a chunk function that
+    /// clears and refills one buffer reuses its memory (copy-on-write keeps a chunk still queued
+    /// intact). It runs on the loop, so it must not block, and a chunk should take microseconds. A
+    /// reader that iterates the body (HTTP/1.1) calls the same functions.
+    public init(computing makeChunks: @escaping MakeChunks) {
+        self.makeIterator = {
+            let next = makeChunks()
+            return AsyncIterator { next() }
+        }
+        self.computing = { makeChunks() }
     }
 
     /// A stream that yields `chunks` in order (handy for tests and small bodies).

@@ -3,7 +3,8 @@ import CNghttp2
 
 // nghttp2 calls these from inside `mem_recv`/`mem_send` on the connection's event loop. Each recovers
 // the handler from the user-data pointer (passed unretained: the handler deletes the session before
-// it goes away) and returns what the handler decides. No callback writes to the channel.
+// it goes away) and returns what the handler decides. No callback writes to the channel (`sendData`
+// appends to the buffer the flush in progress writes).
 
 /// Calls `body` with the connection in `userData` without retaining it (the session's owner keeps it alive).
 @inline(__always)
@@ -97,11 +98,38 @@ func nghttp2ReadOutbound(
 ) -> Int {
     withConnection(userData) {
         $0.readOutbound(
-            streamID: streamID,
-            into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
-            flags: dataFlags!
-        )
+            streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: dataFlags!)
     }
+}
+
+func nghttp2SendData(
+    _ session: OpaquePointer?,
+    _ frame: UnsafeMutablePointer<nghttp2_frame>?,
+    _ header: UnsafePointer<UInt8>?,
+    _ length: Int,
+    _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    withConnection(userData) {
+        $0.sendData(
+            streamID: frame!.pointee.hd.stream_id, header: UnsafeRawBufferPointer(start: header, count: 9),
+            length: length, padding: frame!.pointee.data.padlen)
+    }
+}
+
+/// How long a DATA frame may be: as long as the peer's SETTINGS_MAX_FRAME_SIZE and the flow-control
+/// windows allow (nghttp2 caps the answer at that), rather than nghttp2's own 16 KiB. A peer that
+/// never raised the setting gets 16 KiB frames as before.
+func nghttp2ReadLength(
+    _ session: OpaquePointer?,
+    _ frameType: UInt8,
+    _ streamID: Int32,
+    _ sessionWindow: Int32,
+    _ streamWindow: Int32,
+    _ remoteMaxFrameSize: UInt32,
+    _ userData: UnsafeMutableRawPointer?
+) -> Int {
+    Int(remoteMaxFrameSize)
 }
 
 /// Fills a callback table with the functions above; nghttp2 copies the table into each new session.
@@ -113,4 +141,6 @@ func installNGHTTP2Callbacks(_ callbacks: OpaquePointer) {
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, nghttp2OnStreamClose)
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, nghttp2OnFrameSend)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, nghttp2OnFrameNotSend)
+    nghttp2_session_callbacks_set_send_data_callback(callbacks, nghttp2SendData)
+    nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, nghttp2ReadLength)
 }

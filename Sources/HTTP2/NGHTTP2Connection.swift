@@ -13,6 +13,8 @@ struct ServerSessionSettings: Sendable {
     var initialStreamWindowSize: Int
     var connectionWindowSize: Int
     var runsHandlersOnEventLoop: Bool
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame the client may send.
+    var maxFrameSize: Int = 16 << 10
 }
 
 /// What the client side of a session needs.
@@ -62,6 +64,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     static let outboundLowWatermark = 256 << 10
     /// The most mem_send output gathered into one write.
     static let maxWriteSize = 256 << 10
+    /// DATA frames from this size on leave their payload in the body until `sendData` writes it out;
+    /// smaller ones are copied into nghttp2's frame buffer (one callback less per frame).
+    static let noCopyThreshold = 4 << 10
     /// Inbound body bytes a reader takes before consumption is reported back to the event loop.
     static let consumeReportThreshold = 64 << 10
 
@@ -95,6 +100,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     var writeSizeHint = 16 << 10
     /// The last buffer written, reused for the next write when the socket no longer holds it.
     var spareWriteBuffer: ByteBuffer?
+    /// The write being gathered during `flushNow` (nil otherwise): what mem_send returns, and the
+    /// DATA frames `sendData` appends.
+    var writeBuffer: ByteBuffer?
     /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
@@ -363,17 +371,18 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             // Reuse the last write's buffer: once the socket took it, it is ours alone again and
             // clear() keeps its memory (large buffers freed and reallocated each time page-fault).
             // If the write is still pending, clear() gets fresh storage instead (copy-on-write).
-            var out: ByteBuffer
             if var spare = self.spareWriteBuffer {
                 self.spareWriteBuffer = nil
                 spare.clear()
-                out = spare
+                self.writeBuffer = spare
             } else {
-                out = context.channel.allocator.buffer(capacity: self.writeSizeHint)
+                self.writeBuffer = context.channel.allocator.buffer(capacity: self.writeSizeHint)
             }
             self.inSession = true
-            let failure = session.send(into: &out, limit: Self.maxWriteSize)
+            let failure = session.send(into: self, limit: Self.maxWriteSize)
             self.inSession = false
+            let out = self.writeBuffer!
+            self.writeBuffer = nil
             self.runDeferredWork()
             if out.readableBytes > 0 {
                 self.writeSizeHint = min(

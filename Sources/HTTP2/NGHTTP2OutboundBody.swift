@@ -3,30 +3,61 @@ import CNghttp2
 import NIOCore
 
 extension NGHTTP2Connection {
-    /// nghttp2 callback (inside mem_send): the next bytes of `streamID`'s body for a DATA frame.
+    /// nghttp2 callback (inside mem_send): the next bytes of `streamID`'s body for a DATA frame,
+    /// at most `destination.count`. A small frame's bytes are copied into `destination` (nghttp2's
+    /// frame buffer). A frame of `noCopyThreshold` or more leaves them where they are
+    /// (NGHTTP2_DATA_FLAG_NO_COPY): nghttp2 calls `sendData` for it, which writes them into the
+    /// outgoing buffer, so they are copied once on their way to the socket instead of twice.
     func readOutbound(
-        streamID: Int32,
-        into destination: UnsafeMutableRawBufferPointer,
-        flags: UnsafeMutablePointer<UInt32>
+        streamID: Int32, into destination: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
         guard let stream = self.lookup(streamID), stream.outbound != nil else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         // `stream.outbound!` mutates the body in place (it is a struct stored in the stream).
-        let copied = stream.outbound!.read(into: destination)
+        stream.outbound!.computeIfEmpty()
+        let count = min(destination.count, stream.outbound!.bufferedBytes)
+        if count == stream.outbound!.bufferedBytes && stream.outbound!.finished {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        } else if count == 0 {
+            stream.outbound!.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        guard count < Self.noCopyThreshold else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+            return count
+        }
+        stream.outbound!.copy(count, into: destination)
+        self.producerMayResume(stream)
+        return count
+    }
+
+    /// Wakes a producer paused on `stream` once its buffer is down to the low watermark.
+    private func producerMayResume(_ stream: NGHTTP2Stream) {
         if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark, let waiter = stream.outbound!.producerWaiting {
             stream.outbound!.producerWaiting = nil
             self.deferredWork.append { waiter.succeed() }
         }
-        if stream.outbound!.bufferedBytes == 0 && stream.outbound!.finished {
-            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            return copied
+    }
+
+    /// nghttp2 callback (inside mem_send): a DATA frame whose payload `readOutbound` left in the
+    /// stream's body. Appends the frame (header, padding if any, the bytes) to `writeBuffer`; once
+    /// that holds `maxWriteSize`, answers NGHTTP2_ERR_PAUSE so that mem_send returns and the
+    /// buffer is written before more frames are made.
+    func sendData(
+        streamID: Int32, header: UnsafeRawBufferPointer, length: Int, padding: Int
+    ) -> Int32 {
+        guard let stream = self.lookup(streamID), stream.outbound != nil, self.writeBuffer != nil,
+            stream.outbound!.bufferedBytes >= length
+        else {
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
         }
-        if copied == 0 {
-            stream.outbound!.deferred = true
-            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-        }
-        return copied
+        self.writeBuffer!.writeBytes(header)
+        if padding > 0 { self.writeBuffer!.writeInteger(UInt8(padding - 1)) }
+        stream.outbound!.move(length, to: &self.writeBuffer!)
+        if padding > 1 { self.writeBuffer!.writeRepeatingByte(0, count: padding - 1) }
+        self.producerMayResume(stream)
+        return self.writeBuffer!.readableBytes >= Self.maxWriteSize ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 
     /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
@@ -110,13 +141,18 @@ extension NGHTTP2Connection {
         }
     }
 
-    /// Builds the nghttp2 data provider for a stream that has a body to send.
+    /// Builds the nghttp2 data provider for a stream that has a body to send; returns the body a
+    /// producer task must pull, if any (a computed body is pulled by `readOutbound` instead).
     func attachBody(_ body: HTTPBody, to stream: NGHTTP2Stream) -> HTTPBodyStream? {
         switch body {
         case .buffer(let buffer):
             stream.outbound = OutboundBody(buffer: buffer, finished: true)
             return nil
         case .stream(let source):
+            if let computing = source.computing {
+                stream.outbound = OutboundBody(buffer: nil, finished: false, compute: computing())
+                return nil
+            }
             stream.outbound = OutboundBody(buffer: nil, finished: false)
             return source
         }
@@ -136,13 +172,30 @@ struct OutboundBody {
     var deferred = false
     /// A paused producer, resumed when `bufferedBytes` falls to the low watermark.
     var producerWaiting: EventLoopPromise<Void>?
+    /// A computed body's chunk function (`HTTPBodyStream.init(computing:)`), until it returns nil.
+    private var compute: (() -> ByteBuffer?)?
 
-    init(buffer: ByteBuffer?, finished: Bool) {
+    init(buffer: ByteBuffer?, finished: Bool, compute: (() -> ByteBuffer?)? = nil) {
         self.later = nil
         self.producerWaiting = nil
         self.current = buffer
         self.bufferedBytes = buffer?.readableBytes ?? 0
         self.finished = finished
+        self.compute = compute
+    }
+
+    /// A computed body with nothing buffered computes its next chunk; at its end it is finished.
+    /// Only when empty: the chunk before is out of its buffer by then, so the chunk function can
+    /// reuse that buffer's memory.
+    mutating func computeIfEmpty() {
+        while self.bufferedBytes == 0, let compute = self.compute {
+            guard let chunk = compute() else {
+                self.compute = nil
+                self.finished = true
+                return
+            }
+            self.append(chunk)
+        }
     }
 
     mutating func append(_ chunk: ByteBuffer) {
@@ -155,18 +208,18 @@ struct OutboundBody {
         }
     }
 
-    /// Copies up to `destination.count` bytes out, in order; returns how many.
-    mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    /// Copies the next `count` bytes (at most what is buffered) to the start of `destination`.
+    mutating func copy(_ count: Int, into destination: UnsafeMutableRawBufferPointer) {
         var copied = 0
-        while copied < destination.count, var chunk = self.current {
+        while copied < count, var chunk = self.current {
             self.current = nil
-            let count = min(chunk.readableBytes, destination.count - copied)
+            let take = min(chunk.readableBytes, count - copied)
             chunk.withUnsafeReadableBytes { bytes in
-                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + count)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
+                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + take)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
             }
-            chunk.moveReaderIndex(forwardBy: count)
-            copied += count
+            chunk.moveReaderIndex(forwardBy: take)
+            copied += take
             if chunk.readableBytes > 0 {
                 self.current = chunk
             } else if let next = self.later?.popFirst() {
@@ -174,6 +227,25 @@ struct OutboundBody {
             }
         }
         self.bufferedBytes -= copied
-        return copied
+    }
+
+    /// Moves the next `count` bytes (at most what is buffered) to the end of `out`, in order.
+    mutating func move(_ count: Int, to out: inout ByteBuffer) {
+        var moved = 0
+        while moved < count, var chunk = self.current {
+            self.current = nil
+            let take = min(chunk.readableBytes, count - moved)
+            chunk.withUnsafeReadableBytes { bytes in
+                _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
+            }
+            chunk.moveReaderIndex(forwardBy: take)
+            moved += take
+            if chunk.readableBytes > 0 {
+                self.current = chunk
+            } else if let next = self.later?.popFirst() {
+                self.current = next
+            }
+        }
+        self.bufferedBytes -= moved
     }
 }

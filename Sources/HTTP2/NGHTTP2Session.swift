@@ -22,6 +22,7 @@ struct NGHTTP2Session: Equatable {
             settingsEntry(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server.maxConcurrentStreams),
             settingsEntry(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, server.initialStreamWindowSize),
             settingsEntry(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server.maxHeaderListSize),
+            settingsEntry(NGHTTP2_SETTINGS_MAX_FRAME_SIZE, server.maxFrameSize),
         ]
         let made = Self.make(settings: settings, connectionWindow: server.connectionWindowSize) { callbacks, option in
             var session: OpaquePointer?
@@ -96,16 +97,17 @@ struct NGHTTP2Session: Equatable {
         }
     }
 
-    /// Appends nghttp2's outbound frames to `out` until it holds `limit` bytes or nghttp2 has no more.
-    /// Returns 0, or nghttp2's (fatal) error code.
-    func send(into out: inout ByteBuffer, limit: Int) -> Int {
-        while out.readableBytes < limit {
+    /// Appends nghttp2's outbound frames to the connection's `writeBuffer` until it holds `limit`
+    /// bytes or nghttp2 has no more. DATA frames are appended during mem_send by the connection's
+    /// `sendData`; everything else is what mem_send returns. Returns 0, or nghttp2's (fatal) error code.
+    func send(into connection: NGHTTP2Connection, limit: Int) -> Int {
+        while connection.writeBuffer!.readableBytes < limit {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(self.pointer, &chunk)
             if count < 0 { return count }
             guard count > 0, let chunk else { break }
             // The pointer is only valid until the next mem_send call: copy it now.
-            out.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
+            connection.writeBuffer!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
         }
         return 0
     }

@@ -43,20 +43,27 @@ public final class IncomingMigrations: Sendable {
     /// and a 409 for a damaged page or one outside the image, which ends that page request.
     func receive(_ id: MigrationID, _ pages: [(page: Int, word: UInt64?)]) throws(HTTPError) {
         try shells.withLock { shells throws(HTTPError) in
-            guard var shell = shells[id] else {
-                throw HTTPError(status: 404, error: "not_found", detail: "no shell for \(id) on this node")
-            }
-            for (page, word) in pages {
-                guard let word, page < shell.memory.pageCount else {
-                    throw HTTPError(
-                        status: 409, error: "copy_failed",
-                        detail: "page \(page) arrived damaged or outside the \(shell.memory.pageCount)-page image")
-                }
-                shell.memory.write(page: page, word: word)
-            }
-            shell.received += UInt64(pages.count)
-            shells[id] = shell
+            // In place (`&shells[id]`): a copy of the shell taken out of the dictionary would copy
+            // the whole image on its first write, as many times as pages arrive in pieces.
+            try Self.write(pages, into: &shells[id], of: id)
         }
+    }
+
+    /// Checks every page, then writes them all: a request with one bad page writes none of them.
+    private static func write(_ pages: [(page: Int, word: UInt64?)], into shell: inout Shell?, of id: MigrationID)
+        throws(HTTPError)
+    {
+        guard shell != nil else {
+            throw HTTPError(status: 404, error: "not_found", detail: "no shell for \(id) on this node")
+        }
+        let pageCount = shell!.memory.pageCount
+        for (page, word) in pages where word == nil || page < 0 || page >= pageCount {
+            throw HTTPError(
+                status: 409, error: "copy_failed",
+                detail: "page \(page) arrived damaged or outside the \(pageCount)-page image")
+        }
+        for (page, word) in pages { shell!.memory.write(page: page, word: word!) }
+        shell!.received += UInt64(pages.count)
     }
 
     /// Checks the image against what the source paused: nil when it is byte for byte the source's
@@ -116,6 +123,8 @@ final class PageSink: RequestBodySink {
     private let migration: MigrationID
     private let incoming: IncomingMigrations
     private var partial: [UInt8] = []
+    /// The pages of one piece of the body, checked: kept between pieces so its memory is reused.
+    private var pages: [(page: Int, word: UInt64?)] = []
 
     init(migration: MigrationID, incoming: IncomingMigrations) {
         self.migration = migration
@@ -123,7 +132,7 @@ final class PageSink: RequestBodySink {
     }
 
     func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        var pages: [(page: Int, word: UInt64?)] = []
+        pages.removeAll(keepingCapacity: true)
         var offset = 0
         if !partial.isEmpty {
             let taken = min(PageFrame.size - partial.count, bytes.count)

@@ -5,15 +5,17 @@ public import NIOCore
 
 /// Sends pages to a migration's target, on its data listener: each batch is split into `streams`
 /// requests that run in parallel on one HTTP/2 connection (like QEMU's multifd channels), each
-/// body a stream of `PageFrame`s produced as the connection's flow control takes them, so no
-/// more than a stream window per stream is ever buffered.
+/// body a stream of `PageFrame`s made on the connection's event loop as its flow control takes
+/// them (`HTTPBodyStream(computing:)`), a chunk at a time into one reused buffer.
 public struct PageSender: Sendable {
     public let client: HTTP2Client
     public let migration: MigrationID
     /// Requests in parallel per batch; at least 1.
     public let streams: Int
-    /// Frames per body chunk: 64 frames are 256 KiB and a few, a quarter of a stream window.
-    public static let framesPerChunk = 64
+    /// Frames per body chunk: 256 frames are 1 MiB and a few, a quarter of the data listener's
+    /// stream window and about one of its DATA frames. Against 64 (256 KiB), side by side: a 1 GiB
+    /// round 1.45–1.66 → 1.64–1.82 GB/s in two runs, 256 MiB the same within noise.
+    public static let framesPerChunk = 256
 
     public init(client: HTTP2Client, migration: MigrationID, streams: Int = 4) {
         precondition(streams >= 1, "a page sender needs at least one stream, got \(streams)")
@@ -35,7 +37,7 @@ public struct PageSender: Sendable {
                 group.addTask {
                     let request = HTTPRequest(
                         method: .post, path: path, headers: ["content-type": "application/octet-stream"],
-                        body: .stream(HTTPBodyStream(FrameChunks(pages: slice))))
+                        body: .stream(HTTPBodyStream(computing: { FrameChunks(pages: slice).next })))
                     let response: HTTPResponse
                     do {
                         response = try await client.send(request, deadline: deadline)
@@ -62,22 +64,21 @@ public struct PageSendError: Error, CustomStringConvertible {
 }
 
 /// A slice of pages as body chunks of `PageSender.framesPerChunk` frames, made as they are pulled.
-private struct FrameChunks: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let pages: ArraySlice<(page: Int, word: UInt64)>
+///
+/// Each chunk is made in the same buffer: the connection asks for the next one only once the last
+/// is out of it, so its memory is reused (warm in the cache, no allocation or page faults per chunk).
+private final class FrameChunks {
+    private var rest: ArraySlice<(page: Int, word: UInt64)>
+    private var buffer = ByteBuffer()
 
-    func makeAsyncIterator() -> Iterator { Iterator(rest: pages) }
+    init(pages: ArraySlice<(page: Int, word: UInt64)>) { rest = pages }
 
-    struct Iterator: AsyncIteratorProtocol {
-        var rest: ArraySlice<(page: Int, word: UInt64)>
-
-        mutating func next() async throws -> ByteBuffer? {
-            guard !rest.isEmpty else { return nil }
-            let chunk = rest.prefix(PageSender.framesPerChunk)
-            rest = rest.dropFirst(chunk.count)
-            var buffer = ByteBuffer()
-            PageFrame.append(chunk, to: &buffer)
-            return buffer
-        }
+    func next() -> ByteBuffer? {
+        guard !rest.isEmpty else { return nil }
+        let chunk = rest.prefix(PageSender.framesPerChunk)
+        rest = rest.dropFirst(chunk.count)
+        buffer.clear()
+        PageFrame.append(chunk, to: &buffer)
+        return buffer
     }
 }

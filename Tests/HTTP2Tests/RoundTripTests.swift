@@ -194,4 +194,56 @@ import Testing
             }
         }
     }
+
+    /// A computed body (a migration's pages) goes both ways byte for byte although its chunk
+    /// function refills one buffer for every chunk, and every chunk is made on an event loop.
+    @Test func computedBodiesArriveByteIdenticalAndAreMadeOnTheLoop() async throws {
+        let size = 64 << 20
+        let offLoop = NIOLockedValueBox(0)
+        var router = Self.echoRouter()
+        router.get("/computed") { _, _ in
+            HTTPResponse(body: .stream(computedPattern(total: size, chunkSize: 100_000, offLoop: offLoop)))
+        }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                let upload = computedPattern(total: size, chunkSize: 256 << 10, offLoop: offLoop)
+                let echoed = try await client.stream(
+                    HTTPRequest(method: .post, path: "/stream-echo", body: .stream(upload)), deadline: testDeadline())
+                #expect(echoed.status == 200)
+                #expect(try await verifyPattern(echoed.body) == size)
+                let served = try await client.stream(
+                    HTTPRequest(method: .get, path: "/computed"), deadline: testDeadline())
+                #expect(try await verifyPattern(served.body) == size)
+            }
+        }
+        #expect(offLoop.withLockedValue { $0 } == 0, "chunks were asked for off the event loop")
+    }
+
+    /// A computed upload is made only as fast as the handler reads it, as an awaited one is.
+    @Test func slowHandlerBoundsAComputedUpload() async throws {
+        let size = 64 << 20
+        let produced = NIOLockedValueBox(0)
+        let worstLead = NIOLockedValueBox(0)
+        var router = Router()
+        router.post("/sink", body: .stream) { request, _ in
+            let total = try await verifyPattern(request.body) { consumed in
+                let lead = produced.withLockedValue { $0 } - consumed
+                worstLead.withLockedValue { $0 = max($0, lead) }
+            }
+            return .json("\(total)")
+        }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.send(
+                    HTTPRequest(
+                        method: .post, path: "/sink",
+                        body: .stream(computedPattern(total: size, chunkSize: 64 << 10, produced: produced))),
+                    deadline: testDeadline()
+                )
+                #expect(String(buffer: try await response.body.collect(upTo: 64)) == "\(size)")
+                let lead = worstLead.withLockedValue { $0 }
+                #expect(lead <= 4 << 20, "the client computed \(lead) bytes ahead of the handler")
+            }
+        }
+    }
 }

@@ -9,6 +9,8 @@ import Testing
 private final class Received: Sendable {
     let bytes = Mutex<[UInt8]>([])
     let opened = Mutex(0)
+    /// The largest piece of body one `receive` was given.
+    let largest = Mutex(0)
 }
 
 /// Records every byte; throws 421 on a chunk that holds `refusedByte`.
@@ -26,6 +28,7 @@ private final class RecordingSink: RequestBodySink {
             throw HTTPError(status: 421, error: "refused byte", detail: "the chunk holds \(refusedByte)")
         }
         received.bytes.withLock { $0.append(contentsOf: bytes) }
+        received.largest.withLock { $0 = max($0, bytes.count) }
     }
 
     func finish() -> HTTPResponse {
@@ -154,6 +157,40 @@ private final class Outcome: Sendable {
             try await eventually("the stream is gone") {
                 try await Self.push(ByteBuffer(bytes: [2]), on: stream) == nil
             }
+        }
+    }
+
+    /// A listener that raises SETTINGS_MAX_FRAME_SIZE and its read size gets an upload in pieces
+    /// larger than a 16 KiB frame (our client sends frames as large as the server allows); one
+    /// that does not, in frames of 16 KiB at most. Either way the bytes are the same.
+    @Test(arguments: [false, true])
+    func largerFramesReachTheSinkInLargerPieces(raised: Bool) async throws {
+        let received = Received()
+        let size = 16 << 20
+        try await withServer(
+            Self.router(received),
+            configure: { configuration in
+                guard raised else { return }
+                configuration.maxFrameSize = 1 << 20
+                configuration.maxReadSize = 1 << 20
+                configuration.initialStreamWindowSize = 4 << 20
+            }
+        ) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.send(
+                    HTTPRequest(
+                        method: .post, path: "/stream",
+                        body: .stream(computedPattern(total: size, chunkSize: 256 << 10))),
+                    deadline: testDeadline())
+                #expect(response.status == 204)
+            }
+        }
+        #expect(received.bytes.withLock { $0 } == Array(buffer: patternBuffer(count: size)))
+        let largest = received.largest.withLock { $0 }
+        if raised {
+            #expect(largest > 16 << 10, "the largest piece was \(largest) bytes")
+        } else {
+            #expect(largest <= 16 << 10, "the largest piece was \(largest) bytes")
         }
     }
 

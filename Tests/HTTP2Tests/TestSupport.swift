@@ -103,6 +103,32 @@ struct PatternStream: AsyncSequence, Sendable {
     }
 }
 
+/// The pattern as a computed body (`HTTPBodyStream(computing:)`) of `chunkSize` chunks, each made in
+/// one buffer cleared and refilled; counts what it produced, and the chunks asked for off an event loop.
+/// The pattern is made here, beforehand: chunks are copied out of it, because they are made on the
+/// event loop, which other tests running at the same time share (a debug build makes the pattern
+/// byte by byte, slowly enough to hold up their PINGs).
+func computedPattern(
+    total: Int, chunkSize: Int, produced: NIOLockedValueBox<Int> = NIOLockedValueBox(0),
+    offLoop: NIOLockedValueBox<Int> = NIOLockedValueBox(0)
+) -> HTTPBodyStream {
+    let whole = patternBuffer(count: total)
+    return HTTPBodyStream(computing: {
+        var offset = 0
+        var buffer = ByteBuffer()
+        return {
+            if MultiThreadedEventLoopGroup.currentEventLoop == nil { offLoop.withLockedValue { $0 += 1 } }
+            guard offset < total else { return nil }
+            let count = min(chunkSize, total - offset)
+            buffer.clear()
+            buffer.writeImmutableBuffer(whole.getSlice(at: offset, length: count)!)
+            offset += count
+            produced.withLockedValue { $0 = offset }
+            return buffer
+        }
+    })
+}
+
 /// Reads `body` and checks it against the pattern; returns the byte count. `onChunk` sees the running total.
 func verifyPattern(_ body: HTTPBody, onChunk: (Int) -> Void = { _ in }) async throws -> Int {
     var offset = 0
