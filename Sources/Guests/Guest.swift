@@ -105,6 +105,8 @@ public actor Guest {
     private var lastEpoch: Epoch?
     private var lastSequence: UInt64?
     private var recordsWritten = 0
+    /// Pages written since the last record (its payload counts them).
+    private var unrecordedWrites = 0
     private var recordsReplayed = 0
     private var tornBytesTruncated = 0
     private var failure: String?
@@ -199,6 +201,7 @@ public actor Guest {
     /// memory nor journal; its memory stays as it is.
     public func pause() async {
         guard case .running(let epoch, let disk, let loop) = state else { return }
+        catchUp()
         state = .paused(epoch: epoch)
         if case .direct(let journal) = disk { journal.close() }
         loop.cancel()
@@ -221,6 +224,7 @@ public actor Guest {
 
     /// Starts a migration's copy: every page holding data (the first round), and a new dirty set.
     public func beginCopy() -> [(page: Int, word: UInt64)] {
+        catchUp()
         _ = memory.collectDirtyPages()
         var pages: [(page: Int, word: UInt64)] = []
         pages.reserveCapacity(memory.residentPages)
@@ -234,15 +238,29 @@ public actor Guest {
     /// The pages written since the last call (or `beginCopy()`), as they are now: a page freed
     /// since holds word 0 and must be sent as zeros too.
     public func takeDirtyPages() -> [(page: Int, word: UInt64)] {
-        memory.collectDirtyPages().map { ($0, memory.word($0)) }
+        catchUp()
+        return memory.collectDirtyPages().map { ($0, memory.word($0)) }
     }
 
     /// Pages written since the last `takeDirtyPages()`, without taking them.
-    public var dirtyPageCount: Int { memory.dirtyPageCount }
+    public var dirtyPageCount: Int {
+        catchUp()
+        return memory.dirtyPageCount
+    }
 
     /// Takes away `percent` of the guest's dirtying (a migration's auto-converge); 0 lifts it.
     public func throttle(percent: Int) {
+        catchUp()
         activity.throttlePercent = min(max(percent, 0), 99)
+    }
+
+    /// Makes the writes a running guest owes up to now, between its beats: a migration reading its
+    /// dirty pages sees the writes of every moment, not only those of the last journal beat (which
+    /// would make a round that falls between two beats look clean). The next record counts them.
+    private func catchUp() {
+        guard case .running = state else { return }
+        unrecordedWrites += activity.advance(
+            to: configuration.clock.now - started, memory: &memory, using: &generator)
     }
 
     /// What a migration's target needs besides the pages: the activity where it is (a paused
@@ -284,7 +302,9 @@ public actor Guest {
     /// One beat: the workload runs up to now, then a record is appended. False ends the loop.
     private func step() async -> Bool {
         guard case .running(let epoch, let disk, let loop) = state else { return false }
-        let written = activity.advance(to: configuration.clock.now - started, memory: &memory, using: &generator)
+        catchUp()
+        let written = unrecordedWrites
+        unrecordedWrites = 0
         var payload: [UInt8] = []
         withUnsafeBytes(of: UInt64(written).littleEndian) { payload += $0 }
         withUnsafeBytes(of: UInt64(memory.residentPages).littleEndian) { payload += $0 }

@@ -27,6 +27,8 @@ struct MigrationSource {
     let agent: NodeAgent
     let writer: ClusterWriter
     let readState: @Sendable () async -> ClusterState
+    /// The event loops its connections run on: the migration data listener's, not the Raft loop.
+    let eventLoops: any EventLoopGroup
     let logger: Logger
 
     /// Why the copy stopped: the source gives up (and says why through the log), or the log
@@ -48,14 +50,14 @@ struct MigrationSource {
         let guest = taken.guest
         var copy = Copy(id: id, startedAt: startedAt)
         var pausedAt: UInt64?
-        let peer = PeerClients()
+        let peer = PeerClients(eventLoops: eventLoops)
         defer { Task { await peer.close() } }
         do {
             let state = await readState()
             guard let target = state.nodes[migration.target], let record = state.vms[vm] else {
                 throw Stop.ended("\(migration.target) or \(vm) is gone from the state")
             }
-            let policy = Self.policy(state.settings, autoConverge: record.autoConverge)
+            var policy = Self.policy(state.settings, autoConverge: record.autoConverge)
             let streams = Setting.wholeNumber(Setting.migrationStreamsKey, in: state.settings)
             let memoryBytes = await guest.migrationState.memoryBytes
             // 1. The target's shell.
@@ -64,7 +66,12 @@ struct MigrationSource {
             let sender = PageSender(
                 client: peer.client(Endpoint(host: target.addresses.peer.host, port: dataPort)), migration: id,
                 streams: streams)
+            let committing = ContinuousClock.now
             try await commit(.advanceMigration(id, to: .copying))
+            // What the switchover adds to the last copy: a commit like this one, the two checksums
+            // of the image and a margin. The planner aims the last copy at what is left of the target.
+            policy.downtimeTarget = Self.lastCopyTarget(
+                policy.downtimeTarget, commit: ContinuousClock.now - committing, memoryBytes: memoryBytes)
             logger.info("\(id): \(target.id) made the shell of \(vm) (\(ByteCount(memoryBytes))); copying")
             let reporter = StatsReporter(id: id, writer: writer)
             await reporter.report(copy.stats(memoryBytes: memoryBytes))
@@ -83,8 +90,10 @@ struct MigrationSource {
                 }
             }
             let last = await guest.takeDirtyPages()
+            // The paused image's checksum is computed while its last pages go out.
+            async let paused = guest.migrationState
             copy.add(frames: last.count, bytes: try await send(last, with: sender, within: .seconds(30)))
-            let device = await guest.migrationState
+            let device = await paused
             let finish = MigrationWire.Finish(
                 pages: copy.frames, checksum: device.checksum, memoryBytes: device.memoryBytes,
                 workload: device.activity.workload,
@@ -145,6 +154,19 @@ struct MigrationSource {
     static let testDelayVariable = "FLOTILLA_TEST_SWITCHOVER_DELAY_MS"
     static let testSwitchoverDelay: Duration? = ProcessInfo.processInfo.environment[testDelayVariable]
         .flatMap { Int($0) }.map { .milliseconds($0) }
+
+    /// What the switchover costs beyond the last pages, per GiB of memory: the source's and the
+    /// target's checksum of the image (about 2.5 ms each per GiB in a release build, measured in
+    /// docs/benchmarks.md).
+    static let checksumCostPerGiB = Duration.microseconds(3000)
+
+    /// The downtime the last copy may take so that the whole pause fits `target`: the target less
+    /// a commit as long as `commit`, the two checksums and 2 ms; never below a fifth of `target`.
+    static func lastCopyTarget(_ target: Duration, commit: Duration, memoryBytes: UInt64) -> Duration {
+        let checksums = checksumCostPerGiB * (2 * Double(memoryBytes) / Double(1 << 30))
+        let reserve = commit + checksums + .milliseconds(2)
+        return max(target / 5, target - reserve)
+    }
 
     /// The planner's knobs from the cluster's settings and the VM's auto-converge.
     static func policy(_ settings: [String: String], autoConverge: Bool) -> PreCopyPolicy {
@@ -361,11 +383,15 @@ private actor StatsReporter {
 /// The HTTP/2 clients of one migration (the target's peer port and data listener), closed at its end.
 private final class PeerClients: Sendable {
     private let clients = Mutex<[Endpoint: HTTP2Client]>([:])
+    private let eventLoops: any EventLoopGroup
+
+    init(eventLoops: any EventLoopGroup) { self.eventLoops = eventLoops }
 
     func client(_ address: Endpoint) -> HTTP2Client {
         clients.withLock { clients in
             if let client = clients[address] { return client }
-            let client = HTTP2Client(configuration: .init(host: address.host, port: address.port))
+            let client = HTTP2Client(
+                configuration: .init(host: address.host, port: address.port), eventLoopGroup: eventLoops)
             clients[address] = client
             return client
         }

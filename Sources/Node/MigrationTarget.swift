@@ -94,6 +94,7 @@ actor MigrationSources {
     private let writer: ClusterWriter
     private let readState: @Sendable () async -> ClusterState
     private let changes: StateChanges
+    private let eventLoops: any EventLoopGroup
     private let logger: Logger
     private var running: [MigrationID: Task<Void, Never>] = [:]
     /// Migrations this process ran or gave up, so none is started twice.
@@ -101,8 +102,10 @@ actor MigrationSources {
 
     init(
         local: NodeID, agent: NodeAgent, writer: ClusterWriter,
-        readState: @escaping @Sendable () async -> ClusterState, changes: StateChanges, logger: Logger
+        readState: @escaping @Sendable () async -> ClusterState, changes: StateChanges,
+        eventLoops: any EventLoopGroup, logger: Logger
     ) {
+        self.eventLoops = eventLoops
         self.local = local
         self.agent = agent
         self.writer = writer
@@ -126,7 +129,7 @@ actor MigrationSources {
             if migration.phase == .preparing {
                 let source = MigrationSource(
                     migration: migration, local: local, agent: agent, writer: writer, readState: readState,
-                    logger: logger)
+                    eventLoops: eventLoops, logger: logger)
                 running[migration.id] = Task {
                     await source.run()
                     self.ended(migration.id)

@@ -137,7 +137,7 @@ public final class NodeDaemon: Service {
             dataPort: { dataServer.port })
         let sources = MigrationSources(
             local: configuration.nodeID, agent: agent, writer: writer, readState: readState, changes: stateChanges,
-            logger: logger)
+            eventLoops: dataLoops, logger: logger)
         // Failover and fencing (docs/failover.md): heartbeats and leases on the peer port; a node
         // whose lease runs out stops its VMs through the agent.
         let (controllers, heartbeats) = LeaderControllers.services(

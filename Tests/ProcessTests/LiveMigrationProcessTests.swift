@@ -268,16 +268,14 @@ struct LiveMigrationRefusalTests {
 
 @Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: ProcessCluster.canIsolateHosts, "needs root and iproute2"))
 struct LiveMigrationPartitionTests {
-    // Pages cross the test hosts' bridge at about 8 MiB/s in a debug build: these guests hold 8 MiB.
     @Test func aSourceCutOffFromItsTargetDuringPreCopyKeepsTheVMUnderItsEpoch() async throws {
         // Both still reach the leader; the round in flight hangs until the copy's time limit ends it.
+        // 64 MiB: the copy is still in its first rounds when the link is cut, however fast the bridge.
         let scene = try await MigrationScene(
-            hosts: true, settings: ["migration.time-limit-s": "5"], demand: 8 * mib,
+            hosts: true, settings: ["migration.time-limit-s": "5"], demand: 64 * mib,
             dirtyPagesPerSecond: fasterThanTheLink)
         let started = try await scene.leaderAPI.migrateVM(scene.name, to: "n\(scene.target)")
-        try await scene.awaitMigration(started.id, "copying after its first round") {
-            $0.phase == "copying" && ($0.stats?.rounds.count ?? 0) >= 1
-        }
+        try await scene.awaitMigration(started.id, "copying") { $0.phase == "copying" }
         try scene.cluster.cut(scene.source, from: scene.target)
 
         let failed = try await scene.awaitMigration(started.id, "ended") { !$0.active }
