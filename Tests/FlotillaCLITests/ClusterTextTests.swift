@@ -79,7 +79,7 @@ private let clusterJSON = """
         #"{"sequence": 7, "time": 1767225600000, "kind": "vm.started", "vm": "vm1", "detail": "vm1 (Finance) started on n2, epoch 1", "command": "startVM"}"#
     )
     let line = ClusterText.event(event)
-    #expect(line == "     7  2026-01-01T00:00:00Z  vm.started          " + "vm1 (Finance) started on n2, epoch 1")
+    #expect(line == "     7  2026-01-01T00:00:00Z  vm.started           " + "vm1 (Finance) started on n2, epoch 1")
 }
 
 @Test func anErrorIsOneLineStartingWithTheCommandName() {
