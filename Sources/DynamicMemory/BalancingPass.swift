@@ -26,6 +26,10 @@ struct BalancingPass {
     let usable: UInt64
     /// How much a VM gives back voluntarily this pass.
     let step: UInt64
+    /// VMs the previous pass ballooned down that were still above their goal: they go on giving
+    /// back even within the hysteresis band, which only decides whether giving back starts (a short
+    /// step must not leave a VM stuck inside the band, above its goal, for good).
+    let givingBack: Set<VMID>
     let requests: [MemoryRequest]
     /// Per request.
     let targets: [UInt64]
@@ -40,7 +44,11 @@ struct BalancingPass {
     /// Sums of settings stay below 2⁶⁴ because each is at most 2⁵⁰ bytes and there are fewer than 2¹⁴ VMs.
     static let mostVMs = (1 << 14) - 1
 
-    init(policy: BalancerPolicy, usable: UInt64, step: UInt64, requests: [MemoryRequest]) {
+    init(
+        policy: BalancerPolicy, usable: UInt64, step: UInt64, requests: [MemoryRequest],
+        givingBack: Set<VMID> = []
+    ) {
+        self.givingBack = givingBack
         precondition(
             requests.count <= Self.mostVMs,
             "memory balancer: \(requests.count) VMs in one pass; at most \(Self.mostVMs) keep the sums within 64 bits")
@@ -173,7 +181,7 @@ struct BalancingPass {
                 running[slot].planned = vm.current
             } else if short {
                 running[slot].planned = growsAtOnce ? vm.goal : max(vm.goal, stepDown(vm.current))
-            } else if vm.current - vm.target > hysteresis(vm.target) {
+            } else if vm.current - vm.target > hysteresis(vm.target) || givingBack.contains(vm.vm) {
                 running[slot].planned = max(vm.goal, stepDown(vm.current))
             } else {
                 running[slot].planned = vm.current
@@ -250,6 +258,11 @@ struct BalancingPass {
     }
 
     /// The answers, in the order of the requests.
+    /// The VMs this pass ballooned down that are still above their goal: they give back on.
+    var stillGivingBack: Set<VMID> {
+        Set(running.filter { $0.planned < $0.current && $0.planned > $0.goal }.map(\.vm))
+    }
+
     var assignments: [MemoryAssignment] {
         var assigned = [UInt64](repeating: 0, count: requests.count)
         var goals = assigned

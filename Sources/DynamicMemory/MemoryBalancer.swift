@@ -1,9 +1,11 @@
 // The per-node memory balancer: one pass turns settings and demands into assignments (DESIGN.md §10).
+import ClusterModel
 
 /// Shares a node's usable memory between the VMs it runs, one pass at a time.
 ///
 /// A value with no clock, no I/O and no randomness: time comes in as `now`, and all it remembers
-/// between passes is when the previous one ran, to size the balloon step. docs/dynamic-memory.md
+/// between passes is when the previous one ran, to size the balloon step, and which VMs it left
+/// giving back. docs/dynamic-memory.md
 /// states its rules in plain words; each pass keeps all of them:
 ///
 /// 1. A VM's target is its demand plus its buffer, rounded up to the granule, within
@@ -15,7 +17,8 @@
 ///    grows; running VMs' memory above their minimums is reclaimed at once for it.
 /// 5. When every target fits, a VM below its target gets it at once (hot-add), taking at once what
 ///    others hold above their targets if free memory is short; a VM above its target by more than
-///    the hysteresis band gives back one balloon step per pass; within the band nothing moves.
+///    the hysteresis band gives back one balloon step per pass, down to its target; a VM within the
+///    band that is not already giving back does not move.
 /// 6. When the targets do not fit, every running VM keeps its minimum and the memory above the
 ///    minimums is shared by weighted max-min fairness on the need above the minimum, weight
 ///    priority + 1. VMs above their share give back by balloon steps (or at once, by policy).
@@ -41,6 +44,8 @@ public struct MemoryBalancer: Sendable {
     public let policy: BalancerPolicy
     /// When the previous pass ran; nil before the first. Never decreases.
     public private(set) var previousPass: Duration?
+    /// The VMs the previous pass left giving back (ballooned down, still above their goal).
+    private var givingBack: Set<VMID> = []
 
     public init(policy: BalancerPolicy = .init()) {
         if let problem = policy.problem { preconditionFailure("memory balancer policy \(policy): \(problem)") }
@@ -64,8 +69,9 @@ public struct MemoryBalancer: Sendable {
         previousPass = now
         var pass = BalancingPass(
             policy: policy, usable: usable, step: Self.balloonStep(rate: policy.balloonRate, for: elapsed),
-            requests: requests)
+            requests: requests, givingBack: givingBack)
         pass.run()
+        givingBack = pass.stillGivingBack
         return pass.assignments
     }
 

@@ -167,7 +167,7 @@ private let step: UInt64 = 51 * mib
         #expect(answer.status == .ok)
     }
 
-    @Test func aVMAboveItsTargetGivesBackOneBalloonStepPerPassUntilItIsWithinTheBand() {
+    @Test func aVMAboveItsTargetGivesBackOneBalloonStepPerPassDownToItsTarget() {
         var balancer = MemoryBalancer.warmedUp()
         var assigned = 3 * gib
         var history: [UInt64] = []
@@ -179,9 +179,28 @@ private let step: UInt64 = 51 * mib
         }
         #expect(history.prefix(2) == [3 * gib - step, 3 * gib - 2 * step])
         // 39 steps leave 1083 MiB, more than the 51.2 MiB band above the 1 GiB target; the 40th
-        // leaves 1032 MiB, inside it, and nothing moves after that.
+        // leaves 1032 MiB, inside it: having started, it gives back on, to the target, and stays.
         #expect(history[38] == 1083 * mib)
-        #expect(history[39...].allSatisfy { $0 == 1032 * mib })
+        #expect(history[39] == 1032 * mib)
+        #expect(history[40...].allSatisfy { $0 == 1 * gib })
+    }
+
+    /// A short step (a pass soon after the previous one) that lands inside the band must not
+    /// leave the VM there: what started giving back goes on to the target.
+    @Test func aShortStepIntoTheBandDoesNotStopTheGivingBack() {
+        var balancer = MemoryBalancer.warmedUp()
+        // Target 480 MiB (400 MiB + 20 %); the band is max(16 MiB, 24 MiB). 512 MiB is above it.
+        let request = { (assigned: UInt64) in
+            vm(1, demand: 400 * mib, assigned: assigned, startup: 512 * mib, minimum: 256 * mib, maximum: 2 * gib)
+        }
+        let first = balancer.pass(after: 25, usable: 8 * gib, [request(512 * mib)])[vm: 1]
+        #expect(first.target == 480 * mib)
+        #expect(first.assigned < 512 * mib && first.assigned - 480 * mib <= 24 * mib, "a short step into the band")
+        let second = balancer.pass(after: 100, usable: 8 * gib, [request(first.assigned)])[vm: 1]
+        #expect(second.assigned == 480 * mib)
+        // Within the band, a VM that was not giving back stays where it is.
+        var fresh = MemoryBalancer.warmedUp()
+        #expect(fresh.pass(after: 100, usable: 8 * gib, [request(first.assigned)])[vm: 1].assigned == first.assigned)
     }
 
     @Test func withinTheHysteresisBandNothingMoves() {

@@ -138,11 +138,13 @@ struct RuleCheck {
                 }
                 continue
             }
-            let own = current - target > hysteresis(target) ? stepped(current, goal: target) : current
+            // Above the band it steps down; within it, it stays — or steps on, if it was already giving back.
+            let step = stepped(current, goal: target)
+            let own = current - target > hysteresis(target) ? step : current
             if answer.assigned < target || answer.assigned > own {
                 found.append("5: \(request.vm) went from \(current) to \(answer.assigned), outside [\(target), \(own)]")
             }
-            if answer.assigned < own && free >= policy.granule {
+            if answer.assigned < step && free >= policy.granule {
                 found.append("5: \(request.vm) was reclaimed at once though \(free) bytes are free")
             }
         }

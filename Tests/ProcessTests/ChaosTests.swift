@@ -104,7 +104,7 @@ struct ChaosTests {
             let vm = try await admin.createVM(
                 VMCreation(
                     name: name, startup: 256 << 20, restartPriority: ["high", "medium", "low"][index % 3],
-                    volume: volume))
+                    volume: volume, workload: WorkloadView(demand: 16 << 20)))
             _ = try await admin.startVM(name)
             disks[VMID(parsing: vm.id)!] = cluster.sharedRoot + "/volumes/\(volume)/\(vm.diskFile)"
         }
@@ -118,6 +118,8 @@ struct ChaosTests {
         }
         let stop = StopFlag()
         var clientSeeds = (1...4).map { _ in random.next() }
+        let migratorSeed = random.next()
+        let migrations = BegunMigrations()
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Polls every agent often: what a guest reports is fsynced, so it must be on disk.
@@ -158,6 +160,18 @@ struct ChaosTests {
                             }
                         }
                         try await Task.sleep(for: .milliseconds(choices.int(in: 10...40)))
+                    }
+                }
+            }
+            // Live migrations among the faults: a random VM to wherever placement puts it, through a
+            // random node (forwarded to the leader). Refusals (already migrating, no leader) are fine.
+            group.addTask {
+                var choices = SimulationRandom(seed: migratorSeed)
+                while !stop.isSet {
+                    try await Task.sleep(for: .milliseconds(choices.int(in: 300...1200)))
+                    let name = "Guest\(choices.int(in: 1...Self.vmCount))"
+                    if (try? await cluster.client(choices.int(in: 1...5)).migrateVM(name)) != nil {
+                        migrations.count.withLock { $0 += 1 }
                     }
                 }
             }
@@ -202,6 +216,14 @@ struct ChaosTests {
             if let view = try? await poller.agent() { acknowledged.record(view) }
             await poller.close()
         }
+        // The migrations the state still keeps (the last 100 ended): some must have switched over.
+        let leader = try await cluster.awaitLeader()
+        let kept = (try? await cluster.client(leader).migrations()) ?? []
+        let completed = kept.count { $0.phase == "completed" }
+        print(
+            "chaos: \(migrations.count.withLock { $0 }) live migrations begun; of the \(kept.count) kept, \(completed) "
+                + "completed, \(kept.count { $0.phase == "failed" }) failed")
+        if completed == 0 { problems.append("no live migration completed among the faults") }
         // Stopped nodes stop their guests first, so the journals are read whole and at rest.
         await cluster.close()
         problems += checkJournals(disks, acknowledged, while: "the end")
@@ -320,4 +342,9 @@ struct ChaosTests {
         }
         return problems
     }
+}
+
+/// How many live migrations the chaos test's migrator got the leader to begin.
+private final class BegunMigrations: Sendable {
+    let count = Mutex(0)
 }
