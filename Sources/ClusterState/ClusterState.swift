@@ -70,8 +70,8 @@ public struct ClusterState: Hashable, Sendable {
         case .deleteSetting(let key): return try deleteSetting(key, context)
         case .registerMember(let id, let addresses): return try registerMember(id, addresses, context)
         case .registerNode(let registration): return try registerNode(registration, context)
-        case .setNodeState(let node, let state, let reason):
-            return try setNodeState(node, state, reason: reason, context)
+        case .setNodeState(let node, let state, let reason, let expected):
+            return try setNodeState(node, state, reason: reason, expected: expected, context)
         case .removeNode(let node): return try removeNode(node, context)
         case .createVolume(let volume, let path, let coordinator):
             return try createVolume(volume, path: path, coordinator: coordinator, context)

@@ -3,12 +3,14 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 6 added the optional reason of `beginMigration` (who asked for the migration and why);
+    /// Version 7 added the optional state `setNodeState` expects the node in (a controller's decision
+    /// that a newer change made stale is refused); version 6 added the optional reason of
+    /// `beginMigration` (who asked for the migration and why);
     /// version 5 added VMs' auto-converge (in `createVM`, and `setVMAutoConverge`) and
     /// `recordMigrationStats`; version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
     /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
     /// version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 6
+    public static let formatVersion: UInt8 = 7
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -57,10 +59,12 @@ extension ClusterCommand {
             registration.addresses.encode(into: &writer)
             writer.write(enumCase: registration.role)
             writer.writeVarint(registration.usableMemory)
-        case .setNodeState(let node, let state, let reason):
+        case .setNodeState(let node, let state, let reason, let expected):
             writer.write(node)
             writer.write(enumCase: state)
             writer.write(optional: reason)
+            writer.write(expected != nil)
+            if let expected { writer.write(enumCase: expected) }
         case .removeNode(let node):
             writer.write(node)
         case .createVolume(let volume, let path, let coordinator):
@@ -130,9 +134,13 @@ extension ClusterCommand {
                     id: try reader.readNodeID(), addresses: try MemberAddresses(from: &reader),
                     role: try reader.readEnum(NodeRole.self, "node role"), usableMemory: try reader.readVarint()))
         case .setNodeState:
+            let node = try reader.readNodeID()
+            let state = try reader.readEnum(NodeState.self, "node state")
+            let reason = hasReasons ? try reader.readOptionalString() : nil
+            let hasExpected = entryVersion >= 7 ? try reader.readBool() : false
             self = .setNodeState(
-                try reader.readNodeID(), try reader.readEnum(NodeState.self, "node state"),
-                reason: hasReasons ? try reader.readOptionalString() : nil)
+                node, state, reason: reason,
+                expected: hasExpected ? try reader.readEnum(NodeState.self, "node state") : nil)
         case .removeNode: self = .removeNode(try reader.readNodeID())
         case .createVolume:
             self = .createVolume(

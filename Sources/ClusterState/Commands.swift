@@ -13,8 +13,10 @@ public enum ClusterCommand: Hashable, Sendable {
     /// Adds a node (state up), or updates a known node's addresses, role and usable memory.
     case registerNode(NodeRegistration)
     /// Drain, pause, resume (to up), declare down, or bring back up a node; `reason` (who or
-    /// what decided it: "by operator", failover's finding) goes into the events it records.
-    case setNodeState(NodeID, NodeState, reason: String? = nil)
+    /// what decided it: "by operator", failover's finding) goes into the events it records. With
+    /// `expected`, it applies only if the node is in that state (a controller's decision made stale
+    /// by a newer change is refused, as `setVMOwner`'s expected epoch does for VMs).
+    case setNodeState(NodeID, NodeState, reason: String? = nil, expected: NodeState? = nil)
     /// Forgets a node that owns no VM, coordinates no volume and takes part in no migration.
     case removeNode(NodeID)
 

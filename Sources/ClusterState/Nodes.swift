@@ -53,11 +53,15 @@ extension ClusterState {
     /// draining node. Declaring a node down takes effect at once, since the node no longer runs
     /// anything the cluster can count on: its VMs go pending (epoch + 1) until failover gives
     /// them new owners, its migrations fail, and its volumes go offline until their coordinator moves.
-    mutating func setNodeState(_ id: NodeID, _ state: NodeState, reason: String?, _ context: ApplyContext)
-        throws(Rejection) -> CommandOutcome
-    {
+    mutating func setNodeState(
+        _ id: NodeID, _ state: NodeState, reason: String?, expected: NodeState?, _ context: ApplyContext
+    ) throws(Rejection) -> CommandOutcome {
         try Self.checkReason(reason, of: "setNodeState")
         var node = try knownNode(id)
+        if let expected, node.state != expected {
+            throw .conflict(
+                "\(id) is \(node.state), not \(expected) as expected; the change was decided on an older state")
+        }
         guard node.state != state else { throw .conflict("\(id) is already \(state)") }
         guard node.state.allowedNext.contains(state) else {
             throw .conflict(

@@ -64,7 +64,8 @@ extension Decision {
             }
             if node.id != leader, FailoverController.isDrained(node.id, in: scratch) {
                 propose(
-                    .setNodeState(node.id, .paused, reason: "drained: its VMs, volumes and leadership moved"),
+                    .setNodeState(
+                        node.id, .paused, reason: "drained: its VMs, volumes and leadership moved", expected: .draining),
                     "\(node.id) is drained: paused")
             }
         }

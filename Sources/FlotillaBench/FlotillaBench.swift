@@ -8,7 +8,7 @@ struct FlotillaBench: AsyncParsableCommand {
         abstract: "Benchmark drivers for Flotilla's components.",
         subcommands: [
             HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self, BalancerBenchmark.self,
-            MemoryStepBenchmark.self, MigrationBenchmark.self, TCPCopyBenchmark.self,
+            MemoryStepBenchmark.self, MigrationBenchmark.self, TCPCopyBenchmark.self, DrainBenchmark.self,
         ]
     )
 }

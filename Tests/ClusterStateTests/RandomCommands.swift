@@ -85,7 +85,9 @@ struct RandomCommands {
                     id: id, addresses: addresses(chance(95) ? id.rawValue : UInt64.random(in: 1...4, using: &random)),
                     role: pick(NodeRole.allCases), usableMemory: pick([2 * gib, 4 * gib, 8 * gib, 100])))
         case 3..<12:
-            return .setNodeState(node(state), pick([.up, .up, .down, .draining, .paused]), reason: reason())
+            return .setNodeState(
+                node(state), pick([.up, .up, .down, .draining, .paused]), reason: reason(),
+                expected: pick([nil, nil, .draining, .up]))
         case 12..<13: return .removeNode(node(state))
         case 13..<17:
             let id: VolumeID = chance(95) ? pick(["csv1", "csv2", "csv3"]) : "Bad_Volume"

@@ -130,17 +130,22 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
 @Test func versionTwoNodeAndVolumeEntriesDecodeWithoutAReason() throws {
     func string(_ text: String) -> [UInt8] { [UInt8(text.utf8.count)] + Array(text.utf8) }
     let down = CommandEnvelope(proposedAt: 7, command: .setNodeState(3, .down))
-    // Version 2 wrote the same fields as version 3 without the trailing optional reason (one 0 byte).
+    // Version 2 wrote the same fields as version 3 without the trailing optional reason (one 0 byte);
+    // version 7 added the optional expected state after it (one 0 byte when absent).
     var old = down.encoded
     old[0] = 2
-    old.removeLast()
+    old.removeLast(2)
     #expect(try CommandEnvelope(decoding: old) == down)
+    var six = down.encoded
+    six[0] = 6
+    six.removeLast()
+    #expect(try CommandEnvelope(decoding: six) == down)
     let move: [UInt8] = [2, 7, CommandKind.moveVolume.rawValue] + string("csv1") + [2]
     #expect(try CommandEnvelope(decoding: move).command == .moveVolume("csv1", coordinator: 2, reason: nil))
     // Version 3 keeps the reason; a version-2 entry with one is damaged (bytes after the command).
     let reasoned = CommandEnvelope(proposedAt: 7, command: .setNodeState(3, .down, reason: "no heartbeat for 2.6 s"))
     #expect(try CommandEnvelope(decoding: reasoned.encoded) == reasoned)
-    var mislabelled = reasoned.encoded
+    var mislabelled = Array(reasoned.encoded.dropLast())
     mislabelled[0] = 2
     #expect(throws: WireFormatError.self) { try CommandEnvelope(decoding: mislabelled) }
 }

@@ -42,6 +42,23 @@ import Testing
         #expect(leader.round().isEmpty, "a paused node is left alone")
     }
 
+    /// The pause is decided on the state of one round; if the operator resumed the node before it
+    /// committed, it must not pause a node that is up again.
+    @Test func aPauseDecidedBeforeTheOperatorResumedTheNodeIsRefused() {
+        var fixture = Fixture.threeNodes()
+        fixture.applied(.setNodeState(2, .draining))
+        var leader = Leader(fixture)
+        let proposals = FailoverController.proposals(
+            state: leader.state, leases: leader.table, now: leader.now, wallClock: leader.fixture.wallClock, leader: 1)
+        #expect(
+            proposals.map(\.command) == [
+                .setNodeState(2, .paused, reason: "drained: its VMs, volumes and leadership moved", expected: .draining)
+            ])
+        leader.fixture.applied(.setNodeState(2, .up, reason: "by operator"))
+        #expect(leader.fixture.apply(proposals[0].command).rejection?.kind == .conflict)
+        #expect(leader.state.nodes[2]?.state == .up)
+    }
+
     @Test func aDrainingLeaderHandsOverLeadershipOnceDrainedAndIsPausedByItsSuccessor() {
         var fixture = Fixture.threeNodes()
         let web = fixture.runningVM("web", on: 2)

@@ -25,7 +25,7 @@ import Testing
         #expect(vm.state == .running)
         #expect(vm.owner != nil && vm.owner != 3)
         #expect(vm.epoch == 3, "started at epoch 1, pending at 2 when its owner went down, placed at 3")
-        let down = leader.made.first { if case .setNodeState(3, .down, _) = $0.command { true } else { false } }
+        let down = leader.made.first { if case .setNodeState(3, .down, _, _) = $0.command { true } else { false } }
         #expect(down?.reason.contains("no heartbeat for 2.6 s") == true, "\(leader.made)")
         let ownerEvent = leader.state.events.last { $0.kind == .vmOwnerChanged && $0.vm == web }
         #expect(

@@ -151,7 +151,11 @@ struct ClusterAPITests {
 
         // Nodes: drain and resume; the refusals of setNodeState; a bad id.
         #expect(try await follower.changeNode("n3", "drain").state == "draining")
-        await expectStatus(409) { try await leader.changeNode("n3", "drain") }
+        // Nothing to move off it: the leader pauses it as drained.
+        try await cluster.await("n3 drained and paused") {
+            (try? await leader.nodes())?.first { $0.id == "n3" }?.state == "paused"
+        }
+        await expectStatus(409) { try await leader.changeNode("n3", "pause") }
         #expect(try await leader.changeNode("n3", "resume").state == "up")
         await expectStatus(409) { try await leader.changeNode("n3", "resume") }
         await expectStatus(404) { try await leader.changeNode("n9", "drain") }
