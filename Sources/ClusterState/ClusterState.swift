@@ -365,6 +365,8 @@ public enum Setting {
     public static let migrationRoundsKey = "migration.max-rounds"
     public static let migrationTimeLimitKey = "migration.time-limit-s"
     public static let migrationStreamsKey = "migration.streams"
+    /// The most a migration's pre-copy rounds put on the link, in MiB/s; 0: no limit.
+    public static let migrationBandwidthKey = "migration.max-bandwidth-mib-s"
     /// Rebalancing by live migration (`off` or `on`): the leader moves a VM off a node whose VMs
     /// stay in warning, to a node with room.
     public static let rebalanceMemoryKey = "rebalance.memory"
@@ -377,6 +379,7 @@ public enum Setting {
         migrationRoundsKey: (1...1000, 10),
         migrationTimeLimitKey: (1...86_400, 60),
         migrationStreamsKey: (1...16, 4),
+        migrationBandwidthKey: (0...1_000_000, 0),
         rebalanceAfterKey: (1...86_400, 30),
     ]
 

@@ -25,15 +25,43 @@ public struct PageSender: Sendable {
     }
 
     /// Sends `pages` and returns the bytes they took on the wire, once the target has every one
-    /// of them. Throws `PageSendError` when a request fails or is refused (what the target said).
-    public func send(_ pages: [(page: Int, word: UInt64)], deadline: NIODeadline) async throws -> UInt64 {
+    /// of them; with a `limit`, in batches paced to it (a batch waits until the bytes before it are
+    /// due at the limit). Throws `PageSendError` when a request fails or is refused (what the
+    /// target said), or when the limit would keep the pages past `deadline`.
+    public func send(
+        _ pages: [(page: Int, word: UInt64)], deadline: NIODeadline, limit: BandwidthLimit? = nil
+    ) async throws -> UInt64 {
+        guard let limit else { return try await sendAtOnce(pages[...], deadline: deadline) }
+        let batch = limit.framesPerBatch(frameSize: PageFrame.size, minimum: Self.framesPerChunk)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var sent: UInt64 = 0
+        for first in stride(from: 0, to: pages.count, by: batch) {
+            let wait = limit.wait(sent: sent, elapsed: clock.now - start)
+            if wait > .zero {
+                guard NIODeadline.now() + TimeAmount(wait) < deadline else {
+                    throw PageSendError(
+                        "at the bandwidth limit of \(limit.bytesPerSecond) bytes/s the pages would not all be sent in time"
+                    )
+                }
+                try await Task.sleep(for: wait)
+            }
+            sent += try await sendAtOnce(pages[first..<min(first + batch, pages.count)], deadline: deadline)
+        }
+        return sent
+    }
+
+    /// `pages` split over `streams` requests in parallel, each body made as flow control takes it.
+    private func sendAtOnce(_ pages: ArraySlice<(page: Int, word: UInt64)>, deadline: NIODeadline) async throws
+        -> UInt64
+    {
         guard !pages.isEmpty else { return 0 }
         let parts = min(streams, (pages.count + Self.framesPerChunk - 1) / Self.framesPerChunk)
         let share = (pages.count + parts - 1) / parts
         let path = MigrationWire.pagesPath(migration)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for start in stride(from: 0, to: pages.count, by: share) {
-                let slice = pages[start..<min(start + share, pages.count)]
+            for start in stride(from: pages.startIndex, to: pages.endIndex, by: share) {
+                let slice = pages[start..<min(start + share, pages.endIndex)]
                 group.addTask {
                     let request = HTTPRequest(
                         method: .post, path: path, headers: ["content-type": "application/octet-stream"],

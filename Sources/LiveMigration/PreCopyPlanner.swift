@@ -294,7 +294,7 @@ extension PreCopyPlanner: CustomStringConvertible {
 
 extension Duration {
     /// Whole and fractional seconds.
-    fileprivate var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 
     /// `60 s`, `1.5 s`, `250 ms`: for messages.
     fileprivate var spoken: String {

@@ -59,6 +59,8 @@ struct MigrationSource {
             }
             var policy = Self.policy(state.settings, autoConverge: record.autoConverge)
             let streams = Setting.wholeNumber(Setting.migrationStreamsKey, in: state.settings)
+            let limit = BandwidthLimit(
+                bytesPerSecond: UInt64(Setting.wholeNumber(Setting.migrationBandwidthKey, in: state.settings)) << 20)
             let memoryBytes = await guest.migrationState.memoryBytes
             // 1. The target's shell.
             let dataPort = try await prepare(
@@ -77,7 +79,8 @@ struct MigrationSource {
             await reporter.report(copy.stats(memoryBytes: memoryBytes))
             // 2. The rounds.
             try await copyRounds(
-                guest, sender: sender, policy: policy, copy: &copy, memoryBytes: memoryBytes, reporter: reporter)
+                guest, sender: sender, limit: limit, policy: policy, copy: &copy, memoryBytes: memoryBytes,
+                reporter: reporter)
             // 3. Paused: the last pages, the device state, the target's check.
             await guest.pause()
             pausedAt = WallClock.microseconds()
@@ -199,8 +202,8 @@ struct MigrationSource {
     }
 
     private func copyRounds(
-        _ guest: Guest, sender: PageSender, policy: PreCopyPolicy, copy: inout Copy, memoryBytes: UInt64,
-        reporter: StatsReporter
+        _ guest: Guest, sender: PageSender, limit: BandwidthLimit?, policy: PreCopyPolicy, copy: inout Copy,
+        memoryBytes: UInt64, reporter: StatsReporter
     ) async throws(Stop) {
         let clock = ContinuousClock()
         let origin = clock.now
@@ -216,7 +219,7 @@ struct MigrationSource {
                 let left = (planner.deadline ?? .seconds(3600)) - (clock.now - origin)
                 let sent: UInt64
                 do {
-                    sent = try await send(pages, with: sender, within: max(left, .milliseconds(1)))
+                    sent = try await send(pages, with: sender, limit: limit, within: max(left, .milliseconds(1)))
                 } catch .failed(let reason) where clock.now - origin >= planner.deadline ?? .seconds(3600) {
                     throw .failed("round \(round) did not end within the time limit: \(reason)")
                 }
@@ -236,11 +239,13 @@ struct MigrationSource {
         }
     }
 
-    private func send(_ pages: [(page: Int, word: UInt64)], with sender: PageSender, within time: Duration)
-        async throws(Stop) -> UInt64
-    {
+    /// Sends `pages` within `time`; paced to `limit` in pre-copy rounds, never in the paused last copy.
+    private func send(
+        _ pages: [(page: Int, word: UInt64)], with sender: PageSender, limit: BandwidthLimit? = nil,
+        within time: Duration
+    ) async throws(Stop) -> UInt64 {
         do {
-            return try await sender.send(pages, deadline: .now() + TimeAmount(time))
+            return try await sender.send(pages, deadline: .now() + TimeAmount(time), limit: limit)
         } catch {
             throw .failed("pages to \(migration.target): \(error)")
         }

@@ -8,9 +8,11 @@ import HTTP2
 import Testing
 
 private let mib = MigrationScene.mib
-/// Pages a second no debug build's page streams keep up with (about 100 MB/s against 15-40): pre-copy
-/// goes on round after round, or gives up, unless auto-converge throttles the guest.
+/// Pages a second (about 100 MB/s) that a link limited to `slowLink` does not keep up with, on
+/// any machine: pre-copy goes on round after round, or gives up, unless auto-converge throttles the guest.
 private let fasterThanTheLink: UInt64 = 25_000
+/// The bandwidth limit that makes the link slower than the guest: 16 MiB/s, so 32 MiB take 2 s a round.
+private let slowLink = ["migration.max-bandwidth-mib-s": "16"]
 
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct LiveMigrationProcessTests {
@@ -50,7 +52,7 @@ struct LiveMigrationProcessTests {
 
     @Test func aSourceKilledDuringPreCopyFailsTheMigrationAndItsVMFailsOverOnce() async throws {
         // Dirtying faster than the link: pre-copy goes on for rounds, so the kill finds it copying.
-        let scene = try await MigrationScene(dirtyPagesPerSecond: fasterThanTheLink)
+        let scene = try await MigrationScene(settings: slowLink, dirtyPagesPerSecond: fasterThanTheLink)
         let started = try await scene.leaderAPI.migrateVM(scene.name, to: "n\(scene.target)")
         try await scene.awaitMigration(started.id, "copying after its first round") {
             $0.phase == "copying" && ($0.stats?.rounds.count ?? 0) >= 1
@@ -75,7 +77,7 @@ struct LiveMigrationProcessTests {
     }
 
     @Test func aTargetKilledDuringPreCopyLeavesTheVMRunningOnItsSourceUnderItsEpoch() async throws {
-        let scene = try await MigrationScene(dirtyPagesPerSecond: fasterThanTheLink)
+        let scene = try await MigrationScene(settings: slowLink, dirtyPagesPerSecond: fasterThanTheLink)
         let started = try await scene.leaderAPI.migrateVM(scene.name, to: "n\(scene.target)")
         try await scene.awaitMigration(started.id, "copying after its first round") {
             $0.phase == "copying" && ($0.stats?.rounds.count ?? 0) >= 1
@@ -122,7 +124,9 @@ struct LiveMigrationProcessTests {
 
     @Test func aGuestDirtyingFasterThanTheLinkIsAbortedUnlessAutoConvergeThrottlesIt() async throws {
         let scene = try await MigrationScene(
-            settings: ["migration.max-rounds": "4", "migration.time-limit-s": "30", "migration.downtime-ms": "10"],
+            settings: slowLink.merging(
+                ["migration.max-rounds": "4", "migration.time-limit-s": "30", "migration.downtime-ms": "10"]
+            ) { $1 },
             demand: 8 * mib, dirtyPagesPerSecond: fasterThanTheLink)
         let reservedBefore = try #require(
             try await scene.leaderAPI.nodes().first { $0.id == "n\(scene.target)" }?.memory?.assigned)
@@ -185,6 +189,7 @@ struct LiveMigrationRefusalTests {
         let api = cluster.client(leader)
         try await cluster.await("all three nodes registered") { (try? await api.nodes())?.count == 3 }
         try await api.setSetting("migration.max-rounds", to: "1000")
+        for (key, value) in slowLink { try await api.setSetting(key, to: value) }
         try await api.createVolume("csv1", coordinator: "n\(leader)")
         let small = WorkloadView(demand: 32 * mib, dirtyPagesPerSecond: fasterThanTheLink)
         for (name, startup, node) in [("Sales", 64 * mib, home), ("Wide", 3072 * mib, home), ("Big", 6144 * mib, full)]
@@ -233,10 +238,10 @@ struct LiveMigrationRefusalTests {
         try await expectRefused(404, "/v1/migrations/mig99/cancel", saying: "no migration mig99")
         try await expectRefused(400, "/v1/migrations/soon/cancel", saying: "bad_migration_id")
 
-        // A draining node takes no incoming migration.
+        // A draining node takes no incoming migration (nor, once drained, the paused node it becomes).
         _ = try await api.changeNode("n\(spare)", "drain")
         try await expectRefused(
-            409, "/v1/vms/Sales/migrate", body: #"{"to": "n\#(spare)"}"#, saying: "is draining and takes no")
+            409, "/v1/vms/Sales/migrate", body: #"{"to": "n\#(spare)"}"#, saying: "and takes no incoming migrations")
         _ = try await api.changeNode("n\(spare)", "resume")
 
         // A VM already migrating (one that dirties faster than the link copies for a while).
@@ -272,7 +277,7 @@ struct LiveMigrationPartitionTests {
         // Both still reach the leader; the round in flight hangs until the copy's time limit ends it.
         // 64 MiB: the copy is still in its first rounds when the link is cut, however fast the bridge.
         let scene = try await MigrationScene(
-            hosts: true, settings: ["migration.time-limit-s": "5"], demand: 64 * mib,
+            hosts: true, settings: slowLink.merging(["migration.time-limit-s": "5"]) { $1 }, demand: 64 * mib,
             dirtyPagesPerSecond: fasterThanTheLink)
         let started = try await scene.leaderAPI.migrateVM(scene.name, to: "n\(scene.target)")
         try await scene.awaitMigration(started.id, "copying") { $0.phase == "copying" }
