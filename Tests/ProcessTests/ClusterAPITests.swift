@@ -11,6 +11,25 @@ import Testing
 private let gib: UInt64 = 1 << 30
 private let mib: UInt64 = 1 << 20
 
+/// The committed part of VM views: without the memory figures their owners report, which move
+/// with each balancing pass between one read and the next.
+private func committed(_ vms: [VMView]) -> [VMView] {
+    vms.map { vm in
+        var vm = vm
+        (vm.memory.assigned, vm.memory.demand, vm.memory.status, vm.memory.pagingBytes) = (nil, nil, nil, nil)
+        return vm
+    }
+}
+
+/// The committed part of node views: without the memory their nodes report.
+private func committed(_ nodes: [NodeView]) -> [NodeView] {
+    nodes.map { node in
+        var node = node
+        node.memory = nil
+        return node
+    }
+}
+
 /// Expects `body` to fail with an API error of `status`; returns its message.
 @discardableResult
 private func expectStatus(
@@ -134,12 +153,13 @@ struct ClusterAPITests {
         let fromFollower = try await follower.cluster()
         let fromLeader = try await leader.cluster()
         #expect(fromFollower.leader == fromFollower.servedBy && fromFollower.leader == fromLeader.leader)
-        #expect(fromFollower.nodes == fromLeader.nodes && fromFollower.vms == fromLeader.vms)
+        #expect(committed(fromFollower.nodes) == committed(fromLeader.nodes))
+        #expect(committed(fromFollower.vms) == committed(fromLeader.vms))
         #expect(fromFollower.volumes == fromLeader.volumes && fromFollower.migrations == [])
         // A stale read is the follower's own copy: it catches up with the leader's.
-        let leaderVMs = try await leader.vms()
+        let leaderVMs = committed(try await leader.vms())
         try await cluster.await("a stale read shows the committed VMs") {
-            (try? await follower.vms(stale: true)) == leaderVMs
+            (try? await follower.vms(stale: true)).map(committed) == leaderVMs
         }
         #expect(try await follower.cluster(stale: true).servedBy == "n\(leaderNumber % 3 + 1)")
 
