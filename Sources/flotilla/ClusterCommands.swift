@@ -175,8 +175,8 @@ struct VMCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Set what a VM's guest does with memory: its demand over time and how fast it dirties pages.",
             discussion: """
-                One of --demand 2G, --ramp 1G:3G:60s (from, to, over), --periodic 1G:3G:120s (low, high,
-                period) or --trace FILE.csv (lines seconds,size such as 30,2.5G). A running guest follows it
+                One of --demand 2G, --ramp 1G:3G:60s (from, to, over), --periodic 1G:3G:120s (low, high, \
+                period) or --trace FILE.csv (lines seconds,size such as 30,2.5G). A running guest follows it \
                 at once; it moves with the VM.
                 """)
         @OptionGroup var options: APIOptions

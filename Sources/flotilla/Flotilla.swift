@@ -10,8 +10,8 @@ struct Flotilla: AsyncParsableCommand {
         commandName: "flotilla",
         abstract: "A failover cluster for virtual machines.",
         discussion: """
-            `flotilla node` runs a cluster member; every other command is a client of a node's API,
-            found from --api, then FLOTILLA_API, then the local cluster's .flotilla/cluster.json, then
+            `flotilla node` runs a cluster member; every other command is a client of a node's API, \
+            found from --api, then FLOTILLA_API, then the local cluster's .flotilla/cluster.json, then \
             127.0.0.1:7101; any node answers (it forwards to the leader).
             """,
         version: FlotillaVersion.current,

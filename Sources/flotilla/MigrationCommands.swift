@@ -10,9 +10,9 @@ extension VMCommand {
         static let configuration = CommandConfiguration(
             abstract: "Live-migrate a running VM to --to, or where placement puts it; --watch prints its steps.",
             discussion: """
-                The guest keeps running while its memory is copied in rounds; it pauses only for the last
-                pages (about the downtime target, migration.downtime-ms, 50 ms by default), and runs on the
-                target once the switchover is committed. A copy that does not converge is aborted and the VM
+                The guest keeps running while its memory is copied in rounds; it pauses only for the last \
+                pages (about the downtime target, migration.downtime-ms, 50 ms by default), and runs on the \
+                target once the switchover is committed. A copy that does not converge is aborted and the VM \
                 stays where it was, unless auto-converge is on for it (flotilla vm auto-converge NAME on).
                 """)
         @OptionGroup var options: APIOptions

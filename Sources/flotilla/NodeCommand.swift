@@ -21,7 +21,7 @@ extension NodeCommand {
             commandName: "run",
             abstract: "Run a Flotilla node (a cluster member) in the foreground.",
             discussion: """
-                Settings come from the config file, then FLOTILLA_* environment variables, then these
+                Settings come from the config file, then FLOTILLA_* environment variables, then these \
                 flags; a later source overrides an earlier one. See cluster-config/ for config files.
                 """
         )
