@@ -14,7 +14,7 @@
 # says "needs root". With FLOTILLA_REQUIRE_ALL_TESTS=1 (CI sets it: CI runs as root) such a skip
 # fails the run, so a suite that silently cannot run is seen.
 set -uo pipefail
-minimum=${FLOTILLA_MIN_TESTS:-452}
+minimum=${FLOTILLA_MIN_TESTS:-495}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
