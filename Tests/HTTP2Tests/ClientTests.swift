@@ -7,6 +7,12 @@ import Testing
 
 @testable import HTTP2
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 @Suite struct ClientTests {
     /// A port nothing listens on: bound once by a server that then shut down.
     private func deadPort() async throws -> Int {
@@ -54,6 +60,24 @@ import Testing
             }
             #expect(error?.connectWasRefused == true)
         }
+    }
+
+    /// How a dying process's listening socket answers a connect it took before it closed: NIO
+    /// fails the connect with ECONNRESET (wrapped, as for a refusal, in `NIOConnectionError`).
+    @Test func aConnectResetByThePeersHostIsNoRefusalButSaysItWasReset() {
+        let reset = HTTP2ClientError.connectFailed(
+            peer: "127.0.0.1:1", IOError(errnoCode: ECONNRESET, reason: "connect"))
+        #expect(reset.kind == .connectionRefused)
+        #expect(reset.connectWasReset)
+        #expect(!reset.connectWasRefused)
+        #expect(reset.requestWasNotProcessed)
+        let refused = HTTP2ClientError.connectFailed(
+            peer: "127.0.0.1:1", IOError(errnoCode: ECONNREFUSED, reason: "connect"))
+        #expect(refused.connectWasRefused)
+        #expect(!refused.connectWasReset)
+        let timedOut = HTTP2ClientError.connectFailed(peer: "127.0.0.1:1", ChannelError.connectTimeout(.seconds(2)))
+        #expect(!timedOut.connectWasRefused)
+        #expect(!timedOut.connectWasReset)
     }
 
     @Test func peerThatNeverSpeaksHTTP2FailsTheConnectInsteadOfWedgingIt() async throws {
