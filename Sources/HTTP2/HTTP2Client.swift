@@ -113,11 +113,13 @@ public final class HTTP2Client: Sendable {
     }
 
     /// Opens the connection now unless one is open (or opening), waiting for it until `deadline`.
+    /// Unlike a call, it connects even in the backoff after a failed connect: its caller asks
+    /// whether the peer answers now.
     ///
     /// Throws what a call would: after a failed connect, `connectWasRefused` and `connectWasReset`
     /// on the error say whether the peer's host refused it or took it and reset it.
     public func connect(deadline: NIODeadline) async throws {
-        _ = try await self.connection(deadline: deadline)
+        _ = try await self.connection(deadline: deadline, ignoringBackoff: true)
     }
 
     /// Sets what to do when an open connection closes (the peer closed it, reset it or died); it
@@ -205,9 +207,9 @@ public final class HTTP2Client: Sendable {
         case fail(HTTP2ClientError)
     }
 
-    private func connection(deadline: NIODeadline) async throws -> PeerConnection {
+    private func connection(deadline: NIODeadline, ignoringBackoff: Bool = false) async throws -> PeerConnection {
         let step = self.shared.withLockedValue { shared -> Step in
-            switch shared.machine.connectionNeeded(now: .now()) {
+            switch shared.machine.connectionNeeded(now: .now(), ignoringBackoff: ignoringBackoff) {
             case .useConnection:
                 if let connection = shared.connection { return .use(connection) }
                 return .fail(HTTP2ClientError(.connectionClosed, peer: self.peer, detail: "no open connection"))
