@@ -4,12 +4,6 @@ public import NIOCore
 public import NIOPosix
 import Synchronization
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// Links a call to its stream so that cancelling the calling task can reset the stream.
 final class CallCancellation: Sendable {
     private let state = NIOLockedValueBox<(streamID: Int32?, cancelled: Bool)>((nil, false))
@@ -119,11 +113,13 @@ public final class HTTP2Client: Sendable {
     }
 
     /// Opens the connection now unless one is open (or opening), waiting for it until `deadline`.
+    /// Unlike a call, it connects even in the backoff after a failed connect: its caller asks
+    /// whether the peer answers now.
     ///
-    /// Throws what a call would: after a failed connect, `connectWasRefused` on the error says
-    /// whether the peer's host refused it.
+    /// Throws what a call would: after a failed connect, `connectWasRefused` and `connectWasReset`
+    /// on the error say whether the peer's host refused it or took it and reset it.
     public func connect(deadline: NIODeadline) async throws {
-        _ = try await self.connection(deadline: deadline)
+        _ = try await self.connection(deadline: deadline, ignoringBackoff: true)
     }
 
     /// Sets what to do when an open connection closes (the peer closed it, reset it or died); it
@@ -211,9 +207,9 @@ public final class HTTP2Client: Sendable {
         case fail(HTTP2ClientError)
     }
 
-    private func connection(deadline: NIODeadline) async throws -> PeerConnection {
+    private func connection(deadline: NIODeadline, ignoringBackoff: Bool = false) async throws -> PeerConnection {
         let step = self.shared.withLockedValue { shared -> Step in
-            switch shared.machine.connectionNeeded(now: .now()) {
+            switch shared.machine.connectionNeeded(now: .now(), ignoringBackoff: ignoringBackoff) {
             case .useConnection:
                 if let connection = shared.connection { return .use(connection) }
                 return .fail(HTTP2ClientError(.connectionClosed, peer: self.peer, detail: "no open connection"))
@@ -231,7 +227,8 @@ public final class HTTP2Client: Sendable {
                         .peerUnavailable,
                         peer: self.peer,
                         detail: "\(last); not retrying for another \(retryIn.nanoseconds / 1_000_000) ms",
-                        connectWasRefused: shared.lastError?.connectWasRefused ?? false
+                        connectWasRefused: shared.lastError?.connectWasRefused ?? false,
+                        connectWasReset: shared.lastError?.connectWasReset ?? false
                     )
                 )
             case .failClosed:
@@ -324,9 +321,7 @@ public final class HTTP2Client: Sendable {
             } catch let error as HTTP2ClientError {
                 throw error
             } catch {
-                throw HTTP2ClientError(
-                    .connectionRefused, peer: peer, detail: "connect failed: \(error)",
-                    connectWasRefused: Self.isRefusal(error))
+                throw HTTP2ClientError.connectFailed(peer: peer, error)
             }
         }
         promise.futureResult.whenComplete { result in
@@ -363,16 +358,6 @@ public final class HTTP2Client: Sendable {
             }
         }
         return promise.futureResult
-    }
-
-    /// Whether a failed connect was refused by the peer's host (ECONNREFUSED to every address
-    /// tried), as opposed to timing out or finding no route.
-    static func isRefusal(_ error: any Error) -> Bool {
-        if let error = error as? IOError { return error.errnoCode == ECONNREFUSED }
-        if let error = error as? NIOConnectionError {
-            return !error.connectionErrors.isEmpty && error.connectionErrors.allSatisfy { isRefusal($0.error) }
-        }
-        return false
     }
 }
 

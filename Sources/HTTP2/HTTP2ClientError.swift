@@ -1,4 +1,12 @@
 // The typed errors HTTP2Client throws; each says what failed, with which peer, and what to do.
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Why a client call failed.
 ///
@@ -64,13 +72,41 @@ public struct HTTP2ClientError: Error, Sendable, Hashable, CustomStringConvertib
     /// times out or is unreachable instead, and this is false. Also true for a `peerUnavailable`
     /// call made while backing off after such a refusal.
     public let connectWasRefused: Bool
+    /// The peer's host took the TCP connect and then reset it (ECONNRESET) before the connect was
+    /// seen through: a listening socket that closed with the connect still in its queue, as when
+    /// the peer's process is dying. Also true for a `peerUnavailable` call made while backing off
+    /// after such a reset.
+    public let connectWasReset: Bool
 
-    init(_ kind: Kind, peer: String, detail: String, errorCode: UInt32? = nil, connectWasRefused: Bool = false) {
+    init(
+        _ kind: Kind, peer: String, detail: String, errorCode: UInt32? = nil, connectWasRefused: Bool = false,
+        connectWasReset: Bool = false
+    ) {
         self.kind = kind
         self.peer = peer
         self.detail = detail
         self.errorCode = errorCode
         self.connectWasRefused = connectWasRefused
+        self.connectWasReset = connectWasReset
+    }
+
+    /// A failed TCP connect (`connectionRefused`), its cause (`error`, as NIO reports it) read
+    /// into `connectWasRefused` and `connectWasReset`.
+    static func connectFailed(peer: String, _ error: any Error) -> HTTP2ClientError {
+        HTTP2ClientError(
+            .connectionRefused, peer: peer, detail: "connect failed: \(error)",
+            connectWasRefused: connectFailed(error, with: ECONNREFUSED),
+            connectWasReset: connectFailed(error, with: ECONNRESET))
+    }
+
+    /// Whether a connect failed with `errno` on every address tried.
+    private static func connectFailed(_ error: any Error, with errno: Int32) -> Bool {
+        if let error = error as? IOError { return error.errnoCode == errno }
+        if let error = error as? NIOConnectionError {
+            return !error.connectionErrors.isEmpty
+                && error.connectionErrors.allSatisfy { connectFailed($0.error, with: errno) }
+        }
+        return false
     }
 
     public var description: String {

@@ -42,7 +42,9 @@ struct ReconnectStateMachine: Sendable {
         return false
     }
 
-    mutating func connectionNeeded(now: NIODeadline) -> Action {
+    /// What a call that needs the connection does. `ignoringBackoff`: connect even before the
+    /// backoff after a failed connect has passed (an explicit `HTTP2Client.connect`).
+    mutating func connectionNeeded(now: NIODeadline, ignoringBackoff: Bool = false) -> Action {
         switch self.state {
         case .connected:
             return .useConnection
@@ -51,7 +53,7 @@ struct ReconnectStateMachine: Sendable {
         case .closed:
             return .failClosed
         case .disconnected(let failures, let retryAt):
-            if let retryAt, now < retryAt {
+            if let retryAt, now < retryAt, !ignoringBackoff {
                 return .failFast(retryIn: retryAt - now)
             }
             let attempt = self.nextAttempt

@@ -483,26 +483,30 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// refused by its still-running host. Only that pair is reported. A host that vanished, or a
     /// cut network, leaves the connection silent and makes a connect time out: that stays the
     /// election timeout's job. A peer that restarted or merely closed the connection accepts the
-    /// reconnect, which the next batch then uses.
+    /// reconnect, which the next batch then uses. `ProcessGoneCheck` reads each reconnect,
+    /// including the ones a dying process's listening socket still took and then reset.
     private func checkProcessGone(_ peer: Peer) async {
-        // A dying process's sockets close one by one: the connection can close while its listening
-        // socket still takes a connect, which is then reset during the handshake. Ask again then,
-        // once the client's backoff after that failed connect (50 ms) has passed.
-        for attempt in 1...3 {
+        var check = ProcessGoneCheck()
+        while true {
+            var failure: (any Error)?
             do {
                 try await peer.client.connect(deadline: .now() + TimeAmount(requestTimeout))
-                return  // It answers: restarted, or it merely closed the connection.
-            } catch let error as HTTP2ClientError where error.connectWasRefused {
+            } catch {
+                failure = error
+            }
+            switch check.read(failure) {
+            case .alive:
+                return
+            case .gone:
                 logger.info("peer \(peer.id) closed its connection and refuses new ones: its process is gone")
                 if let report = processGone.withLock({ $0 }) { await report(peer.id) }
                 return
-            } catch let error as HTTP2ClientError
-                where (error.kind == .connectionClosed || error.kind == .peerUnavailable) && attempt < 3
-            {
-                try? await Task.sleep(for: .milliseconds(60))
-            } catch {
-                // Timed out (the host vanished, the network is cut) or failed otherwise: no sign.
-                logger.info("peer \(peer.id) closed its connection; reconnecting did not show it gone: \(error)")
+            case .tryAgain(let delay):
+                try? await Task.sleep(for: delay)
+            case .noSign:
+                logger.info(
+                    "peer \(peer.id) closed its connection; reconnecting did not show it gone (\(check.attempt) attempts): \(failure.map { "\($0)" } ?? "")"
+                )
                 return
             }
         }

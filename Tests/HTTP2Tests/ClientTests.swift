@@ -7,6 +7,12 @@ import Testing
 
 @testable import HTTP2
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 @Suite struct ClientTests {
     /// A port nothing listens on: bound once by a server that then shut down.
     private func deadPort() async throws -> Int {
@@ -54,6 +60,43 @@ import Testing
             }
             #expect(error?.connectWasRefused == true)
         }
+    }
+
+    @Test func anExplicitConnectTriesEvenWhileBackingOff() async throws {
+        let port = try await deadPort()
+        try await withClient(port: port, configure: { $0.initialBackoff = .seconds(30) }) { client in
+            for _ in 0..<2 {
+                let error = await #expect(throws: HTTP2ClientError.self) {
+                    try await client.connect(deadline: testDeadline())
+                }
+                // Refused by the host both times: the second connect was made, not failed fast.
+                #expect(error?.kind == .connectionRefused)
+                #expect(error?.connectWasRefused == true)
+            }
+            // A call still fails fast in the backoff.
+            let call = await #expect(throws: HTTP2ClientError.self) {
+                _ = try await client.send(HTTPRequest(method: .get, path: "/"), deadline: testDeadline())
+            }
+            #expect(call?.kind == .peerUnavailable)
+        }
+    }
+
+    /// How a dying process's listening socket answers a connect it took before it closed: NIO
+    /// fails the connect with ECONNRESET (wrapped, as for a refusal, in `NIOConnectionError`).
+    @Test func aConnectResetByThePeersHostIsNoRefusalButSaysItWasReset() {
+        let reset = HTTP2ClientError.connectFailed(
+            peer: "127.0.0.1:1", IOError(errnoCode: ECONNRESET, reason: "connect"))
+        #expect(reset.kind == .connectionRefused)
+        #expect(reset.connectWasReset)
+        #expect(!reset.connectWasRefused)
+        #expect(reset.requestWasNotProcessed)
+        let refused = HTTP2ClientError.connectFailed(
+            peer: "127.0.0.1:1", IOError(errnoCode: ECONNREFUSED, reason: "connect"))
+        #expect(refused.connectWasRefused)
+        #expect(!refused.connectWasReset)
+        let timedOut = HTTP2ClientError.connectFailed(peer: "127.0.0.1:1", ChannelError.connectTimeout(.seconds(2)))
+        #expect(!timedOut.connectWasRefused)
+        #expect(!timedOut.connectWasReset)
     }
 
     @Test func peerThatNeverSpeaksHTTP2FailsTheConnectInsteadOfWedgingIt() async throws {
@@ -299,6 +342,12 @@ import Testing
         #expect(machine.connectionNeeded(now: start + .seconds(2)) == .failFast(retryIn: .milliseconds(50)))
         machine.peerIsBack()
         #expect(machine.connectionNeeded(now: start + .seconds(2)) == .startConnecting(attempt: 5))
+        // An explicit connect is made in the backoff; its failure doubles the backoff all the same.
+        machine.connectFailed(attempt: 5, now: start + .seconds(2))
+        #expect(
+            machine.connectionNeeded(now: start + .seconds(2), ignoringBackoff: true) == .startConnecting(attempt: 6))
+        machine.connectFailed(attempt: 6, now: start + .seconds(2))
+        #expect(machine.connectionNeeded(now: start + .seconds(2)) == .failFast(retryIn: .milliseconds(100)))
         machine.close()
         #expect(machine.connectionNeeded(now: start + .seconds(3)) == .failClosed)
     }
