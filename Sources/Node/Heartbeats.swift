@@ -156,7 +156,9 @@ actor Heartbeats {
             do {
                 answer = try await send(facts, to: leader)
             } catch {
-                note("heartbeat to the leader \(leader) failed: \(error)")
+                // Once per outage: the error's text changes from beat to beat (the client's backoff
+                // counts down), and one line per beat would bury everything else in the log.
+                note("heartbeat to the leader \(leader) failed: \(error)", once: "heartbeat to \(leader) failing")
                 return
             }
         }
@@ -210,9 +212,12 @@ actor Heartbeats {
         }
     }
 
-    private func note(_ problem: String) {
-        guard problem != lastProblem else { return }
-        lastProblem = problem
+    /// Logs `problem` unless the last one logged was the same, or had the same `once` key (a
+    /// problem whose text changes while it lasts); a granted lease ends it.
+    private func note(_ problem: String, once key: String? = nil) {
+        let identity = key ?? problem
+        guard identity != lastProblem else { return }
+        lastProblem = identity
         logger.info("\(problem)")
     }
 }
