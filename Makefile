@@ -28,7 +28,10 @@ lint:
 format:
 	$(SWIFT_FORMAT) format --in-place --recursive Package.swift Sources Tests
 
+# The QEMU tests boot a small real guest (kernel + busybox initramfs) built here from Debian's packages.
 test: deps lint
+	@FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
+	./scripts/build-test-guest.sh .build/test-guest
 	$(SWIFT) build --build-tests
 	./scripts/run-tests.sh
 	./scripts/test-containers.sh

@@ -49,6 +49,20 @@ let package = Package(
         // models, and the disk journal with its checker.
         .target(name: "Guests", dependencies: ["ClusterModel", "CPageStream"], swiftSettings: swiftSettings),
 
+        // C: starting a child process that dies with its parent (prctl's parent-death signal).
+        .target(name: "CSpawn"),
+        // Pure + shell: real guests in QEMU — the machine and its command line (pure), the QMP
+        // control protocol, the supervised process.
+        .target(
+            name: "QEMU",
+            dependencies: [
+                "CSpawn", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Shell: Cluster Shared Volumes — a volume's metadata file (written only by its coordinator,
         // validated before a new coordinator serves it), metadata operations and redirected I/O.
         .target(
@@ -127,7 +141,11 @@ let package = Package(
 
         // Shell: what the command line prints and runs besides the API — text tables, the local cluster.
         .target(
-            name: "FlotillaCLI", dependencies: ["ClusterModel", "FlotillaAPI", "FlotillaClient"],
+            name: "FlotillaCLI",
+            dependencies: [
+                "ClusterModel", "FlotillaAPI", "FlotillaClient", "QEMU",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
 
         // Test support: deterministic simulator, simulated network/clock/disk, history checkers.
@@ -137,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "flotilla",
             dependencies: [
-                "ClusterModel", "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI",
+                "ClusterModel", "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI", "QEMU",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -181,12 +199,20 @@ let package = Package(
         .testTarget(
             name: "GuestsTests", dependencies: ["Guests", "ClusterModel", "FlotillaTestKit", "TestSupport"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "QEMUTests",
+            dependencies: [
+                "QEMU", "HTTP2", "TestSupport", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProcessTests",
             dependencies: [
                 "Node", "FlotillaAPI", "FlotillaClient", "FlotillaCLI", "FlotillaTestKit", "ClusterModel", "HTTP2",
-                "Guests", .product(name: "NIOCore", package: "swift-nio"),
+                "Guests", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -3,7 +3,8 @@
 # they are all present, so `make run` / `make test` can call it every time.
 set -euo pipefail
 
-# The Debian packages, and the command or file that shows each is installed.
+# The Debian packages, and what shows each is installed: a command, a path (a glob matches
+# when any file does), or static:PATH, a statically linked executable at PATH.
 packages=(
   "libnghttp2-dev:/usr/include/nghttp2/nghttp2.h"
   "pkg-config:pkg-config"
@@ -21,16 +22,32 @@ fi
 if [ "${FLOTILLA_CONTAINER_DEPS:-0}" = 1 ]; then
   packages+=("docker.io:dockerd" "docker-compose:docker-compose")
 fi
+# Real QEMU guests (scripts/build-test-guest.sh): QEMU, a kernel with its modules, and a static
+# busybox for the guest's initramfs. The busybox package installs a dynamically linked
+# /bin/busybox, hence the static probe; busybox-static replaces it.
+if [ "${FLOTILLA_QEMU_DEPS:-0}" = 1 ]; then
+  packages+=("qemu-system-x86:qemu-system-x86_64" "busybox-static:static:/bin/busybox"
+    "linux-image-amd64:/boot/vmlinuz-*")
+fi
+
+# True when PROBE (see the package list above) shows its package installed.
+installed() {
+  local probe=$1 linkage
+  case $probe in
+    static:*)
+      [ -x "${probe#static:}" ] || return 1
+      linkage=$(LC_ALL=C ldd "${probe#static:}" 2>&1 || true)
+      [[ $linkage == *"not a dynamic executable"* || $linkage == *"statically linked"* ]] ;;
+    /*) compgen -G "$probe" >/dev/null ;;
+    *) command -v "$probe" >/dev/null 2>&1 ;;
+  esac
+}
 
 missing=()
 for entry in "${packages[@]}"; do
   pkg=${entry%%:*}
   probe=${entry#*:}
-  if [[ $probe == /* ]]; then
-    [ -e "$probe" ] || missing+=("$pkg")
-  else
-    command -v "$probe" >/dev/null 2>&1 || missing+=("$pkg")
-  fi
+  installed "$probe" || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then

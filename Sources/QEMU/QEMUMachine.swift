@@ -1,0 +1,177 @@
+// What a QEMU guest is made of, checked before any process starts, and the command line that runs it.
+// Pure: no files are looked at here (the shell checks that the paths exist).
+
+/// The accelerator a guest runs on: the host's KVM, or QEMU's software emulation (TCG).
+public enum QEMUAccelerator: String, Sendable, Hashable, Codable, CaseIterable {
+    case kvm
+    case tcg
+}
+
+/// A disk image the guest opens (on a Cluster Shared Volume in a cluster).
+public struct QEMUDisk: Sendable, Hashable, Codable {
+    public enum Format: String, Sendable, Hashable, Codable, CaseIterable {
+        case raw
+        case qcow2
+    }
+
+    public var path: String
+    public var format: Format
+    public var readOnly: Bool
+
+    public init(path: String, format: Format, readOnly: Bool = false) {
+        self.path = path
+        self.format = format
+        self.readOnly = readOnly
+    }
+}
+
+/// A guest as QEMU runs it: processors, memory, what it boots, its disks.
+public struct QEMUMachine: Sendable, Hashable, Codable {
+    /// The smallest memory a guest is given: below it the Linux kernel does not boot.
+    public static let minimumMemory: UInt64 = 32 << 20
+    /// The largest: far beyond any host here; a bound against typos such as a size in KiB read as MiB.
+    public static let maximumMemory: UInt64 = 1 << 40
+    public static let maximumVCPUs = 64
+    public static let maximumDisks = 8
+
+    public var vcpus: Int
+    /// The memory the guest boots with (whole MiB). Dynamic memory balloons it down from here.
+    public var memoryBytes: UInt64
+    /// A Linux kernel to boot directly (with `initrd` and `kernelArguments`); nil boots the first disk.
+    public var kernel: String?
+    public var initrd: String?
+    public var kernelArguments: String
+    public var disks: [QEMUDisk]
+
+    public init(
+        vcpus: Int = 1, memoryBytes: UInt64, kernel: String? = nil, initrd: String? = nil,
+        kernelArguments: String = "", disks: [QEMUDisk] = []
+    ) {
+        self.vcpus = vcpus
+        self.memoryBytes = memoryBytes
+        self.kernel = kernel
+        self.initrd = initrd
+        self.kernelArguments = kernelArguments
+        self.disks = disks
+    }
+
+    /// Every reason this machine cannot run, in words an operator can act on; empty when it can.
+    public var problems: [String] {
+        var problems: [String] = []
+        if !(1...Self.maximumVCPUs).contains(vcpus) {
+            problems.append("vcpus must be 1 to \(Self.maximumVCPUs), not \(vcpus)")
+        }
+        let mib: UInt64 = 1 << 20
+        if memoryBytes % mib != 0 {
+            problems.append("memory must be a whole number of MiB, not \(memoryBytes) bytes")
+        } else if memoryBytes < Self.minimumMemory || memoryBytes > Self.maximumMemory {
+            problems.append("memory must be 32 MiB to 1 TiB, not \(memoryBytes / mib) MiB")
+        }
+        if kernel == nil && disks.isEmpty {
+            problems.append("nothing to boot: give a kernel (and initrd) or a disk image")
+        }
+        if kernel == nil && initrd != nil { problems.append("an initrd needs a kernel") }
+        if kernel == nil && !kernelArguments.isEmpty { problems.append("kernel arguments need a kernel") }
+        if disks.count > Self.maximumDisks {
+            problems.append("at most \(Self.maximumDisks) disks, not \(disks.count)")
+        }
+        for (label, path) in [("kernel", kernel), ("initrd", initrd)] {
+            if let path, let problem = Self.pathProblem(path) { problems.append("\(label): \(problem)") }
+        }
+        for (index, disk) in disks.enumerated() {
+            if let problem = Self.pathProblem(disk.path) { problems.append("disk \(index + 1): \(problem)") }
+        }
+        if kernelArguments.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            problems.append("kernel arguments must be one line without control characters")
+        }
+        return problems
+    }
+
+    static func pathProblem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "the path must be absolute, not \"\(path)\"" }
+        if path.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            return "the path must not contain control characters"
+        }
+        return nil
+    }
+}
+
+/// Where a running guest's process keeps its control socket and console, decided by its node.
+public struct QEMURuntimeFiles: Sendable, Hashable {
+    /// QMP, QEMU's JSON control protocol, on a UNIX socket.
+    public var controlSocket: String
+    /// Everything the guest writes to its serial console.
+    public var consoleLog: String
+
+    public init(controlSocket: String, consoleLog: String) {
+        self.controlSocket = controlSocket
+        self.consoleLog = consoleLog
+    }
+}
+
+/// How a process is to start: running, or paused until told to run (a migration's target).
+public struct QEMULaunch: Sendable, Hashable {
+    public var name: String
+    public var accelerator: QEMUAccelerator
+    /// Started stopped (`-S`): the guest runs only after `cont`.
+    public var startPaused: Bool
+    /// Waits for a migration stream (`-incoming defer`) instead of booting.
+    public var incomingMigration: Bool
+
+    public init(
+        name: String, accelerator: QEMUAccelerator, startPaused: Bool = false, incomingMigration: Bool = false
+    ) {
+        self.name = name
+        self.accelerator = accelerator
+        self.startPaused = startPaused
+        self.incomingMigration = incomingMigration
+    }
+}
+
+extension QEMUMachine {
+    /// The arguments after `qemu-system-x86_64`. Nothing from the machine reaches QEMU unescaped:
+    /// paths go into `-chardev`/`-drive` options with their commas doubled (QEMU's escaping), and
+    /// devices come from this list only (a balloon, virtio disks), never from the user.
+    public func arguments(files: QEMURuntimeFiles, launch: QEMULaunch) -> [String] {
+        var arguments = [
+            "-name", "guest=\(Self.escaped(launch.name)),debug-threads=on",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-accel", launch.accelerator.rawValue,
+        ]
+        if launch.accelerator == .kvm { arguments += ["-cpu", "host"] }
+        arguments += [
+            "-smp", String(vcpus),
+            "-m", "size=\(memoryBytes >> 20)M",
+            "-chardev", "socket,id=qmp,path=\(Self.escaped(files.controlSocket)),server=on,wait=off",
+            "-mon", "chardev=qmp,mode=control",
+            "-chardev", "file,id=console,path=\(Self.escaped(files.consoleLog))",
+            "-serial", "chardev:console",
+            "-device", "virtio-balloon-pci,id=\(QEMUMachine.balloonID)",
+        ]
+        if let kernel {
+            arguments += ["-kernel", kernel]
+            if let initrd { arguments += ["-initrd", initrd] }
+            arguments += [
+                "-append",
+                (["console=ttyS0"] + (kernelArguments.isEmpty ? [] : [kernelArguments])).joined(separator: " "),
+            ]
+        }
+        for (index, disk) in disks.enumerated() {
+            var drive = "file=\(Self.escaped(disk.path)),format=\(disk.format.rawValue),if=none,id=disk\(index)"
+            if disk.readOnly { drive += ",readonly=on" }
+            arguments += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(index)"]
+            if kernel == nil && index == 0 { arguments[arguments.count - 1] += ",bootindex=0" }
+        }
+        if launch.startPaused { arguments.append("-S") }
+        if launch.incomingMigration { arguments += ["-incoming", "defer"] }
+        return arguments
+    }
+
+    /// The balloon device's id: its QOM path is `/machine/peripheral/balloon0`.
+    public static let balloonID = "balloon0"
+
+    /// A value inside a QEMU option list: a comma ends the value unless doubled.
+    static func escaped(_ value: String) -> String {
+        value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,")
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import QEMU
+import Testing
+
+/// A stand-in for QEMU's control socket: sends the greeting, then answers each line with `answer`.
+final class FakeQMPServer: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The reply lines for one request line (nil: close the connection instead).
+    let answer: @Sendable (String) -> [String]?
+
+    init(answer: @escaping @Sendable (String) -> [String]?) { self.answer = answer }
+
+    func channelActive(context: ChannelHandlerContext) {
+        write(#"{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}"#, context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let text = String(buffer: unwrapInboundIn(data))
+        for line in text.split(separator: "\n") {
+            guard let replies = answer(String(line)) else {
+                context.close(promise: nil)
+                return
+            }
+            for reply in replies { write(reply, context) }
+        }
+    }
+
+    private func write(_ line: String, _ context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: line + "\n")), promise: nil)
+    }
+
+    /// The request's id as QEMU would echo it.
+    static func id(of request: String) -> String {
+        let json = try! JSONSerialization.jsonObject(with: Data(request.utf8)) as! [String: Any]
+        return "\(json["id"] as! Int)"
+    }
+
+    static func command(of request: String) -> String {
+        let json = try! JSONSerialization.jsonObject(with: Data(request.utf8)) as! [String: Any]
+        return json["execute"] as! String
+    }
+}
+
+@Suite struct QMPClientTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    func serve(_ answer: @escaping @Sendable (String) -> [String]?) async throws -> (String, any Channel) {
+        let path = "/tmp/qmp-\(UUID().uuidString.prefix(8)).sock"
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FakeQMPServer(answer: answer))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        return (path, server)
+    }
+
+    @Test func commandsGetTheirOwnAnswersAndEventsArriveOnTheirStream() async throws {
+        let (path, server) = try await serve { request in
+            let id = FakeQMPServer.id(of: request)
+            switch FakeQMPServer.command(of: request) {
+            case "qmp_capabilities": return [#"{"return": {}, "id": \#(id)}"#]
+            case "query-status":
+                // An event first, then the answer.
+                return [
+                    #"{"event": "RESUME", "data": {}, "timestamp": {"seconds": 1, "microseconds": 2}}"#,
+                    #"{"return": {"status": "running", "running": true}, "id": \#(id)}"#,
+                ]
+            default:
+                return [
+                    #"{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": \#(id)}"#
+                ]
+            }
+        }
+        defer { server.close(promise: nil) }
+        let client = try await QMPClient.connect(socketPath: path, group: group)
+        defer { client.close() }
+        let status = try await client.execute("query-status")
+        #expect(status["status"]?.string == "running")
+        #expect(status["running"]?.bool == true)
+        var events = client.events.makeAsyncIterator()
+        #expect(await events.next()?.name == "RESUME")
+        await #expect(
+            throws: QMPError.command(
+                "nope", errorClass: "CommandNotFound", description: "The command nope has not been found")
+        ) {
+            try await client.execute("nope", ["x": 1])
+        }
+        // Many at once: each answer goes to the command that asked.
+        try await withThrowingTaskGroup(of: String?.self) { tasks in
+            for _ in 0..<20 { tasks.addTask { try await client.execute("query-status")["status"]?.string } }
+            for try await answer in tasks { #expect(answer == "running") }
+        }
+    }
+
+    @Test func aConnectionThatClosesFailsTheCommandsWaitingAndLaterOnes() async throws {
+        let (path, server) = try await serve { request in
+            FakeQMPServer.command(of: request) == "qmp_capabilities"
+                ? [#"{"return": {}, "id": \#(FakeQMPServer.id(of: request))}"#] : nil
+        }
+        defer { server.close(promise: nil) }
+        let client = try await QMPClient.connect(socketPath: path, group: group)
+        await #expect(throws: QMPError.closed) { try await client.execute("quit") }
+        await #expect(throws: QMPError.closed) { try await client.execute("query-status") }
+        var events = client.events.makeAsyncIterator()
+        #expect(await events.next() == nil)
+    }
+
+    @Test func somethingThatIsNotQMPIsRefusedWithWhatItSaid() async throws {
+        let (path, server) = try await serve { _ in ["this is not json"] }
+        defer { server.close(promise: nil) }
+        await #expect(throws: QMPError.malformed("this is not json")) {
+            _ = try await QMPClient.connect(socketPath: path, group: group)
+        }
+    }
+
+    @Test func aSocketNobodyListensOnIsAConnectError() async throws {
+        await #expect {
+            _ = try await QMPClient.connect(
+                socketPath: "/tmp/no-such-qmp-\(UUID().uuidString.prefix(8)).sock", group: group)
+        } throws: { error in
+            if case QMPError.connect = error { return true }
+            return false
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import NIOPosix
+import QEMU
+import TestSupport
+import Testing
+
+extension TestGuest {
+    static func machine(memoryMiB: UInt64 = 256, arguments: String) -> QEMUMachine {
+        QEMUMachine(memoryBytes: memoryMiB << 20, kernel: kernel, initrd: initrd, kernelArguments: "quiet " + arguments)
+    }
+}
+
+@Suite(
+    .serialized, .timeLimit(.minutes(3)),
+    .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
+struct RealGuestTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    @Test func aRealGuestBootsReportsItsMemoryBalloonsDownAndUpPausesAndStops() async throws {
+        let directory = try TestGuest.scratch()
+        let guest = QEMUGuest(
+            name: "real1", machine: TestGuest.machine(arguments: "flotilla.vm=real1 flotilla.epoch=4 flotilla.fill=64"),
+            directory: directory, executable: TestGuest.qemu, group: group)
+        try await guest.start(accelerator: .tcg)
+        #expect(try await guest.runState() == "running")
+        try await eventually("the guest's /init runs and fills 64 MiB", within: .seconds(90), poll: .milliseconds(200))
+        {
+            guest.console().contains("flotilla-guest: filled 64 MiB")
+        }
+        #expect(guest.console().contains("vm=real1 epoch=4 uptime="))
+
+        // The guest's own figures, through its balloon driver: 64 MiB filled is in use.
+        var stats = try await guest.memoryStatistics()
+        try await eventually("the guest reports its memory", within: .seconds(30), poll: .milliseconds(200)) {
+            stats = try await guest.memoryStatistics()
+            return (stats.demandBytes ?? 0) >= 64 << 20
+        }
+        #expect(stats.actualBytes == 256 << 20)
+        let bootTotal = try #require(stats.guestTotalBytes)
+
+        // Balloon down to 160 MiB: the guest's memory shrinks by what the balloon took, and back.
+        try await guest.setMemoryTarget(bytes: 160 << 20)
+        try await eventually("the balloon takes 96 MiB", within: .seconds(30), poll: .milliseconds(200)) {
+            stats = try await guest.memoryStatistics()
+            return stats.actualBytes == 160 << 20 && (stats.guestTotalBytes ?? .max) <= bootTotal - (90 << 20)
+        }
+        #expect((stats.demandBytes ?? 0) >= 64 << 20)
+        try await guest.setMemoryTarget(bytes: 256 << 20)
+        try await eventually("the balloon gives the memory back", within: .seconds(30), poll: .milliseconds(200)) {
+            stats = try await guest.memoryStatistics()
+            return stats.actualBytes == 256 << 20 && stats.guestTotalBytes == bootTotal
+        }
+
+        try await guest.pause()
+        #expect(try await guest.runState() == "paused")
+        try await guest.resume()
+        #expect(try await guest.runState() == "running")
+
+        let pid = try #require(await guest.pid)
+        await guest.stop()
+        #expect(await guest.pid == nil)
+        #expect(TestGuest.isGone(pid))
+        await #expect(throws: QEMUGuestError.self) { try await guest.runState() }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func theAcceleratorThisHostIsFoundToHaveBootsAGuest() async throws {
+        let directory = try TestGuest.scratch()
+        let facts = await QEMUHost.detect(
+            executable: TestGuest.qemu, kernel: TestGuest.kernel, scratch: directory, limit: .seconds(5))
+        #expect(facts.reason.hasPrefix(facts.accelerator == .kvm ? "KVM: " : "software emulation (TCG): "))
+        let guest = QEMUGuest(
+            name: "probe", machine: TestGuest.machine(arguments: "flotilla.vm=probe"), directory: directory,
+            executable: TestGuest.qemu, group: group)
+        try await guest.start(accelerator: facts.accelerator)
+        try await eventually(
+            "the guest boots under \(facts.accelerator)", within: .seconds(90), poll: .milliseconds(200)
+        ) {
+            guest.console().contains("flotilla-guest: up")
+        }
+        await guest.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func aKilledGuestIsGoneAndAGuestThatCannotStartSaysWhyInQEMUsWords() async throws {
+        let directory = try TestGuest.scratch()
+        let guest = QEMUGuest(
+            name: "real2", machine: TestGuest.machine(arguments: "flotilla.vm=real2"), directory: directory,
+            executable: TestGuest.qemu, group: group)
+        try await guest.start(accelerator: .tcg, paused: true)
+        #expect(try await guest.runState() == "prelaunch")
+        let pid = try #require(await guest.pid)
+        await guest.kill()
+        #expect(TestGuest.isGone(pid))
+
+        // A disk QEMU cannot open: QEMU exits at start, and the error carries its own message.
+        let broken = QEMUGuest(
+            name: "real3",
+            machine: QEMUMachine(
+                memoryBytes: 64 << 20, kernel: TestGuest.kernel,
+                disks: [QEMUDisk(path: TestGuest.kernel, format: .qcow2)]),
+            directory: directory + "/3", executable: TestGuest.qemu, group: group)
+        await #expect {
+            try await broken.start(accelerator: .tcg)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("QEMU exited with status 1 at start") && text.contains("qcow2")
+        }
+        #expect(await broken.pid == nil)
+
+        let missing = QEMUGuest(
+            name: "real4", machine: QEMUMachine(memoryBytes: 64 << 20, kernel: directory + "/no-kernel"),
+            directory: directory + "/4", executable: TestGuest.qemu, group: group)
+        await #expect {
+            try await missing.start(accelerator: .tcg)
+        } throws: { error in
+            "\(error)" == "real4 cannot start: \(directory)/no-kernel does not exist"
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
