@@ -1,0 +1,238 @@
+// Live migration of a real guest: QEMU's own pre-copy stream, carried by the nodes instead of a side
+// TCP port, held at `pre-switchover` until the cluster has decided (committed) the switchover.
+import Foundation
+public import NIOCore
+import NIOPosix
+
+/// QEMU's migration stream in and out of its processes through UNIX sockets, so a node can carry
+/// it over its own connection to the target node (HTTP/2 in the cluster).
+public enum QEMUMigrationStream {
+    /// Source side: listens on `socketPath`, runs `start` (which tells the source QEMU to migrate to
+    /// `unix:socketPath`), takes QEMU's connection and hands its bytes to `forward` as they come,
+    /// with backpressure (QEMU is read only as fast as `forward` takes the bytes).
+    public static func carryFromSource(
+        socketPath: String, group: any EventLoopGroup, start: @Sendable () async throws -> Void,
+        forward: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void
+    ) async throws {
+        let server = try await ServerBootstrap(group: group)
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await server.executeThenClose { connections in
+            try await start()
+            var accepted = connections.makeAsyncIterator()
+            guard let connection = try await accepted.next() else {
+                throw QEMUGuestError("the source QEMU never connected to \(socketPath)")
+            }
+            try await connection.executeThenClose { inbound, _ in try await forward(inbound) }
+        }
+        try? FileManager.default.removeItem(atPath: socketPath)
+    }
+
+    /// Target side: connects to the socket the target QEMU listens on (`migrate-incoming
+    /// uri=unix:socketPath`) and writes every chunk of `bytes` to it; returns how many bytes.
+    public static func feedTarget<Bytes: AsyncSequence>(socketPath: String, group: any EventLoopGroup, bytes: Bytes)
+        async throws -> UInt64 where Bytes.Element == ByteBuffer
+    {
+        let connection = try await ClientBootstrap(group: group).connect(unixDomainSocketPath: socketPath) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        return try await connection.executeThenClose { _, outbound in
+            var count: UInt64 = 0
+            for try await chunk in bytes {
+                count += UInt64(chunk.readableBytes)
+                try await outbound.write(chunk)
+            }
+            outbound.finish()
+            return count
+        }
+    }
+}
+
+/// How a migration of a real guest is to run.
+public struct QEMUMigrationPolicy: Sendable, Hashable {
+    /// QEMU's `downtime-limit`: it stops the guest for the last pages once they fit in this.
+    public var downtimeLimit: Duration
+    /// QEMU's `max-bandwidth` (bytes/s); QEMU 7.2's default (128 MiB/s) would cap a fast link.
+    public var maxBandwidth: UInt64
+    /// How often the source's progress is read.
+    public var poll: Duration
+
+    public init(
+        downtimeLimit: Duration = .milliseconds(50), maxBandwidth: UInt64 = 10 << 30, poll: Duration = .milliseconds(5)
+    ) {
+        self.downtimeLimit = downtimeLimit
+        self.maxBandwidth = maxBandwidth
+        self.poll = poll
+    }
+}
+
+/// What a finished (or refused) migration measured.
+public struct QEMUMigrationResult: Sendable, Hashable {
+    public enum Outcome: String, Sendable, Hashable {
+        /// Switched over: the target runs the guest, the source is `postmigrate`.
+        case completed
+        /// The decision at `pre-switchover` was no: the source runs the guest on, the target is gone.
+        case refused
+    }
+
+    public var outcome: Outcome
+    /// From `migrate` to the target running (or the source resumed).
+    public var totalTime: Duration
+    /// QEMU's own downtime (the source stopped → the stream's end), which includes the decision.
+    public var qemuDowntime: Duration?
+    /// The guest's processors stopped (pre-switchover seen) → running again on the target, as seen
+    /// from here: QEMU's figure plus the target's `cont`.
+    public var pausedFor: Duration?
+    /// The decision's own time (the commit, in a cluster).
+    public var decisionTime: Duration
+    /// Bytes QEMU sent, and how many passes over dirty memory it made.
+    public var transferredBytes: UInt64?
+    public var dirtySyncCount: UInt64?
+}
+
+/// One live migration of a real guest from `source` to `target` (started with `incomingMigration`
+/// and `paused`). The stream goes through `carry` (the caller's transport: in a test a direct
+/// relay, in a cluster an HTTP/2 request to the target node, which feeds the target's socket).
+/// At `pre-switchover` — every page copied, the guest stopped — `decide` is asked (a cluster
+/// commits the switchover through its log here); yes: the source finishes, the target resumes;
+/// no, or any failure before it: the source runs the guest on and the target is killed.
+public enum QEMULiveMigration {
+    public static func run(
+        source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
+        group: any EventLoopGroup,
+        carry:
+            @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>, _ targetSocket: String) async throws -> Void,
+        decide: @escaping @Sendable () async -> Bool
+    ) async throws -> QEMUMigrationResult {
+        let started = ContinuousClock.now
+        let targetSocket = target.directory + "/migration-in.sock"
+        let sourceSocket = source.directory + "/migration-out.sock"
+        try? FileManager.default.removeItem(atPath: targetSocket)
+        try await target.execute("migrate-incoming", ["uri": .string("unix:" + targetSocket)])
+        try await source.execute(
+            "migrate-set-capabilities",
+            ["capabilities": .array([["capability": "pause-before-switchover", "state": true]])])
+        try await source.execute(
+            "migrate-set-parameters",
+            [
+                "downtime-limit": .number(Double(policy.downtimeLimit.milliseconds)),
+                "max-bandwidth": .number(Double(policy.maxBandwidth)),
+            ])
+        // The stream and the decision run side by side. The stream's end decides nothing: a stream
+        // that breaks makes the source's migration fail, which `drive` reports; one that ends is the
+        // source closing it after the switchover; one cut because the answer was no is expected.
+        enum Finished: Sendable {
+            case carried((any Error)?)
+            case drove(Result<QEMUMigrationResult, any Error>)
+            case gaveUpWaiting
+        }
+        do {
+            return try await withThrowingTaskGroup(of: Finished.self) { tasks in
+                tasks.addTask {
+                    do {
+                        try await QEMUMigrationStream.carryFromSource(
+                            socketPath: sourceSocket, group: group,
+                            start: { try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)]) },
+                            forward: { bytes in try await carry(bytes, targetSocket) })
+                        return .carried(nil)
+                    } catch {
+                        return .carried(error)
+                    }
+                }
+                tasks.addTask {
+                    do {
+                        return .drove(
+                            .success(
+                                try await drive(
+                                    source: source, target: target, policy: policy, started: started, decide: decide)))
+                    } catch {
+                        return .drove(.failure(error))
+                    }
+                }
+                var carryError: (any Error)?
+                while let finished = try await tasks.next() {
+                    switch finished {
+                    case .drove(let result):
+                        tasks.cancelAll()
+                        return try result.get()
+                    case .carried(nil):
+                        continue
+                    case .carried(let error?):
+                        // The source should see its stream gone and fail; if it does not say so soon, stop.
+                        carryError = error
+                        tasks.addTask {
+                            try? await Task.sleep(for: .seconds(30))
+                            return .gaveUpWaiting
+                        }
+                    case .gaveUpWaiting:
+                        tasks.cancelAll()
+                        throw carryError!
+                    }
+                }
+                throw QEMUGuestError("the migration ended without an outcome")
+            }
+        } catch {
+            // Before the switchover nothing has moved: the source goes on, the target goes.
+            _ = try? await source.execute("migrate_cancel")
+            if (try? await source.runState()) == "paused" { try? await source.resume() }
+            await target.kill()
+            throw error
+        }
+    }
+
+    private static func drive(
+        source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy, started: ContinuousClock.Instant,
+        decide: @Sendable () async -> Bool
+    ) async throws -> QEMUMigrationResult {
+        var status = try await waitForStatus(source, in: ["pre-switchover"], policy: policy)
+        let stopped = ContinuousClock.now
+        let decisionStarted = ContinuousClock.now
+        let go = await decide()
+        let decisionTime = ContinuousClock.now - decisionStarted
+        guard go else {
+            try await source.execute("migrate_cancel")
+            _ = try await waitForStatus(source, in: ["cancelled"], policy: policy)
+            if try await source.runState() != "running" { try await source.resume() }
+            await target.kill()
+            return QEMUMigrationResult(
+                outcome: .refused, totalTime: ContinuousClock.now - started, decisionTime: decisionTime)
+        }
+        try await source.execute("migrate-continue", ["state": "pre-switchover"])
+        status = try await waitForStatus(source, in: ["completed"], policy: policy)
+        // The target has every page once it leaves `inmigrate`; started with -S it waits, paused.
+        while try await target.runState() == "inmigrate" { try await Task.sleep(for: policy.poll) }
+        try await target.resume()
+        let resumed = ContinuousClock.now
+        return QEMUMigrationResult(
+            outcome: .completed, totalTime: resumed - started,
+            qemuDowntime: status["downtime"]?.count.map { .milliseconds(Int64($0)) }, pausedFor: resumed - stopped,
+            decisionTime: decisionTime, transferredBytes: status["ram"]?["transferred"]?.count,
+            dirtySyncCount: status["ram"]?["dirty-sync-count"]?.count)
+    }
+
+    /// Reads `query-migrate` until its status is one of `wanted`; a failed or cancelled migration
+    /// (when not wanted) is an error with QEMU's reason.
+    private static func waitForStatus(_ source: QEMUGuest, in wanted: Set<String>, policy: QEMUMigrationPolicy)
+        async throws -> QMPValue
+    {
+        while true {
+            let answer = try await source.execute("query-migrate")
+            let status = answer["status"]?.string ?? "none"
+            if wanted.contains(status) { return answer }
+            if status == "failed" || status == "cancelled" {
+                throw QEMUGuestError(
+                    "the migration \(status)" + (answer["error-desc"]?.string.map { ": \($0)" } ?? ""))
+            }
+            try await Task.sleep(for: policy.poll)
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

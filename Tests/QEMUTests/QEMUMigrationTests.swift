@@ -1,0 +1,128 @@
+import Foundation
+import HTTP2
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import QEMU
+import TestSupport
+import Testing
+
+/// A real guest's live migration with QEMU's stream carried over HTTP/2 (an HTTP2Client's request
+/// body to an HTTP2Server's streaming route, as between two nodes), held at pre-switchover.
+@Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
+struct QEMUMigrationTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    /// The HTTP/2 hop: the target's route feeds the request body into the target QEMU's socket.
+    final class Carrier: Sendable {
+        let server: HTTP2Server
+        let client: HTTP2Client
+        let forwarded = NIOLockedValueBox<UInt64>(0)
+
+        init(group: any EventLoopGroup) async throws {
+            var router = Router()
+            let forwarded = self.forwarded
+            router.post("/migration/{socket}", body: .stream) { request, parameters in
+                guard case .stream(let body) = request.body, let encoded = parameters["socket"],
+                    let socket = encoded.removingPercentEncoding
+                else { return HTTPResponse(status: 400) }
+                let count = try await QEMUMigrationStream.feedTarget(socketPath: socket, group: group, bytes: body)
+                forwarded.withLockedValue { $0 = count }
+                return .json("{\"bytes\": \(count)}")
+            }
+            server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
+            let port = try await server.start()
+            client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
+        }
+
+        func carry(_ bytes: NIOAsyncChannelInboundStream<ByteBuffer>, to socket: String) async throws {
+            let path = "/migration/" + socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let response = try await client.send(
+                HTTPRequest(method: .post, path: path, body: .stream(HTTPBodyStream(bytes))), timeout: .seconds(240))
+            guard response.status == 200 else { throw QEMUGuestError("the target answered \(response.status)") }
+        }
+
+        func close() async {
+            await client.close()
+            await server.shutdown()
+        }
+    }
+
+    /// The last uptime the guest printed on `console`.
+    static func lastUptime(_ console: String) -> Int? {
+        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
+    }
+
+    func pair(_ directory: String, arguments: String) async throws -> (QEMUGuest, QEMUGuest) {
+        let machine = TestGuest.machine(arguments: arguments)
+        let source = QEMUGuest(
+            name: "mig", machine: machine, directory: directory + "/source", executable: TestGuest.qemu, group: group)
+        let target = QEMUGuest(
+            name: "mig", machine: machine, directory: directory + "/target", executable: TestGuest.qemu, group: group)
+        try await source.start(accelerator: .tcg)
+        try await eventually(
+            "the source guest fills its memory and counts", within: .seconds(90), poll: .milliseconds(200)
+        ) {
+            (Self.lastUptime(source.console()) ?? 0) >= 1 && source.console().contains("filled")
+        }
+        try await target.start(accelerator: .tcg, paused: true, incomingMigration: true)
+        #expect(try await target.runState() == "inmigrate")
+        return (source, target)
+    }
+
+    @Test func aGuestWritingMemoryMovesOverHTTP2AndRunsOnWithoutARebootOnlyAfterTheDecision() async throws {
+        let directory = try TestGuest.scratch()
+        let (source, target) = try await pair(directory, arguments: "flotilla.vm=mig flotilla.fill=64 flotilla.dirty=4")
+        let carrier = try await Carrier(group: group)
+        let before = try #require(Self.lastUptime(source.console()))
+        let seenAtDecision = NIOLockedValueBox<(source: String, target: String)?>(nil)
+        let result = try await QEMULiveMigration.run(
+            source: source, target: target, group: group,
+            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+            decide: {
+                // Every page copied and the guest stopped; neither side runs it while the cluster decides.
+                let seen = ((try? await source.runState()) ?? "?", (try? await target.runState()) ?? "?")
+                seenAtDecision.withLockedValue { $0 = seen }
+                return true
+            })
+        #expect(result.outcome == .completed)
+        let seen = try #require(seenAtDecision.withLockedValue { $0 })
+        #expect(seen.source != "running" && seen.target != "running", "at the decision: \(seen)")
+        #expect(try await target.runState() == "running")
+        #expect(try await source.runState() == "postmigrate")
+        #expect((result.transferredBytes ?? 0) >= 64 << 20)
+        #expect(carrier.forwarded.withLockedValue { $0 } >= 64 << 20)
+        #expect(result.qemuDowntime != nil && result.pausedFor != nil)
+
+        // The same guest goes on counting on the target: no reboot (a reboot prints "up" and starts at 0).
+        try await eventually("the target's guest prints its uptime", within: .seconds(30), poll: .milliseconds(200)) {
+            (Self.lastUptime(target.console()) ?? 0) > before
+        }
+        #expect(!target.console().contains("flotilla-guest: up"))
+        await source.stop()
+        await target.stop()
+        await carrier.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func aNoAtPreSwitchoverLeavesTheGuestRunningOnItsSourceAndNoTarget() async throws {
+        let directory = try TestGuest.scratch()
+        let (source, target) = try await pair(directory, arguments: "flotilla.vm=mig flotilla.fill=16")
+        let carrier = try await Carrier(group: group)
+        let targetPid = try #require(await target.pid)
+        let result = try await QEMULiveMigration.run(
+            source: source, target: target, group: group,
+            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+            decide: { false })
+        #expect(result.outcome == .refused)
+        #expect(try await source.runState() == "running")
+        #expect(TestGuest.isGone(targetPid))
+        let before = try #require(Self.lastUptime(source.console()))
+        try await eventually("the source's guest counts on", within: .seconds(30), poll: .milliseconds(200)) {
+            (Self.lastUptime(source.console()) ?? 0) > before
+        }
+        await source.stop()
+        await carrier.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
