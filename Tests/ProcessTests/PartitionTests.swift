@@ -23,7 +23,16 @@ struct PartitionTests {
         // The majority elects a new leader and goes on.
         let newLeader = try await cluster.awaitLeader(excluding: [oldLeader])
         #expect(newLeader != oldLeader)
-        try await cluster.client(newLeader).setSetting("after", to: "yes")
+        // A busy machine can time out one call while leadership settles: the write is tried until it
+        // is acknowledged (it sets the same value, so a retry of an unknown outcome is harmless).
+        try await cluster.await("the new leader acknowledges a write") {
+            do {
+                _ = try await cluster.client(newLeader).setSetting("after", to: "yes")
+                return true
+            } catch {
+                return false
+            }
+        }
         // CheckQuorum: the old leader, hearing no majority, stops calling itself leader.
         try await cluster.await("n\(oldLeader) steps down") {
             (try? await cluster.client(oldLeader).status(stale: true).leader) != "n\(oldLeader)"
@@ -34,7 +43,12 @@ struct PartitionTests {
         try await cluster.await("n\(oldLeader) catches up") {
             (try? await cluster.client(oldLeader).settings(stale: true))?["after"] == "yes"
         }
-        let settings = try await cluster.client(oldLeader).settings()
+        var settings: [String: String] = [:]
+        try await cluster.await("a linearizable read through n\(oldLeader)") {
+            guard let read = try? await cluster.client(oldLeader).settings() else { return false }
+            settings = read
+            return true
+        }
         #expect(settings["doomed"] == nil, "an uncommitted write of the deposed leader survived\n\(cluster.logTails())")
         #expect(Set(settings.keys) == Set((1...5).map { "before-\($0)" } + ["after"]))
         await cluster.close()
