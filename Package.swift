@@ -94,7 +94,9 @@ let package = Package(
         .target(
             name: "LiveMigration",
             dependencies: [
-                "ClusterModel", "ClusterState", "Guests", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
+                "ClusterModel", "ClusterState", "Guests", "HTTP2", "QEMU",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -169,7 +171,7 @@ let package = Package(
             name: "FlotillaBench",
             dependencies: [
                 "HTTP2", "FlotillaTestKit", "Node", "FlotillaAPI", "FlotillaClient", "ClusterModel", "DynamicMemory",
-                "Guests", "LiveMigration",
+                "Guests", "LiveMigration", "QEMU",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -202,7 +204,8 @@ let package = Package(
         .testTarget(
             name: "QEMUTests",
             dependencies: [
-                "QEMU", "HTTP2", "TestSupport", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "QEMU", "HTTP2", "LiveMigration", "ClusterModel", "TestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

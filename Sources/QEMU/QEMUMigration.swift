@@ -15,6 +15,11 @@ public enum QEMUMigrationStream {
         forward: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void
     ) async throws {
         let server = try await ServerBootstrap(group: group)
+            // QEMU writes as fast as it is read: reads of up to 1 MiB, not NIO's 64 KiB.
+            .childChannelOption(
+                ChannelOptions.recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64 << 10, initial: 256 << 10, maximum: 1 << 20)
+            )
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -38,16 +43,23 @@ public enum QEMUMigrationStream {
     {
         let connection = try await ClientBootstrap(group: group).connect(unixDomainSocketPath: socketPath) { channel in
             channel.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                // Finishing the writer shuts the write side down once every queued write is out.
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                    wrappingChannelSynchronously: channel,
+                    configuration: .init(isOutboundHalfClosureEnabled: true))
             }
         }
-        return try await connection.executeThenClose { _, outbound in
+        return try await connection.executeThenClose { inbound, outbound in
             var count: UInt64 = 0
             for try await chunk in bytes {
                 count += UInt64(chunk.readableBytes)
                 try await outbound.write(chunk)
             }
             outbound.finish()
+            // A write returns once queued, not once in the socket, and closing drops what is still
+            // queued: the stream ends with the write side's shutdown after the last write, and the
+            // connection stays open until QEMU, having read to that end, closes it.
+            for try await _ in inbound {}
             return count
         }
     }
@@ -113,16 +125,7 @@ public enum QEMULiveMigration {
         let targetSocket = target.directory + "/migration-in.sock"
         let sourceSocket = source.directory + "/migration-out.sock"
         try? FileManager.default.removeItem(atPath: targetSocket)
-        try await target.execute("migrate-incoming", ["uri": .string("unix:" + targetSocket)])
-        try await source.execute(
-            "migrate-set-capabilities",
-            ["capabilities": .array([["capability": "pause-before-switchover", "state": true]])])
-        try await source.execute(
-            "migrate-set-parameters",
-            [
-                "downtime-limit": .number(Double(policy.downtimeLimit.milliseconds)),
-                "max-bandwidth": .number(Double(policy.maxBandwidth)),
-            ])
+        try await prepare(source: source, target: target, incoming: "unix:" + targetSocket, policy: policy)
         // The stream and the decision run side by side. The stream's end decides nothing: a stream
         // that breaks makes the source's migration fail, which `drive` reports; one that ends is the
         // source closing it after the switchover; one cut because the answer was no is expected.
@@ -183,6 +186,42 @@ public enum QEMULiveMigration {
             await target.kill()
             throw error
         }
+    }
+
+    /// QEMU migrating straight to the target's `uri` (e.g. `tcp:127.0.0.1:PORT`), not through a
+    /// node: the yardstick the carried stream is measured against, with the same hold at
+    /// pre-switchover and the same decision.
+    public static func runDirect(
+        source: QEMUGuest, target: QEMUGuest, uri: String, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
+        decide: @escaping @Sendable () async -> Bool
+    ) async throws -> QEMUMigrationResult {
+        let started = ContinuousClock.now
+        do {
+            try await prepare(source: source, target: target, incoming: uri, policy: policy)
+            try await source.execute("migrate", ["uri": .string(uri)])
+            return try await drive(source: source, target: target, policy: policy, started: started, decide: decide)
+        } catch {
+            _ = try? await source.execute("migrate_cancel")
+            if (try? await source.runState()) == "paused" { try? await source.resume() }
+            await target.kill()
+            throw error
+        }
+    }
+
+    /// The target listens on `incoming`; the source will stop at pre-switchover, under the policy.
+    private static func prepare(source: QEMUGuest, target: QEMUGuest, incoming: String, policy: QEMUMigrationPolicy)
+        async throws
+    {
+        try await target.execute("migrate-incoming", ["uri": .string(incoming)])
+        try await source.execute(
+            "migrate-set-capabilities",
+            ["capabilities": .array([["capability": "pause-before-switchover", "state": true]])])
+        try await source.execute(
+            "migrate-set-parameters",
+            [
+                "downtime-limit": .number(Double(policy.downtimeLimit.milliseconds)),
+                "max-bandwidth": .number(Double(policy.maxBandwidth)),
+            ])
     }
 
     private static func drive(

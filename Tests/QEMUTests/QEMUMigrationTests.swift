@@ -1,5 +1,7 @@
+import ClusterModel
 import Foundation
 import HTTP2
+import LiveMigration
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -13,33 +15,30 @@ import Testing
 struct QEMUMigrationTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    /// The HTTP/2 hop: the target's route feeds the request body into the target QEMU's socket.
+    /// The HTTP/2 hop as between two nodes: the target's receiver route feeds the stream into the
+    /// target QEMU's socket; the source sends its QEMU's bytes as one request.
     final class Carrier: Sendable {
         let server: HTTP2Server
         let client: HTTP2Client
-        let forwarded = NIOLockedValueBox<UInt64>(0)
+        let receiver: QEMUStreamReceiver
+        let migrations = NIOLockedValueBox<UInt64>(0)
 
         init(group: any EventLoopGroup) async throws {
+            receiver = QEMUStreamReceiver(group: group)
             var router = Router()
-            let forwarded = self.forwarded
-            router.post("/migration/{socket}", body: .stream) { request, parameters in
-                guard case .stream(let body) = request.body, let encoded = parameters["socket"],
-                    let socket = encoded.removingPercentEncoding
-                else { return HTTPResponse(status: 400) }
-                let count = try await QEMUMigrationStream.feedTarget(socketPath: socket, group: group, bytes: body)
-                forwarded.withLockedValue { $0 = count }
-                return .json("{\"bytes\": \(count)}")
-            }
+            receiver.register(on: &router)
             server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
             let port = try await server.start()
             client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
         }
 
         func carry(_ bytes: NIOAsyncChannelInboundStream<ByteBuffer>, to socket: String) async throws {
-            let path = "/migration/" + socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
-            let response = try await client.send(
-                HTTPRequest(method: .post, path: path, body: .stream(HTTPBodyStream(bytes))), timeout: .seconds(240))
-            guard response.status == 200 else { throw QEMUGuestError("the target answered \(response.status)") }
+            let id = MigrationID(
+                rawValue: migrations.withLockedValue {
+                    $0 += 1; return $0
+                })
+            receiver.expect(id, socketPath: socket)
+            try await QEMUStreamSender.send(bytes, migration: id, to: client, timeout: .seconds(240))
         }
 
         func close() async {
@@ -91,7 +90,6 @@ struct QEMUMigrationTests {
         #expect(try await target.runState() == "running")
         #expect(try await source.runState() == "postmigrate")
         #expect((result.transferredBytes ?? 0) >= 64 << 20)
-        #expect(carrier.forwarded.withLockedValue { $0 } >= 64 << 20)
         #expect(result.qemuDowntime != nil && result.pausedFor != nil)
 
         // The same guest goes on counting on the target: no reboot (a reboot prints "up" and starts at 0).
@@ -124,5 +122,54 @@ struct QEMUMigrationTests {
         await source.stop()
         await carrier.close()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// The target's route takes only the streams it expects, each once.
+@Suite struct QEMUStreamReceiverTests {
+    @Test func aStreamNobodyExpectsIsRefusedAndAnExpectedOneIsTakenOnce() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let carrier = try await QEMUMigrationTests.Carrier(group: group)
+        func post(_ path: String) async throws -> (Int, String) {
+            let response = try await carrier.client.send(
+                HTTPRequest(method: .post, path: path, body: .string("qemu bytes")), timeout: .seconds(10))
+            return (response.status, String(buffer: try await response.body.collect(upTo: 4096)))
+        }
+        let unexpected = try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 7)))
+        #expect(unexpected.0 == 404)
+        #expect(unexpected.1.contains("this node expects no QEMU stream for migration mig7"))
+        #expect(try await post("/v1/internal/migrations/x/qemu-stream").0 == 400)
+
+        // Expected: the bytes go into the socket named by this node, not by the request.
+        let directory = try TestGuest.scratch()
+        let socket = directory + "/in.sock"
+        let received = NIOLockedValueBox(ByteBuffer())
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(received: received))
+                }
+            }
+            .bind(unixDomainSocketPath: socket, cleanupExistingSocketFile: true).get()
+        carrier.receiver.expect(MigrationID(rawValue: 8), socketPath: socket)
+        let taken = try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8)))
+        #expect(taken.0 == 200 && taken.1 == "{\"bytes\": 10}")
+        try await eventually("the bytes reach the socket") {
+            received.withLockedValue { String(buffer: $0) } == "qemu bytes"
+        }
+        #expect(try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8))).0 == 404)
+        try await listener.close()
+        await carrier.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received: NIOLockedValueBox<ByteBuffer>
+        init(received: NIOLockedValueBox<ByteBuffer>) { self.received = received }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            _ = received.withLockedValue { $0.writeBuffer(&bytes) }
+        }
     }
 }

@@ -1,0 +1,191 @@
+// `flotilla-bench qemu-migration`: a real guest's live migration with QEMU's stream carried over
+// HTTP/2 (as between two nodes) against QEMU migrating straight to its target over TCP.
+import ArgumentParser
+import ClusterModel
+import FlotillaTestKit
+import Foundation
+import HTTP2
+import LiveMigration
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import QEMU
+
+/// Per guest size and workload, one guest boots (software emulation unless `--accel kvm`) and then
+/// moves back and forth between two QEMU processes, `--migrations` times per route, the routes
+/// taking turns going first: **carried** — out of the source QEMU's UNIX socket, through an
+/// HTTP/2 request (`QEMUStreamSender` → an `HTTP2Server` with `QEMUStreamReceiver`) into the
+/// target's socket; **direct** — QEMU to QEMU over TCP on loopback, no node in the way. Both hold
+/// the guest at pre-switchover and decide at once (no commit), so the difference is the carrying.
+/// Reported per route: total time and the pause (guest stopped → running on the target) p50 and
+/// largest, QEMU's own downtime p50, bytes sent, and the rate (bytes ÷ total time); the last
+/// column is carried ÷ direct of the rates' medians. A failed migration fails the run.
+struct QEMUMigrationBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qemu-migration",
+        abstract: "Real guests' live migration carried over HTTP/2 against QEMU's direct TCP (a markdown table).")
+
+    @Option(help: "The guest kernel (scripts/build-test-guest.sh DIR makes DIR/vmlinuz).") var kernel: String
+    @Option(help: "Its initramfs (DIR/initramfs.cpio.gz).") var initrd: String
+    @Option(help: "Guest sizes, comma-separated.") var sizes = "256M,1G"
+    @Option(help: "MiB/s the guest rewrites, comma-separated (0: idle).") var dirty = "0,8"
+    @Option(help: "Share of the guest's memory filled with random data, percent.") var fill = 50
+    @Option(help: "Migrations per route and case.") var migrations = 6
+    @Option(help: "kvm or tcg.") var accel = "tcg"
+    @Option(help: "QEMU.") var qemu = "/usr/bin/qemu-system-x86_64"
+
+    func validate() throws {
+        guard (1...200).contains(migrations) else { throw ValidationError("--migrations must be 1–200") }
+        guard (0...90).contains(fill) else { throw ValidationError("--fill must be 0–90 (percent)") }
+        guard QEMUAccelerator(rawValue: accel) != nil else { throw ValidationError("--accel is kvm or tcg") }
+        _ = try guestSizes()
+        _ = try dirtyRates()
+    }
+
+    func guestSizes() throws -> [UInt64] {
+        try sizes.split(separator: ",").map {
+            guard let size = ByteCount(parsing: String($0))?.bytes, size % (1 << 20) == 0 else {
+                throw ValidationError("--sizes takes sizes such as 256M,1G, not \($0)")
+            }
+            return size
+        }
+    }
+
+    func dirtyRates() throws -> [Int] {
+        try dirty.split(separator: ",").map {
+            guard let rate = Int($0), rate >= 0 else { throw ValidationError("--dirty takes MiB/s such as 0,8") }
+            return rate
+        }
+    }
+
+    enum Route: String, CaseIterable { case carried, direct }
+
+    struct Sample {
+        var total: Duration
+        var paused: Duration
+        var qemuDowntime: Duration
+        var bytes: UInt64
+    }
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let accelerator = QEMUAccelerator(rawValue: accel)!
+        let receiver = QEMUStreamReceiver(group: group)
+        var router = Router()
+        receiver.register(on: &router)
+        var configuration = HTTP2Server.Configuration(host: "127.0.0.1", port: 0)
+        // The node's data listener's settings (NodeDaemon).
+        configuration.initialStreamWindowSize = 4 << 20
+        configuration.connectionWindowSize = 32 << 20
+        configuration.maxReadSize = 1 << 20
+        configuration.maxFrameSize = 1 << 20
+        let server = HTTP2Server(configuration: configuration, router: router)
+        let port = try await server.start()
+        let client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
+        let root = "/tmp/fl-qbench-\(UUID().uuidString.prefix(6))"
+        var lines: [String] = []
+        var nextID: UInt64 = 0
+        var succeeded = false
+        defer {
+            if succeeded {
+                try? FileManager.default.removeItem(atPath: root)
+            } else {
+                FileHandle.standardError.write(Data("qemu-migration bench: the guests' files kept in \(root)\n".utf8))
+            }
+        }
+        for size in try guestSizes() {
+            for rate in try dirtyRates() {
+                let fillMiB = size >> 20 * UInt64(fill) / 100
+                let machine = QEMUMachine(
+                    memoryBytes: size, kernel: kernel, initrd: initrd,
+                    kernelArguments: "quiet flotilla.vm=bench flotilla.fill=\(fillMiB) flotilla.dirty=\(rate)")
+                var samples: [Route: [Sample]] = [:]
+                var current = QEMUGuest(
+                    name: "bench", machine: machine, directory: root + "/g0", executable: qemu, group: group)
+                try await current.start(accelerator: accelerator)
+                try await waitFor("the guest fills \(fillMiB) MiB", limit: .seconds(300)) {
+                    current.console().contains("flotilla-guest: filled")
+                }
+                var turn = 0
+                // Two unmeasured migrations first, one per route (the first after the boot and
+                // the HTTP/2 connection's set-up are slower); then turns: carried, direct, direct,
+                // carried, carried, direct, …
+                for index in -2..<(migrations * 2) {
+                    let route: Route =
+                        index < 0
+                        ? (index == -2 ? .carried : .direct) : ((index + index / 2) % 2 == 0) ? .carried : .direct
+                    turn += 1
+                    let target = QEMUGuest(
+                        name: "bench", machine: machine, directory: root + "/g\(turn)", executable: qemu, group: group)
+                    try await target.start(accelerator: accelerator, paused: true, incomingMigration: true)
+                    let result: QEMUMigrationResult
+                    switch route {
+                    case .carried:
+                        nextID += 1
+                        let id = MigrationID(rawValue: nextID)
+                        result = try await QEMULiveMigration.run(
+                            source: current, target: target, group: group,
+                            carry: { bytes, socket in
+                                receiver.expect(id, socketPath: socket)
+                                try await QEMUStreamSender.send(
+                                    bytes, migration: id, to: client, timeout: .seconds(600))
+                            }, decide: { true })
+                    case .direct:
+                        let port = try freeLoopbackPorts(1)[0]
+                        result = try await QEMULiveMigration.runDirect(
+                            source: current, target: target, uri: "tcp:127.0.0.1:\(port)", decide: { true })
+                    }
+                    guard result.outcome == .completed, let paused = result.pausedFor,
+                        let downtime = result.qemuDowntime, let bytes = result.transferredBytes
+                    else { throw ValidationError("a \(route) migration did not complete: \(result)") }
+                    if index >= 0 {
+                        samples[route, default: []].append(
+                            Sample(total: result.totalTime, paused: paused, qemuDowntime: downtime, bytes: bytes))
+                    }
+                    await current.stop(grace: .seconds(2))
+                    try? FileManager.default.removeItem(atPath: current.directory)
+                    current = target
+                }
+                await current.stop(grace: .seconds(2))
+                lines += rows(size: size, rate: rate, samples: samples)
+            }
+        }
+        await client.close()
+        await server.shutdown()
+        succeeded = true
+        print(
+            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | carried ÷ direct |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for line in lines { print(line) }
+    }
+
+    func rows(size: UInt64, rate: Int, samples: [Route: [Sample]]) -> [String] {
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        func rateOf(_ sample: Sample) -> Double { Double(sample.bytes) / seconds(sample.total) }
+        let directRate = median(samples[.direct]!.map(rateOf))
+        return Route.allCases.map { route in
+            let list = samples[route]!
+            let routeRate = median(list.map(rateOf))
+            return "| \(ByteCount(size)) | \(rate) MiB/s | \(route.rawValue) | \(list.count) "
+                + "| \(ms(median(list.map { seconds($0.total) }))) | \(ms(median(list.map { seconds($0.paused) }))) "
+                + "| \(ms(list.map { seconds($0.paused) }.max()!)) | \(ms(median(list.map { seconds($0.qemuDowntime) }))) "
+                + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) | \(String(format: "%.0f MB/s", routeRate / 1e6)) "
+                + "| \(route == .carried ? String(format: "%.2f", routeRate / directRate) : "") |"
+        }
+    }
+
+    func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    func ms(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
+
+    func waitFor(_ what: String, limit: Duration, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw ValidationError("not within \(limit): \(what)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
