@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real guest's live migration (QEMU, software emulation here) with QEMU's stream carried over
-# HTTP/2 as between two nodes, against QEMU migrating straight to its target over TCP, side by side
-# in one run, the routes taking turns (release build). Prints a markdown table with the command and
+# HTTP/2 as between two nodes, against the same through a plain relay process (socat) and QEMU
+# migrating straight to its target over TCP, side by side in one run, the routes taking turns
+# (release build). Prints a markdown table with the command and
 # the load average, and nothing but the reason when anything failed.
 # Usage: scripts/bench-qemu-migration.sh   (SIZES=256M,1G DIRTY=0,8 MIGRATIONS=6 by default)
 set -euo pipefail
@@ -16,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 
 bench=bench-qemu-migration
 source scripts/lib-bench.sh
-FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
+FLOTILLA_QEMU_DEPS=1 FLOTILLA_BENCH_DEPS=1 ./scripts/install-deps.sh
 ./scripts/build-test-guest.sh "$scratch/test-guest" >&2
 guest=$(cd "$scratch/test-guest" && pwd)
 build_release flotilla-bench

@@ -15,8 +15,10 @@ import QEMU
 /// moves back and forth between two QEMU processes, `--migrations` times per route, the routes
 /// taking turns going first: **carried** — out of the source QEMU's UNIX socket, through an
 /// HTTP/2 request (`QEMUStreamSender` → an `HTTP2Server` with `QEMUStreamReceiver`) into the
-/// target's socket; **direct** — QEMU to QEMU over TCP on loopback, no node in the way. Both hold
-/// the guest at pre-switchover and decide at once (no commit), so the difference is the carrying.
+/// target's socket; **relay** — through `socat` (UNIX socket to UNIX socket, 1 MiB buffer), the
+/// cost of any relay process, without HTTP/2; **direct** — QEMU to QEMU over TCP on loopback, no
+/// process in the way. All hold the guest at pre-switchover and decide at once (no commit), so the
+/// differences are the carrying.
 /// Reported per route: total time and the pause (guest stopped → running on the target) p50 and
 /// largest, QEMU's own downtime p50, bytes sent, and the rate (bytes ÷ total time); the last
 /// column is carried ÷ direct of the rates' medians. A failed migration fails the run.
@@ -38,6 +40,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         guard (1...200).contains(migrations) else { throw ValidationError("--migrations must be 1–200") }
         guard (0...90).contains(fill) else { throw ValidationError("--fill must be 0–90 (percent)") }
         guard QEMUAccelerator(rawValue: accel) != nil else { throw ValidationError("--accel is kvm or tcg") }
+        guard FileManager.default.isExecutableFile(atPath: Self.socat) else {
+            throw ValidationError("\(Self.socat) is missing (Debian package socat): the relay route needs it")
+        }
         _ = try guestSizes()
         _ = try dirtyRates()
     }
@@ -58,7 +63,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         }
     }
 
-    enum Route: String, CaseIterable { case carried, direct }
+    static let socat = "/usr/bin/socat"
+
+    enum Route: String, CaseIterable { case carried, relay, direct }
 
     struct Sample {
         var total: Duration
@@ -107,13 +114,16 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                     current.console().contains("flotilla-guest: filled")
                 }
                 var turn = 0
-                // Two unmeasured migrations first, one per route (the first after the boot and
-                // the HTTP/2 connection's set-up are slower); then turns: carried, direct, direct,
-                // carried, carried, direct, …
-                for index in -2..<(migrations * 2) {
-                    let route: Route =
-                        index < 0
-                        ? (index == -2 ? .carried : .direct) : ((index + index / 2) % 2 == 0) ? .carried : .direct
+                // One unmeasured migration per route first (the first after the boot and the HTTP/2
+                // connection's set-up are slower); then rounds of one migration per route, each
+                // round's order rotated by one so that every route goes first in turn.
+                let routes = Route.allCases
+                let order =
+                    routes
+                    + (0..<migrations).flatMap { round in
+                        (0..<routes.count).map { routes[($0 + round) % routes.count] }
+                    }
+                for (index, route) in order.enumerated() {
                     turn += 1
                     let target = QEMUGuest(
                         name: "bench", machine: machine, directory: root + "/g\(turn)", executable: qemu, group: group)
@@ -130,6 +140,20 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                                 try await QEMUStreamSender.send(
                                     bytes, migration: id, to: client, timeout: .seconds(600))
                             }, decide: { true })
+                    case .relay:
+                        let incoming = target.directory + "/relay-out.sock"
+                        let relayIn = target.directory + "/relay-in.sock"
+                        let relay = Process()
+                        relay.executableURL = URL(fileURLWithPath: Self.socat)
+                        relay.arguments = ["-b", "1048576", "UNIX-LISTEN:" + relayIn, "UNIX-CONNECT:" + incoming]
+                        try relay.run()
+                        try await waitFor("socat listens", limit: .seconds(10)) {
+                            FileManager.default.fileExists(atPath: relayIn)
+                        }
+                        result = try await QEMULiveMigration.runDirect(
+                            source: current, target: target, uri: "unix:" + incoming, sourceURI: "unix:" + relayIn,
+                            decide: { true })
+                        relay.waitUntilExit()
                     case .direct:
                         let port = try freeLoopbackPorts(1)[0]
                         result = try await QEMULiveMigration.runDirect(
@@ -138,7 +162,7 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                     guard result.outcome == .completed, let paused = result.pausedFor,
                         let downtime = result.qemuDowntime, let bytes = result.transferredBytes
                     else { throw ValidationError("a \(route) migration did not complete: \(result)") }
-                    if index >= 0 {
+                    if index >= routes.count {
                         samples[route, default: []].append(
                             Sample(total: result.totalTime, paused: paused, qemuDowntime: downtime, bytes: bytes))
                     }
@@ -171,7 +195,7 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                 + "| \(ms(median(list.map { seconds($0.total) }))) | \(ms(median(list.map { seconds($0.paused) }))) "
                 + "| \(ms(list.map { seconds($0.paused) }.max()!)) | \(ms(median(list.map { seconds($0.qemuDowntime) }))) "
                 + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) | \(String(format: "%.0f MB/s", routeRate / 1e6)) "
-                + "| \(route == .carried ? String(format: "%.2f", routeRate / directRate) : "") |"
+                + "| \(route == .direct ? "" : String(format: "%.2f", routeRate / directRate)) |"
         }
     }
 

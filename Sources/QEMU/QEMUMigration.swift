@@ -190,15 +190,16 @@ public enum QEMULiveMigration {
 
     /// QEMU migrating straight to the target's `uri` (e.g. `tcp:127.0.0.1:PORT`), not through a
     /// node: the yardstick the carried stream is measured against, with the same hold at
-    /// pre-switchover and the same decision.
+    /// pre-switchover and the same decision. `sourceURI`, when given, is where the source sends
+    /// instead (a relay in between that delivers to `uri`).
     public static func runDirect(
-        source: QEMUGuest, target: QEMUGuest, uri: String, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
-        decide: @escaping @Sendable () async -> Bool
+        source: QEMUGuest, target: QEMUGuest, uri: String, sourceURI: String? = nil,
+        policy: QEMUMigrationPolicy = QEMUMigrationPolicy(), decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
         let started = ContinuousClock.now
         do {
             try await prepare(source: source, target: target, incoming: uri, policy: policy)
-            try await source.execute("migrate", ["uri": .string(uri)])
+            try await source.execute("migrate", ["uri": .string(sourceURI ?? uri)])
             return try await drive(source: source, target: target, policy: policy, started: started, decide: decide)
         } catch {
             _ = try? await source.execute("migrate_cancel")
