@@ -2,8 +2,8 @@
 # Runs the built test suite and fails unless it passed AND at least the expected number of tests
 # passed (skipped tests do not count).
 #
-# Two phases: everything but the process tests in parallel, then the process tests (real node
-# processes with 20 ms ticks) one suite at a time — several clusters of processes electing leaders
+# Two phases: everything but the process and QEMU tests in parallel, then those (real node
+# processes with 20 ms ticks, real guests) one suite at a time — several clusters of processes electing leaders
 # side by side on a 2-core machine starve each other into election churn, which tests nothing.
 #
 # The floor guards against a run that reports success after executing only part of the suite (seen
@@ -17,13 +17,17 @@
 # silently cannot run is seen.
 set -uo pipefail
 minimum=${FLOTILLA_MIN_TESTS:-525}
+# Run one at a time, after the rest: real node processes, and real guests under software emulation
+# (several at once on 2 cores would starve each other and every test beside them).
+serial='ProcessTests|QEMUTests\.'
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-swift test --skip-build --skip ProcessTests "$@" 2>&1 | tee "$log"
+swift test --skip-build --skip "$serial" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || exit "$status"
-swift test --skip-build --filter ProcessTests --no-parallel "$@" 2>&1 | tee -a "$log"
+swift test --skip-build --filter "$serial" --no-parallel "$@" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || exit "$status"
 

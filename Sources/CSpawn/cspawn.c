@@ -33,7 +33,9 @@ pid_t flotilla_spawn_bound_to_parent(const char *path, char *const argv[], char 
     if (child < 0) return -errno;
     if (child > 0) return child;
 
-    int out = open(output_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    // Not O_CLOEXEC: should this land on 1 or 2 (the parent ran with them closed), dup2 onto itself
+    // keeps the flag and the program would lose its output; close_range closes it otherwise.
+    int out = open(output_path, O_WRONLY | O_CREAT | O_APPEND, 0640);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
         write_reason(out, "prctl(PR_SET_PDEATHSIG)", errno);
         _exit(127);

@@ -136,9 +136,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                         result = try await QEMULiveMigration.run(
                             source: current, target: target, group: group,
                             carry: { bytes, socket in
-                                receiver.expect(id, socketPath: socket)
+                                let token = receiver.expect(id, socketPath: socket)
                                 try await QEMUStreamSender.send(
-                                    bytes, migration: id, to: client, timeout: .seconds(600))
+                                    bytes, migration: id, token: token, to: client, timeout: .seconds(600))
                             }, decide: { true })
                     case .relay:
                         let incoming = target.directory + "/relay-out.sock"

@@ -1,5 +1,6 @@
 // A real virtual machine: one qemu-system process supervised by its node, driven over QMP.
 import Foundation
+import NIOConcurrencyHelpers
 public import NIOCore
 
 /// What QEMU and the guest's own balloon driver say about the guest's memory.
@@ -59,11 +60,20 @@ public actor QEMUGuest {
     public nonisolated let outputLog: String
     private let executable: String
     private let group: any EventLoopGroup
-    private var process: BoundProcess?
+    /// The running process, also readable without the actor (`killImmediately`).
+    private nonisolated let running = NIOLockedValueBox<BoundProcess?>(nil)
+    private var process: BoundProcess? {
+        get { running.withLockedValue { $0 } }
+        set { running.withLockedValue { $0 = newValue } }
+    }
     private var control: QMPClient?
+    /// Set while `start` runs (between its awaits, other calls reach the actor).
+    private var starting = false
+    /// Set by `stop` or `kill` while the guest is starting: the start ends by killing it.
+    private var stopRequested = false
 
     /// A UNIX socket's path must fit `sun_path` (108 bytes, with its terminating zero).
-    static let maximumSocketPath = 107
+    public static let maximumSocketPath = 107
 
     public init(name: String, machine: QEMUMachine, directory: String, executable: String, group: any EventLoopGroup) {
         self.name = name
@@ -83,7 +93,9 @@ public actor QEMUGuest {
     public func start(accelerator: QEMUAccelerator, paused: Bool = false, incomingMigration: Bool = false)
         async throws
     {
-        guard process == nil else { throw QEMUGuestError("\(name) is already running (pid \(process!.pid))") }
+        guard process == nil, !starting else {
+            throw QEMUGuestError("\(name) is already running or starting")
+        }
         let problems = machine.problems + missingFiles()
         guard problems.isEmpty else {
             throw QEMUGuestError("\(name) cannot start: " + problems.joined(separator: "; "))
@@ -97,6 +109,11 @@ public actor QEMUGuest {
         try? FileManager.default.removeItem(atPath: files.controlSocket)
         let launch = QEMULaunch(
             name: name, accelerator: accelerator, startPaused: paused, incomingMigration: incomingMigration)
+        // From here the actor is re-entered at every await: `starting` refuses a second start, and a
+        // kill or stop meanwhile (a fence) sets `stopRequested`, which ends this start.
+        starting = true
+        stopRequested = false
+        defer { starting = false }
         let started = try await BoundProcess.start(
             executable: executable, arguments: machine.arguments(files: files, launch: launch), outputPath: outputLog)
         process = started
@@ -109,12 +126,10 @@ public actor QEMUGuest {
                     "path": .string("/machine/peripheral/\(QEMUMachine.balloonID)"),
                     "property": "guest-stats-polling-interval", "value": 1,
                 ])
+            guard !stopRequested else { throw QEMUGuestError("\(name) was stopped while it started") }
         } catch {
             started.signal(SIGKILL)
-            _ = await started.waitForExit()
-            process = nil
-            control?.close()
-            control = nil
+            await finish(started)
             throw error
         }
     }
@@ -186,39 +201,48 @@ public actor QEMUGuest {
         return statistics
     }
 
-    /// Ends the process: `quit` over QMP, SIGKILL if it has not ended within `grace`.
+    /// Ends the process: `quit` over QMP, SIGKILL if it has not ended within `grace` (whether or
+    /// not QEMU answered).
     public func stop(grace: Duration = .seconds(5)) async {
+        if starting { stopRequested = true }
         guard let process else { return }
-        _ = try? await control?.execute("quit")
-        let ended = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                _ = await process.waitForExit()
-                return true
-            }
+        let control = self.control
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try? await control?.execute("quit") }
+            // The group waits for every child, so the timer does the killing itself.
             group.addTask {
                 try? await Task.sleep(for: grace)
-                return false
+                if !Task.isCancelled { process.signal(SIGKILL) }
             }
-            let first = await group.next()!
+            _ = await process.waitForExit()
             group.cancelAll()
-            return first
         }
-        if !ended { process.signal(SIGKILL) }
         await finish(process)
     }
 
-    /// Ends the process at once (SIGKILL): what fencing does.
+    /// Ends the process at once (SIGKILL): what fencing does. A guest still starting is killed as
+    /// soon as its process exists.
     public func kill() async {
+        if starting { stopRequested = true }
         guard let process else { return }
         process.signal(SIGKILL)
         await finish(process)
     }
 
+    /// SIGKILLs the process now, without waiting for the actor or the process: for paths that
+    /// cannot wait (a test's clean-up, a handler that must not suspend). `kill()` is the way
+    /// otherwise: it also waits for the end and forgets the process.
+    public nonisolated func killImmediately() {
+        running.withLockedValue { $0 }?.signal(SIGKILL)
+    }
+
     private func finish(_ process: BoundProcess) async {
         _ = await process.waitForExit()
-        control?.close()
-        control = nil
-        self.process = nil
+        if self.process === process {
+            control?.close()
+            control = nil
+            self.process = nil
+        }
     }
 
     /// How the process ended, waiting for it: for a supervisor that must notice a guest that died.

@@ -1,5 +1,6 @@
 // Which accelerator this host's guests run on: KVM only where it really runs a guest.
 import Foundation
+import NIOConcurrencyHelpers
 
 /// What a host can run guests with, and why.
 public struct QEMUHostFacts: Sendable, Hashable {
@@ -77,7 +78,8 @@ public enum QEMUHost {
             probe: await probeKVM(executable: executable, kernel: kernel, scratch: scratch, limit: limit))
     }
 
-    static func probeKVM(executable: String, kernel: String, scratch: String, limit: Duration) async -> KVMProbeOutcome
+    package static func probeKVM(executable: String, kernel: String, scratch: String, limit: Duration) async
+        -> KVMProbeOutcome
     {
         do {
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -89,21 +91,21 @@ public enum QEMUHost {
             let process = try await BoundProcess.start(
                 executable: executable, arguments: kvmProbeArguments(kernel: kernel, consoleLog: console),
                 outputPath: output)
-            let exit = await withTaskGroup(of: ProcessExit?.self) { group in
-                group.addTask { await process.waitForExit() }
+            // The timer kills the probe itself: a task group waits for every child, and waiting
+            // for the process does not end on cancellation.
+            let timedOut = NIOLockedValueBox(false)
+            let exit = await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try? await Task.sleep(for: limit)
-                    return nil
+                    guard !Task.isCancelled else { return }
+                    timedOut.withLockedValue { $0 = true }
+                    process.signal(SIGKILL)
                 }
-                let first = await group.next()!
+                let exit = await process.waitForExit()
                 group.cancelAll()
-                return first
+                return exit
             }
-            guard let exit else {
-                process.signal(SIGKILL)
-                _ = await process.waitForExit()
-                return .hung(limit)
-            }
+            if timedOut.withLockedValue({ $0 }) { return .hung(limit) }
             let text = (try? String(contentsOfFile: console, encoding: .utf8)) ?? ""
             if exit == .exited(0) && text.contains("Kernel panic") { return .booted(ContinuousClock.now - started) }
             // QEMU's last words on one line, for a log line or an API field.

@@ -130,8 +130,9 @@ public struct QEMULaunch: Sendable, Hashable {
 
 extension QEMUMachine {
     /// The arguments after `qemu-system-x86_64`. Nothing from the machine reaches QEMU unescaped:
-    /// paths go into `-chardev`/`-drive` options with their commas doubled (QEMU's escaping), and
-    /// devices come from this list only (a balloon, virtio disks), never from the user.
+    /// paths go into `-chardev`/`-blockdev` options with their commas doubled (QEMU's escaping),
+    /// devices come from this list only (a balloon, virtio disks), never from the user, and a disk
+    /// image is read as the format given, with no backing file.
     public func arguments(files: QEMURuntimeFiles, launch: QEMULaunch) -> [String] {
         var arguments = [
             "-name", "guest=\(Self.escaped(launch.name)),debug-threads=on",
@@ -157,9 +158,16 @@ extension QEMUMachine {
             ]
         }
         for (index, disk) in disks.enumerated() {
-            var drive = "file=\(Self.escaped(disk.path)),format=\(disk.format.rawValue),if=none,id=disk\(index)"
-            if disk.readOnly { drive += ",readonly=on" }
-            arguments += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(index)"]
+            // -blockdev, not -drive: the format is the one given (never probed from the file's
+            // bytes), and a qcow2 image's header cannot name a backing file (backing=null) — a
+            // user's image could otherwise make QEMU open any file on the host, or a network source.
+            let readOnly = disk.readOnly ? ",read-only=on" : ""
+            var format = "driver=\(disk.format.rawValue),file=file\(index),node-name=disk\(index)\(readOnly)"
+            if disk.format == .qcow2 { format += ",backing=null" }
+            arguments += [
+                "-blockdev", "driver=file,filename=\(Self.escaped(disk.path)),node-name=file\(index)\(readOnly)",
+                "-blockdev", format, "-device", "virtio-blk-pci,drive=disk\(index)",
+            ]
             if kernel == nil && index == 0 { arguments[arguments.count - 1] += ",bootindex=0" }
         }
         if launch.startPaused { arguments.append("-S") }

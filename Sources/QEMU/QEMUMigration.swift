@@ -1,6 +1,7 @@
 // Live migration of a real guest: QEMU's own pre-copy stream, carried by the nodes instead of a side
 // TCP port, held at `pre-switchover` until the cluster has decided (committed) the switchover.
 import Foundation
+import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 
@@ -73,13 +74,17 @@ public struct QEMUMigrationPolicy: Sendable, Hashable {
     public var maxBandwidth: UInt64
     /// How often the source's progress is read.
     public var poll: Duration
+    /// A copy not at pre-switchover by then is given up (and rolled back).
+    public var timeLimit: Duration
 
     public init(
-        downtimeLimit: Duration = .milliseconds(50), maxBandwidth: UInt64 = 10 << 30, poll: Duration = .milliseconds(5)
+        downtimeLimit: Duration = .milliseconds(50), maxBandwidth: UInt64 = 10 << 30, poll: Duration = .milliseconds(5),
+        timeLimit: Duration = .seconds(600)
     ) {
         self.downtimeLimit = downtimeLimit
         self.maxBandwidth = maxBandwidth
         self.poll = poll
+        self.timeLimit = timeLimit
     }
 }
 
@@ -107,12 +112,32 @@ public struct QEMUMigrationResult: Sendable, Hashable {
     public var dirtySyncCount: UInt64?
 }
 
+/// Why a migration of a real guest failed, and where it stood.
+public enum QEMUMigrationError: Error, CustomStringConvertible {
+    /// It failed before the switchover was decided: rolled back (the source runs the guest on,
+    /// the target process is killed).
+    case beforeSwitchover(String)
+    /// It failed after the decision said yes: nothing was rolled back. The caller acts on what its
+    /// log says (the switchover committed: start the target again from its disk, or cont the
+    /// source if the target never loaded — the caller knows which it may).
+    case afterSwitchover(String)
+
+    public var description: String {
+        switch self {
+        case .beforeSwitchover(let reason): "the migration failed before the switchover, the source runs on: \(reason)"
+        case .afterSwitchover(let reason): "the migration failed after the switchover was decided: \(reason)"
+        }
+    }
+}
+
 /// One live migration of a real guest from `source` to `target` (started with `incomingMigration`
 /// and `paused`). The stream goes through `carry` (the caller's transport: in a test a direct
 /// relay, in a cluster an HTTP/2 request to the target node, which feeds the target's socket).
 /// At `pre-switchover` — every page copied, the guest stopped — `decide` is asked (a cluster
 /// commits the switchover through its log here); yes: the source finishes, the target resumes;
-/// no, or any failure before it: the source runs the guest on and the target is killed.
+/// no, or any failure before the decision: the source runs the guest on and the target is killed
+/// (`QEMUMigrationError.beforeSwitchover`); a failure after a yes rolls nothing back
+/// (`.afterSwitchover`).
 public enum QEMULiveMigration {
     public static func run(
         source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
@@ -124,8 +149,16 @@ public enum QEMULiveMigration {
         let started = ContinuousClock.now
         let targetSocket = target.directory + "/migration-in.sock"
         let sourceSocket = source.directory + "/migration-out.sock"
+        for path in [targetSocket, sourceSocket] where path.utf8.count > QEMUGuest.maximumSocketPath {
+            throw QEMUMigrationError.beforeSwitchover(
+                "the socket path \(path) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
+            )
+        }
         try? FileManager.default.removeItem(atPath: targetSocket)
-        try await prepare(source: source, target: target, incoming: "unix:" + targetSocket, policy: policy)
+        let decidedYes = NIOLockedValueBox(false)
+        // `drive` reads the source's status only once `migrate` was sent: before, query-migrate
+        // answers for the source's previous migration (a cancelled one would read as a failure).
+        let (migrateSent, sent) = AsyncStream.makeStream(of: Void.self)
         // The stream and the decision run side by side. The stream's end decides nothing: a stream
         // that breaks makes the source's migration fail, which `drive` reports; one that ends is the
         // source closing it after the switchover; one cut because the answer was no is expected.
@@ -135,12 +168,17 @@ public enum QEMULiveMigration {
             case gaveUpWaiting
         }
         do {
+            try await prepare(source: source, target: target, incoming: "unix:" + targetSocket, policy: policy)
             return try await withThrowingTaskGroup(of: Finished.self) { tasks in
                 tasks.addTask {
+                    defer { sent.finish() }
                     do {
                         try await QEMUMigrationStream.carryFromSource(
                             socketPath: sourceSocket, group: group,
-                            start: { try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)]) },
+                            start: {
+                                try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)])
+                                sent.yield()
+                            },
                             forward: { bytes in try await carry(bytes, targetSocket) })
                         return .carried(nil)
                     } catch {
@@ -149,10 +187,15 @@ public enum QEMULiveMigration {
                 }
                 tasks.addTask {
                     do {
+                        var signal = migrateSent.makeAsyncIterator()
+                        guard await signal.next() != nil else {
+                            throw QEMUGuestError("the source was never told to migrate (its stream failed first)")
+                        }
                         return .drove(
                             .success(
                                 try await drive(
-                                    source: source, target: target, policy: policy, started: started, decide: decide)))
+                                    source: source, target: target, policy: policy, started: started,
+                                    decidedYes: decidedYes, decide: decide)))
                     } catch {
                         return .drove(.failure(error))
                     }
@@ -173,6 +216,8 @@ public enum QEMULiveMigration {
                             return .gaveUpWaiting
                         }
                     case .gaveUpWaiting:
+                        // After a yes the stream has done its part: the outcome is drive's.
+                        if decidedYes.withLockedValue({ $0 }) { continue }
                         tasks.cancelAll()
                         throw carryError!
                     }
@@ -180,11 +225,7 @@ public enum QEMULiveMigration {
                 throw QEMUGuestError("the migration ended without an outcome")
             }
         } catch {
-            // Before the switchover nothing has moved: the source goes on, the target goes.
-            _ = try? await source.execute("migrate_cancel")
-            if (try? await source.runState()) == "paused" { try? await source.resume() }
-            await target.kill()
-            throw error
+            throw await failed(error, source: source, target: target, decidedYes: decidedYes)
         }
     }
 
@@ -197,16 +238,28 @@ public enum QEMULiveMigration {
         policy: QEMUMigrationPolicy = QEMUMigrationPolicy(), decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
         let started = ContinuousClock.now
+        let decidedYes = NIOLockedValueBox(false)
         do {
             try await prepare(source: source, target: target, incoming: uri, policy: policy)
             try await source.execute("migrate", ["uri": .string(sourceURI ?? uri)])
-            return try await drive(source: source, target: target, policy: policy, started: started, decide: decide)
+            return try await drive(
+                source: source, target: target, policy: policy, started: started, decidedYes: decidedYes,
+                decide: decide)
         } catch {
-            _ = try? await source.execute("migrate_cancel")
-            if (try? await source.runState()) == "paused" { try? await source.resume() }
-            await target.kill()
-            throw error
+            throw await failed(error, source: source, target: target, decidedYes: decidedYes)
         }
+    }
+
+    /// Rolls a failed migration back if its switchover was not decided; says which it was.
+    private static func failed(
+        _ error: any Error, source: QEMUGuest, target: QEMUGuest, decidedYes: NIOLockedValueBox<Bool>
+    ) async -> QEMUMigrationError {
+        if let known = error as? QEMUMigrationError { return known }
+        if decidedYes.withLockedValue({ $0 }) { return .afterSwitchover("\(error)") }
+        _ = try? await source.execute("migrate_cancel")
+        if let state = try? await source.runState(), state != "running" { _ = try? await source.resume() }
+        await target.kill()
+        return .beforeSwitchover("\(error)")
     }
 
     /// The target listens on `incoming`; the source will stop at pre-switchover, under the policy.
@@ -227,23 +280,27 @@ public enum QEMULiveMigration {
 
     private static func drive(
         source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy, started: ContinuousClock.Instant,
-        decide: @Sendable () async -> Bool
+        decidedYes: NIOLockedValueBox<Bool>, decide: @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
-        var status = try await waitForStatus(source, in: ["pre-switchover"], policy: policy)
+        let deadline = started + policy.timeLimit
+        var status = try await waitForStatus(source, in: ["pre-switchover"], until: deadline, policy: policy)
         let stopped = ContinuousClock.now
         let decisionStarted = ContinuousClock.now
         let go = await decide()
         let decisionTime = ContinuousClock.now - decisionStarted
         guard go else {
             try await source.execute("migrate_cancel")
-            _ = try await waitForStatus(source, in: ["cancelled"], policy: policy)
+            _ = try await waitForStatus(
+                source, in: ["cancelled"], until: ContinuousClock.now + .seconds(30), policy: policy)
             if try await source.runState() != "running" { try await source.resume() }
             await target.kill()
             return QEMUMigrationResult(
                 outcome: .refused, totalTime: ContinuousClock.now - started, decisionTime: decisionTime)
         }
+        decidedYes.withLockedValue { $0 = true }
         try await source.execute("migrate-continue", ["state": "pre-switchover"])
-        status = try await waitForStatus(source, in: ["completed"], policy: policy)
+        status = try await waitForStatus(
+            source, in: ["completed"], until: ContinuousClock.now + .seconds(60), policy: policy)
         // The target has every page once it leaves `inmigrate`; started with -S it waits, paused.
         while try await target.runState() == "inmigrate" { try await Task.sleep(for: policy.poll) }
         try await target.resume()
@@ -257,9 +314,10 @@ public enum QEMULiveMigration {
 
     /// Reads `query-migrate` until its status is one of `wanted`; a failed or cancelled migration
     /// (when not wanted) is an error with QEMU's reason.
-    private static func waitForStatus(_ source: QEMUGuest, in wanted: Set<String>, policy: QEMUMigrationPolicy)
-        async throws -> QMPValue
-    {
+    private static func waitForStatus(
+        _ source: QEMUGuest, in wanted: Set<String>, until deadline: ContinuousClock.Instant,
+        policy: QEMUMigrationPolicy
+    ) async throws -> QMPValue {
         while true {
             let answer = try await source.execute("query-migrate")
             let status = answer["status"]?.string ?? "none"
@@ -267,6 +325,9 @@ public enum QEMULiveMigration {
             if status == "failed" || status == "cancelled" {
                 throw QEMUGuestError(
                     "the migration \(status)" + (answer["error-desc"]?.string.map { ": \($0)" } ?? ""))
+            }
+            guard ContinuousClock.now < deadline else {
+                throw QEMUGuestError("the migration is still \(status) at its time limit")
             }
             try await Task.sleep(for: policy.poll)
         }

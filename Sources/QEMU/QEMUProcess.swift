@@ -8,6 +8,8 @@ import NIOPosix
 public enum ProcessExit: Sendable, Hashable, CustomStringConvertible {
     case exited(Int32)
     case signalled(Int32)
+    /// It ended, but its status was taken by another waiter.
+    case unknown
 
     /// Decodes a `waitpid` status (the `WIFEXITED`/`WTERMSIG` macros, which Swift does not import).
     init(waitStatus status: Int32) {
@@ -19,6 +21,7 @@ public enum ProcessExit: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .exited(let code): "exited with status \(code)"
         case .signalled(let signal): "killed by signal \(signal)"
+        case .unknown: "ended (its exit status was taken by another waiter)"
         }
     }
 }
@@ -44,13 +47,18 @@ public final class BoundProcess: Sendable {
                 Thread.detachNewThread {
                     // Wait for the end without reaping (the pid stays this child's), then reap under the lock.
                     var info = siginfo_t()
-                    while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+                    var waited: Int32
+                    repeat {
+                        waited = waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT)
+                    } while waited < 0 && errno == EINTR
                     var status: Int32 = 0
+                    var reapedHere: Int32 = -1
                     reaped.withLockedValue { done in
                         done = true
-                        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                        repeat { reapedHere = waitpid(pid, &status, 0) } while reapedHere < 0 && errno == EINTR
                     }
-                    continuation.resume(returning: ProcessExit(waitStatus: status))
+                    // Someone else reaped it (ECHILD): it ended, how is not known.
+                    continuation.resume(returning: reapedHere == pid ? ProcessExit(waitStatus: status) : .unknown)
                 }
             }
         }

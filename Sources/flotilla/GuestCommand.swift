@@ -67,10 +67,14 @@ struct GuestCommand: AsyncParsableCommand {
                         FileHandle.standardOutput.write(Data((line + "\n").utf8))
                     },
                     until: {
-                        if let limit {
-                            try? await Task.sleep(for: .milliseconds(Int64(limit * 1000)))
-                        } else {
-                            for await _ in signals { return }
+                        // Ctrl-C or SIGTERM, or the time limit, whichever comes first.
+                        await withTaskGroup(of: Void.self) { group in
+                            group.addTask { for await _ in signals { return } }
+                            if let limit {
+                                group.addTask { try? await Task.sleep(for: .milliseconds(Int64(limit * 1000))) }
+                            }
+                            await group.next()
+                            group.cancelAll()
                         }
                     })
             } catch let error as QEMUGuestError {

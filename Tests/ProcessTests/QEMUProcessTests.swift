@@ -22,6 +22,11 @@ struct QEMUProcessTests {
         return (process, log)
     }
 
+    /// Ends a trial the test did not see end (it failed halfway), so no guest outlives the test.
+    static func reap(_ trial: Process) {
+        if trial.isRunning { kill(trial.processIdentifier, SIGKILL) }
+    }
+
     /// The QEMU pid `flotilla guest try` printed, once its guest's console said it is up.
     func qemuPid(_ log: String) async throws -> Int32 {
         var pid: Int32?
@@ -40,10 +45,12 @@ struct QEMUProcessTests {
     @Test func aSIGKILLedFlotillaTakesItsQEMUWithIt() async throws {
         let directory = try TestGuest.scratch()
         let (trial, log) = try startTrial(in: directory)
+        defer { Self.reap(trial) }
         let qemu = try await qemuPid(log)
+        defer { if !TestGuest.isGone(qemu) { kill(qemu, SIGKILL) } }
         #expect(!TestGuest.isGone(qemu))
         kill(trial.processIdentifier, SIGKILL)
-        trial.waitUntilExit()
+        try await eventually("flotilla ends") { !trial.isRunning }
         try await eventually("QEMU (pid \(qemu)) ends with the process that started it") { TestGuest.isGone(qemu) }
         try? FileManager.default.removeItem(atPath: directory)
     }
@@ -51,9 +58,11 @@ struct QEMUProcessTests {
     @Test func ctrlCStopsTheGuestAndThenFlotilla() async throws {
         let directory = try TestGuest.scratch()
         let (trial, log) = try startTrial(in: directory)
+        defer { Self.reap(trial) }
         let qemu = try await qemuPid(log)
+        defer { if !TestGuest.isGone(qemu) { kill(qemu, SIGKILL) } }
         kill(trial.processIdentifier, SIGINT)
-        trial.waitUntilExit()
+        try await eventually("flotilla stops its guest and exits") { !trial.isRunning }
         #expect(trial.terminationStatus == 0)
         #expect(TestGuest.isGone(qemu))
         let text = try String(contentsOfFile: log, encoding: .utf8)

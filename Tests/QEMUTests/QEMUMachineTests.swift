@@ -31,11 +31,13 @@ import Testing
         let arguments = machine.arguments(files: files, launch: QEMULaunch(name: "web", accelerator: .kvm))
         #expect(arguments.contains("-cpu") && arguments[arguments.firstIndex(of: "-cpu")! + 1] == "host")
         #expect(!arguments.contains("-kernel"))
-        let drives = arguments.indices.filter { arguments[$0] == "-drive" }.map { arguments[$0 + 1] }
+        let blockdevs = arguments.indices.filter { arguments[$0] == "-blockdev" }.map { arguments[$0 + 1] }
         #expect(
-            drives == [
-                "file=/csv/csv1/web.qcow2,format=qcow2,if=none,id=disk0",
-                "file=/csv/iso,format=raw,if=none,id=disk1,readonly=on",
+            blockdevs == [
+                "driver=file,filename=/csv/csv1/web.qcow2,node-name=file0",
+                "driver=qcow2,file=file0,node-name=disk0,backing=null",
+                "driver=file,filename=/csv/iso,node-name=file1,read-only=on",
+                "driver=raw,file=file1,node-name=disk1,read-only=on",
             ])
         let devices = arguments.indices.filter { arguments[$0] == "-device" }.map { arguments[$0 + 1] }
         #expect(
@@ -50,7 +52,7 @@ import Testing
             memoryBytes: 64 << 20, disks: [QEMUDisk(path: "/csv/a,file.locking=off", format: .raw)])
         let hostile = QEMURuntimeFiles(controlSocket: "/run/x,server=off/qmp.sock", consoleLog: "/run/c.log")
         let arguments = machine.arguments(files: hostile, launch: QEMULaunch(name: "a,b", accelerator: .tcg))
-        #expect(arguments.contains("file=/csv/a,,file.locking=off,format=raw,if=none,id=disk0"))
+        #expect(arguments.contains("driver=file,filename=/csv/a,,file.locking=off,node-name=file0"))
         #expect(arguments.contains("socket,id=qmp,path=/run/x,,server=off/qmp.sock,server=on,wait=off"))
         #expect(arguments.contains("guest=a,,b,debug-threads=on"))
     }

@@ -14,6 +14,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
 struct QEMUMigrationTests {
     let group = MultiThreadedEventLoopGroup.singleton
+    let reaper = GuestReaper()
 
     /// The HTTP/2 hop as between two nodes: the target's receiver route feeds the stream into the
     /// target QEMU's socket; the source sends its QEMU's bytes as one request.
@@ -37,8 +38,8 @@ struct QEMUMigrationTests {
                 rawValue: migrations.withLockedValue {
                     $0 += 1; return $0
                 })
-            receiver.expect(id, socketPath: socket)
-            try await QEMUStreamSender.send(bytes, migration: id, to: client, timeout: .seconds(240))
+            let token = receiver.expect(id, socketPath: socket)
+            try await QEMUStreamSender.send(bytes, migration: id, token: token, to: client, timeout: .seconds(240))
         }
 
         func close() async {
@@ -54,10 +55,14 @@ struct QEMUMigrationTests {
 
     func pair(_ directory: String, arguments: String) async throws -> (QEMUGuest, QEMUGuest) {
         let machine = TestGuest.machine(arguments: arguments)
-        let source = QEMUGuest(
-            name: "mig", machine: machine, directory: directory + "/source", executable: TestGuest.qemu, group: group)
-        let target = QEMUGuest(
-            name: "mig", machine: machine, directory: directory + "/target", executable: TestGuest.qemu, group: group)
+        let source = reaper.track(
+            QEMUGuest(
+                name: "mig", machine: machine, directory: directory + "/source", executable: TestGuest.qemu,
+                group: group))
+        let target = reaper.track(
+            QEMUGuest(
+                name: "mig", machine: machine, directory: directory + "/target", executable: TestGuest.qemu,
+                group: group))
         try await source.start(accelerator: .tcg)
         try await eventually(
             "the source guest fills its memory and counts", within: .seconds(90), poll: .milliseconds(200)
@@ -103,7 +108,7 @@ struct QEMUMigrationTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    @Test func aNoAtPreSwitchoverLeavesTheGuestRunningOnItsSourceAndNoTarget() async throws {
+    @Test func aNoAtPreSwitchoverLeavesTheGuestRunningOnItsSourceAndNoTargetAndItCanGoLater() async throws {
         let directory = try TestGuest.scratch()
         let (source, target) = try await pair(directory, arguments: "flotilla.vm=mig flotilla.fill=16")
         let carrier = try await Carrier(group: group)
@@ -119,6 +124,21 @@ struct QEMUMigrationTests {
         try await eventually("the source's guest counts on", within: .seconds(30), poll: .milliseconds(200)) {
             (Self.lastUptime(source.console()) ?? 0) > before
         }
+
+        // The same source migrates again, and this time goes (its last migration, cancelled, is
+        // not read as this one's failure).
+        let second = reaper.track(
+            QEMUGuest(
+                name: "mig", machine: source.machine, directory: directory + "/second", executable: TestGuest.qemu,
+                group: group))
+        try await second.start(accelerator: .tcg, paused: true, incomingMigration: true)
+        let again = try await QEMULiveMigration.run(
+            source: source, target: second, group: group,
+            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+            decide: { true })
+        #expect(again.outcome == .completed)
+        #expect(try await second.runState() == "running")
+        await second.stop()
         await source.stop()
         await carrier.close()
         try? FileManager.default.removeItem(atPath: directory)
@@ -130,14 +150,16 @@ struct QEMUMigrationTests {
     @Test func aStreamNobodyExpectsIsRefusedAndAnExpectedOneIsTakenOnce() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let carrier = try await QEMUMigrationTests.Carrier(group: group)
-        func post(_ path: String) async throws -> (Int, String) {
+        func post(_ path: String, token: String = "") async throws -> (Int, String) {
             let response = try await carrier.client.send(
-                HTTPRequest(method: .post, path: path, body: .string("qemu bytes")), timeout: .seconds(10))
+                HTTPRequest(
+                    method: .post, path: path, headers: [QEMUStreamReceiver.tokenHeader: token],
+                    body: .string("qemu bytes")), timeout: .seconds(10))
             return (response.status, String(buffer: try await response.body.collect(upTo: 4096)))
         }
         let unexpected = try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 7)))
         #expect(unexpected.0 == 404)
-        #expect(unexpected.1.contains("this node expects no QEMU stream for migration mig7"))
+        #expect(unexpected.1.contains("this node expects no QEMU stream for migration mig7 with that token"))
         #expect(try await post("/v1/internal/migrations/x/qemu-stream").0 == 400)
 
         // Expected: the bytes go into the socket named by this node, not by the request.
@@ -151,13 +173,18 @@ struct QEMUMigrationTests {
                 }
             }
             .bind(unixDomainSocketPath: socket, cleanupExistingSocketFile: true).get()
-        carrier.receiver.expect(MigrationID(rawValue: 8), socketPath: socket)
-        let taken = try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8)))
+        let token = carrier.receiver.expect(MigrationID(rawValue: 8), socketPath: socket)
+        #expect(token.count == 32)
+        // Without the token, or with another, the expected stream is not taken (and stays expected).
+        #expect(try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8))).0 == 404)
+        #expect(
+            try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8)), token: String(token.reversed())).0 == 404)
+        let taken = try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8)), token: token)
         #expect(taken.0 == 200 && taken.1 == "{\"bytes\": 10}")
         try await eventually("the bytes reach the socket") {
             received.withLockedValue { String(buffer: $0) } == "qemu bytes"
         }
-        #expect(try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8))).0 == 404)
+        #expect(try await post(QEMUStreamReceiver.path(MigrationID(rawValue: 8)), token: token).0 == 404)
         try await listener.close()
         await carrier.close()
         try? FileManager.default.removeItem(atPath: directory)

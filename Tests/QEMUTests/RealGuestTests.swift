@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOPosix
 import QEMU
 import TestSupport
@@ -15,14 +16,24 @@ extension TestGuest {
     .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
 struct RealGuestTests {
     let group = MultiThreadedEventLoopGroup.singleton
+    let reaper = GuestReaper()
 
     @Test func aRealGuestBootsReportsItsMemoryBalloonsDownAndUpPausesAndStops() async throws {
         let directory = try TestGuest.scratch()
-        let guest = QEMUGuest(
-            name: "real1", machine: TestGuest.machine(arguments: "flotilla.vm=real1 flotilla.epoch=4 flotilla.fill=64"),
-            directory: directory, executable: TestGuest.qemu, group: group)
+        let disk = directory + "/disk,0.raw"
+        #expect(FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20)))
+        var machine = TestGuest.machine(arguments: "flotilla.vm=real1 flotilla.epoch=4 flotilla.fill=64")
+        machine.disks = [QEMUDisk(path: disk, format: .raw)]
+        let guest = reaper.track(
+            QEMUGuest(name: "real1", machine: machine, directory: directory, executable: TestGuest.qemu, group: group))
         try await guest.start(accelerator: .tcg)
         #expect(try await guest.runState() == "running")
+        // The disk is opened as the format given, from the path given (its comma escaped).
+        let nodes = try await guest.execute("query-named-block-nodes")
+        guard case .array(let list) = nodes else { throw QEMUGuestError("query-named-block-nodes: \(nodes)") }
+        let named = Dictionary(list.compactMap { node in node["node-name"]?.string.map { ($0, node) } }) { a, _ in a }
+        #expect(named["disk0"]?["drv"]?.string == "raw")
+        #expect(named["file0"]?["file"]?.string == disk)
         try await eventually("the guest's /init runs and fills 64 MiB", within: .seconds(90), poll: .milliseconds(200))
         {
             guest.console().contains("flotilla-guest: filled 64 MiB")
@@ -69,9 +80,10 @@ struct RealGuestTests {
         let facts = await QEMUHost.detect(
             executable: TestGuest.qemu, kernel: TestGuest.kernel, scratch: directory, limit: .seconds(5))
         #expect(facts.reason.hasPrefix(facts.accelerator == .kvm ? "KVM: " : "software emulation (TCG): "))
-        let guest = QEMUGuest(
-            name: "probe", machine: TestGuest.machine(arguments: "flotilla.vm=probe"), directory: directory,
-            executable: TestGuest.qemu, group: group)
+        let guest = reaper.track(
+            QEMUGuest(
+                name: "probe", machine: TestGuest.machine(arguments: "flotilla.vm=probe"), directory: directory,
+                executable: TestGuest.qemu, group: group))
         try await guest.start(accelerator: facts.accelerator)
         try await eventually(
             "the guest boots under \(facts.accelerator)", within: .seconds(90), poll: .milliseconds(200)
@@ -82,11 +94,40 @@ struct RealGuestTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    @Test func aGuestThatIgnoresQuitIsKilledAfterTheGracePeriod() async throws {
+        let directory = try TestGuest.scratch()
+        let guest = reaper.track(
+            QEMUGuest(
+                name: "stuck", machine: TestGuest.machine(arguments: "flotilla.vm=stuck"), directory: directory,
+                executable: TestGuest.qemu, group: group))
+        try await guest.start(accelerator: .tcg, paused: true)
+        let pid = try #require(await guest.pid)
+        // A stopped process answers nothing, `quit` included.
+        kill(pid, SIGSTOP)
+        await guest.stop(grace: .milliseconds(500))
+        #expect(TestGuest.isGone(pid))
+        #expect(await guest.pid == nil)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func aKVMProbeThatHangsIsKilledAtItsLimit() async throws {
+        let directory = try TestGuest.scratch()
+        // Stands in for QEMU whose guest hangs under KVM: it never exits by itself.
+        let fake = directory + "/hanging-qemu"
+        try "#!/bin/sh\nexec sleep 600\n".write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        let outcome = await QEMUHost.probeKVM(
+            executable: fake, kernel: TestGuest.kernel, scratch: directory, limit: .milliseconds(300))
+        #expect(outcome == .hung(.milliseconds(300)))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     @Test func aKilledGuestIsGoneAndAGuestThatCannotStartSaysWhyInQEMUsWords() async throws {
         let directory = try TestGuest.scratch()
-        let guest = QEMUGuest(
-            name: "real2", machine: TestGuest.machine(arguments: "flotilla.vm=real2"), directory: directory,
-            executable: TestGuest.qemu, group: group)
+        let guest = reaper.track(
+            QEMUGuest(
+                name: "real2", machine: TestGuest.machine(arguments: "flotilla.vm=real2"), directory: directory,
+                executable: TestGuest.qemu, group: group))
         try await guest.start(accelerator: .tcg, paused: true)
         #expect(try await guest.runState() == "prelaunch")
         let pid = try #require(await guest.pid)
@@ -94,12 +135,13 @@ struct RealGuestTests {
         #expect(TestGuest.isGone(pid))
 
         // A disk QEMU cannot open: QEMU exits at start, and the error carries its own message.
-        let broken = QEMUGuest(
-            name: "real3",
-            machine: QEMUMachine(
-                memoryBytes: 64 << 20, kernel: TestGuest.kernel,
-                disks: [QEMUDisk(path: TestGuest.kernel, format: .qcow2)]),
-            directory: directory + "/3", executable: TestGuest.qemu, group: group)
+        let broken = reaper.track(
+            QEMUGuest(
+                name: "real3",
+                machine: QEMUMachine(
+                    memoryBytes: 64 << 20, kernel: TestGuest.kernel,
+                    disks: [QEMUDisk(path: TestGuest.kernel, format: .qcow2)]),
+                directory: directory + "/3", executable: TestGuest.qemu, group: group))
         await #expect {
             try await broken.start(accelerator: .tcg)
         } throws: { error in
@@ -108,14 +150,30 @@ struct RealGuestTests {
         }
         #expect(await broken.pid == nil)
 
-        let missing = QEMUGuest(
-            name: "real4", machine: QEMUMachine(memoryBytes: 64 << 20, kernel: directory + "/no-kernel"),
-            directory: directory + "/4", executable: TestGuest.qemu, group: group)
+        let missing = reaper.track(
+            QEMUGuest(
+                name: "real4", machine: QEMUMachine(memoryBytes: 64 << 20, kernel: directory + "/no-kernel"),
+                directory: directory + "/4", executable: TestGuest.qemu, group: group))
         await #expect {
             try await missing.start(accelerator: .tcg)
         } throws: { error in
             "\(error)" == "real4 cannot start: \(directory)/no-kernel does not exist"
         }
         try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Kills every guest a test made when the test ends, however it ends: a test that throws halfway
+/// must not leave software-emulated guests burning the CPU under the tests after it.
+final class GuestReaper: Sendable {
+    private let guests = NIOLockedValueBox<[QEMUGuest]>([])
+
+    func track(_ guest: QEMUGuest) -> QEMUGuest {
+        guests.withLockedValue { $0.append(guest) }
+        return guest
+    }
+
+    deinit {
+        for guest in guests.withLockedValue({ $0 }) { guest.killImmediately() }
     }
 }
