@@ -21,7 +21,7 @@ import QEMU
 /// differences are the carrying.
 /// Reported per route: total time and the pause (guest stopped → running on the target) p50 and
 /// largest, QEMU's own downtime p50, bytes sent, and the rate (bytes ÷ total time); the last
-/// column is carried ÷ direct of the rates' medians. A failed migration fails the run.
+/// column is each route's rate ÷ the direct one (medians). A failed migration fails the run.
 struct QEMUMigrationBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qemu-migration",
@@ -178,7 +178,7 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         await server.shutdown()
         succeeded = true
         print(
-            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | carried ÷ direct |"
+            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | ÷ direct |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for line in lines { print(line) }
