@@ -240,6 +240,11 @@ struct LiveMigrationRefusalTests {
 
         // A draining node takes no incoming migration (nor, once drained, the paused node it becomes).
         _ = try await api.changeNode("n\(spare)", "drain")
+        // Holding nothing, it is paused by the leader's next controller round; the request is
+        // checked once that has happened, so the pause is not read as the request's doing.
+        try await cluster.await("n\(spare), drained, paused") {
+            (try? await api.nodes())?.first { $0.id == "n\(spare)" }?.state == "paused"
+        }
         try await expectRefused(
             409, "/v1/vms/Sales/migrate", body: #"{"to": "n\#(spare)"}"#, saying: "and takes no incoming migrations")
         _ = try await api.changeNode("n\(spare)", "resume")
