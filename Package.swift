@@ -132,7 +132,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "ClusterModel", "ClusterState", "Controllers", "RaftCore", "RaftStorage", "RaftRuntime", "HTTP2",
-                "Guests", "SharedVolumes", "FlotillaAPI", "DynamicMemory", "LiveMigration",
+                "Guests", "SharedVolumes", "FlotillaAPI", "DynamicMemory", "LiveMigration", "QEMU",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -18,7 +18,8 @@
 #   flotilla.dirty=MIB_PER_S   MiB of that fill it rewrites every second (0: idle)
 # It prints "flotilla-guest: up" on ttyS0 once its modules are loaded, "flotilla-guest: filled
 # MIB MiB" once the fill is written, then every second
-# "flotilla-guest: vm=NAME epoch=N uptime=SECONDS", SECONDS counting from /init's start, so a
+# "flotilla-guest: vm=NAME epoch=N uptime=SECONDS mem=KIBkB" (MemTotal: it follows the balloon),
+# SECONDS counting from /init's start, so a
 # test can tell a guest that carried on across a migration from one that was restarted.
 # The fill cannot be swapped or reclaimed: ballooning a 256 MiB guest below about fill + 80 MiB
 # (Debian 6.1, measured) makes the guest's OOM killer give up and the kernel panic, unless the
@@ -229,7 +230,9 @@ fi
 
 while :; do
   read -r now _ </proc/uptime
-  echo "flotilla-guest: vm=$vm epoch=$epoch uptime=$((${now%.*} - start))"
+  # MemTotal falls and rises as the balloon takes and gives back memory.
+  while read -r key value _; do [ "$key" = MemTotal: ] && break; done </proc/meminfo
+  echo "flotilla-guest: vm=$vm epoch=$epoch uptime=$((${now%.*} - start)) mem=${value}kB"
   sleep 1
 done
 EOF

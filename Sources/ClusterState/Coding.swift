@@ -110,12 +110,16 @@ extension VMSpec {
         disk.encode(into: &writer)
         workload.encode(into: &writer)
         writer.write(autoConverge)
+        driver.encode(into: &writer)
     }
 
     /// Reads a spec of the given format: `hasWorkload` is false for log entries before format
     /// version 4 and snapshots before version 3 (their VMs run the standard workload);
-    /// `hasAutoConverge` false before entry version 5 and snapshot version 4 (off).
-    init(from reader: inout ByteReader, hasWorkload: Bool, hasAutoConverge: Bool) throws(WireFormatError) {
+    /// `hasAutoConverge` false before entry version 5 and snapshot version 4 (off); `hasDriver`
+    /// false before entry version 8 and snapshot version 5 (simulated).
+    init(from reader: inout ByteReader, hasWorkload: Bool, hasAutoConverge: Bool, hasDriver: Bool)
+        throws(WireFormatError)
+    {
         let name = try reader.readString()
         let memory = try MemorySettings(from: &reader)
         let restartPriority = try reader.readEnum(RestartPriority.self, "restart priority")
@@ -125,7 +129,41 @@ extension VMSpec {
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
             antiAffinityClass: try reader.readOptionalString(), disk: try DiskFile(from: &reader),
             workload: hasWorkload ? try Workload(from: &reader) : nil,
-            autoConverge: hasAutoConverge ? try reader.readBool() : false)
+            autoConverge: hasAutoConverge ? try reader.readBool() : false,
+            driver: hasDriver ? try GuestDriver(from: &reader) : .simulated)
+    }
+}
+
+extension GuestDriver {
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .simulated:
+            writer.write(UInt8(0))
+        case .qemu(let spec):
+            writer.write(UInt8(1))
+            writer.writeVarint(UInt64(spec.vcpus))
+            spec.kernel.encode(into: &writer)
+            writer.write(spec.initrd != nil)
+            spec.initrd?.encode(into: &writer)
+            writer.write(spec.kernelArguments)
+        }
+    }
+
+    init(from reader: inout ByteReader) throws(WireFormatError) {
+        switch try reader.readByte() {
+        case 0:
+            self = .simulated
+        case 1:
+            let vcpus = try reader.readVarint()
+            guard vcpus <= UInt64(QEMUGuestSpec.maximumVCPUs) else { throw WireFormatError("\(vcpus) vcpus") }
+            let kernel = try DiskFile(from: &reader)
+            let initrd = try reader.readBool() ? try DiskFile(from: &reader) : nil
+            self = .qemu(
+                QEMUGuestSpec(
+                    vcpus: Int(vcpus), kernel: kernel, initrd: initrd, kernelArguments: try reader.readString()))
+        case let other:
+            throw WireFormatError("guest driver \(other) is not known")
+        }
     }
 }
 
@@ -166,7 +204,8 @@ extension VMRecord {
         writer.writeVarint(id.rawValue)
         VMSpec(
             name: name, memory: memory, restartPriority: restartPriority, preferredOwners: preferredOwners,
-            antiAffinityClass: antiAffinityClass, disk: disk, workload: workload, autoConverge: autoConverge
+            antiAffinityClass: antiAffinityClass, disk: disk, workload: workload, autoConverge: autoConverge,
+            driver: driver
         ).encode(into: &writer)
         writer.write(enumCase: desiredState)
         writer.write(optional: owner)
@@ -179,7 +218,8 @@ extension VMRecord {
         self.init(
             id: VMID(try reader.readVarint()),
             spec: try VMSpec(
-                from: &reader, hasWorkload: snapshotVersion >= 3, hasAutoConverge: snapshotVersion >= 4))
+                from: &reader, hasWorkload: snapshotVersion >= 3, hasAutoConverge: snapshotVersion >= 4,
+                hasDriver: snapshotVersion >= 5))
         desiredState = try reader.readEnum(DesiredState.self, "desired state")
         owner = try reader.readOptionalNodeID()
         epoch = Epoch(try reader.readVarint())
@@ -296,10 +336,10 @@ extension ClusterEvent {
 // MARK: - Snapshot
 
 extension ClusterState {
-    /// The snapshot format written today. Version 4 added VMs' auto-converge and migrations'
+    /// The snapshot format written today. Version 5 added VMs' guest drivers; version 4 added VMs' auto-converge and migrations'
     /// stats; version 3 added VMs' workloads; versions 3, 2 (VMs run the standard workload) and 1
     /// (settings and member addresses only) still decode.
-    public static let snapshotVersion: UInt8 = 4
+    public static let snapshotVersion: UInt8 = 5
 
     /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
     public var snapshot: [UInt8] {

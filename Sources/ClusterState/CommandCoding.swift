@@ -3,6 +3,7 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
+    /// Version 8 added the VM's guest driver (in `createVM`: simulated or QEMU with what it boots).
     /// Version 7 added the optional state `setNodeState` expects the node in (a controller's decision
     /// that a newer change made stale is refused); version 6 added the optional reason of
     /// `beginMigration` (who asked for the migration and why);
@@ -10,7 +11,7 @@ extension CommandEnvelope {
     /// `recordMigrationStats`; version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
     /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
     /// version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 7
+    public static let formatVersion: UInt8 = 8
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
@@ -151,7 +152,10 @@ extension ClusterCommand {
                 reason: hasReasons ? try reader.readOptionalString() : nil)
         case .deleteVolume: self = .deleteVolume(VolumeID(try reader.readString()))
         case .createVM:
-            self = .createVM(try VMSpec(from: &reader, hasWorkload: hasWorkloads, hasAutoConverge: hasVersionFive))
+            self = .createVM(
+                try VMSpec(
+                    from: &reader, hasWorkload: hasWorkloads, hasAutoConverge: hasVersionFive,
+                    hasDriver: entryVersion >= 8))
         case .deleteVM: self = .deleteVM(VMID(try reader.readVarint()))
         case .startVM: self = .startVM(VMID(try reader.readVarint()), on: try reader.readOptionalNodeID())
         case .stopVM: self = .stopVM(VMID(try reader.readVarint()))

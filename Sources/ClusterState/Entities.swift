@@ -189,6 +189,69 @@ public struct DiskFile: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(volume):\(file)" }
 }
 
+/// What runs a VM's guest on its owner.
+public enum GuestDriver: Hashable, Sendable, CustomStringConvertible {
+    /// The simulated guest (docs/guests.md): fast, for demos and tests.
+    case simulated
+    /// A real virtual machine in QEMU (docs/qemu.md).
+    case qemu(QEMUGuestSpec)
+
+    public var description: String {
+        switch self {
+        case .simulated: "simulated"
+        case .qemu: "qemu"
+        }
+    }
+
+    /// Whether the cluster live-migrates this guest (drain, failback and rebalancing skip the others).
+    public var liveMigrates: Bool {
+        if case .simulated = self { return true }
+        return false
+    }
+}
+
+/// A QEMU guest: what it boots, from files on the shared volumes (every node reads the same).
+/// Its memory is the VM's maximum; it boots with it.
+public struct QEMUGuestSpec: Hashable, Sendable {
+    public var vcpus: Int
+    /// A Linux kernel to boot, and its initial RAM disk.
+    public var kernel: DiskFile
+    public var initrd: DiskFile?
+    /// Kernel arguments (the node adds `console=ttyS0` and `flotilla.vm=…`, `flotilla.epoch=…`).
+    public var kernelArguments: String
+
+    public static let maximumVCPUs = 64
+    public static let maximumArgumentsLength = 1024
+
+    public init(vcpus: Int = 1, kernel: DiskFile, initrd: DiskFile? = nil, kernelArguments: String = "") {
+        self.vcpus = vcpus
+        self.kernel = kernel
+        self.initrd = initrd
+        self.kernelArguments = kernelArguments
+    }
+
+    /// Why this cannot run, or nil; `memory` is the VM's.
+    func problem(memory: MemorySettings) -> String? {
+        guard (1...Self.maximumVCPUs).contains(vcpus) else {
+            return "vcpus must be 1 to \(Self.maximumVCPUs), not \(vcpus)"
+        }
+        let mib: UInt64 = 1 << 20
+        guard memory.maximum % mib == 0, memory.maximum >= 32 * mib else {
+            return "a QEMU guest boots with its maximum memory, which must be a whole number of MiB and at least 32 MiB"
+        }
+        guard kernelArguments.utf8.count <= Self.maximumArgumentsLength,
+            !kernelArguments.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
+        else {
+            return
+                "kernel arguments must be one line of at most \(Self.maximumArgumentsLength) bytes without control characters"
+        }
+        for (what, file) in [("kernel", kernel), ("initrd", initrd)] {
+            if let file, let problem = SharedPath.problem(file.file, what: what) { return problem }
+        }
+        return nil
+    }
+}
+
 /// What `createVM` carries: everything about a VM that the operator chooses.
 public struct VMSpec: Hashable, Sendable {
     public var name: String
@@ -204,14 +267,17 @@ public struct VMSpec: Hashable, Sendable {
     /// A live migration that does not converge throttles the guest's dirtying until it does,
     /// instead of giving up (the VM then stays on the source).
     public var autoConverge: Bool
+    /// What runs its guest.
+    public var driver: GuestDriver
 
     /// Without a workload the VM runs `Workload.standard(for: memory)`.
     public init(
         name: String, memory: MemorySettings, restartPriority: RestartPriority = .medium,
         preferredOwners: [NodeID] = [], antiAffinityClass: String? = nil, disk: DiskFile, workload: Workload? = nil,
-        autoConverge: Bool = false
+        autoConverge: Bool = false, driver: GuestDriver = .simulated
     ) {
         self.autoConverge = autoConverge
+        self.driver = driver
         self.name = name
         self.memory = memory
         self.restartPriority = restartPriority
@@ -250,6 +316,7 @@ public struct VMRecord: Hashable, Sendable {
     public var disk: DiskFile
     public var workload: Workload
     public var autoConverge: Bool
+    public var driver: GuestDriver
     public var desiredState: DesiredState
     /// Set exactly when `state == .running`, and then a node that can own VMs.
     public var owner: NodeID?
@@ -269,6 +336,7 @@ public struct VMRecord: Hashable, Sendable {
         self.disk = spec.disk
         self.workload = spec.workload
         self.autoConverge = spec.autoConverge
+        self.driver = spec.driver
         self.desiredState = .stopped
         self.owner = nil
         self.epoch = 0

@@ -12,6 +12,11 @@ extension ClusterState {
             throw .invalid(problem)
         }
         if let problem = SharedPath.problem(spec.disk.file, what: "disk file") { throw .invalid(problem) }
+        if case .qemu(let qemu) = spec.driver {
+            if let problem = qemu.problem(memory: spec.memory) { throw .invalid("\(spec.name): \(problem)") }
+            _ = try knownVolume(qemu.kernel.volume)
+            if let initrd = qemu.initrd { _ = try knownVolume(initrd.volume) }
+        }
         guard Set(spec.preferredOwners).count == spec.preferredOwners.count else {
             throw .invalid("preferred owners \(spec.preferredOwners.map(\.description)) name a node twice")
         }

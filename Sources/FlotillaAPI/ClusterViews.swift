@@ -139,14 +139,17 @@ public struct VMView: Codable, Sendable, Equatable {
     public var workload: WorkloadView?
     /// Whether a live migration that does not converge throttles the guest instead of being aborted.
     public var autoConverge: Bool?
+    /// What runs its guest (absent from nodes before guest drivers: simulated).
+    public var driver: GuestDriverView?
 
     public init(
         id: String, name: String, state: String, desiredState: String, owner: String? = nil, epoch: UInt64,
         pendingReason: String? = nil, memory: MemoryView, restartPriority: String, preferredOwners: [String],
         antiAffinityClass: String? = nil, volume: String, diskFile: String, migration: String? = nil,
-        workload: WorkloadView? = nil, autoConverge: Bool? = nil
+        workload: WorkloadView? = nil, autoConverge: Bool? = nil, driver: GuestDriverView? = nil
     ) {
         self.autoConverge = autoConverge
+        self.driver = driver
         self.id = id
         self.name = name
         self.state = state
@@ -162,6 +165,27 @@ public struct VMView: Codable, Sendable, Equatable {
         self.diskFile = diskFile
         self.migration = migration
         self.workload = workload
+    }
+}
+
+/// What runs a VM's guest: `{"kind": "simulated"}` or `{"kind": "qemu", "vcpus": 1, "kernel":
+/// "csv1:boot/vmlinuz", "initrd": "csv1:boot/initramfs.cpio.gz", "append": "quiet"}` (files as
+/// VOLUME:PATH on the shared volumes).
+public struct GuestDriverView: Codable, Sendable, Equatable {
+    /// `simulated` or `qemu`.
+    public var kind: String
+    public var vcpus: Int?
+    public var kernel: String?
+    public var initrd: String?
+    /// Kernel arguments.
+    public var append: String?
+
+    public init(kind: String, vcpus: Int? = nil, kernel: String? = nil, initrd: String? = nil, append: String? = nil) {
+        self.kind = kind
+        self.vcpus = vcpus
+        self.kernel = kernel
+        self.initrd = initrd
+        self.append = append
     }
 }
 

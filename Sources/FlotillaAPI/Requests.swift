@@ -25,13 +25,16 @@ public struct VMCreation: Codable, Sendable, Equatable {
     public var workload: WorkloadView?
     /// Whether a live migration that does not converge throttles the guest (default false: it is aborted).
     public var autoConverge: Bool?
+    /// What runs its guest (default simulated).
+    public var driver: GuestDriverView?
 
     public init(
         name: String, startup: UInt64, minimum: UInt64? = nil, maximum: UInt64? = nil, buffer: Int? = nil,
         priority: Int? = nil, restartPriority: String? = nil, preferredOwners: [String]? = nil,
         antiAffinityClass: String? = nil, volume: String, diskFile: String? = nil, workload: WorkloadView? = nil,
-        autoConverge: Bool? = nil
+        autoConverge: Bool? = nil, driver: GuestDriverView? = nil
     ) {
+        self.driver = driver
         self.workload = workload
         self.autoConverge = autoConverge
         self.name = name
@@ -83,7 +86,8 @@ extension VMCreation {
             volume: try container.decode(String.self, forKey: .volume),
             diskFile: try container.decodeIfPresent(String.self, forKey: .diskFile),
             workload: try container.decodeIfPresent(WorkloadView.self, forKey: .workload),
-            autoConverge: try container.decodeIfPresent(Bool.self, forKey: .autoConverge))
+            autoConverge: try container.decodeIfPresent(Bool.self, forKey: .autoConverge),
+            driver: try container.decodeIfPresent(GuestDriverView.self, forKey: .driver))
     }
 }
 

@@ -56,6 +56,24 @@ public struct GuestStatus: Hashable, Sendable {
     public var demandBytes: UInt64
     /// Why the guest stopped on its own (its disk failed), if it did.
     public var failure: String?
+
+    public init(
+        vm: VMID, running: Bool, epoch: Epoch?, lastSequence: UInt64? = nil, recordsWritten: Int = 0,
+        recordsReplayed: Int = 0, tornBytesTruncated: Int = 0, residentPages: Int = 0, assignedBytes: UInt64,
+        demandBytes: UInt64, failure: String? = nil
+    ) {
+        self.vm = vm
+        self.running = running
+        self.epoch = epoch
+        self.lastSequence = lastSequence
+        self.recordsWritten = recordsWritten
+        self.recordsReplayed = recordsReplayed
+        self.tornBytesTruncated = tornBytesTruncated
+        self.residentPages = residentPages
+        self.assignedBytes = assignedBytes
+        self.demandBytes = demandBytes
+        self.failure = failure
+    }
 }
 
 /// A simulated VM: `start(epoch:)` replays its journal and runs it; `stop()` ends it.

@@ -444,6 +444,7 @@ extension VMSpec {
             antiAffinityClass: body.antiAffinityClass,
             disk: DiskFile(
                 volume: VolumeID(body.volume), file: body.diskFile ?? ClientAPI.defaultDiskFile(for: body.name)),
-            workload: workload, autoConverge: body.autoConverge ?? false)
+            workload: workload, autoConverge: body.autoConverge ?? false,
+            driver: try body.driver?.driver() ?? .simulated)
     }
 }

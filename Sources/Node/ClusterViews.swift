@@ -2,6 +2,7 @@
 import ClusterModel
 import ClusterState
 import FlotillaAPI
+import HTTP2
 
 extension NodeView {
     /// `reported`: the nodes' last memory reports to the leader (empty elsewhere).
@@ -51,7 +52,60 @@ extension VMView {
             diskFile: vm.disk.file,
             migration: state.activeMigration(of: vm.id)?.id.description,
             workload: WorkloadView(vm.workload),
-            autoConverge: vm.autoConverge)
+            autoConverge: vm.autoConverge,
+            driver: GuestDriverView(vm.driver))
+    }
+}
+
+extension GuestDriverView {
+    init(_ driver: GuestDriver) {
+        switch driver {
+        case .simulated:
+            self.init(kind: "simulated")
+        case .qemu(let spec):
+            self.init(
+                kind: "qemu", vcpus: spec.vcpus, kernel: spec.kernel.description, initrd: spec.initrd?.description,
+                append: spec.kernelArguments)
+        }
+    }
+
+    /// The driver this view asks for; a 400 says what is wrong with it.
+    func driver() throws(HTTPError) -> GuestDriver {
+        func file(_ text: String?, _ what: String) throws(HTTPError) -> DiskFile? {
+            guard let text else { return nil }
+            let parts = text.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw HTTPError(
+                    status: 400, error: "bad_request_body",
+                    detail:
+                        "driver.\(what) is VOLUME:PATH, a file on a shared volume (e.g. csv1:boot/vmlinuz), got \(text)"
+                )
+            }
+            return DiskFile(volume: VolumeID(String(parts[0])), file: String(parts[1]))
+        }
+        switch kind {
+        case "simulated":
+            guard vcpus == nil, kernel == nil, initrd == nil, append == nil else {
+                throw HTTPError(
+                    status: 400, error: "bad_request_body",
+                    detail: "a simulated guest takes no vcpus, kernel, initrd or append; set driver.kind to qemu")
+            }
+            return .simulated
+        case "qemu":
+            guard let kernel = try file(kernel, "kernel") else {
+                throw HTTPError(
+                    status: 400, error: "bad_request_body",
+                    detail: "a QEMU guest needs driver.kernel (VOLUME:PATH); booting from a disk image is not built yet"
+                )
+            }
+            return .qemu(
+                QEMUGuestSpec(
+                    vcpus: vcpus ?? 1, kernel: kernel, initrd: try file(initrd, "initrd"), kernelArguments: append ?? ""
+                ))
+        default:
+            throw HTTPError(
+                status: 400, error: "bad_request_body", detail: "driver.kind is simulated or qemu, got \(kind)")
+        }
     }
 }
 

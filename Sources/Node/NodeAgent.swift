@@ -3,6 +3,7 @@ public import ClusterModel
 public import ClusterState
 public import DynamicMemory
 public import FlotillaAPI
+import Foundation
 import Guests
 import LiveMigration
 public import Logging
@@ -76,7 +77,7 @@ public actor NodeAgent {
 
     /// A guest this agent started (or is starting), with what it was started for.
     private struct Entry {
-        let guest: Guest
+        let guest: any AgentGuest
         let epoch: Epoch
         let name: String
         let diskPath: String
@@ -95,8 +96,10 @@ public actor NodeAgent {
     private let volumes: NodeVolumes
     private let logger: Logger
     private var guests: [VMID: Entry] = [:]
+    /// QEMU on this node, and the accelerator it runs guests with (probed once, at the first).
+    private let qemuHost = QEMUHostSettings()
     /// Guests whose stop has begun but not returned, so `fence` can wait for them too.
-    private var stopping: [ObjectIdentifier: Guest] = [:]
+    private var stopping: [ObjectIdentifier: any AgentGuest] = [:]
     /// Why a VM this node owns does not run here, by VM, with the epoch it was tried under.
     private var problems: [VMID: (name: String, epoch: Epoch, error: String)] = [:]
     /// Set while fenced: the reason.
@@ -316,12 +319,40 @@ public actor NodeAgent {
     /// Starts the guest of `want` with the memory the balancer reserved for it.
     private func start(_ want: Want, assigned: UInt64) async {
         let vm = want.vm
+        if case .qemu(let spec) = vm.driver {
+            await startQEMU(want, spec: spec, assigned: assigned)
+            return
+        }
         let guest = Guest(
             configuration: GuestConfiguration(
                 vm: vm.id, diskPath: want.diskPath, memoryBytes: assigned, workload: vm.workload,
                 journalInterval: configuration.journalInterval,
                 seed: vm.id.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ vm.epoch.rawValue,
                 redirect: volumes.redirect(for: vm.disk, diskPath: want.diskPath), clock: configuration.clock))
+        await start(
+            vm.id,
+            Entry(
+                guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
+                workload: vm.workload, assigned: assigned))
+    }
+
+    /// Starts a QEMU guest for `want`: its kernel and initrd are files on the shared volumes, its
+    /// process's files (control socket, console) under /tmp (a UNIX socket's path is short).
+    private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
+        let vm = want.vm
+        let state = await readState()
+        func path(_ file: DiskFile) -> String? {
+            state.volumes[file.volume].map { configuration.sharedRoot + "/" + $0.path + "/" + file.file }
+        }
+        guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else {
+            report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
+            return
+        }
+        let directory =
+            "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"
+        let guest = QEMUAgentGuest(
+            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: kernel, initrd: spec.initrd.flatMap(path),
+            directory: directory, host: qemuHost)
         await start(
             vm.id,
             Entry(
@@ -365,7 +396,7 @@ public actor NodeAgent {
         // The guests' demands first (they are asked across the actor boundary), then one pure pass
         // on what was gathered, then the answers, each checked against a stop that came meanwhile.
         var requests: [MemoryRequest] = []
-        var asked: [VMID: Guest] = [:]
+        var asked: [VMID: any AgentGuest] = [:]
         for (id, entry) in guests.sorted(by: { $0.key < $1.key }) where !frozen.contains(id) {
             requests.append(
                 MemoryRequest(
@@ -427,10 +458,11 @@ public actor NodeAgent {
 
     /// A migration's source takes its guest: it must run here; its assignment is frozen (the
     /// balancer leaves it as the copy takes it) until `release(migrating:)`.
+    /// Only a simulated guest migrates (the state refuses migrations of QEMU guests).
     func migrating(_ vm: VMID) -> (guest: Guest, epoch: Epoch, assigned: UInt64)? {
-        guard let entry = guests[vm] else { return nil }
+        guard let entry = guests[vm], let guest = entry.guest as? Guest else { return nil }
         frozen.insert(vm)
-        return (entry.guest, entry.epoch, entry.assigned)
+        return (guest, entry.epoch, entry.assigned)
     }
 
     /// The migration of `vm` ended (either way): the balancer sizes its guest again, if it still runs here.
@@ -524,9 +556,9 @@ public actor NodeAgent {
                 let status = await entry.guest.status
                 // Paused before and after the read: the checksum is the paused image's.
                 var paused: String?
-                if await entry.guest.isPaused {
-                    let checksum = await entry.guest.memoryChecksum
-                    if await entry.guest.isPaused { paused = Self.hex(checksum) }
+                if let guest = entry.guest as? Guest, await guest.isPaused {
+                    let checksum = await guest.memoryChecksum
+                    if await guest.isPaused { paused = Self.hex(checksum) }
                 }
                 vms.append(
                     AgentView.VM(

@@ -115,15 +115,26 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "VMs of one class are kept on different nodes when possible.") var antiAffinity: String?
         @Flag(help: "A live migration that does not converge throttles the guest instead of being aborted.")
         var autoConverge = false
+        @Option(help: "What runs its guest: simulated (default) or qemu (a real VM; docs/qemu.md).") var driver: String?
+        @Option(help: "qemu: the kernel it boots, on a volume, e.g. csv1:boot/vmlinuz.") var kernel: String?
+        @Option(help: "qemu: its initial RAM disk, e.g. csv1:boot/initramfs.cpio.gz.") var initrd: String?
+        @Option(help: "qemu: kernel arguments.") var append: String?
+        @Option(help: "qemu: virtual processors (default 1).") var vcpus: Int?
 
         func run() async throws {
+            var guestDriver: GuestDriverView?
+            if driver != nil || kernel != nil || initrd != nil || append != nil || vcpus != nil {
+                guestDriver = GuestDriverView(
+                    kind: driver ?? "qemu", vcpus: vcpus, kernel: kernel, initrd: initrd, append: append)
+            }
             let creation = VMCreation(
                 name: name, startup: try bytes(startup, option: "--startup"),
                 minimum: try min.map { try bytes($0, option: "--min") },
                 maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority,
                 restartPriority: restartPriority,
                 preferredOwners: preferred.map { $0.split(separator: ",").map(String.init) },
-                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk, autoConverge: autoConverge)
+                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk, autoConverge: autoConverge,
+                driver: guestDriver)
             let vm = try await withAPI(options) { try await $0.createVM(creation) }
             print("created \(vm.name) (\(vm.id)), stopped; start it with: flotilla vm start \(vm.name)")
         }

@@ -122,12 +122,29 @@ func pathsThatCouldLeaveTheRootAreRefused(path: String, expected: String) {
     let state = cluster.state
     var workload = ByteWriter()
     Workload.standard(for: memory).encode(into: &workload)
-    // The one VM record's workload and auto-converge flag (0), cut out of today's snapshot, make it
-    // a version-2 one.
+    // The one VM record's workload, auto-converge flag (0) and driver (0: simulated), cut out of
+    // today's snapshot, make it a version-2 one.
     var bytes = state.snapshot
     let start = try #require(
-        bytes.indices.first { bytes[$0...].starts(with: workload.bytes + [0]) }, "the workload is in the snapshot")
-    bytes.removeSubrange(start..<start + workload.bytes.count + 1)
+        bytes.indices.first { bytes[$0...].starts(with: workload.bytes + [0, 0]) }, "the workload is in the snapshot")
+    bytes.removeSubrange(start..<start + workload.bytes.count + 2)
     bytes[0] = 2
+    #expect(try ClusterState(snapshot: bytes) == state)
+}
+
+/// A version-4 snapshot had no guest drivers: its VMs are simulated.
+@Test func versionFourSnapshotsMakeTheirVMsSimulated() throws {
+    var cluster = TestCluster.threeNodes()
+    let id = cluster.createVM("Finance")
+    let state = cluster.state
+    #expect(state.vms[id]?.driver == .simulated)
+    var bytes = state.snapshot
+    // The driver (0: simulated) follows the workload and the auto-converge flag (0); cut it.
+    var workload = ByteWriter()
+    state.vms[id]!.workload.encode(into: &workload)
+    let start = try #require(
+        bytes.indices.first { bytes[$0...].starts(with: workload.bytes + [0, 0]) }, "the workload is in the snapshot")
+    bytes.remove(at: start + workload.bytes.count + 1)
+    bytes[0] = 4
     #expect(try ClusterState(snapshot: bytes) == state)
 }

@@ -159,12 +159,18 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
     var workload = ByteWriter()
     spec.workload.encode(into: &workload)
     let entry = CommandEnvelope(proposedAt: 7, command: .createVM(spec)).encoded
-    #expect(Array(entry.suffix(workload.bytes.count + 1)) == workload.bytes + [0], "workload, auto-converge end it")
-    // Version 4 had the workload, not the auto-converge flag; version 3 neither.
-    var four = Array(entry.dropLast())
+    #expect(
+        Array(entry.suffix(workload.bytes.count + 2)) == workload.bytes + [0, 0],
+        "workload, auto-converge and the driver (simulated) end it")
+    // Version 7 had no driver (its VMs are simulated); version 4 had the workload, not the
+    // auto-converge flag; version 3 neither.
+    var seven = Array(entry.dropLast())
+    seven[0] = 7
+    #expect(try CommandEnvelope(decoding: seven) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
+    var four = Array(entry.dropLast(2))
     four[0] = 4
     #expect(try CommandEnvelope(decoding: four) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
-    var old = Array(entry.dropLast(workload.bytes.count + 1))
+    var old = Array(entry.dropLast(workload.bytes.count + 2))
     old[0] = 3
     #expect(try CommandEnvelope(decoding: old) == CommandEnvelope(proposedAt: 7, command: .createVM(spec)))
 

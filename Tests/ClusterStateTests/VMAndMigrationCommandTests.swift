@@ -336,3 +336,54 @@ import Testing
     #expect(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: [:]) == 60)
     #expect(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: [Setting.migrationTimeLimitKey: "-5"]) == 60)
 }
+
+/// VMs whose guests run in QEMU: what they boot is checked when they are created, they survive
+/// the log's and the snapshot's formats, and the cluster does not live-migrate them (yet).
+@Suite struct QEMUVMCommandTests {
+    static let mib: UInt64 = 1 << 20
+
+    func spec(_ name: String, memory: UInt64 = 256 << 20, qemu: QEMUGuestSpec) -> VMSpec {
+        VMSpec(
+            name: name, memory: MemorySettings(startup: memory, minimum: memory, maximum: memory),
+            disk: DiskFile(volume: "csv1", file: "\(name).disk"), driver: .qemu(qemu))
+    }
+
+    let boot = QEMUGuestSpec(
+        vcpus: 2, kernel: DiskFile(volume: "csv1", file: "boot/vmlinuz"),
+        initrd: DiskFile(volume: "csv1", file: "boot/initramfs.cpio.gz"), kernelArguments: "quiet")
+
+    @Test func aQEMUVMIsCreatedWithWhatItBootsAndItsRecordSurvivesTheSnapshot() throws {
+        var cluster = TestCluster.threeNodes()
+        guard case .vm(let outcome) = cluster.applied(.createVM(spec("web", qemu: boot))) else { return }
+        #expect(cluster.vm(outcome.id)?.driver == .qemu(boot))
+        #expect(try ClusterState(snapshot: cluster.state.snapshot) == cluster.state)
+    }
+
+    @Test func whatAQEMUVMBootsIsCheckedWhenItIsCreated() {
+        var cluster = TestCluster.threeNodes()
+        var bad = boot
+        bad.vcpus = 0
+        cluster.rejected(.createVM(spec("a", qemu: bad)), .invalid, "vcpus must be 1 to 64, not 0")
+        cluster.rejected(
+            .createVM(spec("b", memory: 256 * Self.mib + 1, qemu: boot)), .invalid, "a whole number of MiB")
+        cluster.rejected(.createVM(spec("c", memory: 16 * Self.mib, qemu: boot)), .invalid, "at least 32 MiB")
+        bad = boot
+        bad.kernelArguments = "quiet\ninit=/bin/sh"
+        cluster.rejected(.createVM(spec("d", qemu: bad)), .invalid, "without control characters")
+        bad = boot
+        bad.kernel = DiskFile(volume: "csv1", file: "../../etc/passwd")
+        cluster.rejected(.createVM(spec("e", qemu: bad)), .invalid, "kernel")
+        bad = boot
+        bad.initrd = DiskFile(volume: "csv9", file: "boot/initrd")
+        cluster.rejected(.createVM(spec("f", qemu: bad)), .notFound, "csv9")
+    }
+
+    @Test func theClusterDoesNotLiveMigrateAQEMUVMAndSaysWhatToDoInstead() {
+        var cluster = TestCluster.threeNodes()
+        guard case .vm(let outcome) = cluster.applied(.createVM(spec("web", qemu: boot))) else { return }
+        cluster.start(outcome.id, on: 1)
+        cluster.rejected(
+            .beginMigration(outcome.id, target: 2, reason: nil), .conflict,
+            "does not live-migrate QEMU guests yet (docs/qemu.md); stop it and start it on n2 instead")
+    }
+}

@@ -1,0 +1,133 @@
+// What the node agent runs a VM's guest with: the simulated guest, or a real one in QEMU.
+import ClusterModel
+import ClusterState
+import Foundation
+import Guests
+import NIOPosix
+import QEMU
+
+/// A guest as the agent drives it, whatever runs it.
+protocol AgentGuest: AnyObject, Sendable {
+    /// Runs it under `epoch`; throws (and it stays stopped) when it cannot.
+    func start(epoch: Epoch) async throws
+    /// Ends it; once this returns it writes nothing more.
+    func stop() async
+    var status: GuestStatus { get async }
+    /// The memory it needs now, for the balancer.
+    var demand: UInt64 { get async }
+    /// The memory the balancer gives it.
+    func assign(bytes: UInt64) async
+    /// Its VM's workload changed (a simulated guest follows it; a real one has its own).
+    func follow(_ workload: Workload) async
+}
+
+extension Guest: AgentGuest {}
+
+/// Where QEMU is and what it runs guests with, found once per node.
+actor QEMUHostSettings {
+    static let executable = "/usr/bin/qemu-system-x86_64"
+    private var facts: QEMUHostFacts?
+
+    /// The accelerator, probed with `kernel` the first time (KVM only if a kernel boots under it).
+    func accelerator(kernel: String, scratch: String) async -> QEMUHostFacts {
+        if let facts { return facts }
+        let found = await QEMUHost.detect(executable: Self.executable, kernel: kernel, scratch: scratch)
+        facts = found
+        return found
+    }
+}
+
+/// A VM's guest in QEMU, as the agent drives it: started at its epoch (on the kernel command line,
+/// `flotilla.vm=NAME flotilla.epoch=N`), with its VM's maximum memory, ballooned to the balancer's
+/// assignment; its demand is what the guest itself reports in use. `stop` ends the process (a real
+/// guest is not shut down inside: the cluster's stop is a power-off, as a fence is).
+actor QEMUAgentGuest: AgentGuest {
+    nonisolated let vm: VMID
+    private let name: String
+    private let spec: QEMUGuestSpec
+    private let memory: MemorySettings
+    private let kernel: String
+    private let initrd: String?
+    private let directory: String
+    private let host: QEMUHostSettings
+    private var guest: QEMUGuest?
+    private var epoch: Epoch?
+    private var assigned: UInt64
+    private var lastDemand: UInt64?
+    private var failure: String?
+
+    init(
+        vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String, initrd: String?,
+        directory: String, host: QEMUHostSettings
+    ) {
+        self.vm = vm
+        self.name = name
+        self.spec = spec
+        self.memory = memory
+        self.kernel = kernel
+        self.initrd = initrd
+        self.directory = directory
+        self.host = host
+        self.assigned = memory.maximum
+    }
+
+    func start(epoch: Epoch) async throws {
+        guard guest == nil else { return }
+        let machine = QEMUMachine(
+            vcpus: spec.vcpus, memoryBytes: memory.maximum, kernel: kernel, initrd: initrd,
+            kernelArguments: (["flotilla.vm=\(name)", "flotilla.epoch=\(epoch.rawValue)"]
+                + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " "))
+        let facts = await host.accelerator(kernel: kernel, scratch: directory)
+        let guest = QEMUGuest(
+            name: name, machine: machine, directory: directory, executable: QEMUHostSettings.executable,
+            group: MultiThreadedEventLoopGroup.singleton)
+        self.guest = guest
+        self.epoch = epoch
+        do {
+            try await guest.start(accelerator: facts.accelerator)
+        } catch {
+            self.guest = nil
+            throw error
+        }
+    }
+
+    func stop() async {
+        guard let guest else { return }
+        self.guest = nil
+        await guest.stop(grace: .seconds(1))
+    }
+
+    var status: GuestStatus {
+        get async {
+            var running = false
+            if let guest, let state = try? await guest.runState() {
+                running = state == "running" || state == "paused"
+                if !running { failure = "QEMU reports the guest \(state)" }
+            } else if guest != nil {
+                failure = "QEMU's control connection is gone (the process exited?)"
+            }
+            return GuestStatus(
+                vm: vm, running: running, epoch: epoch, assignedBytes: assigned, demandBytes: lastDemand ?? assigned,
+                failure: running ? nil : failure)
+        }
+    }
+
+    var demand: UInt64 {
+        get async {
+            if let guest, let stats = try? await guest.memoryStatistics(), let demand = stats.demandBytes {
+                lastDemand = demand
+            }
+            return lastDemand ?? assigned
+        }
+    }
+
+    func assign(bytes: UInt64) async {
+        // The balloon cannot give more than the guest booted with.
+        let target = min(bytes, memory.maximum)
+        guard target != assigned || guest != nil else { return }
+        assigned = target
+        try? await guest?.setMemoryTarget(bytes: target)
+    }
+
+    func follow(_ workload: Workload) async {}
+}

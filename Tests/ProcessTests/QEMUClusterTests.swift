@@ -1,0 +1,134 @@
+// A real guest in a cluster of real nodes: it runs in QEMU on its owner, and when the owner is
+// SIGKILLed its QEMU dies with it and the guest boots again on a survivor under the next epoch.
+import ClusterModel
+import FlotillaAPI
+import FlotillaClient
+import Foundation
+import TestSupport
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
+struct QEMUClusterTests {
+    /// The QEMU processes running guest `vm` on this machine, with their command lines.
+    static func qemuProcesses(of vm: String) -> [(pid: Int32, commandLine: String)] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> (Int32, String)? in
+            guard let pid = Int32(entry),
+                let bytes = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let commandLine = bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(
+                separator: " ")
+            guard commandLine.contains("qemu-system"), commandLine.contains("guest=\(vm),"), !TestGuest.isGone(pid)
+            else { return nil }
+            return (pid, commandLine)
+        }
+    }
+
+    /// The console log a guest's QEMU writes (from its command line).
+    static func console(of commandLine: String) -> String {
+        guard let range = commandLine.range(of: "file,id=console,path=") else { return "" }
+        let path = String(commandLine[range.upperBound...].prefix { $0 != " " })
+        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+
+    @Test func aQEMUGuestFollowsItsVMFromAKilledNodeToASurvivorUnderTheNextEpoch() async throws {
+        let cluster = try ProcessCluster(size: 3, electionTicks: 50)
+        try cluster.startAll()
+        let leader = try await cluster.awaitLeader()
+        let victimNumber = leader % 3 + 1
+        let victim = "n\(victimNumber)"
+        let client = APIClient(
+            endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[leader - 1]), timeout: .seconds(10),
+            noLeaderPatience: .seconds(10))
+        try await cluster.await("all three nodes registered") {
+            (try? await client.nodes())?.map(\.id) == ["n1", "n2", "n3"]
+        }
+        _ = try await client.createVolume("csv1", coordinator: "n\(leader)")
+        // What it boots lies on the volume, where every node finds it.
+        let boot = cluster.sharedRoot + "/volumes/csv1/boot"
+        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: TestGuest.kernel, toPath: boot + "/vmlinuz")
+        try FileManager.default.copyItem(atPath: TestGuest.initrd, toPath: boot + "/initramfs.cpio.gz")
+
+        // A bad request first: the reason comes back, nothing is created.
+        await #expect {
+            _ = try await client.createVM(
+                VMCreation(
+                    name: "bad", startup: 256 << 20, volume: "csv1",
+                    driver: GuestDriverView(kind: "qemu", kernel: "vmlinuz")))
+        } throws: { error in
+            "\(error)".contains("driver.kernel is VOLUME:PATH")
+        }
+        let driver = GuestDriverView(
+            kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz", append: "quiet")
+        let created = try await client.createVM(
+            VMCreation(name: "web", startup: 256 << 20, volume: "csv1", driver: driver))
+        #expect(
+            created.driver
+                == GuestDriverView(
+                    kind: "qemu", vcpus: 1, kernel: driver.kernel, initrd: driver.initrd, append: "quiet"))
+        _ = try await client.startVM("web", on: victim)
+        let first = try #require(try await client.vms().first { $0.name == "web" })
+        #expect(first.owner == victim)
+
+        var running: (pid: Int32, commandLine: String)?
+        try await eventually(
+            "web boots in QEMU on \(victim) at epoch \(first.epoch)", within: .seconds(90), poll: .milliseconds(200)
+        ) {
+            running = Self.qemuProcesses(of: "web").first
+            guard let running else { return false }
+            return running.commandLine.contains("flotilla.epoch=\(first.epoch)")
+                && Self.console(of: running.commandLine).contains("vm=web epoch=\(first.epoch) uptime=")
+        }
+        let old = try #require(running)
+
+        cluster.kill9(victimNumber)
+        try await eventually("the killed node's QEMU dies with it") { TestGuest.isGone(old.pid) }
+        var moved: VMView?
+        try await cluster.await("web running on a survivor", within: .seconds(30)) {
+            moved = try? await client.vms().first { $0.name == "web" }
+            return moved?.state == "running" && moved?.owner != nil && moved?.owner != victim
+        }
+        let epoch = try #require(moved).epoch
+        #expect(epoch == first.epoch + 2)
+        try await eventually(
+            "web boots again on \(moved!.owner!) at epoch \(epoch)", within: .seconds(90), poll: .milliseconds(200)
+        ) {
+            let all = Self.qemuProcesses(of: "web")
+            guard all.count == 1, let again = all.first else { return false }
+            return again.commandLine.contains("flotilla.epoch=\(epoch)")
+                && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
+        }
+
+        // Dynamic memory: with room to shrink, the balancer's assignment becomes the balloon's target
+        // and the guest's own memory (MemTotal, on its console) follows it down, and back up.
+        func guestMemoryKiB() -> Int? {
+            guard let again = Self.qemuProcesses(of: "web").first else { return nil }
+            let console = Self.console(of: again.commandLine)
+            return console.components(separatedBy: " mem=").last.flatMap { Int($0.prefix { $0.isNumber }) }
+        }
+        var booted = 0
+        try await eventually("web reports its memory") {
+            booted = guestMemoryKiB() ?? 0
+            return booted > 0
+        }
+        _ = try await client.setVMMemory("web", MemoryChange(minimum: 128 << 20))
+        try await eventually("the balloon takes web's memory down towards its minimum", within: .seconds(60)) {
+            (guestMemoryKiB() ?? .max) <= booted - 100_000
+        }
+        try await cluster.await("the API shows web's assignment and the demand its guest reports") {
+            guard let memory = try? await client.vms().first(where: { $0.name == "web" })?.memory else { return false }
+            return (memory.assigned ?? .max) <= 140 << 20 && (memory.demand ?? 0) > 0
+        }
+        _ = try await client.setVMMemory("web", MemoryChange(minimum: 256 << 20))
+        try await eventually("the balloon gives web its memory back", within: .seconds(60)) {
+            (guestMemoryKiB() ?? 0) >= booted - 2_000
+        }
+
+        // Stopped through the API: no QEMU runs it any more.
+        _ = try await client.stopVM("web")
+        try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
+        await client.close()
+        await cluster.close()
+    }
+}
