@@ -5,7 +5,7 @@ SWIFT_FORMAT ?= swift format
 # Where `make run` keeps the local cluster's data and logs.
 DIR ?= .flotilla
 
-.PHONY: all deps build release run test lint format bench clean container-image cluster-up cluster-down cluster-status test-containers
+.PHONY: all deps build release run run-qemu test lint format bench clean container-image cluster-up cluster-down cluster-status test-containers
 
 all: build
 
@@ -21,6 +21,13 @@ release: deps
 # A local 3-node cluster on 127.0.0.1 (client API 7101-7103); Ctrl-C stops it cleanly.
 run: release
 	.build/release/flotilla local up --dir $(DIR)
+
+# The same with the demo VMs as real guests in QEMU (software emulation where KVM does not run
+# guests): installs QEMU, a Debian kernel and busybox-static, builds the small guest (docs/qemu.md).
+run-qemu: release
+	@FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
+	./scripts/build-test-guest.sh .build/test-guest
+	.build/release/flotilla local up --dir $(DIR) --driver qemu --guest .build/test-guest
 
 lint:
 	$(SWIFT_FORMAT) lint --strict --recursive Package.swift Sources Tests

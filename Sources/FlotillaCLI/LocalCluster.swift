@@ -121,7 +121,19 @@ public struct LocalCluster: Sendable {
     /// Waits until every node has registered, then creates the shared volume `csv1` and, with
     /// `demo`, the walkthrough's VMs, and starts them. Idempotent: what exists is left as it is,
     /// so a second `local up` on the same directory goes through. Returns what it did, a line each.
-    public func prepare(demo: Bool, client: APIClient) async throws -> [String] {
+    /// A real guest for the demo VMs (`local up --driver qemu`): a kernel and an initramfs, copied
+    /// onto volume csv1 where every node finds them.
+    public struct RealGuest: Sendable {
+        public var kernel: String
+        public var initrd: String
+
+        public init(kernel: String, initrd: String) {
+            self.kernel = kernel
+            self.initrd = initrd
+        }
+    }
+
+    public func prepare(demo: Bool, client: APIClient, realGuest: RealGuest? = nil) async throws -> [String] {
         let deadline = ContinuousClock.now + .seconds(30)
         while try await client.nodes().count < nodes {
             guard ContinuousClock.now < deadline else {
@@ -136,14 +148,33 @@ public struct LocalCluster: Sendable {
         }
         guard demo else { return done }
         let existing = Dictionary(try await client.vms().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var driver: GuestDriverView?
+        if let realGuest {
+            // On the volume, so a VM that fails over boots from the same files.
+            let boot = directory + "/shared/volumes/csv1/boot"
+            try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+            for (source, name) in [(realGuest.kernel, "vmlinuz"), (realGuest.initrd, "initramfs.cpio.gz")] {
+                try? FileManager.default.removeItem(atPath: boot + "/" + name)
+                try FileManager.default.copyItem(atPath: source, toPath: boot + "/" + name)
+            }
+            driver = GuestDriverView(
+                kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz", append: "quiet")
+            done.append("copied the real guest's kernel and initramfs to csv1:boot/")
+        }
         for name in Self.demoVMs {
             var vm = existing[name]
             if vm == nil {
-                vm = try await client.createVM(
-                    VMCreation(
+                // Real guests are small (software emulation boots them in seconds): 256 MiB, balloonable to 128.
+                let creation =
+                    driver == nil
+                    ? VMCreation(
                         name: name, startup: 1 << 30, minimum: 512 << 20, maximum: 4 << 30, buffer: 20, priority: 50,
-                        volume: "csv1"))
-                done.append("created VM \(name)")
+                        volume: "csv1")
+                    : VMCreation(
+                        name: name, startup: 256 << 20, minimum: 128 << 20, maximum: 256 << 20, buffer: 20,
+                        priority: 50, volume: "csv1", driver: driver)
+                vm = try await client.createVM(creation)
+                done.append("created VM \(name)" + (driver == nil ? "" : " (QEMU)"))
             }
             if vm?.state == "stopped" {
                 let started = try await client.startVM(name)

@@ -341,8 +341,13 @@ public actor NodeAgent {
     private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
         let vm = want.vm
         let state = await readState()
+        // Absolute: QEMU gets them as they are, and a shared root may be given relative to the node's
+        // working directory (`flotilla local up` does).
+        let root =
+            configuration.sharedRoot.hasPrefix("/")
+            ? configuration.sharedRoot : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
         func path(_ file: DiskFile) -> String? {
-            state.volumes[file.volume].map { configuration.sharedRoot + "/" + $0.path + "/" + file.file }
+            state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
         }
         guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else {
             report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")

@@ -26,7 +26,45 @@ struct LocalCommand: AsyncParsableCommand {
                 Finance, Engineering, Sales and later Marketing on it, 30 walkthrough minutes of a second each).
                 """)
         var scenario: Scenario?
+        @Option(help: "The demo VMs' guests: simulated (default) or qemu (real VMs; needs --guest).")
+        var driver = "simulated"
+        @Option(
+            help: """
+                With --driver qemu: a directory with vmlinuz and initramfs.cpio.gz \
+                (scripts/build-test-guest.sh DIR makes one; `make run-qemu` does it all).
+                """)
+        var guest: String?
         @Option(help: "With --scenario: how long a walkthrough minute lasts, in seconds.") var minute: Double = 1
+
+        /// The real guest `--driver qemu --guest DIR` names, checked before anything starts.
+        static func realGuest(driver: String, guest: String?) throws -> LocalCluster.RealGuest? {
+            switch driver {
+            case "simulated":
+                guard guest == nil else { throw ValidationError("--guest goes with --driver qemu") }
+                return nil
+            case "qemu":
+                guard let guest else {
+                    throw ValidationError(
+                        "--driver qemu needs --guest DIR with vmlinuz and initramfs.cpio.gz (scripts/build-test-guest.sh DIR makes one)"
+                    )
+                }
+                let directory = URL(fileURLWithPath: guest).standardizedFileURL.path
+                let found = LocalCluster.RealGuest(
+                    kernel: directory + "/vmlinuz", initrd: directory + "/initramfs.cpio.gz")
+                for file in [found.kernel, found.initrd] where !FileManager.default.fileExists(atPath: file) {
+                    throw ValidationError(
+                        "--guest \(guest): \(file) is missing (scripts/build-test-guest.sh \(guest) makes it)")
+                }
+                guard FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64") else {
+                    throw ValidationError(
+                        "--driver qemu needs QEMU: /usr/bin/qemu-system-x86_64 is missing (FLOTILLA_QEMU_DEPS=1 scripts/install-deps.sh)"
+                    )
+                }
+                return found
+            default:
+                throw ValidationError("--driver is simulated or qemu, not \(driver)")
+            }
+        }
 
         enum Scenario: String, ExpressibleByArgument, CaseIterable {
             case dynamicMemory = "dynamic-memory"
@@ -37,6 +75,7 @@ struct LocalCommand: AsyncParsableCommand {
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                 ?? CommandLine.arguments[0]
             guard minute > 0, minute <= 60 else { throw ValidationError("--minute must be more than 0 and at most 60") }
+            let realGuest = try Self.realGuest(driver: driver, guest: guest)
             let cluster = LocalCluster(
                 directory: dir, nodes: nodes, executable: executable, portBase: portBase,
                 memory: scenario == .dynamicMemory ? [1: DynamicMemoryWalkthrough.usableMemory] : [:])
@@ -48,7 +87,11 @@ struct LocalCommand: AsyncParsableCommand {
                 print(
                     "started \(pids.count) nodes (pids \(pids.map(String.init).joined(separator: " "))); logs in \(dir)/n*.log"
                 )
-                for line in try await cluster.prepare(demo: !noDemo && scenario == nil, client: client) { print(line) }
+                for line in try await cluster.prepare(
+                    demo: !noDemo && scenario == nil, client: client, realGuest: realGuest)
+                {
+                    print(line)
+                }
                 if scenario == .dynamicMemory {
                     print(
                         "the dynamic-memory walkthrough: \(DynamicMemoryWalkthrough.lastMinute) minutes of \(minute) s")

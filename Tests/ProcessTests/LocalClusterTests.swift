@@ -1,6 +1,8 @@
+import FlotillaCLI
 // `flotilla local up --detach`, the CLI against it, a second `up` on the same directory, `local down`.
 import Foundation
 import Guests
+import TestSupport
 import Testing
 
 /// Runs `flotilla` in `directory`; returns its exit status, standard output and standard error.
@@ -92,5 +94,47 @@ struct LocalClusterTests {
         let nodes = try flotilla(["nodes"], in: directory)
         #expect(nodes.out.split(separator: "\n").count == 4, "\(nodes.out)")
         #expect(try flotilla(["local", "down"], in: directory).status == 0)
+    }
+}
+
+/// `flotilla local up --driver qemu`: the demo VMs are real guests in QEMU.
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
+struct LocalClusterQEMUTests {
+    @Test func localUpWithTheQEMUDriverBootsTheDemoVMsAsRealGuestsAndDownEndsThem() async throws {
+        let directory = NSTemporaryDirectory() + "flotilla-local-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer {
+            _ = try? flotilla(["local", "down"], in: directory)
+            for name in LocalCluster.demoVMs {
+                for process in QEMUClusterTests.qemuProcesses(of: name) { kill(process.pid, SIGKILL) }
+            }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let base = String(20_000 + Int.random(in: 0..<400) * 100)
+
+        // Asked wrongly, it says what is missing and starts nothing.
+        let bare = try flotilla(["local", "up", "--detach", "--port-base", base, "--driver", "qemu"], in: directory)
+        #expect(bare.status != 0)
+        #expect(bare.err.contains("--driver qemu needs --guest DIR"), "\(bare.err)")
+        let empty = try flotilla(
+            ["local", "up", "--detach", "--port-base", base, "--driver", "qemu", "--guest", directory], in: directory)
+        #expect(empty.status != 0)
+        #expect(empty.err.contains("vmlinuz is missing"), "\(empty.err)")
+
+        let up = try flotilla(
+            ["local", "up", "--detach", "--port-base", base, "--driver", "qemu", "--guest", TestGuest.directory],
+            in: directory)
+        #expect(up.status == 0, "\(up.out)\(up.err)")
+        #expect(up.out.contains("created VM Finance (QEMU)"), "\(up.out)")
+        var pids: [Int32] = []
+        try await eventually("the three demo VMs boot in QEMU", within: .seconds(120), poll: .milliseconds(250)) {
+            let running = LocalCluster.demoVMs.compactMap { QEMUClusterTests.qemuProcesses(of: $0).first }
+            pids = running.map(\.pid)
+            return running.count == 3
+                && running.allSatisfy { QEMUClusterTests.console(of: $0.commandLine).contains("flotilla-guest: up") }
+        }
+        #expect(try flotilla(["local", "down"], in: directory).out == "stopped 3 nodes\n")
+        // The nodes stop their guests as they shut down.
+        for pid in pids { #expect(TestGuest.isGone(pid)) }
     }
 }
