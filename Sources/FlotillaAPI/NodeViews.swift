@@ -145,16 +145,32 @@ public struct AgentView: Codable, Sendable, Equatable {
         }
     }
 
+    /// What this node runs QEMU guests with, found when it started its first one.
+    public struct QEMU: Codable, Sendable, Equatable {
+        /// `kvm` or `tcg` (software emulation).
+        public var accelerator: String
+        /// Why: KVM only where a kernel booted under it.
+        public var reason: String
+
+        public init(accelerator: String, reason: String) {
+            self.accelerator = accelerator
+            self.reason = reason
+        }
+    }
+
     public var node: String
     /// Why the node is fenced (running nothing), or nil.
     public var fenced: String?
     public var vms: [VM]
     /// VMs this node owns but does not run, and why.
     public var problems: [Problem]
+    /// Set once this node has started a QEMU guest.
+    public var qemu: QEMU?
 
     public init(
-        node: String, fenced: String? = nil, vms: [VM], problems: [Problem]
+        node: String, fenced: String? = nil, vms: [VM], problems: [Problem], qemu: QEMU? = nil
     ) {
+        self.qemu = qemu
         self.node = node
         self.fenced = fenced
         self.vms = vms

@@ -28,6 +28,9 @@ actor QEMUHostSettings {
     static let executable = "/usr/bin/qemu-system-x86_64"
     private var facts: QEMUHostFacts?
 
+    /// What was found, once a guest has started (nil before).
+    var found: QEMUHostFacts? { facts }
+
     /// The accelerator, probed with `kernel` the first time (KVM only if a kernel boots under it).
     func accelerator(kernel: String, scratch: String) async -> QEMUHostFacts {
         if let facts { return facts }

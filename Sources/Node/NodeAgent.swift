@@ -7,6 +7,7 @@ import Foundation
 import Guests
 import LiveMigration
 public import Logging
+import QEMU
 
 /// Reconciles the guests this node runs with the cluster state it has applied (DESIGN.md §3).
 ///
@@ -573,13 +574,16 @@ public actor NodeAgent {
                         pagesTouched: status.residentPages, assigned: status.assignedBytes, demand: status.demandBytes,
                         pausedChecksum: paused, arrival: entry.arrival))
             }
+            let qemu = await qemuHost.found.map {
+                AgentView.QEMU(accelerator: $0.accelerator.rawValue, reason: $0.reason)
+            }
             return AgentView(
                 node: configuration.node.description, fenced: fenceReason, vms: vms,
                 problems: problems.sorted(by: { $0.key < $1.key }).map {
                     AgentView.Problem(
                         id: $0.key.description, name: $0.value.name, epoch: $0.value.epoch.rawValue,
                         error: $0.value.error)
-                })
+                }, qemu: qemu)
         }
     }
 }

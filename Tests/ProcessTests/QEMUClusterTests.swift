@@ -81,6 +81,11 @@ struct QEMUClusterTests {
                 && Self.console(of: running.commandLine).contains("vm=web epoch=\(first.epoch) uptime=")
         }
         let old = try #require(running)
+        // The owner says what it runs QEMU guests with, and why (here: no KVM that runs guests).
+        let agent = try await cluster.client(victimNumber).agent()
+        let qemu = try #require(agent.qemu)
+        #expect(["kvm", "tcg"].contains(qemu.accelerator))
+        #expect(qemu.reason.hasPrefix(qemu.accelerator == "kvm" ? "KVM: " : "software emulation (TCG): "))
 
         cluster.kill9(victimNumber)
         try await eventually("the killed node's QEMU dies with it") { TestGuest.isGone(old.pid) }
