@@ -98,6 +98,9 @@ actor QEMUAgentGuest: AgentGuest {
         guard let guest else { return }
         self.guest = nil
         await guest.stop(grace: .seconds(1))
+        // Its socket and console go with it (a guest that failed keeps them until it is stopped,
+        // for a look at its console).
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     var status: GuestStatus {

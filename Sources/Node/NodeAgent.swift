@@ -62,11 +62,16 @@ public actor NodeAgent {
             self.balancerPolicy = balancerPolicy
         }
 
+        /// Where QEMU guests' control sockets and consoles go: `<dir>/qemu/` (the node's data
+        /// directory); nil, or a path too long for a UNIX socket, puts them under /tmp.
+        public var qemuRuntimeDirectory: String?
+
         init(_ configuration: NodeConfiguration, clock: NodeClock) {
             self.init(
                 node: configuration.nodeID, sharedRoot: configuration.sharedRoot,
                 journalInterval: .milliseconds(configuration.journalIntervalMilliseconds), clock: clock,
                 usableMemory: configuration.usableMemory)
+            self.qemuRuntimeDirectory = configuration.dataDirectory
         }
     }
 
@@ -338,7 +343,8 @@ public actor NodeAgent {
     }
 
     /// Starts a QEMU guest for `want`: its kernel and initrd are files on the shared volumes, its
-    /// process's files (control socket, console) under /tmp (a UNIX socket's path is short).
+    /// process's files (control socket, console) in the node's data directory, or under /tmp when
+    /// that path is too long for a UNIX socket.
     private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
         let vm = want.vm
         let state = await readState()
@@ -354,8 +360,14 @@ public actor NodeAgent {
             report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
             return
         }
-        let directory =
-            "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"
+        let name = "\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"
+        var directory = "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/" + name
+        if let data = configuration.qemuRuntimeDirectory {
+            let absolute = data.hasPrefix("/") ? data : FileManager.default.currentDirectoryPath + "/" + data
+            // The longest file in it is `migration-out.sock`.
+            let candidate = absolute + "/qemu/" + name
+            if (candidate + "/migration-out.sock").utf8.count <= QEMUGuest.maximumSocketPath { directory = candidate }
+        }
         let guest = QEMUAgentGuest(
             vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: kernel, initrd: spec.initrd.flatMap(path),
             directory: directory, host: qemuHost)
