@@ -186,15 +186,26 @@ final class ProcessCluster: Sendable {
     /// Polls the live nodes until they agree on a leader (another process's election can only be observed).
     func awaitLeader(excluding excluded: Set<Int> = [], within limit: Duration = .seconds(20)) async throws -> Int {
         let deadline = ContinuousClock.now + limit
+        // What each node answered last (its leader, or why it did not answer): the failure says it.
+        var answers: [Int: String] = [:]
         while ContinuousClock.now < deadline {
             var seen: Set<String?> = []
             for node in 1...size where !excluded.contains(node) && isRunning(node) {
-                seen.insert(try? await client(node).status(stale: true).leader)
+                do {
+                    let leader = try await client(node).status(stale: true).leader
+                    answers[node] = "leader \(leader ?? "none")"
+                    seen.insert(leader)
+                } catch {
+                    answers[node] = "no answer: \(error)"
+                    seen.insert(nil)
+                }
             }
             if seen.count == 1, let leader = seen.first!, let number = Int(leader.dropFirst()) { return number }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw ProcessClusterError(description: "no agreed leader within \(limit)\n" + logTails())
+        let last = answers.sorted { $0.key < $1.key }.map { "n\($0.key): \($0.value)" }.joined(separator: "; ")
+        throw ProcessClusterError(
+            description: "no agreed leader within \(limit) (last answers: \(last))\n" + logTails())
     }
 
     /// Polls until `condition` holds (another process's state can only be observed), or fails naming `what`.
