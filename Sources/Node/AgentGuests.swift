@@ -57,7 +57,8 @@ actor QEMUAgentGuest: AgentGuest {
     private var epoch: Epoch?
     private var assigned: UInt64
     private var lastDemand: UInt64?
-    private var failure: String?
+    /// Set once the process answered after its start; cleared when it stops or fails.
+    private var started = false
 
     init(
         vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String, initrd: String?,
@@ -89,32 +90,46 @@ actor QEMUAgentGuest: AgentGuest {
         do {
             try await guest.start(accelerator: facts.accelerator)
         } catch {
-            self.guest = nil
+            if self.guest === guest { self.guest = nil }
             throw error
         }
+        // A stop that came in meanwhile took the guest (and ended the start): nothing runs.
+        if self.guest === guest { started = true }
     }
 
     func stop() async {
         guard let guest else { return }
         self.guest = nil
+        started = false
         await guest.stop(grace: .seconds(1))
         // Its socket and console go with it (a guest that failed keeps them until it is stopped,
         // for a look at its console).
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// While starting, or stopped by the agent: not running and no failure (the agent leaves it be).
+    /// A guest that ran and no longer does is a failure, and its process is killed first, so the
+    /// agent, which then forgets it and may start it again, never leaves a QEMU running behind it.
     var status: GuestStatus {
         get async {
             var running = false
-            if let guest, let state = try? await guest.runState() {
-                running = state == "running" || state == "paused"
-                if !running { failure = "QEMU reports the guest \(state)" }
-            } else if guest != nil {
-                failure = "QEMU's control connection is gone (the process exited?)"
+            var failure: String?
+            if started, let guest {
+                if let state = try? await guest.runState() {
+                    running = state == "running" || state == "paused"
+                    if !running { failure = "QEMU reports the guest \(state)" }
+                } else {
+                    failure = "QEMU's control connection is gone (the process exited?)"
+                }
+                if failure != nil {
+                    self.guest = nil
+                    started = false
+                    await guest.kill()
+                }
             }
             return GuestStatus(
                 vm: vm, running: running, epoch: epoch, assignedBytes: assigned, demandBytes: lastDemand ?? assigned,
-                failure: running ? nil : failure)
+                failure: failure)
         }
     }
 

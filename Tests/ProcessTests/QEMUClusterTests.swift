@@ -130,6 +130,19 @@ struct QEMUClusterTests {
             (guestMemoryKiB() ?? 0) >= booted - 2_000
         }
 
+        // A guest whose QEMU dies under it (killed from outside) is noticed by its owner and booted
+        // again there, at the same epoch, by one QEMU.
+        let crashed = try #require(Self.qemuProcesses(of: "web").first)
+        kill(crashed.pid, SIGKILL)
+        try await eventually(
+            "web boots again after its QEMU was killed", within: .seconds(90), poll: .milliseconds(200)
+        ) {
+            let all = Self.qemuProcesses(of: "web")
+            guard all.count == 1, let again = all.first, again.pid != crashed.pid else { return false }
+            return again.commandLine.contains("flotilla.epoch=\(epoch)")
+                && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
+        }
+
         // Stopped through the API: no QEMU runs it any more.
         _ = try await client.stopVM("web")
         try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
