@@ -1,4 +1,5 @@
 import FlotillaCLI
+import FlotillaTestKit
 // `flotilla local up --detach`, the CLI against it, a second `up` on the same directory, `local down`.
 import Foundation
 import Guests
@@ -21,6 +22,22 @@ private func flotilla(_ arguments: [String], in directory: String) throws -> (st
     let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, output, error)
+}
+
+/// A port base for `local up` whose API and peer ports (base + 1…3, base + 101…103) are free: a
+/// base whose ports another process holds makes a node exit at start-up.
+private func localPortBase() throws -> String {
+    String(
+        try freeLoopbackPortBase(
+            offsets: [1, 2, 3, 101, 102, 103], among: (0..<400).map { 20_000 + $0 * 100 }))
+}
+
+/// The nodes' logs of a local cluster in `directory`, for a failure's message.
+private func nodeLogs(_ directory: String) -> String {
+    (1...3).map { node in
+        let log = (try? String(contentsOfFile: "\(directory)/.flotilla/n\(node).log", encoding: .utf8)) ?? ""
+        return "--- n\(node).log\n" + log.split(separator: "\n").suffix(15).joined(separator: "\n")
+    }.joined(separator: "\n")
 }
 
 /// Waits (up to 30 s) until journal `i` of `disks` holds at least `minimum(i)` records.
@@ -47,7 +64,7 @@ struct LocalClusterTests {
             try? FileManager.default.removeItem(atPath: directory)
         }
         // A base unlikely to collide with other clusters on this machine (ports base+1… and base+101…).
-        let base = String(20_000 + Int.random(in: 0..<400) * 100)
+        let base = try localPortBase()
 
         let up = try flotilla(["local", "up", "--detach", "--port-base", base], in: directory)
         #expect(up.status == 0, "\(up.out)\(up.err)")
@@ -110,7 +127,7 @@ struct LocalClusterQEMUTests {
             }
             try? FileManager.default.removeItem(atPath: directory)
         }
-        let base = String(20_000 + Int.random(in: 0..<400) * 100)
+        let base = try localPortBase()
 
         // Asked wrongly, it says what is missing and starts nothing.
         let bare = try flotilla(["local", "up", "--detach", "--port-base", base, "--driver", "qemu"], in: directory)
@@ -124,7 +141,7 @@ struct LocalClusterQEMUTests {
         let up = try flotilla(
             ["local", "up", "--detach", "--port-base", base, "--driver", "qemu", "--guest", TestGuest.directory],
             in: directory)
-        #expect(up.status == 0, "\(up.out)\(up.err)")
+        try #require(up.status == 0, "\(up.out)\(up.err)\n\(nodeLogs(directory))")
         #expect(up.out.contains("created VM Finance (QEMU)"), "\(up.out)")
         var pids: [Int32] = []
         try await eventually("the three demo VMs boot in QEMU", within: .seconds(120), poll: .milliseconds(250)) {
