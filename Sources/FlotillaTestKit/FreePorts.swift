@@ -30,25 +30,7 @@ public func freeLoopbackPorts(_ count: Int) throws(FreePortError) -> [Int] {
         }
         let port = Int.random(in: freePortRange)
         guard !ports.contains(port) else { continue }
-        #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw FreePortError(description: "cannot open a socket to find a free port") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        guard bound else {
-            close(fd)
-            continue
-        }
+        guard let fd = try bindLoopback(port) else { continue }
         sockets.append(fd)
         ports.append(port)
     }
@@ -63,34 +45,34 @@ public func freeLoopbackPortBase(offsets: [Int], among bases: [Int]) throws(Free
         var sockets: [Int32] = []
         defer { for socket in sockets { close(socket) } }
         for offset in offsets {
-            #if canImport(Glibc)
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #else
-                let fd = socket(AF_INET, SOCK_STREAM, 0)
-            #endif
-            guard fd >= 0 else { throw FreePortError(description: "cannot open a socket to find a free port") }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(base + offset).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
+            guard let fd = try bindLoopback(base + offset) else { break }
             sockets.append(fd)
-            guard bound else { break }
         }
-        if sockets.count == offsets.count, let last = sockets.last, isBound(last) { return base }
+        if sockets.count == offsets.count { return base }
     }
     throw FreePortError(description: "no base among \(bases.count) with all of \(offsets) free")
 }
 
-private func isBound(_ fd: Int32) -> Bool {
+/// A TCP socket bound to 127.0.0.1:`port`, or nil when the port is taken.
+private func bindLoopback(_ port: Int) throws(FreePortError) -> Int32? {
+    #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
+    guard fd >= 0 else { throw FreePortError(description: "cannot open a socket to find a free port") }
     var address = sockaddr_in()
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
     }
-    return named && address.sin_port != 0
+    guard bound else {
+        close(fd)
+        return nil
+    }
+    return fd
 }

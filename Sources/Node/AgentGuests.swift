@@ -59,11 +59,15 @@ actor QEMUAgentGuest: AgentGuest {
     private var lastDemand: UInt64?
     /// Set once the process answered after its start; cleared when it stops or fails.
     private var started = false
+    /// When QEMU was last asked for the guest's memory figures.
+    private var lastAsked: Duration?
+    private let clock: NodeClock
 
     init(
         vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String, initrd: String?,
-        directory: String, host: QEMUHostSettings
+        directory: String, host: QEMUHostSettings, clock: NodeClock
     ) {
+        self.clock = clock
         self.vm = vm
         self.name = name
         self.spec = spec
@@ -133,21 +137,23 @@ actor QEMUAgentGuest: AgentGuest {
         }
     }
 
+    /// The guest's balloon driver refreshes its figures once a second; the balancer asks every pass
+    /// (100 ms), so QEMU is asked at most once a second.
     var demand: UInt64 {
         get async {
-            if let guest, let stats = try? await guest.memoryStatistics(), let demand = stats.demandBytes {
-                lastDemand = demand
+            if let guest, lastAsked.map({ clock.now - $0 >= .seconds(1) }) ?? true {
+                lastAsked = clock.now
+                if let demand = try? await guest.memoryStatistics().demandBytes { lastDemand = demand }
             }
             return lastDemand ?? assigned
         }
     }
 
+    /// The agent calls this only when the assignment changed.
     func assign(bytes: UInt64) async {
         // The balloon cannot give more than the guest booted with.
-        let target = min(bytes, memory.maximum)
-        guard target != assigned || guest != nil else { return }
-        assigned = target
-        try? await guest?.setMemoryTarget(bytes: target)
+        assigned = min(bytes, memory.maximum)
+        try? await guest?.setMemoryTarget(bytes: assigned)
     }
 
     func follow(_ workload: Workload) async {}

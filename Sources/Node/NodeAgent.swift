@@ -79,6 +79,8 @@ public actor NodeAgent {
     private struct Want {
         let vm: VMRecord
         let diskPath: String
+        /// For a QEMU guest: the absolute paths of what it boots, on the shared volumes.
+        var boot: (kernel: String, initrd: String?)? = nil
     }
 
     /// A guest this agent started (or is starting), with what it was started for.
@@ -317,7 +319,24 @@ public actor NodeAgent {
                 report(vm.id, name: vm.name, epoch: vm.epoch, "its disk's volume \(vm.disk.volume) is not in the state")
                 continue
             }
-            wanted[vm.id] = Want(vm: vm, diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file)
+            var want = Want(vm: vm, diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file)
+            if case .qemu(let spec) = vm.driver {
+                // Absolute: QEMU gets them as they are, and a shared root may be given relative to
+                // the node's working directory (`flotilla local up` does).
+                let root =
+                    configuration.sharedRoot.hasPrefix("/")
+                    ? configuration.sharedRoot
+                    : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
+                func path(_ file: DiskFile) -> String? {
+                    state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
+                }
+                guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else {
+                    report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
+                    continue
+                }
+                want.boot = (kernel, spec.initrd.flatMap(path))
+            }
+            wanted[vm.id] = want
         }
         return wanted
     }
@@ -347,19 +366,7 @@ public actor NodeAgent {
     /// that path is too long for a UNIX socket.
     private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
         let vm = want.vm
-        let state = await readState()
-        // Absolute: QEMU gets them as they are, and a shared root may be given relative to the node's
-        // working directory (`flotilla local up` does).
-        let root =
-            configuration.sharedRoot.hasPrefix("/")
-            ? configuration.sharedRoot : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
-        func path(_ file: DiskFile) -> String? {
-            state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
-        }
-        guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else {
-            report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
-            return
-        }
+        guard let boot = want.boot else { return }
         let name = "\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"
         var directory = "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/" + name
         if let data = configuration.qemuRuntimeDirectory {
@@ -369,8 +376,8 @@ public actor NodeAgent {
             if (candidate + "/migration-out.sock").utf8.count <= QEMUGuest.maximumSocketPath { directory = candidate }
         }
         let guest = QEMUAgentGuest(
-            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: kernel, initrd: spec.initrd.flatMap(path),
-            directory: directory, host: qemuHost)
+            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
+            directory: directory, host: qemuHost, clock: configuration.clock)
         await start(
             vm.id,
             Entry(

@@ -159,8 +159,10 @@ public actor QEMUGuest {
         if !FileManager.default.isExecutableFile(atPath: executable) {
             missing.append("QEMU is not installed at \(executable) (Debian: apt-get install qemu-system-x86)")
         }
+        // Paths are looked for only once they are acceptable (`problems` names the others).
+        guard machine.problems.isEmpty else { return missing }
         let paths = [machine.kernel, machine.initrd].compactMap { $0 } + machine.disks.map(\.path)
-        for path in paths where machine.problems.isEmpty && !FileManager.default.fileExists(atPath: path) {
+        for path in paths where !FileManager.default.fileExists(atPath: path) {
             missing.append("\(path) does not exist")
         }
         return missing
