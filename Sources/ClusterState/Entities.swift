@@ -202,12 +202,6 @@ public enum GuestDriver: Hashable, Sendable, CustomStringConvertible {
         case .qemu: "qemu"
         }
     }
-
-    /// Whether the cluster live-migrates this guest (drain, failback and rebalancing skip the others).
-    public var liveMigrates: Bool {
-        if case .simulated = self { return true }
-        return false
-    }
 }
 
 /// A QEMU guest: what it boots, from files on the shared volumes (every node reads the same).

@@ -11,11 +11,6 @@ extension ClusterState {
             throw .conflict("\(id) (\(vm.name)) is \(vm.state), not running; only a running VM migrates")
         }
         try checkNotMigrating(vm)
-        if case .qemu = vm.driver {
-            throw .conflict(
-                "\(id) (\(vm.name)) runs in QEMU, and the cluster does not live-migrate QEMU guests yet (docs/qemu.md); stop it and start it on \(target) instead"
-            )
-        }
         let node = try knownNode(target)
         guard target != source else { throw .conflict("\(id) (\(vm.name)) already runs on \(target)") }
         try checkTakesNewWork(node, for: "incoming migrations")

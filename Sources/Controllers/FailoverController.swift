@@ -295,7 +295,6 @@ struct Decision {
         let candidates = scratch.vms.values.filter {
             $0.state == .running && !$0.preferredOwners.isEmpty && !placedThisRound.contains($0.id)
                 && scratch.activeMigration(of: $0.id) == nil && !recentlyFailedMigration(of: $0.id)
-                && $0.driver.liveMigrates
         }
         for vm in candidates.sorted(by: { $0.id < $1.id }) {
             guard let owner = vm.owner, scratch.nodes[owner]?.state == .up else { continue }

@@ -39,7 +39,6 @@ extension Decision {
         for node in nodesInOrder where node.state == .draining {
             let owned = scratch.vms.values.filter {
                 $0.owner == node.id && $0.state == .running && scratch.activeMigration(of: $0.id) == nil
-                    && $0.driver.liveMigrates
             }
             for vm in owned.sorted(by: { ($0.restartPriority.rawValue, $0.id) < ($1.restartPriority.rawValue, $1.id) })
             where !recentlyFailedMigration(of: vm.id) {
@@ -90,7 +89,6 @@ extension Decision {
         where now - since >= .seconds(after) && scratch.nodes[node]?.state == .up {
             let candidates = scratch.vms.values.filter { vm in
                 vm.owner == node && vm.state == .running && !movedRecently(vm.id, within: cooldown)
-                    && vm.driver.liveMigrates
             }
             let facts = Dictionary(
                 (reported[node]?.vms ?? []).map { ($0.vm, $0) }, uniquingKeysWith: { first, _ in first })

@@ -117,12 +117,13 @@ public struct AgentView: Codable, Sendable, Equatable {
     /// How a guest that came by live migration started here: the migration, and its memory image's
     /// checksum as the source paused it (sent with the device state) and as the copy arrived here
     /// (computed here before the guest ran). The target takes the copy only when the two agree.
+    /// A real guest's (QEMU's own stream, which QEMU checks as it loads it) has no checksums.
     public struct Arrival: Codable, Sendable, Equatable {
         public var migration: String
-        public var sourceChecksum: String
-        public var imageChecksum: String
+        public var sourceChecksum: String?
+        public var imageChecksum: String?
 
-        public init(migration: String, sourceChecksum: String, imageChecksum: String) {
+        public init(migration: String, sourceChecksum: String?, imageChecksum: String?) {
             self.migration = migration
             self.sourceChecksum = sourceChecksum
             self.imageChecksum = imageChecksum

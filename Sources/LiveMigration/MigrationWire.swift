@@ -18,28 +18,61 @@ public enum MigrationWire {
     public static func pagesPath(_ id: MigrationID) -> String { "/v1/internal/migrations/\(id.rawValue)/pages" }
     public static func finishPath(_ id: MigrationID) -> String { "/v1/internal/migrations/\(id.rawValue)/finish" }
 
-    /// What `prepare` carries: the VM and the memory it holds (what the target must reserve).
+    /// What `prepare` carries: the VM and the memory it holds (what the target must reserve), and
+    /// for a QEMU guest the epoch it booted under (its target's QEMU is started as the source's
+    /// was; absent for a simulated guest).
     public struct Prepare: Equatable, Sendable {
         public var vm: VMID
         public var memoryBytes: UInt64
+        public var bootEpoch: Epoch?
 
         public var encoded: [UInt8] {
             var writer = ByteWriter()
             writer.writeVarint(vm.rawValue)
             writer.writeVarint(memoryBytes)
+            if let bootEpoch { writer.writeVarint(bootEpoch.rawValue) }
             return writer.bytes
         }
 
-        public init(vm: VMID, memoryBytes: UInt64) {
+        public init(vm: VMID, memoryBytes: UInt64, bootEpoch: Epoch? = nil) {
             self.vm = vm
             self.memoryBytes = memoryBytes
+            self.bootEpoch = bootEpoch
         }
 
         public init(decoding bytes: [UInt8]) throws(WireFormatError) {
             var reader = ByteReader(bytes)
             vm = VMID(try reader.readVarint())
             memoryBytes = try reader.readVarint()
+            bootEpoch = reader.isAtEnd ? nil : Epoch(try reader.readVarint())
             guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a prepare") }
+        }
+    }
+
+    /// What the target's `prepare` answers: the port of its data listener, and for a QEMU guest the
+    /// token its stream must carry (`QEMUStreamReceiver`), as text: `PORT` or `PORT TOKEN`.
+    public struct Prepared: Equatable, Sendable {
+        public var dataPort: Int
+        public var streamToken: String?
+
+        public init(dataPort: Int, streamToken: String? = nil) {
+            self.dataPort = dataPort
+            self.streamToken = streamToken
+        }
+
+        public var text: String { "\(dataPort)" + (streamToken.map { " " + $0 } ?? "") }
+
+        /// Nil when `text` is not an answer of this form.
+        public init?(text: String) {
+            let words = text.split(separator: " ", omittingEmptySubsequences: false)
+            guard (1...2).contains(words.count), let port = Int(words[0]), (1...65535).contains(port) else {
+                return nil
+            }
+            if words.count == 2 {
+                guard words[1].count == 32, words[1].allSatisfy(\.isHexDigit) else { return nil }
+            }
+            dataPort = port
+            streamToken = words.count == 2 ? String(words[1]) : nil
         }
     }
 

@@ -55,6 +55,14 @@ actor QEMUAgentGuest: AgentGuest {
     private let host: QEMUHostSettings
     private var guest: QEMUGuest?
     private var epoch: Epoch?
+    /// The epoch on its kernel command line: the one it booted under, which a live migration
+    /// carries to the next node unchanged (the target's QEMU must be started as the source was).
+    private(set) var bootEpoch: Epoch?
+    /// Set while a live migration has the guest (out of here, or into here before its
+    /// switchover): QEMU's run state is then the migration's business, not a failure.
+    private var migrating = false
+    /// Set once it migrated away: it runs elsewhere, and this process only waits to be stopped.
+    private var handedOver = false
     private var assigned: UInt64
     private var lastDemand: UInt64?
     /// Set once the process answered after its start; cleared when it stops or fails.
@@ -81,30 +89,91 @@ actor QEMUAgentGuest: AgentGuest {
 
     func start(epoch: Epoch) async throws {
         guard guest == nil else { return }
+        let guest = try await launch(bootEpoch: epoch, incoming: false)
+        self.epoch = epoch
+        // A stop that came in meanwhile took the guest (and ended the start): nothing runs.
+        if self.guest === guest { started = true }
+    }
+
+    /// Starts its QEMU booting under `bootEpoch`, or paused and waiting for a migration's stream.
+    private func launch(bootEpoch: Epoch, incoming: Bool) async throws -> QEMUGuest {
         let machine = QEMUMachine(
             vcpus: spec.vcpus, memoryBytes: memory.maximum, kernel: kernel, initrd: initrd,
-            kernelArguments: (["flotilla.vm=\(name)", "flotilla.epoch=\(epoch.rawValue)"]
+            kernelArguments: (["flotilla.vm=\(name)", "flotilla.epoch=\(bootEpoch.rawValue)"]
                 + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " "))
         let facts = await host.accelerator(kernel: kernel, scratch: directory)
         let guest = QEMUGuest(
             name: name, machine: machine, directory: directory, executable: QEMUHostSettings.executable,
             group: MultiThreadedEventLoopGroup.singleton)
         self.guest = guest
-        self.epoch = epoch
+        self.bootEpoch = bootEpoch
         do {
-            try await guest.start(accelerator: facts.accelerator)
+            try await guest.start(accelerator: facts.accelerator, paused: incoming, incomingMigration: incoming)
         } catch {
             if self.guest === guest { self.guest = nil }
             throw error
         }
-        // A stop that came in meanwhile took the guest (and ended the start): nothing runs.
-        if self.guest === guest { started = true }
+        return guest
+    }
+
+    // MARK: Live migration
+
+    /// The target's side, before the copy: its QEMU started as the source's was (`bootEpoch` on its
+    /// command line), paused and listening for the stream; answers the socket to feed.
+    func startIncoming(bootEpoch: Epoch) async throws -> String {
+        guard guest == nil else { throw QEMUGuestError("\(name) already has a QEMU here") }
+        migrating = true
+        let guest = try await launch(bootEpoch: bootEpoch, incoming: true)
+        do {
+            return try await QEMULiveMigration.listen(target: guest)
+        } catch {
+            await stop()
+            throw error
+        }
+    }
+
+    /// The target's side once the switchover is committed: the guest runs here, under `epoch`,
+    /// with the memory it came with, once QEMU has the whole stream. Throws when QEMU could not
+    /// load it (the VM then boots from its disk, as after a failover).
+    func takeOver(epoch: Epoch, assigned: UInt64) async throws {
+        guard let guest, migrating else { throw QEMUGuestError("\(name) has no incoming migration here") }
+        do {
+            try await QEMULiveMigration.resumeTarget(guest, within: .seconds(60))
+        } catch {
+            // QEMU says why it could not load the stream on its output, which goes with its directory.
+            let said = QEMUGuest.tail(of: guest.outputLog, bytes: 600).split(separator: "\n").suffix(3)
+            await stop()
+            throw QEMUGuestError(
+                "the migrated guest did not resume here: \(error)"
+                    + (said.isEmpty ? "" : " (QEMU: \(said.joined(separator: " / ")))"))
+        }
+        guard self.guest === guest else { throw QEMUGuestError("\(name) was stopped while it took over") }
+        self.epoch = epoch
+        self.assigned = assigned
+        migrating = false
+        started = true
+    }
+
+    /// The source's side: the running QEMU and the epoch it booted under, for the migration;
+    /// nil when it does not run (yet).
+    func beginOutgoing() -> (guest: QEMUGuest, bootEpoch: Epoch)? {
+        guard started, !migrating, let guest, let bootEpoch else { return nil }
+        migrating = true
+        return (guest, bootEpoch)
+    }
+
+    /// The outgoing migration ended: switched over, this process only waits for the agent to stop
+    /// it; otherwise the guest runs on here.
+    func endOutgoing(switchedOver: Bool) {
+        migrating = false
+        handedOver = switchedOver
     }
 
     func stop() async {
         guard let guest else { return }
         self.guest = nil
         started = false
+        migrating = false
         await guest.stop(grace: .seconds(1))
         // Its socket and console go with it (a guest that failed keeps them until it is stopped,
         // for a look at its console).
@@ -118,7 +187,18 @@ actor QEMUAgentGuest: AgentGuest {
         get async {
             var running = false
             var failure: String?
-            if started, let guest {
+            if started, guest != nil, handedOver {
+                // Migrated away: not running here, and no failure (the agent stops it).
+            } else if started, let guest, migrating {
+                // The migration stops and resumes it: only a process that no longer answers failed.
+                running = (try? await guest.runState()) != nil
+                if !running {
+                    failure = "QEMU's control connection is gone during a live migration (the process exited?)"
+                    self.guest = nil
+                    started = false
+                    await guest.kill()
+                }
+            } else if started, let guest {
                 if let state = try? await guest.runState() {
                     running = state == "running" || state == "paused"
                     if !running { failure = "QEMU reports the guest \(state)" }

@@ -7,6 +7,7 @@ import HTTP2
 import LiveMigration
 import Logging
 import NIOCore
+import QEMU
 import Synchronization
 
 /// One outgoing live migration, from `preparing` to its end (docs/live-migration.md).
@@ -47,7 +48,13 @@ struct MigrationSource {
             await giveUp("\(vm) does not run on \(local) (its guest is not started)", stats: nil)
             return
         }
-        let guest = taken.guest
+        let guest: Guest
+        switch taken.guest {
+        case .simulated(let simulated): guest = simulated
+        case .qemu(let real, let qemu, let bootEpoch):
+            await runQEMU(real, qemu, bootEpoch: bootEpoch, assigned: taken.assigned, startedAt: startedAt)
+            return
+        }
         var copy = Copy(id: id, startedAt: startedAt)
         var pausedAt: UInt64?
         let peer = PeerClients(eventLoops: eventLoops)
@@ -64,7 +71,8 @@ struct MigrationSource {
             let memoryBytes = await guest.migrationState.memoryBytes
             // 1. The target's shell.
             let dataPort = try await prepare(
-                peer.client(target.addresses.peer), MigrationWire.Prepare(vm: vm, memoryBytes: memoryBytes))
+                peer.client(target.addresses.peer), MigrationWire.Prepare(vm: vm, memoryBytes: memoryBytes)
+            ).dataPort
             let sender = PageSender(
                 client: peer.client(Endpoint(host: target.addresses.peer.host, port: dataPort)), migration: id,
                 streams: streams)
@@ -121,6 +129,7 @@ struct MigrationSource {
             throw Stop.ended("the switchover did not commit")
         } catch {
             let stop = error as? Stop ?? .failed("\(error)")
+            let state = await readState()
             await guest.throttle(percent: 0)
             var downtime: UInt64?
             if await guest.isPaused {
@@ -135,20 +144,121 @@ struct MigrationSource {
             var stats = copy.stats(memoryBytes: await guest.migrationState.memoryBytes)
             stats.downtimeMicroseconds = downtime
             stats.totalMilliseconds = (WallClock.microseconds() - startedAt) / 1000
-            switch stop {
-            case .failed(let reason):
-                await giveUp(reason, stats: stats)
-            case .ended(let reason):
-                logger.info("\(id) ended: \(reason); \(vm) stays on \(local)")
-                _ = await writer.propose(.recordMigrationStats(id, stats), patience: .seconds(5))
-            }
-            let target = await readState().nodes[migration.target]
-            if let address = target?.addresses.peer {
-                _ = try? await peer.client(address).send(
-                    HTTPRequest(method: .delete, path: MigrationWire.discardPath(id), headers: [:], body: .empty),
-                    timeout: .seconds(2))
-            }
+            await rolledBack(stop, stats: stats, peer: peer, in: state)
         }
+    }
+
+    /// The migration ended without a switchover and the guest runs on here: the log hears why
+    /// (and the stats), the target lets its shell or its QEMU go.
+    private func rolledBack(_ stop: Stop, stats: MigrationStats, peer: PeerClients, in state: ClusterState) async {
+        switch stop {
+        case .failed(let reason):
+            await giveUp(reason, stats: stats)
+        case .ended(let reason):
+            logger.info("\(id) ended: \(reason); \(vm) stays on \(local)")
+            _ = await writer.propose(.recordMigrationStats(id, stats), patience: .seconds(5))
+        }
+        if let address = state.nodes[migration.target]?.addresses.peer {
+            _ = try? await peer.client(address).send(
+                HTTPRequest(method: .delete, path: MigrationWire.discardPath(id), headers: [:], body: .empty),
+                timeout: .seconds(2))
+        }
+    }
+
+    /// A real guest's migration: the target node starts its QEMU paused and listening; this node
+    /// carries the source QEMU's stream to it over HTTP/2; at pre-switchover (every page copied,
+    /// the guest stopped) `paused` and then the switchover are committed; yes: QEMU finishes and the
+    /// target node, having applied the switchover, resumes the guest there; no, or any failure
+    /// before it: the guest runs on here and the target's QEMU is let go (docs/qemu.md).
+    private func runQEMU(
+        _ real: QEMUAgentGuest, _ qemu: QEMUGuest, bootEpoch: Epoch, assigned: UInt64, startedAt: UInt64
+    ) async {
+        let peer = PeerClients(eventLoops: eventLoops)
+        defer { Task { await peer.close() } }
+        var stats = MigrationStats(rounds: [], memoryBytes: assigned, totalBytes: 0)
+        do {
+            let state = await readState()
+            guard let target = state.nodes[migration.target] else {
+                throw Stop.ended("\(migration.target) is gone from the state")
+            }
+            let prepared = try await prepare(
+                peer.client(target.addresses.peer),
+                MigrationWire.Prepare(vm: vm, memoryBytes: assigned, bootEpoch: bootEpoch))
+            guard let token = prepared.streamToken else {
+                throw Stop.failed(
+                    "\(migration.target) made a shell for a simulated guest, not a QEMU to take the stream")
+            }
+            try await commit(.advanceMigration(id, to: .copying))
+            logger.info("\(id): \(target.id) listens for \(vm)'s QEMU stream (\(ByteCount(assigned))); copying")
+            let policy = QEMUMigrationPolicy(
+                downtimeLimit: .milliseconds(Setting.wholeNumber(Setting.migrationDowntimeKey, in: state.settings)),
+                maxBandwidth: Self.qemuBandwidth(state.settings),
+                timeLimit: .seconds(Setting.wholeNumber(Setting.migrationTimeLimitKey, in: state.settings)))
+            let data = peer.client(Endpoint(host: target.addresses.peer.host, port: prepared.dataPort))
+            let refusal = Mutex<Stop?>(nil)
+            let result = try await QEMULiveMigration.runSource(
+                source: qemu, policy: policy,
+                migrate: .carried(
+                    socket: QEMULiveMigration.outgoingSocket(of: qemu), group: eventLoops,
+                    carry: { [id] bytes in
+                        try await QEMUStreamSender.send(
+                            bytes, migration: id, token: token, to: data, timeout: policy.timeLimit + .seconds(60))
+                    }),
+                decide: {
+                    // Every page copied, the guest stopped: the log decides.
+                    do throws(Stop) {
+                        try await checkStillActive()
+                        try await commit(.advanceMigration(id, to: .paused))
+                    } catch {
+                        refusal.withLock { $0 = error }
+                        return false
+                    }
+                    if let hold = Self.testSwitchoverDelay {
+                        logger.warning(
+                            "\(id): holding the paused guest \(hold) before the switchover (\(Self.testDelayVariable))")
+                        try? await Task.sleep(for: hold)
+                    }
+                    return await switchOver()
+                })
+            stats.totalBytes = result.transferredBytes ?? 0
+            stats.totalMilliseconds = (WallClock.microseconds() - startedAt) / 1000
+            guard result.outcome == .completed else {
+                throw refusal.withLock { $0 } ?? Stop.ended("the switchover did not commit")
+            }
+            // QEMU's downtime runs from the guest's stop to the stream's end: the commit is in it.
+            stats.downtimeMicroseconds = result.qemuDowntime.map { UInt64(clamping: $0.nanoseconds / 1000) }
+            await handedOver(real, stats: stats, detail: "bytes \(stats.totalBytes)")
+        } catch QEMUMigrationError.afterSwitchover(let reason) {
+            // The log said yes: the target runs the VM (from the stream, or from its disk when the
+            // stream broke); this guest must not run on.
+            logger.error("\(id): after the switchover: \(reason); \(vm) runs on \(migration.target)")
+            stats.totalMilliseconds = (WallClock.microseconds() - startedAt) / 1000
+            await handedOver(real, stats: stats, detail: "stream broken after the switchover")
+        } catch {
+            let stop = error as? Stop ?? .failed("\(error)")
+            await real.endOutgoing(switchedOver: false)
+            await agent.release(migrating: vm)
+            stats.totalMilliseconds = (WallClock.microseconds() - startedAt) / 1000
+            await rolledBack(stop, stats: stats, peer: peer, in: await readState())
+        }
+    }
+
+    /// After a committed switchover of a real guest: the stats go to the log; the QEMU here only
+    /// waits for the agent to stop it.
+    private func handedOver(_ real: QEMUAgentGuest, stats: MigrationStats, detail: String) async {
+        await real.endOutgoing(switchedOver: true)
+        await agent.release(migrating: vm)
+        logger.info("\(id): switched over; \(vm) runs on \(migration.target)", metadata: ["detail": "\(detail)"])
+        if case .unknown(let why) = await writer.propose(.recordMigrationStats(id, stats)) {
+            logger.warning("\(id): its final stats may not be recorded: \(why)")
+        }
+    }
+
+    /// QEMU's `max-bandwidth` from `migration.max-bandwidth-mib-s` (0: no cap of ours, which QEMU
+    /// takes as 10 GiB/s, far above what a node carries).
+    static func qemuBandwidth(_ settings: [String: String]) -> UInt64 {
+        let mib = UInt64(Setting.wholeNumber(Setting.migrationBandwidthKey, in: settings))
+        return mib == 0 ? 10 << 30 : mib << 20
     }
 
     /// For process tests only: a wait between the verified last copy (the guest paused, `paused`
@@ -190,7 +300,9 @@ struct MigrationSource {
 
     // MARK: The steps
 
-    private func prepare(_ client: HTTP2Client, _ prepare: MigrationWire.Prepare) async throws(Stop) -> Int {
+    private func prepare(_ client: HTTP2Client, _ prepare: MigrationWire.Prepare) async throws(Stop)
+        -> MigrationWire.Prepared
+    {
         let request = HTTPRequest(
             method: .post, path: MigrationWire.preparePath(id), headers: ["content-type": "application/octet-stream"],
             body: .buffer(ByteBuffer(bytes: prepare.encoded)))
@@ -203,10 +315,10 @@ struct MigrationSource {
         } catch {
             throw .failed("\(migration.target) did not answer the prepare: \(error)")
         }
-        guard status == 200, let port = Int(answer), (1...65535).contains(port) else {
+        guard status == 200, let prepared = MigrationWire.Prepared(text: answer) else {
             throw .failed("\(migration.target) could not make the shell: \(Self.detail(of: answer))")
         }
-        return port
+        return prepared
     }
 
     private func copyRounds(

@@ -11,9 +11,10 @@ extension Router {
     ///
     /// `prepare` waits (up to 5 s) until this node has applied the migration, then has the agent
     /// reserve the VM's memory (reclaiming from other VMs above their minimums if need be), makes
-    /// the shell and answers the port of the data listener. `discard` lets both go.
+    /// the shell — for a QEMU guest, starts its QEMU paused and listening, and expects its stream —
+    /// and answers the port of the data listener (and the stream's token). `discard` lets them go.
     mutating func addMigrationPeerRoutes(
-        local: NodeID, agent: NodeAgent, incoming: IncomingMigrations,
+        local: NodeID, agent: NodeAgent, incoming: IncomingMigrations, streams: QEMUStreamReceiver,
         readState: @escaping @Sendable () async -> ClusterState, dataPort: @escaping @Sendable () -> Int?
     ) {
         post("/v1/internal/migrations/{id}/prepare") { request, parameters in
@@ -41,23 +42,39 @@ extension Router {
                     detail: "\(local) knows no running migration \(id) of \(prepare.vm) to it"
                         + (record.map { " (it is \($0.phase), to \($0.target))" } ?? ""))
             }
+            guard let port = dataPort() else {
+                throw HTTPError(
+                    status: 503, error: "not_ready", detail: "\(local)'s migration data listener is not open")
+            }
             if let problem = await agent.reserveIncoming(
                 id, vm: prepare.vm, settings: vm.memory, bytes: prepare.memoryBytes)
             {
                 throw HTTPError(status: 409, error: "insufficient_memory", detail: problem)
             }
-            incoming.prepare(id, vm: prepare.vm, memoryBytes: prepare.memoryBytes)
-            guard let port = dataPort() else {
+            guard case .qemu = vm.driver else {
+                incoming.prepare(id, vm: prepare.vm, memoryBytes: prepare.memoryBytes)
+                return Self.prepared(MigrationWire.Prepared(dataPort: port))
+            }
+            do {
+                let socket = try await agent.startIncomingQEMU(id, vm: vm, bootEpoch: prepare.bootEpoch ?? vm.epoch)
+                return Self.prepared(
+                    MigrationWire.Prepared(dataPort: port, streamToken: streams.expect(id, socketPath: socket)))
+            } catch {
                 await agent.releaseIncoming(id)
                 throw HTTPError(
-                    status: 503, error: "not_ready", detail: "\(local)'s migration data listener is not open")
+                    status: 409, error: "qemu_failed", detail: "\(local) could not start \(vm.id)'s QEMU: \(error)")
             }
-            return HTTPResponse(status: 200, headers: ["content-type": "text/plain"], body: .string("\(port)"))
         }
         delete("/v1/internal/migrations/{id}") { _, parameters in
-            await agent.releaseIncoming(try Self.migrationID(parameters))
+            let id = try Self.migrationID(parameters)
+            streams.forget(id)
+            await agent.releaseIncoming(id)
             return HTTPResponse(status: 204)
         }
+    }
+
+    private static func prepared(_ answer: MigrationWire.Prepared) -> HTTPResponse {
+        HTTPResponse(status: 200, headers: ["content-type": "text/plain"], body: .string(answer.text))
     }
 }
 

@@ -136,6 +136,9 @@ public actor NodeAgent {
     private var pendingIncoming: [MigrationID: (vm: VMID, settings: MemorySettings, bytes: UInt64)] = [:]
     /// The shells of incoming migrations (docs/live-migration.md); nil: this node takes none.
     private let incoming: IncomingMigrations?
+    /// The QEMU processes of incoming migrations of real guests, paused and taking the stream,
+    /// until the switchover (then the VM's guest) or the migration's end (then stopped).
+    private var incomingQEMU: [MigrationID: (vm: VMID, guest: QEMUAgentGuest)] = [:]
     /// Told when a VM whose migration switched over to this node runs here, with the copy's
     /// facts and when it resumed (wall clock, µs): the migration's record gets its downtime.
     private let adopted: (@Sendable (MigrationID, MigrationWire.Finish, UInt64) -> Void)?
@@ -231,7 +234,9 @@ public actor NodeAgent {
             guests[id] = nil
             report(id, name: entry.name, epoch: entry.epoch, failure)
         }
-        for (id, entry) in guests where wanted[id]?.vm.epoch != entry.epoch {
+        // A guest migrating away stays until its source lets go of it (`release(migrating:)`):
+        // a real guest's QEMU still sends its last pages after the switchover has committed.
+        for (id, entry) in guests where wanted[id]?.vm.epoch != entry.epoch && !frozen.contains(id) {
             let reason = wanted[id] == nil ? "this node no longer runs it" : "its epoch is now \(wanted[id]!.vm.epoch)"
             logger.info("stopping \(id) (\(entry.name)) of epoch \(entry.epoch): \(reason)")
             await stop(id)
@@ -252,7 +257,19 @@ public actor NodeAgent {
         // A VM whose migration switched over to this node continues from its copied image.
         for (id, want) in wanted.sorted(by: { $0.key < $1.key }) where guests[id] == nil {
             guard fenceReason == nil, fences == fencesBefore else { return }
-            if let shell = incoming?.take(vm: id) { await adopt(want, shell) }
+            if let shell = incoming?.take(vm: id) {
+                await adopt(want, shell)
+            } else if let (migration, arriving) = incomingQEMU.first(where: { $0.value.vm == id }),
+                state.migrations[migration]?.phase == .completed
+            {
+                await adoptQEMU(want, migration: migration, guest: arriving.guest)
+            }
+        }
+        // QEMU processes of incoming migrations that ended without switching over here are stopped.
+        for (migration, arriving) in incomingQEMU where state.migrations[migration]?.phase.isActive != true {
+            guard state.migrations[migration]?.phase != .completed || wanted[arriving.vm] == nil else { continue }
+            incomingQEMU[migration] = nil
+            await arriving.guest.stop()
         }
         // Copied images whose guest could not start yet (its disk's coordinator may be failing
         // over): kept, with their memory, for the next pass; such a VM does not boot from nothing.
@@ -311,6 +328,34 @@ public actor NodeAgent {
         adopted?(shell.migration, shell.finish, WallClock.microseconds())
     }
 
+    /// Runs a real guest migrated here: its QEMU, which took the stream, runs once the stream is all
+    /// in, under the epoch of the switchover. When it cannot (the source died after the commit,
+    /// before the last bytes), the VM boots here from its disk at the next pass, as after a failover.
+    private func adoptQEMU(_ want: Want, migration: MigrationID, guest: QEMUAgentGuest) async {
+        let vm = want.vm
+        incomingQEMU[migration] = nil
+        let bytes = incomingReservations.removeValue(forKey: migration)?.bytes ?? vm.memory.startup
+        let entry = Entry(
+            guest: guest, epoch: vm.epoch, name: vm.name, diskPath: want.diskPath, memory: vm.memory,
+            workload: vm.workload, assigned: bytes,
+            arrival: AgentView.Arrival(migration: migration.description, sourceChecksum: nil, imageChecksum: nil))
+        // In `guests` before the first await, so a fence that comes in meanwhile stops it too.
+        guests[vm.id] = entry
+        // The balancer leaves it alone until it runs (QEMU is still loading its memory).
+        frozen.insert(vm.id)
+        defer { frozen.remove(vm.id) }
+        do {
+            try await guest.takeOver(epoch: vm.epoch, assigned: bytes)
+        } catch {
+            if guests[vm.id]?.guest === guest { guests[vm.id] = nil }
+            report(vm.id, name: vm.name, epoch: vm.epoch, "\(error); it boots again from its disk")
+            return
+        }
+        guard guests[vm.id]?.guest === guest else { return }
+        problems[vm.id] = nil
+        logger.info("\(vm.id) (\(vm.name)) runs here at epoch \(vm.epoch), migrated by \(migration)")
+    }
+
     /// What the state says this node runs: its VMs in state running, with their disk files.
     private func desiredGuests(in state: ClusterState) -> [VMID: Want] {
         var wanted: [VMID: Want] = [:]
@@ -321,24 +366,43 @@ public actor NodeAgent {
             }
             var want = Want(vm: vm, diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file)
             if case .qemu(let spec) = vm.driver {
-                // Absolute: QEMU gets them as they are, and a shared root may be given relative to
-                // the node's working directory (`flotilla local up` does).
-                let root =
-                    configuration.sharedRoot.hasPrefix("/")
-                    ? configuration.sharedRoot
-                    : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
-                func path(_ file: DiskFile) -> String? {
-                    state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
-                }
-                guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else {
+                guard let boot = bootFiles(spec, in: state) else {
                     report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
                     continue
                 }
-                want.boot = (kernel, spec.initrd.flatMap(path))
+                want.boot = boot
             }
             wanted[vm.id] = want
         }
         return wanted
+    }
+
+    /// The absolute paths of what a QEMU guest boots, on the shared volumes; nil when a volume is
+    /// not in the state.
+    private func bootFiles(_ spec: QEMUGuestSpec, in state: ClusterState) -> (kernel: String, initrd: String?)? {
+        // Absolute: QEMU gets them as they are, and a shared root may be given relative to
+        // the node's working directory (`flotilla local up` does).
+        let root =
+            configuration.sharedRoot.hasPrefix("/")
+            ? configuration.sharedRoot
+            : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
+        func path(_ file: DiskFile) -> String? {
+            state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
+        }
+        guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else { return nil }
+        return (kernel, spec.initrd.flatMap(path))
+    }
+
+    /// Where a QEMU guest's files go: `<data dir>/qemu/NAME`, or under /tmp when that path is too
+    /// long for its sockets.
+    private func qemuDirectory(_ name: String) -> String {
+        if let data = configuration.qemuRuntimeDirectory {
+            let absolute = data.hasPrefix("/") ? data : FileManager.default.currentDirectoryPath + "/" + data
+            // The longest file in it is `migration-out.sock`.
+            let candidate = absolute + "/qemu/" + name
+            if (candidate + "/migration-out.sock").utf8.count <= QEMUGuest.maximumSocketPath { return candidate }
+        }
+        return "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/" + name
     }
 
     /// Starts the guest of `want` with the memory the balancer reserved for it.
@@ -367,17 +431,10 @@ public actor NodeAgent {
     private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
         let vm = want.vm
         guard let boot = want.boot else { return }
-        let name = "\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"
-        var directory = "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/" + name
-        if let data = configuration.qemuRuntimeDirectory {
-            let absolute = data.hasPrefix("/") ? data : FileManager.default.currentDirectoryPath + "/" + data
-            // The longest file in it is `migration-out.sock`.
-            let candidate = absolute + "/qemu/" + name
-            if (candidate + "/migration-out.sock").utf8.count <= QEMUGuest.maximumSocketPath { directory = candidate }
-        }
         let guest = QEMUAgentGuest(
             vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
-            directory: directory, host: qemuHost, clock: configuration.clock)
+            directory: qemuDirectory("\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"), host: qemuHost,
+            clock: configuration.clock)
         await start(
             vm.id,
             Entry(
@@ -483,23 +540,69 @@ public actor NodeAgent {
 
     /// A migration's source takes its guest: it must run here; its assignment is frozen (the
     /// balancer leaves it as the copy takes it) until `release(migrating:)`.
-    /// Only a simulated guest migrates (the state refuses migrations of QEMU guests).
-    func migrating(_ vm: VMID) -> (guest: Guest, epoch: Epoch, assigned: UInt64)? {
-        guard let entry = guests[vm], let guest = entry.guest as? Guest else { return nil }
+    func migrating(_ vm: VMID) async -> (guest: MigratingGuest, epoch: Epoch, assigned: UInt64)? {
+        guard let entry = guests[vm] else { return nil }
+        let guest: MigratingGuest
+        if let simulated = entry.guest as? Guest {
+            guest = .simulated(simulated)
+        } else if let real = entry.guest as? QEMUAgentGuest, let (qemu, bootEpoch) = await real.beginOutgoing() {
+            guard guests[vm]?.guest === real else {
+                await real.endOutgoing(switchedOver: false)
+                return nil
+            }
+            guest = .qemu(real, qemu, bootEpoch: bootEpoch)
+        } else {
+            return nil
+        }
         frozen.insert(vm)
         return (guest, entry.epoch, entry.assigned)
+    }
+
+    /// The target's side of a real guest's migration: its QEMU, started as the source's (booted
+    /// under `bootEpoch`), paused and listening; answers the socket its stream is to be fed into.
+    /// The memory must be reserved first (`reserveIncoming`).
+    func startIncomingQEMU(_ migration: MigrationID, vm: VMRecord, bootEpoch: Epoch) async throws -> String {
+        guard case .qemu(let spec) = vm.driver else { throw QEMUGuestError("\(vm.id) is not a QEMU guest") }
+        guard fenceReason == nil else { throw QEMUGuestError("\(configuration.node) is fenced") }
+        guard incomingQEMU[migration] == nil else {
+            throw QEMUGuestError("\(migration) already has its QEMU on \(configuration.node)")
+        }
+        let state = await readState()
+        guard let boot = bootFiles(spec, in: state) else {
+            throw QEMUGuestError("the volume of \(vm.id)'s kernel or initrd is not in the state")
+        }
+        let guest = QEMUAgentGuest(
+            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
+            directory: qemuDirectory("\(configuration.node)-\(vm.id)-\(migration)"), host: qemuHost,
+            clock: configuration.clock)
+        // Kept before the first await, so a fence or a discard that comes in meanwhile stops it too.
+        incomingQEMU[migration] = (vm.id, guest)
+        do {
+            let socket = try await guest.startIncoming(bootEpoch: bootEpoch)
+            guard incomingQEMU[migration]?.guest === guest else {
+                await guest.stop()
+                throw QEMUGuestError("\(migration) was let go while its QEMU started")
+            }
+            return socket
+        } catch {
+            if incomingQEMU[migration]?.guest === guest { incomingQEMU[migration] = nil }
+            throw error
+        }
     }
 
     /// The migration of `vm` ended (either way): the balancer sizes its guest again, if it still runs here.
     func release(migrating vm: VMID) {
         frozen.remove(vm)
+        // A pass stops it now if it switched over.
+        changes.signal()
     }
 
     /// Lets go of an incoming migration's reservation and shell (the source gave up).
-    func releaseIncoming(_ migration: MigrationID) {
+    func releaseIncoming(_ migration: MigrationID) async {
         incomingReservations[migration] = nil
         pendingIncoming[migration] = nil
         incoming?.discard(migration)
+        if let arriving = incomingQEMU.removeValue(forKey: migration) { await arriving.guest.stop() }
     }
 
     /// Reserves `bytes` for the shell of an incoming migration, reclaiming from other VMs above
@@ -551,8 +654,9 @@ public actor NodeAgent {
     }
 
     private func stopAll() async {
-        let all = guests.values.map(\.guest) + stopping.values
+        let all = guests.values.map(\.guest) + stopping.values + incomingQEMU.values.map { $0.guest as any AgentGuest }
         guests = [:]
+        incomingQEMU = [:]
         await withTaskGroup(of: Void.self) { group in
             for guest in all { group.addTask { await guest.stop() } }
         }
@@ -605,4 +709,12 @@ public actor NodeAgent {
                 }, qemu: qemu)
         }
     }
+}
+
+/// A guest as a live migration's source takes it.
+enum MigratingGuest {
+    /// Copied page by page by the node (docs/live-migration.md).
+    case simulated(Guest)
+    /// QEMU's own stream, carried by the node (docs/qemu.md); `bootEpoch` is on its command line.
+    case qemu(QEMUAgentGuest, QEMUGuest, bootEpoch: Epoch)
 }

@@ -122,6 +122,9 @@ public final class NodeDaemon: Service {
         let dataLoops = MultiThreadedEventLoopGroup(numberOfThreads: min(4, max(1, System.coreCount)))
         var dataRouter = Router()
         dataRouter.addMigrationDataRoutes(incoming: incoming)
+        // A real guest's stream (QEMU's own) comes on the same listener, into the QEMU that expects it.
+        let streams = QEMUStreamReceiver(group: dataLoops)
+        streams.register(on: &dataRouter)
         var dataSettings = HTTP2Server.Configuration(host: configuration.peerListen.host, port: 0)
         // Pages stream at gigabytes a second: windows wide enough that a round is never held up by
         // credit on a link with a millisecond of latency.
@@ -133,7 +136,7 @@ public final class NodeDaemon: Service {
         dataSettings.maxFrameSize = 1 << 20
         let dataServer = HTTP2Server(configuration: dataSettings, router: dataRouter, eventLoopGroup: dataLoops)
         peerRouter.addMigrationPeerRoutes(
-            local: configuration.nodeID, agent: agent, incoming: incoming, readState: readState,
+            local: configuration.nodeID, agent: agent, incoming: incoming, streams: streams, readState: readState,
             dataPort: { dataServer.port })
         let sources = MigrationSources(
             local: configuration.nodeID, agent: agent, writer: writer, readState: readState, changes: stateChanges,

@@ -258,7 +258,7 @@ public actor QEMUGuest {
         Self.tail(of: files.consoleLog, bytes: bytes)
     }
 
-    static func tail(of path: String, bytes: Int) -> String {
+    package static func tail(of path: String, bytes: Int) -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()) ?? 0

@@ -98,13 +98,16 @@ public struct QEMUMigrationResult: Sendable, Hashable {
     }
 
     public var outcome: Outcome
-    /// From `migrate` to the target running (or the source resumed).
+    /// From `migrate` to the target running (or the source resumed); from the source's half alone,
+    /// to the source's end of the stream.
     public var totalTime: Duration
     /// QEMU's own downtime (the source stopped → the stream's end), which includes the decision.
     public var qemuDowntime: Duration?
     /// The guest's processors stopped (pre-switchover seen) → running again on the target, as seen
-    /// from here: QEMU's figure plus the target's `cont`.
+    /// from here: QEMU's figure plus the target's `cont` (set by `run`, where both halves are seen).
     public var pausedFor: Duration?
+    /// When the source was seen stopped at pre-switchover.
+    public var stoppedAt: ContinuousClock.Instant?
     /// The decision's own time (the commit, in a cluster).
     public var decisionTime: Duration
     /// Bytes QEMU sent, and how many passes over dirty memory it made.
@@ -130,15 +133,52 @@ public enum QEMUMigrationError: Error, CustomStringConvertible {
     }
 }
 
-/// One live migration of a real guest from `source` to `target` (started with `incomingMigration`
-/// and `paused`). The stream goes through `carry` (the caller's transport: in a test a direct
-/// relay, in a cluster an HTTP/2 request to the target node, which feeds the target's socket).
-/// At `pre-switchover` — every page copied, the guest stopped — `decide` is asked (a cluster
-/// commits the switchover through its log here); yes: the source finishes, the target resumes;
-/// no, or any failure before the decision: the source runs the guest on and the target is killed
-/// (`QEMUMigrationError.beforeSwitchover`); a failure after a yes rolls nothing back
-/// (`.afterSwitchover`).
+/// One live migration of a real guest, in two halves that may run on two nodes: the target
+/// (started with `incomingMigration` and `paused`) `listen`s on a UNIX socket; the source
+/// (`runSource`) sends its stream through `carry` (the caller's transport: in a test a direct relay,
+/// in a cluster an HTTP/2 request to the target node, which feeds the target's socket). At
+/// `pre-switchover` — every page copied, the guest stopped — `decide` is asked (a cluster commits
+/// the switchover through its log here); yes: the source finishes and the target, once it has the
+/// whole stream, is `cont`ed (`resumeTarget`); no, or any failure before the decision: the source
+/// runs the guest on (`QEMUMigrationError.beforeSwitchover`) and the target is to be killed; a
+/// failure after a yes rolls nothing back (`.afterSwitchover`). `run` is both halves in one process.
 public enum QEMULiveMigration {
+    /// The file the target listens on for the stream, in its directory.
+    public static func incomingSocket(of target: QEMUGuest) -> String { target.directory + "/migration-in.sock" }
+    /// The file a source's node listens on for its QEMU's stream, in the source's directory.
+    public static func outgoingSocket(of source: QEMUGuest) -> String { source.directory + "/migration-out.sock" }
+
+    /// The target's half, before the copy: it listens on `incomingSocket(of:)` for the stream.
+    public static func listen(target: QEMUGuest) async throws -> String {
+        let socket = incomingSocket(of: target)
+        guard socket.utf8.count <= QEMUGuest.maximumSocketPath else {
+            throw QEMUGuestError(
+                "the socket path \(socket) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
+            )
+        }
+        try? FileManager.default.removeItem(atPath: socket)
+        try await target.execute("migrate-incoming", ["uri": .string("unix:" + socket)])
+        return socket
+    }
+
+    /// The target's half after a yes: waits until the whole stream is in (QEMU leaves `inmigrate`),
+    /// then runs the guest. Throws when the target's QEMU failed to load the stream (it exits).
+    public static func resumeTarget(_ target: QEMUGuest, poll: Duration = .milliseconds(5), within: Duration)
+        async throws
+    {
+        let deadline = ContinuousClock.now + within
+        while try await target.runState() == "inmigrate" {
+            guard ContinuousClock.now < deadline else {
+                throw QEMUGuestError("the target still waits for the stream's end after \(within)")
+            }
+            try await Task.sleep(for: poll)
+        }
+        try await target.resume()
+    }
+
+    /// Both halves in this process: the target listens, the source migrates through `carry` (which
+    /// gets the target's socket), and after a yes the target resumes. The target is killed when the
+    /// answer is no or the migration fails before the decision.
     public static func run(
         source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
         group: any EventLoopGroup,
@@ -146,86 +186,12 @@ public enum QEMULiveMigration {
             @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>, _ targetSocket: String) async throws -> Void,
         decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
-        let started = ContinuousClock.now
-        let targetSocket = target.directory + "/migration-in.sock"
-        let sourceSocket = source.directory + "/migration-out.sock"
-        for path in [targetSocket, sourceSocket] where path.utf8.count > QEMUGuest.maximumSocketPath {
-            throw QEMUMigrationError.beforeSwitchover(
-                "the socket path \(path) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
-            )
-        }
-        try? FileManager.default.removeItem(atPath: targetSocket)
-        let decidedYes = NIOLockedValueBox(false)
-        // `drive` reads the source's status only once `migrate` was sent: before, query-migrate
-        // answers for the source's previous migration (a cancelled one would read as a failure).
-        let (migrateSent, sent) = AsyncStream.makeStream(of: Void.self)
-        // The stream and the decision run side by side. The stream's end decides nothing: a stream
-        // that breaks makes the source's migration fail, which `drive` reports; one that ends is the
-        // source closing it after the switchover; one cut because the answer was no is expected.
-        enum Finished: Sendable {
-            case carried((any Error)?)
-            case drove(Result<QEMUMigrationResult, any Error>)
-            case gaveUpWaiting
-        }
-        do {
-            try await prepare(source: source, target: target, incoming: "unix:" + targetSocket, policy: policy)
-            return try await withThrowingTaskGroup(of: Finished.self) { tasks in
-                tasks.addTask {
-                    defer { sent.finish() }
-                    do {
-                        try await QEMUMigrationStream.carryFromSource(
-                            socketPath: sourceSocket, group: group,
-                            start: {
-                                try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)])
-                                sent.yield()
-                            },
-                            forward: { bytes in try await carry(bytes, targetSocket) })
-                        return .carried(nil)
-                    } catch {
-                        return .carried(error)
-                    }
-                }
-                tasks.addTask {
-                    do {
-                        var signal = migrateSent.makeAsyncIterator()
-                        guard await signal.next() != nil else {
-                            throw QEMUGuestError("the source was never told to migrate (its stream failed first)")
-                        }
-                        return .drove(
-                            .success(
-                                try await drive(
-                                    source: source, target: target, policy: policy, started: started,
-                                    decidedYes: decidedYes, decide: decide)))
-                    } catch {
-                        return .drove(.failure(error))
-                    }
-                }
-                var carryError: (any Error)?
-                while let finished = try await tasks.next() {
-                    switch finished {
-                    case .drove(let result):
-                        tasks.cancelAll()
-                        return try result.get()
-                    case .carried(nil):
-                        continue
-                    case .carried(let error?):
-                        // The source should see its stream gone and fail; if it does not say so soon, stop.
-                        carryError = error
-                        tasks.addTask {
-                            try? await Task.sleep(for: .seconds(30))
-                            return .gaveUpWaiting
-                        }
-                    case .gaveUpWaiting:
-                        // After a yes the stream has done its part: the outcome is drive's.
-                        if decidedYes.withLockedValue({ $0 }) { continue }
-                        tasks.cancelAll()
-                        throw carryError!
-                    }
-                }
-                throw QEMUGuestError("the migration ended without an outcome")
-            }
-        } catch {
-            throw await failed(error, source: source, target: target, decidedYes: decidedYes)
+        try await withTarget(target) { socket in
+            try await runSource(
+                source: source, policy: policy,
+                migrate: .carried(
+                    socket: outgoingSocket(of: source), group: group, carry: { try await carry($0, socket) }),
+                decide: decide)
         }
     }
 
@@ -237,36 +203,207 @@ public enum QEMULiveMigration {
         source: QEMUGuest, target: QEMUGuest, uri: String, sourceURI: String? = nil,
         policy: QEMUMigrationPolicy = QEMUMigrationPolicy(), decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
-        let started = ContinuousClock.now
-        let decidedYes = NIOLockedValueBox(false)
-        do {
-            try await prepare(source: source, target: target, incoming: uri, policy: policy)
-            try await source.execute("migrate", ["uri": .string(sourceURI ?? uri)])
-            return try await drive(
-                source: source, target: target, policy: policy, started: started, decidedYes: decidedYes,
-                decide: decide)
-        } catch {
-            throw await failed(error, source: source, target: target, decidedYes: decidedYes)
+        try await withTarget(target, incoming: uri) { _ in
+            try await runSource(source: source, policy: policy, migrate: .direct(sourceURI ?? uri), decide: decide)
         }
     }
 
-    /// Rolls a failed migration back if its switchover was not decided; says which it was.
-    private static func failed(
-        _ error: any Error, source: QEMUGuest, target: QEMUGuest, decidedYes: NIOLockedValueBox<Bool>
-    ) async -> QEMUMigrationError {
+    /// Runs a source half against a local target listening on `incoming` (its socket when nil),
+    /// and finishes the target as the outcome says.
+    private static func withTarget(
+        _ target: QEMUGuest, incoming: String? = nil, source: (String) async throws -> QEMUMigrationResult
+    ) async throws -> QEMUMigrationResult {
+        let started = ContinuousClock.now
+        let socket: String
+        do {
+            if let incoming {
+                try await target.execute("migrate-incoming", ["uri": .string(incoming)])
+                socket = incoming
+            } else {
+                socket = try await listen(target: target)
+            }
+        } catch {
+            await target.kill()
+            throw QEMUMigrationError.beforeSwitchover("the target does not listen: \(error)")
+        }
+        var result: QEMUMigrationResult
+        do {
+            result = try await source(socket)
+        } catch {
+            if case .beforeSwitchover = error as? QEMUMigrationError { await target.kill() }
+            throw error
+        }
+        guard result.outcome == .completed else {
+            await target.kill()
+            return result
+        }
+        do {
+            try await resumeTarget(target, within: .seconds(60))
+        } catch {
+            throw QEMUMigrationError.afterSwitchover("\(error)")
+        }
+        let resumed = ContinuousClock.now
+        result.totalTime = resumed - started
+        result.pausedFor = result.stoppedAt.map { resumed - $0 }
+        return result
+    }
+
+    /// Where the source's stream goes.
+    public enum SourceRoute: Sendable {
+        /// To a UNIX socket at `socket` this process listens on, whose bytes go to `carry` as they
+        /// come, with backpressure.
+        case carried(
+            socket: String, group: any EventLoopGroup,
+            carry: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void)
+        /// QEMU's own transport, to `uri`.
+        case direct(String)
+    }
+
+    /// The source's half: migrates along `migrate`, holds at pre-switchover and asks `decide`; yes:
+    /// finishes (the result is `completed` once the source has sent everything; the target is then
+    /// to be resumed by its side); no: cancels and runs the guest on here (`refused`). A failure
+    /// before the decision runs the guest on here too (`.beforeSwitchover`).
+    public static func runSource(
+        source: QEMUGuest, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(), migrate route: SourceRoute,
+        decide: @escaping @Sendable () async -> Bool
+    ) async throws -> QEMUMigrationResult {
+        let started = ContinuousClock.now
+        let decidedYes = NIOLockedValueBox(false)
+        do {
+            try await prepare(source: source, policy: policy)
+            switch route {
+            case .direct(let uri):
+                try await source.execute("migrate", ["uri": .string(uri)])
+                return try await drive(
+                    source: source, policy: policy, started: started, decidedYes: decidedYes, decide: decide)
+            case .carried(let socket, let group, let carry):
+                return try await carried(
+                    source: source, socket: socket, group: group, policy: policy, started: started,
+                    decidedYes: decidedYes, carry: carry, decide: decide)
+            }
+        } catch {
+            throw await failed(error, source: source, decidedYes: decidedYes)
+        }
+    }
+
+    private static func carried(
+        source: QEMUGuest, socket sourceSocket: String, group: any EventLoopGroup, policy: QEMUMigrationPolicy,
+        started: ContinuousClock.Instant, decidedYes: NIOLockedValueBox<Bool>,
+        carry: @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void,
+        decide: @escaping @Sendable () async -> Bool
+    ) async throws -> QEMUMigrationResult {
+        guard sourceSocket.utf8.count <= QEMUGuest.maximumSocketPath else {
+            throw QEMUGuestError(
+                "the socket path \(sourceSocket) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
+            )
+        }
+        // `drive` reads the source's status only once `migrate` was sent: before, query-migrate
+        // answers for the source's previous migration (a cancelled one would read as a failure).
+        let (migrateSent, sent) = AsyncStream.makeStream(of: Void.self)
+        // The stream and the decision run side by side. The stream's end decides nothing: a stream
+        // that breaks makes the source's migration fail, which `drive` reports; one that ends is the
+        // source closing it after the switchover; one cut because the answer was no is expected.
+        enum Finished: Sendable {
+            case carried((any Error)?)
+            case drove(Result<QEMUMigrationResult, any Error>)
+            case gaveUpWaiting
+        }
+        return try await withThrowingTaskGroup(of: Finished.self) { tasks in
+            tasks.addTask {
+                defer { sent.finish() }
+                do {
+                    try await QEMUMigrationStream.carryFromSource(
+                        socketPath: sourceSocket, group: group,
+                        start: {
+                            try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)])
+                            sent.yield()
+                        },
+                        forward: carry)
+                    return .carried(nil)
+                } catch {
+                    return .carried(error)
+                }
+            }
+            tasks.addTask {
+                do {
+                    var signal = migrateSent.makeAsyncIterator()
+                    guard await signal.next() != nil else {
+                        throw QEMUGuestError("the source was never told to migrate (its stream failed first)")
+                    }
+                    return .drove(
+                        .success(
+                            try await drive(
+                                source: source, policy: policy, started: started, decidedYes: decidedYes,
+                                decide: decide)))
+                } catch {
+                    return .drove(.failure(error))
+                }
+            }
+            var carryError: (any Error)?
+            // A completed migration's result waits for the stream to be all delivered: QEMU has
+            // written its last bytes when it says completed, not the carrier.
+            var completed: QEMUMigrationResult?
+            var carriedAll = false
+            while let finished = try await tasks.next() {
+                switch finished {
+                case .drove(let result):
+                    let result = try result.get()
+                    if result.outcome == .completed && !carriedAll {
+                        completed = result
+                        tasks.addTask {
+                            try? await Task.sleep(for: .seconds(60))
+                            return .gaveUpWaiting
+                        }
+                        continue
+                    }
+                    tasks.cancelAll()
+                    return result
+                case .carried(nil):
+                    if let completed {
+                        tasks.cancelAll()
+                        return completed
+                    }
+                    carriedAll = true
+                case .carried(let error?):
+                    if completed != nil {
+                        tasks.cancelAll()
+                        throw QEMUMigrationError.afterSwitchover("the stream broke after the switchover: \(error)")
+                    }
+                    // The source should see its stream gone and fail; if it does not say so soon, stop.
+                    carryError = error
+                    tasks.addTask {
+                        try? await Task.sleep(for: .seconds(30))
+                        return .gaveUpWaiting
+                    }
+                case .gaveUpWaiting:
+                    if completed != nil {
+                        tasks.cancelAll()
+                        throw QEMUMigrationError.afterSwitchover(
+                            "the stream's last bytes were not delivered within 60 s")
+                    }
+                    // After a yes the stream has done its part: the outcome is drive's.
+                    if decidedYes.withLockedValue({ $0 }) || carryError == nil { continue }
+                    tasks.cancelAll()
+                    throw carryError!
+                }
+            }
+            throw QEMUGuestError("the migration ended without an outcome")
+        }
+    }
+
+    /// Rolls a failed migration back on the source if its switchover was not decided; says which it was.
+    private static func failed(_ error: any Error, source: QEMUGuest, decidedYes: NIOLockedValueBox<Bool>) async
+        -> QEMUMigrationError
+    {
         if let known = error as? QEMUMigrationError { return known }
         if decidedYes.withLockedValue({ $0 }) { return .afterSwitchover("\(error)") }
         _ = try? await source.execute("migrate_cancel")
         if let state = try? await source.runState(), state != "running" { _ = try? await source.resume() }
-        await target.kill()
         return .beforeSwitchover("\(error)")
     }
 
-    /// The target listens on `incoming`; the source will stop at pre-switchover, under the policy.
-    private static func prepare(source: QEMUGuest, target: QEMUGuest, incoming: String, policy: QEMUMigrationPolicy)
-        async throws
-    {
-        try await target.execute("migrate-incoming", ["uri": .string(incoming)])
+    /// The source will stop at pre-switchover, under the policy.
+    private static func prepare(source: QEMUGuest, policy: QEMUMigrationPolicy) async throws {
         try await source.execute(
             "migrate-set-capabilities",
             ["capabilities": .array([["capability": "pause-before-switchover", "state": true]])])
@@ -279,21 +416,19 @@ public enum QEMULiveMigration {
     }
 
     private static func drive(
-        source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy, started: ContinuousClock.Instant,
+        source: QEMUGuest, policy: QEMUMigrationPolicy, started: ContinuousClock.Instant,
         decidedYes: NIOLockedValueBox<Bool>, decide: @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
         let deadline = started + policy.timeLimit
         var status = try await waitForStatus(source, in: ["pre-switchover"], until: deadline, policy: policy)
         let stopped = ContinuousClock.now
-        let decisionStarted = ContinuousClock.now
         let go = await decide()
-        let decisionTime = ContinuousClock.now - decisionStarted
+        let decisionTime = ContinuousClock.now - stopped
         guard go else {
             try await source.execute("migrate_cancel")
             _ = try await waitForStatus(
                 source, in: ["cancelled"], until: ContinuousClock.now + .seconds(30), policy: policy)
             if try await source.runState() != "running" { try await source.resume() }
-            await target.kill()
             return QEMUMigrationResult(
                 outcome: .refused, totalTime: ContinuousClock.now - started, decisionTime: decisionTime)
         }
@@ -301,13 +436,9 @@ public enum QEMULiveMigration {
         try await source.execute("migrate-continue", ["state": "pre-switchover"])
         status = try await waitForStatus(
             source, in: ["completed"], until: ContinuousClock.now + .seconds(60), policy: policy)
-        // The target has every page once it leaves `inmigrate`; started with -S it waits, paused.
-        while try await target.runState() == "inmigrate" { try await Task.sleep(for: policy.poll) }
-        try await target.resume()
-        let resumed = ContinuousClock.now
         return QEMUMigrationResult(
-            outcome: .completed, totalTime: resumed - started,
-            qemuDowntime: status["downtime"]?.count.map { .milliseconds(Int64($0)) }, pausedFor: resumed - stopped,
+            outcome: .completed, totalTime: ContinuousClock.now - started,
+            qemuDowntime: status["downtime"]?.count.map { .milliseconds(Int64($0)) }, stoppedAt: stopped,
             decisionTime: decisionTime, transferredBytes: status["ram"]?["transferred"]?.count,
             dirtySyncCount: status["ram"]?["dirty-sync-count"]?.count)
     }

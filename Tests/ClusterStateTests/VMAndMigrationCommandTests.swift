@@ -338,7 +338,7 @@ import Testing
 }
 
 /// VMs whose guests run in QEMU: what they boot is checked when they are created, they survive
-/// the log's and the snapshot's formats, and the cluster does not live-migrate them (yet).
+/// the log's and the snapshot's formats, and they live-migrate as simulated guests do.
 @Suite struct QEMUVMCommandTests {
     static let mib: UInt64 = 1 << 20
 
@@ -378,12 +378,20 @@ import Testing
         cluster.rejected(.createVM(spec("f", qemu: bad)), .notFound, "csv9")
     }
 
-    @Test func theClusterDoesNotLiveMigrateAQEMUVMAndSaysWhatToDoInstead() {
+    @Test func aQEMUVMLiveMigratesThroughTheSamePhasesAndTheSwitchoverGivesItTheNextEpoch() throws {
         var cluster = TestCluster.threeNodes()
         guard case .vm(let outcome) = cluster.applied(.createVM(spec("web", qemu: boot))) else { return }
         cluster.start(outcome.id, on: 1)
-        cluster.rejected(
-            .beginMigration(outcome.id, target: 2, reason: nil), .conflict,
-            "does not live-migrate QEMU guests yet (docs/qemu.md); stop it and start it on n2 instead")
+        let epoch = try #require(cluster.vm(outcome.id)).epoch
+        guard
+            case .migration(let id, _, .preparing) = cluster.applied(
+                .beginMigration(outcome.id, target: 2, reason: nil))
+        else { return }
+        cluster.applied(.advanceMigration(id, to: .copying))
+        cluster.applied(.advanceMigration(id, to: .paused))
+        cluster.applied(.finishMigration(id))
+        #expect(cluster.vm(outcome.id)?.owner == 2)
+        #expect(cluster.vm(outcome.id)?.epoch == epoch.next)
+        #expect(cluster.vm(outcome.id)?.driver == .qemu(boot))
     }
 }

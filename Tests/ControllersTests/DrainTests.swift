@@ -42,6 +42,26 @@ import Testing
         #expect(leader.round().isEmpty, "a paused node is left alone")
     }
 
+    @Test func aQEMUGuestLeavesADrainingNodeByLiveMigrationToo() {
+        var fixture = Fixture.threeNodes()
+        let real = fixture.runningVM(
+            "real", on: 2,
+            driver: .qemu(QEMUGuestSpec(vcpus: 1, kernel: DiskFile(volume: "csv1", file: "boot/vmlinuz"))))
+        let epoch = fixture.vm(real).epoch
+        fixture.applied(.setNodeState(2, .draining))
+        var leader = Leader(fixture)
+        leader.migrationsComplete = false
+        let begun = leader.round().compactMap { proposal -> VMID? in
+            if case .beginMigration(let vm, _, _) = proposal.command { return vm }
+            return nil
+        }
+        #expect(begun == [real])
+        leader.fixture.completeMigrations()
+        leader.round()
+        #expect(leader.fixture.vm(real).owner != 2 && leader.fixture.vm(real).epoch == epoch.next)
+        #expect(leader.state.nodes[2]?.state == .paused)
+    }
+
     /// The pause is decided on the state of one round; if the operator resumed the node before it
     /// committed, it must not pause a node that is up again.
     @Test func aPauseDecidedBeforeTheOperatorResumedTheNodeIsRefused() {

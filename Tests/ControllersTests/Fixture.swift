@@ -46,7 +46,7 @@ struct Fixture {
     @discardableResult
     mutating func runningVM(
         _ name: String, on node: NodeID, startup: UInt64 = 1 * gib, priority: RestartPriority = .medium,
-        preferred: [NodeID] = [], antiAffinity: String? = nil
+        preferred: [NodeID] = [], antiAffinity: String? = nil, driver: GuestDriver = .simulated
     ) -> VMID {
         let id = state.nextVMID
         applied(
@@ -54,7 +54,7 @@ struct Fixture {
                 VMSpec(
                     name: name, memory: MemorySettings(startup: startup, minimum: startup / 2, maximum: startup * 4),
                     restartPriority: priority, preferredOwners: preferred, antiAffinityClass: antiAffinity,
-                    disk: DiskFile(volume: "csv1", file: "\(name).disk"))))
+                    disk: DiskFile(volume: "csv1", file: "\(name).disk"), driver: driver)))
         applied(.startVM(id, on: node))
         return id
     }

@@ -149,4 +149,135 @@ struct QEMUClusterTests {
         await client.close()
         await cluster.close()
     }
+
+    /// A cluster of three nodes with csv1 holding the test guest's kernel and initramfs, and a
+    /// client of the leader.
+    static func clusterWithBootFiles() async throws -> (ProcessCluster, APIClient, leader: Int) {
+        let cluster = try ProcessCluster(size: 3, electionTicks: 50)
+        try cluster.startAll()
+        let leader = try await cluster.awaitLeader()
+        let client = APIClient(
+            endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[leader - 1]), timeout: .seconds(10),
+            noLeaderPatience: .seconds(10))
+        try await cluster.await("all three nodes registered") {
+            (try? await client.nodes())?.map(\.id) == ["n1", "n2", "n3"]
+        }
+        _ = try await client.createVolume("csv1", coordinator: "n\(leader)")
+        let boot = cluster.sharedRoot + "/volumes/csv1/boot"
+        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: TestGuest.kernel, toPath: boot + "/vmlinuz")
+        try FileManager.default.copyItem(atPath: TestGuest.initrd, toPath: boot + "/initramfs.cpio.gz")
+        return (cluster, client, leader)
+    }
+
+    /// The last uptime the guest printed on its console.
+    static func uptime(_ console: String) -> Int? {
+        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
+    }
+
+    /// Migrates `vm` to `target` and waits until the copy runs (the migration is `copying` and the
+    /// target's QEMU, paused, takes the stream: two QEMUs run the guest).
+    static func migrationUnderway(_ vm: String, to target: String, client: APIClient, cluster: ProcessCluster)
+        async throws -> String
+    {
+        let id = try await client.migrateVM(vm, to: target).id
+        try await cluster.await("\(id) copies to \(target)", within: .seconds(60)) {
+            (try? await client.migration(id))?.phase == "copying" && qemuProcesses(of: vm).count == 2
+        }
+        return id
+    }
+
+    @Test func aQEMUGuestLiveMigratesWithoutARebootAndAKilledTargetOrSourceLeavesOneQEMU() async throws {
+        let (cluster, client, leader) = try await Self.clusterWithBootFiles()
+        // The two nodes that are not the leader take turns as source and target, and are killed.
+        let a = leader % 3 + 1
+        let b = a % 3 + 1
+        // It fills 64 MiB and rewrites 4 MiB of it every second while it moves.
+        let driver = GuestDriverView(
+            kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz",
+            append: "quiet flotilla.fill=64 flotilla.dirty=4")
+        _ = try await client.createVM(VMCreation(name: "web", startup: 256 << 20, volume: "csv1", driver: driver))
+        _ = try await client.startVM("web", on: "n\(a)")
+        let booted = try await client.vm("web")
+        try await eventually(
+            "web boots on n\(a), fills its memory and counts", within: .seconds(120), poll: .milliseconds(200)
+        ) {
+            guard let running = Self.qemuProcesses(of: "web").first else { return false }
+            let console = Self.console(of: running.commandLine)
+            return console.contains("filled 64 MiB") && (Self.uptime(console) ?? 0) >= 1
+        }
+        let source = try #require(Self.qemuProcesses(of: "web").first)
+
+        // 1. A live migration: the guest goes on on the target, its uptime counting on (a reboot
+        //    prints "up" and counts from 0), with the downtime reported; the source's QEMU is gone.
+        let before = try #require(Self.uptime(Self.console(of: source.commandLine)))
+        let id = try await client.migrateVM("web", to: "n\(b)").id
+        var ended: MigrationView?
+        try await cluster.await("\(id) ends with its final stats", within: .seconds(120)) {
+            ended = try? await client.migration(id)
+            return ended.map { !$0.active && ($0.phase != "completed" || $0.stats?.totalMilliseconds != nil) } ?? false
+        }
+        #expect(ended?.phase == "completed", "\(String(describing: ended))")
+        let moved = try await client.vm("web")
+        #expect(moved.owner == "n\(b)" && moved.epoch == booted.epoch + 1)
+        #expect((ended?.stats?.downtimeMicroseconds ?? 0) > 0, "\(cluster.logTails(lines: 12))")
+        #expect((ended?.stats?.totalBytes ?? 0) >= 64 << 20)
+        try await eventually("web counts on on n\(b) by one QEMU", within: .seconds(30), poll: .milliseconds(200)) {
+            let all = Self.qemuProcesses(of: "web")
+            guard all.count == 1, let target = all.first, target.pid != source.pid else { return false }
+            return (Self.uptime(Self.console(of: target.commandLine)) ?? 0) > before
+        }
+        let onB = try #require(Self.qemuProcesses(of: "web").first)
+        #expect(!Self.console(of: onB.commandLine).contains("flotilla-guest: up"))
+        #expect(TestGuest.isGone(source.pid))
+
+        // A slow link from here on, so a copy runs long enough to kill a node in the middle of it.
+        _ = try await client.setSetting("migration.max-bandwidth-mib-s", to: "8")
+
+        // 2. The target killed during the copy: the guest runs on on its source, untouched.
+        let toA = try await Self.migrationUnderway("web", to: "n\(a)", client: client, cluster: cluster)
+        cluster.kill9(a)
+        try await cluster.await("\(toA) fails with its target gone", within: .seconds(60)) {
+            (try? await client.migration(toA)).map { !$0.active && $0.phase == "failed" } ?? false
+        }
+        try await eventually("only the source's QEMU runs web", within: .seconds(30)) {
+            Self.qemuProcesses(of: "web").map(\.pid) == [onB.pid]
+        }
+        let still = try await client.vm("web")
+        #expect(still.owner == "n\(b)" && still.epoch == moved.epoch && still.state == "running")
+        let counted = try #require(Self.uptime(Self.console(of: onB.commandLine)))
+        try await eventually("web counts on on n\(b)", within: .seconds(30), poll: .milliseconds(200)) {
+            (Self.uptime(Self.console(of: onB.commandLine)) ?? 0) > counted
+        }
+
+        // 3. The source killed during the copy: its QEMU dies with it, the target's is let go, and
+        //    the guest boots once more on a survivor under a new epoch.
+        try cluster.start(a)
+        try await cluster.await("n\(a) is back, holding a lease", within: .seconds(60)) {
+            guard let agent = try? await cluster.client(a).agent(), agent.fenced == nil else { return false }
+            return (try? await client.nodes())?.first { $0.id == "n\(a)" }?.state == "up"
+        }
+        let toAgain = try await Self.migrationUnderway("web", to: "n\(a)", client: client, cluster: cluster)
+        cluster.kill9(b)
+        try await cluster.await("\(toAgain) fails with its source gone", within: .seconds(60)) {
+            (try? await client.migration(toAgain)).map { !$0.active && $0.phase == "failed" } ?? false
+        }
+        var failedOver: VMView?
+        try await cluster.await("web runs on a survivor", within: .seconds(60)) {
+            failedOver = try? await client.vm("web")
+            return failedOver?.state == "running" && failedOver?.owner != nil && failedOver?.owner != "n\(b)"
+        }
+        let epoch = try #require(failedOver).epoch
+        try await eventually(
+            "web boots again on \(failedOver!.owner!) by one QEMU", within: .seconds(120), poll: .milliseconds(200)
+        ) {
+            let all = Self.qemuProcesses(of: "web")
+            guard all.count == 1, let again = all.first else { return false }
+            return again.commandLine.contains("flotilla.epoch=\(epoch)")
+                && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
+        }
+        #expect(TestGuest.isGone(onB.pid))
+        await client.close()
+        await cluster.close()
+    }
 }
