@@ -5,7 +5,7 @@ SWIFT_FORMAT ?= swift format
 # Where `make run` keeps the local cluster's data and logs.
 DIR ?= .flotilla
 
-.PHONY: all deps build release run run-qemu test lint format bench clean container-image cluster-up cluster-down cluster-status test-containers
+.PHONY: all deps build release run run-qemu test lint format bench clean container-image container-image-qemu cluster-up cluster-down cluster-status test-containers
 
 all: build
 
@@ -52,6 +52,14 @@ container-image: release
 	@./scripts/dockerd.sh start
 	./scripts/container-image.sh .build/release/flotilla
 
+# The same with this machine's QEMU inside, tagged flotilla:qemu, for nodes that run real guests
+# (TCG; KVM with cluster-config/compose-N-kvm.yml). `FLOTILLA_WITH_QEMU=1 make cluster-up` makes
+# such an image (as flotilla:latest) and starts a cluster of it.
+container-image-qemu: release
+	@FLOTILLA_CONTAINER_DEPS=1 FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
+	@./scripts/dockerd.sh start
+	FLOTILLA_WITH_QEMU=1 ./scripts/container-image.sh .build/release/flotilla flotilla:qemu
+
 cluster-up: release
 	NODES=$(NODES) ./scripts/cluster.sh up
 
@@ -61,7 +69,8 @@ cluster-down:
 cluster-status:
 	@NODES=$(NODES) ./scripts/cluster.sh status
 
-# The container test on its own (needs root): a 3-node compose cluster, the leader SIGKILLed.
+# The container test on its own (needs root): a 3-node compose cluster with QEMU in the image, the
+# leader SIGKILLed with a real guest on it.
 test-containers: deps
 	$(SWIFT) build --product flotilla
 	./scripts/test-containers.sh

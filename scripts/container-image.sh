@@ -5,6 +5,8 @@
 #
 #   container-image.sh [BINARY] [TAG]     defaults: .build/release/flotilla, flotilla:latest
 #
+# FLOTILLA_WITH_QEMU=1 adds this machine's QEMU (container-rootfs.sh --with-qemu), so the nodes can
+# run real guests: under TCG in any container, under KVM where the container is given /dev/kvm.
 # The image runs `flotilla node` by default, like the Dockerfile's; see docs/containers.md.
 # Where base images can be pulled, `docker build .` with the Dockerfile makes the same image.
 set -euo pipefail
@@ -16,9 +18,20 @@ docker=$(command -v /usr/bin/docker || command -v docker || true)
 [ -n "$docker" ] || { echo "container-image: no docker client; run FLOTILLA_CONTAINER_DEPS=1 scripts/install-deps.sh" >&2; exit 1; }
 "$docker" info >/dev/null 2>&1 || { echo "container-image: dockerd is not answering; start it with scripts/dockerd.sh start" >&2; exit 1; }
 
+rootfs_options=()
+case ${FLOTILLA_WITH_QEMU:-0} in
+0) ;;
+1) rootfs_options+=(--with-qemu) ;;
+*) echo "container-image: FLOTILLA_WITH_QEMU is \"$FLOTILLA_WITH_QEMU\"; give 1 (with QEMU) or 0" >&2; exit 2 ;;
+esac
+
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-./scripts/container-rootfs.sh "$binary" "$root"
+./scripts/container-rootfs.sh ${rootfs_options[@]+"${rootfs_options[@]}"} "$binary" "$root"
+contents="from $binary"
+if [ -x "$root/usr/bin/qemu-system-x86_64" ]; then
+  contents+=", with $(/usr/bin/qemu-system-x86_64 --version | head -n 1)"
+fi
 # The same configuration as the Dockerfile's runtime stage (its STOPSIGNAL is the default, SIGTERM,
 # which `docker import --change` cannot set).
 tar -C "$root" -c . | "$docker" import \
@@ -27,6 +40,6 @@ tar -C "$root" -c . | "$docker" import \
   --change 'WORKDIR /var/lib/flotilla' \
   --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
   --change 'EXPOSE 7101 7201' \
-  --message "flotilla $("$binary" --version) from $binary" \
+  --message "flotilla $("$binary" --version) $contents" \
   - "$tag" >/dev/null
-echo "container-image: built $tag ($(du -sh "$root" | cut -f1) from $binary)"
+echo "container-image: built $tag ($(du -sh "$root" | cut -f1) $contents)"
