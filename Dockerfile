@@ -3,6 +3,7 @@
 #
 #   docker build -t flotilla:latest .
 #   docker build --build-arg BUILDER_IMAGE=swift:6.3-bookworm --build-arg RUNTIME_IMAGE=debian:bookworm-slim .
+#   docker build -t flotilla:qemu --build-arg WITH_QEMU=1 .    # with Debian's QEMU, for real guests
 #
 # The base images are arguments because some machines cannot pull them: there, build the binary
 # on the host and make the image with scripts/container-image.sh (no base image, no network).
@@ -28,6 +29,17 @@ RUN swift build -c release --product flotilla \
     && scripts/container-rootfs.sh --without-base .build/release/flotilla /rootfs
 
 FROM ${RUNTIME_IMAGE}
+# WITH_QEMU=1: Debian's QEMU (qemu-system-x86 with its firmware) for the nodes' real guests
+# (docs/qemu.md), at /usr/bin/qemu-system-x86_64 where the node runs it; the image that
+# scripts/container-image.sh makes with FLOTILLA_WITH_QEMU=1. Before the binary, so this layer is
+# reused while only the binary changes.
+ARG WITH_QEMU=0
+RUN if [ "$WITH_QEMU" = 1 ]; then \
+      apt-get update -q && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 && \
+      rm -rf /var/lib/apt/lists/* && \
+      qemu-system-x86_64 --version; \
+    fi
 # The binary at /usr/local/bin/flotilla and its libraries (the Swift runtime, Foundation,
 # libnghttp2) at the paths they had in the builder; glibc and libstdc++ are the runtime image's own.
 COPY --from=builder /rootfs/ /
