@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The container test: a 3-node cluster from cluster-config/compose-3.yml, each node in its own
-# container; the leader's container is SIGKILLed while clients write, a new leader must take over
-# with every acknowledged setting intact, and the killed node must catch up when restarted.
+# container, from the image with QEMU; the leader runs a real guest in QEMU, and its container is
+# SIGKILLed while clients write. A new leader must take over with every acknowledged setting
+# intact, the guest must boot again on a survivor under a higher epoch and run there only, and the
+# killed node must catch up when restarted.
 #
-#   test-containers.sh        needs root; installs docker.io and docker-compose if missing
+#   test-containers.sh        needs root; installs docker.io, docker-compose and QEMU if missing
 #
 # FLOTILLA_BINARY is the binary packaged into the image (default .build/debug/flotilla, which
-# `swift build --build-tests` makes; .build/release/flotilla works as well). It uses its own
+# `swift build --build-tests` makes; .build/release/flotilla works as well). The guest is the test
+# guest (scripts/build-test-guest.sh), built into .build/test-guest unless FLOTILLA_TEST_GUEST names
+# a directory that holds one. It uses its own
 # compose project (flotillatest), image tag (flotilla:test) and ports (127.0.0.1:7391-7393), and
 # starts dockerd only if none is running — and then stops it again. Everything it made is removed
 # on exit, pass or fail; on failure the nodes' logs are printed and the exit status is non-zero.
@@ -19,14 +23,17 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 binary=${FLOTILLA_BINARY:-.build/debug/flotilla}
 [ -x "$binary" ] || { echo "test-containers: $binary is missing; run swift build --build-tests (or set FLOTILLA_BINARY)" >&2; exit 1; }
+guest=${FLOTILLA_TEST_GUEST:-.build/test-guest}
 
 export FLOTILLA_IMAGE=flotilla:test
+export FLOTILLA_WITH_QEMU=1
 export FLOTILLA_PORT_PREFIX=739
 compose=(docker-compose -p flotillatest -f cluster-config/compose-3.yml)
 started=$SECONDS
 phase_started=$SECONDS
 dockerd_was_running=0
 cluster_created=0
+boot_files=
 
 phase() {
   echo "test-containers: [$((SECONDS - started))s, previous step $((SECONDS - phase_started))s] $*"
@@ -52,6 +59,7 @@ cleanup() {
       echo "test-containers: docker-compose down failed; remove project flotillatest by hand" >&2
     /usr/bin/docker rmi "$FLOTILLA_IMAGE" >/dev/null 2>&1
   fi
+  [ -z "$boot_files" ] || rm -rf "$boot_files"
   if [ "$dockerd_was_running" = 0 ]; then
     ./scripts/dockerd.sh stop >/dev/null
   fi
@@ -102,20 +110,88 @@ missing_settings() {
   done
 }
 
-phase "installing docker.io and docker-compose if missing"
-FLOTILLA_CONTAINER_DEPS=1 ./scripts/install-deps.sh
+# Node -> its container's id (set once the containers exist; a killed and restarted container keeps it).
+declare -A containers=()
+
+# The QEMU processes running guest web in node $1's container, one `docker top` line each (the
+# container's processes, seen from the host: the image has no ps); none when it is not running.
+qemu_of_web() {
+  /usr/bin/docker top "${containers[$1]}" -o pid,args 2>/dev/null | grep -F 'qemu-system' | grep -F 'guest=web,' || true
+}
+
+# Node $1's console of web at epoch $2 (the file QEMU's command line names), or nothing.
+console_of_web() {
+  local line
+  line=$(qemu_of_web "$1" | grep -E "flotilla\.epoch=$2( |\$)") || return 0
+  [[ $line =~ file,id=console,path=([^ ]+) ]] || return 0
+  # docker cp writes a tar stream: the image has no cat.
+  /usr/bin/docker cp "${containers[$1]}:${BASH_REMATCH[1]}" - 2>/dev/null | tar -xO 2>/dev/null || true
+}
+
+# Prints "STATE OWNER EPOCH" of VM web as node $1 reads it (linearizably, through the leader).
+web_as_seen_by() {
+  local listing
+  listing=$(client "$1" vms 2>/dev/null) || return 1
+  # Columns by their header's names; every cell up to EPOCH is one word ("-" when empty).
+  awk 'NR == 1 { for (i = 1; i <= NF; i++) column[$i] = i; next }
+    $1 == "web" { print $column["STATE"], $column["OWNER"], $column["EPOCH"]; found = 1 }
+    END { exit !found }' <<<"$listing"
+}
+
+# Waits up to $3 seconds until node $1 runs web at epoch $2 in one QEMU process whose console
+# shows the guest up at that epoch; fails the test with what it saw otherwise.
+await_guest_on() {
+  local node=$1 epoch=$2 deadline=$((SECONDS + $3)) processes console
+  while :; do
+    processes=$(qemu_of_web "$node")
+    console=$(console_of_web "$node" "$epoch")
+    if [ "$(grep -c . <<<"$processes")" = 1 ] && grep -q "vm=web epoch=$epoch uptime=" <<<"$console"; then
+      return 0
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail "web did not boot on $node at epoch $epoch within $3 s; its QEMU processes there: ${processes:-none}; the console's last lines: $(tail -n 3 <<<"$console")"
+    fi
+    sleep 0.5
+  done
+}
+
+# Fails the test unless exactly one QEMU process, in node $1's container, runs web.
+only_one_qemu_on() {
+  local node hosts=() count=0 lines
+  for node in n1 n2 n3; do
+    lines=$(qemu_of_web "$node")
+    [ -n "$lines" ] || continue
+    count=$((count + $(grep -c . <<<"$lines")))
+    hosts+=("$node")
+  done
+  if [ "$count" != 1 ] || [ "${hosts[*]}" != "$1" ]; then
+    fail "expected one QEMU running web, on $1; found $count, on: ${hosts[*]:-no node}"
+  fi
+}
+
+phase "installing docker.io, docker-compose and QEMU if missing"
+FLOTILLA_CONTAINER_DEPS=1 FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
 if ./scripts/dockerd.sh status >/dev/null 2>&1; then dockerd_was_running=1; fi
+
+phase "building the test guest in $guest if missing or out of date"
+if [ -z "${FLOTILLA_TEST_GUEST:-}" ]; then ./scripts/build-test-guest.sh "$guest"; fi
+for file in vmlinuz initramfs.cpio.gz; do
+  [ -f "$guest/$file" ] || fail "the test guest's $guest/$file is missing (scripts/build-test-guest.sh $guest makes it)"
+done
 
 phase "starting dockerd if none is running"
 ./scripts/dockerd.sh start
 
-phase "building the image $FLOTILLA_IMAGE from $binary"
+phase "building the image $FLOTILLA_IMAGE with QEMU from $binary"
 ./scripts/container-image.sh "$binary" "$FLOTILLA_IMAGE"
 
 phase "starting 3 containers (compose project flotillatest)"
 "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 cluster_created=1
 "${compose[@]}" up -d || fail "docker-compose up failed"
+for node in n1 n2 n3; do
+  containers[$node]=$("${compose[@]}" ps -q "$node") || fail "docker-compose ps -q $node failed"
+done
 
 phase "waiting for a leader"
 leader=$(leader_seen_by n1 30) || fail "no leader within 30 s"
@@ -134,6 +210,37 @@ for i in $(seq 1 15); do
   acknowledged[before.$i]=value-$i
 done
 phase "15 settings written through all three nodes"
+
+# A real guest on the node about to be killed. Its kernel and initramfs lie on volume csv1, in
+# the volume every node mounts.
+deadline=$((SECONDS + 20))
+until [ "$(client "$leader" nodes 2>/dev/null | awk '$2 == "up"' | wc -l)" = 3 ]; do
+  [ $SECONDS -lt $deadline ] || fail "not all three nodes registered as up within 20 s: $(client "$leader" nodes 2>&1)"
+  sleep 0.2
+done
+client "$leader" volume create csv1 --coordinator "$leader" >/dev/null || fail "creating volume csv1 failed"
+boot_files=$(mktemp -d)
+mkdir "$boot_files/boot"
+cp "$guest/vmlinuz" "$guest/initramfs.cpio.gz" "$boot_files/boot/"
+# The volume's directory appears once its coordinator has applied the creation.
+deadline=$((SECONDS + 10))
+until /usr/bin/docker cp "$boot_files/boot" "${containers[$leader]}:/var/lib/flotilla/shared/volumes/csv1/" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "cannot copy the guest's boot files into volume csv1 through $leader's container"
+  sleep 0.2
+done
+client "$leader" vm create web --startup 256M --volume csv1 --driver qemu --kernel csv1:boot/vmlinuz \
+  --initrd csv1:boot/initramfs.cpio.gz --append quiet >/dev/null || fail "creating the QEMU VM web failed"
+client "$leader" vm start web --on "$leader" >/dev/null || fail "starting web on $leader failed"
+read -r state owner first_epoch < <(web_as_seen_by "$leader") || fail "web is not listed after its start"
+if [ "$state" != running ] || [ "$owner" != "$leader" ]; then
+  fail "web is $state on $owner after starting it on $leader"
+fi
+await_guest_on "$leader" "$first_epoch" 90
+only_one_qemu_on "$leader"
+# The accelerator the node chose (TCG, or KVM where it has a /dev/kvm that runs guests).
+accelerator=$(curl -s --max-time 5 "http://127.0.0.1:$(port "$leader")/v1/agent" |
+  sed -n 's/.*"accelerator":"\([a-z]*\)".*/\1/p' || true)
+phase "web runs in QEMU (${accelerator:-accelerator not reported}) on $leader at epoch $first_epoch, its console shows it up"
 
 # The leader dies while a client keeps writing through a survivor; a write may fail while there
 # is no leader (its outcome is then unknown), but every acknowledged one must survive.
@@ -162,6 +269,20 @@ for node in "${survivors[@]}"; do
 done
 phase "all ${#acknowledged[@]} acknowledged settings readable on ${survivors[*]}"
 
+# The guest died with its node (the container's processes all end with it); after the killed
+# node's lease runs out the new leader restarts web on a survivor under a higher epoch.
+deadline=$((SECONDS + 30))
+until read -r state owner epoch < <(web_as_seen_by "$new_leader") && [ "$state" = running ] &&
+  [ "$owner" != "$leader" ] && [[ $epoch =~ ^[0-9]+$ ]] && [ "$epoch" -gt "$first_epoch" ]; do
+  [ $SECONDS -lt $deadline ] || fail "web is not running on a survivor within 30 s of the leader's kill (as $new_leader lists it: ${state:-?} on ${owner:-?} at epoch ${epoch:-?})"
+  sleep 0.2
+done
+await_guest_on "$owner" "$epoch" 90
+only_one_qemu_on "$owner"
+[ "$(/usr/bin/docker inspect -f '{{.State.Running}}' "${containers[$leader]}")" = false ] ||
+  fail "the killed node $leader's container is running again"
+phase "web runs in QEMU on $owner at epoch $epoch (was $first_epoch on $leader), in no other container"
+
 "${compose[@]}" start "$leader" >/dev/null 2>&1 || fail "docker-compose start $leader failed"
 # Caught up: the restarted node's own copy (a stale read, no leader round trip) has every setting.
 deadline=$((SECONDS + 30))
@@ -171,6 +292,8 @@ until problem=$(missing_settings "$leader" --stale); do
 done
 seen=$(leader_seen_by "$leader" 10) || fail "restarted $leader does not answer status"
 phase "restarted $leader caught up (sees leader $seen, has all ${#acknowledged[@]} settings)"
+# Caught up, the restarted node knows web runs on the survivor: it must not boot it as well.
+only_one_qemu_on "$owner"
 
 # SIGTERM (docker stop) must end each node cleanly, as PID 1 of its container: exit 0, quickly.
 stop_started=$SECONDS
