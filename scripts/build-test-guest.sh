@@ -16,6 +16,11 @@
 #   flotilla.epoch=N           a number it reports (the cluster's placement epoch)
 #   flotilla.fill=MIB          MiB of memory it keeps filled (a file in a tmpfs on /dev/shm)
 #   flotilla.dirty=MIB_PER_S   MiB of that fill it rewrites every second (0: idle)
+#   flotilla.id=N              its VM's id (the number in vmN), for its journal's header
+#   flotilla.journal=MS        appends an epoch-stamped record to its disk (/dev/vda) every MS
+#                              milliseconds (scripts/test-guest/journal.c: Flotilla's journal
+#                              format, each record flushed before the console reports it as
+#                              "flotilla-journal: acked vm=ID epoch=E seq=N"); 0 or absent: none
 # It prints "flotilla-guest: up" on ttyS0 once its modules are loaded, "flotilla-guest: filled
 # MIB MiB" once the fill is written, then every second
 # "flotilla-guest: vm=NAME epoch=N uptime=SECONDS mem=KIBkB" (MemTotal: it follows the balloon),
@@ -25,6 +30,7 @@
 # (Debian 6.1, measured) makes the guest's OOM killer give up and the kernel panic, unless the
 # balloon device has deflate-on-oom=on (then the balloon stops short of its target).
 #
+# The journal writer is compiled here (a C compiler and a static libc: gcc and libc6-dev).
 # The kernel is the newest /boot/vmlinuz-* (FLOTILLA_GUEST_KERNEL names another; its modules
 # are those in /lib/modules/VERSION, VERSION taken from the file name after "vmlinuz-", or
 # FLOTILLA_GUEST_KERNEL_VERSION). Does nothing when both outputs are newer than the kernel and
@@ -73,12 +79,15 @@ fi
 module_dir=/lib/modules/$kernel_version
 [ -d "$module_dir" ] || missing "no modules for kernel $kernel_version: $module_dir is missing (Debian package linux-image-amd64)"
 
+journal_source=$(dirname "$0")/test-guest/journal.c
+[ -f "$journal_source" ] || fail "$journal_source is missing"
 # Nothing to do when the outputs are up to date.
 kernel_out=$out_dir/vmlinuz
 initramfs_out=$out_dir/initramfs.cpio.gz
 if [ -f "$kernel_out" ] && [ -f "$initramfs_out" ] &&
    [ "$kernel_out" -nt "$kernel" ] && [ "$initramfs_out" -nt "$kernel" ] &&
    [ "$kernel_out" -nt "$0" ] && [ "$initramfs_out" -nt "$0" ] &&
+   [ "$initramfs_out" -nt "$journal_source" ] &&
    cmp -s "$kernel" "$kernel_out"; then
   exit 0
 fi
@@ -119,6 +128,10 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,lib/modules}
 
 cp "$busybox" "$root/bin/busybox"
+compiler=$(command -v cc || command -v gcc || true)
+[ -n "$compiler" ] || missing "no C compiler for the journal writer (Debian package gcc)"
+"$compiler" -static -O2 -Wall -Werror -o "$root/bin/flotilla-journal" "$journal_source" ||
+  missing "cannot build $journal_source statically (Debian packages gcc and libc6-dev)"
 # Every applet as a symlink where busybox would install it (bin/sh, sbin/insmod, usr/bin/awk …).
 while read -r applet; do
   [ -n "$applet" ] && [ "$applet" != bin/busybox ] || continue
@@ -173,16 +186,18 @@ while read -r module; do
 done </lib/modules/order
 echo "flotilla-guest: up"
 
-vm=unnamed epoch=0 fill=0 dirty=0
+vm=unnamed epoch=0 fill=0 dirty=0 id=0 journal=0
 for arg in $(cat /proc/cmdline); do
   case $arg in
     flotilla.vm=*) vm=${arg#*=} ;;
     flotilla.epoch=*) epoch=${arg#*=} ;;
     flotilla.fill=*) fill=${arg#*=} ;;
     flotilla.dirty=*) dirty=${arg#*=} ;;
+    flotilla.id=*) id=${arg#*=} ;;
+    flotilla.journal=*) journal=${arg#*=} ;;
   esac
 done
-for name in epoch fill dirty; do
+for name in epoch fill dirty id journal; do
   eval "value=\$$name"
   case $value in
     '' | *[!0-9]*)
@@ -226,6 +241,15 @@ if [ "$dirty" -gt 0 ] && [ "$fill" -gt 0 ]; then
   ) &
 elif [ "$dirty" -gt 0 ]; then
   echo "flotilla-guest: flotilla.dirty=$dirty without flotilla.fill: nothing to dirty"
+fi
+
+# The journal on the VM's disk.
+if [ "$journal" -gt 0 ]; then
+  if [ -b /dev/vda ] && [ "$id" -gt 0 ]; then
+    flotilla-journal /dev/vda "$id" "$epoch" "$journal" &
+  else
+    echo "flotilla-guest: flotilla.journal=$journal needs a disk (/dev/vda) and flotilla.id; no journal"
+  fi
 fi
 
 while :; do

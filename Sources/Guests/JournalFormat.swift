@@ -108,7 +108,9 @@ public enum JournalFormat {
     public static func parse(_ bytes: [UInt8], file: String, expectedVM: VMID? = nil) throws(JournalError)
         -> JournalContents
     {
-        if bytes.count < headerSize {
+        // A file of zeros, however long, is space allocated that nothing was written to yet (a
+        // QEMU guest's disk is such a file until its guest writes the header).
+        if bytes.count < headerSize || bytes.allSatisfy({ $0 == 0 }) {
             // Creating the file writes the header and fsyncs it before any record is appended:
             // a short header is a creation cut off, with nothing acknowledged in it.
             let expected = expectedVM.map { header(vm: $0) } ?? magic
@@ -119,7 +121,10 @@ public enum JournalFormat {
             }
             guard let expectedVM else {
                 throw JournalError(
-                    .notAJournal(file: file, detail: "it is \(bytes.count) bytes, shorter than a header"))
+                    .notAJournal(
+                        file: file,
+                        detail: bytes.count < headerSize
+                            ? "it is \(bytes.count) bytes, shorter than a header" : "it is all zeros, with no header"))
             }
             return JournalContents(vm: expectedVM, records: [], validLength: 0, tornBytes: bytes.count)
         }

@@ -41,7 +41,8 @@ actor QEMUHostSettings {
 }
 
 /// A VM's guest in QEMU, as the agent drives it: started at its epoch (on the kernel command line,
-/// `flotilla.vm=NAME flotilla.epoch=N`), with its VM's maximum memory, ballooned to the balancer's
+/// `flotilla.vm=NAME flotilla.id=N flotilla.epoch=N`), with its VM's disk file on the volume as its
+/// virtio disk (raw, at least `minimumDiskBytes`), with its VM's maximum memory, ballooned to the balancer's
 /// assignment; its demand is what the guest itself reports in use. `stop` ends the process (a real
 /// guest is not shut down inside: the cluster's stop is a power-off, as a fence is).
 actor QEMUAgentGuest: AgentGuest {
@@ -52,6 +53,8 @@ actor QEMUAgentGuest: AgentGuest {
     private let kernel: String
     private let initrd: String?
     private let directory: String
+    /// The VM's disk file on its volume: the guest's first disk.
+    private let disk: String
     private let host: QEMUHostSettings
     private var guest: QEMUGuest?
     private var epoch: Epoch?
@@ -73,8 +76,9 @@ actor QEMUAgentGuest: AgentGuest {
 
     init(
         vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String, initrd: String?,
-        directory: String, host: QEMUHostSettings, clock: NodeClock
+        disk: String, directory: String, host: QEMUHostSettings, clock: NodeClock
     ) {
+        self.disk = disk
         self.clock = clock
         self.vm = vm
         self.name = name
@@ -97,10 +101,14 @@ actor QEMUAgentGuest: AgentGuest {
 
     /// Starts its QEMU booting under `bootEpoch`, or paused and waiting for a migration's stream.
     private func launch(bootEpoch: Epoch, incoming: Bool) async throws -> QEMUGuest {
+        try Self.sizeDisk(disk)
         let machine = QEMUMachine(
             vcpus: spec.vcpus, memoryBytes: memory.maximum, kernel: kernel, initrd: initrd,
-            kernelArguments: (["flotilla.vm=\(name)", "flotilla.epoch=\(bootEpoch.rawValue)"]
-                + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " "))
+            kernelArguments: ([
+                "flotilla.vm=\(name)", "flotilla.id=\(vm.rawValue)", "flotilla.epoch=\(bootEpoch.rawValue)",
+            ]
+                + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " "),
+            disks: [QEMUDisk(path: disk, format: .raw)])
         let facts = await host.accelerator(kernel: kernel, scratch: directory)
         let guest = QEMUGuest(
             name: name, machine: machine, directory: directory, executable: QEMUHostSettings.executable,
@@ -114,6 +122,24 @@ actor QEMUAgentGuest: AgentGuest {
             throw error
         }
         return guest
+    }
+
+    /// The least a VM's disk file holds for a QEMU guest: a disk QEMU opens is as large as its
+    /// file, and the volume makes an empty file.
+    static let minimumDiskBytes = 16 << 20
+
+    /// Makes the disk file `minimumDiskBytes` long if it is shorter (the new bytes are zeros, and
+    /// take no space until written).
+    static func sizeDisk(_ path: String) throws {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            throw QEMUGuestError("the VM's disk file \(path) is missing")
+        }
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard size < minimumDiskBytes else { return }
+        guard truncate(path, minimumDiskBytes) == 0 else {
+            throw QEMUGuestError(
+                "cannot make the disk file \(path) \(minimumDiskBytes >> 20) MiB: \(String(cString: strerror(errno)))")
+        }
     }
 
     // MARK: Live migration

@@ -377,15 +377,16 @@ public actor NodeAgent {
         return wanted
     }
 
+    /// `path` made absolute: QEMU gets paths as they are, and a shared root may be given relative
+    /// to the node's working directory (`flotilla local up` does).
+    private static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
     /// The absolute paths of what a QEMU guest boots, on the shared volumes; nil when a volume is
     /// not in the state.
     private func bootFiles(_ spec: QEMUGuestSpec, in state: ClusterState) -> (kernel: String, initrd: String?)? {
-        // Absolute: QEMU gets them as they are, and a shared root may be given relative to
-        // the node's working directory (`flotilla local up` does).
-        let root =
-            configuration.sharedRoot.hasPrefix("/")
-            ? configuration.sharedRoot
-            : FileManager.default.currentDirectoryPath + "/" + configuration.sharedRoot
+        let root = Self.absolute(configuration.sharedRoot)
         func path(_ file: DiskFile) -> String? {
             state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
         }
@@ -433,6 +434,7 @@ public actor NodeAgent {
         guard let boot = want.boot else { return }
         let guest = QEMUAgentGuest(
             vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
+            disk: Self.absolute(want.diskPath),
             directory: qemuDirectory("\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"), host: qemuHost,
             clock: configuration.clock)
         await start(
@@ -571,8 +573,12 @@ public actor NodeAgent {
         guard let boot = bootFiles(spec, in: state) else {
             throw QEMUGuestError("the volume of \(vm.id)'s kernel or initrd is not in the state")
         }
+        guard let volume = state.volumes[vm.disk.volume] else {
+            throw QEMUGuestError("the volume of \(vm.id)'s disk, \(vm.disk.volume), is not in the state")
+        }
         let guest = QEMUAgentGuest(
             vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
+            disk: Self.absolute(configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file),
             directory: qemuDirectory("\(configuration.node)-\(vm.id)-\(migration)"), host: qemuHost,
             clock: configuration.clock)
         // Kept before the first await, so a fence or a discard that comes in meanwhile stops it too.

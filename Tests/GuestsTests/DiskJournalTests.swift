@@ -111,6 +111,20 @@ import Testing
         #expect(try DiskJournal.read(path: path).records.count == 1)
     }
 
+    /// A disk of zeros (a QEMU guest's, before its guest wrote the header) is an empty journal of
+    /// the VM expected; without one expected, it is no journal, and says so. Records written into
+    /// such a disk are followed by zeros, which read as the unwritten rest.
+    @Test func aDiskOfZerosIsAnEmptyJournalAndRecordsInItReadBack() throws {
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        let empty = try JournalFormat.parse(zeros, file: "disk", expectedVM: 3)
+        #expect(empty.vm == 3 && empty.records.isEmpty && empty.tornBytes == zeros.count)
+        #expect(throws: JournalError.self) { try JournalFormat.parse(zeros, file: "disk") }
+        var disk = JournalFormat.header(vm: 3) + JournalFormat.record(epoch: 2, sequence: 1, payload: Array("a".utf8))
+        disk += [UInt8](repeating: 0, count: zeros.count - disk.count)
+        let written = try JournalFormat.parse(disk, file: "disk", expectedVM: 3)
+        #expect(written.records.map(\.sequence) == [1] && written.records.first?.epoch == 2)
+    }
+
     /// A bit flipped in any record — even the last, which a crash cannot leave complete but wrong —
     /// is refused with the file and the record's offset, and the file is left as it is.
     @Test func aFlippedBitIsRefusedWithTheFileAndOffset() throws {

@@ -4,8 +4,50 @@ import ClusterModel
 import FlotillaAPI
 import FlotillaClient
 import Foundation
+import Guests
 import TestSupport
 import Testing
+
+/// The journal records the QEMU guests of a VM said they had flushed to its disk
+/// (`flotilla-journal: acked vm=ID epoch=E seq=N` on their consoles), gathered whenever the test
+/// looks, for the journal checker.
+final class ConsoleAcknowledgements: @unchecked Sendable {
+    private(set) var records: Set<JournalRecordID> = []
+    let vm: String
+
+    init(vm: String) { self.vm = vm }
+
+    /// Reads the consoles of every QEMU running the VM now.
+    func look() {
+        for process in QEMUClusterTests.qemuProcesses(of: vm) {
+            records.formUnion(Self.parse(QEMUClusterTests.console(of: process.commandLine)))
+        }
+    }
+
+    static func parse(_ console: String) -> [JournalRecordID] {
+        // The serial console ends its lines with "\r\n" (one Character in Swift).
+        console.split(whereSeparator: \.isNewline).compactMap { line in
+            guard let range = line.range(of: "flotilla-journal: acked ") else { return nil }
+            var fields: [String: UInt64] = [:]
+            for pair in line[range.upperBound...].split(separator: " ") {
+                let parts = pair.split(separator: "=")
+                if parts.count == 2, let value = UInt64(parts[1]) { fields[String(parts[0])] = value }
+            }
+            guard let vm = fields["vm"], let epoch = fields["epoch"], let sequence = fields["seq"] else { return nil }
+            return JournalRecordID(vm: VMID(vm), epoch: Epoch(epoch), sequence: sequence)
+        }
+    }
+
+    /// Checks the VM's disk file: every acknowledged record is on it, epochs never go down, no gaps.
+    func checkDisk(_ path: String, vm id: VMID, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        let journal = try JournalFormat.parse(bytes, file: path, expectedVM: id)
+        let violations = JournalChecker.check(journal, acknowledged: records)
+        #expect(violations.isEmpty, "\(violations)", sourceLocation: sourceLocation)
+        #expect(!records.isEmpty, "no journal record was acknowledged on a console", sourceLocation: sourceLocation)
+        #expect(journal.records.count >= records.count, sourceLocation: sourceLocation)
+    }
+}
 
 @Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: TestGuest.available, Comment(rawValue: TestGuest.missing)))
 struct QEMUClusterTests {
@@ -59,14 +101,18 @@ struct QEMUClusterTests {
         } throws: { error in
             "\(error)".contains("driver.kernel is VOLUME:PATH")
         }
+        // It appends a record to its disk (the VM's disk file on csv1) every 100 ms.
         let driver = GuestDriverView(
-            kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz", append: "quiet")
+            kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz",
+            append: "quiet flotilla.journal=100")
         let created = try await client.createVM(
             VMCreation(name: "web", startup: 256 << 20, volume: "csv1", driver: driver))
         #expect(
             created.driver
                 == GuestDriverView(
-                    kind: "qemu", vcpus: 1, kernel: driver.kernel, initrd: driver.initrd, append: "quiet"))
+                    kind: "qemu", vcpus: 1, kernel: driver.kernel, initrd: driver.initrd, append: driver.append))
+        let acknowledged = ConsoleAcknowledgements(vm: "web")
+        let vmID = try #require(VMID(parsing: created.id))
         _ = try await client.startVM("web", on: victim)
         let first = try #require(try await client.vms().first { $0.name == "web" })
         #expect(first.owner == victim)
@@ -87,6 +133,10 @@ struct QEMUClusterTests {
         #expect(["kvm", "tcg"].contains(qemu.accelerator))
         #expect(qemu.reason.hasPrefix(qemu.accelerator == "kvm" ? "KVM: " : "software emulation (TCG): "))
 
+        try await eventually("web acknowledges journal records", within: .seconds(30), poll: .milliseconds(200)) {
+            acknowledged.look()
+            return !acknowledged.records.isEmpty
+        }
         cluster.kill9(victimNumber)
         try await eventually("the killed node's QEMU dies with it") { TestGuest.isGone(old.pid) }
         var moved: VMView?
@@ -132,6 +182,7 @@ struct QEMUClusterTests {
 
         // A guest whose QEMU dies under it (killed from outside) is noticed by its owner and booted
         // again there, at the same epoch, by one QEMU.
+        acknowledged.look()
         let crashed = try #require(Self.qemuProcesses(of: "web").first)
         kill(crashed.pid, SIGKILL)
         try await eventually(
@@ -144,8 +195,16 @@ struct QEMUClusterTests {
         }
 
         // Stopped through the API: no QEMU runs it any more.
+        try await eventually("web journals again", within: .seconds(30), poll: .milliseconds(200)) {
+            let before = acknowledged.records.count
+            acknowledged.look()
+            return acknowledged.records.count > before
+        }
         _ = try await client.stopVM("web")
         try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
+        // Its disk proves that every record a guest acknowledged is there, under epochs that never
+        // went down (the killed node's guest wrote nothing after the survivor's started).
+        try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vmID)
         await client.close()
         await cluster.close()
     }
@@ -195,8 +254,13 @@ struct QEMUClusterTests {
         // It fills 64 MiB and rewrites 4 MiB of it every second while it moves.
         let driver = GuestDriverView(
             kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz",
-            append: "quiet flotilla.fill=64 flotilla.dirty=4")
-        _ = try await client.createVM(VMCreation(name: "web", startup: 256 << 20, volume: "csv1", driver: driver))
+            append: "quiet flotilla.fill=64 flotilla.dirty=4 flotilla.journal=200")
+        let vmID = try #require(
+            VMID(
+                parsing: try await client.createVM(
+                    VMCreation(name: "web", startup: 256 << 20, volume: "csv1", driver: driver)
+                ).id))
+        let acknowledged = ConsoleAcknowledgements(vm: "web")
         _ = try await client.startVM("web", on: "n\(a)")
         let booted = try await client.vm("web")
         try await eventually(
@@ -211,6 +275,7 @@ struct QEMUClusterTests {
         // 1. A live migration: the guest goes on on the target, its uptime counting on (a reboot
         //    prints "up" and counts from 0), with the downtime reported; the source's QEMU is gone.
         let before = try #require(Self.uptime(Self.console(of: source.commandLine)))
+        acknowledged.look()
         let id = try await client.migrateVM("web", to: "n\(b)").id
         var ended: MigrationView?
         try await cluster.await("\(id) ends with its final stats", within: .seconds(120)) {
@@ -235,6 +300,7 @@ struct QEMUClusterTests {
         _ = try await client.setSetting("migration.max-bandwidth-mib-s", to: "8")
 
         // 2. The target killed during the copy: the guest runs on on its source, untouched.
+        acknowledged.look()
         let toA = try await Self.migrationUnderway("web", to: "n\(a)", client: client, cluster: cluster)
         cluster.kill9(a)
         try await cluster.await("\(toA) fails with its target gone", within: .seconds(60)) {
@@ -258,6 +324,7 @@ struct QEMUClusterTests {
             return (try? await client.nodes())?.first { $0.id == "n\(a)" }?.state == "up"
         }
         let toAgain = try await Self.migrationUnderway("web", to: "n\(a)", client: client, cluster: cluster)
+        acknowledged.look()
         cluster.kill9(b)
         try await cluster.await("\(toAgain) fails with its source gone", within: .seconds(60)) {
             (try? await client.migration(toAgain)).map { !$0.active && $0.phase == "failed" } ?? false
@@ -277,6 +344,15 @@ struct QEMUClusterTests {
                 && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
         }
         #expect(TestGuest.isGone(onB.pid))
+        // The journal went on across the migration and the failover, one writer at a time.
+        try await eventually("web journals on its survivor", within: .seconds(30), poll: .milliseconds(200)) {
+            let before = acknowledged.records.count
+            acknowledged.look()
+            return acknowledged.records.count > before
+        }
+        _ = try await client.stopVM("web")
+        try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
+        try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vmID)
         await client.close()
         await cluster.close()
     }

@@ -190,6 +190,93 @@ struct QEMUMigrationTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// The bytes of the test stream: word k (8 bytes, little-endian) is k × a large odd constant,
+    /// so every offset has its own expected byte and a lost, repeated or reordered piece shows.
+    static func pattern(at offset: Int, count: Int) -> [UInt8] {
+        let first = offset / 8
+        var words = [UInt8](repeating: 0, count: (offset % 8 + count + 7) / 8 * 8)
+        words.withUnsafeMutableBytes { raw in
+            for index in 0..<raw.count / 8 {
+                raw.storeBytes(
+                    of: (UInt64(first + index) &* 0x9E37_79B9_7F4A_7C15).littleEndian, toByteOffset: index * 8,
+                    as: UInt64.self)
+            }
+        }
+        return Array(words[offset % 8..<offset % 8 + count])
+    }
+
+    /// A large stream written in pieces of every size carried through the nodes arrives whole and
+    /// in order: QEMU checks the device state it loads, but not a RAM page's bytes, so a damaged
+    /// carrier would make a guest run on with wrong memory.
+    @Test func aLargeStreamArrivesByteForByteInOrder() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let carrier = try await QEMUMigrationTests.Carrier(group: group)
+        let directory = try TestGuest.scratch()
+        let total = 96 << 20
+        let checker = PatternChecker()
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(checker) }
+            }
+            .bind(unixDomainSocketPath: directory + "/in.sock", cleanupExistingSocketFile: true).get()
+        let id = MigrationID(rawValue: 11)
+        let token = carrier.receiver.expect(id, socketPath: directory + "/in.sock")
+        let writer = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+        try await QEMUMigrationStream.carryFromSource(
+            socketPath: directory + "/out.sock", group: group,
+            start: {
+                // The "source QEMU": writes the pattern in pieces of 1 byte to 3 MiB, then closes.
+                writer.withLockedValue {
+                    $0 = Task {
+                        let channel = try await ClientBootstrap(group: group)
+                            .connect(unixDomainSocketPath: directory + "/out.sock").get()
+                        var random = SystemRandomNumberGenerator()
+                        var offset = 0
+                        while offset < total {
+                            let count = min(
+                                total - offset, [1, 7, 4096, 65_537, 1 << 20, 3 << 20].randomElement(using: &random)!)
+                            try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: offset, count: count)))
+                            offset += count
+                        }
+                        try await channel.close()
+                    }
+                }
+            },
+            forward: { bytes in
+                try await QEMUStreamSender.send(
+                    bytes, migration: id, token: token, to: carrier.client, timeout: .seconds(120))
+            })
+        try await writer.withLockedValue { $0 }!.value
+        try await eventually("every byte reaches the target's socket", within: .seconds(30)) {
+            checker.state.withLockedValue { $0.received } >= total
+        }
+        let state = checker.state.withLockedValue { $0 }
+        #expect(state.received == total)
+        #expect(state.firstMismatch == nil, "the first wrong byte is at offset \(state.firstMismatch ?? -1)")
+        try await listener.close()
+        await carrier.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Compares what it reads with `pattern`, offset by offset.
+    final class PatternChecker: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let state = NIOLockedValueBox((received: 0, firstMismatch: Int?.none))
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            state.withLockedValue { state in
+                let offset = state.received
+                let expected = QEMUStreamReceiverTests.pattern(at: offset, count: bytes.readableBytes)
+                let actual = Array(bytes.readableBytesView)
+                if state.firstMismatch == nil, actual != expected {
+                    let index = actual.indices.first { actual[$0] != expected[$0] } ?? 0
+                    state.firstMismatch = offset + index
+                }
+                state.received += bytes.readableBytes
+            }
+        }
+    }
+
     final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let received: NIOLockedValueBox<ByteBuffer>
