@@ -23,12 +23,14 @@ if [ "${FLOTILLA_CONTAINER_DEPS:-0}" = 1 ]; then
   packages+=("docker.io:dockerd" "docker-compose:docker-compose")
 fi
 # Real QEMU guests (scripts/build-test-guest.sh): QEMU, a kernel with its modules, a static
-# busybox for the guest's initramfs, and a C compiler with a static libc for its journal writer.
+# busybox for the guest's initramfs, a C compiler with a static libc for its journal writer, and
+# qemu-img for the tests' qcow2 images.
 # The busybox package installs a dynamically linked /bin/busybox, hence the static probe;
 # busybox-static replaces it.
 if [ "${FLOTILLA_QEMU_DEPS:-0}" = 1 ]; then
   packages+=("qemu-system-x86:qemu-system-x86_64" "busybox-static:static:/bin/busybox"
-    "linux-image-amd64:/boot/vmlinuz-*" "gcc:gcc" "libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a")
+    "linux-image-amd64:/boot/vmlinuz-*" "gcc:gcc" "libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a"
+    "qemu-utils:qemu-img")
 fi
 
 # True when PROBE (see the package list above) shows its package installed.

@@ -140,12 +140,18 @@ extension GuestDriver {
         case .simulated:
             writer.write(UInt8(0))
         case .qemu(let spec):
-            writer.write(UInt8(1))
+            // 2: the kernel optional, the disk's format and devices (1, before entry version 9 and
+            // snapshot version 6: a kernel always, a raw disk, no devices).
+            writer.write(UInt8(2))
             writer.writeVarint(UInt64(spec.vcpus))
-            spec.kernel.encode(into: &writer)
+            writer.write(spec.kernel != nil)
+            spec.kernel?.encode(into: &writer)
             writer.write(spec.initrd != nil)
             spec.initrd?.encode(into: &writer)
             writer.write(spec.kernelArguments)
+            writer.write(UInt8(spec.diskFormat == .raw ? 0 : 1))
+            writer.writeVarint(spec.devices.count)
+            for device in spec.devices { writer.write(device) }
         }
     }
 
@@ -153,14 +159,28 @@ extension GuestDriver {
         switch try reader.readByte() {
         case 0:
             self = .simulated
-        case 1:
+        case let layout where layout == 1 || layout == 2:
             let vcpus = try reader.readVarint()
             guard vcpus <= UInt64(QEMUGuestSpec.maximumVCPUs) else { throw WireFormatError("\(vcpus) vcpus") }
-            let kernel = try DiskFile(from: &reader)
+            var hasKernel = true
+            if layout == 2 { hasKernel = try reader.readBool() }
+            let kernel = hasKernel ? try DiskFile(from: &reader) : nil
             let initrd = try reader.readBool() ? try DiskFile(from: &reader) : nil
+            let arguments = try reader.readString()
+            var format = QEMUDiskFormat.raw
+            var devices: [String] = []
+            if layout == 2 {
+                switch try reader.readByte() {
+                case 0: format = .raw
+                case 1: format = .qcow2
+                case let other: throw WireFormatError("disk format \(other) is not known")
+                }
+                for _ in 0..<(try reader.readCount()) { devices.append(try reader.readString()) }
+            }
             self = .qemu(
                 QEMUGuestSpec(
-                    vcpus: Int(vcpus), kernel: kernel, initrd: initrd, kernelArguments: try reader.readString()))
+                    vcpus: Int(vcpus), kernel: kernel, initrd: initrd, kernelArguments: arguments, diskFormat: format,
+                    devices: devices))
         case let other:
             throw WireFormatError("guest driver \(other) is not known")
         }
@@ -336,10 +356,11 @@ extension ClusterEvent {
 // MARK: - Snapshot
 
 extension ClusterState {
-    /// The snapshot format written today. Version 5 added VMs' guest drivers; version 4 added VMs' auto-converge and migrations'
+    /// The snapshot format written today. Version 6 let a QEMU guest boot its disk (raw or qcow2); version 5
+    /// added VMs' guest drivers; version 4 added VMs' auto-converge and migrations'
     /// stats; version 3 added VMs' workloads; versions 3, 2 (VMs run the standard workload) and 1
     /// (settings and member addresses only) still decode.
-    public static let snapshotVersion: UInt8 = 5
+    public static let snapshotVersion: UInt8 = 6
 
     /// The whole state as bytes, for a Raft snapshot; keys in order, so equal states give equal bytes.
     public var snapshot: [UInt8] {

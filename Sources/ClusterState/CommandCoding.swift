@@ -3,7 +3,8 @@ public import ClusterModel
 
 extension CommandEnvelope {
     /// The entry format written today: version, proposal time, command kind, fields.
-    /// Version 8 added the VM's guest driver (in `createVM`: simulated or QEMU with what it boots).
+    /// Version 9 let a QEMU guest boot its disk (its kernel optional, its disk's format given; the
+    /// driver's own layout byte says which form an entry holds). Version 8 added the VM's guest driver (in `createVM`: simulated or QEMU with what it boots).
     /// Version 7 added the optional state `setNodeState` expects the node in (a controller's decision
     /// that a newer change made stale is refused); version 6 added the optional reason of
     /// `beginMigration` (who asked for the migration and why);
@@ -11,7 +12,7 @@ extension CommandEnvelope {
     /// `recordMigrationStats`; version 4 added VMs' workloads (in `createVM`, and `setVMWorkload`); version 3 added the
     /// optional reason of `setNodeState` and `moveVolume`; versions 3 and 2 (no reasons) and
     /// version 1 (no time; settings and member commands only) still decode.
-    public static let formatVersion: UInt8 = 8
+    public static let formatVersion: UInt8 = 9
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {

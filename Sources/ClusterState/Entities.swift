@@ -204,25 +204,54 @@ public enum GuestDriver: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A QEMU guest: what it boots, from files on the shared volumes (every node reads the same).
-/// Its memory is the VM's maximum; it boots with it.
+/// How a QEMU guest's disk (its VM's disk file) is read: never probed from the file's bytes.
+public enum QEMUDiskFormat: String, Hashable, Sendable, CaseIterable {
+    case raw
+    case qcow2
+
+    /// The format a disk file's name says: `.qcow2`, else raw.
+    public static func named(_ file: String) -> QEMUDiskFormat {
+        file.lowercased().hasSuffix(".qcow2") ? .qcow2 : .raw
+    }
+}
+
+/// A QEMU guest: what it boots, from files on the shared volumes (every node reads the same) — a
+/// Linux kernel (and initrd) given here, or, without one, its VM's disk (a raw or qcow2 image on
+/// the VM's volume, which the firmware boots). Its VM's disk is its first disk either way. Its
+/// memory is the VM's maximum; it boots with it.
 public struct QEMUGuestSpec: Hashable, Sendable {
     public var vcpus: Int
-    /// A Linux kernel to boot, and its initial RAM disk.
-    public var kernel: DiskFile
+    /// A Linux kernel to boot, and its initial RAM disk; nil: the disk is booted.
+    public var kernel: DiskFile?
     public var initrd: DiskFile?
     /// Kernel arguments (the node adds `console=ttyS0` and `flotilla.vm=…`, `flotilla.epoch=…`).
     public var kernelArguments: String
+    /// How the VM's disk file is read.
+    public var diskFormat: QEMUDiskFormat
+    /// Devices from the allow-list (`QEMUGuestSpec.allowedDevices`), each at most once.
+    public var devices: [String]
+
+    /// The devices a guest may have besides its balloon and disk: a virtio entropy source fed from
+    /// the host's /dev/urandom, and an i6300esb watchdog that resets a guest that stops feeding it.
+    public static let allowedDevices = ["virtio-rng", "watchdog"]
 
     public static let maximumVCPUs = 64
     public static let maximumArgumentsLength = 1024
 
-    public init(vcpus: Int = 1, kernel: DiskFile, initrd: DiskFile? = nil, kernelArguments: String = "") {
+    public init(
+        vcpus: Int = 1, kernel: DiskFile? = nil, initrd: DiskFile? = nil, kernelArguments: String = "",
+        diskFormat: QEMUDiskFormat = .raw, devices: [String] = []
+    ) {
+        self.devices = devices
         self.vcpus = vcpus
         self.kernel = kernel
         self.initrd = initrd
         self.kernelArguments = kernelArguments
+        self.diskFormat = diskFormat
     }
+
+    /// The volumes of what it boots (its disk's volume is the VM's).
+    public var volumes: [VolumeID] { [kernel, initrd].compactMap { $0?.volume } }
 
     /// Why this cannot run, or nil; `memory` is the VM's.
     func problem(memory: MemorySettings) -> String? {
@@ -238,6 +267,13 @@ public struct QEMUGuestSpec: Hashable, Sendable {
         else {
             return
                 "kernel arguments must be one line of at most \(Self.maximumArgumentsLength) bytes without control characters"
+        }
+        for device in devices where !Self.allowedDevices.contains(device) {
+            return "device \(device) is not one a guest may have (\(Self.allowedDevices.joined(separator: ", ")))"
+        }
+        if Set(devices).count != devices.count { return "a device is named twice" }
+        if kernel == nil, initrd != nil || !kernelArguments.isEmpty {
+            return "an initrd and kernel arguments go with a kernel, and this guest boots its disk"
         }
         for (what, file) in [("kernel", kernel), ("initrd", initrd)] {
             if let file, let problem = SharedPath.problem(file.file, what: what) { return problem }

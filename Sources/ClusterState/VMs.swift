@@ -14,8 +14,7 @@ extension ClusterState {
         if let problem = SharedPath.problem(spec.disk.file, what: "disk file") { throw .invalid(problem) }
         if case .qemu(let qemu) = spec.driver {
             if let problem = qemu.problem(memory: spec.memory) { throw .invalid("\(spec.name): \(problem)") }
-            _ = try knownVolume(qemu.kernel.volume)
-            if let initrd = qemu.initrd { _ = try knownVolume(initrd.volume) }
+            for volume in qemu.volumes { _ = try knownVolume(volume) }
         }
         guard Set(spec.preferredOwners).count == spec.preferredOwners.count else {
             throw .invalid("preferred owners \(spec.preferredOwners.map(\.description)) name a node twice")

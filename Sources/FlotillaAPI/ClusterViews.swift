@@ -179,8 +179,18 @@ public struct GuestDriverView: Codable, Sendable, Equatable {
     public var initrd: String?
     /// Kernel arguments.
     public var append: String?
+    /// How the VM's disk file is read, `raw` or `qcow2`: by default qcow2 when its name ends in
+    /// `.qcow2`, else raw. Without a kernel the guest boots that disk.
+    public var diskFormat: String?
+    /// Devices from the allow-list: `virtio-rng`, `watchdog`.
+    public var devices: [String]?
 
-    public init(kind: String, vcpus: Int? = nil, kernel: String? = nil, initrd: String? = nil, append: String? = nil) {
+    public init(
+        kind: String, vcpus: Int? = nil, kernel: String? = nil, initrd: String? = nil, append: String? = nil,
+        diskFormat: String? = nil, devices: [String]? = nil
+    ) {
+        self.devices = devices
+        self.diskFormat = diskFormat
         self.kind = kind
         self.vcpus = vcpus
         self.kernel = kernel

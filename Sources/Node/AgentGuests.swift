@@ -32,8 +32,16 @@ actor QEMUHostSettings {
     var found: QEMUHostFacts? { facts }
 
     /// The accelerator, probed with `kernel` the first time (KVM only if a kernel boots under it).
-    func accelerator(kernel: String, scratch: String) async -> QEMUHostFacts {
+    /// Without a kernel to probe with (a guest that boots its disk) and none probed yet: TCG for
+    /// this guest, and the question stays open for the next.
+    func accelerator(probe kernel: String?, scratch: String) async -> QEMUHostFacts {
         if let facts { return facts }
+        guard let kernel else {
+            return QEMUHostFacts(
+                accelerator: .tcg,
+                reason:
+                    "software emulation (TCG): KVM is probed with a guest's kernel, and this node has booted none yet")
+        }
         let found = await QEMUHost.detect(executable: Self.executable, kernel: kernel, scratch: scratch)
         facts = found
         return found
@@ -50,7 +58,8 @@ actor QEMUAgentGuest: AgentGuest {
     private let name: String
     private let spec: QEMUGuestSpec
     private let memory: MemorySettings
-    private let kernel: String
+    /// Nil: it boots its disk.
+    private let kernel: String?
     private let initrd: String?
     private let directory: String
     /// The VM's disk file on its volume: the guest's first disk.
@@ -75,7 +84,7 @@ actor QEMUAgentGuest: AgentGuest {
     private let clock: NodeClock
 
     init(
-        vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String, initrd: String?,
+        vm: VMID, name: String, spec: QEMUGuestSpec, memory: MemorySettings, kernel: String?, initrd: String?,
         disk: String, directory: String, host: QEMUHostSettings, clock: NodeClock
     ) {
         self.disk = disk
@@ -101,15 +110,19 @@ actor QEMUAgentGuest: AgentGuest {
 
     /// Starts its QEMU booting under `bootEpoch`, or paused and waiting for a migration's stream.
     private func launch(bootEpoch: Epoch, incoming: Bool) async throws -> QEMUGuest {
-        try Self.sizeDisk(disk)
+        // A raw disk under a kernel is made long enough for a journal; a disk to boot is left as it is.
+        if kernel != nil && spec.diskFormat == .raw { try Self.sizeDisk(disk) }
+        var arguments = ""
+        if kernel != nil {
+            arguments =
+                (["flotilla.vm=\(name)", "flotilla.id=\(vm.rawValue)", "flotilla.epoch=\(bootEpoch.rawValue)"]
+                + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " ")
+        }
         let machine = QEMUMachine(
             vcpus: spec.vcpus, memoryBytes: memory.maximum, kernel: kernel, initrd: initrd,
-            kernelArguments: ([
-                "flotilla.vm=\(name)", "flotilla.id=\(vm.rawValue)", "flotilla.epoch=\(bootEpoch.rawValue)",
-            ]
-                + (spec.kernelArguments.isEmpty ? [] : [spec.kernelArguments])).joined(separator: " "),
-            disks: [QEMUDisk(path: disk, format: .raw)])
-        let facts = await host.accelerator(kernel: kernel, scratch: directory)
+            kernelArguments: arguments, disks: [QEMUDisk(path: disk, format: spec.diskFormat == .raw ? .raw : .qcow2)],
+            devices: spec.devices.compactMap(QEMUExtraDevice.init(rawValue:)))
+        let facts = await host.accelerator(probe: kernel, scratch: directory)
         let guest = QEMUGuest(
             name: name, machine: machine, directory: directory, executable: QEMUHostSettings.executable,
             group: MultiThreadedEventLoopGroup.singleton)

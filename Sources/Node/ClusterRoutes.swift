@@ -439,12 +439,12 @@ extension VMSpec {
             startup: body.startup, minimum: body.minimum ?? body.startup, maximum: body.maximum ?? body.startup,
             bufferPercent: body.buffer ?? MemorySettings.defaultBufferPercent,
             priority: body.priority ?? MemorySettings.defaultPriority)
+        let disk = DiskFile(
+            volume: VolumeID(body.volume), file: body.diskFile ?? ClientAPI.defaultDiskFile(for: body.name))
         self.init(
             name: body.name, memory: memory, restartPriority: restart, preferredOwners: preferred,
-            antiAffinityClass: body.antiAffinityClass,
-            disk: DiskFile(
-                volume: VolumeID(body.volume), file: body.diskFile ?? ClientAPI.defaultDiskFile(for: body.name)),
-            workload: workload, autoConverge: body.autoConverge ?? false,
-            driver: try body.driver?.driver() ?? .simulated)
+            antiAffinityClass: body.antiAffinityClass, disk: disk, workload: workload,
+            autoConverge: body.autoConverge ?? false, driver: try body.driver?.driver(diskFile: disk.file) ?? .simulated
+        )
     }
 }

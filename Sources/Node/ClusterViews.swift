@@ -64,13 +64,15 @@ extension GuestDriverView {
             self.init(kind: "simulated")
         case .qemu(let spec):
             self.init(
-                kind: "qemu", vcpus: spec.vcpus, kernel: spec.kernel.description, initrd: spec.initrd?.description,
-                append: spec.kernelArguments)
+                kind: "qemu", vcpus: spec.vcpus, kernel: spec.kernel?.description, initrd: spec.initrd?.description,
+                append: spec.kernel == nil ? nil : spec.kernelArguments, diskFormat: spec.diskFormat.rawValue,
+                devices: spec.devices.isEmpty ? nil : spec.devices)
         }
     }
 
-    /// The driver this view asks for; a 400 says what is wrong with it.
-    func driver() throws(HTTPError) -> GuestDriver {
+    /// The driver this view asks for, for a VM whose disk file is `diskFile`; a 400 says what is
+    /// wrong with it.
+    func driver(diskFile: String) throws(HTTPError) -> GuestDriver {
         func file(_ text: String?, _ what: String) throws(HTTPError) -> DiskFile? {
             guard let text else { return nil }
             let parts = text.split(separator: ":", maxSplits: 1)
@@ -85,23 +87,29 @@ extension GuestDriverView {
         }
         switch kind {
         case "simulated":
-            guard vcpus == nil, kernel == nil, initrd == nil, append == nil else {
+            guard vcpus == nil, kernel == nil, initrd == nil, append == nil, diskFormat == nil, devices == nil else {
                 throw HTTPError(
                     status: 400, error: "bad_request_body",
-                    detail: "a simulated guest takes no vcpus, kernel, initrd or append; set driver.kind to qemu")
+                    detail:
+                        "a simulated guest takes no vcpus, kernel, initrd, append, diskFormat or devices; set driver.kind to qemu"
+                )
             }
             return .simulated
         case "qemu":
-            guard let kernel = try file(kernel, "kernel") else {
-                throw HTTPError(
-                    status: 400, error: "bad_request_body",
-                    detail: "a QEMU guest needs driver.kernel (VOLUME:PATH); booting from a disk image is not built yet"
-                )
+            var format = QEMUDiskFormat.named(diskFile)
+            if let diskFormat {
+                guard let given = QEMUDiskFormat(rawValue: diskFormat) else {
+                    throw HTTPError(
+                        status: 400, error: "bad_request_body",
+                        detail: "driver.diskFormat is raw or qcow2, got \(diskFormat)"
+                    )
+                }
+                format = given
             }
             return .qemu(
                 QEMUGuestSpec(
-                    vcpus: vcpus ?? 1, kernel: kernel, initrd: try file(initrd, "initrd"), kernelArguments: append ?? ""
-                ))
+                    vcpus: vcpus ?? 1, kernel: try file(kernel, "kernel"), initrd: try file(initrd, "initrd"),
+                    kernelArguments: append ?? "", diskFormat: format, devices: devices ?? []))
         default:
             throw HTTPError(
                 status: 400, error: "bad_request_body", detail: "driver.kind is simulated or qemu, got \(kind)")

@@ -79,8 +79,9 @@ public actor NodeAgent {
     private struct Want {
         let vm: VMRecord
         let diskPath: String
-        /// For a QEMU guest: the absolute paths of what it boots, on the shared volumes.
-        var boot: (kernel: String, initrd: String?)? = nil
+        /// For a QEMU guest: the absolute paths of what it boots, on the shared volumes (no kernel:
+        /// it boots its disk).
+        var boot: (kernel: String?, initrd: String?)? = nil
     }
 
     /// A guest this agent started (or is starting), with what it was started for.
@@ -385,13 +386,13 @@ public actor NodeAgent {
 
     /// The absolute paths of what a QEMU guest boots, on the shared volumes; nil when a volume is
     /// not in the state.
-    private func bootFiles(_ spec: QEMUGuestSpec, in state: ClusterState) -> (kernel: String, initrd: String?)? {
+    private func bootFiles(_ spec: QEMUGuestSpec, in state: ClusterState) -> (kernel: String?, initrd: String?)? {
         let root = Self.absolute(configuration.sharedRoot)
         func path(_ file: DiskFile) -> String? {
             state.volumes[file.volume].map { root + "/" + $0.path + "/" + file.file }
         }
-        guard let kernel = path(spec.kernel), spec.initrd.map(path) != .some(nil) else { return nil }
-        return (kernel, spec.initrd.flatMap(path))
+        guard spec.kernel.map(path) != .some(nil), spec.initrd.map(path) != .some(nil) else { return nil }
+        return (spec.kernel.flatMap(path), spec.initrd.flatMap(path))
     }
 
     /// Where a QEMU guest's files go: `<data dir>/qemu/NAME`, or under /tmp when that path is too

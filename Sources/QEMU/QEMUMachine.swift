@@ -25,6 +25,24 @@ public struct QEMUDisk: Sendable, Hashable, Codable {
     }
 }
 
+/// A device a guest may have besides its balloon and disks: the allow-list. Each is a fixed set of
+/// QEMU arguments that reads nothing of the host beyond what is named here.
+public enum QEMUExtraDevice: String, Sendable, Hashable, Codable, CaseIterable {
+    /// A virtio entropy source fed from the host's /dev/urandom.
+    case virtioRNG = "virtio-rng"
+    /// An i6300esb watchdog: a guest that arms it and stops feeding it is reset by QEMU.
+    case watchdog
+
+    var arguments: [String] {
+        switch self {
+        case .virtioRNG:
+            ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]
+        case .watchdog:
+            ["-device", "i6300esb,id=watchdog0", "-action", "watchdog=reset"]
+        }
+    }
+}
+
 /// A guest as QEMU runs it: processors, memory, what it boots, its disks.
 public struct QEMUMachine: Sendable, Hashable, Codable {
     /// The smallest memory a guest is given: below it the Linux kernel does not boot.
@@ -42,11 +60,14 @@ public struct QEMUMachine: Sendable, Hashable, Codable {
     public var initrd: String?
     public var kernelArguments: String
     public var disks: [QEMUDisk]
+    /// Devices from the allow-list, each at most once.
+    public var devices: [QEMUExtraDevice]
 
     public init(
         vcpus: Int = 1, memoryBytes: UInt64, kernel: String? = nil, initrd: String? = nil,
-        kernelArguments: String = "", disks: [QEMUDisk] = []
+        kernelArguments: String = "", disks: [QEMUDisk] = [], devices: [QEMUExtraDevice] = []
     ) {
+        self.devices = devices
         self.vcpus = vcpus
         self.memoryBytes = memoryBytes
         self.kernel = kernel
@@ -67,6 +88,7 @@ public struct QEMUMachine: Sendable, Hashable, Codable {
         } else if memoryBytes < Self.minimumMemory || memoryBytes > Self.maximumMemory {
             problems.append("memory must be 32 MiB to 1 TiB, not \(memoryBytes / mib) MiB")
         }
+        if Set(devices).count != devices.count { problems.append("a device is named twice") }
         if kernel == nil && disks.isEmpty {
             problems.append("nothing to boot: give a kernel (and initrd) or a disk image")
         }
@@ -163,13 +185,20 @@ extension QEMUMachine {
             // user's image could otherwise make QEMU open any file on the host, or a network source.
             let readOnly = disk.readOnly ? ",read-only=on" : ""
             var format = "driver=\(disk.format.rawValue),file=file\(index),node-name=disk\(index)\(readOnly)"
-            if disk.format == .qcow2 { format += ",backing=null" }
+            if disk.format == .qcow2 {
+                // JSON: only there is `backing` null (no backing file); `backing=null` in the
+                // key=value form names a node called "null". The names in it are this code's own.
+                format =
+                    #"{"driver":"qcow2","file":"file\#(index)","node-name":"disk\#(index)","backing":null"#
+                    + (disk.readOnly ? #","read-only":true}"# : "}")
+            }
             arguments += [
                 "-blockdev", "driver=file,filename=\(Self.escaped(disk.path)),node-name=file\(index)\(readOnly)",
                 "-blockdev", format, "-device", "virtio-blk-pci,drive=disk\(index)",
             ]
             if kernel == nil && index == 0 { arguments[arguments.count - 1] += ",bootindex=0" }
         }
+        for device in devices { arguments += device.arguments }
         if launch.startPaused { arguments.append("-S") }
         if launch.incomingMigration { arguments += ["-incoming", "defer"] }
         return arguments

@@ -108,8 +108,12 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "Most memory (default: --startup), e.g. 4G.") var max: String?
         @Option(help: "Memory kept above demand, percent (5–2000, default 20).") var buffer: Int?
         @Option(help: "Weight when memory is short (0–100, default 50).") var priority: Int?
-        @Option(help: "The volume holding its disk, e.g. csv1.") var volume: String
-        @Option(help: "The disk file on the volume (default: the lower-cased name + .vhdx).") var disk: String?
+        @Option(help: "The volume holding its disk, e.g. csv1 (or give --disk as VOLUME:FILE).") var volume: String?
+        @Option(
+            help:
+                "Its disk file: FILE on --volume, or VOLUME:FILE, e.g. csv1:web.qcow2 (default: the lower-cased name + .vhdx); a qemu guest without --kernel boots it."
+        )
+        var disk: String?
         @Option(help: "Failover order: high, medium (default), low or none.") var restartPriority: String?
         @Option(help: "Nodes to try first, in order, e.g. n1,n2.") var preferred: String?
         @Option(help: "VMs of one class are kept on different nodes when possible.") var antiAffinity: String?
@@ -120,12 +124,34 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "qemu: its initial RAM disk, e.g. csv1:boot/initramfs.cpio.gz.") var initrd: String?
         @Option(help: "qemu: kernel arguments.") var append: String?
         @Option(help: "qemu: virtual processors (default 1).") var vcpus: Int?
+        @Option(help: "qemu: how its disk is read, raw or qcow2 (default: qcow2 for a .qcow2 file, else raw).")
+        var diskFormat: String?
+        @Option(help: "qemu: a device besides its balloon and disk: virtio-rng or watchdog (repeatable).")
+        var device: [String] = []
 
         func run() async throws {
             var guestDriver: GuestDriverView?
-            if driver != nil || kernel != nil || initrd != nil || append != nil || vcpus != nil {
+            if driver != nil || kernel != nil || initrd != nil || append != nil || vcpus != nil || diskFormat != nil
+                || !device.isEmpty
+            {
                 guestDriver = GuestDriverView(
-                    kind: driver ?? "qemu", vcpus: vcpus, kernel: kernel, initrd: initrd, append: append)
+                    kind: driver ?? "qemu", vcpus: vcpus, kernel: kernel, initrd: initrd, append: append,
+                    diskFormat: diskFormat, devices: device.isEmpty ? nil : device)
+            }
+            // --disk VOLUME:FILE names the volume too; --volume must then agree or be left out.
+            var volume = self.volume
+            var diskFile = disk
+            if let disk, let colon = disk.firstIndex(of: ":") {
+                let named = String(disk[..<colon])
+                guard volume == nil || volume == named else {
+                    throw ValidationError(
+                        "--disk \(disk) is on volume \(named), but --volume says \(volume!); give one")
+                }
+                volume = named
+                diskFile = String(disk[disk.index(after: colon)...])
+            }
+            guard let volume else {
+                throw ValidationError("give the volume of its disk: --volume csv1, or --disk csv1:FILE")
             }
             let creation = VMCreation(
                 name: name, startup: try bytes(startup, option: "--startup"),
@@ -133,7 +159,7 @@ struct VMCommand: AsyncParsableCommand {
                 maximum: try max.map { try bytes($0, option: "--max") }, buffer: buffer, priority: priority,
                 restartPriority: restartPriority,
                 preferredOwners: preferred.map { $0.split(separator: ",").map(String.init) },
-                antiAffinityClass: antiAffinity, volume: volume, diskFile: disk, autoConverge: autoConverge,
+                antiAffinityClass: antiAffinity, volume: volume, diskFile: diskFile, autoConverge: autoConverge,
                 driver: guestDriver)
             let vm = try await withAPI(options) { try await $0.createVM(creation) }
             print("created \(vm.name) (\(vm.id)), stopped; start it with: flotilla vm start \(vm.name)")

@@ -378,6 +378,44 @@ import Testing
         cluster.rejected(.createVM(spec("f", qemu: bad)), .notFound, "csv9")
     }
 
+    @Test func aQEMUVMWithoutAKernelBootsItsDiskWhoseFormatSurvivesTheLogAndTheSnapshot() throws {
+        var cluster = TestCluster.threeNodes()
+        let image = QEMUGuestSpec(vcpus: 1, diskFormat: .qcow2, devices: ["virtio-rng", "watchdog"])
+        guard case .vm(let outcome) = cluster.applied(.createVM(spec("img", qemu: image))) else { return }
+        #expect(cluster.vm(outcome.id)?.driver == .qemu(image))
+        #expect(try ClusterState(snapshot: cluster.state.snapshot) == cluster.state)
+        let entry = CommandEnvelope(proposedAt: 3, command: .createVM(spec("img", qemu: image)))
+        #expect(try CommandEnvelope(decoding: entry.encoded) == entry)
+        cluster.rejected(
+            .createVM(spec("a", qemu: QEMUGuestSpec(initrd: DiskFile(volume: "csv1", file: "initrd")))), .invalid,
+            "go with a kernel")
+        cluster.rejected(
+            .createVM(spec("b", qemu: QEMUGuestSpec(kernelArguments: "quiet"))), .invalid, "go with a kernel")
+        cluster.rejected(
+            .createVM(spec("c", qemu: QEMUGuestSpec(devices: ["virtio-net"]))), .invalid,
+            "device virtio-net is not one a guest may have (virtio-rng, watchdog)")
+        cluster.rejected(
+            .createVM(spec("d", qemu: QEMUGuestSpec(devices: ["watchdog", "watchdog"]))), .invalid, "named twice")
+    }
+
+    /// Before entry version 9 a QEMU driver always had a kernel and a raw disk (layout 1).
+    @Test func aVersionEightEntryWithAQEMUDriverReadsAsAKernelGuestOnARawDisk() throws {
+        let today = CommandEnvelope(proposedAt: 3, command: .createVM(spec("web", qemu: boot)))
+        let entry = today.encoded
+        // Today: layout 2, vcpus (2), 1 (it has a kernel), the kernel, …, the arguments, 0 (raw)
+        // last of all. Layout 1 has neither the kernel's flag nor the format.
+        var kernel = ByteWriter()
+        kernel.write(Array("csv1".utf8))
+        kernel.write(Array("boot/vmlinuz".utf8))
+        let start = try #require(entry.indices.first { entry[$0...].starts(with: [2, 2, 1] + kernel.bytes) })
+        #expect(Array(entry.suffix(2)) == [0, 0], "raw, no devices")
+        var old = Array(entry.dropLast(2))
+        old.remove(at: start + 2)
+        old[start] = 1
+        old[0] = 8
+        #expect(try CommandEnvelope(decoding: old) == today)
+    }
+
     @Test func aQEMUVMLiveMigratesThroughTheSamePhasesAndTheSwitchoverGivesItTheNextEpoch() throws {
         var cluster = TestCluster.threeNodes()
         guard case .vm(let outcome) = cluster.applied(.createVM(spec("web", qemu: boot))) else { return }

@@ -35,6 +35,15 @@ import Testing
                     QEMUGuestSpec(
                         vcpus: 2, kernel: DiskFile(volume: "csv1", file: "boot/vmlinuz"),
                         initrd: DiskFile(volume: "csv2", file: "initrd"), kernelArguments: "quiet")))
+        // Without a kernel it boots its disk, read as its name says unless diskFormat says otherwise.
+        var image = VMCreation(name: "img", startup: 256 << 20, volume: "csv1", diskFile: "img/web.qcow2")
+        image.driver = GuestDriverView(kind: "qemu")
+        #expect(try VMSpec(creation: image).driver == .qemu(QEMUGuestSpec(diskFormat: .qcow2)))
+        image.driver = GuestDriverView(kind: "qemu", diskFormat: "raw")
+        #expect(try VMSpec(creation: image).driver == .qemu(QEMUGuestSpec(diskFormat: .raw)))
+        image.diskFile = nil
+        image.driver = GuestDriverView(kind: "qemu", devices: ["virtio-rng"])
+        #expect(try VMSpec(creation: image).driver == .qemu(QEMUGuestSpec(diskFormat: .raw, devices: ["virtio-rng"])))
         // The JSON the API takes reads back the same.
         let json =
             #"{"name": "web", "startup": "256M", "volume": "csv1", "driver": {"kind": "qemu", "kernel": "csv1:k"}}"#
@@ -46,8 +55,10 @@ import Testing
         #expect(problem(GuestDriverView(kind: "xen")) == "driver.kind is simulated or qemu, got xen")
         #expect(
             problem(GuestDriverView(kind: "simulated", kernel: "csv1:k"))
-                == "a simulated guest takes no vcpus, kernel, initrd or append; set driver.kind to qemu")
-        #expect(problem(GuestDriverView(kind: "qemu"))?.hasPrefix("a QEMU guest needs driver.kernel") == true)
+                == "a simulated guest takes no vcpus, kernel, initrd, append, diskFormat or devices; set driver.kind to qemu"
+        )
+        #expect(
+            problem(GuestDriverView(kind: "qemu", diskFormat: "vmdk")) == "driver.diskFormat is raw or qcow2, got vmdk")
         #expect(
             problem(GuestDriverView(kind: "qemu", kernel: "vmlinuz"))?.hasPrefix("driver.kernel is VOLUME:PATH") == true
         )

@@ -356,4 +356,43 @@ struct QEMUClusterTests {
         await client.close()
         await cluster.close()
     }
+
+    @Test func aVMThatBootsItsQcow2DiskFromTheVolumeRunsAndFailsOverWithIt() async throws {
+        let (cluster, client, leader) = try await Self.clusterWithBootFiles()
+        let owner = leader % 3 + 1
+        // Its disk: a qcow2 image on csv1 whose boot sector greets on the console; no kernel.
+        let images = cluster.sharedRoot + "/volumes/csv1/img"
+        try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+        try TestGuest.bootableImage(at: images + "/web.qcow2", qcow2: true)
+        let created = try await client.createVM(
+            VMCreation(
+                name: "img", startup: 64 << 20, volume: "csv1", diskFile: "img/web.qcow2",
+                driver: GuestDriverView(kind: "qemu")))
+        #expect(created.driver == GuestDriverView(kind: "qemu", vcpus: 1, diskFormat: "qcow2"))
+        _ = try await client.startVM("img", on: "n\(owner)")
+        var first: (pid: Int32, commandLine: String)?
+        try await eventually("img boots its disk on n\(owner)", within: .seconds(60), poll: .milliseconds(200)) {
+            first = Self.qemuProcesses(of: "img").first
+            return first.map { Self.console(of: $0.commandLine).contains(TestGuest.bootSectorGreeting) } ?? false
+        }
+        let booted = try #require(first)
+        #expect(!booted.commandLine.contains("-kernel"))
+        #expect(booted.commandLine.contains(#""driver":"qcow2""#) && booted.commandLine.contains("img/web.qcow2"))
+
+        cluster.kill9(owner)
+        try await eventually("img's QEMU dies with its node") { TestGuest.isGone(booted.pid) }
+        try await cluster.await("img runs on a survivor", within: .seconds(30)) {
+            let vm = try? await client.vm("img")
+            return vm?.state == "running" && vm?.owner != nil && vm?.owner != "n\(owner)"
+        }
+        try await eventually("img boots its disk again, by one QEMU", within: .seconds(60), poll: .milliseconds(200)) {
+            let all = Self.qemuProcesses(of: "img")
+            guard all.count == 1, let again = all.first else { return false }
+            return Self.console(of: again.commandLine).contains(TestGuest.bootSectorGreeting)
+        }
+        _ = try await client.stopVM("img")
+        try await eventually("img's QEMU ends when the VM stops") { Self.qemuProcesses(of: "img").isEmpty }
+        await client.close()
+        await cluster.close()
+    }
 }

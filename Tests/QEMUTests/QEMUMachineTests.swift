@@ -27,7 +27,7 @@ import Testing
             disks: [
                 QEMUDisk(path: "/csv/csv1/web.qcow2", format: .qcow2),
                 QEMUDisk(path: "/csv/iso", format: .raw, readOnly: true),
-            ])
+            ], devices: [.virtioRNG, .watchdog])
         let arguments = machine.arguments(files: files, launch: QEMULaunch(name: "web", accelerator: .kvm))
         #expect(arguments.contains("-cpu") && arguments[arguments.firstIndex(of: "-cpu")! + 1] == "host")
         #expect(!arguments.contains("-kernel"))
@@ -35,7 +35,7 @@ import Testing
         #expect(
             blockdevs == [
                 "driver=file,filename=/csv/csv1/web.qcow2,node-name=file0",
-                "driver=qcow2,file=file0,node-name=disk0,backing=null",
+                #"{"driver":"qcow2","file":"file0","node-name":"disk0","backing":null}"#,
                 "driver=file,filename=/csv/iso,node-name=file1,read-only=on",
                 "driver=raw,file=file1,node-name=disk1,read-only=on",
             ])
@@ -43,7 +43,13 @@ import Testing
         #expect(
             devices == [
                 "virtio-balloon-pci,id=balloon0", "virtio-blk-pci,drive=disk0,bootindex=0",
-                "virtio-blk-pci,drive=disk1",
+                "virtio-blk-pci,drive=disk1", "virtio-rng-pci,rng=rng0", "i6300esb,id=watchdog0",
+            ])
+        #expect(arguments.contains("rng-random,id=rng0,filename=/dev/urandom"))
+        #expect(arguments.contains("watchdog=reset"))
+        #expect(
+            QEMUMachine(memoryBytes: 1 << 30, kernel: "/k", devices: [.watchdog, .watchdog]).problems == [
+                "a device is named twice"
             ])
     }
 

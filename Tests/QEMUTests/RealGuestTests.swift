@@ -122,6 +122,54 @@ struct RealGuestTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Without a kernel the firmware boots the first disk: a raw image and the same as qcow2 each
+    /// run their boot sector, whose greeting comes out on the console (with the allow-list's
+    /// devices, which QEMU must accept as this code writes them).
+    @Test func aRawAndAQcow2DiskImageBootWithoutAKernel() async throws {
+        let directory = try TestGuest.scratch()
+        for format in [QEMUDisk.Format.raw, .qcow2] {
+            let image = directory + "/boot.\(format.rawValue)"
+            try TestGuest.bootableImage(at: image, qcow2: format == .qcow2)
+            let guest = reaper.track(
+                QEMUGuest(
+                    name: "image",
+                    machine: QEMUMachine(
+                        memoryBytes: 64 << 20, disks: [QEMUDisk(path: image, format: format)],
+                        devices: QEMUExtraDevice.allCases),
+                    directory: directory + "/" + format.rawValue, executable: TestGuest.qemu, group: group))
+            try await guest.start(accelerator: .tcg)
+            try await eventually(
+                "the \(format) image's boot sector runs", within: .seconds(30), poll: .milliseconds(100)
+            ) {
+                guest.console().contains(TestGuest.bootSectorGreeting)
+            }
+            await guest.stop()
+        }
+        // A qcow2 image that names a backing file (here the bootable raw image): the backing file
+        // is never opened (a user's image must not make QEMU open files on the host).
+        let overlay = directory + "/overlay.qcow2"
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: TestGuest.qemuImg)
+        create.arguments = ["create", "-q", "-f", "qcow2", "-b", directory + "/boot.raw", "-F", "raw", overlay]
+        try create.run()
+        create.waitUntilExit()
+        #expect(create.terminationStatus == 0)
+        let guest = reaper.track(
+            QEMUGuest(
+                name: "overlay",
+                machine: QEMUMachine(memoryBytes: 64 << 20, disks: [QEMUDisk(path: overlay, format: .qcow2)]),
+                directory: directory + "/overlay", executable: TestGuest.qemu, group: group))
+        try await guest.start(accelerator: .tcg)
+        let pid = try #require(await guest.pid)
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+        }
+        #expect(open.contains(overlay))
+        #expect(!open.contains(directory + "/boot.raw"), "QEMU opened the backing file: \(open)")
+        await guest.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     @Test func aKilledGuestIsGoneAndAGuestThatCannotStartSaysWhyInQEMUsWords() async throws {
         let directory = try TestGuest.scratch()
         let guest = reaper.track(
