@@ -2,7 +2,8 @@
 # Test hosts for process tests: one network namespace per host on a private bridge, so each node
 # process has its own address, can be killed, cut off and healed like a machine on a network.
 #
-#   testhosts.sh up PREFIX COUNT      hosts PREFIX-1..COUNT at 10.213.X.1..COUNT (X from PREFIX)
+#   testhosts.sh up PREFIX COUNT      hosts PREFIX-1..COUNT at 10.213.X.1..COUNT (X from PREFIX, or
+#                                     the next subnet no route uses)
 #   testhosts.sh down PREFIX          removes them (safe to call twice)
 #   testhosts.sh cut PREFIX I         disconnects host I (its veth goes down)
 #   testhosts.sh heal PREFIX I        reconnects host I
@@ -22,9 +23,24 @@ command=$1
 prefix=$2
 [[ $prefix =~ ^[a-z][a-z0-9]{1,7}$ ]] || { echo "testhosts: PREFIX must be 2-8 lowercase letters/digits, starting with a letter" >&2; exit 2; }
 
-# A third octet derived from the prefix, so parallel test runs with different prefixes do not share a subnet.
-octet=$(( $(printf '%s' "$prefix" | cksum | cut -d' ' -f1) % 200 + 20 ))
 bridge="${prefix}br"
+# The third octet: `up` starts from one derived from the prefix and takes the next whose subnet no
+# route uses yet (hosts left behind by a run that was killed keep their route; a second bridge on
+# the same subnet would take this run's traffic). Every other command reads it from the bridge.
+if [ "$command" = up ]; then
+  octet=$(( $(printf '%s' "$prefix" | cksum | cut -d' ' -f1) % 200 + 20 ))
+  for _ in $(seq 1 200); do
+    [ -n "$(ip route show "10.213.${octet}.0/24")" ] || break
+    octet=$(( (octet - 20 + 1) % 200 + 20 ))
+  done
+  [ -z "$(ip route show "10.213.${octet}.0/24")" ] || { echo "testhosts: every subnet 10.213.20-219.0/24 is in use" >&2; exit 1; }
+else
+  octet=$( (ip -4 -o addr show dev "$bridge" 2>/dev/null || true) | sed -n 's|.* 10\.213\.\([0-9]*\)\.254/24.*|\1|p')
+  if [ -z "$octet" ] && [ "$command" != down ]; then
+    echo "testhosts: no hosts with prefix $prefix (no bridge $bridge); run testhosts.sh up first" >&2
+    exit 1
+  fi
+fi
 address() { echo "10.213.${octet}.$1"; }
 namespace() { echo "${prefix}-$1"; }
 hostveth() { echo "${prefix}v$1"; }

@@ -9,7 +9,7 @@ struct FlotillaBench: AsyncParsableCommand {
         subcommands: [
             HTTP2ServerBenchmark.self, RaftSimulationBenchmark.self, FailoverBenchmark.self, BalancerBenchmark.self,
             MemoryStepBenchmark.self, MigrationBenchmark.self, TCPCopyBenchmark.self, DrainBenchmark.self,
-            QEMUMigrationBenchmark.self,
+            QEMUMigrationBenchmark.self, RealMigrationBenchmark.self,
         ]
     )
 }

@@ -313,7 +313,7 @@ private final class Build: @unchecked Sendable {
 
 /// Polls `condition` every 20 ms until it holds; a condition that throws (a failed request) or
 /// never holds within `limit` fails the run.
-private func poll(_ what: String, within limit: Duration, _ condition: () async throws -> Bool) async throws {
+func poll(_ what: String, within limit: Duration, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
     while try await !condition() {
         guard ContinuousClock.now < deadline else { throw BenchError(description: "\(what): not within \(limit)") }
@@ -375,7 +375,7 @@ private final class PlainCopies: @unchecked Sendable {
     }
 }
 
-private func median(_ values: [Double]) -> Double { percentile(values.sorted(), 0.5) }
+func median(_ values: [Double]) -> Double { percentile(values.sorted(), 0.5) }
 
 /// The nearest-rank percentile of sorted values (p99 of fewer than 100 is the largest).
 private func percentile(_ sorted: [Double], _ fraction: Double) -> Double {

@@ -125,6 +125,7 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                     }
                 for (index, route) in order.enumerated() {
                     turn += 1
+                    let uptimeBefore = Self.lastUptime(current.console()) ?? 0
                     let target = QEMUGuest(
                         name: "bench", machine: machine, directory: root + "/g\(turn)", executable: qemu, group: group)
                     try await target.start(accelerator: accelerator, paused: true, incomingMigration: true)
@@ -166,6 +167,17 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                         samples[route, default: []].append(
                             Sample(total: result.totalTime, paused: paused, qemuDowntime: downtime, bytes: bytes))
                     }
+                    // The guest must run on, not only have moved: its uptime goes on past what it
+                    // was before the move (a guest whose memory arrived damaged panics or hangs).
+                    do {
+                        try await waitFor("the guest counts on after a \(route) migration", limit: .seconds(20)) {
+                            (Self.lastUptime(target.console()) ?? 0) > uptimeBefore
+                        }
+                    } catch {
+                        throw ValidationError(
+                            "migration \(index + 1) (\(route)) left the guest not running; its console: "
+                                + target.console(lastBytes: 1500))
+                    }
                     await current.stop(grace: .seconds(2))
                     try? FileManager.default.removeItem(atPath: current.directory)
                     current = target
@@ -204,6 +216,11 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
     }
 
     func ms(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
+
+    /// The last uptime the test guest printed on `console`.
+    static func lastUptime(_ console: String) -> Int? {
+        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
+    }
 
     func waitFor(_ what: String, limit: Duration, _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + limit

@@ -44,8 +44,17 @@ struct MigrationSource {
 
     func run() async {
         let startedAt = WallClock.microseconds()
-        guard let taken = await agent.migrating(vm) else {
-            await giveUp("\(vm) does not run on \(local) (its guest is not started)", stats: nil)
+        // A VM may be asked to move on while its guest is still starting here (a real guest that
+        // just arrived runs once QEMU has the whole stream): the source waits for it, a while.
+        var taken = await agent.migrating(vm)
+        let patience = ContinuousClock.now + Self.startPatience
+        while taken == nil, ContinuousClock.now < patience, await isActive(), !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            taken = await agent.migrating(vm)
+        }
+        guard let taken else {
+            await giveUp(
+                "\(vm) does not run on \(local) (its guest did not start within \(Self.startPatience))", stats: nil)
             return
         }
         let guest: Guest
@@ -260,6 +269,9 @@ struct MigrationSource {
         let mib = UInt64(Setting.wholeNumber(Setting.migrationBandwidthKey, in: settings))
         return mib == 0 ? 10 << 30 : mib << 20
     }
+
+    /// How long a source waits for its guest to run before it gives the migration up.
+    static let startPatience = Duration.seconds(30)
 
     /// For process tests only: a wait between the verified last copy (the guest paused, `paused`
     /// committed) and the switchover's proposal, so a test can kill the leader or cut this node off

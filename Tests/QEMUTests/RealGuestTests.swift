@@ -34,11 +34,12 @@ struct RealGuestTests {
         let named = Dictionary(list.compactMap { node in node["node-name"]?.string.map { ($0, node) } }) { a, _ in a }
         #expect(named["disk0"]?["drv"]?.string == "raw")
         #expect(named["file0"]?["file"]?.string == disk)
-        try await eventually("the guest's /init runs and fills 64 MiB", within: .seconds(90), poll: .milliseconds(200))
-        {
+        try await eventually(
+            "the guest's /init runs, fills 64 MiB and reports", within: .seconds(90), poll: .milliseconds(200)
+        ) {
             guest.console().contains("flotilla-guest: filled 64 MiB")
+                && guest.console().contains("vm=real1 epoch=4 uptime=")
         }
-        #expect(guest.console().contains("vm=real1 epoch=4 uptime="))
 
         // The guest's own figures, through its balloon driver: 64 MiB filled is in use.
         var stats = try await guest.memoryStatistics()
