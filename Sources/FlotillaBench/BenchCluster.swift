@@ -39,6 +39,35 @@ final class BenchCluster: @unchecked Sendable {
 
     func client(_ node: Int) -> APIClient { clients[node]! }
 
+    /// Runs `body` with a started 3-node cluster of `flotilla` in `root` with volume csv1 (and its
+    /// leader); then stops the nodes and removes `root`, unless `body` threw: then the logs are kept
+    /// and `bench` says where.
+    static func withCluster(
+        flotilla: String, root: String, bench: String, _ body: (BenchCluster, _ leader: Int) async throws -> Void
+    ) async throws {
+        let cluster = try BenchCluster(
+            flotilla: flotilla, size: 3, directory: root, settings: [:], requestTimeout: .seconds(10))
+        do {
+            try await body(cluster, try await cluster.startWithVolume())
+        } catch {
+            cluster.stopAll()
+            FileHandle.standardError.write(Data("\(bench) bench: logs kept in \(root)\n".utf8))
+            throw error
+        }
+        cluster.stopAll()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Starts every node, waits for a leader and for every node to register, and creates volume
+    /// csv1 coordinated by the leader; returns the leader.
+    func startWithVolume() async throws -> Int {
+        try startAll()
+        let leader = try await awaitLeader()
+        try await self.await("all \(size) nodes registered") { (try? await client(leader).nodes())?.count == size }
+        _ = try await client(leader).createVolume("csv1", coordinator: "n\(leader)")
+        return leader
+    }
+
     func start(_ node: Int) throws {
         let log = directory + "/n\(node).log"
         if !FileManager.default.fileExists(atPath: log) {

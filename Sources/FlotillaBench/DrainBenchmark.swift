@@ -36,78 +36,64 @@ struct DrainBenchmark: AsyncParsableCommand {
     func run() async throws {
         let bytes = ByteCount(parsing: size)!.bytes
         let root = directory ?? NSTemporaryDirectory() + "flotilla-bench-drain-\(UUID().uuidString.prefix(8))"
-        let cluster = try BenchCluster(
-            flotilla: flotilla, size: 3, directory: root, settings: [:], requestTimeout: .seconds(10))
-        var succeeded = false
-        defer {
-            cluster.stopAll()
-            if succeeded {
-                try? FileManager.default.removeItem(atPath: root)
-            } else {
-                FileHandle.standardError.write(Data("drain bench: logs kept in \(root)\n".utf8))
-            }
-        }
-        try cluster.startAll()
-        let leader = try await cluster.awaitLeader()
-        let api = cluster.client(leader)
-        try await cluster.await("all 3 nodes registered") { (try? await api.nodes())?.count == 3 }
-        _ = try await api.createVolume("csv1", coordinator: "n\(leader)")
-        let drained = (1...3).first { $0 != leader }!
-        let names = (1...vms).map { "Guest\($0)" }
-        for name in names {
-            _ = try await api.createVM(
-                VMCreation(
-                    name: name, startup: bytes, minimum: bytes, maximum: bytes, volume: "csv1",
-                    workload: WorkloadView(demand: bytes, dirtyPagesPerSecond: dirtyRate)))
-            _ = try await api.startVM(name, on: "n\(drained)")
-        }
-        var times: [Double] = []
-        var downtimes: [Double] = []
-        var seen: Set<String> = []
-        for run in 1...runs {
-            try await awaitHolding(names, on: drained, pages: GuestMemory.pages(in: bytes), cluster)
-            for migration in try await api.migrations() { seen.insert(migration.id) }
-            let started = ContinuousClock.now
-            _ = try await api.changeNode("n\(drained)", "drain")
-            try await cluster.await("run \(run): n\(drained) drained and paused", within: .seconds(600)) {
-                (try? await api.nodes())?.first { $0.id == "n\(drained)" }?.state == "paused"
-            }
-            times.append(
-                Double((ContinuousClock.now - started).components.attoseconds) / 1e18
-                    + Double((ContinuousClock.now - started).components.seconds))
-            let ended = try await api.migrations().filter { !seen.contains($0.id) }
-            guard ended.count == vms, ended.allSatisfy({ $0.phase == "completed" }) else {
-                throw BenchError(
-                    description: "run \(run): the drain's migrations: "
-                        + ended.map { "\($0.id) \($0.phase) \($0.reason ?? "")" }.joined(separator: "; "))
-            }
-            try await cluster.await("run \(run): every VM's final stats") {
-                guard let now = try? await api.migrations() else { return false }
-                return now.filter { !seen.contains($0.id) }.allSatisfy { $0.stats?.downtimeMicroseconds != nil }
-            }
-            for migration in try await api.migrations() where !seen.contains(migration.id) {
-                downtimes.append(Double(migration.stats!.downtimeMicroseconds!) / 1000)
-                seen.insert(migration.id)
-            }
-            // Back: resume it and migrate every VM home, for the next drain.
-            _ = try await api.changeNode("n\(drained)", "resume")
-            guard run < runs else { break }
+        try await BenchCluster.withCluster(flotilla: flotilla, root: root, bench: "drain") { cluster, leader in
+            let api = cluster.client(leader)
+            let drained = (1...3).first { $0 != leader }!
+            let names = (1...vms).map { "Guest\($0)" }
             for name in names {
-                let migration = try await api.migrateVM(name, to: "n\(drained)")
-                seen.insert(migration.id)
+                _ = try await api.createVM(
+                    VMCreation(
+                        name: name, startup: bytes, minimum: bytes, maximum: bytes, volume: "csv1",
+                        workload: WorkloadView(demand: bytes, dirtyPagesPerSecond: dirtyRate)))
+                _ = try await api.startVM(name, on: "n\(drained)")
             }
+            var times: [Double] = []
+            var downtimes: [Double] = []
+            var seen: Set<String> = []
+            for run in 1...runs {
+                try await awaitHolding(names, on: drained, pages: GuestMemory.pages(in: bytes), cluster)
+                for migration in try await api.migrations() { seen.insert(migration.id) }
+                let started = ContinuousClock.now
+                _ = try await api.changeNode("n\(drained)", "drain")
+                try await cluster.await("run \(run): n\(drained) drained and paused", within: .seconds(600)) {
+                    (try? await api.nodes())?.first { $0.id == "n\(drained)" }?.state == "paused"
+                }
+                times.append(
+                    Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+                        + Double((ContinuousClock.now - started).components.seconds))
+                let ended = try await api.migrations().filter { !seen.contains($0.id) }
+                guard ended.count == vms, ended.allSatisfy({ $0.phase == "completed" }) else {
+                    throw BenchError(
+                        description: "run \(run): the drain's migrations: "
+                            + ended.map { "\($0.id) \($0.phase) \($0.reason ?? "")" }.joined(separator: "; "))
+                }
+                try await cluster.await("run \(run): every VM's final stats") {
+                    guard let now = try? await api.migrations() else { return false }
+                    return now.filter { !seen.contains($0.id) }.allSatisfy { $0.stats?.downtimeMicroseconds != nil }
+                }
+                for migration in try await api.migrations() where !seen.contains(migration.id) {
+                    downtimes.append(Double(migration.stats!.downtimeMicroseconds!) / 1000)
+                    seen.insert(migration.id)
+                }
+                // Back: resume it and migrate every VM home, for the next drain.
+                _ = try await api.changeNode("n\(drained)", "resume")
+                guard run < runs else { break }
+                for name in names {
+                    let migration = try await api.migrateVM(name, to: "n\(drained)")
+                    seen.insert(migration.id)
+                }
+            }
+            let sorted = downtimes.sorted()
+            print(
+                "| VMs | memory each | dirty pages/s | drains | drain time p50 | drain time max | VM downtime p50 | VM downtime p99 |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+            print(
+                "| \(vms) | \(ByteCount(bytes)) | \(dirtyRate) | \(runs) | "
+                    + String(
+                        format: "%.2f s | %.2f s | %.1f ms | %.1f ms |", Self.percentile(times.sorted(), 0.5),
+                        times.max() ?? 0, Self.percentile(sorted, 0.5), Self.percentile(sorted, 0.99)))
         }
-        let sorted = downtimes.sorted()
-        print(
-            "| VMs | memory each | dirty pages/s | drains | drain time p50 | drain time max | VM downtime p50 | VM downtime p99 |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        print(
-            "| \(vms) | \(ByteCount(bytes)) | \(dirtyRate) | \(runs) | "
-                + String(
-                    format: "%.2f s | %.2f s | %.1f ms | %.1f ms |", Self.percentile(times.sorted(), 0.5),
-                    times.max() ?? 0, Self.percentile(sorted, 0.5), Self.percentile(sorted, 0.99)))
-        succeeded = true
     }
 
     private func awaitHolding(_ names: [String], on node: Int, pages: Int, _ cluster: BenchCluster) async throws {

@@ -75,93 +75,79 @@ struct RealMigrationBenchmark: AsyncParsableCommand {
 
     func run() async throws {
         let root = directory ?? "/tmp/fl-rbench-\(UUID().uuidString.prefix(6))"
-        let cluster = try BenchCluster(
-            flotilla: flotilla, size: 3, directory: root, settings: [:], requestTimeout: .seconds(10))
-        var succeeded = false
-        defer {
-            cluster.stopAll()
-            if succeeded {
-                try? FileManager.default.removeItem(atPath: root)
-            } else {
-                FileHandle.standardError.write(Data("real-migration bench: logs kept in \(root)\n".utf8))
-            }
-        }
-        try cluster.startAll()
-        let leader = try await cluster.awaitLeader()
-        let api = cluster.client(leader)
-        let ends = (1...3).filter { $0 != leader }
-        try await cluster.await("all 3 nodes registered") { (try? await api.nodes())?.count == 3 }
-        _ = try await api.createVolume("csv1", coordinator: "n\(leader)")
-        let boot = root + "/shared/volumes/csv1/boot"
-        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: kernel, toPath: boot + "/vmlinuz")
-        try FileManager.default.copyItem(atPath: initrd, toPath: boot + "/initramfs.cpio.gz")
+        try await BenchCluster.withCluster(flotilla: flotilla, root: root, bench: "real-migration") { cluster, leader in
+            let api = cluster.client(leader)
+            let ends = (1...3).filter { $0 != leader }
+            let boot = root + "/shared/volumes/csv1/boot"
+            try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: kernel, toPath: boot + "/vmlinuz")
+            try FileManager.default.copyItem(atPath: initrd, toPath: boot + "/initramfs.cpio.gz")
 
-        var lines: [String] = []
-        for size in try guestSizes() {
-            for rate in try dirtyRates() {
-                let filled = ((size / 100 * UInt64(fill)) >> 20) << 20
-                let names: [Driver: String] = [
-                    .qemu: "real-\(size >> 20)m-\(rate)", .simulated: "sim-\(size >> 20)m-\(rate)",
-                ]
-                _ = try await api.createVM(
-                    VMCreation(
-                        name: names[.qemu]!, startup: size, minimum: size, maximum: size, volume: "csv1",
-                        driver: GuestDriverView(
-                            kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz",
-                            append: "quiet flotilla.fill=\(filled >> 20) flotilla.dirty=\(rate)")))
-                _ = try await api.createVM(
-                    VMCreation(
-                        name: names[.simulated]!, startup: size, minimum: size, maximum: size, volume: "csv1",
-                        workload: WorkloadView(demand: filled, dirtyPagesPerSecond: UInt64(rate) * 256)))
-                for driver in Driver.allCases { _ = try await api.startVM(names[driver]!, on: "n\(ends[0])") }
-                // Ready: the real guest has written its fill (its console says so), the simulated one
-                // holds its pages.
-                let real = try await api.vm(names[.qemu]!)
-                let console = "\(root)/n\(ends[0])/qemu/n\(ends[0])-\(real.id)-e\(real.epoch)/console.log"
-                try await poll("both guests of \(ByteCount(size)) run with their data", within: .seconds(300)) {
-                    let simulated = try await api.vm(names[.simulated]!)
-                    return simulated.state == "running" && (simulated.memory.demand ?? 0) >= filled
-                        && Self.console(console).contains("flotilla-guest: filled")
-                }
-                var samples: [Driver: [Sample]] = [:]
-                var location = ends[0]
-                for turn in 0..<migrations {
-                    let target = location == ends[0] ? ends[1] : ends[0]
-                    let order = turn % 2 == 0 ? Driver.allCases : Driver.allCases.reversed()
-                    for driver in order {
-                        let (sample, migration) = try await migrate(names[driver]!, to: target, api: api)
-                        samples[driver, default: []].append(sample)
-                        guard driver == .qemu else { continue }
-                        // The real guest runs on at the target, not only moved: it reports its uptime
-                        // there (a guest whose memory arrived damaged panics or hangs).
-                        let vm = try await api.vm(names[.qemu]!)
-                        let arrived = "\(root)/n\(target)/qemu/n\(target)-\(vm.id)-\(migration)/console.log"
-                        try await poll(
-                            "\(names[.qemu]!) counts on at n\(target) after \(migration)", within: .seconds(20)
-                        ) {
-                            Self.console(arrived).contains("uptime=")
-                        }
+            var lines: [String] = []
+            for size in try guestSizes() {
+                for rate in try dirtyRates() {
+                    let filled = ((size / 100 * UInt64(fill)) >> 20) << 20
+                    let names: [Driver: String] = [
+                        .qemu: "real-\(size >> 20)m-\(rate)", .simulated: "sim-\(size >> 20)m-\(rate)",
+                    ]
+                    _ = try await api.createVM(
+                        VMCreation(
+                            name: names[.qemu]!, startup: size, minimum: size, maximum: size, volume: "csv1",
+                            driver: GuestDriverView(
+                                kind: "qemu", kernel: "csv1:boot/vmlinuz", initrd: "csv1:boot/initramfs.cpio.gz",
+                                append: "quiet flotilla.fill=\(filled >> 20) flotilla.dirty=\(rate)")))
+                    _ = try await api.createVM(
+                        VMCreation(
+                            name: names[.simulated]!, startup: size, minimum: size, maximum: size, volume: "csv1",
+                            workload: WorkloadView(demand: filled, dirtyPagesPerSecond: UInt64(rate) * 256)))
+                    for driver in Driver.allCases { _ = try await api.startVM(names[driver]!, on: "n\(ends[0])") }
+                    // Ready: the real guest has written its fill (its console says so), the simulated one
+                    // holds its pages.
+                    let real = try await api.vm(names[.qemu]!)
+                    let console = "\(root)/n\(ends[0])/qemu/n\(ends[0])-\(real.id)-e\(real.epoch)/console.log"
+                    try await poll("both guests of \(ByteCount(size)) run with their data", within: .seconds(300)) {
+                        let simulated = try await api.vm(names[.simulated]!)
+                        return simulated.state == "running" && (simulated.memory.demand ?? 0) >= filled
+                            && Self.console(console).contains("flotilla-guest: filled")
                     }
-                    location = target
-                }
-                for driver in Driver.allCases {
-                    _ = try await api.stopVM(names[driver]!)
-                    let list = samples[driver]!
-                    let downtimes = list.map(\.downtimeMilliseconds).sorted()
-                    lines.append(
-                        "| \(ByteCount(size)) | \(rate) MiB/s | \(driver.rawValue) | \(list.count) "
-                            + "| \(String(format: "%.1f ms", median(downtimes))) "
-                            + "| \(String(format: "%.1f ms", downtimes.last!)) "
-                            + "| \(String(format: "%.2f s", median(list.map(\.totalSeconds)))) "
-                            + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) |")
+                    var samples: [Driver: [Sample]] = [:]
+                    var location = ends[0]
+                    for turn in 0..<migrations {
+                        let target = location == ends[0] ? ends[1] : ends[0]
+                        let order = turn % 2 == 0 ? Driver.allCases : Driver.allCases.reversed()
+                        for driver in order {
+                            let (sample, migration) = try await migrate(names[driver]!, to: target, api: api)
+                            samples[driver, default: []].append(sample)
+                            guard driver == .qemu else { continue }
+                            // The real guest runs on at the target, not only moved: it reports its uptime
+                            // there (a guest whose memory arrived damaged panics or hangs).
+                            let vm = try await api.vm(names[.qemu]!)
+                            let arrived = "\(root)/n\(target)/qemu/n\(target)-\(vm.id)-\(migration)/console.log"
+                            try await poll(
+                                "\(names[.qemu]!) counts on at n\(target) after \(migration)", within: .seconds(20)
+                            ) {
+                                Self.console(arrived).contains("uptime=")
+                            }
+                        }
+                        location = target
+                    }
+                    for driver in Driver.allCases {
+                        _ = try await api.stopVM(names[driver]!)
+                        let list = samples[driver]!
+                        let downtimes = list.map(\.downtimeMilliseconds).sorted()
+                        lines.append(
+                            "| \(ByteCount(size)) | \(rate) MiB/s | \(driver.rawValue) | \(list.count) "
+                                + "| \(String(format: "%.1f ms", median(downtimes))) "
+                                + "| \(String(format: "%.1f ms", downtimes.last!)) "
+                                + "| \(String(format: "%.2f s", median(list.map(\.totalSeconds)))) "
+                                + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) |")
+                    }
                 }
             }
+            print("| guest | dirty | driver | migrations | downtime p50 | downtime max | total p50 | sent p50 |")
+            print("|---|---|---|---|---|---|---|---|")
+            for line in lines { print(line) }
         }
-        print("| guest | dirty | driver | migrations | downtime p50 | downtime max | total p50 | sent p50 |")
-        print("|---|---|---|---|---|---|---|---|")
-        for line in lines { print(line) }
-        succeeded = true
     }
 
     private static func console(_ path: String) -> String {

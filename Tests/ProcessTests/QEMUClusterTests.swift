@@ -74,23 +74,10 @@ struct QEMUClusterTests {
     }
 
     @Test func aQEMUGuestFollowsItsVMFromAKilledNodeToASurvivorUnderTheNextEpoch() async throws {
-        let cluster = try ProcessCluster(size: 3, electionTicks: 50)
-        try cluster.startAll()
-        let leader = try await cluster.awaitLeader()
+        // What it boots lies on the volume, where every node finds it.
+        let (cluster, client, leader) = try await Self.clusterWithBootFiles()
         let victimNumber = leader % 3 + 1
         let victim = "n\(victimNumber)"
-        let client = APIClient(
-            endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[leader - 1]), timeout: .seconds(10),
-            noLeaderPatience: .seconds(10))
-        try await cluster.await("all three nodes registered") {
-            (try? await client.nodes())?.map(\.id) == ["n1", "n2", "n3"]
-        }
-        _ = try await client.createVolume("csv1", coordinator: "n\(leader)")
-        // What it boots lies on the volume, where every node finds it.
-        let boot = cluster.sharedRoot + "/volumes/csv1/boot"
-        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: TestGuest.kernel, toPath: boot + "/vmlinuz")
-        try FileManager.default.copyItem(atPath: TestGuest.initrd, toPath: boot + "/initramfs.cpio.gz")
 
         // A bad request first: the reason comes back, nothing is created.
         await #expect {
@@ -195,17 +182,10 @@ struct QEMUClusterTests {
                 && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
         }
 
-        // Stopped through the API: no QEMU runs it any more.
-        try await eventually("web journals again", within: .seconds(30), poll: .milliseconds(200)) {
-            let before = acknowledged.records.count
-            acknowledged.look()
-            return acknowledged.records.count > before
-        }
-        _ = try await client.stopVM("web")
-        try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
-        // Its disk proves that every record a guest acknowledged is there, under epochs that never
-        // went down (the killed node's guest wrote nothing after the survivor's started).
-        try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vmID)
+        // Stopped through the API: no QEMU runs it any more; its disk proves that every record a
+        // guest acknowledged is there, under epochs that never went down (the killed node's guest
+        // wrote nothing after the survivor's started).
+        try await Self.stopAndCheckJournal(acknowledged, vm: vmID, client: client, cluster: cluster)
         await client.close()
         await cluster.close()
     }
@@ -228,6 +208,21 @@ struct QEMUClusterTests {
         try FileManager.default.copyItem(atPath: TestGuest.kernel, toPath: boot + "/vmlinuz")
         try FileManager.default.copyItem(atPath: TestGuest.initrd, toPath: boot + "/initramfs.cpio.gz")
         return (cluster, client, leader)
+    }
+
+    /// Waits for web to acknowledge one more journal record, stops it, sees its QEMU end, and checks
+    /// its disk file on csv1 against every record its guests acknowledged.
+    static func stopAndCheckJournal(
+        _ acknowledged: ConsoleAcknowledgements, vm: VMID, client: APIClient, cluster: ProcessCluster
+    ) async throws {
+        try await eventually("web journals again", within: .seconds(30), poll: .milliseconds(200)) {
+            let before = acknowledged.records.count
+            acknowledged.look()
+            return acknowledged.records.count > before
+        }
+        _ = try await client.stopVM("web")
+        try await eventually("web's QEMU ends when the VM stops") { qemuProcesses(of: "web").isEmpty }
+        try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vm)
     }
 
     /// The last uptime the guest printed on its console.
@@ -352,14 +347,7 @@ struct QEMUClusterTests {
         }
         #expect(TestGuest.isGone(onB.pid))
         // The journal went on across the migration and the failover, one writer at a time.
-        try await eventually("web journals on its survivor", within: .seconds(30), poll: .milliseconds(200)) {
-            let before = acknowledged.records.count
-            acknowledged.look()
-            return acknowledged.records.count > before
-        }
-        _ = try await client.stopVM("web")
-        try await eventually("web's QEMU ends when the VM stops") { Self.qemuProcesses(of: "web").isEmpty }
-        try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vmID)
+        try await Self.stopAndCheckJournal(acknowledged, vm: vmID, client: client, cluster: cluster)
         await client.close()
         await cluster.close()
     }
