@@ -6,8 +6,12 @@
 # same load generator (h2load) writing a 10-byte key with a 256-byte value:
 #   etcd:     gRPC /etcdserverpb.KV/Put on the leader
 #   Flotilla: PUT /v1/config/<key> on the leader (JSON body), over h2c
-# Then the time from SIGKILL of the leader to the first acknowledged write, 5 runs each.
-# Prints a markdown table (medians of ROUNDS interleaved rounds). Usage: scripts/bench-etcd.sh
+# Then the time from SIGKILL of the leader to the first acknowledged write, KILLS runs each, probed
+# the same way for both (scripts/failover-probe.py: overlapping single writes every 10 ms against
+# every survivor). The two systems take turns going first, round by round. Prints a markdown table
+# (medians of ROUNDS rounds), and nothing but the reason when any request of a round failed (h2load's
+# failed, errored or non-2xx streams; for etcd also a revision that moved by less than the requests).
+# Usage: scripts/bench-etcd.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,7 +107,7 @@ wait_for() { # command... : retries for up to 30 s
 wait_for etcd_leader
 wait_for flotilla_leader
 
-# h2load run → "requests/s p50_ms p99_ms ok"
+# h2load run → "requests/s p50_ms p99_ms"; fails (with the reason) unless every request succeeded
 load() { # system clients streams requests
   local system=$1 c=$2 m=$3 n=$4 log="$work/h2load-$1-$2-$3.log"
   local leader url before
@@ -113,55 +117,71 @@ load() { # system clients streams requests
     h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-put.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
       --log-file="$log" "http://127.0.0.1:2379$leader/etcdserverpb.KV/Put" >"$work/h2load.out" 2>&1
     local after; after=$(etcd_revision "$leader")
-    ok=$(( after - before == n ? 1 : 0 ))
+    if [ $(( after - before )) -ne "$n" ]; then
+      echo "bench-etcd: etcd: $n writes at $c x $m, but its revision moved by $(( after - before ))" >&2
+      return 1
+    fi
   else
     leader=$(flotilla_leader)
     h2load -n "$n" -c "$c" -m "$m" -d "$work/flotilla-put.json" -H ':method: PUT' -H 'content-type: application/json' \
       --log-file="$log" "http://127.0.0.1:2710$leader/v1/config/bench-key1" >"$work/h2load.out" 2>&1
-    ok=$(grep -q "status codes: $n 2xx" "$work/h2load.out" && echo 1 || echo 0)
   fi
-  python3 - "$log" "$ok" <<'PY'
+  # Every request must have succeeded, with a 2xx status, or the round (and the run) fails.
+  if ! grep -q "requests: $n total, $n started, $n done, $n succeeded, 0 failed, 0 errored" "$work/h2load.out" ||
+    ! grep -q "status codes: $n 2xx" "$work/h2load.out"; then
+    echo "bench-etcd: $system: not every one of $n writes at $c x $m succeeded:" >&2
+    grep -E "^requests:|^status codes:" "$work/h2load.out" >&2
+    return 1
+  fi
+  python3 - "$log" <<'PY'
 import sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 starts = [float(r[0]) for r in rows]; ends = [float(r[0]) + float(r[2]) for r in rows]
 latencies = sorted(float(r[2]) / 1000 for r in rows)
 span = (max(ends) - min(starts)) / 1e6
 pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f} {sys.argv[2]}")
+print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f}")
 PY
 }
 
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
-  for system in etcd flotilla; do
+  order="etcd flotilla"
+  if [ $(( round % 2 )) -eq 0 ]; then order="flotilla etcd"; fi
+  for system in $order; do
     results["$system many $round"]=$(load "$system" 8 16 "$N_MANY")
     results["$system one $round"]=$(load "$system" 1 1 "$N_ONE")
     echo "round $round $system: ${results["$system many $round"]} | ${results["$system one $round"]}" >&2
   done
 done
 
+# The client ports of the members other than $2, with prefix $1 (2379 or 2710).
+survivor_ports() { for i in 1 2 3; do [ "$i" = "$2" ] || echo "$1$i"; done; }
+
 # SIGKILL the leader; time to the first acknowledged write through another member. Sets
 # failover_ms (not printed: a $(…) subshell would lose the restarted member's pid).
 failover() { # system
-  local system=$1 leader other start
+  local system=$1 leader
   if [ "$system" = etcd ]; then
-    leader=$(etcd_leader); other=$(( leader % 3 + 1 ))
-    start=$(date +%s%N); kill -9 "${etcd_pid[$leader]}"; wait "${etcd_pid[$leader]}" 2>/dev/null || true
-    until etcdctl --endpoints "127.0.0.1:2379$other" --command-timeout=200ms put failover x >/dev/null 2>&1; do :; done
-    failover_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    leader=$(etcd_leader)
+    failover_ms=$(scripts/failover-probe.py etcd "${etcd_pid[$leader]}" $(survivor_ports 2379 "$leader"))
+    wait "${etcd_pid[$leader]}" 2>/dev/null || true
     etcd_start "$leader"; wait_for etcd_leader; sleep 1
   else
-    leader=$(flotilla_leader); other=$(( leader % 3 + 1 ))
-    start=$(date +%s%N); kill -9 "${flotilla_pid[$leader]}"; wait "${flotilla_pid[$leader]}" 2>/dev/null || true
-    until curl -sf --max-time 0.5 -X PUT -d '{"value":"x"}' "http://127.0.0.1:2710$other/v1/config/failover" >/dev/null; do :; done
-    failover_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    leader=$(flotilla_leader)
+    failover_ms=$(scripts/failover-probe.py flotilla "${flotilla_pid[$leader]}" $(survivor_ports 2710 "$leader"))
+    wait "${flotilla_pid[$leader]}" 2>/dev/null || true
     flotilla_start "$leader"; wait_for flotilla_leader; sleep 1
   fi
 }
 etcd_failovers=(); flotilla_failovers=()
-for _ in $(seq 1 "$KILLS"); do
-  failover etcd; etcd_failovers+=("$failover_ms")
-  failover flotilla; flotilla_failovers+=("$failover_ms")
+for kill in $(seq 1 "$KILLS"); do
+  order="etcd flotilla"
+  if [ $(( kill % 2 )) -eq 0 ]; then order="flotilla etcd"; fi
+  for system in $order; do
+    failover "$system"
+    if [ "$system" = etcd ]; then etcd_failovers+=("$failover_ms"); else flotilla_failovers+=("$failover_ms"); fi
+  done
 done
 
 python3 - "$ROUNDS" "${etcd_failovers[*]}" "${flotilla_failovers[*]}" <<PY
@@ -170,17 +190,12 @@ rounds = int(sys.argv[1])
 raw = {$(for key in "${!results[@]}"; do printf '"%s": "%s", ' "$key" "${results[$key]}"; done)}
 def median(system, load, column):
     return statistics.median(float(raw[f"{system} {load} {r}"].split()[column]) for r in range(1, rounds + 1))
-def ok(system, load):
-    return all(raw[f"{system} {load} {r}"].split()[3] == "1" for r in range(1, rounds + 1))
 print("| load | measure | etcd 3.4 | Flotilla | Flotilla / etcd |")
 print("|---|---|---|---|---|")
 for load, name in (("many", "writes, 8 clients x 16 streams"), ("one", "writes, 1 client x 1 stream")):
     for column, measure, unit in ((0, "writes/s", ""), (1, "p50", " ms"), (2, "p99", " ms")):
         e, f = median("etcd", load, column), median("flotilla", load, column)
         print(f"| {name} | {measure} | {e:,.2f}{unit} | {f:,.2f}{unit} | {f / e:.2f}x |")
-for system in ("etcd", "flotilla"):
-    for load in ("many", "one"):
-        if not ok(system, load): print(f"\nWARNING: {system} {load}: not every request was acknowledged")
 e = [int(x) for x in sys.argv[2].split()]; f = [int(x) for x in sys.argv[3].split()]
 print(f"| leader SIGKILL → first acknowledged write | median (min–max) of {len(e)} | {statistics.median(e):.0f} ms ({min(e)}–{max(e)}) | {statistics.median(f):.0f} ms ({min(f)}–{max(f)}) | {statistics.median(f) / statistics.median(e):.2f}x |")
 PY
