@@ -9,17 +9,33 @@
 # write (all threads, from /proc): a busy machine stretches latencies, but hardly what a write costs.
 # Prints the medians of ROUNDS rounds per variant, and each round's numbers to stderr.
 # Usage: scripts/bench-ab.sh base=/tmp/flotilla-base new=.build-new/release/flotilla,NIO_SINGLETON_GROUP_LOOP_COUNT=1
+# Without variants (as `make bench` runs it): the last commit (built in a git worktree at
+# $FLOTILLA_BENCH_SCRATCH/ab-head, .build/ab-head by default) against the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
 N_ONE=${N_ONE:-2000}
 N_MANY=${N_MANY:-20000}
-[ $# -ge 2 ] || { echo "usage: $0 NAME=BINARY[,VAR=VALUE...] NAME=BINARY[,VAR=VALUE...] ..." >&2; exit 2; }
+scratch=${FLOTILLA_BENCH_SCRATCH:-.build}
+[ $# -ne 1 ] || { echo "usage: $0 [NAME=BINARY[,VAR=VALUE...] NAME=BINARY[,VAR=VALUE...] ...]" >&2; exit 2; }
 bench=bench-ab
 source scripts/lib-bench.sh
 require_tools scripts/install-deps.sh h2load curl python3
 work=$(mktemp -d /tmp/flotilla-bench-ab.XXXXXX)
+if [ $# -eq 0 ]; then
+  head_tree=$scratch/ab-head
+  if [ -d "$head_tree" ]; then
+    git -C "$head_tree" checkout -q --detach "$(git rev-parse HEAD)"
+  else
+    git worktree add -q --detach "$head_tree" HEAD
+  fi
+  echo "building the last commit, $(git rev-parse --short HEAD), in $head_tree (release)…" >&2
+  (cd "$head_tree" && swift build -c release --product flotilla >"$work/head-build.log" 2>&1) ||
+    { cat "$work/head-build.log" >&2; exit 1; }
+  build_release flotilla
+  set -- "head=$head_tree/.build/release/flotilla" "tree=$scratch/release/flotilla"
+fi
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
