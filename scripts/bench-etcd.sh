@@ -164,12 +164,12 @@ failover() { # system
   local system=$1 leader
   if [ "$system" = etcd ]; then
     leader=$(etcd_leader)
-    failover_ms=$(scripts/failover-probe.py etcd "${etcd_pid[$leader]}" $(survivor_ports 2379 "$leader"))
+    failover_ms=$(scripts/failover-probe.py etcd "kill:${etcd_pid[$leader]}" $(survivor_ports 2379 "$leader"))
     wait "${etcd_pid[$leader]}" 2>/dev/null || true
     etcd_start "$leader"; wait_for etcd_leader; sleep 1
   else
     leader=$(flotilla_leader)
-    failover_ms=$(scripts/failover-probe.py flotilla "${flotilla_pid[$leader]}" $(survivor_ports 2710 "$leader"))
+    failover_ms=$(scripts/failover-probe.py flotilla "kill:${flotilla_pid[$leader]}" $(survivor_ports 2710 "$leader"))
     wait "${flotilla_pid[$leader]}" 2>/dev/null || true
     flotilla_start "$leader"; wait_for flotilla_leader; sleep 1
   fi
