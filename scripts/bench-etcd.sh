@@ -107,11 +107,27 @@ wait_for() { # command... : retries for up to 30 s
 wait_for etcd_leader
 wait_for flotilla_leader
 
-# h2load run → "requests/s p50_ms p99_ms"; fails (with the reason) unless every request succeeded
+# CPU time (user + system, clock ticks) the three members of $1 have used so far, all their threads.
+cpu_ticks() { # system
+  local i total=0 pid stat
+  for i in 1 2 3; do
+    if [ "$1" = etcd ]; then pid=${etcd_pid[$i]}; else pid=${flotilla_pid[$i]}; fi
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }  # the fields after the command name
+    read -r -a fields <<<"$stat"
+    total=$(( total + fields[11] + fields[12] ))  # utime, stime (fields 14 and 15 of the line)
+  done
+  echo "$total"
+}
+ticks_per_second=$(getconf CLK_TCK)
+
+# h2load run → "requests/s p50_ms p99_ms cpu_us_per_write"; fails (with the reason) unless every
+# request succeeded. CPU per write: what the three members used during the run, ÷ the writes.
 load() { # system clients streams requests
   local system=$1 c=$2 m=$3 n=$4 log="$work/h2load-$1-$2-$3.log"
-  local leader url before
+  local leader url before cpu_before
   rm -f "$log"  # h2load appends to its log file
+  cpu_before=$(cpu_ticks "$system")
   if [ "$system" = etcd ]; then
     leader=$(etcd_leader); before=$(etcd_revision "$leader")
     h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-put.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -133,14 +149,15 @@ load() { # system clients streams requests
     grep -E "^requests:|^status codes:" "$work/h2load.out" >&2
     return 1
   fi
-  python3 - "$log" <<'PY'
+  local cpu_us=$(( ($(cpu_ticks "$system") - cpu_before) * 1000000 / ticks_per_second / n ))
+  python3 - "$log" "$cpu_us" <<'PY'
 import sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 starts = [float(r[0]) for r in rows]; ends = [float(r[0]) + float(r[2]) for r in rows]
 latencies = sorted(float(r[2]) / 1000 for r in rows)
 span = (max(ends) - min(starts)) / 1e6
 pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f}")
+print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f} {sys.argv[2]}")
 PY
 }
 
@@ -193,7 +210,7 @@ def median(system, load, column):
 print("| load | measure | etcd 3.4 | Flotilla | Flotilla / etcd |")
 print("|---|---|---|---|---|")
 for load, name in (("many", "writes, 8 clients x 16 streams"), ("one", "writes, 1 client x 1 stream")):
-    for column, measure, unit in ((0, "writes/s", ""), (1, "p50", " ms"), (2, "p99", " ms")):
+    for column, measure, unit in ((0, "writes/s", ""), (1, "p50", " ms"), (2, "p99", " ms"), (3, "CPU per write, 3 members", " µs")):
         e, f = median("etcd", load, column), median("flotilla", load, column)
         print(f"| {name} | {measure} | {e:,.2f}{unit} | {f:,.2f}{unit} | {f / e:.2f}x |")
 e = [int(x) for x in sys.argv[2].split()]; f = [int(x) for x in sys.argv[3].split()]
