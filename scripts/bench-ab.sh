@@ -28,6 +28,7 @@ if [ $# -eq 0 ]; then
   if [ -d "$head_tree" ]; then
     git -C "$head_tree" checkout -q --detach "$(git rev-parse HEAD)"
   else
+    git worktree prune  # a worktree whose directory was deleted (make clean) is still registered
     git worktree add -q --detach "$head_tree" HEAD
   fi
   echo "building the last commit, $(git rev-parse --short HEAD), in $head_tree (release)…" >&2
