@@ -6,6 +6,8 @@
 # same load generator (h2load) writing a 10-byte key with a 256-byte value:
 #   etcd:     gRPC /etcdserverpb.KV/Put on the leader
 #   Flotilla: PUT /v1/config/<key> on the leader (JSON body), over h2c
+# Also linearizable reads of the key by one client (etcd: KV/Range, its default linearizable read;
+# Flotilla: GET /v1/config/<key>, a ReadIndex read on the leader).
 # Then the time from SIGKILL of the leader to the first acknowledged write, KILLS runs each, probed
 # the same way for both (scripts/failover-probe.py: overlapping single writes every 10 ms against
 # every survivor). The two systems take turns going first, round by round. Prints a markdown table
@@ -47,6 +49,9 @@ def varint(n):
     return out + bytes([n])
 message = bytes([0x0A]) + varint(len(key)) + key + bytes([0x12]) + varint(len(value)) + value
 open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+# And a linearizable read of the key: RangeRequest{1: key} (serializable false, etcd's default).
+message = bytes([0x0A]) + varint(len(key)) + key
+open(sys.argv[1].replace("put", "range"), "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
 PY
 printf '{"value": "%s"}' "$value" >"$work/flotilla-put.json"
 
@@ -121,14 +126,26 @@ cpu_ticks() { # system
 }
 ticks_per_second=$(getconf CLK_TCK)
 
-# h2load run → "requests/s p50_ms p99_ms cpu_us_per_write"; fails (with the reason) unless every
-# request succeeded. CPU per write: what the three members used during the run, ÷ the writes.
-load() { # system clients streams requests
-  local system=$1 c=$2 m=$3 n=$4 log="$work/h2load-$1-$2-$3.log"
+# h2load run → "requests/s p50_ms p99_ms cpu_us_per_request"; fails (with the reason) unless every
+# request succeeded. CPU per request: what the three members used during the run, ÷ the requests.
+# op: put (a write of the key) or get (a linearizable read of it: etcd's Range, Flotilla's GET,
+# which goes through ReadIndex).
+load() { # system clients streams requests [op]
+  local system=$1 c=$2 m=$3 n=$4 op=${5:-put} log="$work/h2load-$1-$2-$3-${5:-put}.log"
   local leader url before cpu_before
   rm -f "$log"  # h2load appends to its log file
   cpu_before=$(cpu_ticks "$system")
-  if [ "$system" = etcd ]; then
+  if [ "$op" = get ]; then
+    if [ "$system" = etcd ]; then
+      leader=$(etcd_leader)
+      h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-range.bin" -H 'content-type: application/grpc' \
+        -H 'te: trailers' --log-file="$log" "http://127.0.0.1:2379$leader/etcdserverpb.KV/Range" >"$work/h2load.out" 2>&1
+    else
+      leader=$(flotilla_leader)
+      h2load -n "$n" -c "$c" -m "$m" --log-file="$log" "http://127.0.0.1:2710$leader/v1/config/bench-key1" \
+        >"$work/h2load.out" 2>&1
+    fi
+  elif [ "$system" = etcd ]; then
     leader=$(etcd_leader); before=$(etcd_revision "$leader")
     h2load -n "$n" -c "$c" -m "$m" -d "$work/etcd-put.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
       --log-file="$log" "http://127.0.0.1:2379$leader/etcdserverpb.KV/Put" >"$work/h2load.out" 2>&1
@@ -145,7 +162,7 @@ load() { # system clients streams requests
   # Every request must have succeeded, with a 2xx status, or the round (and the run) fails.
   if ! grep -q "requests: $n total, $n started, $n done, $n succeeded, 0 failed, 0 errored" "$work/h2load.out" ||
     ! grep -q "status codes: $n 2xx" "$work/h2load.out"; then
-    echo "bench-etcd: $system: not every one of $n writes at $c x $m succeeded:" >&2
+    echo "bench-etcd: $system: not every one of $n ${op}s at $c x $m succeeded:" >&2
     grep -E "^requests:|^status codes:" "$work/h2load.out" >&2
     return 1
   fi
@@ -168,7 +185,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for system in $order; do
     results["$system many $round"]=$(load "$system" 8 16 "$N_MANY")
     results["$system one $round"]=$(load "$system" 1 1 "$N_ONE")
-    echo "round $round $system: ${results["$system many $round"]} | ${results["$system one $round"]}" >&2
+    results["$system read $round"]=$(load "$system" 1 1 "$N_ONE" get)
+    echo "round $round $system: ${results["$system many $round"]} | ${results["$system one $round"]} | reads ${results["$system read $round"]}" >&2
   done
 done
 
@@ -209,8 +227,11 @@ def median(system, load, column):
     return statistics.median(float(raw[f"{system} {load} {r}"].split()[column]) for r in range(1, rounds + 1))
 print("| load | measure | etcd 3.4 | Flotilla | Flotilla / etcd |")
 print("|---|---|---|---|---|")
-for load, name in (("many", "writes, 8 clients x 16 streams"), ("one", "writes, 1 client x 1 stream")):
-    for column, measure, unit in ((0, "writes/s", ""), (1, "p50", " ms"), (2, "p99", " ms"), (3, "CPU per write, 3 members", " µs")):
+for load, name, what in (
+    ("many", "writes, 8 clients x 16 streams", "write"), ("one", "writes, 1 client x 1 stream", "write"),
+    ("read", "linearizable reads, 1 client x 1 stream", "read"),
+):
+    for column, measure, unit in ((0, f"{what}s/s", ""), (1, "p50", " ms"), (2, "p99", " ms"), (3, f"CPU per {what}, 3 members", " µs")):
         e, f = median("etcd", load, column), median("flotilla", load, column)
         print(f"| {name} | {measure} | {e:,.2f}{unit} | {f:,.2f}{unit} | {f / e:.2f}x |")
 e = [int(x) for x in sys.argv[2].split()]; f = [int(x) for x in sys.argv[3].split()]
