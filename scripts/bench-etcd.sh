@@ -36,6 +36,9 @@ require_tools "FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh" etcd etcdctl h2loa
 require_free_ports 23791 23792 23793 23801 23802 23803 27101 27102 27103 27201 27202 27203
 build_release flotilla
 flotilla="$scratch/release/flotilla"
+# Flotilla's nodes run with the malloc counter preloaded and show its count on /metrics, for the
+# allocations per request (etcd's Go runtime allocates outside malloc: not counted).
+shim=$(malloc_counter)
 
 value=$(python3 -c 'print("v" * 256)')
 # etcd's gRPC body: 0 (no compression), 4-byte big-endian length, PutRequest{1: key, 2: value}.
@@ -91,7 +94,7 @@ cat >"$work/flotilla.json" <<JSON
 JSON
 declare -A flotilla_pid
 flotilla_start() {
-  "$flotilla" node --config "$work/flotilla.json" --node-id "n$1" >>"$work/flotilla-n$1.log" 2>&1 &
+  LD_PRELOAD="$shim" "$flotilla" node --config "$work/flotilla.json" --node-id "n$1" >>"$work/flotilla-n$1.log" 2>&1 &
   flotilla_pid[$1]=$!
   pids+=($!)
 }
@@ -126,15 +129,29 @@ cpu_ticks() { # system
 }
 ticks_per_second=$(getconf CLK_TCK)
 
-# h2load run → "requests/s p50_ms p99_ms cpu_us_per_request"; fails (with the reason) unless every
-# request succeeded. CPU per request: what the three members used during the run, ÷ the requests.
+# Heap allocations of Flotilla's three members so far (their /metrics, from the preloaded counter).
+flotilla_allocations() {
+  local i total=0 count
+  for i in 1 2 3; do
+    count=$(curl -s --max-time 2 "http://127.0.0.1:2710$i/metrics" |
+      awk '/^flotilla_process_heap_allocations_total/ { print $2 }')
+    [ -n "$count" ] || { echo "bench-etcd: n$i shows no allocation count on /metrics" >&2; return 1; }
+    total=$(( total + count ))
+  done
+  echo "$total"
+}
+
+# h2load run → "requests/s p50_ms p99_ms cpu_us_per_request allocations_per_request" (-1: not
+# counted); fails (with the reason) unless every request succeeded. CPU and allocations per
+# request: what the three members used during the run, ÷ the requests.
 # op: put (a write of the key) or get (a linearizable read of it: etcd's Range, Flotilla's GET,
 # which goes through ReadIndex).
 load() { # system clients streams requests [op]
   local system=$1 c=$2 m=$3 n=$4 op=${5:-put} log="$work/h2load-$1-$2-$3-${5:-put}.log"
-  local leader url before cpu_before
+  local leader url before cpu_before allocations_before=0
   rm -f "$log"  # h2load appends to its log file
   cpu_before=$(cpu_ticks "$system")
+  if [ "$system" = flotilla ]; then allocations_before=$(flotilla_allocations); fi
   if [ "$op" = get ]; then
     if [ "$system" = etcd ]; then
       leader=$(etcd_leader)
@@ -166,15 +183,16 @@ load() { # system clients streams requests [op]
     grep -E "^requests:|^status codes:" "$work/h2load.out" >&2
     return 1
   fi
-  local cpu_us=$(( ($(cpu_ticks "$system") - cpu_before) * 1000000 / ticks_per_second / n ))
-  python3 - "$log" "$cpu_us" <<'PY'
+  local cpu_us=$(( ($(cpu_ticks "$system") - cpu_before) * 1000000 / ticks_per_second / n )) allocations=-1
+  if [ "$system" = flotilla ]; then allocations=$(( ($(flotilla_allocations) - allocations_before) / n )); fi
+  python3 - "$log" "$cpu_us" "$allocations" <<'PY'
 import sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 starts = [float(r[0]) for r in rows]; ends = [float(r[0]) + float(r[2]) for r in rows]
 latencies = sorted(float(r[2]) / 1000 for r in rows)
 span = (max(ends) - min(starts)) / 1e6
 pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f} {sys.argv[2]}")
+print(f"{len(rows) / span:.0f} {pick(0.50):.2f} {pick(0.99):.2f} {sys.argv[2]} {sys.argv[3]}")
 PY
 }
 
@@ -234,6 +252,8 @@ for load, name, what in (
     for column, measure, unit in ((0, f"{what}s/s", ""), (1, "p50", " ms"), (2, "p99", " ms"), (3, f"CPU per {what}, 3 members", " µs")):
         e, f = median("etcd", load, column), median("flotilla", load, column)
         print(f"| {name} | {measure} | {e:,.2f}{unit} | {f:,.2f}{unit} | {f / e:.2f}x |")
+    f = median("flotilla", load, 4)
+    print(f"| {name} | heap allocations per {what}, 3 members | not counted (Go) | {f:,.0f} | — |")
 e = [int(x) for x in sys.argv[2].split()]; f = [int(x) for x in sys.argv[3].split()]
 print(f"| leader SIGKILL → first acknowledged write | median (min–max) of {len(e)} | {statistics.median(e):.0f} ms ({min(e)}–{max(e)}) | {statistics.median(f):.0f} ms ({min(f)}–{max(f)}) | {statistics.median(f) / statistics.median(e):.2f}x |")
 PY

@@ -84,7 +84,7 @@ extension ClientAPI {
                 body: .string(
                     Metrics.render(
                         node: configuration.nodeID, status: status, state: state, reported: reportedMemory.current,
-                        downtime: migrationMetrics.current)))
+                        downtime: migrationMetrics.current, allocations: MallocCounter.count)))
         }
     }
 

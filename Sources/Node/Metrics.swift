@@ -6,13 +6,21 @@ import RaftCore
 /// Renders the metrics page (Prometheus text exposition format 0.0.4); pure, so tests read it directly.
 enum Metrics {
     /// `reported`: the nodes' memory reports this node holds (as leader; empty elsewhere).
-    /// `downtime`: the migrations this process saw completed (`MigrationMetrics`).
+    /// `downtime`: the migrations this process saw completed (`MigrationMetrics`). `allocations`:
+    /// the process's heap allocations, when the benchmarks' malloc counter is preloaded (else nil,
+    /// and the page has no such line).
     static func render(
         node: NodeID, status: RaftStatus, state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:],
-        downtime: MigrationMetrics.Histogram = .init()
+        downtime: MigrationMetrics.Histogram = .init(), allocations: UInt64? = nil
     ) -> String {
         var page = MetricsPage()
         let label = "node=\"\(node)\""
+        if let allocations {
+            page.counter(
+                "flotilla_process_heap_allocations_total",
+                "Heap allocations by this process since it started (counted by a preloaded malloc shim).",
+                [(label, allocations)])
+        }
         page.gauge("flotilla_raft_term", "The current Raft term.", [(label, status.term.rawValue)])
         page.gauge(
             "flotilla_raft_commit_index", "The highest log index known committed.", [(label, status.commit.rawValue)])

@@ -25,6 +25,11 @@ import Testing
     #expect(page.contains("flotilla_vm_memory_status{node=\"n2\",vm=\"vm7\",name=\"vm7\",status=\"warning\"} 1\n"))
     #expect(page.contains("flotilla_vm_memory_status{node=\"n2\",vm=\"vm7\",name=\"vm7\",status=\"ok\"} 0\n"))
     #expect(Metrics.escaped("a \"b\"\\c\n") == "a \\\"b\\\"\\\\c\\n")
+
+    // The heap allocation counter appears only when the malloc counter is preloaded (a benchmark's).
+    #expect(!page.contains("flotilla_process_heap_allocations_total"))
+    let counted = Metrics.render(node: 1, status: status, state: ClusterState(), allocations: 12345)
+    #expect(counted.contains("flotilla_process_heap_allocations_total{node=\"n1\"} 12345\n"))
 }
 
 @Test func theDowntimeHistogramCountsEachCompletedMigrationOnceFromItsFinalStats() throws {
