@@ -283,16 +283,17 @@ struct QEMUClusterTests {
         #expect(moved.owner == "n\(b)" && moved.epoch == booted.epoch + 1)
         #expect((ended?.stats?.downtimeMicroseconds ?? 0) > 0, "\(cluster.logTails(lines: 12))")
         #expect((ended?.stats?.totalBytes ?? 0) >= 64 << 20)
-        do {
-            try await eventually("web counts on on n\(b) by one QEMU", within: .seconds(30), poll: .milliseconds(200)) {
-                let all = Self.qemuProcesses(of: "web")
-                guard all.count == 1, let target = all.first, target.pid != source.pid else { return false }
-                return (Self.uptime(Self.console(of: target.commandLine)) ?? 0) > before
-            }
-        } catch {
-            let consoles = Self.qemuProcesses(of: "web").map { Self.console(of: $0.commandLine).suffix(3000) }
-            Issue.record("web's QEMU processes' consoles: \(consoles)")
-            throw error
+        try await eventually("web counts on on n\(b) by one QEMU", within: .seconds(30), poll: .milliseconds(200)) {
+            let all = Self.qemuProcesses(of: "web")
+            guard all.count == 1, let target = all.first, target.pid != source.pid else { return false }
+            return (Self.uptime(Self.console(of: target.commandLine)) ?? 0) > before
+        }
+        let runningAfter = Self.qemuProcesses(of: "web")
+        if runningAfter.count != 1
+            || (runningAfter.first.flatMap { Self.uptime(Self.console(of: $0.commandLine)) } ?? 0) <= before
+        {
+            Issue.record(
+                "web's QEMU processes' consoles: \(runningAfter.map { Self.console(of: $0.commandLine).suffix(3000) })")
         }
         let onB = try #require(Self.qemuProcesses(of: "web").first)
         #expect(!Self.console(of: onB.commandLine).contains("flotilla-guest: up"))
