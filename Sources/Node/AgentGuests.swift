@@ -226,19 +226,16 @@ actor QEMUAgentGuest: AgentGuest {
         get async {
             var running = false
             var failure: String?
-            if started, guest != nil, handedOver {
-                // Migrated away: not running here, and no failure (the agent stops it).
-            } else if started, let guest, migrating {
-                // The migration stops and resumes it: only a process that no longer answers failed.
-                running = (try? await guest.runState()) != nil
-                if !running {
-                    failure = "QEMU's control connection is gone during a live migration (the process exited?)"
-                    self.guest = nil
-                    started = false
-                    await guest.kill()
-                }
-            } else if started, let guest {
-                if let state = try? await guest.runState() {
+            // Migrated away (`handedOver`): not running here, and no failure (the agent stops it).
+            if started, let guest, !handedOver {
+                let state = try? await guest.runState()
+                if migrating {
+                    // The migration stops and resumes it: only a process that no longer answers failed.
+                    running = state != nil
+                    if !running {
+                        failure = "QEMU's control connection is gone during a live migration (the process exited?)"
+                    }
+                } else if let state {
                     running = state == "running" || state == "paused"
                     if !running { failure = "QEMU reports the guest \(state)" }
                 } else {

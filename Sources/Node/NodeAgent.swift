@@ -365,7 +365,7 @@ public actor NodeAgent {
                 report(vm.id, name: vm.name, epoch: vm.epoch, "its disk's volume \(vm.disk.volume) is not in the state")
                 continue
             }
-            var want = Want(vm: vm, diskPath: configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file)
+            var want = Want(vm: vm, diskPath: diskPath(of: vm, on: volume))
             if case .qemu(let spec) = vm.driver {
                 guard let boot = bootFiles(spec, in: state) else {
                     report(vm.id, name: vm.name, epoch: vm.epoch, "its kernel's or initrd's volume is not in the state")
@@ -376,6 +376,11 @@ public actor NodeAgent {
             wanted[vm.id] = want
         }
         return wanted
+    }
+
+    /// Where a VM's disk file lies, below the shared root.
+    private func diskPath(of vm: VMRecord, on volume: VolumeRecord) -> String {
+        configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file
     }
 
     /// `path` made absolute: QEMU gets paths as they are, and a shared root may be given relative
@@ -395,13 +400,23 @@ public actor NodeAgent {
         return (spec.kernel.flatMap(path), spec.initrd.flatMap(path))
     }
 
+    /// A QEMU guest of `vm` (not started) booting `boot` with its disk at `diskPath`, its process's
+    /// files in the runtime directory `runtime` (`qemuDirectory`).
+    private func qemuGuest(
+        _ vm: VMRecord, spec: QEMUGuestSpec, boot: (kernel: String?, initrd: String?), diskPath: String, runtime: String
+    ) -> QEMUAgentGuest {
+        QEMUAgentGuest(
+            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
+            disk: Self.absolute(diskPath), directory: qemuDirectory(runtime), host: qemuHost, clock: configuration.clock
+        )
+    }
+
     /// Where a QEMU guest's files go: `<data dir>/qemu/NAME`, or under /tmp when that path is too
     /// long for its sockets.
     private func qemuDirectory(_ name: String) -> String {
         if let data = configuration.qemuRuntimeDirectory {
-            let absolute = data.hasPrefix("/") ? data : FileManager.default.currentDirectoryPath + "/" + data
             // The longest file in it is `migration-out.sock`.
-            let candidate = absolute + "/qemu/" + name
+            let candidate = Self.absolute(data) + "/qemu/" + name
             if (candidate + "/migration-out.sock").utf8.count <= QEMUGuest.maximumSocketPath { return candidate }
         }
         return "/tmp/flotilla-qemu-\(ProcessInfo.processInfo.processIdentifier)/" + name
@@ -433,11 +448,9 @@ public actor NodeAgent {
     private func startQEMU(_ want: Want, spec: QEMUGuestSpec, assigned: UInt64) async {
         let vm = want.vm
         guard let boot = want.boot else { return }
-        let guest = QEMUAgentGuest(
-            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
-            disk: Self.absolute(want.diskPath),
-            directory: qemuDirectory("\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)"), host: qemuHost,
-            clock: configuration.clock)
+        let guest = qemuGuest(
+            vm, spec: spec, boot: boot, diskPath: want.diskPath,
+            runtime: "\(configuration.node)-\(vm.id)-e\(vm.epoch.rawValue)")
         await start(
             vm.id,
             Entry(
@@ -577,11 +590,9 @@ public actor NodeAgent {
         guard let volume = state.volumes[vm.disk.volume] else {
             throw QEMUGuestError("the volume of \(vm.id)'s disk, \(vm.disk.volume), is not in the state")
         }
-        let guest = QEMUAgentGuest(
-            vm: vm.id, name: vm.name, spec: spec, memory: vm.memory, kernel: boot.kernel, initrd: boot.initrd,
-            disk: Self.absolute(configuration.sharedRoot + "/" + volume.path + "/" + vm.disk.file),
-            directory: qemuDirectory("\(configuration.node)-\(vm.id)-\(migration)"), host: qemuHost,
-            clock: configuration.clock)
+        let guest = qemuGuest(
+            vm, spec: spec, boot: boot, diskPath: diskPath(of: vm, on: volume),
+            runtime: "\(configuration.node)-\(vm.id)-\(migration)")
         // Kept before the first await, so a fence or a discard that comes in meanwhile stops it too.
         incomingQEMU[migration] = (vm.id, guest)
         do {

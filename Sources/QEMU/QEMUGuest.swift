@@ -75,6 +75,15 @@ public actor QEMUGuest {
     /// A UNIX socket's path must fit `sun_path` (108 bytes, with its terminating zero).
     public static let maximumSocketPath = 107
 
+    /// Throws when `path` is too long for a UNIX socket (`what` names it in the error).
+    package static func checkSocketPath(_ path: String, _ what: String) throws {
+        guard path.utf8.count <= maximumSocketPath else {
+            throw QEMUGuestError(
+                "\(what) \(path) is longer than \(maximumSocketPath) bytes, too long for a UNIX socket; use a shorter data directory"
+            )
+        }
+    }
+
     public init(name: String, machine: QEMUMachine, directory: String, executable: String, group: any EventLoopGroup) {
         self.name = name
         self.machine = machine
@@ -100,11 +109,7 @@ public actor QEMUGuest {
         guard problems.isEmpty else {
             throw QEMUGuestError("\(name) cannot start: " + problems.joined(separator: "; "))
         }
-        guard files.controlSocket.utf8.count <= Self.maximumSocketPath else {
-            throw QEMUGuestError(
-                "\(name): the control socket's path \(files.controlSocket) is longer than \(Self.maximumSocketPath) bytes; use a shorter data directory"
-            )
-        }
+        try Self.checkSocketPath(files.controlSocket, "\(name): the control socket's path")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: files.controlSocket)
         let launch = QEMULaunch(

@@ -151,11 +151,7 @@ public enum QEMULiveMigration {
     /// The target's half, before the copy: it listens on `incomingSocket(of:)` for the stream.
     public static func listen(target: QEMUGuest) async throws -> String {
         let socket = incomingSocket(of: target)
-        guard socket.utf8.count <= QEMUGuest.maximumSocketPath else {
-            throw QEMUGuestError(
-                "the socket path \(socket) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
-            )
-        }
+        try QEMUGuest.checkSocketPath(socket, "the migration's socket path")
         try? FileManager.default.removeItem(atPath: socket)
         try await target.execute("migrate-incoming", ["uri": .string("unix:" + socket)])
         return socket
@@ -292,11 +288,7 @@ public enum QEMULiveMigration {
         carry: @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void,
         decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
-        guard sourceSocket.utf8.count <= QEMUGuest.maximumSocketPath else {
-            throw QEMUGuestError(
-                "the socket path \(sourceSocket) is longer than \(QEMUGuest.maximumSocketPath) bytes; use a shorter data directory"
-            )
-        }
+        try QEMUGuest.checkSocketPath(sourceSocket, "the migration's socket path")
         // `drive` reads the source's status only once `migrate` was sent: before, query-migrate
         // answers for the source's previous migration (a cancelled one would read as a failure).
         let (migrateSent, sent) = AsyncStream.makeStream(of: Void.self)

@@ -225,11 +225,6 @@ struct QEMUClusterTests {
         try acknowledged.checkDisk(cluster.sharedRoot + "/volumes/csv1/web.vhdx", vm: vm)
     }
 
-    /// The last uptime the guest printed on its console.
-    static func uptime(_ console: String) -> Int? {
-        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
-    }
-
     /// Migrates `vm` to `target` and waits until the copy runs (the migration is `copying` and the
     /// target's QEMU, paused, takes the stream: two QEMUs run the guest).
     static func migrationUnderway(_ vm: String, to target: String, client: APIClient, cluster: ProcessCluster)
@@ -264,13 +259,13 @@ struct QEMUClusterTests {
         ) {
             guard let running = Self.qemuProcesses(of: "web").first else { return false }
             let console = Self.console(of: running.commandLine)
-            return console.contains("filled 64 MiB") && (Self.uptime(console) ?? 0) >= 1
+            return console.contains("filled 64 MiB") && (TestGuest.lastUptime(console) ?? 0) >= 1
         }
         let source = try #require(Self.qemuProcesses(of: "web").first)
 
         // 1. A live migration: the guest goes on on the target, its uptime counting on (a reboot
         //    prints "up" and counts from 0), with the downtime reported; the source's QEMU is gone.
-        let before = try #require(Self.uptime(Self.console(of: source.commandLine)))
+        let before = try #require(TestGuest.lastUptime(Self.console(of: source.commandLine)))
         acknowledged.look()
         let id = try await client.migrateVM("web", to: "n\(b)").id
         var ended: MigrationView?
@@ -286,11 +281,11 @@ struct QEMUClusterTests {
         try await eventually("web counts on on n\(b) by one QEMU", within: .seconds(30), poll: .milliseconds(200)) {
             let all = Self.qemuProcesses(of: "web")
             guard all.count == 1, let target = all.first, target.pid != source.pid else { return false }
-            return (Self.uptime(Self.console(of: target.commandLine)) ?? 0) > before
+            return (TestGuest.lastUptime(Self.console(of: target.commandLine)) ?? 0) > before
         }
         let runningAfter = Self.qemuProcesses(of: "web")
         if runningAfter.count != 1
-            || (runningAfter.first.flatMap { Self.uptime(Self.console(of: $0.commandLine)) } ?? 0) <= before
+            || (runningAfter.first.flatMap { TestGuest.lastUptime(Self.console(of: $0.commandLine)) } ?? 0) <= before
         {
             Issue.record(
                 "web's QEMU processes' consoles: \(runningAfter.map { Self.console(of: $0.commandLine).suffix(3000) })")
@@ -314,9 +309,9 @@ struct QEMUClusterTests {
         }
         let still = try await client.vm("web")
         #expect(still.owner == "n\(b)" && still.epoch == moved.epoch && still.state == "running")
-        let counted = try #require(Self.uptime(Self.console(of: onB.commandLine)))
+        let counted = try #require(TestGuest.lastUptime(Self.console(of: onB.commandLine)))
         try await eventually("web counts on on n\(b)", within: .seconds(30), poll: .milliseconds(200)) {
-            (Self.uptime(Self.console(of: onB.commandLine)) ?? 0) > counted
+            (TestGuest.lastUptime(Self.console(of: onB.commandLine)) ?? 0) > counted
         }
 
         // 3. The source killed during the copy: its QEMU dies with it, the target's is let go, and

@@ -48,11 +48,6 @@ struct QEMUMigrationTests {
         }
     }
 
-    /// The last uptime the guest printed on `console`.
-    static func lastUptime(_ console: String) -> Int? {
-        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
-    }
-
     func pair(_ directory: String, arguments: String) async throws -> (QEMUGuest, QEMUGuest) {
         let machine = TestGuest.machine(arguments: arguments)
         let source = reaper.track(
@@ -67,7 +62,7 @@ struct QEMUMigrationTests {
         try await eventually(
             "the source guest fills its memory and counts", within: .seconds(90), poll: .milliseconds(200)
         ) {
-            (Self.lastUptime(source.console()) ?? 0) >= 1 && source.console().contains("filled")
+            (TestGuest.lastUptime(source.console()) ?? 0) >= 1 && source.console().contains("filled")
         }
         try await target.start(accelerator: .tcg, paused: true, incomingMigration: true)
         #expect(try await target.runState() == "inmigrate")
@@ -78,7 +73,7 @@ struct QEMUMigrationTests {
         let directory = try TestGuest.scratch()
         let (source, target) = try await pair(directory, arguments: "flotilla.vm=mig flotilla.fill=64 flotilla.dirty=4")
         let carrier = try await Carrier(group: group)
-        let before = try #require(Self.lastUptime(source.console()))
+        let before = try #require(TestGuest.lastUptime(source.console()))
         let seenAtDecision = NIOLockedValueBox<(source: String, target: String)?>(nil)
         let result = try await QEMULiveMigration.run(
             source: source, target: target, group: group,
@@ -99,9 +94,9 @@ struct QEMUMigrationTests {
 
         // The same guest goes on counting on the target: no reboot (a reboot prints "up" and starts at 0).
         try await eventually("the target's guest prints its uptime", within: .seconds(30), poll: .milliseconds(200)) {
-            (Self.lastUptime(target.console()) ?? 0) > before
+            (TestGuest.lastUptime(target.console()) ?? 0) > before
         }
-        if (Self.lastUptime(target.console()) ?? 0) <= before {
+        if (TestGuest.lastUptime(target.console()) ?? 0) <= before {
             Issue.record("the target's console: \(target.console(lastBytes: 3000))")
         }
         #expect(!target.console().contains("flotilla-guest: up"))
@@ -123,9 +118,9 @@ struct QEMUMigrationTests {
         #expect(result.outcome == .refused)
         #expect(try await source.runState() == "running")
         #expect(TestGuest.isGone(targetPid))
-        let before = try #require(Self.lastUptime(source.console()))
+        let before = try #require(TestGuest.lastUptime(source.console()))
         try await eventually("the source's guest counts on", within: .seconds(30), poll: .milliseconds(200)) {
-            (Self.lastUptime(source.console()) ?? 0) > before
+            (TestGuest.lastUptime(source.console()) ?? 0) > before
         }
 
         // The same source migrates again, and this time goes (its last migration, cancelled, is

@@ -25,6 +25,11 @@ public enum TestGuest {
     public static let missing =
         "needs QEMU (qemu-system-x86_64, qemu-img) and the test guest: FLOTILLA_QEMU_DEPS=1 scripts/install-deps.sh, then scripts/build-test-guest.sh .build/test-guest"
 
+    /// The last uptime the test guest printed on `console` (`flotilla-guest: … uptime=N …`).
+    public static func lastUptime(_ console: String) -> Int? {
+        console.components(separatedBy: "uptime=").dropFirst().last.flatMap { Int($0.prefix { $0.isNumber }) }
+    }
+
     /// What the boot sector of `bootableImage` prints on the first serial port.
     public static let bootSectorGreeting = "flotilla-image: booted"
 
