@@ -219,3 +219,30 @@ public struct APIProblem: Codable, Sendable, Equatable {
     /// No leader took the request: it certainly had no effect, and may be sent again.
     public static let noLeader = "no_leader"
 }
+
+/// A piece of a real guest's serial console (`GET /v1/vms/{name}/console`), answered by the node
+/// that runs it. Offsets are bytes into the console of the guest it runs now (a new epoch or a
+/// migration starts a new console at 0).
+public struct ConsoleView: Codable, Sendable, Equatable {
+    public var vm: String
+    /// The node that runs the guest, and the epoch it runs it under.
+    public var node: String
+    public var epoch: UInt64
+    /// The offset of `text`'s first byte, and where to ask next (`?offset=`) to follow the console.
+    public var start: UInt64
+    public var next: UInt64
+    /// The console's size when read.
+    public var size: UInt64
+    /// The bytes as UTF-8 (a piece cut inside a character shows U+FFFD there).
+    public var text: String
+
+    public init(vm: String, node: String, epoch: UInt64, start: UInt64, next: UInt64, size: UInt64, text: String) {
+        self.vm = vm
+        self.node = node
+        self.epoch = epoch
+        self.start = start
+        self.next = next
+        self.size = size
+        self.text = text
+    }
+}

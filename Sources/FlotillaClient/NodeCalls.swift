@@ -20,3 +20,13 @@ extension APIClient {
                 body: try JSONEncoder().encode(DirectIOChange(broken: broken))))
     }
 }
+
+extension APIClient {
+    /// A piece of a real guest's console, from the node that runs it (any node forwards): the
+    /// last `limit` bytes, or up to `limit` bytes from `offset` on.
+    public func console(_ name: String, offset: UInt64? = nil, limit: Int? = nil) async throws -> ConsoleView {
+        let parameters = [offset.map { "offset=\($0)" }, limit.map { "limit=\($0)" }].compactMap { $0 }
+        let query = parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")
+        return try decoded(ConsoleView.self, try await call(.get, "/v1/vms/\(pathSegment(name))/console" + query))
+    }
+}

@@ -19,9 +19,13 @@ protocol AgentGuest: AnyObject, Sendable {
     func assign(bytes: UInt64) async
     /// Its VM's workload changed (a simulated guest follows it; a real one has its own).
     func follow(_ workload: Workload) async
+    /// Where its serial console is written; nil for a guest that has none (the simulated one).
+    nonisolated var consoleLog: String? { get }
 }
 
-extension Guest: AgentGuest {}
+extension Guest: AgentGuest {
+    nonisolated var consoleLog: String? { nil }
+}
 
 /// Where QEMU is and what it runs guests with, found once per node.
 actor QEMUHostSettings {
@@ -180,7 +184,7 @@ actor QEMUAgentGuest: AgentGuest {
             try await QEMULiveMigration.resumeTarget(guest, within: .seconds(60))
         } catch {
             // QEMU says why it could not load the stream on its output, which goes with its directory.
-            let said = QEMUGuest.tail(of: guest.outputLog, bytes: 600).split(separator: "\n").suffix(3)
+            let said = ConsoleLog.tail(of: guest.outputLog, bytes: 600).split(separator: "\n").suffix(3)
             await stop()
             throw QEMUGuestError(
                 "the migrated guest did not resume here: \(error)"
@@ -218,6 +222,8 @@ actor QEMUAgentGuest: AgentGuest {
         // for a look at its console).
         try? FileManager.default.removeItem(atPath: directory)
     }
+
+    nonisolated var consoleLog: String? { QEMUGuest.consoleLog(in: directory) }
 
     /// While starting, or stopped by the agent: not running and no failure (the agent leaves it be).
     /// A guest that ran and no longer does is a failure, and its process is killed first, so the

@@ -695,6 +695,13 @@ public actor NodeAgent {
         problems[id] = (name, epoch, error)
     }
 
+    /// The guest this node runs for the VM named `name`: its epoch and where its console is written
+    /// (nil: a guest without one). Nil when no guest runs it here.
+    func console(of name: String) -> (vm: VMID, epoch: Epoch, log: String?)? {
+        guard let (id, entry) = guests.first(where: { $0.value.name == name }) else { return nil }
+        return (id, entry.epoch, entry.guest.consoleLog)
+    }
+
     /// What `GET /v1/agent` shows.
     public var view: AgentView {
         get async {

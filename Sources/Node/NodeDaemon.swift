@@ -161,6 +161,7 @@ public final class NodeDaemon: Service {
         clientAPI.addMembershipRoutes(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
         agent.addRoutes(to: &clientRouter)
+        clientAPI.addConsoleRoute(to: &clientRouter, agent: agent)
         volumes.addClientRoutes(to: &clientRouter)
         let clientServer = HTTP2Server(
             configuration: .init(

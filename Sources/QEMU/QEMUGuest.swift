@@ -90,7 +90,8 @@ public actor QEMUGuest {
         self.directory = directory
         self.executable = executable
         self.group = group
-        self.files = QEMURuntimeFiles(controlSocket: directory + "/qmp.sock", consoleLog: directory + "/console.log")
+        self.files = QEMURuntimeFiles(
+            controlSocket: directory + "/qmp.sock", consoleLog: Self.consoleLog(in: directory))
         self.outputLog = directory + "/qemu.log"
     }
 
@@ -145,7 +146,7 @@ public actor QEMUGuest {
         while true {
             if process.hasExited {
                 let exit = await process.waitForExit()
-                throw QEMUGuestError("\(name): QEMU \(exit) at start: \(Self.tail(of: outputLog, bytes: 2000))")
+                throw QEMUGuestError("\(name): QEMU \(exit) at start: \(ConsoleLog.tail(of: outputLog, bytes: 2000))")
             }
             if FileManager.default.fileExists(atPath: files.controlSocket) {
                 if let client = try? await QMPClient.connect(socketPath: files.controlSocket, group: group) {
@@ -260,15 +261,9 @@ public actor QEMUGuest {
 
     /// The last `bytes` of the guest's serial console.
     public nonisolated func console(lastBytes bytes: Int = 4096) -> String {
-        Self.tail(of: files.consoleLog, bytes: bytes)
+        ConsoleLog.tail(of: files.consoleLog, bytes: bytes)
     }
 
-    package static func tail(of path: String, bytes: Int) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        try? handle.seek(toOffset: size > UInt64(bytes) ? size - UInt64(bytes) : 0)
-        let data = (try? handle.readToEnd()) ?? Data()
-        return String(decoding: data, as: UTF8.self)
-    }
+    /// Where a guest started in `directory` writes its serial console.
+    public static func consoleLog(in directory: String) -> String { directory + "/console.log" }
 }

@@ -96,7 +96,7 @@ struct VMCommand: AsyncParsableCommand {
         commandName: "vm", abstract: "Create, start, stop, resize and delete VMs.",
         subcommands: [
             Create.self, Start.self, Stop.self, Memory.self, Workload.self, Migrate.self, AutoConverge.self,
-            Delete.self, Show.self,
+            Delete.self, Show.self, Console.self,
         ])
 
     struct Create: AsyncParsableCommand {
@@ -268,6 +268,56 @@ struct VMCommand: AsyncParsableCommand {
 
         func run() async throws {
             try printJSON(try await withAPI(options.api) { try await $0.vm(name, stale: options.stale) })
+        }
+    }
+}
+
+extension VMCommand {
+    struct Console: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the end of a real guest's serial console; --follow keeps printing it.",
+            discussion: """
+                Any node answers: the node that runs the guest reads its console. With --follow it
+                keeps printing as the console grows, and across a failover or migration goes on with
+                the new guest's console from its start (Ctrl-C to stop).
+                """)
+        @OptionGroup var options: APIOptions
+        @Argument var name: String
+        @Option(help: "How much of the console's end to print first, e.g. 16K (at most 1M).") var tail = "16K"
+        @Flag(help: "Keep printing the console as it grows (Ctrl-C to stop).") var follow = false
+
+        func run() async throws {
+            let first = try bytes(tail, option: "--tail")
+            guard (1...(1 << 20)).contains(first) else {
+                FileHandle.standardError.write(
+                    Data((ClusterText.errorLine("--tail must be from 1 byte to 1M, got \(tail)") + "\n").utf8))
+                throw ExitCode.failure
+            }
+            try await withAPI(options) { client in
+                var follower = ConsoleFollow()
+                var waiting = false
+                while true {
+                    let answer: ConsoleView
+                    do {
+                        answer = try await client.console(
+                            name, offset: follower.offset, limit: follower.offset == nil ? Int(first) : 1 << 20)
+                    } catch let error as APIError
+                        where follow && ConsoleFollow.waitsOut(status: error.status, message: error.message)
+                    {
+                        if !waiting {
+                            FileHandle.standardError.write(Data("(waiting: \(error.message))\n".utf8))
+                            waiting = true
+                        }
+                        try await Task.sleep(for: .seconds(1))
+                        continue
+                    }
+                    waiting = false
+                    // Unbuffered: a follower reads the console as it comes.
+                    FileHandle.standardOutput.write(Data(follower.take(answer).utf8))
+                    guard follow else { return }
+                    if answer.next >= answer.size { try await Task.sleep(for: .milliseconds(500)) }
+                }
+            }
         }
     }
 }

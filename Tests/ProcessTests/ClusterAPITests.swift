@@ -122,6 +122,20 @@ struct ClusterAPITests {
         #expect(started.state == "running" && started.owner == "n2" && started.epoch == 1)
         await expectStatus(409) { try await leader.startVM("Finance") }
         await expectStatus(404) { try await leader.startVM("Nobody") }
+        // Only a real guest has a console: a simulated one says so, whichever node is asked.
+        for client in clients {
+            let noConsole = await expectStatus(409) { _ = try await client.console("Finance") }
+            #expect(noConsole.hasPrefix("no_console: "), "\(noConsole)")
+        }
+        await expectStatus(404) { _ = try await follower.console("Nobody") }
+        await expectStatus(400) { _ = try await follower.call(.get, "/v1/vms/Finance/console?limit=0") }
+        // Only a real guest has a console: a simulated one says so, whichever node is asked.
+        for client in clients {
+            let noConsole = await expectStatus(409) { _ = try await client.console("Finance") }
+            #expect(noConsole.hasPrefix("no_console: "), "\(noConsole)")
+        }
+        await expectStatus(404) { _ = try await follower.console("Nobody") }
+        await expectStatus(400) { _ = try await follower.call(.get, "/v1/vms/Finance/console?limit=0") }
 
         // A VM bigger than any node: placement leaves it pending with the reason; a named node refuses it.
         try await leader.createVM(VMCreation(name: "Huge", startup: 9 * gib, volume: "csv1"))

@@ -142,6 +142,17 @@ struct QEMUClusterTests {
             return again.commandLine.contains("flotilla.epoch=\(epoch)")
                 && Self.console(of: again.commandLine).contains("vm=web epoch=\(epoch) uptime=")
         }
+        // Its console through the API, asked of a node that does not run it (which forwards), and
+        // followed from where that answer ended.
+        let owner = try #require(moved?.owner)
+        let asked = try #require((1...3).first { "n\($0)" != owner && $0 != victimNumber })
+        let console = try await cluster.client(asked).console("web")
+        #expect(console.node == owner && console.epoch == epoch)
+        #expect(console.text.contains("vm=web epoch=\(epoch) uptime="), "\(console.text)")
+        try await eventually("web's console grows past byte \(console.next)") {
+            guard let more = try? await cluster.client(asked).console("web", offset: console.next) else { return false }
+            return more.start == console.next && more.text.contains("uptime=")
+        }
 
         // Dynamic memory: with room to shrink, the balancer's assignment becomes the balloon's target
         // and the guest's own memory (MemTotal, on its console) follows it down, and back up.
