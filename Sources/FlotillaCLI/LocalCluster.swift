@@ -38,7 +38,9 @@ public struct LocalCluster: Sendable {
     }
 
     var pidsPath: String { directory + "/pids" }
-    var configPath: String { directory + "/cluster.json" }
+    /// Absolute, as the nodes are started with it: `--config` with this path is what tells this
+    /// cluster's nodes from other processes (a pids file outlives a reboot, and pids are reused).
+    var configPath: String { URL(fileURLWithPath: directory).standardizedFileURL.path + "/cluster.json" }
 
     public func clientEndpoint(_ node: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: portBase + node) }
 
@@ -184,10 +186,30 @@ public struct LocalCluster: Sendable {
         return done
     }
 
-    /// The pids recorded by `start` that are still alive, or nil when none were recorded.
+    /// The pids recorded by `start` that are still this cluster's nodes (alive, and a `flotilla node`
+    /// started with this directory's configuration), or nil when none were recorded. A recorded pid
+    /// that another program now has is never counted, so never signalled.
     public func runningPids() -> [Int32]? {
         guard let text = try? String(contentsOfFile: pidsPath, encoding: .utf8) else { return nil }
-        return text.split(whereSeparator: \.isNewline).compactMap { Int32($0) }.filter { kill($0, 0) == 0 }
+        return text.split(whereSeparator: \.isNewline).compactMap { Int32($0) }.filter { pid in
+            guard kill(pid, 0) == 0, let arguments = Self.commandLine(of: pid) else { return false }
+            return Self.isNode(arguments, of: configPath)
+        }
+    }
+
+    /// Whether a process's arguments are a `flotilla node` started with the configuration at `configPath`.
+    public static func isNode(_ arguments: [String], of configPath: String) -> Bool {
+        guard arguments.count >= 2, arguments[0].split(separator: "/").last == "flotilla", arguments[1] == "node"
+        else { return false }
+        return zip(arguments.dropFirst(2), arguments.dropFirst(3)).contains { $0 == "--config" && $1 == configPath }
+    }
+
+    /// A process's arguments from /proc (nil when it is gone or cannot be read).
+    static func commandLine(of pid: Int32) -> [String]? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return nil }
+        return data.split(separator: 0, omittingEmptySubsequences: false).dropLast().map {
+            String(decoding: $0, as: UTF8.self)
+        }
     }
 
     /// Sends SIGTERM to every node and waits for them to exit (SIGKILL after `grace`).

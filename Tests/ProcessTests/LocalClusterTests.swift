@@ -66,6 +66,19 @@ struct LocalClusterTests {
         // A base unlikely to collide with other clusters on this machine (ports base+1… and base+101…).
         let base = try localPortBase()
 
+        // A pids file left from before a reboot, whose pids other programs now have (here a
+        // `sleep`): `local down` signals none of them, and `local up` is not refused for them.
+        let stranger = Process()
+        stranger.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        stranger.arguments = ["120"]
+        try stranger.run()
+        defer { stranger.terminate() }
+        try FileManager.default.createDirectory(atPath: directory + "/.flotilla", withIntermediateDirectories: true)
+        try "\(stranger.processIdentifier)\n\(getpid())\n".write(
+            toFile: directory + "/.flotilla/pids", atomically: true, encoding: .utf8)
+        #expect(try flotilla(["local", "down"], in: directory).out == "no local cluster is running from .flotilla\n")
+        #expect(stranger.isRunning)
+
         let up = try flotilla(["local", "up", "--detach", "--port-base", base], in: directory)
         #expect(up.status == 0, "\(up.out)\(up.err)")
         #expect(up.out.contains("created volume csv1") && up.out.contains("created VM Sales"))
@@ -111,6 +124,7 @@ struct LocalClusterTests {
         let nodes = try flotilla(["nodes"], in: directory)
         #expect(nodes.out.split(separator: "\n").count == 4, "\(nodes.out)")
         #expect(try flotilla(["local", "down"], in: directory).status == 0)
+        #expect(stranger.isRunning)
     }
 }
 
