@@ -227,3 +227,43 @@ func theSharedRootDefaultsToBesideTheDataDirectory(dataDirectory: String, shared
     }
     #expect(error?.description.contains("--raft-seed is \"-1\"") == true)
 }
+
+/// The Kubernetes ConfigMap's cluster.json, as the StatefulSet's pods read it with their own names:
+/// flotilla-0…2 found the cluster, a pod added by scaling up joins it.
+@Test(arguments: [("flotilla-0", 1, false), ("flotilla-2", 3, false), ("flotilla-3", 4, true), ("flotilla-4", 5, true)])
+func theKubernetesConfigurationResolvesForEveryPod(pod: String, id: UInt64, joins: Bool) throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let path = root.appendingPathComponent("cluster-config/kubernetes/configmap.yaml").path
+    let contents = try Data(embeddedConfigurationIn: try String(contentsOfFile: path, encoding: .utf8))
+    let environment = [
+        "FLOTILLA_NODE_ID_FROM_ORDINAL": pod, "FLOTILLA_PEER_ADDRESS": "0.0.0.0:7201",
+        "FLOTILLA_CLIENT_ADDRESS": "0.0.0.0:7101",
+    ]
+    let configuration = try NodeConfiguration.resolve(file: (path, contents), environment: environment, flags: [:])
+    #expect(configuration.nodeID == NodeID(id) && configuration.join == joins)
+    #expect(configuration.peerListen.description == "0.0.0.0:7201")
+    #expect(configuration.dataDirectory == "/var/lib/flotilla/data/n\(id)")
+    let founders = configuration.members.filter { $0.peer.host != "0.0.0.0" }
+    #expect(founders.map(\.peer.description) == (0...2).map { "flotilla-\($0).flotilla:7201" })
+    #expect(founders.map(\.client.description) == (0...2).map { "flotilla-\($0).flotilla:7101" })
+}
+
+extension Data {
+    /// The block scalar under `cluster.json: |` in a ConfigMap's YAML: the lines indented deeper
+    /// than the key, with that indentation removed.
+    fileprivate init(embeddedConfigurationIn yaml: String) throws {
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let keyLine = lines.firstIndex(where: { $0.drop { $0 == " " }.hasPrefix("cluster.json: |") }) else {
+            throw NoEmbeddedConfiguration()
+        }
+        let keyIndent = lines[keyLine].prefix { $0 == " " }.count
+        let block = lines[(keyLine + 1)...].prefix { $0.isEmpty || $0.prefix { $0 == " " }.count > keyIndent }
+        let indent = block.filter { !$0.isEmpty }.map { $0.prefix { $0 == " " }.count }.min() ?? 0
+        self.init(block.map { $0.dropFirst(Swift.min(indent, $0.count)) }.joined(separator: "\n").utf8)
+    }
+}
+
+private struct NoEmbeddedConfiguration: Error, CustomStringConvertible {
+    var description: String { "no `cluster.json: |` block in the ConfigMap" }
+}
