@@ -43,11 +43,25 @@ RUN if [ "$WITH_QEMU" = 1 ]; then \
 # The binary at /usr/local/bin/flotilla and its libraries (the Swift runtime, Foundation,
 # libnghttp2) at the paths they had in the builder; glibc and libstdc++ are the runtime image's own.
 COPY --from=builder /rootfs/ /
-# Node data (one volume per node) and the Cluster Shared Volumes' root (one volume shared by all).
-RUN mkdir -p /var/lib/flotilla/data /var/lib/flotilla/shared && /usr/local/bin/flotilla --version
+# Node data (one volume per node) and the Cluster Shared Volumes' root (one volume shared by all),
+# owned by the user the node runs as (uid and gid 10001, as scripts/container-rootfs.sh makes it), so
+# new volumes mounted there are its to write: Docker copies a mount point's owner into a new volume.
+RUN groupadd --gid 10001 flotilla \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/flotilla --shell /usr/sbin/nologin flotilla \
+    && mkdir -p /var/lib/flotilla/data /var/lib/flotilla/shared \
+    && chown 10001:10001 /var/lib/flotilla /var/lib/flotilla/data /var/lib/flotilla/shared \
+    && /usr/local/bin/flotilla --version
 WORKDIR /var/lib/flotilla
+# Listen on every address of the container; the cluster configuration's members say where the
+# others reach it. The health check below reaches the client API on 127.0.0.1.
+ENV FLOTILLA_PEER_ADDRESS=0.0.0.0:7201 FLOTILLA_CLIENT_ADDRESS=0.0.0.0:7101
 EXPOSE 7101 7201
 STOPSIGNAL SIGTERM
+USER 10001:10001
+# Healthy while the node is ready (GET /readyz): it knows a leader and has applied what that leader
+# had committed. The image has no shell or curl: the binary checks itself.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/flotilla", "ready", "--api", "127.0.0.1:7101"]
 # `flotilla node` handles SIGTERM itself (drains, exits 0), also as PID 1.
 ENTRYPOINT ["/usr/local/bin/flotilla"]
 CMD ["node"]

@@ -5,7 +5,7 @@ SWIFT_FORMAT ?= swift format
 # Where `make run` keeps the local cluster's data and logs.
 DIR ?= .flotilla
 
-.PHONY: all deps build release run run-qemu test lint format bench clean container-image container-image-qemu cluster-up cluster-down cluster-status test-containers
+.PHONY: all deps build release run run-qemu test lint format bench clean container-image container-image-qemu cluster-up cluster-down cluster-status test-containers validate-kubernetes
 
 all: build
 
@@ -36,7 +36,7 @@ format:
 	$(SWIFT_FORMAT) format --in-place --recursive Package.swift Sources Tests
 
 # The QEMU tests boot a small real guest (kernel + busybox initramfs) built here from Debian's packages.
-test: deps lint
+test: deps lint validate-kubernetes
 	@FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
 	./scripts/build-test-guest.sh .build/test-guest
 	$(SWIFT) build --build-tests
@@ -74,6 +74,12 @@ cluster-status:
 test-containers: deps
 	$(SWIFT) build --product flotilla
 	./scripts/test-containers.sh
+
+# The Kubernetes manifests (cluster-config/kubernetes/) against the Kubernetes schemas, strictly,
+# with kubernetes-validate from PyPI; no cluster needed (docs/kubernetes.md).
+validate-kubernetes:
+	@FLOTILLA_KUBERNETES_DEPS=1 ./scripts/install-deps.sh
+	./scripts/validate-kubernetes.sh
 
 # Benchmarks print markdown tables; docs/benchmarks.md records them with the commands.
 bench:

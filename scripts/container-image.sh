@@ -33,13 +33,17 @@ if [ -x "$root/usr/bin/qemu-system-x86_64" ]; then
   contents+=", with $(/usr/bin/qemu-system-x86_64 --version | head -n 1)"
 fi
 # The same configuration as the Dockerfile's runtime stage (its STOPSIGNAL is the default, SIGTERM,
-# which `docker import --change` cannot set).
-tar -C "$root" -c . | "$docker" import \
+# which `docker import --change` cannot set): the user flotilla (10001, made by container-rootfs.sh),
+# listening on every address of the container, healthy while `/readyz` says ready.
+tar -C "$root" --numeric-owner -c . | "$docker" import \
   --change 'ENTRYPOINT ["/usr/local/bin/flotilla"]' \
   --change 'CMD ["node"]' \
   --change 'WORKDIR /var/lib/flotilla' \
   --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+  --change 'ENV FLOTILLA_PEER_ADDRESS=0.0.0.0:7201 FLOTILLA_CLIENT_ADDRESS=0.0.0.0:7101' \
   --change 'EXPOSE 7101 7201' \
+  --change 'USER 10001:10001' \
+  --change 'HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 CMD ["/usr/local/bin/flotilla", "ready", "--api", "127.0.0.1:7101"]' \
   --message "flotilla $("$binary" --version) $contents" \
   - "$tag" >/dev/null
 echo "container-image: built $tag ($(du -sh "$root" | cut -f1) $contents)"

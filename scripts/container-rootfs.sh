@@ -13,9 +13,12 @@
 # --with-qemu adds this machine's QEMU for the node's real guests (docs/qemu.md): the
 # /usr/bin/qemu-system-x86_64 the node runs, the libraries it links, its TCG accelerator module and
 # its firmware (/usr/share/qemu, /usr/share/seabios, /usr/lib/ipxe/qemu when present), links resolved.
+# A complete ROOT has the user the node runs as, flotilla (uid and gid 10001, as in the Dockerfile),
+# owning /var/lib/flotilla and its data and shared directories, so new volumes mounted there are the
+# node's to write (Docker copies a mount point's owner into a new volume); that needs root.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" >&2; exit 2; }
 with_base=1
 with_qemu=0
 while [ $# -gt 0 ]; do
@@ -125,7 +128,13 @@ if [ "$with_base" = 1 ]; then
   # glibc resolves container hostnames (n1, n2, …) through /etc/hosts, then Docker's DNS.
   echo "hosts: files dns" >"$root/etc/nsswitch.conf"
   echo "root:x:0:0:root:/root:/usr/sbin/nologin" >"$root/etc/passwd"
+  echo "flotilla:x:10001:10001:Flotilla node:/var/lib/flotilla:/usr/sbin/nologin" >>"$root/etc/passwd"
   echo "root:x:0:" >"$root/etc/group"
+  echo "flotilla:x:10001:" >>"$root/etc/group"
+  if ! chown 10001:10001 "$root/var/lib/flotilla" "$root/var/lib/flotilla/data" "$root/var/lib/flotilla/shared"; then
+    echo "container-rootfs: cannot give /var/lib/flotilla to the node's user (uid 10001); run as root" >&2
+    exit 1
+  fi
   # Docker mounts its own versions of these over the empty files.
   : >"$root/etc/hosts"
   : >"$root/etc/resolv.conf"

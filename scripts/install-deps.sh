@@ -33,6 +33,16 @@ if [ "${FLOTILLA_QEMU_DEPS:-0}" = 1 ]; then
     "qemu-utils:qemu-img")
 fi
 
+# Validating the Kubernetes manifests (scripts/validate-kubernetes.sh): kubernetes-validate from
+# PyPI, which carries the Kubernetes API schemas (no cluster, no network once installed), in a
+# virtual environment of its own made with Debian's Python, so no system Python package changes.
+# validate-kubernetes.sh finds it at the same path.
+kubernetes_validate_version=1.37.0
+kubernetes_validate_dir=${FLOTILLA_TOOLS_DIR:-${HOME:-/root}/.local/share/flotilla}/kubernetes-validate-$kubernetes_validate_version
+if [ "${FLOTILLA_KUBERNETES_DEPS:-0}" = 1 ]; then
+  packages+=("python3:/usr/bin/python3" "python3-venv:/usr/lib/python3*/ensurepip/__init__.py")
+fi
+
 # True when PROBE (see the package list above) shows its package installed.
 installed() {
   local probe=$1 linkage
@@ -53,23 +63,39 @@ for entry in "${packages[@]}"; do
   installed "$probe" || missing+=("$pkg")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo_cmd=(sudo)
+    else
+      echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+      echo "install-deps: install them by hand with: apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # An update first: a fresh machine's package lists may be stale or empty.
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "install-deps: done"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    sudo_cmd=(sudo)
-  else
-    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
-    echo "install-deps: install them by hand with: apt-get install -y ${missing[*]}" >&2
+# The environment is complete once its stamp exists (written after pip succeeded); a half-made one
+# from an interrupted run is made again. Not moved into place: a virtual environment's scripts name
+# its path.
+if [ "${FLOTILLA_KUBERNETES_DEPS:-0}" = 1 ] && [ ! -e "$kubernetes_validate_dir/.installed" ]; then
+  echo "install-deps: installing kubernetes-validate $kubernetes_validate_version from PyPI into $kubernetes_validate_dir"
+  rm -rf "$kubernetes_validate_dir"
+  mkdir -p "$(dirname "$kubernetes_validate_dir")"
+  if ! /usr/bin/python3 -m venv "$kubernetes_validate_dir" ||
+    ! "$kubernetes_validate_dir/bin/pip" install -q --disable-pip-version-check \
+      "kubernetes-validate==$kubernetes_validate_version"; then
+    rm -rf "$kubernetes_validate_dir"
+    echo "install-deps: could not install kubernetes-validate $kubernetes_validate_version (is PyPI reachable?)" >&2
     exit 1
   fi
+  touch "$kubernetes_validate_dir/.installed"
+  echo "install-deps: done"
 fi
-export DEBIAN_FRONTEND=noninteractive
-# An update first: a fresh machine's package lists may be stale or empty.
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-deps: done"

@@ -203,6 +203,22 @@ survivors=()
 for node in n1 n2 n3; do [ "$node" = "$leader" ] || survivors+=("$node"); done
 phase "leader is $leader"
 
+# The image's user and health check: every node runs as uid 10001 (writing its data volume as
+# that user), and Docker's health check (`flotilla ready`, GET /readyz) turns healthy once it has a leader.
+for node in n1 n2 n3; do
+  # docker top needs the pid column.
+  users=$(/usr/bin/docker top "${containers[$node]}" -o pid,uid,args | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
+  [ "$users" = "10001 " ] || fail "$node's processes run as uid ${users:-<none>}, not 10001 alone"
+done
+deadline=$((SECONDS + 40))
+for node in n1 n2 n3; do
+  until [ "$(/usr/bin/docker inspect -f '{{.State.Health.Status}}' "${containers[$node]}")" = healthy ]; do
+    [ $SECONDS -lt $deadline ] || fail "$node's container is not healthy: $(/usr/bin/docker inspect -f '{{json .State.Health}}' "${containers[$node]}")"
+    sleep 0.5
+  done
+done
+phase "every node runs as uid 10001 and its container is healthy (GET /readyz through flotilla ready)"
+
 # Writes through every node: followers forward them to the leader.
 for i in $(seq 1 15); do
   node=n$(((i % 3) + 1))

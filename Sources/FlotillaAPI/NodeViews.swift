@@ -1,6 +1,43 @@
 // What a node says about itself and the cluster's Raft state: status, settings, the agent's guests, volume access.
 import ClusterModel
 
+/// What `GET /readyz` answers, with 200 when `ready` and 503 when not: whether this node knows a
+/// leader and has applied all that leader had committed at its last contact (docs/api.md).
+/// Not ready, the body is also an `APIProblem` (`error` is `not_ready`), so any client reads it as one.
+public struct ReadinessView: Codable, Sendable, Equatable {
+    public var ready: Bool
+    public var node: String
+    /// Why not, for programs to match: `no_leader` or `catching_up`; nil when ready.
+    public var reason: String?
+    /// `not_ready` when not ready; nil when ready.
+    public var error: String?
+    /// For people: what the node has and what it waits for.
+    public var detail: String
+    public var leader: String?
+    public var term: UInt64
+    public var appliedIndex: UInt64
+    /// The leader's commit index as of this node's last contact with it (its own on the leader; 0 with no leader).
+    public var leaderCommitIndex: UInt64
+
+    public init(
+        ready: Bool, node: String, reason: String?, detail: String, leader: String?, term: UInt64,
+        appliedIndex: UInt64, leaderCommitIndex: UInt64
+    ) {
+        self.ready = ready
+        self.node = node
+        self.reason = reason
+        self.error = ready ? nil : Self.notReady
+        self.detail = detail
+        self.leader = leader
+        self.term = term
+        self.appliedIndex = appliedIndex
+        self.leaderCommitIndex = leaderCommitIndex
+    }
+
+    /// The `error` name of a node that is not ready.
+    public static let notReady = "not_ready"
+}
+
 /// What `GET /v1/status` answers: the leader's view of the cluster.
 public struct StatusView: Codable, Sendable, Equatable {
     public struct Member: Codable, Sendable, Equatable {

@@ -44,6 +44,12 @@ public final class APIClient: Sendable {
         try decode(StatusView.self, try await call(.get, "/v1/status" + (stale ? "?stale=true" : "")))
     }
 
+    /// `GET /readyz` of this node: its readiness when ready; an `APIError` (503, `not_ready`, with
+    /// the reason) when not.
+    public func readiness() async throws -> ReadinessView {
+        try decode(ReadinessView.self, try await call(.get, "/readyz"))
+    }
+
     public func settings(stale: Bool = false) async throws -> [String: String] {
         struct List: Decodable { var settings: [String: String] }
         return try decode(List.self, try await call(.get, "/v1/config" + (stale ? "?stale=true" : ""))).settings

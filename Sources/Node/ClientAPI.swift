@@ -32,6 +32,13 @@ struct ClientAPI: Sendable {
         router.get("/healthz") { _, _ in
             try json(["status": "ok", "node": configuration.nodeID.description])
         }
+        // Readiness (docs/api.md): this node's own Raft status, never forwarded.
+        router.get("/readyz") { _, _ in
+            let status = await driver.status
+            let readiness = Readiness.of(status)
+            return try json(
+                readiness.view(node: configuration.nodeID, status: status), status: readiness.httpStatus)
+        }
         router.get("/v1/status") { request, _ in
             if isStale(request) { return try json(await statusView()) }
             if await driver.status.role != .leader { return try await forwardOrFail(request) }

@@ -34,7 +34,9 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// A snapshot is taken (and the log compacted) after this many newly applied entries.
     public var snapshotEntries: Int
     /// The node joins a running cluster (added through the API) instead of founding one with
-    /// `members`; the file's members then only tell it where the others are.
+    /// `members`; the file's members then only tell it where the others are. The setting is `true`,
+    /// `false`, or `auto`: join exactly when this node is not among the file's members (replicas that
+    /// share one configuration, where the founders are listed and later ones are added).
     public var join: Bool
     /// Memory this node offers VMs (host memory minus the host's reserve), in bytes; the node
     /// registers it in the cluster state, where admission control counts VMs' startup memory against it.
@@ -58,6 +60,10 @@ public struct NodeConfiguration: Hashable, Sendable {
     public enum Setting: String, CaseIterable, Sendable {
         case clusterID = "cluster-id"
         case nodeID = "node-id"
+        /// A name ending in `-ORDINAL`, such as a StatefulSet pod's `flotilla-2`: the node is
+        /// `n(ORDINAL+1)`, so pod 0 is n1. An alternative to `node-id`, for replicas that share one
+        /// configuration and learn only their own name.
+        case nodeIDFromOrdinal = "node-id-from-ordinal"
         case peerAddress = "peer-address"
         case clientAddress = "client-address"
         case dataDirectory = "data-dir"
@@ -157,20 +163,18 @@ public struct NodeConfiguration: Hashable, Sendable {
             return bytes
         }
 
-        let (idText, idSource) = try required(.nodeID)
-        guard let nodeID = NodeID(parsing: idText) else {
-            throw ConfigurationError(
-                "\(idSource) is \"\(idText)\", not a node id", fix: "node ids are n1, n2, … (a positive number after n)"
-            )
-        }
+        let nodeID = try Self.nodeID(given: values[.nodeID], fromOrdinal: values[.nodeIDFromOrdinal])
+        let ownEntry = members.first { $0.id == nodeID }
         let join: Bool
         switch values[.join]?.value {
         case nil, "false": join = false
         case "true": join = true
+        case "auto": join = ownEntry == nil
         case let other?:
-            throw ConfigurationError("\(values[.join]!.source) is \"\(other)\"", fix: "join is true or false")
+            throw ConfigurationError(
+                "\(values[.join]!.source) is \"\(other)\"",
+                fix: "join is true, false, or auto (join when this node is not among the config file's members)")
         }
-        let ownEntry = members.first { $0.id == nodeID }
         if !members.isEmpty && ownEntry == nil && !join {
             throw ConfigurationError(
                 "node \(nodeID) is not among the config file's members (\(members.map(\.id.description).joined(separator: ", ")))",
@@ -251,6 +255,46 @@ public struct NodeConfiguration: Hashable, Sendable {
 }
 
 extension NodeConfiguration {
+    /// The node's id from `node-id`, or from the ordinal at the end of `node-id-from-ordinal`
+    /// (`flotilla-0` → n1); exactly one of the two must be given.
+    static func nodeID(
+        given: (value: String, source: String)?, fromOrdinal: (value: String, source: String)?
+    ) throws(ConfigurationError) -> NodeID {
+        switch (given, fromOrdinal) {
+        case (nil, nil):
+            throw ConfigurationError(
+                "no node-id given",
+                fix:
+                    "pass --node-id, set FLOTILLA_NODE_ID, or put \"node-id\" in the config file "
+                    + "(or name a StatefulSet pod with --node-id-from-ordinal / FLOTILLA_NODE_ID_FROM_ORDINAL)")
+        case (let given?, let fromOrdinal?):
+            throw ConfigurationError(
+                "both \(given.source) (\"\(given.value)\") and \(fromOrdinal.source) (\"\(fromOrdinal.value)\") are given",
+                fix: "give the node's id one way: node-id, or node-id-from-ordinal")
+        case (let (text, source)?, nil):
+            guard let id = NodeID(parsing: text) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\", not a node id", fix: "node ids are n1, n2, … (a positive number after n)"
+                )
+            }
+            return id
+        case (nil, let (text, source)?):
+            let digits = text.reversed().prefix { $0.isASCII && $0.isNumber }.reversed()
+            let name = text.dropLast(digits.count)
+            guard name.count >= 2, name.hasSuffix("-"), !digits.isEmpty, digits.count <= 9,
+                digits.first != "0" || digits.count == 1, let ordinal = Int(String(digits)),
+                let id = NodeID(parsing: "n\(ordinal + 1)")
+            else {
+                throw ConfigurationError(
+                    "\(source) is \"\(text)\", not a name ending in -ORDINAL",
+                    fix:
+                        "give a StatefulSet pod's name, such as flotilla-0 (node n1) or flotilla-2 (n3): "
+                        + "in Kubernetes, from the downward API's metadata.name")
+            }
+            return id
+        }
+    }
+
     /// `name` in the directory holding `dataDirectory`: `.flotilla/n1` → `.flotilla/shared`.
     static func besideDataDirectory(_ dataDirectory: String, _ name: String) -> String {
         var path = Substring(dataDirectory)

@@ -26,6 +26,7 @@ extension RaftNode {
     public mutating func leaderProcessGone(_ node: NodeID) {
         guard currentRole != .leader, currentLeader == node else { return }
         currentLeader = nil
+        heardLeaderCommit = 0
         guard let delay = leaderGoneDelay(after: node) else { return }
         randomizedElectionTimeout = min(randomizedElectionTimeout, electionElapsed + delay)
     }
@@ -183,6 +184,7 @@ extension RaftNode {
     }
 
     private mutating func resetRoleState() {
+        heardLeaderCommit = 0
         resetElectionTimer()
         heartbeatElapsed = 0
         votes = [:]
@@ -243,13 +245,14 @@ extension RaftNode {
         case .voteResponse(let granted):
             if currentRole == .candidate { _ = tallyVote(from: message.from, granted: granted) }
         case .append(let append):
-            acceptLeader(message.from)
+            acceptLeader(message.from, commit: append.commit)
             handleAppend(append, from: message.from)
         case .heartbeat(let heartbeat):
-            acceptLeader(message.from)
+            acceptLeader(message.from, commit: heartbeat.commit)
             handleHeartbeat(heartbeat, from: message.from)
         case .installSnapshot(let chunk):
-            acceptLeader(message.from)
+            // A snapshot holds only committed entries: the leader's commit is at least its last index.
+            acceptLeader(message.from, commit: chunk.metadata.index)
             handleSnapshotChunk(chunk, from: message.from)
         case .appendResponse(let response):
             if currentRole == .leader { handleAppendResponse(response, from: message.from) }
@@ -276,11 +279,13 @@ extension RaftNode {
     }
 
     /// Same-term AppendEntries, heartbeat or snapshot chunk: its sender is the leader of this term.
-    private mutating func acceptLeader(_ node: NodeID) {
+    /// `commit` is the leader's commit index as the message states it (a lower bound of it).
+    private mutating func acceptLeader(_ node: NodeID, commit leaderCommit: LogIndex) {
         if currentRole != .follower {
             becomeFollower(term: currentTerm, leader: node)
         }
         currentLeader = node
+        heardLeaderCommit = max(heardLeaderCommit, leaderCommit)
         electionElapsed = 0
         // The leader reported gone is alive after all (or a new one took over): back to a full timeout.
         if electionTimerIsShortened { resetElectionTimer() }

@@ -26,6 +26,11 @@ public struct RaftNode: Sendable {
 
     var currentRole: Role = .follower
     var currentLeader: NodeID?
+    /// On a follower: the highest commit index `currentLeader` has sent this node (an append's,
+    /// a heartbeat's, which the leader caps at our match, or a snapshot's last index), so the
+    /// shell can tell how far behind its leader it has applied. Invariant: 0 whenever
+    /// `currentLeader` is nil or this node leads; reset with every change of role or leader.
+    var heardLeaderCommit: LogIndex = 0
     /// The membership in force: the latest one in the log, committed or not (Ongaro §4.1).
     var membership: Membership
     /// The index of the entry that set `membership` (the snapshot index, or 0 at bootstrap).
@@ -256,6 +261,7 @@ public struct RaftNode: Sendable {
             role: currentRole,
             leader: currentLeader,
             commit: commit,
+            leaderCommit: currentRole == .leader ? commit : heardLeaderCommit,
             applied: applied,
             firstIndex: log.firstIndex,
             lastIndex: log.lastIndex,

@@ -125,6 +125,10 @@ public struct RaftStatus: Hashable, Sendable {
     public var role: Role
     public var leader: NodeID?
     public var commit: LogIndex
+    /// The leader's commit index as of this node's last contact with it: on the leader its own
+    /// commit; on a follower the highest one its current leader sent it; 0 when no leader is known.
+    /// A follower that has applied this far is as current as its leader was then (`/readyz`).
+    public var leaderCommit: LogIndex
     /// The last index the shell has applied (acknowledged by `advance`).
     public var applied: LogIndex
     /// The first index still in the log (after the snapshot).

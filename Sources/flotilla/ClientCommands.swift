@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterModel
+import FlotillaAPI
 import FlotillaCLI
 import FlotillaClient
 import Foundation
@@ -67,6 +68,23 @@ struct StatusCommand: AsyncParsableCommand {
         let cluster = try await withAPI(options.api) { try await $0.cluster(stale: options.stale) }
         if options.json { return try printJSON(cluster) }
         print(ClusterText.status(cluster))
+    }
+}
+
+struct ReadyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ready",
+        abstract: "Exit 0 if the node at --api is ready (GET /readyz), 1 with the reason if not.",
+        discussion: """
+            Ready: the node knows a leader and has applied everything that leader had committed when it \
+            last heard from it. The container image's HEALTHCHECK runs `flotilla ready --api 127.0.0.1:7101`.
+            """)
+
+    @OptionGroup var options: APIOptions
+
+    func run() async throws {
+        let readiness = try await withAPI(options) { try await $0.readiness() }
+        print("ready: \(readiness.detail)")
     }
 }
 

@@ -16,7 +16,8 @@ struct Flotilla: AsyncParsableCommand {
             """,
         version: FlotillaVersion.current,
         subcommands: [
-            NodeCommand.self, StatusCommand.self, NodesCommand.self, VMsCommand.self, VolumesCommand.self,
+            NodeCommand.self, StatusCommand.self, ReadyCommand.self, NodesCommand.self, VMsCommand.self,
+            VolumesCommand.self,
             EventsCommand.self, VMCommand.self, MigrationsCommand.self, MigrationCommand.self, VolumeCommand.self,
             ConfigCommand.self, MembersCommand.self,
             LeaderCommand.self, LocalCommand.self, GuestCommand.self,

@@ -30,6 +30,10 @@ extension NodeCommand {
         var config: String?
         @Option(name: .customLong("node-id"), help: "This node's id: n1, n2, ….")
         var nodeID: String?
+        @Option(
+            name: .customLong("node-id-from-ordinal"),
+            help: "Instead of --node-id: a name ending in -ORDINAL (a StatefulSet pod's, e.g. flotilla-2 is n3).")
+        var nodeIDFromOrdinal: String?
         @Option(name: .customLong("cluster-id"), help: "The cluster's name; a data directory is bound to it.")
         var clusterID: String?
         @Option(name: .customLong("peer-address"), help: "host:port for peer RPC (Raft).")
@@ -47,7 +51,10 @@ extension NodeCommand {
         @Option(name: .customLong("snapshot-entries"), help: "Entries applied between snapshots (default 10000).")
         var snapshotEntries: String?
         @Option(
-            help: "true: join a running cluster (add it first with `flotilla members add`) instead of founding one.")
+            help: """
+                true: join a running cluster (add it first with `flotilla members add`) instead of founding one; \
+                auto: join when this node is not among the config file's members.
+                """)
         var join: String?
         @Option(help: "Memory this node offers VMs, e.g. 8G or 16384M (default 8G).")
         var memory: String?
@@ -64,7 +71,8 @@ extension NodeCommand {
             let environment = ProcessInfo.processInfo.environment
             var flags: [String: String] = [:]
             let given: [(NodeConfiguration.Setting, String?)] = [
-                (.nodeID, nodeID), (.clusterID, clusterID), (.peerAddress, peerAddress),
+                (.nodeID, nodeID), (.nodeIDFromOrdinal, nodeIDFromOrdinal), (.clusterID, clusterID),
+                (.peerAddress, peerAddress),
                 (.clientAddress, clientAddress),
                 (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
                 (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),

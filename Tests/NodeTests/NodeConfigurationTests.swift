@@ -79,12 +79,44 @@ private let threeNodes = Data(
     (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),
     (["node-id": "n1", "colour": "red"], "unknown setting --colour"),
     ([:], "no node-id given"),
+    (["node-id": "n1", "node-id-from-ordinal": "flotilla-0"], "give the node's id one way"),
+    (["node-id-from-ordinal": "flotilla"], "not a name ending in -ORDINAL"),
+    (["node-id-from-ordinal": "flotilla-"], "not a name ending in -ORDINAL"),
+    (["node-id-from-ordinal": "-1"], "not a name ending in -ORDINAL"),
+    (["node-id-from-ordinal": "flotilla-01"], "not a name ending in -ORDINAL"),
+    (["node-id-from-ordinal": "flotilla-x2"], "not a name ending in -ORDINAL"),
+    (["node-id-from-ordinal": "flotilla-8"], "node n9 is not among the config file's members"),
+    (["node-id": "n1", "join": "maybe"], "join is true, false, or auto"),
 ])
 func badFlagsAreNamedWithWhatToDo(flags: [String: String], message: String) {
     let error = #expect(throws: ConfigurationError.self) {
         try NodeConfiguration.resolve(file: ("local-3.json", threeNodes), environment: [:], flags: flags)
     }
     #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+}
+
+/// A StatefulSet's pods share one configuration and know only their names: pod k is n(k+1).
+@Test(arguments: [("flotilla-0", 1), ("flotilla-2", 3), ("my-cluster-9", 10), ("web-1-10", 11)])
+func aPodNameGivesTheNodeIDFromItsOrdinal(name: String, id: UInt64) throws {
+    let members = (1...11).map { #"{"id": "n\#($0)", "peer": "h\#($0):7201", "client": "h\#($0):7101"}"# }
+    let file = Data(#"{"members": [\#(members.joined(separator: ", "))]}"#.utf8)
+    let configuration = try NodeConfiguration.resolve(
+        file: ("f", file), environment: ["FLOTILLA_NODE_ID_FROM_ORDINAL": name], flags: [:])
+    #expect(configuration.nodeID == NodeID(id))
+    #expect(configuration.peerListen.host == "h\(id)")
+}
+
+/// `join: auto`: the founders listed in the file found the cluster; any other replica joins it.
+@Test func joinAutoJoinsOnlyWhenTheNodeIsNotAFounder() throws {
+    let listen = ["peer-address": "0.0.0.0:7201", "client-address": "0.0.0.0:7101", "join": "auto"]
+    let founder = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: listen.merging(["node-id": "n2"]) { $1 })
+    #expect(!founder.join && founder.members.count == 3)
+    #expect(founder.peerListen.description == "0.0.0.0:7201", "the flag overrides the listening address")
+    #expect(founder.members[1].peer.description == "127.0.0.1:7202", "the others still reach it at the file's")
+    let added = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: listen.merging(["node-id": "n4"]) { $1 })
+    #expect(added.join && added.nodeID == 4)
 }
 
 @Test(arguments: [
@@ -194,4 +226,44 @@ func theSharedRootDefaultsToBesideTheDataDirectory(dataDirectory: String, shared
             file: ("local-3.json", threeNodes), environment: [:], flags: ["node-id": "n1", "raft-seed": "-1"])
     }
     #expect(error?.description.contains("--raft-seed is \"-1\"") == true)
+}
+
+/// The Kubernetes ConfigMap's cluster.json, as the StatefulSet's pods read it with their own names:
+/// flotilla-0…2 found the cluster, a pod added by scaling up joins it.
+@Test(arguments: [("flotilla-0", 1, false), ("flotilla-2", 3, false), ("flotilla-3", 4, true), ("flotilla-4", 5, true)])
+func theKubernetesConfigurationResolvesForEveryPod(pod: String, id: UInt64, joins: Bool) throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let path = root.appendingPathComponent("cluster-config/kubernetes/configmap.yaml").path
+    let contents = try Data(embeddedConfigurationIn: try String(contentsOfFile: path, encoding: .utf8))
+    let environment = [
+        "FLOTILLA_NODE_ID_FROM_ORDINAL": pod, "FLOTILLA_PEER_ADDRESS": "0.0.0.0:7201",
+        "FLOTILLA_CLIENT_ADDRESS": "0.0.0.0:7101",
+    ]
+    let configuration = try NodeConfiguration.resolve(file: (path, contents), environment: environment, flags: [:])
+    #expect(configuration.nodeID == NodeID(id) && configuration.join == joins)
+    #expect(configuration.peerListen.description == "0.0.0.0:7201")
+    #expect(configuration.dataDirectory == "/var/lib/flotilla/data/n\(id)")
+    let founders = configuration.members.filter { $0.peer.host != "0.0.0.0" }
+    #expect(founders.map(\.peer.description) == (0...2).map { "flotilla-\($0).flotilla:7201" })
+    #expect(founders.map(\.client.description) == (0...2).map { "flotilla-\($0).flotilla:7101" })
+}
+
+extension Data {
+    /// The block scalar under `cluster.json: |` in a ConfigMap's YAML: the lines indented deeper
+    /// than the key, with that indentation removed.
+    fileprivate init(embeddedConfigurationIn yaml: String) throws {
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let keyLine = lines.firstIndex(where: { $0.drop { $0 == " " }.hasPrefix("cluster.json: |") }) else {
+            throw NoEmbeddedConfiguration()
+        }
+        let keyIndent = lines[keyLine].prefix { $0 == " " }.count
+        let block = lines[(keyLine + 1)...].prefix { $0.isEmpty || $0.prefix { $0 == " " }.count > keyIndent }
+        let indent = block.filter { !$0.isEmpty }.map { $0.prefix { $0 == " " }.count }.min() ?? 0
+        self.init(block.map { $0.dropFirst(Swift.min(indent, $0.count)) }.joined(separator: "\n").utf8)
+    }
+}
+
+private struct NoEmbeddedConfiguration: Error, CustomStringConvertible {
+    var description: String { "no `cluster.json: |` block in the ConfigMap" }
 }

@@ -317,3 +317,39 @@ func malformedAppendEntriesAreRefusedWithoutEffect(append: AppendEntries) throws
     try restarted.step(Message(from: 3, to: 1, term: 5, kind: .vote(request)))
     #expect(restarted.ready().messages.map(\.kind) == [.voteResponse(granted: false)])
 }
+
+/// `/readyz` compares what a follower applied with its leader's commit index as of its last contact.
+@Test func aFollowerKnowsItsLeadersCommitIndexAndForgetsItWhenTheLeaderIsGone() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    try cluster.nodes[1]!.propose(Array("x".utf8))
+    try cluster.settle()
+    let leader = cluster.nodes[1]!.status
+    #expect(leader.leaderCommit == leader.commit && leader.commit == 2)
+    for id: NodeID in [2, 3] {
+        let follower = cluster.nodes[id]!.status
+        #expect(follower.leader == 1 && follower.leaderCommit == 2 && follower.applied == 2, "on \(id)")
+    }
+    cluster.nodes[2]!.leaderProcessGone(1)
+    #expect(cluster.nodes[2]!.status.leader == nil && cluster.nodes[2]!.status.leaderCommit == 0)
+}
+
+@Test func aFollowerBehindItsLeaderReportsTheLeadersCommitAboveItsOwn() throws {
+    var follower = try RaftNode(
+        configuration: RaftConfiguration(id: 2, preVote: false),
+        membership: Membership(voters: [1, 2, 3]),
+        random: SeededGenerator(seed: 2)
+    )
+    // The leader has committed 5; this append brings the follower only its first entry.
+    let append = AppendEntries(
+        previousIndex: 0, previousTerm: 0, entries: [Entry(term: 1, index: 1, payload: .noop)], commit: 5)
+    try follower.step(Message(from: 1, to: 2, term: 1, kind: .append(append)))
+    #expect(follower.status.leader == 1)
+    #expect(follower.status.commit == 1 && follower.status.leaderCommit == 5)
+    // A heartbeat's commit is capped at the follower's match, so it never lowers what was heard.
+    try follower.step(Message(from: 1, to: 2, term: 1, kind: .heartbeat(Heartbeat(commit: 1, readRound: 0))))
+    #expect(follower.status.leaderCommit == 5)
+    // A new term's leader starts from what it says itself.
+    try follower.step(Message(from: 3, to: 2, term: 2, kind: .heartbeat(Heartbeat(commit: 1, readRound: 0))))
+    #expect(follower.status.leader == 3 && follower.status.leaderCommit == 1)
+}
