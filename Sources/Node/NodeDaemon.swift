@@ -159,6 +159,7 @@ public final class NodeDaemon: Service {
             volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink), migrationMetrics: migrationMetrics)
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
+        clientAPI.addSnapshotRoute(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
         agent.addRoutes(to: &clientRouter)
         volumes.addClientRoutes(to: &clientRouter)

@@ -18,7 +18,7 @@ struct Flotilla: AsyncParsableCommand {
         subcommands: [
             NodeCommand.self, StatusCommand.self, NodesCommand.self, VMsCommand.self, VolumesCommand.self,
             EventsCommand.self, VMCommand.self, MigrationsCommand.self, MigrationCommand.self, VolumeCommand.self,
-            ConfigCommand.self, MembersCommand.self,
+            ConfigCommand.self, MembersCommand.self, SnapshotCommand.self,
             LeaderCommand.self, LocalCommand.self, GuestCommand.self,
         ]
     )
