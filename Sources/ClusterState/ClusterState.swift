@@ -174,6 +174,16 @@ public struct ClusterState: Hashable, Sendable {
 
     // MARK: Shared by the handlers
 
+    /// The same state for a new cluster whose members are at `addresses` (`flotilla snapshot
+    /// restore`): settings, nodes, volumes, VMs, migrations and events as they are, and only the
+    /// new members' addresses, since the old cluster's mean nothing to the new one. Not a command:
+    /// it seeds a cluster before its first entry, on every member alike.
+    public func movedTo(memberAddresses addresses: [NodeID: MemberAddresses]) -> ClusterState {
+        var moved = self
+        moved.memberAddresses = addresses
+        return moved
+    }
+
     /// The migrations limit per node (`migration.max-per-node`, default 2).
     public var migrationLimitPerNode: Int {
         // A value written before the rule existed may not parse; the default holds then.

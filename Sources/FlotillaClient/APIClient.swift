@@ -97,6 +97,12 @@ public final class APIClient: Sendable {
         _ = try await call(.post, "/v1/leader/transfer", body: try JSONEncoder().encode(LeadershipTransfer(to: id)))
     }
 
+    /// A consistent snapshot of the replicated state, taken by the leader: the bytes of a snapshot
+    /// file (`flotilla snapshot save` checks them before writing them anywhere).
+    public func snapshot() async throws -> [UInt8] {
+        [UInt8](try await call(.get, "/v1/snapshot"))
+    }
+
     /// Sends a request and returns the body of a 2xx answer; anything else becomes an `APIError`.
     public func call(
         _ method: HTTPMethod, _ target: String, body: Data? = nil, requestID: (client: UInt64, sequence: UInt64)? = nil

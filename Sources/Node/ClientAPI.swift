@@ -325,7 +325,7 @@ struct ClientAPI: Sendable {
             appliedIndex: status.applied.rawValue, lastIndex: status.lastIndex.rawValue, members: members)
     }
 
-    private func httpError(_ error: RaftDriverError) -> HTTPError {
+    func httpError(_ error: RaftDriverError) -> HTTPError {
         switch error.kind {
         case .notLeader: HTTPError(status: 503, error: "no_leader", detail: error.description)
         case .dropped: HTTPError(status: 503, error: "leader_changed", detail: error.description)

@@ -24,16 +24,31 @@ public final class NodeDaemon: Service {
     /// What this node does when its lease runs out (docs/failover.md).
     private let fencing: any Fencing
 
-    public init(configuration: NodeConfiguration, logger: Logger, fencing: (any Fencing)? = nil) {
+    /// Whether to make this node a cluster of one before it starts (`--force-new-cluster`).
+    private let forceNewCluster: Bool
+
+    public init(
+        configuration: NodeConfiguration, logger: Logger, fencing: (any Fencing)? = nil, forceNewCluster: Bool = false
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.fencing = fencing ?? LoggingFencing(logger: logger)
+        self.forceNewCluster = forceNewCluster
     }
 
     public func run() async throws {
         let configuration = configuration
         let (directory, isNew) = try DataDirectory.open(
             configuration.dataDirectory, clusterID: configuration.clusterID, nodeID: configuration.nodeID.description)
+        // A joining node starts knowing no members: the leader's log tells it who they are.
+        let bootstrapMembership =
+            configuration.join ? Membership() : Membership(voters: Set(configuration.members.map(\.id)))
+        if forceNewCluster {
+            // Explicit and logged: the survivor of a lost quorum becomes the only voter (docs/raft.md).
+            _ = try ForcedNewCluster.rewrite(
+                raftDirectory: directory.path + "/raft", local: configuration.nodeID,
+                bootstrapMembership: bootstrapMembership, logger: logger)
+        }
         let (storage, recovered) = try RaftDiskStorage.open(directory: directory.path + "/raft")
         if let torn = recovered.tornTail { logger.warning("\(torn)") }
         // The election jitter's seed, said in the log so a run's timing can be replayed (`--raft-seed`).
@@ -73,9 +88,7 @@ public final class NodeDaemon: Service {
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
                 heartbeatTicks: configuration.heartbeatTicks),
-            // A joining node starts knowing no members: the leader's log tells it who they are.
-            bootstrapMembership: configuration.join
-                ? Membership() : Membership(voters: Set(configuration.members.map(\.id))),
+            bootstrapMembership: bootstrapMembership,
             storage: storage, recovered: recovered,
             machine: ClusterStateMachine(
                 addressBook: addressBook, changes: stateChanges, migrationMetrics: migrationMetrics),
@@ -159,6 +172,7 @@ public final class NodeDaemon: Service {
             volumeAccess: VolumeAccessGatherer(local: volumes, link: volumeLink), migrationMetrics: migrationMetrics)
         clientAPI.addRoutes(to: &clientRouter)
         clientAPI.addMembershipRoutes(to: &clientRouter)
+        clientAPI.addSnapshotRoute(to: &clientRouter)
         clientAPI.addClusterRoutes(to: &clientRouter)
         agent.addRoutes(to: &clientRouter)
         clientAPI.addConsoleRoute(to: &clientRouter, agent: agent)

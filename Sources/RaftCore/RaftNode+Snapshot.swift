@@ -29,6 +29,20 @@ extension RaftNode {
         return snapshot
     }
 
+    /// What a snapshot of the application's state as applied now stands for, without compacting
+    /// anything: for a copy taken out of the cluster (a backup), where `compact` would drop the log.
+    ///
+    /// Valid between batches (after `advance`, with no batch outstanding), when the state machine
+    /// reflects exactly the entries up to `applied`; the dedup table and membership then match it.
+    public func appliedSnapshotMetadata() throws(CompactionError) -> SnapshotMetadata {
+        guard handedCommit == applied else {
+            throw CompactionError.notAppliedIndex(requested: handedCommit, applied: applied)
+        }
+        return SnapshotMetadata(
+            index: applied, term: log.term(at: applied) ?? 0, membership: membership(at: applied),
+            appliedRequests: appliedRequests)
+    }
+
     // MARK: Leader side.
 
     func snapshotStreamCanSend(_ stream: SnapshotStream) -> Bool {

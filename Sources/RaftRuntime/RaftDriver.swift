@@ -309,6 +309,15 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         return read(machine)
     }
 
+    /// A snapshot of the state machine that reflects every write committed before the call (a
+    /// ReadIndex round first), with the index, term and membership it stands for; the log is not
+    /// compacted. For a copy taken out of the cluster (`flotilla snapshot save`).
+    public func consistentSnapshot(timeoutTicks: UInt64) async throws -> Snapshot {
+        try await linearizableRead(timeoutTicks: timeoutTicks) { _ in () }
+        // No suspension from here on: the metadata and the bytes describe the same applied index.
+        return Snapshot(metadata: try node.appliedSnapshotMetadata(), data: machine.snapshot())
+    }
+
     /// Runs `read` on this node's copy of the state, which may lag the leader's.
     public func staleRead<Result: Sendable>(_ read: (Machine) -> Result) -> Result {
         read(machine)

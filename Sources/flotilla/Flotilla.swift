@@ -19,7 +19,7 @@ struct Flotilla: AsyncParsableCommand {
             NodeCommand.self, StatusCommand.self, ReadyCommand.self, NodesCommand.self, VMsCommand.self,
             VolumesCommand.self,
             EventsCommand.self, VMCommand.self, MigrationsCommand.self, MigrationCommand.self, VolumeCommand.self,
-            ConfigCommand.self, MembersCommand.self,
+            ConfigCommand.self, MembersCommand.self, SnapshotCommand.self,
             LeaderCommand.self, LocalCommand.self, GuestCommand.self,
         ]
     )

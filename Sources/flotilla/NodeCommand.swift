@@ -66,6 +66,13 @@ extension NodeCommand {
             name: .customLong("raft-seed"),
             help: "Seeds the election jitter (default random); a node logs the seed it used, to replay it.")
         var raftSeed: String?
+        @Flag(
+            name: .customLong("force-new-cluster"),
+            help: """
+                After losing quorum for good: keep this node's committed state and make it the only voter \
+                (entries it had not seen committed are dropped and listed). Use once, on one survivor.
+                """)
+        var forceNewCluster = false
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
@@ -103,7 +110,11 @@ extension NodeCommand {
             let logger = Logger(label: "flotilla.\(configuration.nodeID)")
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: NodeDaemon(configuration: configuration, logger: logger))],
+                    services: [
+                        .init(
+                            service: NodeDaemon(
+                                configuration: configuration, logger: logger, forceNewCluster: forceNewCluster))
+                    ],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
             do {

@@ -194,3 +194,21 @@ func badNamesAreRejectedAndChangeNothing(key: String) {
             == .applied(.previous(nil)))
     #expect(Setting.balanceInterval(state.settings[Setting.balanceIntervalKey]!) == .milliseconds(250))
 }
+
+/// A restored cluster keeps everything but the old members' addresses, which it replaces by its own.
+@Test func aStateMovedToNewMembersKeepsAllButTheAddresses() throws {
+    var state = ClusterState()
+    let old = MemberAddresses(
+        peer: Endpoint(host: "10.0.0.1", port: 7201), client: Endpoint(host: "10.0.0.1", port: 7101))
+    #expect(state.apply(.registerMember(id: 1, addresses: old), proposedAt: 1) == .applied(.previous(nil)))
+    #expect(
+        state.apply(.setSetting(key: "failover.max-per-hour", value: "3"), proposedAt: 2) == .applied(.previous(nil)))
+    let new = MemberAddresses(
+        peer: Endpoint(host: "192.168.9.1", port: 8201), client: Endpoint(host: "192.168.9.1", port: 8101))
+    let moved = state.movedTo(memberAddresses: [1: new])
+    #expect(moved.memberAddresses == [1: new])
+    #expect(moved.settings == state.settings)
+    #expect(moved.events == state.events)
+    #expect(try ClusterState(snapshot: moved.snapshot) == moved)
+    #expect(state.movedTo(memberAddresses: state.memberAddresses) == state)
+}

@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Runs `flotilla` in `directory`; returns its exit status, standard output and standard error.
-private func flotilla(_ arguments: [String], in directory: String) throws -> (status: Int32, out: String, err: String) {
+func flotilla(_ arguments: [String], in directory: String) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: ProcessCluster.executable)
     process.arguments = arguments

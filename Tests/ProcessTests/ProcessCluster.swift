@@ -115,7 +115,8 @@ final class ProcessCluster: Sendable {
     /// Keeps the directory (logs, data, disk files) when the cluster goes away.
     func keepDirectory() { keepsDirectory.withLock { $0 = true } }
 
-    func start(_ node: Int) throws {
+    /// Starts node `node`; `extraArguments` go after the usual ones (e.g. `--force-new-cluster`).
+    func start(_ node: Int, extraArguments: [String] = []) throws {
         let log = directory + "/n\(node).log"
         if !FileManager.default.fileExists(atPath: log) {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -130,6 +131,7 @@ final class ProcessCluster: Sendable {
                 "--client-address", "\(addresses[node - 1]):\(clientPorts[node - 1])",
             ]
         }
+        arguments += extraArguments
         if let hostPrefix {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["ip", "netns", "exec", "\(hostPrefix)-\(node)", Self.executable] + arguments
