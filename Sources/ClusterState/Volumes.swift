@@ -43,11 +43,21 @@ extension ClusterState {
         return .volume(id, coordinator: coordinator, .online)
     }
 
+    /// Forgets the volume's record only: its directory under the shared root is left as it is
+    /// (the state machine touches no files, and no node deletes data files on its behalf).
     mutating func deleteVolume(_ id: VolumeID, _ context: ApplyContext) throws(Rejection) -> CommandOutcome {
         let volume = try knownVolume(id)
-        let users = vms.values.filter { $0.disk.volume == id }.map(\.id)
+        // A QEMU guest may boot a kernel or initrd from a volume other than its disk's.
+        let users = vms.values.filter { vm in
+            if vm.disk.volume == id { return true }
+            if case .qemu(let qemu) = vm.driver { return qemu.volumes.contains(id) }
+            return false
+        }
         guard users.isEmpty else {
-            throw .conflict("\(Self.listed(users)) keep their disks on \(id); delete those VMs first")
+            let named = users.sorted { $0.id < $1.id }.prefix(8).map { "\($0.id) (\($0.name))" }
+            throw .conflict(
+                "\(named.joined(separator: ", "))\(users.count > 8 ? ", …" : "") use \(id) for their disks or "
+                    + "boot files; delete those VMs first: flotilla vm delete NAME")
         }
         volumes[id] = nil
         record(.volumeDeleted, context, node: volume.coordinator, volume: id, "\(id) deleted")

@@ -139,10 +139,23 @@ import Testing
     var cluster = TestCluster.threeNodes()
     let finance = cluster.createVM("Finance")
     cluster.rejected(.deleteVolume("csv9"), .notFound)
-    cluster.rejected(.deleteVolume("csv1"), .conflict, "vm1 keep their disks on csv1")
+    cluster.rejected(.deleteVolume("csv1"), .conflict, "vm1 (Finance) use csv1 for their disks")
     cluster.applied(.deleteVM(finance))
     #expect(cluster.applied(.deleteVolume("csv1")) == .volume("csv1", coordinator: 1, .online))
     #expect(cluster.state.volumes.isEmpty)
+}
+
+/// A QEMU guest that boots its kernel from a volume uses it as much as one whose disk is there.
+@Test func aVolumeAVMBootsFromIsNotDeleted() {
+    var cluster = TestCluster.threeNodes()
+    cluster.applied(.createVolume("boot", path: "volumes/boot", coordinator: 2))
+    let web = VMSpec(
+        name: "web", memory: memory(startup: 256 * mib), disk: DiskFile(volume: "csv1", file: "web.disk"),
+        driver: .qemu(QEMUGuestSpec(kernel: DiskFile(volume: "boot", file: "vmlinuz"))))
+    cluster.applied(.createVM(web))
+    cluster.rejected(.deleteVolume("boot"), .conflict, "vm1 (web) use boot for their disks or boot files")
+    cluster.applied(.deleteVM(1))
+    #expect(cluster.applied(.deleteVolume("boot")) == .volume("boot", coordinator: 2, .online))
 }
 
 @Test func reasonsOfNodeAndVolumeCommandsShowInTheirEvents() {
