@@ -47,6 +47,21 @@ public struct NodeView: Codable, Sendable, Equatable {
     }
 }
 
+/// What `DELETE /v1/volumes/{id}` answers: the volume whose record went, and where its directory
+/// stays (the files under it are never deleted by the cluster).
+public struct VolumeDeletion: Codable, Sendable, Equatable {
+    public var deleted: String
+    /// The directory under the shared root, left in place.
+    public var path: String
+    public var detail: String
+
+    public init(deleted: String, path: String, detail: String) {
+        self.deleted = deleted
+        self.path = path
+        self.detail = detail
+    }
+}
+
 /// A Cluster Shared Volume as the API shows it.
 public struct VolumeView: Codable, Sendable, Equatable {
     public var id: String

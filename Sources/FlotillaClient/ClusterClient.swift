@@ -149,6 +149,12 @@ extension APIClient {
                 body: try JSONEncoder().encode(VolumeMove(coordinator: coordinator))))
     }
 
+    /// Deletes a volume's record (refused while a VM uses it); its directory stays on the shared root.
+    @discardableResult
+    public func deleteVolume(_ id: String) async throws -> VolumeDeletion {
+        try decoded(VolumeDeletion.self, try await call(.delete, "/v1/volumes/\(pathSegment(id))"))
+    }
+
     /// `drain`, `pause` or `resume` a node.
     @discardableResult
     public func changeNode(_ id: String, _ action: String) async throws -> NodeView {

@@ -108,7 +108,7 @@ struct ClientAPI: Sendable {
             try await changeMembership(.promote(try nodeID(parameters)), request)
         }
         router.delete("/v1/members/{id}") { request, parameters in
-            try await changeMembership(.remove(try nodeID(parameters)), request)
+            try await removeMember(try nodeID(parameters), request)
         }
         router.post("/v1/leader/transfer", body: .collect) { request, _ in
             let body = try await request.body.collect(upTo: 64 << 10)
@@ -137,15 +137,22 @@ struct ClientAPI: Sendable {
 
     /// Proposes a membership change and answers with the new status once it is committed.
     private func changeMembership(_ change: MembershipChange, _ request: HTTPRequest) async throws -> HTTPResponse {
+        if case .forwarded(let response) = try await proposeMembershipChange(change, request) { return response }
+        return try json(await statusView())
+    }
+
+    /// Proposes a membership change and waits for its commit; on a node that is not the leader,
+    /// the leader's answer to the request instead.
+    func proposeMembershipChange(_ change: MembershipChange, _ request: HTTPRequest) async throws -> WriteOutcome {
         do {
             try await driver.changeMembership(change, timeoutTicks: timeoutTicks)
         } catch let error as MembershipChangeError {
-            if case .notLeader = error { return try await forwardOrFail(request) }
+            if case .notLeader = error { return .forwarded(try await forwardOrFail(request)) }
             throw HTTPError(status: 409, error: "membership_change_refused", detail: error.description)
         } catch let error as RaftDriverError {
             throw httpError(error)
         }
-        return try json(await statusView())
+        return .applied(nil)
     }
 
     func isStale(_ request: HTTPRequest) -> Bool { queryFlag("stale", request) }

@@ -14,6 +14,7 @@ extension ClientAPI {
         addVMRoutes(to: &router)
         addVolumeAndNodeRoutes(to: &router)
         addMigrationRoutes(to: &router)
+        addDecommissionRoutes(to: &router)
     }
 
     // MARK: Reads
@@ -290,6 +291,14 @@ extension ClientAPI {
             throw HTTPError(
                 status: 400, error: "bad_request_body",
                 detail: "id is n1, n2, …; peer and client are host:port; role is voter or learner")
+        }
+        // A node removed from the cluster (or not yet added) gets no record: a removed node that
+        // missed its removal must not bring its record back.
+        guard await driver.status.membership.contains(id) else {
+            throw HTTPError(
+                status: 409, error: "conflict",
+                detail: "\(id) is not a member of the cluster (removed, or not added yet); add it first: "
+                    + "flotilla members add \(id) --peer HOST:PORT --client HOST:PORT")
         }
         let registration = NodeRegistration(
             id: id, addresses: MemberAddresses(peer: peer, client: client), role: role,

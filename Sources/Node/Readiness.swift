@@ -19,18 +19,23 @@ enum Readiness: Equatable, Sendable {
         case noLeader
         /// A leader is known, but this node has applied less than it had committed.
         case catchingUp(leader: NodeID, applied: LogIndex, leaderCommit: LogIndex)
+        /// A leader is known, but this node is not in the membership it holds: it was removed
+        /// (`flotilla members remove`), or it is being added and has not received that entry yet.
+        case notMember(leader: NodeID)
 
         /// The stable name a program matches (`reason` in the answer).
         var name: String {
             switch self {
             case .noLeader: "no_leader"
             case .catchingUp: "catching_up"
+            case .notMember: "not_member"
             }
         }
     }
 
     static func of(_ status: RaftStatus) -> Readiness {
         guard let leader = status.leader else { return .notReady(.noLeader) }
+        guard status.membership.contains(status.id) else { return .notReady(.notMember(leader: leader)) }
         // On the leader `leaderCommit` is its own commit index.
         guard status.applied >= status.leaderCommit else {
             return .notReady(.catchingUp(leader: leader, applied: status.applied, leaderCommit: status.leaderCommit))
@@ -67,6 +72,10 @@ enum Readiness: Equatable, Sendable {
                     ? "\(node) leads term \(status.term) but has applied \(applied) of its commit index \(leaderCommit)"
                     : "\(node) has applied \(applied) of the \(leaderCommit) its leader \(leader) had committed "
                         + "at its last contact; it is catching up"
+            case .notMember(let leader):
+                detail =
+                    "\(node) knows the leader \(leader) but is not a member of the cluster it has seen: it was "
+                    + "removed (it takes no part; stop it), or it is being added and has not heard of it yet"
             }
         }
         return ReadinessView(

@@ -324,8 +324,8 @@ extension VMCommand {
 
 struct VolumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "volume", abstract: "Create Cluster Shared Volumes and move their coordinators.",
-        subcommands: [Create.self, Move.self, DirectIO.self])
+        commandName: "volume", abstract: "Create, move and delete Cluster Shared Volumes.",
+        subcommands: [Create.self, Move.self, Delete.self, DirectIO.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a volume with a coordinator node.")
@@ -351,6 +351,18 @@ struct VolumeCommand: AsyncParsableCommand {
         func run() async throws {
             let volume = try await withAPI(options) { try await $0.moveVolume(id, to: to) }
             print("\(volume.id) is coordinated by \(volume.coordinator) (\(volume.state))")
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a volume no VM uses; its directory and any files in it stay on the shared root.")
+        @OptionGroup var options: APIOptions
+        @Argument var id: String
+
+        func run() async throws {
+            let deletion = try await withAPI(options) { try await $0.deleteVolume(id) }
+            print("deleted \(deletion.deleted); its directory \(deletion.path) is left on the shared root")
         }
     }
 

@@ -34,13 +34,19 @@ struct MembersCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a member (a leader hands over first).")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a node for good: from the Raft membership, then its record.",
+            discussion: """
+                Refused while it is up, runs VMs, coordinates volumes, takes part in migrations or leads, \
+                or when the voters left could not form a majority; the refusal says what to do \
+                (drain it first: flotilla node drain ID). Stop its process afterwards: it takes no part.
+                """)
         @OptionGroup var options: APIOptions
         @Argument var id: String
 
         func run() async throws {
             _ = try await withAPI(options) { try await $0.removeMember(id) }
-            print("\(id) removed")
+            print("\(id) removed from the cluster; stop its process, it takes no part any more")
         }
     }
 }

@@ -76,3 +76,14 @@ func readinessFollowsTheLeadersCommitIndex(_ example: ReadinessCase) throws {
     #expect(noLeader.reason == "no_leader")
     #expect(noLeader.detail.hasPrefix("n1 knows no leader in term 4 (candidate)"))
 }
+
+/// A removed node still knows its last leader and has applied all it heard of: not ready, by name.
+@Test func aNodeOutsideItsMembershipIsNotReady() throws {
+    var removed = try status(role: .follower, leader: 2, applied: 41, leaderCommit: 41)
+    removed.membership = Membership(voters: [2, 3])
+    let readiness = Readiness.of(removed)
+    #expect(readiness == .notReady(.notMember(leader: 2)))
+    let view = readiness.view(node: 1, status: removed)
+    #expect(readiness.httpStatus == 503 && view.reason == "not_member")
+    #expect(view.detail.hasPrefix("n1 knows the leader n2 but is not a member of the cluster it has seen"))
+}

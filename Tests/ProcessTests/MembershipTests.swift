@@ -1,4 +1,4 @@
-// Real processes: a fifth node joins as a learner, is promoted, and a founding member is removed.
+// Real processes: a fifth node joins as a learner, is promoted, and a founding member is drained and removed.
 import ClusterModel
 import FlotillaAPI
 import FlotillaClient
@@ -29,8 +29,12 @@ struct MembershipTests {
         }
         try await cluster.await("n5 is promoted") { (try? await cluster.client(leader).promoteMember("n5")) != nil }
 
-        // Remove a founder that is not the leader; the cluster goes on without it.
+        // Remove a founder that is not the leader, drained first; the cluster goes on without it.
         let leaving = [1, 2, 3, 4].first { $0 != leader }!
+        try await cluster.client(leader).changeNode("n\(leaving)", "drain")
+        try await cluster.await("n\(leaving) drained and paused") {
+            (try? await cluster.client(leader).nodes())?.first { $0.id == "n\(leaving)" }?.state == "paused"
+        }
         let after = try await cluster.client(leader).removeMember("n\(leaving)")
         #expect(Set(after.members.map(\.id)) == Set(["n1", "n2", "n3", "n4", "n5"]).subtracting(["n\(leaving)"]))
         #expect(after.members.allSatisfy { $0.role == "voter" })
