@@ -102,8 +102,16 @@ public struct ByteReader: Sendable {
 /// Bytes that do not decode to a Raft value, with where and why.
 public struct WireFormatError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String
+    /// Set when the bytes are in a format newer than this build reads: not damage, so a caller
+    /// must not treat them as a bad input to refuse, but stop (docs/operations.md, Upgrades).
+    public var newerFormat: NewerFormatVersion?
 
     public init(_ description: String) { self.description = description }
+
+    public init(_ newer: NewerFormatVersion) {
+        self.description = newer.description
+        self.newerFormat = newer
+    }
 }
 
 extension ByteReader {

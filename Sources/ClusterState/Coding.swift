@@ -395,10 +395,15 @@ extension ClusterState {
     public init(snapshot bytes: [UInt8]) throws(WireFormatError) {
         var reader = ByteReader(bytes)
         let version = try reader.readByte()
-        guard (1...Self.snapshotVersion).contains(version) else {
+        guard version <= Self.snapshotVersion else {
             throw WireFormatError(
-                "cluster state snapshot version \(version) is not known (this build reads 1 to \(Self.snapshotVersion))"
-            )
+                NewerFormatVersion(
+                    subject: "the cluster state snapshot", format: "state snapshot format", found: UInt64(version),
+                    newest: UInt64(Self.snapshotVersion)))
+        }
+        guard version >= 1 else {
+            throw WireFormatError(
+                "cluster state snapshot version 0 does not exist (this build reads 1 to \(Self.snapshotVersion))")
         }
         self.init()
         for _ in 0..<(try reader.readCount(elementBytes: 2)) {

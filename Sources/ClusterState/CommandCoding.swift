@@ -36,9 +36,15 @@ extension CommandEnvelope {
         case 2...Self.formatVersion:
             self.init(
                 proposedAt: try reader.readVarint(), command: try ClusterCommand(from: &reader, entryVersion: version))
+        case 0:
+            throw WireFormatError("entry format version 0 does not exist (this build reads 1 to \(Self.formatVersion))")
         default:
+            // Not damage: a newer build wrote it. The node must stop, not refuse it (a refusal
+            // here and an apply on the newer nodes would make their states differ).
             throw WireFormatError(
-                "cluster command format version \(version) is not known (this build reads 1 to \(Self.formatVersion))")
+                NewerFormatVersion(
+                    subject: "a log entry", format: "entry format", found: UInt64(version),
+                    newest: UInt64(Self.formatVersion)))
         }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a cluster command") }
     }
@@ -230,7 +236,11 @@ extension CommandResult {
                     Rejection(try reader.readEnum(Rejection.Kind.self, "rejection kind"), try reader.readString()))
             case let kind: throw WireFormatError("unknown command result kind \(kind)")
             }
-        case let version: throw WireFormatError("command result format version \(version) is not known")
+        case let version:
+            throw WireFormatError(
+                NewerFormatVersion(
+                    subject: "a command result", format: "command result format", found: UInt64(version),
+                    newest: UInt64(Self.formatVersion)))
         }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a command result") }
     }

@@ -24,7 +24,7 @@ struct ClusterStateMachine: ReplicatedStateMachine {
         self.migrationMetrics = migrationMetrics
     }
 
-    mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
+    mutating func apply(_ command: [UInt8], at index: LogIndex) throws(NewerFormatVersion) -> [UInt8] {
         do {
             let envelope = try CommandEnvelope(decoding: command)
             let result = state.apply(envelope)
@@ -39,6 +39,12 @@ struct ClusterStateMachine: ReplicatedStateMachine {
             }
             return result.encoded
         } catch {
+            if var newer = error.newerFormat {
+                // Written by a newer build: the nodes that read it apply it, so refusing it here
+                // would make this node's state differ. Stop the node instead.
+                newer.subject = "log entry \(index)"
+                throw newer
+            }
             // Every node refuses the same bytes the same way, so the state stays identical.
             return CommandResult.rejected(
                 .invalid("entry \(index) is not a command this version understands: \(error)")

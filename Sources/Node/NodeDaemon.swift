@@ -38,6 +38,8 @@ public final class NodeDaemon: Service {
 
     public func run() async throws {
         let configuration = configuration
+        // Before any file is read: a node that refuses a newer format has said what it reads.
+        logger.info("node \(configuration.nodeID) formats: \(FormatVersions.summary) (each read up to that version)")
         let (directory, isNew) = try DataDirectory.open(
             configuration.dataDirectory, clusterID: configuration.clusterID, nodeID: configuration.nodeID.description)
         // A joining node starts knowing no members: the leader's log tells it who they are.
@@ -104,7 +106,7 @@ public final class NodeDaemon: Service {
         var peerRouter = Router()
         peerRouter.addPeerRoutes(
             driver: driver, local: configuration.nodeID, leaderContact: leaderContact,
-            peerReachedUs: { transport.peerReachedUs($0) })
+            peerReachedUs: { transport.peerReachedUs($0) }, logger: logger)
         let readState: @Sendable () async -> ClusterState = {
             await driver.staleRead { $0.state }
         }

@@ -12,6 +12,34 @@ package enum PeerPath {
     package static let raftStream = "/raft/v1/stream"
 }
 
+/// The peer stream's format version, declared once per stream in a request header.
+///
+/// Every frame on a stream, and every Raft message in it (`Message`'s wire format), is in the
+/// version its stream declared, so a batch costs no version bytes and no check: the receiver
+/// compares one header when the stream opens. A stream without the header is version 1 (the
+/// streams of builds before it was declared, which wrote exactly version 1).
+package enum PeerStreamFormat {
+    package static let header = "flotilla-peer-format"
+    /// The version this build writes and the newest it reads.
+    package static let current: UInt64 = 1
+
+    /// The answer that refuses a stream declaring `declared` (`nil`: no header, version 1), or nil
+    /// when this build reads it: a version newer than `current`, or not a version, is refused.
+    package static func refusal(_ declared: String?) -> HTTPError? {
+        guard let declared else { return nil }
+        guard let version = UInt64(declared), version >= 1 else {
+            return HTTPError(
+                status: 400, error: "bad_peer_format", detail: "\(header) is \(declared), not a format version")
+        }
+        guard version <= current else {
+            let newer = NewerFormatVersion(
+                subject: "this peer's Raft stream", format: "peer stream format", found: version, newest: current)
+            return HTTPError(status: 400, error: "newer_peer_format", detail: newer.description)
+        }
+        return nil
+    }
+}
+
 /// Encodes a batch of messages: a count, then each message length-prefixed.
 package enum MessageBatch {
     package static func encode(_ messages: [Message], into writer: inout ByteWriter) {
@@ -414,7 +442,10 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// The sender task's part: connect if need be, open a stream, write what waited for it.
     private func openStream(to peer: Peer) async {
         let request = HTTPRequest(
-            method: .post, path: PeerPath.raftStream, headers: ["content-type": "application/octet-stream"],
+            method: .post, path: PeerPath.raftStream,
+            headers: [
+                "content-type": "application/octet-stream", PeerStreamFormat.header: "\(PeerStreamFormat.current)",
+            ],
             body: .empty)
         let stream: HTTP2PushStream
         do {
@@ -533,13 +564,18 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
 extension Router {
     /// Adds the peer-RPC route that feeds `driver`: each peer's stream of message batches.
     /// `peerReachedUs` is told the sender of each stream's first batch (see
-    /// `HTTP2PeerTransport.peerReachedUs`).
+    /// `HTTP2PeerTransport.peerReachedUs`). A stream in a newer format than this build reads is
+    /// refused (`PeerStreamFormat`) and the refusal logged to `logger`.
     public mutating func addPeerRoutes<Machine>(
         driver: RaftDriver<Machine>, local: NodeID, leaderContact: LeaderContactTracker? = nil,
-        peerReachedUs: (@Sendable (NodeID) -> Void)? = nil
+        peerReachedUs: (@Sendable (NodeID) -> Void)? = nil, logger: Logger? = nil
     ) {
-        addSink(.post, PeerPath.raftStream) { _, _ in
-            PeerStreamSink(
+        addSink(.post, PeerPath.raftStream) { request, _ in
+            if let refusal = PeerStreamFormat.refusal(request.headers[PeerStreamFormat.header]) {
+                logger?.error("refused a Raft stream: \(refusal.detail)")
+                throw refusal
+            }
+            return PeerStreamSink(
                 deliver: { driver.deliver($0) }, local: local, leaderContact: leaderContact,
                 peerReachedUs: peerReachedUs)
         }

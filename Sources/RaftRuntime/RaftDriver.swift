@@ -420,7 +420,14 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
                 failProposals(upTo: applied)
             }
             for committed in ready.committedEntries {
-                apply(committed)
+                do {
+                    try apply(committed)
+                } catch {
+                    // An entry this build cannot read (docs/operations.md, Upgrades): stop before
+                    // it, as on a disk failure, rather than apply the entries after it.
+                    fail(error)
+                    return
+                }
             }
             // 4. Reads wait for their index to be applied.
             for state in ready.readStates {
@@ -440,11 +447,11 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         takeSnapshotIfDue()
     }
 
-    private func apply(_ committed: CommittedEntry) {
+    private func apply(_ committed: CommittedEntry) throws {
         let entry = committed.entry
         var result: [UInt8] = []
         if case .command(let command) = entry.payload, !committed.isDuplicate {
-            result = machine.apply(command, at: entry.index)
+            result = try machine.apply(command, at: entry.index)
         }
         applied = entry.index
         guard let proposal = proposals.removeValue(forKey: entry.index) else { return }

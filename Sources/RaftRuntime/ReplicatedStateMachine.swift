@@ -8,7 +8,12 @@ public import RaftCore
 /// `apply` may depend only on the state and the command — never on a clock, randomness or I/O.
 public protocol ReplicatedStateMachine: SendableMetatype {
     /// Applies one committed command and returns the answer for the client that proposed it.
-    mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
+    ///
+    /// A command the machine refuses is an answer, not an error: every node refuses the same bytes
+    /// alike. Throw only when this build cannot know what the entry means (a newer format,
+    /// `NewerFormatVersion`): the driver then stops without applying it, since applying or
+    /// refusing it could make this node's state differ from nodes that read the format.
+    mutating func apply(_ command: [UInt8], at index: LogIndex) throws -> [UInt8]
     /// The whole state, for a snapshot.
     func snapshot() -> [UInt8]
     /// Replaces the whole state with a snapshot's.

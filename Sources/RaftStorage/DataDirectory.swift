@@ -1,8 +1,10 @@
 // A node's data directory and the identity file that ties it to one cluster and one node.
+public import ClusterModel
 
 /// The directory a node keeps its log, snapshots and identity in.
 ///
-/// The identity file (`identity`, one line: `flotilla-data-dir v1 cluster=<id> node=<n>`) is
+/// The identity file (`identity`, one line: `flotilla-data-dir v1 cluster=<id> node=<n>`, where
+/// `v1` is the directory's format version) is
 /// written atomically the first time a node starts. Every later start checks it, so a node
 /// started with the wrong `--data-dir` (another node's, or an old cluster's) refuses to run
 /// instead of joining with a log that belongs elsewhere.
@@ -12,6 +14,8 @@ public struct DataDirectory: Sendable {
     public let nodeID: String
 
     static let identityFile = "identity"
+    /// The identity file's format: the `v1` after `flotilla-data-dir`. A newer one stops the node.
+    public static let formatVersion = 1
 
     /// Opens `path` for `clusterID`/`nodeID`, creating it and its identity on first use.
     ///
@@ -19,12 +23,21 @@ public struct DataDirectory: Sendable {
     public static func open(
         _ path: String, clusterID: String, nodeID: String
     ) throws(DataDirectoryError) -> (directory: DataDirectory, isNew: Bool) {
-        let expected = "flotilla-data-dir v1 cluster=\(clusterID) node=\(nodeID)\n"
+        let expected = "flotilla-data-dir v\(formatVersion) cluster=\(clusterID) node=\(nodeID)\n"
         let identityPath = path + "/" + identityFile
         do {
             try DurableFiles.createDirectory(path)
             if let existing = try DurableFiles.read(identityPath) {
                 let text = String(decoding: existing, as: UTF8.self)
+                if let version = newerVersion(of: text) {
+                    let newer = NewerFormatVersion(
+                        subject: "its identity file", format: "data directory format", found: UInt64(version),
+                        newest: UInt64(formatVersion))
+                    throw DataDirectoryError(
+                        path: path, problem: "\(newer.subject) is \(newer.format) \(newer.found)",
+                        fix: "this build reads up to \(newer.newest): upgrade this node (docs/operations.md, Upgrades)",
+                        newerFormat: newer)
+                }
                 guard text == expected else {
                     throw DataDirectoryError(
                         path: path,
@@ -52,6 +65,15 @@ public struct DataDirectory: Sendable {
         return (DataDirectory(path: path, clusterID: clusterID, nodeID: nodeID), true)
     }
 
+    /// The version an identity file declares when it is newer than this build's, else nil.
+    static func newerVersion(of identity: String) -> Int? {
+        let fields = identity.split(whereSeparator: \.isWhitespace)
+        guard fields.count >= 2, fields[0] == "flotilla-data-dir", fields[1].first == "v",
+            let version = Int(fields[1].dropFirst()), version > formatVersion
+        else { return nil }
+        return version
+    }
+
     private static func describe(_ identity: String) -> String {
         let fields = identity.split(whereSeparator: \.isWhitespace)
         guard fields.first == "flotilla-data-dir", fields.count == 4,
@@ -69,6 +91,15 @@ public struct DataDirectoryError: Error, Hashable, Sendable, CustomStringConvert
     public var path: String
     public var problem: String
     public var fix: String
+    /// Set when the directory was written by a newer build (its identity file's format).
+    public var newerFormat: NewerFormatVersion?
+
+    public init(path: String, problem: String, fix: String, newerFormat: NewerFormatVersion? = nil) {
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        self.newerFormat = newerFormat
+    }
 
     public var description: String { "data directory \(path): \(problem); \(fix)" }
 }

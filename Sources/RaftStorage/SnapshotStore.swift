@@ -25,13 +25,17 @@ public struct StoredSnapshot: Hashable, Sendable {
 ///
 /// A snapshot is written to a temporary name, fsynced, renamed into place and the directory
 /// fsynced (`DurableFiles.writeAtomically`), so a crash mid-write leaves only a `.tmp` file,
-/// which `loadLatest` removes. Each file is `magic | index u64 | term u64 | metadata length u32 |
+/// which `loadLatest` removes. Each file is `magic (FLOTSNP + the format version digit) | index u64 | term u64 | metadata length u32 |
 /// data length u64 | crc32c u32 of everything before it and after it | metadata | data`; a file
 /// that fails its checksum is corruption and is reported, never skipped over silently.
 public struct SnapshotStore: Sendable {
     public let directory: String
 
-    static let magic: [UInt8] = Array("FLOTSNP1".utf8)
+    /// The snapshot file format this build writes and the newest it reads: the magic's last byte
+    /// (`FLOTSNP1`). The metadata and state inside have versions of their own.
+    public static let formatVersion: UInt8 = 1
+    static let version = MagicVersion("FLOTSNP", current: formatVersion, format: "Raft snapshot file format")
+    static let magic: [UInt8] = version.magic
     static let headerBytes = 8 + 8 + 8 + 4 + 8 + 4
 
     public init(directory: String) throws(StorageError) {
@@ -85,7 +89,10 @@ public struct SnapshotStore: Sendable {
     }
 
     static func decode(_ bytes: [UInt8], path: String) throws(StorageError) -> StoredSnapshot {
-        guard bytes.count >= headerBytes, Array(bytes[0..<8]) == magic else {
+        guard bytes.count >= headerBytes, bytes[0..<8].elementsEqual(magic) else {
+            if let newer = version.newerFormatError(in: bytes, path: path, subject: "snapshot \(path)") {
+                throw newer
+            }
             throw .corruptRecord(path: path, offset: 0, reason: "the snapshot header is missing or damaged")
         }
         let index = read(UInt64.self, bytes, at: 8)

@@ -1,4 +1,6 @@
 // The errors of Flotilla's durable storage: what failed, on which file and offset, and what to do.
+public import ClusterModel
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -15,6 +17,7 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
         case corruptRecord(path: String, offset: Int, reason: String)
         case badSegment(path: String, reason: String)
         case recordTooLarge(bytes: Int, limit: Int)
+        case newerFormat(path: String, NewerFormatVersion)
     }
 
     private let kind: Kind
@@ -33,19 +36,30 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     static func recordTooLarge(bytes: Int, limit: Int) -> StorageError {
         StorageError(.recordTooLarge(bytes: bytes, limit: limit))
     }
+    static func newerFormat(path: String, _ newer: NewerFormatVersion) -> StorageError {
+        StorageError(.newerFormat(path: path, newer))
+    }
 
     /// True when the data on disk is damaged (as opposed to a failing system call).
     public var isCorruption: Bool {
         switch kind {
         case .corruptRecord, .badSegment: true
-        case .system, .recordTooLarge: false
+        case .system, .recordTooLarge, .newerFormat: false
         }
+    }
+
+    /// Set when a file is in a format newer than this build reads: not damage, an older build.
+    public var newerFormat: NewerFormatVersion? {
+        if case .newerFormat(_, let newer) = kind { return newer }
+        return nil
     }
 
     /// The file the error is about, when there is one.
     public var path: String? {
         switch kind {
-        case .system(_, let path, _), .corruptRecord(let path, _, _), .badSegment(let path, _): path
+        case .system(_, let path, _), .corruptRecord(let path, _, _), .badSegment(let path, _),
+            .newerFormat(let path, _):
+            path
         case .recordTooLarge: nil
         }
     }
@@ -74,6 +88,8 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
         case .recordTooLarge(let bytes, let limit):
             return
                 "a write-ahead log record of \(bytes) bytes exceeds the limit of \(limit) bytes; split it into smaller records"
+        case .newerFormat(_, let newer):
+            return newer.description
         }
     }
 }

@@ -31,7 +31,8 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 /// An append-only log of typed records in segment files, for Raft entries and hard state.
 ///
 /// On disk: files `<16 hex digits>.wal` in one directory, numbered in order. Each starts with an
-/// 8-byte magic; then records, each `length u32 | type u8 | payload crc32c u32 | header crc32c u32
+/// 8-byte magic whose last byte is the format version (`FLOTWAL1`; a newer one stops the node
+/// with `StorageError.newerFormat`); then records, each `length u32 | type u8 | payload crc32c u32 | header crc32c u32
 /// | payload`, integers little-endian. The header has its own checksum so a damaged length is
 /// never trusted to skip over data.
 ///
@@ -64,7 +65,11 @@ public final class WriteAheadLog {
     /// The largest payload one record may carry.
     public static let maxPayloadBytes = 64 << 20
 
-    static let magic: [UInt8] = Array("FLOTWAL1".utf8)
+    /// The segment format this build writes and the newest it reads: the last byte of the magic
+    /// (`FLOTWAL1`), so a segment's records, and the Raft values in them, are read as that version.
+    public static let formatVersion: UInt8 = 1
+    static let version = MagicVersion("FLOTWAL", current: formatVersion, format: "write-ahead log format")
+    static let magic: [UInt8] = version.magic
     static let headerBytes = 13
 
     public let configuration: Configuration
@@ -254,6 +259,9 @@ public final class WriteAheadLog {
         guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
             if isLast && bytes.count < magic.count && magic.starts(with: bytes) {
                 return ([], 0)
+            }
+            if let newer = version.newerFormatError(in: bytes, path: path, subject: "write-ahead log segment \(path)") {
+                throw newer
             }
             throw .badSegment(path: path, reason: "it does not start with the write-ahead log magic")
         }

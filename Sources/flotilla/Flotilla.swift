@@ -14,7 +14,7 @@ struct Flotilla: AsyncParsableCommand {
             found from --api, then FLOTILLA_API, then the local cluster's .flotilla/cluster.json, then \
             127.0.0.1:7101; any node answers (it forwards to the leader).
             """,
-        version: FlotillaVersion.current,
+        version: FlotillaVersion.text,
         subcommands: [
             NodeCommand.self, StatusCommand.self, ReadyCommand.self, NodesCommand.self, VMsCommand.self,
             VolumesCommand.self,
@@ -54,4 +54,7 @@ struct Flotilla: AsyncParsableCommand {
 
 enum FlotillaVersion {
     static let current = "0.1.0"
+    /// What `--version` prints: the release, then the format versions this build writes (and the
+    /// newest it reads; docs/operations.md, Upgrades).
+    static let text = "\(current)\nformats: \(FormatVersions.summary)"
 }

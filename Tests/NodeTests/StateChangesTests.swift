@@ -67,8 +67,9 @@ private final class PassGate: Sendable {
         var machine = ClusterStateMachine(addressBook: AddressBook(configured: []), changes: changes)
 
         func apply(_ command: ClusterCommand, at index: UInt64) {
-            let answer = machine.apply(CommandEnvelope(proposedAt: 0, command: command).encoded, at: LogIndex(index))
-            guard case .applied = try? CommandResult(decoding: answer) else {
+            let answer = try? machine.apply(
+                CommandEnvelope(proposedAt: 0, command: command).encoded, at: LogIndex(index))
+            guard let answer, case .applied = try? CommandResult(decoding: answer) else {
                 Issue.record("\(command) was not applied")
                 return
             }

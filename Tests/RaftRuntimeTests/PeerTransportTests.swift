@@ -162,6 +162,61 @@ private final class RecordingSink: RequestBodySink {
         }
     }
 
+    /// A stream declaring a newer peer stream format than this build reads is refused before any
+    /// batch of it is read, with a 400 naming both versions, and the refusal is logged; streams of
+    /// the current format, or without the header (builds before it was declared), are taken.
+    @Test(.timeLimit(.minutes(1)))
+    func thePeerRouteRefusesAStreamOfANewerFormatNamingBothVersions() async throws {
+        let root = try TemporaryDirectory()
+        let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/n2")
+        let driver = try RaftDriver(
+            configuration: RaftConfiguration(id: 2, electionTicks: 10, heartbeatTicks: 1),
+            bootstrapMembership: Membership(voters: [1, 2, 3]), storage: storage, recovered: recovered,
+            machine: Nothing(), transport: Silent(), tickDuration: .milliseconds(50), seed: 2)
+        var router = Router()
+        let reached = Mutex<[NodeID]>([])
+        let log = CapturedLog()
+        router.addPeerRoutes(
+            driver: driver, local: 2, peerReachedUs: { id in reached.withLock { $0.append(id) } },
+            logger: Logger(label: "test", factory: { _ in log.handler() }))
+        try await withServer(router) { port in
+            let client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
+            let newer = PeerStreamFormat.current + 1
+            let future = try await client.openPushStream(
+                HTTPRequest(method: .post, path: PeerPath.raftStream, headers: [PeerStreamFormat.header: "\(newer)"]),
+                deadline: .now() + .seconds(30))
+            let frame = PeerStreamFrame.encode([Self.heartbeat(1)], contactAgeMicroseconds: 0)
+            _ = try await future.eventLoop.submit { future.push(frame) }.get()
+            let refused = try await future.response.get()
+            #expect(refused.status == 400)
+            guard case .buffer(let body) = refused.body else {
+                Issue.record("the refusal has no body to read: \(refused.body)")
+                return
+            }
+            let expected =
+                "this peer's Raft stream is peer stream format \(newer); this build reads up to "
+                + "\(PeerStreamFormat.current): upgrade this node (docs/operations.md, Upgrades)"
+            #expect(String(buffer: body).contains("newer_peer_format"))
+            #expect(String(buffer: body).contains(expected))
+            #expect(log.lines.withLock { $0 } == ["refused a Raft stream: \(expected)"])
+            #expect(reached.withLock { $0 }.isEmpty, "no batch of the refused stream was read")
+
+            for header: HTTPFields in [[PeerStreamFormat.header: "\(PeerStreamFormat.current)"], [:]] {
+                let stream = try await client.openPushStream(
+                    HTTPRequest(method: .post, path: PeerPath.raftStream, headers: header),
+                    deadline: .now() + .seconds(30))
+                _ = try await stream.eventLoop.submit { stream.push(frame) }.get()
+                try await eventually("the batch of a stream with headers \(header) is read") {
+                    reached.withLock { $0 }.count == 1
+                }
+                reached.withLock { $0.removeAll() }
+            }
+            await client.close()
+        }
+        #expect(PeerStreamFormat.refusal("0")?.error == "bad_peer_format")
+        #expect(PeerStreamFormat.refusal("two")?.error == "bad_peer_format")
+    }
+
     private func withServer(_ router: Router, _ body: (Int) async throws -> Void) async throws {
         let server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
         let port = try await server.start()
@@ -172,5 +227,28 @@ private final class RecordingSink: RequestBodySink {
             throw error
         }
         await server.shutdown()
+    }
+}
+
+/// Error lines logged through `handler()`.
+private final class CapturedLog: Sendable {
+    let lines = Mutex<[String]>([])
+
+    func handler() -> some LogHandler { Handler(log: self) }
+
+    private struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            guard event.level >= .error else { return }
+            log.lines.withLock { $0.append("\(event.message)") }
+        }
     }
 }
