@@ -79,25 +79,15 @@ public struct LocalCluster: Sendable {
 
         var pids: [Int32] = []
         for node in 1...nodes {
-            let log = directory + "/n\(node).log"
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments =
-                ["node", "--config", configPath, "--node-id", "n\(node)"]
-                + (memory[node].map { ["--memory", String($0)] } ?? [])
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            handle.seekToEndOfFile()
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
             do {
-                try process.run()
+                pids.append(
+                    try launch(
+                        node: node, extraArguments: memory[node].map { ["--memory", String($0)] } ?? [],
+                        freshLog: true))
             } catch {
                 for pid in pids { kill(pid, SIGTERM) }
-                throw Failure(description: "could not start \(executable): \(error)")
+                throw error
             }
-            pids.append(process.processIdentifier)
         }
         try pids.map(String.init).joined(separator: "\n").appending("\n").write(
             toFile: pidsPath, atomically: true, encoding: .utf8)
@@ -115,6 +105,90 @@ public struct LocalCluster: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw Failure(description: "no leader after 30 s; see \(directory)/n*.log")
+    }
+
+    /// Starts `flotilla node` for node `nK` of this directory's configuration, its output written
+    /// to `nK.log` (emptied first with `freshLog`, else appended, to keep what the node said before
+    /// it was killed); returns its pid.
+    private func launch(node: Int, extraArguments: [String], freshLog: Bool) throws -> Int32 {
+        let log = directory + "/n\(node).log"
+        if freshLog || !FileManager.default.fileExists(atPath: log) {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["node", "--config", configPath, "--node-id", "n\(node)"] + extraArguments
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw Failure(description: "could not start \(executable): \(error)")
+        }
+        return process.processIdentifier
+    }
+
+    /// Starts one node of a cluster `start` made, again (after it was killed, or with
+    /// `--force-new-cluster` or `--join true` in `extraArguments`), records its pid in line K of
+    /// the pids file so `local down` stops it too, and waits until it serves its API (`/healthz`).
+    /// Refused while that node still runs.
+    public func startNode(_ node: Int, extraArguments: [String] = []) async throws -> Int32 {
+        guard let config = FileManager.default.contents(atPath: configPath) else {
+            throw Failure(
+                description: "no local cluster in \(directory) (no cluster.json); start one with `flotilla local up`")
+        }
+        guard let client = Self.clientAddress(of: "n\(node)", config: config) else {
+            throw Failure(description: "n\(node) is not a member of \(configPath)")
+        }
+        let recorded = (try? String(contentsOfFile: pidsPath, encoding: .utf8)) ?? ""
+        let lines = recorded.split(separator: "\n", omittingEmptySubsequences: false)
+        if node <= lines.count, let pid = Int32(lines[node - 1]), (runningPids() ?? []).contains(pid) {
+            throw Failure(description: "n\(node) is running already (pid \(pid)); stop it first")
+        }
+        let pid = try launch(node: node, extraArguments: extraArguments, freshLog: false)
+        try Self.recording(pid: pid, ofNode: node, in: recorded).write(
+            toFile: pidsPath, atomically: true, encoding: .utf8)
+        let api = APIClient(endpoint: client, timeout: .seconds(1))
+        defer { Task { await api.close() } }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            guard isAlive(pid) else {
+                throw Failure(
+                    description: "n\(node) (pid \(pid)) exited during start-up; see \(directory)/n\(node).log")
+            }
+            if (try? await api.health()) != nil { return pid }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(
+            description: "n\(node) (pid \(pid)) did not serve its API within 30 s; see \(directory)/n\(node).log")
+    }
+
+    /// The pids file's text with `pid` as node `node`'s line (line K for nK), other lines kept
+    /// (empty ones added where none were recorded).
+    public static func recording(pid: Int32, ofNode node: Int, in text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        while lines.count < node { lines.append("") }
+        lines[node - 1] = String(pid)
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A member's client address in a cluster configuration (`members[].client`), if it has one.
+    static func clientAddress(of node: String, config: Data) -> Endpoint? {
+        struct Config: Decodable {
+            struct Member: Decodable {
+                var id: String
+                var client: String
+            }
+            var members: [Member]
+        }
+        guard let decoded = try? JSONDecoder().decode(Config.self, from: config),
+            let member = decoded.members.first(where: { $0.id == node })
+        else { return nil }
+        return Endpoint(parsing: member.client)
     }
 
     /// The reference walkthrough's VMs: 1 GB startup, 512 MB minimum, 4 GB maximum, buffer 20, priority 50.

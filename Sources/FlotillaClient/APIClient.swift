@@ -44,6 +44,11 @@ public final class APIClient: Sendable {
         try decode(StatusView.self, try await call(.get, "/v1/status" + (stale ? "?stale=true" : "")))
     }
 
+    /// Whether the node serves its API at all (`GET /healthz`: liveness, not readiness).
+    public func health() async throws {
+        _ = try await call(.get, "/healthz")
+    }
+
     /// `GET /readyz` of this node: its readiness when ready; an `APIError` (503, `not_ready`, with
     /// the reason) when not.
     public func readiness() async throws -> ReadinessView {

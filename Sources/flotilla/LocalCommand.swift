@@ -9,7 +9,7 @@ import UnixSignals
 struct LocalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "local", abstract: "Run a cluster of nodes on this machine (127.0.0.1).",
-        subcommands: [Up.self, Down.self])
+        subcommands: [Up.self, Down.self, Start.self])
 
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -135,6 +135,41 @@ struct LocalCommand: AsyncParsableCommand {
             print("\nstopping…")
             let stopped = await cluster.stop()
             print("stopped \(stopped) nodes")
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start one node of a local cluster again (after it was killed or stopped).",
+            discussion: """
+                It runs `flotilla node` with the cluster's config, appends to its log and records its pid, \
+                so `flotilla local down` stops it with the others; it returns once the node serves its API.
+                """)
+        @Argument(help: "The node, e.g. n2.") var node: String
+        @Option(help: "The directory given to `local up`.") var dir = ".flotilla"
+        @Flag(
+            name: .customLong("force-new-cluster"),
+            help: "Start it as the only voter after losing quorum for good (see `flotilla node --help`).")
+        var forceNewCluster = false
+        @Flag(help: "Start it as a joiner (`--join true`): an empty node added with `flotilla members add`.")
+        var join = false
+
+        func run() async throws {
+            guard let match = node.wholeMatch(of: /n?([1-9])/), let number = Int(match.1) else {
+                throw ValidationError("the node is n1…n9 (or 1…9), not \(node)")
+            }
+            let executable =
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
+            let cluster = LocalCluster(directory: dir, nodes: 0, executable: executable)
+            let arguments = (forceNewCluster ? ["--force-new-cluster"] : []) + (join ? ["--join", "true"] : [])
+            do {
+                let pid = try await cluster.startNode(number, extraArguments: arguments)
+                print("started n\(number) (pid \(pid)); log in \(dir)/n\(number).log")
+            } catch let error as LocalCluster.Failure {
+                FileHandle.standardError.write(Data((ClusterText.errorLine(error.description) + "\n").utf8))
+                throw ExitCode.failure
+            }
         }
     }
 

@@ -25,3 +25,13 @@ import Testing
         #expect(!LocalCluster.isNode([], of: config))
     }
 }
+
+@Suite struct LocalClusterRestartTests {
+    @Test func aRestartedNodeTakesItsOwnLineOfThePidsFile() {
+        #expect(LocalCluster.recording(pid: 42, ofNode: 2, in: "100\n200\n300\n") == "100\n42\n300\n")
+        #expect(LocalCluster.recording(pid: 42, ofNode: 1, in: "100\n200\n300") == "42\n200\n300\n")
+        // No pids file (`local down` removed it) or a shorter one: the lines before stay empty.
+        #expect(LocalCluster.recording(pid: 42, ofNode: 3, in: "") == "\n\n42\n")
+        #expect(LocalCluster.recording(pid: 42, ofNode: 2, in: "100\n") == "100\n42\n")
+    }
+}
