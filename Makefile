@@ -5,7 +5,7 @@ SWIFT_FORMAT ?= swift format
 # Where `make run` keeps the local cluster's data and logs.
 DIR ?= .flotilla
 
-.PHONY: all deps build release run run-qemu test lint format bench clean container-image container-image-qemu cluster-up cluster-down cluster-status test-containers validate-kubernetes
+.PHONY: all deps build release run run-qemu test test-runbook lint format bench clean container-image container-image-qemu cluster-up cluster-down cluster-status test-containers validate-kubernetes
 
 all: build
 
@@ -36,12 +36,19 @@ format:
 	$(SWIFT_FORMAT) format --in-place --recursive Package.swift Sources Tests
 
 # The QEMU tests boot a small real guest (kernel + busybox initramfs) built here from Debian's packages.
+# test-runbook.sh runs the runbook in docs/operations.md against local clusters (under a minute).
 test: deps lint validate-kubernetes
 	@FLOTILLA_QEMU_DEPS=1 ./scripts/install-deps.sh
 	./scripts/build-test-guest.sh .build/test-guest
 	$(SWIFT) build --build-tests
 	./scripts/run-tests.sh
+	./scripts/test-runbook.sh
 	./scripts/test-containers.sh
+
+# The runbook on its own (docs/operations.md): its `# runbook` blocks against local clusters.
+test-runbook: deps
+	$(SWIFT) build --product flotilla
+	./scripts/test-runbook.sh
 
 # Containers (docs/containers.md): the image from the release binary built here, no base image or
 # registry needed; a compose cluster of NODES (3 or 5) containers, API on 127.0.0.1:7301..730N.

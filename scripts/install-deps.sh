@@ -11,6 +11,7 @@ packages=(
   "nghttp2-client:h2load"
   "nghttp2-server:nghttpd"
   "curl:curl"
+  "jq:jq"
   "iproute2:ip"
   "iptables:iptables"
 )
