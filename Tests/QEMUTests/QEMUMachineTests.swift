@@ -12,7 +12,7 @@ import Testing
         #expect(
             arguments == [
                 "-name", "guest=web,debug-threads=on", "-nodefaults", "-no-user-config", "-display", "none",
-                "-accel", "tcg", "-smp", "2", "-m", "size=256M",
+                "-accel", "tcg", "-smp", "2", "-m", "size=262152K",
                 "-chardev", "socket,id=qmp,path=/run/g/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
                 "-chardev", "file,id=console,path=/run/g/console.log", "-serial", "chardev:console",
                 "-device", "virtio-balloon-pci,id=balloon0",
@@ -30,6 +30,8 @@ import Testing
             ], devices: [.virtioRNG, .watchdog])
         let arguments = machine.arguments(files: files, launch: QEMULaunch(name: "web", accelerator: .kvm))
         #expect(arguments.contains("-cpu") && arguments[arguments.firstIndex(of: "-cpu")! + 1] == "host")
+        // KVM tracks dirty pages itself: the guest's memory exactly (TCG's is 8 KiB more, below).
+        #expect(arguments[arguments.firstIndex(of: "-m")! + 1] == "size=1024M")
         #expect(!arguments.contains("-kernel"))
         let blockdevs = arguments.indices.filter { arguments[$0] == "-blockdev" }.map { arguments[$0 + 1] }
         #expect(
@@ -143,5 +145,19 @@ import Testing
         #expect(arguments.contains("console=ttyS0 panic=-1"))
         #expect(arguments.contains("file,id=console,path=/run/p,,x.log"))
         #expect(!arguments.contains("-initrd"))
+    }
+
+    /// QEMU 7.2 loses a TCG guest's stores during a migration when its RAM is a multiple of 256 KiB
+    /// (docs/qemu.md): a TCG guest's RAM is never one, whatever its memory, and both ends of a
+    /// migration compute the same size.
+    @Test func aTCGGuestsRAMIsNeverAMultipleOf256KiB() {
+        for mebibytes: UInt64 in [64, 256, 1024, 4096, 1000] {
+            let machine = QEMUMachine(memoryBytes: mebibytes << 20, kernel: "/boot/vmlinuz")
+            let size = machine.ramSize(on: .tcg)
+            #expect(size == "size=\((mebibytes << 10) + 8)K")
+            let kibibytes = UInt64(size.dropFirst("size=".count).dropLast())!
+            #expect(kibibytes % 256 != 0 && kibibytes % 8 == 0, "\(size)")
+            #expect(machine.ramSize(on: .kvm) == "size=\(mebibytes)M")
+        }
     }
 }

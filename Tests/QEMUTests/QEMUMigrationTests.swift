@@ -69,15 +69,37 @@ struct QEMUMigrationTests {
         return (source, target)
     }
 
+    /// The guest-physical pages, by number, whose bytes differ between the two guests' first
+    /// `bytes` of RAM (both stopped), read with QEMU's `pmemsave` into files in `directory`.
+    static func differingPages(_ a: QEMUGuest, _ b: QEMUGuest, bytes: Int, in directory: String) async throws -> [Int] {
+        var images: [Data] = []
+        for (guest, name) in [(a, "a.mem"), (b, "b.mem")] {
+            let path = directory + "/" + name
+            _ = try await guest.execute(
+                "pmemsave", ["val": .number(0), "size": .number(Double(bytes)), "filename": .string(path)])
+            images.append(try #require(FileManager.default.contents(atPath: path)))
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        let page = 4096
+        return (0..<(bytes / page)).filter {
+            images[0][$0 * page..<($0 + 1) * page] != images[1][$0 * page..<($0 + 1) * page]
+        }
+    }
+
     @Test func aGuestWritingMemoryMovesOverHTTP2AndRunsOnWithoutARebootOnlyAfterTheDecision() async throws {
         let directory = try TestGuest.scratch()
         let (source, target) = try await pair(directory, arguments: "flotilla.vm=mig flotilla.fill=64 flotilla.dirty=4")
         let carrier = try await Carrier(group: group)
         let before = try #require(TestGuest.lastUptime(source.console()))
         let seenAtDecision = NIOLockedValueBox<(source: String, target: String)?>(nil)
-        let result = try await QEMULiveMigration.run(
-            source: source, target: target, group: group,
-            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+        // The two halves as two nodes run them, so the target can be looked at before it runs.
+        let socket = try await QEMULiveMigration.listen(target: target)
+        // At 96 MiB/s the copy takes rounds enough for a lost store to show (the lost stores below).
+        let result = try await QEMULiveMigration.runSource(
+            source: source, policy: QEMUMigrationPolicy(maxBandwidth: 96 << 20),
+            migrate: .carried(
+                socket: QEMULiveMigration.outgoingSocket(of: source), group: group,
+                carry: { try await carrier.carry($0, to: socket) }),
             decide: {
                 // Every page copied and the guest stopped; neither side runs it while the cluster decides.
                 let seen = ((try? await source.runState()) ?? "?", (try? await target.runState()) ?? "?")
@@ -87,10 +109,20 @@ struct QEMUMigrationTests {
         #expect(result.outcome == .completed)
         let seen = try #require(seenAtDecision.withLockedValue { $0 })
         #expect(seen.source != "running" && seen.target != "running", "at the decision: \(seen)")
+        #expect((result.transferredBytes ?? 0) >= 64 << 20)
+        #expect(result.qemuDowntime != nil)
+
+        // Once the target has the whole stream, and before it runs, its memory is the stopped
+        // source's, page for page: a store the copy missed would leave a stale page (QEMU 7.2 under
+        // TCG loses stores when the RAM is a multiple of 256 KiB: QEMUMachine.ramSize).
+        try await eventually("the target has the whole stream", within: .seconds(60)) {
+            (try? await target.runState()) == "paused"
+        }
+        let stale = try await Self.differingPages(source, target, bytes: 256 << 20, in: directory)
+        #expect(stale.isEmpty, "pages that differ: \(stale.prefix(20).map { String($0 << 12, radix: 16) })")
+        try await QEMULiveMigration.resumeTarget(target, within: .seconds(10))
         #expect(try await target.runState() == "running")
         #expect(try await source.runState() == "postmigrate")
-        #expect((result.transferredBytes ?? 0) >= 64 << 20)
-        #expect(result.qemuDowntime != nil && result.pausedFor != nil)
 
         // The same guest goes on counting on the target: no reboot (a reboot prints "up" and starts at 0).
         try await eventually("the target's guest prints its uptime", within: .seconds(30), poll: .milliseconds(200)) {
