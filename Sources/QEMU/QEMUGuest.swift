@@ -56,6 +56,8 @@ public actor QEMUGuest {
     public nonisolated let machine: QEMUMachine
     public nonisolated let directory: String
     public nonisolated let files: QEMURuntimeFiles
+    /// The RAM it has beyond its machine's memory, on the accelerator it was started on.
+    private var ramPadding: UInt64 = 0
     /// QEMU's own stdout and stderr (its errors at start, for example).
     public nonisolated let outputLog: String
     private let executable: String
@@ -115,6 +117,7 @@ public actor QEMUGuest {
         try? FileManager.default.removeItem(atPath: files.controlSocket)
         let launch = QEMULaunch(
             name: name, accelerator: accelerator, startPaused: paused, incomingMigration: incomingMigration)
+        ramPadding = QEMUMachine.ramPadding(on: accelerator)
         // From here the actor is re-entered at every await: `starting` refuses a second start, and a
         // kill or stop meanwhile (a fence) sets `stopRequested`, which ends this start.
         starting = true
@@ -193,9 +196,10 @@ public actor QEMUGuest {
     public func resume() async throws { try await execute("cont") }
 
     /// Asks the balloon for `bytes` of guest memory: the guest gives back pages down to it or takes
-    /// them back up to its boot size, at its own pace.
+    /// them back up to its boot size, at its own pace. Sizes here and in `memoryStatistics` leave out
+    /// the RAM a TCG guest has beyond its memory (`QEMUMachine.ramSize`), which the balloon never takes.
     public func setMemoryTarget(bytes: UInt64) async throws {
-        try await execute("balloon", ["value": .number(Double(bytes))])
+        try await execute("balloon", ["value": .number(Double(bytes + ramPadding))])
     }
 
     public func memoryStatistics() async throws -> QEMUMemoryStatistics {
@@ -206,7 +210,9 @@ public actor QEMUGuest {
         guard let statistics = QEMUMemoryStatistics.parse(balloon: balloon, guestStats: stats) else {
             throw QEMUGuestError("\(name): QEMU's balloon answer has no size: \(balloon)")
         }
-        return statistics
+        var memory = statistics
+        memory.actualBytes -= min(ramPadding, memory.actualBytes)
+        return memory
     }
 
     /// Ends the process: `quit` over QMP, SIGKILL if it has not ended within `grace` (whether or

@@ -165,8 +165,13 @@ extension QEMUMachine {
     public func ramSize(on accelerator: QEMUAccelerator) -> String {
         switch accelerator {
         case .kvm: "size=\(memoryBytes >> 20)M"
-        case .tcg: "size=\((memoryBytes + Self.tcgRAMPadding) >> 10)K"
+        case .tcg: "size=\((memoryBytes + Self.ramPadding(on: .tcg)) >> 10)K"
         }
+    }
+
+    /// The RAM a guest has beyond its memory on `accelerator` (`ramSize(on:)`).
+    public static func ramPadding(on accelerator: QEMUAccelerator) -> UInt64 {
+        accelerator == .tcg ? tcgRAMPadding : 0
     }
 
     /// The arguments after `qemu-system-x86_64`. Nothing from the machine reaches QEMU unescaped:

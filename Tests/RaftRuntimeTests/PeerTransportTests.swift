@@ -120,14 +120,19 @@ private final class RecordingSink: RequestBodySink {
         func send(_ messages: [Message]) {}
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func thePeerRouteReportsItsSenderAndRefusesAMisdirectedBatchAndABadFrame() async throws {
-        let root = try TemporaryDirectory()
+    /// Node 2 of {1, 2, 3}, applying nothing and sending nothing: for the peer route's own checks.
+    private static func silentNode2(in root: borrowing TemporaryDirectory) throws -> RaftDriver<Nothing> {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/n2")
-        let driver = try RaftDriver(
+        return try RaftDriver(
             configuration: RaftConfiguration(id: 2, electionTicks: 10, heartbeatTicks: 1),
             bootstrapMembership: Membership(voters: [1, 2, 3]), storage: storage, recovered: recovered,
             machine: Nothing(), transport: Silent(), tickDuration: .milliseconds(50), seed: 2)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func thePeerRouteReportsItsSenderAndRefusesAMisdirectedBatchAndABadFrame() async throws {
+        let root = try TemporaryDirectory()
+        let driver = try Self.silentNode2(in: root)
         var router = Router()
         let reached = Mutex<[NodeID]>([])
         router.addPeerRoutes(driver: driver, local: 2, peerReachedUs: { id in reached.withLock { $0.append(id) } })
@@ -168,11 +173,7 @@ private final class RecordingSink: RequestBodySink {
     @Test(.timeLimit(.minutes(1)))
     func thePeerRouteRefusesAStreamOfANewerFormatNamingBothVersions() async throws {
         let root = try TemporaryDirectory()
-        let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/n2")
-        let driver = try RaftDriver(
-            configuration: RaftConfiguration(id: 2, electionTicks: 10, heartbeatTicks: 1),
-            bootstrapMembership: Membership(voters: [1, 2, 3]), storage: storage, recovered: recovered,
-            machine: Nothing(), transport: Silent(), tickDuration: .milliseconds(50), seed: 2)
+        let driver = try Self.silentNode2(in: root)
         var router = Router()
         let reached = Mutex<[NodeID]>([])
         let log = CapturedLog()
