@@ -37,6 +37,8 @@ public struct MigrationProgress: Sendable {
     private var printedPause = false
     /// Set once the migration ended and that was printed: nothing more will come.
     public private(set) var finished = false
+    /// Set when it ended in the switchover (not failed or cancelled).
+    public private(set) var switchedOver = false
 
     public init() {}
 
@@ -74,6 +76,7 @@ public struct MigrationProgress: Sendable {
             guard let stats = view.stats, let downtime = stats.downtimeMicroseconds, let total = stats.totalMilliseconds
             else { return lines }
             finished = true
+            switchedOver = true
             lines.append(
                 "4. \(at("completed")): switchover committed; \(view.target) resumed \(view.vmName ?? view.vm) and "
                     + "announced it — downtime \(Self.milliseconds(downtime)), total \(Self.milliseconds(total * 1000)), "

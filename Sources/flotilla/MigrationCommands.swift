@@ -37,6 +37,8 @@ extension VMCommand {
                     if !progress.finished { try await Task.sleep(for: .milliseconds(100)) }
                 }
             }
+            // A migration that failed or was cancelled is a failed command (the VM stays where it was).
+            guard progress.switchedOver else { throw ExitCode.failure }
         }
     }
 
