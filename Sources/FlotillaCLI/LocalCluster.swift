@@ -37,6 +37,11 @@ public struct LocalCluster: Sendable {
         public var description: String
     }
 
+    /// The `flotilla` binary this process runs, to start nodes with.
+    public static var thisExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
     var pidsPath: String { directory + "/pids" }
     /// Absolute, as the nodes are started with it: `--config` with this path is what tells this
     /// cluster's nodes from other processes (a pids file outlives a reboot, and pids are reused).

@@ -71,9 +71,7 @@ struct LocalCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let executable =
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-                ?? CommandLine.arguments[0]
+            let executable = LocalCluster.thisExecutable
             guard minute > 0, minute <= 60 else { throw ValidationError("--minute must be more than 0 and at most 60") }
             let realGuest = try Self.realGuest(driver: driver, guest: guest)
             let cluster = LocalCluster(
@@ -158,9 +156,7 @@ struct LocalCommand: AsyncParsableCommand {
             guard let match = node.wholeMatch(of: /n?([1-9])/), let number = Int(match.1) else {
                 throw ValidationError("the node is n1…n9 (or 1…9), not \(node)")
             }
-            let executable =
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-                ?? CommandLine.arguments[0]
+            let executable = LocalCluster.thisExecutable
             let cluster = LocalCluster(directory: dir, nodes: 0, executable: executable)
             let arguments = (forceNewCluster ? ["--force-new-cluster"] : []) + (join ? ["--join", "true"] : [])
             do {
