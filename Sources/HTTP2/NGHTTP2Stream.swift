@@ -2,23 +2,26 @@
 import NIOCore
 
 /// State of one stream; owned by the connection's `streams` table and touched only on its event loop.
+///
+/// The properties changed through calls on every request are `@exclusivity(unchecked)`, for the
+/// reason given on `NGHTTP2Connection`'s.
 final class NGHTTP2Stream {
     var id: Int32
     // Inbound header block.
-    var method: String?
-    var path: String?
-    var authority: String?
+    @exclusivity(unchecked) var method: String?
+    @exclusivity(unchecked) var path: String?
+    @exclusivity(unchecked) var authority: String?
     /// Server: `path` split at `?` once the header block is complete.
     var requestPath = "/"
     var requestQuery: String?
     var status: Int?
-    var headers = HTTPFields()
+    @exclusivity(unchecked) var headers = HTTPFields()
     /// Sum of (name + value + 32) over received fields; over the limit sets `headerListTooLarge`.
     var headerListSize = 0
     var headerListTooLarge = false
     var headersComplete = false
     // Inbound body.
-    var inbound: InboundBody = .discarding
+    @exclusivity(unchecked) var inbound: InboundBody = .discarding
     /// END_STREAM received (or the stream timed out waiting for it).
     var inboundEnded = false
     /// Bytes handed to a streaming reader that nghttp2 has not yet been told were consumed.
@@ -31,7 +34,7 @@ final class NGHTTP2Stream {
     var pendingRoute: (route: Router.Route, parameters: RouteParameters)?
     var responseStarted = false
     // Outbound body, when there is one.
-    var outbound: OutboundBody?
+    @exclusivity(unchecked) var outbound: OutboundBody?
     // Client: the caller waiting for the response, and the deadline timer.
     var exchange: ClientExchange?
     var deadline: Scheduled<Void>?
