@@ -83,7 +83,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     // scripts/callgrind-http2.sh). They are touched only on the connection's event loop, and only
     // by the short, non-nesting accesses in this handler and its extensions.
     /// Idle, open, quiescing, closing, closed: the connection's life, and the session while it has one.
-    var lifecycle = NGHTTP2ConnectionStateMachine()
+    @exclusivity(unchecked) var lifecycle = NGHTTP2ConnectionStateMachine()
     var context: ChannelHandlerContext?
     /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
     @exclusivity(unchecked) var streams: [Int32: NGHTTP2Stream] = [:]

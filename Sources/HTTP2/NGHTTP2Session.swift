@@ -158,8 +158,8 @@ struct NGHTTP2Session: Equatable {
     /// Queues a response's HEADERS; with `hasBody` its DATA comes from `readOutbound`. Returns 0 or
     /// nghttp2's error.
     func submitResponse(streamID: Int32, _ response: HTTPResponse, hasBody: Bool) -> Int32 {
-        let pseudo = [(":status", String(response.status))]
-        return withHeaderBlock(pseudo: pseudo, headers: response.headers, body: response.body) { nva, count in
+        withHeaderBlock(pseudo: [], status: response.status, headers: response.headers, body: response.body) {
+            nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(
                     source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
@@ -172,7 +172,7 @@ struct NGHTTP2Session: Equatable {
     /// Queues a request's HEADERS; with `hasBody` its DATA comes from `readOutbound`. `body` gives
     /// the content-length (nil: none). Returns the new stream's id, or nghttp2's (negative) error.
     func submitRequest(pseudo: [(String, String)], headers: HTTPFields, body: HTTPBody?, hasBody: Bool) -> Int32 {
-        withHeaderBlock(pseudo: pseudo, headers: headers, body: body) { nva, count in
+        withHeaderBlock(pseudo: pseudo, status: nil, headers: headers, body: body) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(
                     source: nghttp2_data_source(ptr: nil), read_callback: nghttp2ReadOutbound)
@@ -195,68 +195,113 @@ private func isConnectionSpecific(_ name: String) -> Bool {
     }
 }
 
-/// Lays out the pseudo-header fields, the regular fields and (for a body complete in memory)
-/// `content-length` in temporary storage and calls `call` with an nghttp2_nv array pointing into it.
-/// nghttp2 copies names and values during submit, so the storage only needs to live for the call;
-/// small blocks stay on the stack, so a response costs no allocation here.
+/// Lays out the pseudo-header fields (`:status` first when given), the regular fields and (for a
+/// body complete in memory) `content-length` in temporary storage and calls `call` with an
+/// nghttp2_nv array pointing into it. nghttp2 copies names and values during submit, so the storage
+/// only needs to live for the call; small blocks stay on the stack, and the status and the length
+/// are written as digits straight into it, so a response costs no allocation and no `String` here.
 private func withHeaderBlock<Result>(
     pseudo: [(String, String)],
+    status: Int?,
     headers: HTTPFields,
     body: HTTPBody?,
     _ call: (UnsafePointer<nghttp2_nv>, Int) -> Result
 ) -> Result {
     // A body given in memory gets its content-length; a streamed or pushed one (nil) has none.
-    var contentLength: String?
+    var contentLength: Int?
     if case .buffer(let buffer)? = body, headers.first(lowercasedName: "content-length") == nil {
-        contentLength = String(buffer.readableBytes)
+        contentLength = buffer.readableBytes
     }
     var byteCount = 0
     var fieldCount = pseudo.count
     for (name, value) in pseudo {
         byteCount += name.utf8.count + value.utf8.count
     }
+    if let status {
+        byteCount += 7 + decimalDigitCount(status)
+        fieldCount += 1
+    }
     for field in headers where !isConnectionSpecific(field.name) {
         byteCount += field.name.utf8.count + field.value.utf8.count
         fieldCount += 1
     }
     if let contentLength {
-        byteCount += 14 + contentLength.utf8.count
+        byteCount += 14 + decimalDigitCount(contentLength)
         fieldCount += 1
     }
     return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
         withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { nva in
             var offset = 0
             var index = 0
+            func copy(_ text: StaticString) -> (UnsafeMutablePointer<UInt8>, Int) {
+                let start = bytes.baseAddress! + offset
+                start.update(from: text.utf8Start, count: text.utf8CodeUnitCount)
+                offset += text.utf8CodeUnitCount
+                return (start, text.utf8CodeUnitCount)
+            }
             func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
                 let start = bytes.baseAddress! + offset
                 let (_, written) = UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8)
                 offset += written
                 return (start, written)
             }
-            func add(_ name: String, _ value: String) {
-                let (namePointer, nameLength) = copy(name)
-                let (valuePointer, valueLength) = copy(value)
+            func copy(decimal value: Int) -> (UnsafeMutablePointer<UInt8>, Int) {
+                let start = bytes.baseAddress! + offset
+                let count = writeDecimal(value, to: start)
+                offset += count
+                return (start, count)
+            }
+            func add(_ name: (UnsafeMutablePointer<UInt8>, Int), _ value: (UnsafeMutablePointer<UInt8>, Int)) {
                 nva.baseAddress!.advanced(by: index).initialize(
                     to: nghttp2_nv(
-                        name: namePointer,
-                        value: valuePointer,
-                        namelen: nameLength,
-                        valuelen: valueLength,
+                        name: name.0,
+                        value: value.0,
+                        namelen: name.1,
+                        valuelen: value.1,
                         flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
                     )
                 )
                 index += 1
             }
+            if let status {
+                add(copy(":status"), copy(decimal: status))
+            }
             for (name, value) in pseudo {
-                add(name, value)
+                add(copy(name), copy(value))
             }
             for field in headers where !isConnectionSpecific(field.name) {
-                add(field.name, field.value)
+                add(copy(field.name), copy(field.value))
             }
             if let contentLength {
-                add("content-length", contentLength)
+                add(copy("content-length"), copy(decimal: contentLength))
             }
             return call(nva.baseAddress!, index)
         }
     }
+}
+
+/// The number of characters of `value` in decimal (with its minus sign).
+func decimalDigitCount(_ value: Int) -> Int {
+    var magnitude = value.magnitude
+    var count = value < 0 ? 2 : 1
+    while magnitude >= 10 {
+        magnitude /= 10
+        count += 1
+    }
+    return count
+}
+
+/// Writes `value` in decimal ASCII at `start` (`decimalDigitCount(value)` bytes); returns that count.
+@discardableResult
+func writeDecimal(_ value: Int, to start: UnsafeMutablePointer<UInt8>) -> Int {
+    let count = decimalDigitCount(value)
+    var magnitude = value.magnitude
+    var position = count
+    repeat {
+        position -= 1
+        start[position] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+        magnitude /= 10
+    } while magnitude > 0
+    if value < 0 { start[0] = UInt8(ascii: "-") }
+    return count
 }

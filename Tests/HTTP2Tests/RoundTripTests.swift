@@ -36,6 +36,35 @@ import Testing
         }
     }
 
+    /// The server writes `:status` and `content-length` as digits straight into the header block:
+    /// one, two, several and zero digits, and a handler's own content-length is kept, not doubled.
+    @Test func statusAndContentLengthArriveAsWritten() async throws {
+        var router = Router()
+        router.get("/sized/{status}/{length}") { _, parameters in
+            HTTPResponse(
+                status: Int(parameters["status"] ?? "") ?? 500,
+                body: .buffer(ByteBuffer(repeating: UInt8(ascii: "x"), count: Int(parameters["length"] ?? "") ?? 0)))
+        }
+        router.get("/own-length") { _, _ in
+            HTTPResponse(status: 200, headers: ["content-length": "3"], body: .string("abc"))
+        }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                for (status, length) in [(200, 0), (200, 7), (201, 10), (404, 1024), (503, 100_000), (299, 99_999)] {
+                    let response = try await client.send(
+                        HTTPRequest(method: .get, path: "/sized/\(status)/\(length)"), deadline: testDeadline())
+                    #expect(response.status == status)
+                    #expect(response.headers.values(for: "content-length") == ["\(length)"])
+                    #expect(try await response.body.collect(upTo: 1 << 20).readableBytes == length)
+                }
+                let own = try await client.send(
+                    HTTPRequest(method: .get, path: "/own-length"), deadline: testDeadline())
+                #expect(own.headers.values(for: "content-length") == ["3"])
+                #expect(String(buffer: try await own.body.collect(upTo: 16)) == "abc")
+            }
+        }
+    }
+
     @Test func unknownRouteAnswers404WithJSONError() async throws {
         try await withServer(Self.echoRouter()) { _, port in
             try await withClient(port: port) { client in
