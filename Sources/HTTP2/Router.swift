@@ -10,25 +10,49 @@ import Synchronization
 
 /// The values captured by `{name}` segments of a route's path pattern (percent-decoded).
 public struct RouteParameters: Sendable, Hashable {
-    /// (name, value) in pattern order; a route has a handful at most, so a list beats hashing.
-    private var pairs: [(name: String, value: String)]
+    /// (name, value) in pattern order; a route has a handful at most, so a list beats hashing, and
+    /// the commonest route, with one parameter, keeps it inline: no array to allocate per request.
+    private enum Pairs {
+        case none
+        case one(name: String, value: String)
+        case many([(name: String, value: String)])
+    }
+
+    private var pairs: Pairs
 
     public init(_ values: [String: String] = [:]) {
-        self.pairs = values.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+        self.init(pairs: values.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })
     }
 
     init(pairs: [(name: String, value: String)]) {
-        self.pairs = pairs
+        switch pairs.count {
+        case 0: self.pairs = .none
+        case 1: self.pairs = .one(name: pairs[0].name, value: pairs[0].value)
+        default: self.pairs = .many(pairs)
+        }
+    }
+
+    init(name: String, value: String) {
+        self.pairs = .one(name: name, value: value)
     }
 
     /// Every captured parameter.
     public var values: [String: String] {
-        Dictionary(self.pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        switch self.pairs {
+        case .none: [:]
+        case .one(let name, let value): [name: value]
+        case .many(let pairs):
+            Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        }
     }
 
     /// The captured value for `{name}`, or `nil` when the pattern has no such parameter.
     public subscript(name: String) -> String? {
-        self.pairs.last { $0.name == name }?.value
+        switch self.pairs {
+        case .none: nil
+        case .one(let only, let value): only == name ? value : nil
+        case .many(let pairs): pairs.last { $0.name == name }?.value
+        }
     }
 
     public static func == (lhs: RouteParameters, rhs: RouteParameters) -> Bool {
@@ -238,22 +262,37 @@ public struct Router: Sendable {
     {
         var best: Route?
         var bestLiterals = -1
-        var allowed: [HTTPMethod] = []
         for route in self.routes {
-            guard let literals = route.literalMatches(bytes, parts) else { continue }
-            guard route.method == method || (method == .head && route.method == .get) else {
-                if !allowed.contains(route.method) { allowed.append(route.method) }
-                continue
-            }
+            guard route.method == method || (method == .head && route.method == .get),
+                let literals = route.literalMatches(bytes, parts)
+            else { continue }
             if literals > bestLiterals {
                 best = route
                 bestLiterals = literals
             }
         }
         guard let route = best else {
+            // Only now (an error answer) the methods the path does allow, for 405's `allow`.
+            var allowed: [HTTPMethod] = []
+            for route in self.routes where route.literalMatches(bytes, parts) != nil {
+                if !allowed.contains(route.method) { allowed.append(route.method) }
+            }
             return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
         }
-        guard route.parameterCount > 0 else { return .found(route, RouteParameters(pairs: [])) }
+        switch route.parameterCount {
+        case 0:
+            return .found(route, RouteParameters(pairs: []))
+        case 1:
+            for (segment, part) in zip(route.segments, parts) {
+                if case .parameter(let name) = segment {
+                    return .found(
+                        route,
+                        RouteParameters(name: name, value: percentDecoded(UnsafeBufferPointer(rebasing: bytes[part]))))
+                }
+            }
+        default:
+            break
+        }
         var parameters: [(name: String, value: String)] = []
         parameters.reserveCapacity(route.parameterCount)
         for (segment, part) in zip(route.segments, parts) {

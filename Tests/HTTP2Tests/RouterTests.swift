@@ -56,6 +56,36 @@ import Testing
         #expect(response.headers["allow"] == "GET, DELETE")
     }
 
+    @Test func parametersOfNoneOneAndTwoSegmentsAreCapturedAndCompare() throws {
+        var router = Router()
+        router.get("/a") { _, _ in .json("[]") }
+        router.get("/v/{name}") { _, _ in .json("[]") }
+        router.put("/v/{name}") { _, _ in .json("[]") }
+        router.get("/v/{name}/disks/{disk}") { _, _ in .json("[]") }
+        func parameters(_ method: HTTPMethod, _ path: String) -> (HTTPMethod, RouteParameters)? {
+            guard case .found(let route, let parameters) = router.match(method: method, path: path) else { return nil }
+            return (route.method, parameters)
+        }
+        let none = try #require(parameters(.get, "/a"))
+        #expect(none.1.values.isEmpty && none.1["name"] == nil)
+        #expect(none.1 == RouteParameters())
+        let one = try #require(parameters(.get, "/v/web%201"))
+        #expect(one.1.values == ["name": "web 1"])
+        #expect(one.1["name"] == "web 1" && one.1["disk"] == nil)
+        #expect(one.1 == RouteParameters(["name": "web 1"]) && one.1 != RouteParameters(["name": "web"]))
+        let put = try #require(parameters(.put, "/v/web"))
+        #expect(put.0 == .put && put.1["name"] == "web")
+        let two = try #require(parameters(.get, "/v/x/disks/d0"))
+        #expect(two.1.values == ["name": "x", "disk": "d0"])
+        #expect(two.1["name"] == "x" && two.1["disk"] == "d0")
+        #expect(two.1 == RouteParameters(["disk": "d0", "name": "x"]) && two.1 != one.1)
+        guard case .methodNotAllowed(let allowed) = router.match(method: .delete, path: "/v/web") else {
+            Issue.record("DELETE /v/web should be 405")
+            return
+        }
+        #expect(allowed == [.get, .put])
+    }
+
     @Test func thrownHTTPErrorKeepsItsStatus() async throws {
         let response = await router().respond(to: HTTPRequest(method: .delete, path: "/v1/vms/x"))
         #expect(response.status == 404)
