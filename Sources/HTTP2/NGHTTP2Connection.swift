@@ -2,6 +2,12 @@
 import CNghttp2
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// What the server side of a session needs: the routes and the limits.
 struct ServerSessionSettings: Sendable {
     var router: Router
@@ -463,17 +469,19 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             return 0
         }
         if name.first == UInt8(ascii: ":") {
-            let text = String(decoding: value, as: UTF8.self)
             switch name.count {
-            case 7 where name[1] == UInt8(ascii: "m"): stream.method = text  // :method
-            case 5 where name[1] == UInt8(ascii: "p"): stream.path = text  // :path
-            case 10 where name[1] == UInt8(ascii: "a"): stream.authority = text  // :authority
-            case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"): stream.status = Int(text)
+            case 7 where name[1] == UInt8(ascii: "m"):  // :method
+                stream.method = knownMethod(value) ?? String(decoding: value, as: UTF8.self)
+            case 5 where name[1] == UInt8(ascii: "p"): stream.path = String(decoding: value, as: UTF8.self)  // :path
+            case 10 where name[1] == UInt8(ascii: "a"):  // :authority
+                stream.authority = String(decoding: value, as: UTF8.self)
+            case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"):  // :status
+                stream.status = Int(String(decoding: value, as: UTF8.self))
             default: break  // :scheme, :protocol (nghttp2 has already validated the set)
             }
         } else {
             stream.headers.appendLowercased(
-                name: String(decoding: name, as: UTF8.self),
+                name: knownFieldName(name) ?? String(decoding: name, as: UTF8.self),
                 value: String(decoding: value, as: UTF8.self)
             )
         }
@@ -607,4 +615,47 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         return HTTP2ClientError(kind, peer: peer, detail: detail, errorCode: errorCode)
     }
+}
+
+/// Whether `bytes` are those of `text`.
+@inline(__always)
+private func bytes(_ bytes: UnsafeBufferPointer<UInt8>, are text: StaticString) -> Bool {
+    bytes.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress!, text.utf8Start, bytes.count) == 0
+}
+
+/// The request method in `bytes` as a constant when it is a common one: recognising the bytes costs
+/// less than decoding and validating them into a new `String` on every request.
+func knownMethod(_ value: UnsafeBufferPointer<UInt8>) -> String? {
+    switch value.count {
+    case 3:
+        if bytes(value, are: "GET") { return "GET" }
+        if bytes(value, are: "PUT") { return "PUT" }
+    case 4:
+        if bytes(value, are: "POST") { return "POST" }
+        if bytes(value, are: "HEAD") { return "HEAD" }
+    case 6:
+        if bytes(value, are: "DELETE") { return "DELETE" }
+    default:
+        break
+    }
+    return nil
+}
+
+/// A field name nearly every request carries, as a constant (see `knownMethod`).
+func knownFieldName(_ name: UnsafeBufferPointer<UInt8>) -> String? {
+    switch name.count {
+    case 6:
+        if bytes(name, are: "accept") { return "accept" }
+    case 10:
+        if bytes(name, are: "user-agent") { return "user-agent" }
+    case 12:
+        if bytes(name, are: "content-type") { return "content-type" }
+    case 14:
+        if bytes(name, are: "content-length") { return "content-length" }
+    case 15:
+        if bytes(name, are: "accept-encoding") { return "accept-encoding" }
+    default:
+        break
+    }
+    return nil
 }
