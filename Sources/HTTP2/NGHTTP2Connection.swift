@@ -118,6 +118,8 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     var timeoutSweep: RepeatedTask?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
     @exclusivity(unchecked) var pendingCalls: [PendingCall] = []
+    /// How many calls the last `runPendingCalls` took: the capacity reserved for the next burst's.
+    var lastPendingCallCount = 0
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     var handlerExecutor: EventLoopTaskExecutor?
 

@@ -68,24 +68,27 @@ extension NGHTTP2Connection {
     /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
     func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody) {
         guard self.context != nil else { return }
-        let request = HTTPRequest(
-            method: HTTPMethod(rawValue: stream.method ?? ""),
-            path: stream.requestPath,
-            query: stream.requestQuery,
-            authority: stream.authority,
-            headers: stream.headers,
-            body: body
-        )
+        // Made where it is used, so that it is moved into the call rather than copied and destroyed.
+        func request() -> HTTPRequest {
+            HTTPRequest(
+                method: HTTPMethod(rawValue: stream.method ?? ""),
+                path: stream.requestPath,
+                query: stream.requestQuery,
+                authority: stream.authority,
+                headers: stream.headers,
+                body: body
+            )
+        }
         switch route.responder {
         case .immediate(let handler):
-            self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
+            self.submitResponse(stream, Router.invokeImmediately(handler, request(), parameters))
             self.scheduleFlush()
         case .deferred(let handler):
             guard let loop = self.context?.eventLoop else { return }
             let connection = NIOLoopBound(self, eventLoop: loop)
             let boundStream = NIOLoopBound(stream, eventLoop: loop)
             handler(
-                request, parameters,
+                request(), parameters,
                 HTTPResponder { response in
                     if loop.inEventLoop {
                         connection.value.handlerResponded(stream: boundStream.value, response)
@@ -99,13 +102,17 @@ extension NGHTTP2Connection {
             self.pendingCalls.append(
                 PendingCall(
                     handler: { request, parameters in await Router.invoke(.sink(open), request, parameters) },
-                    request: request, parameters: parameters, stream: stream))
+                    request: request(), parameters: parameters, stream: stream))
             if !self.inSession {
                 self.runPendingCalls()
             }
         case .async(let handler):
+            if self.pendingCalls.isEmpty {
+                // About as many as the last burst: growing the array copies every call in it.
+                self.pendingCalls.reserveCapacity(self.lastPendingCallCount)
+            }
             self.pendingCalls.append(
-                PendingCall(handler: handler, request: request, parameters: parameters, stream: stream))
+                PendingCall(handler: handler, request: request(), parameters: parameters, stream: stream))
             if !self.inSession {
                 self.runPendingCalls()
             }
@@ -123,6 +130,7 @@ extension NGHTTP2Connection {
         guard !self.pendingCalls.isEmpty, let loop = self.context?.eventLoop else { return }
         var remaining = self.pendingCalls[...]
         self.pendingCalls = []
+        self.lastPendingCallCount = remaining.count
         let connection = NIOLoopBound(self, eventLoop: loop)
         guard let executor = self.handlerExecutor else {
             for call in remaining {
