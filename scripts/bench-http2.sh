@@ -9,8 +9,11 @@
 # and the 64 KiB-body throughput are printed as a markdown table.
 #
 # Environment: ROUNDS (3), REQUESTS (200000), LARGE_REQUESTS (20000), SCRATCH (.build), THREADS (cores).
+# CALLGRIND=1 counts instructions and allocations per request under valgrind instead (repeatable on
+# a busy machine, where requests/s are not): see scripts/callgrind-http2.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${CALLGRIND:-0}" = 1 ]; then exec scripts/callgrind-http2.sh; fi
 
 ROUNDS=${ROUNDS:-3}
 REQUESTS=${REQUESTS:-200000}

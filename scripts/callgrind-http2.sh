@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Counts the CPU instructions and heap allocations per request of our HTTP2Server (async and
 # immediate handlers) and of nghttpd under valgrind's callgrind: repeatable where requests/s on a
-# shared machine are not. Run as `scripts/bench-http2.sh CALLGRIND=1` or directly.
+# shared machine are not. Run as `CALLGRIND=1 scripts/bench-http2.sh` or directly.
 #
 # Each server runs on one thread (ours --threads 1, nghttpd 1 worker) under callgrind. h2load first
 # sends WARMUP requests (connections made, caches and pools filled), the counters are zeroed, h2load
@@ -19,7 +19,7 @@ SCRATCH=${SCRATCH:-.build}
 SERVERS=${SERVERS:-async immediate nghttpd}
 
 for tool in h2load nghttpd valgrind callgrind_control python3 strip; do
-  command -v "$tool" >/dev/null || { echo "callgrind-http2: $tool is missing; run scripts/install-deps.sh" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "callgrind-http2: $tool is missing; run FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh" >&2; exit 1; }
 done
 
 echo "callgrind-http2: building flotilla-bench (release)" >&2

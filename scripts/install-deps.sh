@@ -16,7 +16,7 @@ packages=(
   "iptables:iptables"
 )
 if [ "${FLOTILLA_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=("etcd-server:etcd" "etcd-client:etcdctl" "socat:socat")
+  packages+=("etcd-server:etcd" "etcd-client:etcdctl" "socat:socat" "valgrind:valgrind")
 fi
 # The container cluster and its test (scripts/cluster.sh, scripts/test-containers.sh): Debian's
 # Docker 20.10 and the v1 docker-compose. Probed by dockerd, not docker: a client alone is not enough.
