@@ -72,7 +72,7 @@ extension NGHTTP2Connection {
         stream.inbound = streamResponse ? .discarding : .collecting(ByteBuffer(), limit: client.maxResponseBodySize)
         let exchange = ClientExchange(promise: loop.makePromise(), streamResponse: streamResponse)
         stream.exchange = exchange
-        self.streams[id] = stream
+        self.streams.insert(stream)
         let loopBound = NIOLoopBound(self, eventLoop: loop)
         if let deadline {
             stream.deadline = loop.scheduleTask(deadline: deadline) {

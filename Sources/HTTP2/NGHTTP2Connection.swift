@@ -92,7 +92,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     @exclusivity(unchecked) var lifecycle = NGHTTP2ConnectionStateMachine()
     var context: ChannelHandlerContext?
     /// Every open stream, from its first HEADERS until nghttp2 closes it. Stream ids are never reused.
-    @exclusivity(unchecked) var streams: [Int32: NGHTTP2Stream] = [:]
+    @exclusivity(unchecked) var streams = StreamTable()
     /// The stream `lookup` found last; cleared whenever a stream leaves `streams`.
     @exclusivity(unchecked) var lastStream: NGHTTP2Stream?
     /// Work that must run after the current mem_recv/mem_send call returns (see duty 1).
@@ -322,7 +322,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         guard case .sendGoaway(let session) = self.lifecycle.quiesceRequested() else { return }
         session.submitGoaway()
         if self.isServer {
-            for stream in self.streams.values where !stream.responseStarted {
+            for stream in self.streams.all where !stream.responseStarted {
                 guard case .sink = stream.inbound else { continue }
                 stream.inbound = .discarding
                 self.submitResponse(stream, HTTPResponse(status: 204))
@@ -349,8 +349,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         case .none:
             break
         }
-        let open = self.streams.values
-        self.streams = [:]
+        let open = self.streams.removeAll()
         self.lastStream = nil
         for stream in open {
             stream.isClosed = true
@@ -426,7 +425,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The open stream with this id. Callbacks for one stream come in runs (HEADERS, each field,
-    /// END_HEADERS, DATA...), so the last stream found is remembered to skip the dictionary's hashing.
+    /// END_HEADERS, DATA...), so the last stream found is remembered to skip the search.
     @inline(__always)
     func lookup(_ id: Int32) -> NGHTTP2Stream? {
         if let last = self.lastStream, last.id == id { return last }
@@ -438,7 +437,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// Removes a stream from the table (and from the lookup cache).
     func forget(_ id: Int32) -> NGHTTP2Stream? {
         if self.lastStream?.id == id { self.lastStream = nil }
-        return self.streams.removeValue(forKey: id)
+        return self.streams.remove(id)
     }
 
     // MARK: nghttp2 callbacks (called inside mem_recv / mem_send)
@@ -449,7 +448,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             guard frame.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
             // `inbound` starts as .discarding; requestHeadersComplete decides where a body goes.
             let stream = NGHTTP2Stream(id: id, now: .now())
-            self.streams[id] = stream
+            self.streams.insert(stream)
             self.lastStream = stream
         } else {
             // A new header block (final response after 1xx, or trailers) starts; 1xx fields are dropped.

@@ -204,7 +204,7 @@ extension NGHTTP2Connection {
             return
         }
         var expired = false
-        for stream in self.streams.values where !stream.inboundEnded && !stream.timedOut {
+        for stream in self.streams.all where !stream.inboundEnded && !stream.timedOut {
             // A sink's request is long-lived by design and may idle: its sender decides when it ends.
             if case .sink = stream.inbound { continue }
             guard now - stream.lastActivity >= server.requestTimeout else { continue }
