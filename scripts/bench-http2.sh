@@ -53,6 +53,7 @@ start_ours() {
   log="$work/ours-$var.log"
   "$bench_bin" http2-server --port 0 --body-size "$size" --threads "$THREADS" "$@" >"$log" 2>&1 &
   pids+=($!)
+  printf -v "${var}_pid" '%s' "$!"
   for _ in $(seq 1 100); do
     if grep -q "listening on" "$log"; then
       port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1)
@@ -76,6 +77,7 @@ start_nghttpd() {
   port=$(free_port)
   nghttpd --no-tls --address=127.0.0.1 --workers="$workers" -d "$work" "$port" >"$work/nghttpd-$workers.log" 2>&1 &
   pids+=($!)
+  printf -v "${var}_pid" '%s' "$!"
   for _ in $(seq 1 100); do
     if h2load -n 1 -c 1 "http://127.0.0.1:$port/1k" 2>/dev/null | grep -q "1 succeeded"; then
       printf -v "$var" '%s' "$port"
@@ -93,29 +95,50 @@ start_ours ours_large 65536 --immediate
 start_nghttpd ng1 1
 start_nghttpd ngn "$THREADS"
 
-# Runs h2load and prints "requests_per_second" (fails loudly if any request failed).
+# CPU time (user + system, all threads) the process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# Runs h2load against the server with pid $3 and prints "requests_per_second cpu_us_per_request"
+# (the server's CPU, kernel included: what a request costs it, which a busy machine hardly
+# changes, where it does change the rate). Fails loudly if any request failed.
 run_h2load() {
-  local url=$1 requests=$2 out
+  local url=$1 requests=$2 pid=$3 out before rate
+  before=$(cpu_ticks "$pid")
   out=$(timeout "$H2LOAD_TIMEOUT" h2load -n "$requests" -c 4 -m 32 "$url")
   if ! grep -q "$requests succeeded" <<<"$out"; then
     echo "bench-http2: h2load against $url did not succeed:" >&2
     echo "$out" >&2
     exit 1
   fi
-  sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out"
+  rate=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+  awk -v r="$rate" -v t="$(($(cpu_ticks "$pid") - before))" -v hz="$ticks_per_second" -v n="$requests" \
+    'BEGIN { printf "%s %.2f\n", r, t / hz * 1e6 / n }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 immediate_rps=() async_rps=() ng1_rps=() ngn_rps=() ours_large_rps=() ng1_large_rps=()
+immediate_cpu=() async_cpu=() ng1_cpu=() ngn_cpu=()
+# Runs h2load against server $1 (its port and pid variables) and appends the rate to the array
+# named $2 and, when $4 names one, the CPU per request to that array.
+measure() {
+  local server=$1 rates=$2 requests=$3 cpus=${4:-} port pid pid_var rate cpu
+  port=${!server}
+  pid_var="${server}_pid"
+  pid=${!pid_var}
+  read -r rate cpu <<<"$(run_h2load "http://127.0.0.1:$port/$5" "$requests" "$pid")"
+  eval "$rates+=(\"\$rate\")"
+  if [ -n "$cpus" ]; then eval "$cpus+=(\"\$cpu\")"; fi
+}
 for round in $(seq 1 "$ROUNDS"); do
   echo "bench-http2: round $round/$ROUNDS" >&2
-  immediate_rps+=("$(run_h2load "http://127.0.0.1:$immediate_small/1k" "$REQUESTS")")
-  ng1_rps+=("$(run_h2load "http://127.0.0.1:$ng1/1k" "$REQUESTS")")
-  async_rps+=("$(run_h2load "http://127.0.0.1:$async_small/1k" "$REQUESTS")")
-  ngn_rps+=("$(run_h2load "http://127.0.0.1:$ngn/1k" "$REQUESTS")")
-  ours_large_rps+=("$(run_h2load "http://127.0.0.1:$ours_large/64k" "$LARGE_REQUESTS")")
-  ng1_large_rps+=("$(run_h2load "http://127.0.0.1:$ng1/64k" "$LARGE_REQUESTS")")
+  measure immediate_small immediate_rps "$REQUESTS" immediate_cpu 1k
+  measure ng1 ng1_rps "$REQUESTS" ng1_cpu 1k
+  measure async_small async_rps "$REQUESTS" async_cpu 1k
+  measure ngn ngn_rps "$REQUESTS" ngn_cpu 1k
+  measure ours_large ours_large_rps "$LARGE_REQUESTS" "" 64k
+  measure ng1 ng1_large_rps "$LARGE_REQUESTS" "" 64k
 done
 
 med() { printf '%s\n' "$@" | median; }
@@ -126,18 +149,23 @@ ngn_med=$(med "${ngn_rps[@]}")
 ours_large_med=$(med "${ours_large_rps[@]}")
 ng1_large_med=$(med "${ng1_large_rps[@]}")
 best_ng=$(awk -v a="$ng1_med" -v b="$ngn_med" 'BEGIN { print (a > b) ? a : b }')
+immediate_cpu_med=$(med "${immediate_cpu[@]}")
+async_cpu_med=$(med "${async_cpu[@]}")
+ng1_cpu_med=$(med "${ng1_cpu[@]}")
+ngn_cpu_med=$(med "${ngn_cpu[@]}")
+least_ng_cpu=$(awk -v a="$ng1_cpu_med" -v b="$ngn_cpu_med" 'BEGIN { print (a < b) ? a : b }')
 
 gbps() { awk -v r="$1" 'BEGIN { printf "%.2f", r * 65536 / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rps() { printf '%.0f' "$1"; }
 
 cat <<EOF
-| server (h2load -n $REQUESTS -c 4 -m 32, 1 KB body) | req/s, median of $ROUNDS | vs best nghttpd |
-|---|---|---|
-| Flotilla HTTP2Server, immediate handler, $THREADS loops | $(rps "$immediate_med") | $(ratio "$immediate_med" "$best_ng") |
-| Flotilla HTTP2Server, async handler, $THREADS loops | $(rps "$async_med") | $(ratio "$async_med" "$best_ng") |
-| nghttpd 1.52 --no-tls, 1 worker (default) | $(rps "$ng1_med") | $(ratio "$ng1_med" "$best_ng") |
-| nghttpd 1.52 --no-tls, $THREADS workers | $(rps "$ngn_med") | $(ratio "$ngn_med" "$best_ng") |
+| server (h2load -n $REQUESTS -c 4 -m 32, 1 KB body) | req/s, median of $ROUNDS | vs best nghttpd | server CPU per request (µs), median | nghttpd's least ÷ this |
+|---|---|---|---|---|
+| Flotilla HTTP2Server, immediate handler, $THREADS loops | $(rps "$immediate_med") | $(ratio "$immediate_med" "$best_ng") | $immediate_cpu_med | $(ratio "$least_ng_cpu" "$immediate_cpu_med") |
+| Flotilla HTTP2Server, async handler, $THREADS loops | $(rps "$async_med") | $(ratio "$async_med" "$best_ng") | $async_cpu_med | $(ratio "$least_ng_cpu" "$async_cpu_med") |
+| nghttpd 1.52 --no-tls, 1 worker (default) | $(rps "$ng1_med") | $(ratio "$ng1_med" "$best_ng") | $ng1_cpu_med | $(ratio "$least_ng_cpu" "$ng1_cpu_med") |
+| nghttpd 1.52 --no-tls, $THREADS workers | $(rps "$ngn_med") | $(ratio "$ngn_med" "$best_ng") | $ngn_cpu_med | $(ratio "$least_ng_cpu" "$ngn_cpu_med") |
 
 | 64 KiB body (h2load -n $LARGE_REQUESTS -c 4 -m 32) | GB/s of body, median of $ROUNDS |
 |---|---|
@@ -145,4 +173,5 @@ cat <<EOF
 | nghttpd 1.52, 1 worker | $(gbps "$ng1_large_med") |
 
 Runs (req/s): immediate ${immediate_rps[*]}; async ${async_rps[*]}; nghttpd-1 ${ng1_rps[*]}; nghttpd-$THREADS ${ngn_rps[*]}
+Runs (server CPU µs per request): immediate ${immediate_cpu[*]}; async ${async_cpu[*]}; nghttpd-1 ${ng1_cpu[*]}; nghttpd-$THREADS ${ngn_cpu[*]}
 EOF
