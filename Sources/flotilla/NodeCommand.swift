@@ -111,9 +111,11 @@ extension NodeCommand {
             let group = ServiceGroup(
                 configuration: .init(
                     services: [
+                        // A node that returns by itself (it was removed from the cluster) is done: exit 0.
                         .init(
                             service: NodeDaemon(
-                                configuration: configuration, logger: logger, forceNewCluster: forceNewCluster))
+                                configuration: configuration, logger: logger, forceNewCluster: forceNewCluster),
+                            successTerminationBehavior: .gracefullyShutdownGroup)
                     ],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
