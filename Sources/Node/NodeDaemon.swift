@@ -89,7 +89,7 @@ public final class NodeDaemon: Service {
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
-                heartbeatTicks: configuration.heartbeatTicks),
+                heartbeatTicks: configuration.heartbeatTicks, leaderSilenceTicks: configuration.leaderSilenceTicks),
             bootstrapMembership: bootstrapMembership,
             storage: storage, recovered: recovered,
             machine: ClusterStateMachine(
