@@ -94,6 +94,9 @@ final class QEMUTargetFeed: PacedRequestBodySink {
         self.eventLoop = eventLoop
         let feed = NIOLoopBound(self, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
+            // A UNIX socket holds what its sender's buffer allows (208 KiB by default): a larger one
+            // (up to the system's wmem_max) takes a DATA piece whole, in fewer writes and wake-ups.
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .connect(unixDomainSocketPath: socketPath)
             .whenComplete { result in feed.value.connected(result) }
     }
