@@ -138,7 +138,7 @@ public final class NodeDaemon: Service {
         var dataRouter = Router()
         dataRouter.addMigrationDataRoutes(incoming: incoming)
         // A real guest's stream (QEMU's own) comes on the same listener, into the QEMU that expects it.
-        let streams = QEMUStreamReceiver(group: dataLoops)
+        let streams = QEMUStreamReceiver()
         streams.register(on: &dataRouter)
         var dataSettings = HTTP2Server.Configuration(host: configuration.peerListen.host, port: 0)
         // Pages stream at gigabytes a second: windows wide enough that a round is never held up by
