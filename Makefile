@@ -44,6 +44,7 @@ test: deps lint validate-kubernetes
 	./scripts/run-tests.sh
 	./scripts/test-runbook.sh
 	./scripts/test-containers.sh
+	./scripts/test-runbook.sh --compose
 
 # The runbook on its own (docs/operations.md): its `# runbook` blocks against local clusters.
 test-runbook: deps
@@ -67,7 +68,8 @@ container-image-qemu: release
 	@./scripts/dockerd.sh start
 	FLOTILLA_WITH_QEMU=1 ./scripts/container-image.sh .build/release/flotilla flotilla:qemu
 
-cluster-up: release
+# FLOTILLA_BINARY=PATH packages that binary instead of building a release (the runbook test does).
+cluster-up: $(if $(FLOTILLA_BINARY),deps,release)
 	NODES=$(NODES) ./scripts/cluster.sh up
 
 cluster-down:
@@ -81,6 +83,7 @@ cluster-status:
 test-containers: deps
 	$(SWIFT) build --product flotilla
 	./scripts/test-containers.sh
+	./scripts/test-runbook.sh --compose
 
 # The Kubernetes manifests (cluster-config/kubernetes/) against the Kubernetes schemas, strictly,
 # with kubernetes-validate from PyPI; no cluster needed (docs/kubernetes.md).

@@ -5,12 +5,15 @@
 #
 #   test-runbook.sh               check the self-test, then run the runbook (`make test` runs this)
 #   test-runbook.sh --extract     print the script the blocks make, without running it
+#                                 (`--extract compose`: the script --compose runs)
 #   test-runbook.sh --self-check  only prove that a failing command or a missing output fails a run
+#   test-runbook.sh --compose     run the compose blocks against a compose cluster (root, Docker)
 #
 # A shell block (```sh) in the document must start with one of these markers; any other fails the run,
 # so no command slips in unchecked:
 #   # runbook            run here, in order, in one shell (variables and functions carry over)
-#   # runbook: compose   not run here (needs Docker): every `make TARGET` must be a Makefile target
+#   # runbook: compose   run by --compose only (needs root and Docker), after the first # runbook
+#                        block; every run checks that every `make TARGET` is a Makefile target
 #                        and every `scripts/cluster.sh VERB` a verb of that script
 #   # runbook: kubectl   not run anywhere (no Kubernetes cluster): every file it names must exist
 #
@@ -36,28 +39,36 @@ binary=${FLOTILLA_BINARY:-.build/debug/flotilla}
 # Prints the script the runbook blocks of $1 make. Each block is preceded by a line that records
 # its number, title and line in the document, so a failure can name them; an unmarked block, or a
 # block left open, is an error.
+# With a second argument `compose`, the script of the compose blocks instead, after the first
+# `# runbook` block (the helpers every block may use).
 extract() {
-  awk -v doc="$1" '
+  awk -v doc="$1" -v mode="${2:-run}" '
     function fail(message) { print "test-runbook: " doc ":" NR ": " message > "/dev/stderr"; failed = 1; exit 1 }
+    function start(title) { emitted++; printf "__runbook_block %d \"%s\" %d $LINENO\n", emitted, title, NR + 1 }
     !inside && /^#+ / { heading = $0; sub(/^#+ /, "", heading); gsub(/[`"$\\]/, "", heading) }
     !inside && /^```sh *$/ { inside = 1; first = 1; next }
     !inside && /^```(bash|shell|console)/ { fail("use ```sh for shell blocks, with a marker on the first line") }
     inside && /^```/ { inside = 0; next }
     inside && first {
       first = 0
+      emit = 0
       if ($0 == "# runbook") {
-        kind = "run"; blocks++
-        printf "__runbook_block %d \"%s\" %d $LINENO\n", blocks, heading, NR + 1
+        blocks++
+        if (mode == "run" || blocks == 1) { emit = 1; start(heading) }
         next
-      } else if ($0 == "# runbook: compose") { kind = "compose"; next }
-      else if ($0 == "# runbook: kubectl") { kind = "kubectl"; next }
+      } else if ($0 == "# runbook: compose") {
+        composed++
+        if (mode == "compose") { emit = 1; start(heading) }
+        next
+      } else if ($0 == "# runbook: kubectl") { next }
       else fail("a shell block must start with # runbook, # runbook: compose or # runbook: kubectl; this one starts with: " $0)
     }
-    inside && kind == "run" { print; next }
+    inside && emit { print; next }
     END {
       if (failed) exit 1
       if (inside) fail("a shell block is not closed")
       if (blocks == 0) fail("no # runbook block")
+      if (mode == "compose" && composed == 0) fail("no # runbook: compose block")
     }
   ' "$1"
 }
@@ -220,11 +231,42 @@ free_port_base() {
   return 1
 }
 
+# The compose blocks against a real compose cluster (needs root and Docker; `make test` runs it
+# after the container test): from the repository's top directory, the binary packaged into the
+# image and first on PATH; the cluster is removed on every exit.
+run_compose() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test-runbook: --compose needs root (it starts Docker's daemon and creates containers); run it as root or with sudo" >&2
+    exit 1
+  fi
+  check_unrun "$doc"
+  [ -x "$binary" ] || { echo "test-runbook: $binary is missing; run swift build --build-tests (or set FLOTILLA_BINARY)" >&2; exit 1; }
+  command -v jq >/dev/null || { echo "test-runbook: the runbook uses jq; scripts/install-deps.sh installs it" >&2; exit 1; }
+  local script bin started=$SECONDS status=0
+  script=$( { prelude; printf '__doc=%q __doc_file=%q\n' "$doc" "$doc_file"; extract "$doc" compose; })
+  bin=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-runbook-compose.XXXXXX")
+  ln -s "$root/$binary" "$bin/flotilla"
+  echo "test-runbook: running the # runbook: compose blocks of $doc with $binary"
+  (
+    unset FLOTILLA_API
+    export FLOTILLA_BINARY=$binary
+    PATH="$bin:$PATH" timeout --foreground 900 bash -c "$script"
+  ) || status=$?
+  if [ "$status" -ne 0 ]; then
+    NODES=3 scripts/cluster.sh logs 2>&1 | tail -n 60 >&2 || true
+  fi
+  NODES=3 scripts/cluster.sh down >/dev/null 2>&1 || echo "test-runbook: cluster.sh down failed; remove compose project flotilla3 by hand" >&2
+  rm -rf "$bin"
+  echo "test-runbook: compose blocks $([ "$status" -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - started))s"
+  exit "$status"
+}
+
 case ${1:-} in
---extract) { prelude; printf '__doc=%q __doc_file=%q\n' "$doc" "$doc_file"; extract "$doc"; }; exit ;;
+--extract) { prelude; printf '__doc=%q __doc_file=%q\n' "$doc" "$doc_file"; extract "$doc" "${2:-run}"; }; exit ;;
 --self-check) self_check; exit ;;
+--compose) run_compose ;;
 "") ;;
-*) sed -n '2,9p' "$0" >&2; exit 2 ;;
+*) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac
 
 self_check

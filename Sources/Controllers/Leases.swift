@@ -63,6 +63,45 @@ public enum HeartbeatAnswer: Hashable, Sendable {
     case granted(LeaseGrant)
     /// No lease: the reason says why and what brings one.
     case refused(reason: String)
+    /// No lease, ever: the node is not in the leader's committed Raft membership, which the entry at
+    /// `membershipIndex` set (`MembershipNotice`). The node takes it as its removal only if it
+    /// knows a membership of its own that is older or leaves it out.
+    case notAMember(membershipIndex: LogIndex, reason: String)
+}
+
+/// A node that is not in the cluster's membership any more: how the leader says so in its answer
+/// to the node's heartbeat, and when the node takes that as its removal and stops
+/// (`flotilla members remove`, docs/api.md; what etcd does with a removed member).
+///
+/// A removed node learns of it in one of two ways: it appended the membership entry that left it
+/// out (the leader replicates to a departing node until that entry commits), or it missed that
+/// entry (it was stopped, or cut off) and the leader's committed membership is newer than its
+/// own. Neither is true of a node being added: one started with `--join` before `members add`
+/// knows no membership at all, and one that has the entry adding it holds a newer membership
+/// than a stale leader's that left it out.
+public enum MembershipNotice {
+    /// The leader's answer to a heartbeat from `node`, or nil if `node` is a member. Only a
+    /// committed membership counts: an uncommitted change may still be rolled back.
+    public static func answer(
+        to node: NodeID, members: Set<NodeID>, membershipIndex: LogIndex, commit: LogIndex
+    ) -> HeartbeatAnswer? {
+        guard !members.contains(node), membershipIndex <= commit else { return nil }
+        let list = members.sorted().map(\.description).joined(separator: " ")
+        return .notAMember(
+            membershipIndex: membershipIndex,
+            reason: "\(node) is not a member of the cluster: the membership committed at index "
+                + "\(membershipIndex) is \(list.isEmpty ? "empty" : list)")
+    }
+
+    /// Whether `node`, told by the leader that the membership committed at `leaderMembershipIndex`
+    /// leaves it out, has been removed: it knows a membership of its own (`ownMembers`, set at
+    /// `ownMembershipIndex`), and that one leaves it out too or is older than the leader's.
+    public static func isRemoved(
+        _ node: NodeID, ownMembers: Set<NodeID>, ownMembershipIndex: LogIndex, leaderMembershipIndex: LogIndex
+    ) -> Bool {
+        guard !ownMembers.isEmpty else { return false }
+        return !ownMembers.contains(node) || leaderMembershipIndex > ownMembershipIndex
+    }
 }
 
 /// The leader's record of heartbeats and of the leases it granted.

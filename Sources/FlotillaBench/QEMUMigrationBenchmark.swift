@@ -20,8 +20,12 @@ import QEMU
 /// process in the way. All hold the guest at pre-switchover and decide at once (no commit), so the
 /// differences are the carrying.
 /// Reported per route: total time and the pause (guest stopped → running on the target) p50 and
-/// largest, QEMU's own downtime p50, bytes sent, and the rate (bytes ÷ total time); the last
-/// column is each route's rate ÷ the direct one (medians). A failed migration fails the run.
+/// largest, QEMU's own downtime p50, bytes sent, the rate (bytes ÷ total time), each route's rate ÷
+/// the direct one (medians), and the processor time each party used during the migration (p50, from
+/// /proc: the source QEMU, the target QEMU, and the carrier — this process for the carried route,
+/// socat for the relay; this process's own share of the other routes is QMP polling): with two
+/// guests' QEMUs and the carrier on one machine, it shows whether the cores were the limit.
+/// A failed migration fails the run.
 struct QEMUMigrationBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qemu-migration",
@@ -72,12 +76,39 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         var paused: Duration
         var qemuDowntime: Duration
         var bytes: UInt64
+        /// Processor time (user + system) of the source QEMU, the target QEMU and the carrier.
+        var cpu: ProcessorTimes
+    }
+
+    struct ProcessorTimes {
+        var source: Duration
+        var target: Duration
+        var carrier: Duration
+    }
+
+    /// A process's processor time so far (user + system), from /proc/PID/stat; nil once it is gone.
+    static func processorTime(pid: String) -> Duration? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After the command's closing parenthesis: state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
+        return .milliseconds((user + system) * 1000 / Int64(sysconf(Int32(_SC_CLK_TCK))))
+    }
+
+    /// The processor time of reaped child processes so far (user + system).
+    static func childrenProcessorTime() -> Duration {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        func duration(_ time: timeval) -> Duration { .seconds(Int64(time.tv_sec)) + .microseconds(Int64(time.tv_usec)) }
+        return duration(usage.ru_utime) + duration(usage.ru_stime)
     }
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let accelerator = QEMUAccelerator(rawValue: accel)!
-        let receiver = QEMUStreamReceiver(group: group)
+        let receiver = QEMUStreamReceiver()
         var router = Router()
         receiver.register(on: &router)
         var configuration = HTTP2Server.Configuration(host: "127.0.0.1", port: 0)
@@ -129,17 +160,24 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                     let target = QEMUGuest(
                         name: "bench", machine: machine, directory: root + "/g\(turn)", executable: qemu, group: group)
                     try await target.start(accelerator: accelerator, paused: true, incomingMigration: true)
+                    let sourcePID = await current.pid.map { String($0) } ?? "0"
+                    let targetPID = await target.pid.map { String($0) } ?? "0"
+                    let before = (
+                        source: Self.processorTime(pid: sourcePID), target: Self.processorTime(pid: targetPID),
+                        carrier: Self.processorTime(pid: "self")
+                    )
+                    var relayTime: Duration = .zero
                     let result: QEMUMigrationResult
                     switch route {
                     case .carried:
                         nextID += 1
                         let id = MigrationID(rawValue: nextID)
                         result = try await QEMULiveMigration.run(
-                            source: current, target: target, group: group,
-                            carry: { bytes, socket in
+                            source: current, target: target,
+                            open: { socket in
                                 let token = receiver.expect(id, socketPath: socket)
-                                try await QEMUStreamSender.send(
-                                    bytes, migration: id, token: token, to: client, timeout: .seconds(600))
+                                return try await QEMUStreamSender.open(
+                                    migration: id, token: token, to: client, timeout: .seconds(600))
                             }, decide: { true })
                     case .relay:
                         let incoming = target.directory + "/relay-out.sock"
@@ -147,6 +185,7 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                         let relay = Process()
                         relay.executableURL = URL(fileURLWithPath: Self.socat)
                         relay.arguments = ["-b", "1048576", "UNIX-LISTEN:" + relayIn, "UNIX-CONNECT:" + incoming]
+                        let reapedBefore = Self.childrenProcessorTime()
                         try relay.run()
                         try await waitFor("socat listens", limit: .seconds(10)) {
                             FileManager.default.fileExists(atPath: relayIn)
@@ -155,17 +194,31 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                             source: current, target: target, uri: "unix:" + incoming, sourceURI: "unix:" + relayIn,
                             decide: { true })
                         relay.waitUntilExit()
+                        relayTime = Self.childrenProcessorTime() - reapedBefore
                     case .direct:
                         let port = try freeLoopbackPorts(1)[0]
                         result = try await QEMULiveMigration.runDirect(
                             source: current, target: target, uri: "tcp:127.0.0.1:\(port)", decide: { true })
                     }
+                    let after = (
+                        source: Self.processorTime(pid: sourcePID), target: Self.processorTime(pid: targetPID),
+                        carrier: Self.processorTime(pid: "self")
+                    )
                     guard result.outcome == .completed, let paused = result.pausedFor,
                         let downtime = result.qemuDowntime, let bytes = result.transferredBytes
                     else { throw ValidationError("a \(route) migration did not complete: \(result)") }
+                    guard let sourceBefore = before.source, let sourceAfter = after.source,
+                        let targetBefore = before.target, let targetAfter = after.target,
+                        let carrierBefore = before.carrier, let carrierAfter = after.carrier
+                    else { throw ValidationError("the processor times of the \(route) migration could not be read") }
+                    let cpu = ProcessorTimes(
+                        source: sourceAfter - sourceBefore, target: targetAfter - targetBefore,
+                        carrier: route == .relay ? relayTime : carrierAfter - carrierBefore)
                     if index >= routes.count {
                         samples[route, default: []].append(
-                            Sample(total: result.totalTime, paused: paused, qemuDowntime: downtime, bytes: bytes))
+                            Sample(
+                                total: result.totalTime, paused: paused, qemuDowntime: downtime, bytes: bytes, cpu: cpu)
+                        )
                     }
                     // The guest must run on, not only have moved: its uptime goes on past what it
                     // was before the move (a guest whose memory arrived damaged panics or hangs).
@@ -190,9 +243,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         await server.shutdown()
         succeeded = true
         print(
-            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | ÷ direct |"
+            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | ÷ direct | CPU source / target / carrier p50 |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for line in lines { print(line) }
     }
 
@@ -207,7 +260,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
                 + "| \(ms(median(list.map { seconds($0.total) }))) | \(ms(median(list.map { seconds($0.paused) }))) "
                 + "| \(ms(list.map { seconds($0.paused) }.max()!)) | \(ms(median(list.map { seconds($0.qemuDowntime) }))) "
                 + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) | \(String(format: "%.0f MB/s", routeRate / 1e6)) "
-                + "| \(route == .direct ? "" : String(format: "%.2f", routeRate / directRate)) |"
+                + "| \(route == .direct ? "" : String(format: "%.2f", routeRate / directRate)) "
+                + "| \(ms(median(list.map { seconds($0.cpu.source) }))) / \(ms(median(list.map { seconds($0.cpu.target) }))) "
+                + "/ \(ms(median(list.map { seconds($0.cpu.carrier) }))) |"
         }
     }
 

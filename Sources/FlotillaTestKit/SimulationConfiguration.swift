@@ -74,29 +74,41 @@ public struct CoreTuning: Hashable, Sendable {
     public var maxEntriesBytesPerMessage: Int
     public var maxInflightMessages: Int
     public var snapshotChunkBytes: Int
+    /// Followers campaign this many ticks after their leader fell silent (nil: after the election timeout).
+    public var leaderSilenceTicks: Int?
 
     public init(
         electionTicks: Int = 10, heartbeatTicks: Int = 1, maxEntriesBytesPerMessage: Int = 1 << 20,
-        maxInflightMessages: Int = 256, snapshotChunkBytes: Int = 1 << 20
+        maxInflightMessages: Int = 256, snapshotChunkBytes: Int = 1 << 20, leaderSilenceTicks: Int? = nil
     ) {
         self.electionTicks = electionTicks
         self.heartbeatTicks = heartbeatTicks
         self.maxEntriesBytesPerMessage = maxEntriesBytesPerMessage
         self.maxInflightMessages = maxInflightMessages
         self.snapshotChunkBytes = snapshotChunkBytes
+        self.leaderSilenceTicks = leaderSilenceTicks
     }
 
     /// The core's defaults.
     public static let defaults = CoreTuning()
 
     public static func drawn(using random: inout SimulationRandom) -> CoreTuning {
-        CoreTuning(
+        var tuning = CoreTuning(
             electionTicks: random.element(of: [6, 10, 10, 20]),
             heartbeatTicks: random.element(of: [1, 1, 2]),
             // One entry is about 50 bytes: 64 sends them one by one, 1 MiB in large batches.
             maxEntriesBytesPerMessage: random.element(of: [64, 200, 1 << 20, 1 << 20]),
             maxInflightMessages: random.element(of: [1, 4, 256, 256]),
             snapshotChunkBytes: random.element(of: [16, 100, 1 << 20]))
+        // The core's default six runs in eight; the shortest silence the core accepts, or none.
+        switch random.int(in: 0...7) {
+        case 0: tuning.leaderSilenceTicks = nil
+        case 1: tuning.leaderSilenceTicks = tuning.heartbeatTicks + 1
+        default:
+            tuning.leaderSilenceTicks = RaftConfiguration.defaultLeaderSilenceTicks(
+                electionTicks: tuning.electionTicks, heartbeatTicks: tuning.heartbeatTicks)
+        }
+        return tuning
     }
 
     /// The core's configuration for node `id`.
@@ -104,7 +116,7 @@ public struct CoreTuning: Hashable, Sendable {
         RaftConfiguration(
             id: id, electionTicks: electionTicks, heartbeatTicks: heartbeatTicks, preVote: true, checkQuorum: true,
             maxEntriesBytesPerMessage: maxEntriesBytesPerMessage, maxInflightMessages: maxInflightMessages,
-            snapshotChunkBytes: snapshotChunkBytes)
+            snapshotChunkBytes: snapshotChunkBytes, leaderSilenceTicks: leaderSilenceTicks)
     }
 }
 

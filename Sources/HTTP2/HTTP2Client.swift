@@ -387,6 +387,21 @@ public final class HTTP2PushStream: Sendable {
         self.handler.value.pushOutbound(streamID: self.streamID, chunk)
     }
 
+    /// The bytes a pusher should keep queued at most: past this, wait for `drained()`.
+    public static let highWatermark = NGHTTP2Connection.outboundHighWatermark
+
+    /// Completes (on `eventLoop`) once the queued bytes are down to a low watermark, at once when
+    /// they are: a pusher whose `push` returned `highWatermark` or more waits for it, so the
+    /// peer's flow control paces it; fails when the stream goes away first.
+    public func drained() -> EventLoopFuture<Void> {
+        self.handler.value.outboundDrained(streamID: self.streamID, on: self.eventLoop)
+    }
+
+    /// Ends the body (on `eventLoop`): END_STREAM follows the last queued byte.
+    public func finish() {
+        self.handler.value.finishOutbound(streamID: self.streamID)
+    }
+
     /// Resets the stream (on `eventLoop`): the peer sees the body end without completing.
     public func cancel() {
         self.handler.value.abortOutbound(streamID: self.streamID)

@@ -87,8 +87,13 @@ public final class HTTP2Server: Sendable {
     deinit {
         // A server dropped without a completed shutdown (its start failed: the port was taken, say)
         // still completes `finished`: NIO stops a debug build over a promise that is never completed.
-        // Completing an already completed promise does nothing.
-        self.finished.succeed()
+        // One whose shutdown completed has completed it: completing it again would schedule on its
+        // event loop, which may be shut down by now (a node drops its data server after its loops).
+        let stopped = self.state.withLockedValue { state in
+            if case .stopped = state { return true }
+            return false
+        }
+        if !stopped { self.finished.succeed() }
     }
 
     /// The port the server listens on, once started.

@@ -116,6 +116,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     @exclusivity(unchecked) var writeBuffer: ByteBuffer?
     /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
+    /// The bytes `mem_recv` is reading (nil otherwise): DATA for a paced sink is sliced out of
+    /// them rather than copied.
+    var receiving: ByteBuffer?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
     @exclusivity(unchecked) var pendingCalls: [PendingCall] = []
     /// How many calls the last `runPendingCalls` took: the capacity reserved for the next burst's.
@@ -234,7 +237,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         guard case .receive(let session) = self.lifecycle.channelRead() else { return }
         self.inReadBurst = true
         self.inSession = true
+        self.receiving = buffer
         let result = session.receive(buffer)
+        self.receiving = nil
         self.inSession = false
         self.runDeferredWork()
         self.runPendingCalls()
@@ -555,7 +560,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         }
         let waiter = stream.outbound?.producerWaiting
         let streaming: Bool
-        if case .streaming = stream.inbound { streaming = true } else { streaming = false }
+        switch stream.inbound {
+        case .streaming: streaming = true
+        case .sink(let sink): streaming = sink is any PacedRequestBodySink  // told of the early end
+        default: streaming = false
+        }
         guard waiter != nil || streaming || (stream.exchange.map { !$0.finished } ?? false) else {
             return 0  // nobody is waiting on this stream: the common, successful case
         }

@@ -29,6 +29,19 @@ extension NGHTTP2Connection {
         case .discarding:
             self.consumeLater(streamID: streamID, data.count)
         case .sink(let sink):
+            if let paced = sink as? any PacedRequestBodySink, let loop = self.context?.eventLoop {
+                // Credited when the sink says its bytes went on (a closed stream returns the rest).
+                stream.unconsumedBytes += data.count
+                let credit = RequestBodyCredit(
+                    connection: NIOLoopBound(self, eventLoop: loop), streamID: streamID, count: data.count)
+                do {
+                    try paced.receive(self.slice(of: data) ?? ByteBuffer(bytes: data), credit: credit)
+                } catch {
+                    stream.inbound = .discarding
+                    if !stream.responseStarted { self.submitResponse(stream, Router.errorResponse(error)) }
+                }
+                return 0
+            }
             do {
                 try sink.receive(data)
             } catch {
@@ -38,6 +51,28 @@ extension NGHTTP2Connection {
             self.consumeLater(streamID: streamID, data.count)
         }
         return 0
+    }
+
+    /// `data` as a slice of the buffer mem_recv is reading, when it lies in it (nghttp2 hands DATA
+    /// payloads over in place): the bytes are not copied.
+    func slice(of data: UnsafeRawBufferPointer) -> ByteBuffer? {
+        guard let receiving, let start = data.baseAddress else { return nil }
+        let offset = receiving.withUnsafeReadableBytes { bytes -> Int? in
+            guard let base = bytes.baseAddress, start >= base, start + data.count <= base + bytes.count else {
+                return nil
+            }
+            return start - base
+        }
+        return offset.flatMap { receiving.getSlice(at: receiving.readerIndex + $0, length: data.count) }
+    }
+
+    /// A paced sink's credit: inside a session call it waits until the call returns.
+    func pacedSinkConsumed(streamID: Int32, _ count: Int) {
+        if self.inSession {
+            self.deferredWork.append { [weak self] in self?.inboundConsumed(streamID: streamID, count) }
+        } else {
+            self.inboundConsumed(streamID: streamID, count)
+        }
     }
 
     func consumeLater(streamID: Int32, _ count: Int) {
@@ -73,13 +108,32 @@ extension NGHTTP2Connection {
             stream.inbound = .discarding
         case .sink(let sink):
             stream.inbound = .discarding
-            if !stream.responseStarted {
+            if let paced = sink as? any PacedRequestBodySink, let loop = self.context?.eventLoop {
+                guard !stream.responseStarted else { return }
+                let connection = NIOLoopBound(self, eventLoop: loop)
+                let boundStream = NIOLoopBound(stream, eventLoop: loop)
+                paced.finish(
+                    responder: HTTPResponder { response in
+                        if loop.inEventLoop {
+                            connection.value.pacedSinkResponded(stream: boundStream.value, response)
+                        } else {
+                            loop.execute { connection.value.pacedSinkResponded(stream: boundStream.value, response) }
+                        }
+                    })
+            } else if !stream.responseStarted {
                 self.submitResponse(stream, sink.finish())
                 self.scheduleFlush()
             }
         case .discarding:
             break
         }
+    }
+
+    /// A paced sink's answer; the stream may have been reset or closed meanwhile.
+    private func pacedSinkResponded(stream: NGHTTP2Stream, _ response: HTTPResponse) {
+        guard !stream.isClosed, !stream.responseStarted else { return }
+        self.submitResponse(stream, response)
+        self.scheduleFlush()
     }
 
     /// Starts a streamed inbound body whose reader reports consumption back to this loop.

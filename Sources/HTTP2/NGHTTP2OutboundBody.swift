@@ -101,6 +101,20 @@ extension NGHTTP2Connection {
         return stream.outbound?.bufferedBytes
     }
 
+    /// Completes once a pushed body's queued bytes are down to the low watermark (at once when they
+    /// are); fails when the stream goes away first.
+    func outboundDrained(streamID: Int32, on loop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let stream = self.lookup(streamID), !stream.isClosed, stream.outbound != nil else {
+            return loop.makeFailedFuture(
+                self.clientError(.streamReset, detail: "the stream closed while its body was being sent"))
+        }
+        if stream.outbound!.bufferedBytes <= Self.outboundLowWatermark { return loop.makeSucceededVoidFuture() }
+        if let waiting = stream.outbound!.producerWaiting { return waiting.futureResult }
+        let promise = loop.makePromise(of: Void.self)
+        stream.outbound!.producerWaiting = promise
+        return promise.futureResult
+    }
+
     /// Marks a stream's outbound body complete; nghttp2 sends END_STREAM after the last byte.
     func finishOutbound(streamID: Int32) {
         guard let session, let stream = self.lookup(streamID), stream.outbound != nil else { return }

@@ -55,6 +55,10 @@ final class NGHTTP2Stream {
             continuation.finish(throwing: error)
             self.inbound = .discarding
         }
+        if case .sink(let sink) = self.inbound, let paced = sink as? any PacedRequestBodySink {
+            self.inbound = .discarding
+            paced.abort()
+        }
         if let waiter = self.outbound?.producerWaiting {
             self.outbound?.producerWaiting = nil
             waiter.fail(error)

@@ -27,7 +27,8 @@ extension ClientAPI {
             let reported = reportedMemory.current
             return try json(
                 ClusterView(
-                    status: await statusView(), nodes: state.nodeViews(reported: reported),
+                    status: await statusView(),
+                    nodes: state.nodeViews(reported: reported, membership: await driver.status.membership),
                     volumes: state.volumeViews, vms: state.vmViews(reported: reported),
                     migrations: state.migrationViews(activeOnly: true)))
         }
@@ -35,14 +36,17 @@ extension ClientAPI {
         // follower forwards these reads (with ?stale=true it answers from its own copy, without).
         router.get("/v1/nodes") { request, _ in
             if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
-            return try json(["nodes": try await clusterState(request).nodeViews(reported: reportedMemory.current)])
+            let state = try await clusterState(request)
+            let membership = await driver.status.membership
+            return try json(["nodes": state.nodeViews(reported: reportedMemory.current, membership: membership)])
         }
         router.get("/v1/nodes/{id}") { request, parameters in
             if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
             let id = try nodeID(parameters)
             let state = try await clusterState(request)
             guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
-            return try json(NodeView(node, in: state, reported: reportedMemory.current))
+            return try json(
+                NodeView(node, in: state, reported: reportedMemory.current, membership: await driver.status.membership))
         }
         router.get("/v1/vms") { request, _ in
             if !isStale(request), await driver.status.role != .leader { return try await forwardOrFail(request) }
@@ -314,7 +318,8 @@ extension ClientAPI {
         case .applied:
             let state = await localState()
             guard let node = state.nodes[id] else { throw Self.noNode(id, in: state) }
-            return try json(NodeView(node, in: state, reported: reportedMemory.current))
+            return try json(
+                NodeView(node, in: state, reported: reportedMemory.current, membership: await driver.status.membership))
         }
     }
 

@@ -3,14 +3,21 @@ import ClusterModel
 import ClusterState
 import FlotillaAPI
 import HTTP2
+import RaftCore
 
 extension NodeView {
-    /// `reported`: the nodes' last memory reports to the leader (empty elsewhere).
-    init(_ node: NodeRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:]) {
+    /// `reported`: the nodes' last memory reports to the leader (empty elsewhere). `membership`:
+    /// the Raft membership the answering node knows, which gives the role (`voter`, `learner`, or
+    /// `none` for a node that is no Raft member any more, e.g. lost in a `--force-new-cluster`);
+    /// without it, the role the node registered with.
+    init(
+        _ node: NodeRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:],
+        membership: Membership? = nil
+    ) {
         self.init(
             id: node.id.description,
             state: node.state.description,
-            role: node.role.description,
+            role: membership.map { Self.role(of: node.id, in: $0) } ?? node.role.description,
             peerAddress: node.addresses.peer.description,
             clientAddress: node.addresses.client.description,
             usableMemory: node.usableMemory,
@@ -18,6 +25,10 @@ extension NodeView {
             freeMemory: state.freeMemory(on: node.id),
             vms: state.vms.values.filter { $0.owner == node.id }.map(\.name).sorted(),
             memory: reported[node.id].map { NodeMemoryView(usable: $0.usable, assigned: $0.assigned) })
+    }
+
+    static func role(of node: NodeID, in membership: Membership) -> String {
+        membership.voters.contains(node) ? "voter" : membership.learners.contains(node) ? "learner" : "none"
     }
 }
 
@@ -162,8 +173,8 @@ extension EventView {
 
 /// The list views of one state, in the order the API answers them.
 extension ClusterState {
-    func nodeViews(reported: [NodeID: NodeMemoryFacts]) -> [NodeView] {
-        nodes.keys.sorted().map { NodeView(nodes[$0]!, in: self, reported: reported) }
+    func nodeViews(reported: [NodeID: NodeMemoryFacts], membership: Membership?) -> [NodeView] {
+        nodes.keys.sorted().map { NodeView(nodes[$0]!, in: self, reported: reported, membership: membership) }
     }
     var volumeViews: [VolumeView] { volumes.keys.sorted().map { VolumeView(volumes[$0]!, in: self) } }
     func vmViews(reported: [NodeID: NodeMemoryFacts]) -> [VMView] {

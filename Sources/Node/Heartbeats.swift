@@ -78,6 +78,10 @@ actor Heartbeats {
     private var stopped = false
     /// The last heartbeat problem logged, so an outage is said once, not five times a second.
     private var lastProblem: String?
+    /// Says once, with the leader's reason, that this node was removed from the cluster
+    /// (`MembershipNotice`): the node then stops (`NodeDaemon`).
+    nonisolated let removals: AsyncStream<String>
+    private let removalContinuation: AsyncStream<String>.Continuation
 
     init(
         local: NodeID, driver: ClusterDriver, addressBook: AddressBook, controllers: LeaderControllers,
@@ -94,6 +98,7 @@ actor Heartbeats {
         self.requestTimeout = requestTimeout
         self.logger = logger
         self.clock = clock
+        (removals, removalContinuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// How often the lease is checked: a fence comes at most this late after the lease ran out,
@@ -128,6 +133,7 @@ actor Heartbeats {
 
     func stop() async {
         stopped = true
+        removalContinuation.finish()
         for task in tasks { task.cancel() }
         tasks.removeAll()
         for (_, client) in clients { await client.client.close() }
@@ -169,6 +175,17 @@ actor Heartbeats {
         case .refused(let reason):
             holder.refused(reason: reason)
             note("the leader \(leader) refused a lease: \(reason)")
+        case .notAMember(let leaderIndex, let reason):
+            holder.refused(reason: reason)
+            let own = await driver.status
+            if MembershipNotice.isRemoved(
+                local, ownMembers: own.membership.members, ownMembershipIndex: own.membershipIndex,
+                leaderMembershipIndex: leaderIndex)
+            {
+                removalContinuation.yield("\(reason) (the leader \(leader) says; this node's own is \(own.membership))")
+            } else {
+                note("the leader \(leader) refused a lease: \(reason); waiting to be added")
+            }
         }
     }
 

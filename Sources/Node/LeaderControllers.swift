@@ -114,7 +114,14 @@ actor LeaderControllers {
         // The state first, then the applied index: the index is at least the state's, so a node
         // that catches up to it has seen everything this decision saw.
         let state = await driver.staleRead { $0.state }
-        let applied = await driver.status.applied
+        let status = await driver.status
+        let applied = status.applied
+        if let notice = MembershipNotice.answer(
+            to: node, members: status.membership.members, membershipIndex: status.membershipIndex,
+            commit: status.commit)
+        {
+            return notice
+        }
         // Re-checked after the awaits: leadership may have ended meanwhile.
         guard leadership != nil else { return .refused(reason: "leadership ended while answering") }
         if let memory = facts.memory { reportedMemory.record(memory, from: node, at: now) }
@@ -294,6 +301,10 @@ enum HeartbeatWire {
         case .refused(let reason):
             writer.write(UInt8(2))
             writer.write(Array(reason.utf8))
+        case .notAMember(let index, let reason):
+            writer.write(UInt8(3))
+            writer.writeVarint(index.rawValue)
+            writer.write(Array(reason.utf8))
         }
         return writer.bytes
     }
@@ -309,6 +320,9 @@ enum HeartbeatWire {
                 LeaseGrant(
                     duration: .milliseconds(milliseconds), requiredAppliedIndex: LogIndex(try reader.readVarint())))
         case 2: answer = .refused(reason: try reader.readString())
+        case 3:
+            let index = LogIndex(try reader.readVarint())
+            answer = .notAMember(membershipIndex: index, reason: try reader.readString())
         case let kind: throw WireFormatError("unknown heartbeat answer kind \(kind)")
         }
         guard reader.isAtEnd else { throw WireFormatError("\(reader.remaining) bytes after a heartbeat answer") }

@@ -208,10 +208,10 @@ struct MigrationSource {
             let result = try await QEMULiveMigration.runSource(
                 source: qemu, policy: policy,
                 migrate: .carried(
-                    socket: QEMULiveMigration.outgoingSocket(of: qemu), group: eventLoops,
-                    carry: { [id] bytes in
-                        try await QEMUStreamSender.send(
-                            bytes, migration: id, token: token, to: data, timeout: policy.timeLimit + .seconds(60))
+                    socket: QEMULiveMigration.outgoingSocket(of: qemu),
+                    open: { [id] in
+                        try await QEMUStreamSender.open(
+                            migration: id, token: token, to: data, timeout: policy.timeLimit + .seconds(60))
                     }),
                 decide: {
                     // Every page copied, the guest stopped: the log decides.

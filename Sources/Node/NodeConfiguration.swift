@@ -1,6 +1,7 @@
 // A node's settings, merged from the config file, FLOTILLA_* variables and flags, then validated.
 public import ClusterModel
 public import Foundation
+import RaftCore
 
 /// One member of the cluster as the configuration names it.
 public struct MemberAddress: Hashable, Sendable {
@@ -31,6 +32,10 @@ public struct NodeConfiguration: Hashable, Sendable {
     public var tickMilliseconds: Int
     public var electionTicks: Int
     public var heartbeatTicks: Int
+    /// A follower that hears nothing from its leader for this many ticks stops defending it and
+    /// campaigns within a few ticks (`RaftConfiguration.leaderSilenceTicks`); nil: it waits for the
+    /// election timeout. The setting's 0 means nil.
+    public var leaderSilenceTicks: Int? = nil
     /// A snapshot is taken (and the log compacted) after this many newly applied entries.
     public var snapshotEntries: Int
     /// The node joins a running cluster (added through the API) instead of founding one with
@@ -70,6 +75,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case tickMilliseconds = "tick-ms"
         case electionTicks = "election-ticks"
         case heartbeatTicks = "heartbeat-ticks"
+        case leaderSilenceTicks = "leader-silence-ticks"
         case snapshotEntries = "snapshot-entries"
         case join
         case memory
@@ -250,11 +256,36 @@ public struct NodeConfiguration: Hashable, Sendable {
                     "a leader must heartbeat several times per election timeout; e.g. heartbeat-ticks 1, election-ticks 10"
             )
         }
+        let silenceDefault = Self.defaultLeaderSilenceTicks(
+            tickMilliseconds: configuration.tickMilliseconds, electionTicks: configuration.electionTicks,
+            heartbeatTicks: configuration.heartbeatTicks)
+        let silence = try integer(.leaderSilenceTicks, default: silenceDefault ?? 0, range: 0...10_000)
+        if silence != 0 && (silence <= configuration.heartbeatTicks || silence >= configuration.electionTicks) {
+            throw ConfigurationError(
+                "\(values[.leaderSilenceTicks]!.source) is \(silence), not between heartbeat-ticks "
+                    + "(\(configuration.heartbeatTicks)) and election-ticks (\(configuration.electionTicks))",
+                fix: "a leader is counted silent after several missed heartbeats and before the election timeout; "
+                    + "e.g. 3 with heartbeat-ticks 1 and election-ticks 10, or 0 to wait for the election timeout")
+        }
+        configuration.leaderSilenceTicks = silence == 0 ? nil : silence
         return configuration
     }
 }
 
 extension NodeConfiguration {
+    /// The core's default (three heartbeats, or a third of the election timeout), but never under
+    /// 150 ms: the pauses a loaded host imposes (a scheduler that runs others first, a slow fsync
+    /// on the leader's loop) are measured in milliseconds, not ticks, and a leader that a majority
+    /// does not hear for that long loses its leadership. Nil when that reaches the election timeout.
+    static func defaultLeaderSilenceTicks(tickMilliseconds: Int, electionTicks: Int, heartbeatTicks: Int) -> Int? {
+        guard
+            let ticks = RaftConfiguration.defaultLeaderSilenceTicks(
+                electionTicks: electionTicks, heartbeatTicks: heartbeatTicks)
+        else { return nil }
+        let silence = max(ticks, (150 + tickMilliseconds - 1) / tickMilliseconds)
+        return silence < electionTicks ? silence : nil
+    }
+
     /// The node's id from `node-id`, or from the ordinal at the end of `node-id-from-ordinal`
     /// (`flotilla-0` → n1); exactly one of the two must be given.
     static func nodeID(

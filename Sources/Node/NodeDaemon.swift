@@ -89,7 +89,7 @@ public final class NodeDaemon: Service {
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
-                heartbeatTicks: configuration.heartbeatTicks),
+                heartbeatTicks: configuration.heartbeatTicks, leaderSilenceTicks: configuration.leaderSilenceTicks),
             bootstrapMembership: bootstrapMembership,
             storage: storage, recovered: recovered,
             machine: ClusterStateMachine(
@@ -138,7 +138,7 @@ public final class NodeDaemon: Service {
         var dataRouter = Router()
         dataRouter.addMigrationDataRoutes(incoming: incoming)
         // A real guest's stream (QEMU's own) comes on the same listener, into the QEMU that expects it.
-        let streams = QEMUStreamReceiver(group: dataLoops)
+        let streams = QEMUStreamReceiver()
         streams.register(on: &dataRouter)
         var dataSettings = HTTP2Server.Configuration(host: configuration.peerListen.host, port: 0)
         // Pages stream at gigabytes a second: windows wide enough that a round is never held up by
@@ -206,13 +206,21 @@ public final class NodeDaemon: Service {
             "node \(configuration.nodeID) serving",
             metadata: ["client": "\(configuration.clientListen)", "peer": "\(configuration.peerListen)"])
 
-        // Runs until SIGTERM/SIGINT (graceful shutdown), cancellation, or the Raft loop failing.
+        // Runs until SIGTERM/SIGINT (graceful shutdown), cancellation, the Raft loop failing, or
+        // the leader saying this node was removed from the cluster (which stops it as a signal would).
         let failure = await withTaskGroup(of: (any Error)?.self) { group in
             group.addTask {
                 try? await gracefulShutdown()
                 return nil
             }
             group.addTask { await driver.waitForFailure() }
+            group.addTask { [logger] in
+                for await reason in heartbeats.removals {
+                    logger.notice("\(Self.removalMessage(configuration, reason: reason))")
+                    return nil
+                }
+                return nil  // the heartbeats stopped: the node is shutting down for another reason
+            }
             let first = await group.next() ?? nil
             logger.info("node \(configuration.nodeID) shutting down")
             registrar.cancel()
@@ -238,12 +246,22 @@ public final class NodeDaemon: Service {
         if let failure { logger.critical("node \(configuration.nodeID) cannot go on: \(failure)") }
         await peerServer.shutdown()
         await dataServer.shutdown()
-        try? await dataLoops.shutdownGracefully()
         await writer.close()
         await transport.close()
         await forwarder.close()
         await volumeLink.close()
+        try? await dataLoops.shutdownGracefully()
         logger.info("node \(configuration.nodeID) stopped")
         if let failure { throw failure }
+    }
+
+    /// What a removed node says as it stops: why, and how to bring the machine back.
+    static func removalMessage(_ configuration: NodeConfiguration, reason: String) -> String {
+        let id = configuration.nodeID.description
+        let back =
+            "To bring this machine back: empty that directory, run flotilla members add \(id) "
+            + "--peer HOST:PORT --client HOST:PORT and start it with --join true (docs/operations.md, Replace a node)"
+        return "\(id) was removed from the cluster: \(reason). It stops and takes no part any more; its data "
+            + "directory \(configuration.dataDirectory) is left as it is. " + back
     }
 }

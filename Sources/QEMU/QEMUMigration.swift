@@ -5,63 +5,145 @@ import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 
+/// Where a source QEMU's carried stream goes (in a cluster, an HTTP/2 request to the target
+/// node). The source's socket is read on `eventLoop` and each chunk handed to `push` there, as it
+/// comes, with no task or thread hop in between; `push` and `drained` are called on `eventLoop` only.
+public protocol QEMUStreamOutlet: AnyObject, Sendable {
+    var eventLoop: any EventLoop { get }
+    /// Takes the next bytes; false: reading pauses until `drained()` completes. Throws when the
+    /// far end is gone (the source's stream then breaks and its migration fails).
+    func push(_ bytes: ByteBuffer) throws -> Bool
+    /// Completes when the outlet takes more.
+    func drained() -> EventLoopFuture<Void>
+    /// The source closed its stream after its last byte: returns once the far end has them all.
+    func finish() async throws
+    /// The source's stream broke: the far end must not take it for complete.
+    func abort()
+}
+
 /// QEMU's migration stream in and out of its processes through UNIX sockets, so a node can carry
 /// it over its own connection to the target node (HTTP/2 in the cluster).
 public enum QEMUMigrationStream {
-    /// Source side: listens on `socketPath`, runs `start` (which tells the source QEMU to migrate to
-    /// `unix:socketPath`), takes QEMU's connection and hands its bytes to `forward` as they come,
-    /// with backpressure (QEMU is read only as fast as `forward` takes the bytes).
+    /// Source side: listens on `socketPath` on the outlet's event loop, runs `start` (which tells
+    /// the source QEMU to migrate to `unix:socketPath`), takes QEMU's connection and pushes its
+    /// bytes into `outlet` as they come, with backpressure (QEMU is read only as fast as the
+    /// outlet takes the bytes); returns once QEMU closed the stream and the outlet finished.
     public static func carryFromSource(
-        socketPath: String, group: any EventLoopGroup, start: @Sendable () async throws -> Void,
-        forward: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void
+        socketPath: String, outlet: any QEMUStreamOutlet, start: @Sendable () async throws -> Void
     ) async throws {
-        let server = try await ServerBootstrap(group: group)
-            // QEMU writes as fast as it is read: reads of up to 1 MiB, not NIO's 64 KiB.
+        let loop = outlet.eventLoop
+        let ended = loop.makePromise(of: Void.self)
+        let server = try await ServerBootstrap(group: loop)
+            // Read only when the outlet takes more; reads of up to 1 MiB, not NIO's 64 KiB.
+            .childChannelOption(.autoRead, value: false)
             .childChannelOption(
                 ChannelOptions.recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(minimum: 64 << 10, initial: 256 << 10, maximum: 1 << 20)
             )
-            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            .childChannelInitializer { [accepted = NIOLockedValueBox(false)] channel in
+                // QEMU's connection is the only one taken.
+                let first = accepted.withLockedValue { taken in
+                    defer { taken = true }
+                    return !taken
+                }
+                guard first else {
+                    return channel.eventLoop.makeFailedFuture(QEMUGuestError("a second connection to \(socketPath)"))
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SourcePump(outlet: outlet, ended: ended))
                 }
             }
-        try await server.executeThenClose { connections in
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true).get()
+        do {
             try await start()
-            var accepted = connections.makeAsyncIterator()
-            guard let connection = try await accepted.next() else {
-                throw QEMUGuestError("the source QEMU never connected to \(socketPath)")
+            // QEMU's connection is read until it ends; a cancelled migration stops reading it.
+            try await withTaskCancellationHandler {
+                try await ended.futureResult.get()
+            } onCancel: {
+                loop.execute { ended.fail(CancellationError()) }
             }
-            try await connection.executeThenClose { inbound, _ in try await forward(inbound) }
+        } catch {
+            outlet.abort()
+            ended.fail(error)
+            try? await server.close()
+            try? FileManager.default.removeItem(atPath: socketPath)
+            throw error
         }
+        try? await server.close()
         try? FileManager.default.removeItem(atPath: socketPath)
+        try await outlet.finish()
     }
 
-    /// Target side: connects to the socket the target QEMU listens on (`migrate-incoming
-    /// uri=unix:socketPath`) and writes every chunk of `bytes` to it; returns how many bytes.
-    public static func feedTarget<Bytes: AsyncSequence>(socketPath: String, group: any EventLoopGroup, bytes: Bytes)
-        async throws -> UInt64 where Bytes.Element == ByteBuffer
-    {
-        let connection = try await ClientBootstrap(group: group).connect(unixDomainSocketPath: socketPath) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                // Finishing the writer shuts the write side down once every queued write is out.
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                    wrappingChannelSynchronously: channel,
-                    configuration: .init(isOutboundHalfClosureEnabled: true))
+    /// Reads the source QEMU's connection into an outlet, pausing while the outlet is full.
+    private final class SourcePump: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+
+        let outlet: any QEMUStreamOutlet
+        let ended: EventLoopPromise<Void>
+        /// The outlet is full: no read until it drains.
+        var paused = false
+        var failed = false
+
+        init(outlet: any QEMUStreamOutlet, ended: EventLoopPromise<Void>) {
+            self.outlet = outlet
+            self.ended = ended
+        }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            // Given up from outside (the migration was cancelled): stop reading QEMU.
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            self.ended.futureResult.whenFailure { _ in bound.value.close(promise: nil) }
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.read()
+            context.fireChannelActive()
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard !self.failed else { return }
+            do {
+                if try !self.outlet.push(self.unwrapInboundIn(data)) { self.paused = true }
+            } catch {
+                self.fail(context: context, error)
             }
         }
-        return try await connection.executeThenClose { inbound, outbound in
-            var count: UInt64 = 0
-            for try await chunk in bytes {
-                count += UInt64(chunk.readableBytes)
-                try await outbound.write(chunk)
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            guard !self.failed else { return }
+            guard self.paused else {
+                context.read()
+                return
             }
-            outbound.finish()
-            // A write returns once queued, not once in the socket, and closing drops what is still
-            // queued: the stream ends with the write side's shutdown after the last write, and the
-            // connection stays open until QEMU, having read to that end, closes it.
-            for try await _ in inbound {}
-            return count
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.outlet.drained().whenComplete { result in
+                let (pump, context) = bound.value
+                switch result {
+                case .success:
+                    pump.paused = false
+                    context.read()
+                case .failure(let error):
+                    pump.fail(context: context, error)
+                }
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            // QEMU closed its end after its last byte (a read error comes through errorCaught first).
+            self.ended.succeed()
+            context.fireChannelInactive()
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            self.fail(context: context, error)
+        }
+
+        private func fail(context: ChannelHandlerContext, _ error: any Error) {
+            guard !self.failed else { return }
+            self.failed = true
+            self.outlet.abort()
+            self.ended.fail(error)
+            context.close(promise: nil)
         }
     }
 }
@@ -172,21 +254,18 @@ public enum QEMULiveMigration {
         try await target.resume()
     }
 
-    /// Both halves in this process: the target listens, the source migrates through `carry` (which
-    /// gets the target's socket), and after a yes the target resumes. The target is killed when the
-    /// answer is no or the migration fails before the decision.
+    /// Both halves in this process: the target listens, the source migrates through the outlet
+    /// `open` makes (it gets the target's socket), and after a yes the target resumes. The target
+    /// is killed when the answer is no or the migration fails before the decision.
     public static func run(
         source: QEMUGuest, target: QEMUGuest, policy: QEMUMigrationPolicy = QEMUMigrationPolicy(),
-        group: any EventLoopGroup,
-        carry:
-            @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>, _ targetSocket: String) async throws -> Void,
+        open: @escaping @Sendable (_ targetSocket: String) async throws -> any QEMUStreamOutlet,
         decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
         try await withTarget(target) { socket in
             try await runSource(
                 source: source, policy: policy,
-                migrate: .carried(
-                    socket: outgoingSocket(of: source), group: group, carry: { try await carry($0, socket) }),
+                migrate: .carried(socket: outgoingSocket(of: source), open: { try await open(socket) }),
                 decide: decide)
         }
     }
@@ -246,11 +325,9 @@ public enum QEMULiveMigration {
 
     /// Where the source's stream goes.
     public enum SourceRoute: Sendable {
-        /// To a UNIX socket at `socket` this process listens on, whose bytes go to `carry` as they
-        /// come, with backpressure.
-        case carried(
-            socket: String, group: any EventLoopGroup,
-            carry: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void)
+        /// To a UNIX socket at `socket` this process listens on, whose bytes go into the outlet
+        /// `open` makes (before QEMU is told to migrate) as they come, with backpressure.
+        case carried(socket: String, open: @Sendable () async throws -> any QEMUStreamOutlet)
         /// QEMU's own transport, to `uri`.
         case direct(String)
     }
@@ -272,10 +349,10 @@ public enum QEMULiveMigration {
                 try await source.execute("migrate", ["uri": .string(uri)])
                 return try await drive(
                     source: source, policy: policy, started: started, decidedYes: decidedYes, decide: decide)
-            case .carried(let socket, let group, let carry):
+            case .carried(let socket, let open):
                 return try await carried(
-                    source: source, socket: socket, group: group, policy: policy, started: started,
-                    decidedYes: decidedYes, carry: carry, decide: decide)
+                    source: source, socket: socket, policy: policy, started: started, decidedYes: decidedYes,
+                    open: open, decide: decide)
             }
         } catch {
             throw await failed(error, source: source, decidedYes: decidedYes)
@@ -283,9 +360,9 @@ public enum QEMULiveMigration {
     }
 
     private static func carried(
-        source: QEMUGuest, socket sourceSocket: String, group: any EventLoopGroup, policy: QEMUMigrationPolicy,
+        source: QEMUGuest, socket sourceSocket: String, policy: QEMUMigrationPolicy,
         started: ContinuousClock.Instant, decidedYes: NIOLockedValueBox<Bool>,
-        carry: @escaping @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> Void,
+        open: @escaping @Sendable () async throws -> any QEMUStreamOutlet,
         decide: @escaping @Sendable () async -> Bool
     ) async throws -> QEMUMigrationResult {
         try QEMUGuest.checkSocketPath(sourceSocket, "the migration's socket path")
@@ -305,12 +382,11 @@ public enum QEMULiveMigration {
                 defer { sent.finish() }
                 do {
                     try await QEMUMigrationStream.carryFromSource(
-                        socketPath: sourceSocket, group: group,
+                        socketPath: sourceSocket, outlet: try await open(),
                         start: {
                             try await source.execute("migrate", ["uri": .string("unix:" + sourceSocket)])
                             sent.yield()
-                        },
-                        forward: carry)
+                        })
                     return .carried(nil)
                 } catch {
                     return .carried(error)

@@ -16,6 +16,14 @@ public struct RaftConfiguration: Hashable, Sendable {
     /// A leader that has not heard from a majority within an election timeout steps down, and a
     /// follower that heard from its leader within one ignores vote requests (Ongaro §6.2, §4.2.3).
     public var checkQuorum: Bool
+    /// A follower that has heard nothing from its leader for this many ticks counts the leader
+    /// silent: it stops defending it against pre-votes and votes (CheckQuorum's stickiness ends
+    /// here rather than after `electionTicks`), and campaigns itself 1, 3, 5, … ticks later by its
+    /// rank among the other voters, unless its election timer fires sooner. A leader that a
+    /// majority still hears keeps it: their pre-votes go only to a candidate whose silence they
+    /// share. Nil: followers wait for the election timeout. Must exceed `heartbeatTicks`, be below
+    /// `electionTicks`, and needs `preVote` and `checkQuorum` (`defaultLeaderSilenceTicks` is a sound value).
+    public var leaderSilenceTicks: Int?
     /// An AppendEntries message carries at most this many bytes of entries (at least one entry).
     public var maxEntriesBytesPerMessage: Int
     /// Per follower, at most this many AppendEntries messages are unacknowledged (pipelining).
@@ -44,7 +52,8 @@ public struct RaftConfiguration: Hashable, Sendable {
         snapshotChunkBytes: Int = 1 << 20,
         maxUncommittedBytes: Int = 64 << 20,
         maxPromotionLag: UInt64 = 64,
-        maxCommittedBytesPerReady: Int = 64 << 20
+        maxCommittedBytesPerReady: Int = 64 << 20,
+        leaderSilenceTicks: Int? = nil
     ) {
         self.id = id
         self.electionTicks = electionTicks
@@ -58,6 +67,14 @@ public struct RaftConfiguration: Hashable, Sendable {
         self.maxUncommittedBytes = maxUncommittedBytes
         self.maxPromotionLag = maxPromotionLag
         self.maxCommittedBytesPerReady = maxCommittedBytesPerReady
+        self.leaderSilenceTicks = leaderSilenceTicks
+    }
+
+    /// Three heartbeat intervals, or a third of the election timeout if that is longer; nil when
+    /// that is not below the election timeout (a silence that long is the election timeout).
+    public static func defaultLeaderSilenceTicks(electionTicks: Int, heartbeatTicks: Int) -> Int? {
+        let ticks = max(3 * heartbeatTicks, electionTicks / 3)
+        return ticks < electionTicks ? ticks : nil
     }
 
     /// Throws the first setting that cannot work, saying what to change.
@@ -69,6 +86,22 @@ public struct RaftConfiguration: Hashable, Sendable {
                 "electionTicks (\(electionTicks)) must be greater than heartbeatTicks (\(heartbeatTicks)); "
                     + "use about 10 × heartbeatTicks"
             )
+        }
+        if let silence = leaderSilenceTicks {
+            if silence <= heartbeatTicks || silence >= electionTicks {
+                throw ConfigurationError(
+                    "leaderSilenceTicks (\(silence)) must be above heartbeatTicks (\(heartbeatTicks)) and below "
+                        + "electionTicks (\(electionTicks)); use about 3 × heartbeatTicks, or nil to wait for the "
+                        + "election timeout"
+                )
+            }
+            if !checkQuorum || !preVote {
+                throw ConfigurationError(
+                    "leaderSilenceTicks needs preVote and checkQuorum: without them a follower that merely stopped "
+                        + "hearing its leader raises the term, or wins votes from voters that still hear the leader; "
+                        + "turn both on or set leaderSilenceTicks to nil"
+                )
+            }
         }
         if maxEntriesBytesPerMessage < 1 {
             throw ConfigurationError("maxEntriesBytesPerMessage is \(maxEntriesBytesPerMessage); it must be positive")

@@ -46,12 +46,28 @@ extension RaftNode {
         return order.firstIndex(of: id).map { 1 + 2 * $0 }
     }
 
-    /// The election timer was shortened by `leaderProcessGone`: normal draws are never below
-    /// `electionTicks`.
+    /// A follower has heard nothing from its leader for `leaderSilenceTicks`: the leader's host may
+    /// have vanished (power lost, network cut), which closes no connection, so `leaderProcessGone`
+    /// never comes. From now on it grants the pre-votes of others that hear no leader either
+    /// (`ignoresVoteRequest`), and it campaigns itself after the same rank-ordered delay as for a
+    /// dead leader. It keeps its leader until then: a leader that merely missed a few heartbeats
+    /// (a slow link, a busy host) is still followed, and its next heartbeat restores the full
+    /// timeout. A follower that alone stops hearing its leader cannot depose it: its pre-vote
+    /// needs a majority, and a voter that heard the leader within `leaderSilenceTicks` ignores it.
+    private mutating func leaderFellSilent() {
+        guard currentRole == .follower, let leader = currentLeader, leader != id,
+            let delay = leaderGoneDelay(after: leader)
+        else { return }
+        randomizedElectionTimeout = min(randomizedElectionTimeout, electionElapsed + delay)
+    }
+
+    /// The election timer was shortened by `leaderProcessGone` or `leaderFellSilent`: normal draws
+    /// are never below `electionTicks`.
     var electionTimerIsShortened: Bool { randomizedElectionTimeout < configuration.electionTicks }
 
     mutating func tickElection() {
         electionElapsed += 1
+        if electionElapsed == configuration.leaderSilenceTicks { leaderFellSilent() }
         if isPromotable && electionElapsed >= randomizedElectionTimeout {
             campaign(isLeadershipTransfer: false)
         }
@@ -273,9 +289,15 @@ extension RaftNode {
     /// With CheckQuorum, a node that heard from its leader within the minimum election timeout
     /// ignores vote requests, so a partitioned node rejoining with a higher term cannot depose a
     /// healthy leader (Ongaro §4.2.3). A transfer's election is exempt: the leader asked for it.
+    /// With `leaderSilenceTicks`, a follower defends its leader only that long: a candidate then
+    /// wins only with a majority that has not heard the leader for that long, which a leader that
+    /// reaches a majority (and heartbeats every `heartbeatTicks`) never lets happen.
     private func ignoresVoteRequest(_ request: VoteRequest) -> Bool {
-        guard configuration.checkQuorum, !request.isLeadershipTransfer else { return false }
-        return currentLeader != nil && electionElapsed < configuration.electionTicks
+        guard configuration.checkQuorum, !request.isLeadershipTransfer, currentLeader != nil else { return false }
+        if currentRole == .follower, let silence = configuration.leaderSilenceTicks {
+            return electionElapsed < silence
+        }
+        return electionElapsed < configuration.electionTicks
     }
 
     /// Same-term AppendEntries, heartbeat or snapshot chunk: its sender is the leader of this term.

@@ -268,6 +268,7 @@ public struct RaftNode: Sendable {
             lastTerm: log.lastTerm,
             snapshotIndex: log.snapshotIndex,
             membership: membership,
+            membershipIndex: membershipIndex,
             progress: followers,
             leadershipTransferTarget: transferTarget
         )

@@ -137,6 +137,9 @@ public struct RaftStatus: Hashable, Sendable {
     public var lastTerm: Term
     public var snapshotIndex: LogIndex
     public var membership: Membership
+    /// The index of the entry that set `membership` (the snapshot's index, or 0 at bootstrap);
+    /// it may not be committed yet.
+    public var membershipIndex: LogIndex
     /// The leader's view of each other member; empty on other nodes.
     public var progress: [NodeID: FollowerStatus]
     public var leadershipTransferTarget: NodeID?

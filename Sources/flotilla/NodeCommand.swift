@@ -48,6 +48,10 @@ extension NodeCommand {
         var electionTicks: String?
         @Option(name: .customLong("heartbeat-ticks"), help: "Leader heartbeat interval in ticks (default 1).")
         var heartbeatTicks: String?
+        @Option(
+            name: .customLong("leader-silence-ticks"),
+            help: "Ticks without a word from the leader before a follower campaigns (default 3; 0: election timeout).")
+        var leaderSilenceTicks: String?
         @Option(name: .customLong("snapshot-entries"), help: "Entries applied between snapshots (default 10000).")
         var snapshotEntries: String?
         @Option(
@@ -82,7 +86,8 @@ extension NodeCommand {
                 (.peerAddress, peerAddress),
                 (.clientAddress, clientAddress),
                 (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
-                (.heartbeatTicks, heartbeatTicks), (.snapshotEntries, snapshotEntries), (.join, join),
+                (.heartbeatTicks, heartbeatTicks), (.leaderSilenceTicks, leaderSilenceTicks),
+                (.snapshotEntries, snapshotEntries), (.join, join),
                 (.memory, memory), (.heartbeatMilliseconds, heartbeatMilliseconds),
                 (.leaseMilliseconds, leaseMilliseconds), (.raftSeed, raftSeed),
             ]
@@ -111,9 +116,11 @@ extension NodeCommand {
             let group = ServiceGroup(
                 configuration: .init(
                     services: [
+                        // A node that returns by itself (it was removed from the cluster) is done: exit 0.
                         .init(
                             service: NodeDaemon(
-                                configuration: configuration, logger: logger, forceNewCluster: forceNewCluster))
+                                configuration: configuration, logger: logger, forceNewCluster: forceNewCluster),
+                            successTerminationBehavior: .gracefullyShutdownGroup)
                     ],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))

@@ -197,3 +197,34 @@ import Testing
         #expect(holder.expiresAt == .seconds(7))
     }
 }
+
+/// A node out of the committed membership hears so in the heartbeat answer; it stops only if that is its removal.
+@Suite struct MembershipNoticeTests {
+    @Test func theLeaderSaysNotAMemberOnlyOnceTheMembershipLeavingTheNodeOutHasCommitted() {
+        #expect(MembershipNotice.answer(to: 2, members: [1, 2, 3], membershipIndex: 5, commit: 9) == nil)
+        #expect(MembershipNotice.answer(to: 4, members: [1, 2, 3], membershipIndex: 12, commit: 11) == nil)
+        let answer = MembershipNotice.answer(to: 4, members: [1, 2, 3], membershipIndex: 12, commit: 12)
+        guard case .notAMember(let index, let reason) = answer else {
+            Issue.record("expected notAMember, got \(String(describing: answer))")
+            return
+        }
+        #expect(index == 12)
+        #expect(reason == "n4 is not a member of the cluster: the membership committed at index 12 is n1 n2 n3")
+    }
+
+    @Test func aNodeTakesItAsItsRemovalOnlyIfItsOwnMembershipIsOlderOrLeavesItOut() {
+        // It appended the entry that removed it (index 12), committed or not on its side.
+        #expect(
+            MembershipNotice.isRemoved(4, ownMembers: [1, 2, 3], ownMembershipIndex: 12, leaderMembershipIndex: 12))
+        // It missed that entry (it was stopped): its own membership, with it, is older than the leader's.
+        #expect(
+            MembershipNotice.isRemoved(4, ownMembers: [1, 2, 3, 4], ownMembershipIndex: 8, leaderMembershipIndex: 12))
+        // Started with --join before `members add`: it knows no membership yet and waits.
+        #expect(!MembershipNotice.isRemoved(4, ownMembers: [], ownMembershipIndex: 0, leaderMembershipIndex: 12))
+        // Just added (index 14), asked a stale leader whose committed membership (12) predates the add.
+        #expect(
+            !MembershipNotice.isRemoved(4, ownMembers: [1, 2, 3, 4], ownMembershipIndex: 14, leaderMembershipIndex: 12))
+        #expect(
+            !MembershipNotice.isRemoved(4, ownMembers: [1, 2, 3, 4], ownMembershipIndex: 12, leaderMembershipIndex: 12))
+    }
+}

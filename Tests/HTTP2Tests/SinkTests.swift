@@ -210,3 +210,114 @@ private final class Outcome: Sendable {
         }
     }
 }
+
+/// A paced sink: records what it takes, holds each piece's credit until the test gives it back
+/// (or gives it at once when `creditAtOnce`), answers when the test says.
+private final class PacedSink: PacedRequestBodySink, Sendable {
+    let bytes = Mutex<[UInt8]>([])
+    let credits = Mutex<[RequestBodyCredit]>([])
+    let creditAtOnce = Mutex(false)
+    let responder = Mutex<HTTPResponder?>(nil)
+    let aborted = Mutex(false)
+
+    func receive(_ piece: ByteBuffer, credit: RequestBodyCredit) throws {
+        bytes.withLock { $0.append(contentsOf: piece.readableBytesView) }
+        if creditAtOnce.withLock({ $0 }) {
+            credit.give()
+        } else {
+            credits.withLock { $0.append(credit) }
+        }
+    }
+
+    /// Gives back every credit held, and from now on credits at once.
+    func release() {
+        creditAtOnce.withLock { $0 = true }
+        for credit in credits.withLock({ held in
+            defer { held = [] }; return held
+        }) { credit.give() }
+    }
+
+    func finish(responder: HTTPResponder) { self.responder.withLock { $0 = responder } }
+    func abort() { aborted.withLock { $0 = true } }
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {}
+    func finish() -> HTTPResponse { HTTPResponse(status: 500) }
+}
+
+@Suite struct PacedSinkTests {
+    static let window = 256 << 10
+
+    private static func router(_ sink: PacedSink) -> Router {
+        var router = Router()
+        router.addSink(.post, "/paced") { _, _ in sink }
+        return router
+    }
+
+    /// The peer sends no more than one stream window until the sink gives credit back; a pusher
+    /// that queued more is not drained until then; the body's end waits for the sink's answer.
+    @Test func theSenderWaitsForTheSinksCreditAndTheAnswerForItsResponder() async throws {
+        let sink = PacedSink()
+        try await withServer(Self.router(sink), configure: { $0.initialStreamWindowSize = Self.window }) { _, port in
+            try await withClient(port: port) { client in
+                let stream = try await client.openPushStream(
+                    HTTPRequest(method: .post, path: "/paced"), deadline: testDeadline())
+                let outcome = Outcome(stream.response)
+                let total = 3 << 20
+                let queued = try await stream.eventLoop.submit { () -> Int? in
+                    var queued: Int?
+                    for offset in stride(from: 0, to: total, by: 64 << 10) {
+                        queued = stream.push(patternBuffer(offset: offset, count: 64 << 10))
+                    }
+                    return queued
+                }.get()
+                #expect((queued ?? 0) >= HTTP2PushStream.highWatermark)
+                let drained = try await stream.eventLoop.submit { stream.drained() }.get()
+                try await eventually("a window's worth arrives") { sink.bytes.withLock { $0.count } >= Self.window }
+                // Without credit, not a byte more than the window; the pusher still waits.
+                #expect(sink.bytes.withLock { $0.count } == Self.window)
+                #expect(try await !drained.isCompleted())
+
+                sink.release()
+                try await drained.get()
+                try await stream.eventLoop.submit { stream.finish() }.get()
+                try await eventually("the sink has the whole body and its end") {
+                    sink.responder.withLock { $0 } != nil
+                }
+                #expect(sink.bytes.withLock { $0 } == Array(patternBuffer(count: total).readableBytesView))
+                // No answer until the sink gives it.
+                #expect(outcome.result.withLock { $0 } == nil)
+                sink.responder.withLock { $0 }!.respond(HTTPResponse(status: 201))
+                #expect(try await stream.response.get().status == 201)
+                #expect(!sink.aborted.withLock { $0 })
+            }
+        }
+    }
+
+    /// A stream reset before its end tells the sink, which can then stop what it feeds.
+    @Test func aStreamResetBeforeItsEndAbortsTheSink() async throws {
+        let sink = PacedSink()
+        sink.creditAtOnce.withLock { $0 = true }
+        try await withServer(Self.router(sink)) { _, port in
+            try await withClient(port: port) { client in
+                let stream = try await client.openPushStream(
+                    HTTPRequest(method: .post, path: "/paced"), deadline: testDeadline())
+                _ = try await stream.eventLoop.submit { stream.push(patternBuffer(count: 1000)) }.get()
+                try await eventually("the first bytes arrive") { sink.bytes.withLock { $0.count } == 1000 }
+                try await stream.eventLoop.submit { stream.cancel() }.get()
+                try await eventually("the sink learns the stream ended early") { sink.aborted.withLock { $0 } }
+                #expect(sink.responder.withLock { $0 } == nil)
+            }
+        }
+    }
+}
+
+extension EventLoopFuture {
+    /// Whether it has completed, looked at on its event loop.
+    fileprivate func isCompleted() async throws -> Bool {
+        try await self.eventLoop.submit {
+            let done = Mutex(false)
+            // On its loop a completed future runs the callback at once.
+            self.whenComplete { _ in done.withLock { $0 = true } }
+            return done.withLock { $0 }
+        }.get()
+    }
+}

@@ -57,6 +57,25 @@ private let threeNodes = Data(
     #expect(configuration.clusterID == "flotilla")
 }
 
+@Test func aSilentLeaderIsNoticedAfterThreeTicksOr150MillisecondsByDefaultAndZeroWaitsForTheElectionTimeout() throws {
+    let defaults = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
+    #expect(defaults.leaderSilenceTicks == 3)
+    let slow = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "election-ticks": "30"])
+    #expect(slow.leaderSilenceTicks == 10)
+    // Never under 150 ms: 8 ticks of 20 ms.
+    let fastTicks = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "tick-ms": "20"])
+    #expect(fastTicks.leaderSilenceTicks == 8)
+    let off = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: ["FLOTILLA_LEADER_SILENCE_TICKS": "0"], flags: ["node-id": "n1"])
+    #expect(off.leaderSilenceTicks == nil)
+    let tooShortForADefault = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:],
+        flags: ["node-id": "n1", "election-ticks": "3", "heartbeat-ticks": "1"])
+    #expect(tooShortForADefault.leaderSilenceTicks == nil)
+}
+
 @Test func heartbeatsAndLeasesDefaultTo200And2000MillisecondsAndComeFromEveryPlace() throws {
     let defaults = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
     #expect(defaults.heartbeatMilliseconds == 200 && defaults.leaseMilliseconds == 2000)
@@ -74,6 +93,9 @@ private let threeNodes = Data(
     (["node-id": "n1", "tick-ms": "fast"], "--tick-ms is \"fast\""),
     (["node-id": "n1", "peer-address": "localhost"], "not an address"),
     (["node-id": "n1", "heartbeat-ticks": "10"], "not below election-ticks"),
+    (["node-id": "n1", "leader-silence-ticks": "1"], "--leader-silence-ticks is 1, not between heartbeat-ticks (1)"),
+    (["node-id": "n1", "leader-silence-ticks": "10"], "and election-ticks (10)"),
+    (["node-id": "n1", "leader-silence-ticks": "-1"], "must be a whole number in 0...10000"),
     (["node-id": "n1", "heartbeat-ms": "1500"], "heartbeat-ms (1500) is more than half of lease-ms (2000)"),
     (["node-id": "n1", "lease-ms": "50"], "--lease-ms is \"50\""),
     (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),

@@ -12,6 +12,7 @@ struct ForceNewClusterTests {
         let leader = try await cluster.awaitLeader()
         let survivor = [1, 2, 3].first { $0 != leader }!
         let lost = [1, 2, 3].filter { $0 != survivor }
+        try await cluster.await("every node registered") { (try? await cluster.client(leader).nodes())?.count == 3 }
         for number in 1...20 { try await cluster.client(leader).setSetting("dr.k\(number)", to: "v\(number)") }
         // A follower learns a commit index with the next append and keeps it on disk only with a
         // batch that syncs: one more write makes the survivor store a commit covering the twenty.
@@ -42,6 +43,9 @@ struct ForceNewClusterTests {
         #expect(settings["no.quorum"] == nil)
         let status = try await api.status()
         #expect(status.members.map(\.id) == ["n\(survivor)"])
+        // The lost nodes keep their records (their VMs fail over) but are no Raft members any more.
+        let roles = Dictionary(uniqueKeysWithValues: try await api.nodes().map { ($0.id, $0.role) })
+        #expect(roles == ["n\(survivor)": "voter", "n\(lost[0])": "none", "n\(lost[1])": "none"])
         try await api.setSetting("dr.alone", to: "yes")
 
         // A destroyed member comes back empty: as a learner first, then a voter.
@@ -59,6 +63,7 @@ struct ForceNewClusterTests {
         }
         let voters = try await api.status().members.filter { $0.role == "voter" }.map(\.id)
         #expect(Set(voters) == ["n\(survivor)", "n\(returning)"])
+        #expect(try await api.nodes().first { $0.id == "n\(returning)" }?.role == "voter")
         // Writes now need both voters, and reach the returned member.
         try await api.setSetting("dr.together", to: "yes")
         try await cluster.await("n\(returning) has the write made with it") {

@@ -139,9 +139,13 @@ final class ProcessCluster: Sendable {
             process.executableURL = URL(fileURLWithPath: Self.executable)
             process.arguments = arguments
         }
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
+        // SWIFTNIO_STRICT: a task scheduled on a shut-down event loop stops the node (NIO only prints
+        // an error otherwise), so a test that checks a clean exit status catches it.
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["SWIFTNIO_STRICT": "1"].merging(
+                environment
+            ) { $1 }
+        ) { $1 }
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
@@ -184,6 +188,9 @@ final class ProcessCluster: Sendable {
     func client(_ node: Int) -> APIClient { clients[node]! }
 
     func isRunning(_ node: Int) -> Bool { processes.withLock { $0[node] != nil } }
+
+    /// Whether a node started here has exited on its own (its status is still to be collected).
+    func hasExited(_ node: Int) -> Bool { processes.withLock { $0[node] }.map { !$0.isRunning } ?? false }
 
     /// Polls the live nodes until they agree on a leader (another process's election can only be observed).
     func awaitLeader(excluding excluded: Set<Int> = [], within limit: Duration = .seconds(20)) async throws -> Int {

@@ -25,7 +25,7 @@ struct QEMUMigrationTests {
         let migrations = NIOLockedValueBox<UInt64>(0)
 
         init(group: any EventLoopGroup) async throws {
-            receiver = QEMUStreamReceiver(group: group)
+            receiver = QEMUStreamReceiver()
             var router = Router()
             receiver.register(on: &router)
             server = HTTP2Server(configuration: .init(host: "127.0.0.1", port: 0), router: router)
@@ -33,13 +33,13 @@ struct QEMUMigrationTests {
             client = HTTP2Client(configuration: .init(host: "127.0.0.1", port: port))
         }
 
-        func carry(_ bytes: NIOAsyncChannelInboundStream<ByteBuffer>, to socket: String) async throws {
+        func open(to socket: String) async throws -> any QEMUStreamOutlet {
             let id = MigrationID(
                 rawValue: migrations.withLockedValue {
                     $0 += 1; return $0
                 })
             let token = receiver.expect(id, socketPath: socket)
-            try await QEMUStreamSender.send(bytes, migration: id, token: token, to: client, timeout: .seconds(240))
+            return try await QEMUStreamSender.open(migration: id, token: token, to: client, timeout: .seconds(240))
         }
 
         func close() async {
@@ -98,8 +98,7 @@ struct QEMUMigrationTests {
         let result = try await QEMULiveMigration.runSource(
             source: source, policy: QEMUMigrationPolicy(maxBandwidth: 96 << 20),
             migrate: .carried(
-                socket: QEMULiveMigration.outgoingSocket(of: source), group: group,
-                carry: { try await carrier.carry($0, to: socket) }),
+                socket: QEMULiveMigration.outgoingSocket(of: source), open: { try await carrier.open(to: socket) }),
             decide: {
                 // Every page copied and the guest stopped; neither side runs it while the cluster decides.
                 let seen = ((try? await source.runState()) ?? "?", (try? await target.runState()) ?? "?")
@@ -144,8 +143,7 @@ struct QEMUMigrationTests {
         let carrier = try await Carrier(group: group)
         let targetPid = try #require(await target.pid)
         let result = try await QEMULiveMigration.run(
-            source: source, target: target, group: group,
-            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+            source: source, target: target, open: { try await carrier.open(to: $0) },
             decide: { false })
         #expect(result.outcome == .refused)
         #expect(try await source.runState() == "running")
@@ -163,8 +161,7 @@ struct QEMUMigrationTests {
                 group: group))
         try await second.start(accelerator: .tcg, paused: true, incomingMigration: true)
         let again = try await QEMULiveMigration.run(
-            source: source, target: second, group: group,
-            carry: { bytes, socket in try await carrier.carry(bytes, to: socket) },
+            source: source, target: second, open: { try await carrier.open(to: $0) },
             decide: { true })
         #expect(again.outcome == .completed)
         #expect(try await second.runState() == "running")
@@ -253,7 +250,9 @@ struct QEMUMigrationTests {
         let token = carrier.receiver.expect(id, socketPath: directory + "/in.sock")
         let writer = NIOLockedValueBox<Task<Void, any Error>?>(nil)
         try await QEMUMigrationStream.carryFromSource(
-            socketPath: directory + "/out.sock", group: group,
+            socketPath: directory + "/out.sock",
+            outlet: try await QEMUStreamSender.open(
+                migration: id, token: token, to: carrier.client, timeout: .seconds(120)),
             start: {
                 // The "source QEMU": writes the pattern in pieces of 1 byte to 3 MiB, then closes.
                 writer.withLockedValue {
@@ -271,10 +270,6 @@ struct QEMUMigrationTests {
                         try await channel.close()
                     }
                 }
-            },
-            forward: { bytes in
-                try await QEMUStreamSender.send(
-                    bytes, migration: id, token: token, to: carrier.client, timeout: .seconds(120))
             })
         try await writer.withLockedValue { $0 }!.value
         try await eventually("every byte reaches the target's socket", within: .seconds(30)) {
