@@ -1,5 +1,5 @@
 // Applying the migration commands: begin (with the target's admission, queued past the limits), advance, finish (switchover), abort, stats.
-import ClusterModel
+public import ClusterModel
 
 extension ClusterState {
     mutating func beginMigration(_ id: VMID, to target: NodeID, reason: String?, _ context: ApplyContext)
@@ -179,5 +179,16 @@ extension ClusterState {
 
     private func checkActive(_ migration: MigrationRecord) throws(Rejection) {
         guard migration.phase.isActive else { throw .conflict("\(migration.id) already ended: \(migration.phase)") }
+    }
+}
+
+extension ClusterState {
+    /// Whether migration `id` has ended as far as this state knows: its record says so, or the
+    /// state allocated it and has since trimmed its record. One this state has not allocated yet
+    /// has not ended: the state is older than it (a node may answer a migration's prepare from a
+    /// newer state than a pass of its agent began with, and must keep what it made for it).
+    public func migrationHasEnded(_ id: MigrationID) -> Bool {
+        if let record = migrations[id] { return !record.phase.isActive }
+        return id < nextMigrationID
     }
 }

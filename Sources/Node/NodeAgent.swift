@@ -267,7 +267,9 @@ public actor NodeAgent {
             }
         }
         // QEMU processes of incoming migrations that ended without switching over here are stopped.
-        for (migration, arriving) in incomingQEMU where state.migrations[migration]?.phase.isActive != true {
+        // Judged by `migrationHasEnded`: a migration this pass's state does not know yet is newer
+        // than it (its prepare was answered during this pass's awaits), not over.
+        for (migration, arriving) in incomingQEMU where state.migrationHasEnded(migration) {
             guard state.migrations[migration]?.phase != .completed || wanted[arriving.vm] == nil else { continue }
             incomingQEMU[migration] = nil
             await arriving.guest.stop()
@@ -281,13 +283,13 @@ public actor NodeAgent {
             }.values.map(\.vm))
         // Reservations of migrations that ended without switching over here are let go.
         for (migration, reservation) in incomingReservations
-        where state.migrations[migration]?.phase.isActive != true && guests[reservation.vm] == nil
+        where state.migrationHasEnded(migration) && guests[reservation.vm] == nil
             && !adopting.contains(reservation.vm)
         {
             incomingReservations[migration] = nil
             incoming?.discard(migration)
         }
-        for (migration, _) in pendingIncoming where state.migrations[migration]?.phase.isActive != true {
+        for (migration, _) in pendingIncoming where state.migrationHasEnded(migration) {
             pendingIncoming[migration] = nil
             incoming?.discard(migration)
         }

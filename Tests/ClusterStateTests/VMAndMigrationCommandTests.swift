@@ -433,3 +433,26 @@ import Testing
         #expect(cluster.vm(outcome.id)?.driver == .qemu(boot))
     }
 }
+
+@Test func aMigrationHasEndedByItsRecordOrOnceItsTrimmedNeverBeforeTheStateKnowsIt() {
+    var cluster = TestCluster.threeNodes()
+    let finance = cluster.createVM("Finance")
+    cluster.start(finance, on: 1)
+    let before = cluster.state
+    cluster.applied(.beginMigration(finance, target: 2))
+    // A state from before mig1 was begun does not take it for over: a target that answered its
+    // prepare from a newer state keeps what it made for it.
+    #expect(!before.migrationHasEnded(1))
+    #expect(!cluster.state.migrationHasEnded(1))
+    cluster.applied(.abortMigration(1, outcome: .failed, reason: "the test"))
+    #expect(cluster.state.migrationHasEnded(1))
+    // Trimmed from the history (its record gone), it still counts as ended.
+    for _ in 0..<ClusterState.finishedMigrationsKept {
+        let id = cluster.state.nextMigrationID
+        cluster.applied(.beginMigration(finance, target: 2))
+        cluster.applied(.abortMigration(id, outcome: .failed, reason: "the test"))
+    }
+    #expect(cluster.state.migrations[1] == nil)
+    #expect(cluster.state.migrationHasEnded(1))
+    #expect(!cluster.state.migrationHasEnded(cluster.state.nextMigrationID))
+}
