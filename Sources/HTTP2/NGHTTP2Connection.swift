@@ -328,7 +328,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         session.submitGoaway()
         if self.isServer {
             for stream in self.streams.all where !stream.responseStarted {
-                guard case .sink = stream.inbound else { continue }
+                switch stream.inbound {
+                case .sink, .pacedSink: break
+                default: continue
+                }
                 stream.inbound = .discarding
                 self.submitResponse(stream, HTTPResponse(status: 204))
             }
@@ -561,8 +564,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
         let waiter = stream.outbound?.producerWaiting
         let streaming: Bool
         switch stream.inbound {
-        case .streaming: streaming = true
-        case .sink(let sink): streaming = sink is any PacedRequestBodySink  // told of the early end
+        case .streaming, .pacedSink: streaming = true  // a paced sink is told of the early end
         default: streaming = false
         }
         guard waiter != nil || streaming || (stream.exchange.map { !$0.finished } ?? false) else {

@@ -28,20 +28,19 @@ extension NGHTTP2Connection {
             continuation.yield(ByteBuffer(bytes: data))
         case .discarding:
             self.consumeLater(streamID: streamID, data.count)
-        case .sink(let sink):
-            if let paced = sink as? any PacedRequestBodySink, let loop = self.context?.eventLoop {
-                // Credited when the sink says its bytes went on (a closed stream returns the rest).
-                stream.unconsumedBytes += data.count
-                let credit = RequestBodyCredit(
-                    connection: NIOLoopBound(self, eventLoop: loop), streamID: streamID, count: data.count)
-                do {
-                    try paced.receive(self.slice(of: data) ?? ByteBuffer(bytes: data), credit: credit)
-                } catch {
-                    stream.inbound = .discarding
-                    if !stream.responseStarted { self.submitResponse(stream, Router.errorResponse(error)) }
-                }
-                return 0
+        case .pacedSink(let paced):
+            guard let loop = self.context?.eventLoop else { return 0 }
+            // Credited when the sink says its bytes went on (a closed stream returns the rest).
+            stream.unconsumedBytes += data.count
+            let credit = RequestBodyCredit(
+                connection: NIOLoopBound(self, eventLoop: loop), streamID: streamID, count: data.count)
+            do {
+                try paced.receive(self.slice(of: data) ?? ByteBuffer(bytes: data), credit: credit)
+            } catch {
+                stream.inbound = .discarding
+                if !stream.responseStarted { self.submitResponse(stream, Router.errorResponse(error)) }
             }
+        case .sink(let sink):
             do {
                 try sink.receive(data)
             } catch {
@@ -108,22 +107,23 @@ extension NGHTTP2Connection {
             stream.inbound = .discarding
         case .sink(let sink):
             stream.inbound = .discarding
-            if let paced = sink as? any PacedRequestBodySink, let loop = self.context?.eventLoop {
-                guard !stream.responseStarted else { return }
-                let connection = NIOLoopBound(self, eventLoop: loop)
-                let boundStream = NIOLoopBound(stream, eventLoop: loop)
-                paced.finish(
-                    responder: HTTPResponder { response in
-                        if loop.inEventLoop {
-                            connection.value.pacedSinkResponded(stream: boundStream.value, response)
-                        } else {
-                            loop.execute { connection.value.pacedSinkResponded(stream: boundStream.value, response) }
-                        }
-                    })
-            } else if !stream.responseStarted {
+            if !stream.responseStarted {
                 self.submitResponse(stream, sink.finish())
                 self.scheduleFlush()
             }
+        case .pacedSink(let paced):
+            stream.inbound = .discarding
+            guard !stream.responseStarted, let loop = self.context?.eventLoop else { return }
+            let connection = NIOLoopBound(self, eventLoop: loop)
+            let boundStream = NIOLoopBound(stream, eventLoop: loop)
+            paced.finish(
+                responder: HTTPResponder { response in
+                    if loop.inEventLoop {
+                        connection.value.pacedSinkResponded(stream: boundStream.value, response)
+                    } else {
+                        loop.execute { connection.value.pacedSinkResponded(stream: boundStream.value, response) }
+                    }
+                })
         case .discarding:
             break
         }
@@ -210,4 +210,7 @@ enum InboundBody {
     case discarding
     /// Handed to a sink route's sink as it arrives, inline, and credited at once.
     case sink(any RequestBodySink)
+    /// Handed to a paced sink as slices of the read, and credited when the sink gives the credit
+    /// back (`PacedRequestBodySink`); which of the two a sink is, is decided once, when it opens.
+    case pacedSink(any PacedRequestBodySink)
 }

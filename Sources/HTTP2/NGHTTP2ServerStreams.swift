@@ -55,7 +55,8 @@ extension NGHTTP2Connection {
             method: HTTPMethod(rawValue: stream.method ?? ""), path: stream.requestPath, query: stream.requestQuery,
             authority: stream.authority, headers: stream.headers, body: .empty)
         do {
-            stream.inbound = .sink(try open(request, parameters))
+            let sink = try open(request, parameters)
+            stream.inbound = (sink as? any PacedRequestBodySink).map(InboundBody.pacedSink) ?? .sink(sink)
         } catch {
             stream.inbound = .discarding
             self.submitResponse(stream, Router.errorResponse(error))
@@ -206,7 +207,10 @@ extension NGHTTP2Connection {
         var expired = false
         for stream in self.streams.all where !stream.inboundEnded && !stream.timedOut {
             // A sink's request is long-lived by design and may idle: its sender decides when it ends.
-            if case .sink = stream.inbound { continue }
+            switch stream.inbound {
+            case .sink, .pacedSink: continue
+            default: break
+            }
             guard now - stream.lastActivity >= server.requestTimeout else { continue }
             stream.timedOut = true
             expired = true
@@ -214,7 +218,7 @@ extension NGHTTP2Connection {
             switch stream.inbound {
             case .streaming(let continuation):
                 continuation.finish(throwing: error)
-            case .collecting, .discarding, .sink:
+            case .collecting, .discarding, .sink, .pacedSink:
                 stream.pendingRoute = nil
                 stream.inbound = .discarding
                 if !stream.responseStarted {

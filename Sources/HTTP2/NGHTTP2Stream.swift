@@ -55,7 +55,7 @@ final class NGHTTP2Stream {
             continuation.finish(throwing: error)
             self.inbound = .discarding
         }
-        if case .sink(let sink) = self.inbound, let paced = sink as? any PacedRequestBodySink {
+        if case .pacedSink(let paced) = self.inbound {
             self.inbound = .discarding
             paced.abort()
         }

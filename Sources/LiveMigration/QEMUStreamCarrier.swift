@@ -185,16 +185,12 @@ final class QEMUTargetFeed: PacedRequestBodySink {
     }
 
     // HTTP/1.1 collects a body before a sink sees it: no place for a migration's stream.
-    func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        throw HTTPError(
-            status: 400, error: "bad_request", detail: "a QEMU migration stream is carried over HTTP/2 only")
-    }
+    private static let http2Only = HTTPError(
+        status: 400, error: "bad_request", detail: "a QEMU migration stream is carried over HTTP/2 only")
 
-    func finish() -> HTTPResponse {
-        HTTPResponse(
-            error: HTTPError(
-                status: 400, error: "bad_request", detail: "a QEMU migration stream is carried over HTTP/2 only"))
-    }
+    func receive(_ bytes: UnsafeRawBufferPointer) throws { throw Self.http2Only }
+
+    func finish() -> HTTPResponse { HTTPResponse(error: Self.http2Only) }
 }
 
 /// The source's end: sends the source QEMU's bytes to the target node as one request whose body

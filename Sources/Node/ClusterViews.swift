@@ -8,16 +8,12 @@ import RaftCore
 extension NodeView {
     /// `reported`: the nodes' last memory reports to the leader (empty elsewhere). `membership`:
     /// the Raft membership the answering node knows, which gives the role (`voter`, `learner`, or
-    /// `none` for a node that is no Raft member any more, e.g. lost in a `--force-new-cluster`);
-    /// without it, the role the node registered with.
-    init(
-        _ node: NodeRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts] = [:],
-        membership: Membership? = nil
-    ) {
+    /// `none` for a node that is no Raft member any more, e.g. lost in a `--force-new-cluster`).
+    init(_ node: NodeRecord, in state: ClusterState, reported: [NodeID: NodeMemoryFacts], membership: Membership) {
         self.init(
             id: node.id.description,
             state: node.state.description,
-            role: membership.map { Self.role(of: node.id, in: $0) } ?? node.role.description,
+            role: Self.role(of: node.id, in: membership),
             peerAddress: node.addresses.peer.description,
             clientAddress: node.addresses.client.description,
             usableMemory: node.usableMemory,
@@ -173,7 +169,7 @@ extension EventView {
 
 /// The list views of one state, in the order the API answers them.
 extension ClusterState {
-    func nodeViews(reported: [NodeID: NodeMemoryFacts], membership: Membership?) -> [NodeView] {
+    func nodeViews(reported: [NodeID: NodeMemoryFacts], membership: Membership) -> [NodeView] {
         nodes.keys.sorted().map { NodeView(nodes[$0]!, in: self, reported: reported, membership: membership) }
     }
     var volumeViews: [VolumeView] { volumes.keys.sorted().map { VolumeView(volumes[$0]!, in: self) } }

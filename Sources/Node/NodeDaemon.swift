@@ -246,11 +246,11 @@ public final class NodeDaemon: Service {
         if let failure { logger.critical("node \(configuration.nodeID) cannot go on: \(failure)") }
         await peerServer.shutdown()
         await dataServer.shutdown()
+        try? await dataLoops.shutdownGracefully()
         await writer.close()
         await transport.close()
         await forwarder.close()
         await volumeLink.close()
-        try? await dataLoops.shutdownGracefully()
         logger.info("node \(configuration.nodeID) stopped")
         if let failure { throw failure }
     }
