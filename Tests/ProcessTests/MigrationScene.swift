@@ -54,6 +54,15 @@ final class MigrationScene: Sendable {
         try await cluster.await("all three nodes registered") {
             (try? await api.nodes())?.map(\.id) == ["n1", "n2", "n3"]
         }
+        // A node makes no shell before it holds its first lease (a clean-clone run's migration
+        // failed: "n1 could not make the shell: n1 is fenced (this node holds no lease yet)").
+        let cluster = cluster
+        try await cluster.await("every node holding a lease") {
+            for node in 1...3 {
+                guard let agent = try? await cluster.client(node).agent(), agent.fenced == nil else { return false }
+            }
+            return true
+        }
         for (key, value) in settings.sorted(by: { $0.key < $1.key }) { try await api.setSetting(key, to: value) }
         let coordinatorNode = [Role.leader: leader, .source: source, .target: target][coordinator]!
         try await api.createVolume("csv1", coordinator: "n\(coordinatorNode)")
