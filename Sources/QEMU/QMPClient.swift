@@ -1,5 +1,4 @@
 // QMP, QEMU's JSON control protocol, over the UNIX socket a guest's process listens on.
-import Foundation
 public import NIOCore
 import NIOPosix
 
@@ -77,13 +76,10 @@ public final class QMPClient: Sendable {
             let (id, promise) = handler.value.register(channel.eventLoop)
             var request: [String: QMPValue] = ["execute": .string(command), "id": .number(Double(id))]
             if !arguments.isEmpty { request["arguments"] = .object(arguments) }
-            do {
-                var line = try JSONEncoder().encode(QMPValue.object(request))
-                line.append(UInt8(ascii: "\n"))
-                channel.writeAndFlush(channel.allocator.buffer(bytes: line), promise: nil)
-            } catch {
-                handler.value.fail(id, error)
-            }
+            var line: [UInt8] = []
+            QMPValue.object(request).write(to: &line)
+            line.append(UInt8(ascii: "\n"))
+            channel.writeAndFlush(channel.allocator.buffer(bytes: line), promise: nil)
             return promise.futureResult
         }.get()
         if let error = answer["error"] {
@@ -164,7 +160,8 @@ final class QMPHandler: ChannelInboundHandler {
     }
 
     private func handle(line: ByteBuffer, context: ChannelHandlerContext) {
-        guard let value = try? JSONDecoder().decode(QMPValue.self, from: Data(line.readableBytesView)) else {
+        guard let value = try? line.withUnsafeReadableBytes({ bytes in try QMPValue(json: bytes) })
+        else {
             let text = String(buffer: line)
             failAll(QMPError.malformed(text))
             context.close(promise: nil)
