@@ -73,6 +73,10 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// DATA frames from this size on leave their payload in the body until `sendData` writes it out;
     /// smaller ones are copied into nghttp2's frame buffer (one callback less per frame).
     static let noCopyThreshold = 4 << 10
+    /// DATA frames from this size on are written as their body's own buffers (a gathered write,
+    /// `gathered`) instead of being copied into the write buffer: a bulk stream (a migration's)
+    /// is copied once on its way through, into the socket.
+    static let gatherThreshold = 32 << 10
     /// Inbound body bytes a reader takes before consumption is reported back to the event loop.
     static let consumeReportThreshold = 64 << 10
 
@@ -114,6 +118,11 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// The write being gathered during `flushNow` (nil otherwise): what mem_send returns, and the
     /// DATA frames `sendData` appends.
     @exclusivity(unchecked) var writeBuffer: ByteBuffer?
+    /// Buffers of the write being gathered that go out before `writeBuffer`, in order: the write
+    /// buffer as it stood before a large DATA frame's payload, then that payload's own slices.
+    @exclusivity(unchecked) var gathered: [ByteBuffer] = []
+    /// The bytes in `gathered`.
+    var gatheredBytes = 0
     /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
     /// The bytes `mem_recv` is reading (nil otherwise): DATA for a paced sink is sliced out of
@@ -404,7 +413,17 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             let out = self.writeBuffer!
             self.writeBuffer = nil
             self.runDeferredWork()
-            if out.readableBytes > 0 {
+            let written = out.readableBytes + self.gatheredBytes
+            if !self.gathered.isEmpty {
+                // Large DATA payloads go out as they are, in one writev with what surrounds them.
+                for piece in self.gathered { context.write(self.wrapOutboundOut(piece), promise: nil) }
+                // The first gathered buffer is the one the write began in (reusable like `out`).
+                self.spareWriteBuffer = self.gathered[0]
+                self.gathered.removeAll(keepingCapacity: true)
+                self.gatheredBytes = 0
+                if out.readableBytes > 0 { context.write(self.wrapOutboundOut(out), promise: nil) }
+                context.flush()
+            } else if out.readableBytes > 0 {
                 self.writeSizeHint = min(
                     max(out.readableBytes + out.readableBytes / 4, 16 << 10),
                     Self.maxWriteSize + (32 << 10)
@@ -417,7 +436,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                 self.closeConnection()
                 return
             }
-            if out.readableBytes < Self.maxWriteSize { break }
+            if written < Self.maxWriteSize { break }
         }
         if session.isFinished {
             self.closeConnection()

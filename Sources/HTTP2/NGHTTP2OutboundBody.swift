@@ -54,10 +54,19 @@ extension NGHTTP2Connection {
         }
         self.writeBuffer!.writeBytes(header)
         if padding > 0 { self.writeBuffer!.writeInteger(UInt8(padding - 1)) }
-        stream.outbound!.move(length, to: &self.writeBuffer!)
+        if length >= Self.gatherThreshold {
+            // The write so far, then the payload's own slices; what follows goes in a new buffer.
+            self.gatheredBytes += self.writeBuffer!.readableBytes + length
+            self.gathered.append(self.writeBuffer!)
+            self.writeBuffer = ByteBufferAllocator().buffer(capacity: 1024)
+            stream.outbound!.slice(length, to: &self.gathered)
+        } else {
+            stream.outbound!.move(length, to: &self.writeBuffer!)
+        }
         if padding > 1 { self.writeBuffer!.writeRepeatingByte(0, count: padding - 1) }
         self.producerMayResume(stream)
-        return self.writeBuffer!.readableBytes >= Self.maxWriteSize ? NGHTTP2_ERR_PAUSE.rawValue : 0
+        return self.writeBuffer!.readableBytes + self.gatheredBytes >= Self.maxWriteSize
+            ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 
     /// Queues `chunk` on a stream's outbound body; the future completes when the producer may send more.
@@ -241,6 +250,24 @@ struct OutboundBody {
             }
         }
         self.bufferedBytes -= copied
+    }
+
+    /// Hands the next `count` bytes (at most what is buffered) to `out` as slices of the chunks
+    /// that hold them, in order: no byte is copied.
+    mutating func slice(_ count: Int, to out: inout [ByteBuffer]) {
+        var taken = 0
+        while taken < count, var chunk = self.current {
+            self.current = nil
+            let take = min(chunk.readableBytes, count - taken)
+            out.append(chunk.readSlice(length: take)!)
+            taken += take
+            if chunk.readableBytes > 0 {
+                self.current = chunk
+            } else if let next = self.later?.popFirst() {
+                self.current = next
+            }
+        }
+        self.bufferedBytes -= taken
     }
 
     /// Moves the next `count` bytes (at most what is buffered) to the end of `out`, in order.

@@ -97,11 +97,11 @@ struct NGHTTP2Session: Equatable {
         }
     }
 
-    /// Appends nghttp2's outbound frames to the connection's `writeBuffer` until it holds `limit`
-    /// bytes or nghttp2 has no more. DATA frames are appended during mem_send by the connection's
+    /// Appends nghttp2's outbound frames to the connection's `writeBuffer` until it (with the
+    /// connection's `gathered` buffers) holds `limit` bytes or nghttp2 has no more. DATA frames are appended during mem_send by the connection's
     /// `sendData`; everything else is what mem_send returns. Returns 0, or nghttp2's (fatal) error code.
     func send(into connection: NGHTTP2Connection, limit: Int) -> Int {
-        while connection.writeBuffer!.readableBytes < limit {
+        while connection.writeBuffer!.readableBytes + connection.gatheredBytes < limit {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(self.pointer, &chunk)
             if count < 0 { return count }
