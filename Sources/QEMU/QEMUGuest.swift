@@ -184,6 +184,19 @@ public actor QEMUGuest {
         return try await control.execute(command, arguments)
     }
 
+    /// How many QMP events named `name` the guest's QEMU sent so far (`QMPClient.eventCount`).
+    public func eventCount(_ name: String) async throws -> UInt64 {
+        guard let control else { throw QEMUGuestError("\(self.name) is not running") }
+        return try await control.eventCount(name)
+    }
+
+    /// Waits for an event named `name` after the `seen`-th, at most `timeout` (`QMPClient.waitForEvent`).
+    @discardableResult
+    public func waitForEvent(_ name: String, after seen: UInt64, timeout: Duration) async throws -> UInt64 {
+        guard let control else { throw QEMUGuestError("\(self.name) is not running") }
+        return try await control.waitForEvent(name, after: seen, timeout: timeout)
+    }
+
     /// QEMU's run state: `running`, `paused`, `prelaunch`, `inmigrate`, `postmigrate`, `shutdown`, …
     public func runState() async throws -> String {
         try await execute("query-status")["status"]?.string ?? "unknown"

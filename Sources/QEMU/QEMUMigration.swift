@@ -154,13 +154,15 @@ public struct QEMUMigrationPolicy: Sendable, Hashable {
     public var downtimeLimit: Duration
     /// QEMU's `max-bandwidth` (bytes/s); QEMU 7.2's default (128 MiB/s) would cap a fast link.
     public var maxBandwidth: UInt64
-    /// How often the source's progress is read.
+    /// The longest wait between reads of the source's progress: QEMU's MIGRATION events (every
+    /// change of the migration's status) wake the reader at once, this is the fallback.
     public var poll: Duration
     /// A copy not at pre-switchover by then is given up (and rolled back).
     public var timeLimit: Duration
 
     public init(
-        downtimeLimit: Duration = .milliseconds(50), maxBandwidth: UInt64 = 10 << 30, poll: Duration = .milliseconds(5),
+        downtimeLimit: Duration = .milliseconds(50), maxBandwidth: UInt64 = 10 << 30,
+        poll: Duration = .milliseconds(50),
         timeLimit: Duration = .seconds(600)
     ) {
         self.downtimeLimit = downtimeLimit
@@ -235,21 +237,30 @@ public enum QEMULiveMigration {
         let socket = incomingSocket(of: target)
         try QEMUGuest.checkSocketPath(socket, "the migration's socket path")
         try? FileManager.default.removeItem(atPath: socket)
-        try await target.execute("migrate-incoming", ["uri": .string("unix:" + socket)])
+        try await listen(target: target, uri: "unix:" + socket)
         return socket
     }
 
-    /// The target's half after a yes: waits until the whole stream is in (QEMU leaves `inmigrate`),
-    /// then runs the guest. Throws when the target's QEMU failed to load the stream (it exits).
-    public static func resumeTarget(_ target: QEMUGuest, poll: Duration = .milliseconds(5), within: Duration)
+    /// The target takes its stream from `uri`, and says when it is in (MIGRATION events).
+    private static func listen(target: QEMUGuest, uri: String) async throws {
+        try await target.execute(
+            "migrate-set-capabilities", ["capabilities": .array([["capability": "events", "state": true]])])
+        try await target.execute("migrate-incoming", ["uri": .string(uri)])
+    }
+
+    /// The target's half after a yes: waits until the whole stream is in (QEMU leaves `inmigrate`;
+    /// its MIGRATION event says when, `poll` is the fallback), then runs the guest. Throws when the
+    /// target's QEMU failed to load the stream (it exits).
+    public static func resumeTarget(_ target: QEMUGuest, poll: Duration = .milliseconds(20), within: Duration)
         async throws
     {
         let deadline = ContinuousClock.now + within
+        var seen = try await target.eventCount("MIGRATION")
         while try await target.runState() == "inmigrate" {
             guard ContinuousClock.now < deadline else {
                 throw QEMUGuestError("the target still waits for the stream's end after \(within)")
             }
-            try await Task.sleep(for: poll)
+            seen = try await target.waitForEvent("MIGRATION", after: seen, timeout: poll)
         }
         try await target.resume()
     }
@@ -292,7 +303,7 @@ public enum QEMULiveMigration {
         let socket: String
         do {
             if let incoming {
-                try await target.execute("migrate-incoming", ["uri": .string(incoming)])
+                try await listen(target: target, uri: incoming)
                 socket = incoming
             } else {
                 socket = try await listen(target: target)
@@ -474,7 +485,13 @@ public enum QEMULiveMigration {
     private static func prepare(source: QEMUGuest, policy: QEMUMigrationPolicy) async throws {
         try await source.execute(
             "migrate-set-capabilities",
-            ["capabilities": .array([["capability": "pause-before-switchover", "state": true]])])
+            [
+                "capabilities": .array([
+                    ["capability": "pause-before-switchover", "state": true],
+                    // A MIGRATION event at every change of status: no polling for pre-switchover.
+                    ["capability": "events", "state": true],
+                ])
+            ])
         try await source.execute(
             "migrate-set-parameters",
             [
@@ -511,24 +528,36 @@ public enum QEMULiveMigration {
             dirtySyncCount: status["ram"]?["dirty-sync-count"]?.count)
     }
 
-    /// Reads `query-migrate` until its status is one of `wanted`; a failed or cancelled migration
-    /// (when not wanted) is an error with QEMU's reason.
+    /// Reads `query-migrate` until its status is one of `wanted`, again at each MIGRATION event
+    /// (at the latest after `policy.poll`); a failed or cancelled migration (when not wanted) is an
+    /// error with QEMU's reason.
     private static func waitForStatus(
         _ source: QEMUGuest, in wanted: Set<String>, until deadline: ContinuousClock.Instant,
         policy: QEMUMigrationPolicy
     ) async throws -> QMPValue {
+        // Counted before each read: an event while it is read wakes the wait after it at once.
+        var seen = try await source.eventCount("MIGRATION")
         while true {
             let answer = try await source.execute("query-migrate")
             let status = answer["status"]?.string ?? "none"
+            // QEMU sets `completed` (and sends its event) before it works out the migration's
+            // times: until then it answers a total time and downtime of 0. Read again shortly.
+            if status == "completed" && wanted.contains(status) && (answer["total-time"]?.count ?? 0) == 0
+                && ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(1))
+                continue
+            }
             if wanted.contains(status) { return answer }
             if status == "failed" || status == "cancelled" {
                 throw QEMUGuestError(
                     "the migration \(status)" + (answer["error-desc"]?.string.map { ": \($0)" } ?? ""))
             }
-            guard ContinuousClock.now < deadline else {
+            let now = ContinuousClock.now
+            guard now < deadline else {
                 throw QEMUGuestError("the migration is still \(status) at its time limit")
             }
-            try await Task.sleep(for: policy.poll)
+            seen = try await source.waitForEvent("MIGRATION", after: seen, timeout: min(policy.poll, deadline - now))
         }
     }
 }

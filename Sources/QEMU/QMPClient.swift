@@ -89,6 +89,22 @@ public final class QMPClient: Sendable {
         return answer["return"] ?? .null
     }
 
+    /// How many events named `name` arrived so far: the mark `waitForEvent` counts from.
+    public func eventCount(_ name: String) async throws -> UInt64 {
+        let handler = self.handler
+        return try await channel.eventLoop.submit { handler.value.eventCount(name) }.get()
+    }
+
+    /// Waits until more than `seen` events named `name` arrived, or `timeout` passed; returns the
+    /// count then. A caller that reads QEMU's state between waits takes the count before it reads,
+    /// so an event that arrives while it reads is not missed. Throws when the connection closes.
+    public func waitForEvent(_ name: String, after seen: UInt64, timeout: Duration) async throws -> UInt64 {
+        let handler = self.handler
+        let loop = channel.eventLoop
+        return try await loop.flatSubmit { handler.value.waitForEvent(name, after: seen, timeout: timeout, on: loop) }
+            .get()
+    }
+
     /// Closes the connection; commands waiting for answers fail with `.closed`.
     public func close() {
         channel.close(promise: nil)
@@ -116,6 +132,10 @@ final class QMPHandler: ChannelInboundHandler {
     private let events: AsyncStream<QMPEvent>.Continuation
     private var greetingPromise: EventLoopPromise<QMPValue>?
     private var closed = false
+    /// Events so far, by name, and who waits for the next one.
+    private var eventCounts: [String: UInt64] = [:]
+    private var eventWaiters: [UInt64: (name: String, promise: EventLoopPromise<UInt64>)] = [:]
+    private var nextWaiter: UInt64 = 0
 
     init(events: AsyncStream<QMPEvent>.Continuation) {
         self.events = events
@@ -140,6 +160,27 @@ final class QMPHandler: ChannelInboundHandler {
         nextID += 1
         pending[id] = promise
         return (id, promise)
+    }
+
+    func eventCount(_ name: String) -> UInt64 { eventCounts[name, default: 0] }
+
+    func waitForEvent(_ name: String, after seen: UInt64, timeout: Duration, on loop: any EventLoop)
+        -> EventLoopFuture<UInt64>
+    {
+        if closed { return loop.makeFailedFuture(QMPError.closed) }
+        let count = eventCounts[name, default: 0]
+        if count > seen { return loop.makeSucceededFuture(count) }
+        let promise = loop.makePromise(of: UInt64.self)
+        let waiter = nextWaiter
+        nextWaiter += 1
+        eventWaiters[waiter] = (name, promise)
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
+            guard let (name, promise) = bound.value.eventWaiters.removeValue(forKey: waiter) else { return }
+            promise.succeed(bound.value.eventCounts[name, default: 0])
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        return promise.futureResult
     }
 
     func fail(_ id: UInt64, _ error: any Error) {
@@ -172,6 +213,12 @@ final class QMPHandler: ChannelInboundHandler {
             greetingPromise = nil
         } else if let name = value["event"]?.string {
             events.yield(QMPEvent(name: name, data: value["data"] ?? .null))
+            eventCounts[name, default: 0] += 1
+            let count = eventCounts[name]!
+            for (key, waiter) in eventWaiters where waiter.name == name {
+                eventWaiters.removeValue(forKey: key)
+                waiter.promise.succeed(count)
+            }
         } else if let id = value["id"]?.count, let promise = pending.removeValue(forKey: id) {
             promise.succeed(value)
         }
@@ -199,6 +246,9 @@ final class QMPHandler: ChannelInboundHandler {
         let waiting = pending
         pending = [:]
         for promise in waiting.values { promise.fail(error) }
+        let waiters = eventWaiters
+        eventWaiters = [:]
+        for waiter in waiters.values { waiter.promise.fail(error) }
         events.finish()
     }
 }

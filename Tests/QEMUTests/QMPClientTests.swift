@@ -98,6 +98,42 @@ final class FakeQMPServer: ChannelInboundHandler, Sendable {
         }
     }
 
+    /// `waitForEvent` wakes on the next event of its name, counts from the mark it is given (an
+    /// event before the wait is not missed), returns the same count when its timeout passes, and
+    /// fails when the connection closes.
+    @Test func eventWaitsWakeOnTheirEventAndNotOthers() async throws {
+        let (path, server) = try await serve { request in
+            let id = FakeQMPServer.id(of: request)
+            let event = { (name: String) in #"{"event": "\#(name)", "data": {"status": "active"}}"# }
+            switch FakeQMPServer.command(of: request) {
+            case "migration-event": return [#"{"return": {}, "id": \#(id)}"#, event("MIGRATION")]
+            case "stop-event": return [#"{"return": {}, "id": \#(id)}"#, event("STOP")]
+            case "quit": return nil
+            default: return [#"{"return": {}, "id": \#(id)}"#]
+            }
+        }
+        defer { server.close(promise: nil) }
+        let client = try await QMPClient.connect(socketPath: path, group: group)
+        defer { client.close() }
+        #expect(try await client.eventCount("MIGRATION") == 0)
+        // No event: the wait ends at its timeout with the count unchanged.
+        #expect(try await client.waitForEvent("MIGRATION", after: 0, timeout: .milliseconds(10)) == 0)
+        // An event that came before the wait (after the mark) ends it at once.
+        try await client.execute("migration-event")
+        #expect(try await client.waitForEvent("MIGRATION", after: 0, timeout: .seconds(60)) == 1)
+        // A waiter woken by its event; another event's name leaves it waiting.
+        let waiter = Task { try await client.waitForEvent("MIGRATION", after: 1, timeout: .seconds(60)) }
+        try await client.execute("stop-event")
+        #expect(try await client.eventCount("STOP") == 1)
+        #expect(try await client.eventCount("MIGRATION") == 1)
+        try await client.execute("migration-event")
+        #expect(try await waiter.value == 2)
+        // A waiter when the connection closes fails.
+        let closing = Task { try await client.waitForEvent("MIGRATION", after: 2, timeout: .seconds(60)) }
+        await #expect(throws: QMPError.closed) { try await client.execute("quit") }
+        await #expect(throws: QMPError.closed) { try await closing.value }
+    }
+
     @Test func aConnectionThatClosesFailsTheCommandsWaitingAndLaterOnes() async throws {
         let (path, server) = try await serve { request in
             FakeQMPServer.command(of: request) == "qmp_capabilities"
