@@ -231,36 +231,16 @@ struct OutboundBody {
         }
     }
 
-    /// Copies the next `count` bytes (at most what is buffered) to the start of `destination`.
-    mutating func copy(_ count: Int, into destination: UnsafeMutableRawBufferPointer) {
-        var copied = 0
-        while copied < count, var chunk = self.current {
-            self.current = nil
-            let take = min(chunk.readableBytes, count - copied)
-            chunk.withUnsafeReadableBytes { bytes in
-                UnsafeMutableRawBufferPointer(rebasing: destination[copied..<(copied + take)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
-            }
-            chunk.moveReaderIndex(forwardBy: take)
-            copied += take
-            if chunk.readableBytes > 0 {
-                self.current = chunk
-            } else if let next = self.later?.popFirst() {
-                self.current = next
-            }
-        }
-        self.bufferedBytes -= copied
-    }
-
-    /// Hands the next `count` bytes (at most what is buffered) to `out` as slices of the chunks
-    /// that hold them, in order: no byte is copied.
-    mutating func slice(_ count: Int, to out: inout [ByteBuffer]) {
+    /// Hands the next `count` bytes (at most what is buffered) to `take` chunk by chunk, in order:
+    /// each call gets a chunk, how many of its bytes to consume from its reader index (which `take`
+    /// must do), and how many bytes the calls before it took.
+    private mutating func consume(_ count: Int, _ take: (inout ByteBuffer, _ length: Int, _ offset: Int) -> Void) {
         var taken = 0
         while taken < count, var chunk = self.current {
             self.current = nil
-            let take = min(chunk.readableBytes, count - taken)
-            out.append(chunk.readSlice(length: take)!)
-            taken += take
+            let length = min(chunk.readableBytes, count - taken)
+            take(&chunk, length, taken)
+            taken += length
             if chunk.readableBytes > 0 {
                 self.current = chunk
             } else if let next = self.later?.popFirst() {
@@ -270,23 +250,30 @@ struct OutboundBody {
         self.bufferedBytes -= taken
     }
 
+    /// Copies the next `count` bytes (at most what is buffered) to the start of `destination`.
+    mutating func copy(_ count: Int, into destination: UnsafeMutableRawBufferPointer) {
+        consume(count) { chunk, length, offset in
+            chunk.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: destination[offset..<(offset + length)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
+            }
+            chunk.moveReaderIndex(forwardBy: length)
+        }
+    }
+
+    /// Hands the next `count` bytes (at most what is buffered) to `out` as slices of the chunks
+    /// that hold them, in order: no byte is copied.
+    mutating func slice(_ count: Int, to out: inout [ByteBuffer]) {
+        consume(count) { chunk, length, _ in out.append(chunk.readSlice(length: length)!) }
+    }
+
     /// Moves the next `count` bytes (at most what is buffered) to the end of `out`, in order.
     mutating func move(_ count: Int, to out: inout ByteBuffer) {
-        var moved = 0
-        while moved < count, var chunk = self.current {
-            self.current = nil
-            let take = min(chunk.readableBytes, count - moved)
+        consume(count) { chunk, length, _ in
             chunk.withUnsafeReadableBytes { bytes in
-                _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
+                _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
             }
-            chunk.moveReaderIndex(forwardBy: take)
-            moved += take
-            if chunk.readableBytes > 0 {
-                self.current = chunk
-            } else if let next = self.later?.popFirst() {
-                self.current = next
-            }
+            chunk.moveReaderIndex(forwardBy: length)
         }
-        self.bufferedBytes -= moved
     }
 }
