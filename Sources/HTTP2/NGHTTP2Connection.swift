@@ -120,7 +120,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// them rather than copied.
     var receiving: ByteBuffer?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
-    @exclusivity(unchecked) var pendingCalls: [PendingCall] = []
+    @exclusivity(unchecked) var pendingCalls: [PendingCall?] = []
     /// How many calls the last `runPendingCalls` took: the capacity reserved for the next burst's.
     var lastPendingCallCount = 0
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
@@ -481,7 +481,16 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             switch name.count {
             case 7 where name[1] == UInt8(ascii: "m"):  // :method
                 stream.method = knownMethod(value) ?? String(decoding: value, as: UTF8.self)
-            case 5 where name[1] == UInt8(ascii: "p"): stream.path = String(decoding: value, as: UTF8.self)  // :path
+                stream.isHead = bytes(value, are: "HEAD")
+            case 5 where name[1] == UInt8(ascii: "p"):  // :path, split at its first `?` (see `splitTarget`)
+                if let mark = value.firstIndex(of: UInt8(ascii: "?")) {
+                    stream.path = String(decoding: UnsafeBufferPointer(rebasing: value[..<mark]), as: UTF8.self)
+                    stream.query = String(
+                        decoding: UnsafeBufferPointer(rebasing: value[(mark + 1)...]), as: UTF8.self)
+                } else {
+                    stream.path = String(decoding: value, as: UTF8.self)
+                    stream.query = nil
+                }
             case 10 where name[1] == UInt8(ascii: "a"):  // :authority
                 stream.authority = String(decoding: value, as: UTF8.self)
             case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"):  // :status

@@ -88,9 +88,9 @@ extension NGHTTP2Connection {
         case .collecting(let body, _):
             switch self.role {
             case .server:
-                if let route = stream.pendingRoute {
-                    stream.pendingRoute = nil
-                    self.dispatch(stream, route.route, route.parameters, body: .buffer(body))
+                if var pending = stream.pendingDispatch.take() {
+                    pending.request.body = .buffer(body)
+                    self.dispatch(stream, pending.route, pending.parameters, pending.request)
                 }
             case .client:
                 if let exchange = stream.exchange, !exchange.finished {
@@ -185,7 +185,7 @@ extension NGHTTP2Connection {
     func inboundBodyTooLarge(_ stream: NGHTTP2Stream, limit: Int) {
         switch self.role {
         case .server:
-            stream.pendingRoute = nil
+            stream.pendingDispatch = nil
             if !stream.responseStarted {
                 self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: limit)))
             }
