@@ -498,10 +498,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             default: break  // :scheme, :protocol (nghttp2 has already validated the set)
             }
         } else {
-            stream.headers.appendLowercased(
-                name: knownFieldName(name) ?? String(decoding: name, as: UTF8.self),
-                value: String(decoding: value, as: UTF8.self)
-            )
+            stream.headers.appendReceived(name: name, value: value)
         }
         return 0
     }
@@ -656,25 +653,6 @@ func knownMethod(_ value: UnsafeBufferPointer<UInt8>) -> String? {
         if bytes(value, are: "HEAD") { return "HEAD" }
     case 6:
         if bytes(value, are: "DELETE") { return "DELETE" }
-    default:
-        break
-    }
-    return nil
-}
-
-/// A field name nearly every request carries, as a constant (see `knownMethod`).
-func knownFieldName(_ name: UnsafeBufferPointer<UInt8>) -> String? {
-    switch name.count {
-    case 6:
-        if bytes(name, are: "accept") { return "accept" }
-    case 10:
-        if bytes(name, are: "user-agent") { return "user-agent" }
-    case 12:
-        if bytes(name, are: "content-type") { return "content-type" }
-    case 14:
-        if bytes(name, are: "content-length") { return "content-length" }
-    case 15:
-        if bytes(name, are: "accept-encoding") { return "accept-encoding" }
     default:
         break
     }

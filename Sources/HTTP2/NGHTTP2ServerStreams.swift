@@ -32,7 +32,10 @@ extension NGHTTP2Connection {
             }
             switch route.bodyMode {
             case .collect:
-                if let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
+                // A request that ended with its headers has no body to limit (nghttp2 resets one whose
+                // content-length then is not 0 before it reaches us): only others are looked up.
+                if !stream.inboundEnded,
+                    let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
                     length > self.maxRequestBodySize
                 {
                     stream.inbound = .discarding
