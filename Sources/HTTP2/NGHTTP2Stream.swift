@@ -60,8 +60,8 @@ final class NGHTTP2Stream {
             exchange.finished = true
             exchange.promise.fail(error)
         }
-        if case .streaming(let continuation) = self.inbound {
-            continuation.finish(throwing: error)
+        if case .streaming(let feed) = self.inbound {
+            feed.continuation.finish(throwing: error)
             self.inbound = .discarding
         }
         if case .pacedSink(let paced) = self.inbound {
