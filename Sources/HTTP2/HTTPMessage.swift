@@ -235,21 +235,23 @@ final class ReceivedFields: ManagedBuffer<ReceivedFields.Header, UInt8>, Sequenc
     }
 
     func hasRoom(for bytes: Int) -> Bool {
-        self.header.capacity - self.header.byteCount >= bytes
+        self.withUnsafeMutablePointerToHeader { $0.pointee.capacity - $0.pointee.byteCount >= bytes }
     }
 
     /// Appends one field; the caller made sure there is room (`hasRoom`).
     func append(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        let offset = self.header.byteCount
-        self.withUnsafeMutablePointerToElements { elements in
+        // Through the pointers: a change of `header` itself is checked for exclusive access at run
+        // time (~75 instructions).
+        self.withUnsafeMutablePointers { header, elements in
+            let offset = header.pointee.byteCount
             let start = UnsafeMutableRawPointer(elements + offset)
             start.storeBytes(of: UInt32(name.count), as: UInt32.self)
             (start + 4).storeBytes(of: UInt32(value.count), as: UInt32.self)
             if let base = name.baseAddress { (start + 8).copyMemory(from: base, byteCount: name.count) }
             if let base = value.baseAddress { (start + 8 + name.count).copyMemory(from: base, byteCount: value.count) }
+            header.pointee.byteCount = offset + Self.entrySize(name: name.count, value: value.count)
+            header.pointee.count += 1
         }
-        self.header.byteCount = offset + Self.entrySize(name: name.count, value: value.count)
-        self.header.count += 1
     }
 
     /// Calls `body` with the name and value bytes of the field at `offset`; returns its answer and

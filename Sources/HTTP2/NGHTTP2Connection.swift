@@ -123,6 +123,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     @exclusivity(unchecked) var pendingCalls: [PendingCall?] = []
     /// How many calls the last `runPendingCalls` took: the capacity reserved for the next burst's.
     var lastPendingCallCount = 0
+    /// The last `:authority` received, and its bytes (see `authority(_:)`).
+    var lastAuthority = ""
+    var lastAuthorityBytes: [UInt8] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     var handlerExecutor: EventLoopTaskExecutor?
 
@@ -492,7 +495,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
                     stream.query = nil
                 }
             case 10 where name[1] == UInt8(ascii: "a"):  // :authority
-                stream.authority = String(decoding: value, as: UTF8.self)
+                stream.authority = self.authority(value)
             case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"):  // :status
                 stream.status = Int(String(decoding: value, as: UTF8.self))
             default: break  // :scheme, :protocol (nghttp2 has already validated the set)
@@ -501,6 +504,21 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             stream.headers.appendReceived(name: name, value: value)
         }
         return 0
+    }
+
+    /// The `:authority` in `value` as a String: the last one made when the bytes are the same
+    /// (a client sends the same authority on every request of a connection), else a new one.
+    private func authority(_ value: UnsafeBufferPointer<UInt8>) -> String {
+        if value.count == self.lastAuthorityBytes.count,
+            self.lastAuthorityBytes.withUnsafeBufferPointer({
+                value.isEmpty || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0
+            })
+        {
+            return self.lastAuthority
+        }
+        self.lastAuthority = String(decoding: value, as: UTF8.self)
+        self.lastAuthorityBytes = Array(value)
+        return self.lastAuthority
     }
 
     func onFrameRecv(_ frame: nghttp2_frame) -> Int32 {

@@ -96,4 +96,13 @@ import Testing
         #expect(fields.map(\.name) == ["x-made", "x-received"])
         #expect(fields["x-received"] == "2")
     }
+
+    /// Numbers in the header block (`:status`, `content-length`) are written as decimal digits.
+    @Test(arguments: [0, 7, 10, 99, 200, 1024, 99_999, -1, -200, Int.max, Int.min])
+    func decimalsAreWrittenAsDescribed(value: Int) {
+        var bytes = [UInt8](repeating: 0, count: maxDecimalCount + 1)
+        let count = bytes.withUnsafeMutableBufferPointer { writeDecimal(value, to: $0.baseAddress!) }
+        #expect(String(decoding: bytes[..<count], as: UTF8.self) == String(value))
+        #expect(bytes[count...].allSatisfy { $0 == 0 })
+    }
 }

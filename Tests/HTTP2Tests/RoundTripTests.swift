@@ -83,6 +83,23 @@ import Testing
         }
     }
 
+    /// Each request on a connection gets its own `:authority`, whether it repeats the one before
+    /// (which the server reuses) or not.
+    @Test func eachRequestGetsItsOwnAuthority() async throws {
+        var router = Router()
+        router.get("/authority") { request, _ in .json("\"\(request.authority ?? "<none>")\"") }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                for authority in ["a.test:1", "a.test:1", "b.test:22", "a.test:1", "a.test:2", "b.test:2", "a.test:2"] {
+                    let response = try await client.send(
+                        HTTPRequest(method: .get, path: "/authority", authority: authority), deadline: testDeadline())
+                    let body = String(buffer: try await response.body.collect(upTo: 1 << 10))
+                    #expect(body == "\"\(authority)\"")
+                }
+            }
+        }
+    }
+
     /// The server writes `:status` and `content-length` as digits straight into the header block:
     /// one, two, several and zero digits, and a handler's own content-length is kept, not doubled.
     @Test func statusAndContentLengthArriveAsWritten() async throws {
