@@ -288,21 +288,22 @@ let maxDecimalCount = 20
 /// Writes `value` in decimal ASCII at `start` (at most `maxDecimalCount` bytes); returns the count.
 @discardableResult
 func writeDecimal(_ value: Int, to start: UnsafeMutablePointer<UInt8>) -> Int {
-    // Digits from the last, into a scratch buffer, then copied: one pass over the digits.
-    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxDecimalCount) { scratch in
-        var magnitude = value.magnitude
-        var position = maxDecimalCount
-        repeat {
-            position -= 1
-            scratch[position] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
-            magnitude /= 10
-        } while magnitude > 0
-        var count = 0
-        if value < 0 {
-            start[0] = UInt8(ascii: "-")
-            count = 1
-        }
-        (start + count).update(from: scratch.baseAddress! + position, count: maxDecimalCount - position)
-        return count + maxDecimalCount - position
+    var magnitude = value.magnitude
+    // The digit count by comparison (no division), then the digits from the last.
+    var digits = 1
+    var power: UInt = 10
+    while digits < 20 && magnitude >= power {
+        digits += 1
+        power = power &* 10
     }
+    let count = value < 0 ? digits + 1 : digits
+    var position = count
+    repeat {
+        position -= 1
+        let (quotient, remainder) = magnitude.quotientAndRemainder(dividingBy: 10)
+        start[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remainder)
+        magnitude = quotient
+    } while magnitude > 0
+    if value < 0 { start[0] = UInt8(ascii: "-") }
+    return count
 }

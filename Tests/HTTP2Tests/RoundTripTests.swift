@@ -205,6 +205,20 @@ import Testing
                     let response = try await call.value
                     #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(index)")
                 }
+                // Later bursts (whose calls reuse the finished batches' storage) are answered too.
+                for round in 0..<3 {
+                    let later = (0..<40).map { index in
+                        Task {
+                            try await client.send(
+                                HTTPRequest(method: .get, path: "/fast/\(round * 100 + index)"),
+                                deadline: .now() + .seconds(20))
+                        }
+                    }
+                    for (index, call) in later.enumerated() {
+                        let response = try await call.value
+                        #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(round * 100 + index)")
+                    }
+                }
             }
         }
     }
