@@ -88,7 +88,7 @@ extension NGHTTP2Connection {
         case .collecting(let body, _):
             switch self.role {
             case .server:
-                if var pending = stream.pendingDispatch.take() {
+                if let pending = stream.pendingDispatch.take() {
                     pending.request.body = .buffer(body)
                     self.dispatch(stream, pending.route, pending.parameters, pending.request)
                 }

@@ -76,11 +76,20 @@ final class NGHTTP2Stream {
 }
 
 /// A request whose route is known, waiting for the rest of its body to be collected.
-struct PendingDispatch {
+///
+/// A class: most streams have none, and destroying an empty optional reference costs less than
+/// destroying an empty optional of this size.
+final class PendingDispatch {
     let route: Router.Route
     let parameters: RouteParameters
     /// The request as its header block made it; its body is set when the body is complete.
     var request: HTTPRequest
+
+    init(route: Router.Route, parameters: RouteParameters, request: HTTPRequest) {
+        self.route = route
+        self.parameters = parameters
+        self.request = request
+    }
 }
 
 /// A connection's open streams by id, kept in id order.

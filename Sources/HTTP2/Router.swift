@@ -152,7 +152,8 @@ public struct Router: Sendable {
         let segments: [Segment]
         let bodyMode: RequestBodyMode
         let responder: Responder
-        let parameterCount: Int
+        /// The parameters' names and the indices of their segments, in pattern order.
+        let parameters: [(name: String, segment: Int)]
         /// Per segment: the literal's UTF-8 bytes, or `nil` for a parameter (what matching compares).
         let literalBytes: [[UInt8]?]
 
@@ -163,7 +164,10 @@ public struct Router: Sendable {
             self.segments = segments
             self.bodyMode = bodyMode
             self.responder = responder
-            self.parameterCount = segments.count { if case .parameter = $0 { true } else { false } }
+            self.parameters = segments.indices.compactMap { index in
+                if case .parameter(let name) = segments[index] { return (name, index) }
+                return nil
+            }
             self.literalBytes = segments.map { segment in
                 if case .literal(let literal) = segment { return Array(literal.utf8) }
                 return nil
@@ -286,26 +290,22 @@ public struct Router: Sendable {
             }
             return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)
         }
-        switch route.parameterCount {
+        switch route.parameters.count {
         case 0:
             return .found(route, RouteParameters(pairs: []))
         case 1:
-            for (segment, part) in zip(route.segments, parts) {
-                if case .parameter(let name) = segment {
-                    return .found(
-                        route,
-                        RouteParameters(name: name, value: percentDecoded(UnsafeBufferPointer(rebasing: bytes[part]))))
-                }
-            }
+            let (name, segment) = route.parameters[0]
+            return .found(
+                route,
+                RouteParameters(name: name, value: percentDecoded(UnsafeBufferPointer(rebasing: bytes[parts[segment]])))
+            )
         default:
             break
         }
         var parameters: [(name: String, value: String)] = []
-        parameters.reserveCapacity(route.parameterCount)
-        for (segment, part) in zip(route.segments, parts) {
-            if case .parameter(let name) = segment {
-                parameters.append((name, percentDecoded(UnsafeBufferPointer(rebasing: bytes[part]))))
-            }
+        parameters.reserveCapacity(route.parameters.count)
+        for (name, segment) in route.parameters {
+            parameters.append((name, percentDecoded(UnsafeBufferPointer(rebasing: bytes[parts[segment]]))))
         }
         return .found(route, RouteParameters(pairs: parameters))
     }
