@@ -9,7 +9,10 @@
 # (user space only: the kernel's socket work is not counted, for either server), calls to
 # malloc/calloc/realloc/posix_memalign/aligned_alloc, and swift_retain/swift_release calls.
 #
-# Environment: REQUESTS (20000), WARMUP (2000), SCRATCH (.build), SERVERS ("async immediate nghttpd").
+# Environment: REQUESTS (20000), WARMUP (2000), SCRATCH (.build), SERVERS ("async immediate nghttpd"),
+# BENCH_BIN (a flotilla-bench binary to count instead of building one, e.g. a copy of the base
+# build's for a before/after comparison), KEEP (a path prefix: each server's dump is kept as
+# KEEP.<server>, for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +25,13 @@ for tool in h2load nghttpd valgrind callgrind_control python3 strip; do
   command -v "$tool" >/dev/null || { echo "callgrind-http2: $tool is missing; run FLOTILLA_BENCH_DEPS=1 scripts/install-deps.sh" >&2; exit 1; }
 done
 
-echo "callgrind-http2: building flotilla-bench (release)" >&2
-swift build -c release --product flotilla-bench --scratch-path "$SCRATCH" >&2
-bench_bin="$SCRATCH/release/flotilla-bench"
+if [ -n "${BENCH_BIN:-}" ]; then
+  bench_bin=$BENCH_BIN
+else
+  echo "callgrind-http2: building flotilla-bench (release)" >&2
+  swift build -c release --product flotilla-bench --scratch-path "$SCRATCH" >&2
+  bench_bin="$SCRATCH/release/flotilla-bench"
+fi
 
 work=$(mktemp -d)
 pid=

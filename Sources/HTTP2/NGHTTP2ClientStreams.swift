@@ -105,8 +105,8 @@ extension NGHTTP2Connection {
             return
         }
         let body = self.makeInboundStream(stream)
-        if stream.inboundEnded, case .streaming(let continuation) = stream.inbound {
-            continuation.finish()
+        if stream.inboundEnded, case .streaming(let feed) = stream.inbound {
+            feed.continuation.finish()
         }
         exchange.finished = true
         let response = HTTPResponse(status: stream.status ?? 0, headers: stream.headers, body: .stream(body))

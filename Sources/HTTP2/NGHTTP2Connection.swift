@@ -129,9 +129,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// them rather than copied.
     var receiving: ByteBuffer?
     /// Async handler calls dispatched inside `mem_recv`, run once it returns.
-    @exclusivity(unchecked) var pendingCalls: [PendingCall] = []
+    @exclusivity(unchecked) var pendingCalls: [PendingCall?] = []
     /// How many calls the last `runPendingCalls` took: the capacity reserved for the next burst's.
     var lastPendingCallCount = 0
+    /// The last `:authority` received, and its bytes (see `authority(_:)`).
+    var lastAuthority = ""
+    var lastAuthorityBytes: [UInt8] = []
     /// Where handler tasks start: this connection's event loop, or `nil` for the global executor.
     var handlerExecutor: EventLoopTaskExecutor?
 
@@ -500,20 +503,41 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             switch name.count {
             case 7 where name[1] == UInt8(ascii: "m"):  // :method
                 stream.method = knownMethod(value) ?? String(decoding: value, as: UTF8.self)
-            case 5 where name[1] == UInt8(ascii: "p"): stream.path = String(decoding: value, as: UTF8.self)  // :path
+                stream.isHead = bytes(value, are: "HEAD")
+            case 5 where name[1] == UInt8(ascii: "p"):  // :path, split at its first `?` (see `splitTarget`)
+                if let mark = value.firstIndex(of: UInt8(ascii: "?")) {
+                    stream.path = String(decoding: UnsafeBufferPointer(rebasing: value[..<mark]), as: UTF8.self)
+                    stream.query = String(
+                        decoding: UnsafeBufferPointer(rebasing: value[(mark + 1)...]), as: UTF8.self)
+                } else {
+                    stream.path = String(decoding: value, as: UTF8.self)
+                    stream.query = nil
+                }
             case 10 where name[1] == UInt8(ascii: "a"):  // :authority
-                stream.authority = String(decoding: value, as: UTF8.self)
+                stream.authority = self.authority(value)
             case 7 where name[1] == UInt8(ascii: "s") && name[2] == UInt8(ascii: "t"):  // :status
                 stream.status = Int(String(decoding: value, as: UTF8.self))
             default: break  // :scheme, :protocol (nghttp2 has already validated the set)
             }
         } else {
-            stream.headers.appendLowercased(
-                name: knownFieldName(name) ?? String(decoding: name, as: UTF8.self),
-                value: String(decoding: value, as: UTF8.self)
-            )
+            stream.headers.appendReceived(name: name, value: value)
         }
         return 0
+    }
+
+    /// The `:authority` in `value` as a String: the last one made when the bytes are the same
+    /// (a client sends the same authority on every request of a connection), else a new one.
+    private func authority(_ value: UnsafeBufferPointer<UInt8>) -> String {
+        if value.count == self.lastAuthorityBytes.count,
+            self.lastAuthorityBytes.withUnsafeBufferPointer({
+                value.isEmpty || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0
+            })
+        {
+            return self.lastAuthority
+        }
+        self.lastAuthority = String(decoding: value, as: UTF8.self)
+        self.lastAuthorityBytes = Array(value)
+        return self.lastAuthority
     }
 
     func onFrameRecv(_ frame: nghttp2_frame) -> Int32 {
@@ -666,25 +690,6 @@ func knownMethod(_ value: UnsafeBufferPointer<UInt8>) -> String? {
         if bytes(value, are: "HEAD") { return "HEAD" }
     case 6:
         if bytes(value, are: "DELETE") { return "DELETE" }
-    default:
-        break
-    }
-    return nil
-}
-
-/// A field name nearly every request carries, as a constant (see `knownMethod`).
-func knownFieldName(_ name: UnsafeBufferPointer<UInt8>) -> String? {
-    switch name.count {
-    case 6:
-        if bytes(name, are: "accept") { return "accept" }
-    case 10:
-        if bytes(name, are: "user-agent") { return "user-agent" }
-    case 12:
-        if bytes(name, are: "content-type") { return "content-type" }
-    case 14:
-        if bytes(name, are: "content-length") { return "content-length" }
-    case 15:
-        if bytes(name, are: "accept-encoding") { return "accept-encoding" }
     default:
         break
     }

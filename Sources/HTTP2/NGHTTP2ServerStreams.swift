@@ -9,10 +9,16 @@ extension NGHTTP2Connection {
             self.submitResponse(stream, HTTPResponse(error: .headersTooLarge(limit: self.maxHeaderListSize)))
             return
         }
-        let method = HTTPMethod(rawValue: stream.method ?? "")
-        let (path, query) = splitTarget(stream.path ?? "/")
-        stream.requestPath = path
-        stream.requestQuery = query
+        let method = HTTPMethod(rawValue: stream.method.take() ?? "")
+        let path = stream.path.take() ?? "/"
+        // The header block's values move into the request: the stream keeps no copy of them. Made
+        // where it is used, so that it is moved into the call rather than copied and destroyed.
+        @inline(__always)
+        func request(body: HTTPBody = .empty) -> HTTPRequest {
+            HTTPRequest(
+                method: method, path: path, query: stream.query.take(), authority: stream.authority.take(),
+                headers: stream.takeHeaders(), body: body)
+        }
         switch self.router.match(method: method, path: path) {
         case .notFound:
             stream.inbound = .discarding
@@ -22,38 +28,40 @@ extension NGHTTP2Connection {
             self.submitResponse(stream, Router.methodNotAllowedResponse(method, path, allowed))
         case .found(let route, let parameters):
             if case .sink(let open) = route.responder {
-                self.openSink(stream, open, parameters)
+                self.openSink(stream, open, parameters, request())
                 return
             }
             switch route.bodyMode {
             case .collect:
-                if let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
+                // A request that ended with its headers has no body to limit (nghttp2 resets one whose
+                // content-length then is not 0 before it reaches us): only others are looked up.
+                if !stream.inboundEnded,
+                    let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
                     length > self.maxRequestBodySize
                 {
                     stream.inbound = .discarding
                     self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: self.maxRequestBodySize)))
                 } else if stream.inboundEnded {
                     stream.inbound = .discarding
-                    self.dispatch(stream, route, parameters, body: .empty)
+                    self.dispatch(stream, route, parameters, request())
                 } else {
                     stream.inbound = .collecting(ByteBuffer(), limit: self.maxRequestBodySize)
-                    stream.pendingRoute = (route, parameters)
+                    stream.pendingDispatch = PendingDispatch(route: route, parameters: parameters, request: request())
                 }
             case .stream:
                 let body = self.makeInboundStream(stream)
-                if stream.inboundEnded, case .streaming(let continuation) = stream.inbound {
-                    continuation.finish()
+                if stream.inboundEnded, case .streaming(let feed) = stream.inbound {
+                    feed.continuation.finish()
                 }
-                self.dispatch(stream, route, parameters, body: .stream(body))
+                self.dispatch(stream, route, parameters, request(body: .stream(body)))
             }
         }
     }
 
     /// Opens a sink route's sink for `stream`; its DATA then goes to the sink as it arrives.
-    func openSink(_ stream: NGHTTP2Stream, _ open: Router.SinkOpener, _ parameters: RouteParameters) {
-        let request = HTTPRequest(
-            method: HTTPMethod(rawValue: stream.method ?? ""), path: stream.requestPath, query: stream.requestQuery,
-            authority: stream.authority, headers: stream.headers, body: .empty)
+    func openSink(
+        _ stream: NGHTTP2Stream, _ open: Router.SinkOpener, _ parameters: RouteParameters, _ request: HTTPRequest
+    ) {
         do {
             let sink = try open(request, parameters)
             stream.inbound = (sink as? any PacedRequestBodySink).map(InboundBody.pacedSink) ?? .sink(sink)
@@ -67,29 +75,21 @@ extension NGHTTP2Connection {
     }
 
     /// Runs the handler: inline when it is immediate, else in a task whose response comes back here.
-    func dispatch(_ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: RouteParameters, body: HTTPBody) {
+    func dispatch(
+        _ stream: NGHTTP2Stream, _ route: Router.Route, _ parameters: consuming RouteParameters,
+        _ request: consuming HTTPRequest
+    ) {
         guard self.context != nil else { return }
-        // Made where it is used, so that it is moved into the call rather than copied and destroyed.
-        func request() -> HTTPRequest {
-            HTTPRequest(
-                method: HTTPMethod(rawValue: stream.method ?? ""),
-                path: stream.requestPath,
-                query: stream.requestQuery,
-                authority: stream.authority,
-                headers: stream.headers,
-                body: body
-            )
-        }
         switch route.responder {
         case .immediate(let handler):
-            self.submitResponse(stream, Router.invokeImmediately(handler, request(), parameters))
+            self.submitResponse(stream, Router.invokeImmediately(handler, request, parameters))
             self.scheduleFlush()
         case .deferred(let handler):
             guard let loop = self.context?.eventLoop else { return }
             let connection = NIOLoopBound(self, eventLoop: loop)
             let boundStream = NIOLoopBound(stream, eventLoop: loop)
             handler(
-                request(), parameters,
+                request, parameters,
                 HTTPResponder { response in
                     if loop.inEventLoop {
                         connection.value.handlerResponded(stream: boundStream.value, response)
@@ -103,17 +103,17 @@ extension NGHTTP2Connection {
             self.pendingCalls.append(
                 PendingCall(
                     handler: { request, parameters in await Router.invoke(.sink(open), request, parameters) },
-                    request: request(), parameters: parameters, stream: stream))
+                    request: request, parameters: parameters, stream: stream))
             if !self.inSession {
                 self.runPendingCalls()
             }
         case .async(let handler):
             if self.pendingCalls.isEmpty {
-                // About as many as the last burst: growing the array copies every call in it.
-                self.pendingCalls.reserveCapacity(self.lastPendingCallCount)
+                // Room for more than the last burst: growing the array copies every call in it.
+                self.pendingCalls.reserveCapacity(self.lastPendingCallCount + self.lastPendingCallCount / 2)
             }
             self.pendingCalls.append(
-                PendingCall(handler: handler, request: request(), parameters: parameters, stream: stream))
+                PendingCall(handler: handler, request: request, parameters: parameters, stream: stream))
             if !self.inSession {
                 self.runPendingCalls()
             }
@@ -129,12 +129,13 @@ extension NGHTTP2Connection {
     /// Without an event-loop executor (`runsHandlersOnEventLoop == false`) each call gets its own task.
     func runPendingCalls() {
         guard !self.pendingCalls.isEmpty, let loop = self.context?.eventLoop else { return }
-        var remaining = self.pendingCalls[...]
-        self.pendingCalls = []
-        self.lastPendingCallCount = remaining.count
+        // Moved, not copied, into the batch: each call is then taken out of it as it starts.
+        var calls: [PendingCall?] = []
+        swap(&calls, &self.pendingCalls)
+        self.lastPendingCallCount = calls.count
         let connection = NIOLoopBound(self, eventLoop: loop)
         guard let executor = self.handlerExecutor else {
-            for call in remaining {
+            for case let call? in calls {
                 let stream = NIOLoopBound(call.stream, eventLoop: loop)
                 let (handler, request, parameters) = (call.handler, call.request, call.parameters)
                 Task {
@@ -144,19 +145,26 @@ extension NGHTTP2Connection {
             }
             return
         }
-        while !remaining.isEmpty {
-            let boundBatch = NIOLoopBound(CallBatch(calls: Array(remaining)), eventLoop: loop)
+        while true {
+            let boundBatch = NIOLoopBound(CallBatch(calls: consume calls), eventLoop: loop)
             Task.immediate(executorPreference: executor) {
                 await workThroughCalls(boundBatch, on: loop, connection: connection)
             }
             let batch = boundBatch.value
-            if batch.inHandler {
-                // The task suspended inside a handler: it keeps that call, the rest go to a new task.
-                batch.detached = true
-                remaining = batch.calls[batch.next...]
-            } else {
-                remaining = []
+            // Unless the task suspended inside a handler, it ran every call.
+            guard batch.inHandler else {
+                // Every call was taken out of the batch: its array, emptied, takes the next burst
+                // (allocating one per burst cost ~150 instructions per request).
+                if self.pendingCalls.isEmpty {
+                    swap(&self.pendingCalls, &batch.calls)
+                    self.pendingCalls.removeAll(keepingCapacity: true)
+                }
+                return
             }
+            // It keeps the call it suspended in; the rest go to a new task.
+            batch.detached = true
+            calls = Array(batch.calls[batch.next...])
+            if calls.isEmpty { return }
         }
     }
 
@@ -170,7 +178,7 @@ extension NGHTTP2Connection {
     func submitResponse(_ stream: NGHTTP2Stream, _ response: HTTPResponse) {
         guard let session else { return }
         stream.responseStarted = true
-        let isHead = stream.method == "HEAD"
+        let isHead = stream.isHead
         let producerSource: HTTPBodyStream?
         let hasBody: Bool
         switch response.body {
@@ -216,10 +224,10 @@ extension NGHTTP2Connection {
             expired = true
             let error = HTTPError.requestTimeout(seconds: Double(server.requestTimeout.nanoseconds) / 1e9)
             switch stream.inbound {
-            case .streaming(let continuation):
-                continuation.finish(throwing: error)
+            case .streaming(let feed):
+                feed.continuation.finish(throwing: error)
             case .collecting, .discarding, .sink, .pacedSink:
-                stream.pendingRoute = nil
+                stream.pendingDispatch = nil
                 stream.inbound = .discarding
                 if !stream.responseStarted {
                     self.submitResponse(stream, HTTPResponse(error: error))
@@ -238,10 +246,14 @@ private func workThroughCalls(
     on loop: any EventLoop,
     connection: NIOLoopBound<NGHTTP2Connection>
 ) async {
+    // Unwrapped once, on the loop (`Task.immediate` starts here); used again only after a handler
+    // returned on the loop: each unwrapping checks the thread (four per call cost ~100 instructions).
+    let state = batch.value
+    let handlers = connection.value
     while true {
-        let state = batch.value
         guard !state.detached, state.next < state.calls.count else { return }
-        let call = state.calls[state.next]
+        // Taken out of the batch (not copied): the batch keeps no reference to a started call.
+        guard let call = state.calls[state.next].take() else { return }
         state.next += 1
         state.inHandler = true
         // The handler is called directly (not through Router.invoke): one async frame less per call.
@@ -257,9 +269,9 @@ private func workThroughCalls(
             loop.execute { connection.value.handlerResponded(stream: stream.value, response) }
             return
         }
-        connection.value.handlerResponded(stream: call.stream, response)
-        if batch.value.detached { return }
-        batch.value.inHandler = false
+        handlers.handlerResponded(stream: call.stream, response)
+        if state.detached { return }
+        state.inHandler = false
     }
 }
 
@@ -273,7 +285,9 @@ struct PendingCall {
 
 /// The calls one handler task works through; touched only on the connection's event loop.
 final class CallBatch {
-    let calls: [PendingCall]
+    /// The calls in order; each is taken out (left nil) when it starts. Unchecked for the reason
+    /// given on `NGHTTP2Connection`'s properties.
+    @exclusivity(unchecked) var calls: [PendingCall?]
     /// The index of the next call to start.
     var next = 0
     /// The task is inside a handler: if `Task.immediate` returns while this is set, the task suspended.
@@ -281,7 +295,7 @@ final class CallBatch {
     /// The dispatcher gave the calls after `next` to another task; this one stops after its current call.
     var detached = false
 
-    init(calls: [PendingCall]) {
+    init(calls: [PendingCall?]) {
         self.calls = calls
     }
 }

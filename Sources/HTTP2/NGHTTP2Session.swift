@@ -217,23 +217,24 @@ private func withHeaderBlock<Result>(
     for (name, value) in pseudo {
         byteCount += name.utf8.count + value.utf8.count
     }
-    if let status {
-        byteCount += 7 + decimalDigitCount(status)
+    if status != nil {
+        byteCount += 7 + maxDecimalCount
         fieldCount += 1
     }
     for field in headers where !isConnectionSpecific(field.name) {
         byteCount += field.name.utf8.count + field.value.utf8.count
         fieldCount += 1
     }
-    if let contentLength {
-        byteCount += 14 + decimalDigitCount(contentLength)
+    if contentLength != nil {
+        byteCount += 14 + maxDecimalCount
         fieldCount += 1
     }
     return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
         withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { nva in
             var offset = 0
             var index = 0
-            func copy(_ text: StaticString) -> (UnsafeMutablePointer<UInt8>, Int) {
+            // Named apart from `copy(_: String)`: a literal argument would pick that one.
+            func copy(static text: StaticString) -> (UnsafeMutablePointer<UInt8>, Int) {
                 let start = bytes.baseAddress! + offset
                 start.update(from: text.utf8Start, count: text.utf8CodeUnitCount)
                 offset += text.utf8CodeUnitCount
@@ -264,7 +265,7 @@ private func withHeaderBlock<Result>(
                 index += 1
             }
             if let status {
-                add(copy(":status"), copy(decimal: status))
+                add(copy(static: ":status"), copy(decimal: status))
             }
             for (name, value) in pseudo {
                 add(copy(name), copy(value))
@@ -273,34 +274,35 @@ private func withHeaderBlock<Result>(
                 add(copy(field.name), copy(field.value))
             }
             if let contentLength {
-                add(copy("content-length"), copy(decimal: contentLength))
+                add(copy(static: "content-length"), copy(decimal: contentLength))
             }
             return call(nva.baseAddress!, index)
         }
     }
 }
 
-/// The number of characters of `value` in decimal (with its minus sign).
-func decimalDigitCount(_ value: Int) -> Int {
-    var magnitude = value.magnitude
-    var count = value < 0 ? 2 : 1
-    while magnitude >= 10 {
-        magnitude /= 10
-        count += 1
-    }
-    return count
-}
+/// The most characters an `Int` takes in decimal (`Int.min`, with its minus sign): the room the
+/// header block leaves for a number, so that it is not counted twice.
+let maxDecimalCount = 20
 
-/// Writes `value` in decimal ASCII at `start` (`decimalDigitCount(value)` bytes); returns that count.
+/// Writes `value` in decimal ASCII at `start` (at most `maxDecimalCount` bytes); returns the count.
 @discardableResult
 func writeDecimal(_ value: Int, to start: UnsafeMutablePointer<UInt8>) -> Int {
-    let count = decimalDigitCount(value)
     var magnitude = value.magnitude
+    // The digit count by comparison (no division), then the digits from the last.
+    var digits = 1
+    var power: UInt = 10
+    while digits < 20 && magnitude >= power {
+        digits += 1
+        power = power &* 10
+    }
+    let count = value < 0 ? digits + 1 : digits
     var position = count
     repeat {
         position -= 1
-        start[position] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-        magnitude /= 10
+        let (quotient, remainder) = magnitude.quotientAndRemainder(dividingBy: 10)
+        start[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remainder)
+        magnitude = quotient
     } while magnitude > 0
     if value < 0 { start[0] = UInt8(ascii: "-") }
     return count

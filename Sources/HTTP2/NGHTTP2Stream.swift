@@ -7,13 +7,15 @@ import NIOCore
 /// reason given on `NGHTTP2Connection`'s.
 final class NGHTTP2Stream {
     var id: Int32
-    // Inbound header block.
+    // Inbound header block. On the server these are moved into the request (and left nil or
+    // empty) when the block is complete: the stream keeps no second reference to them.
     @exclusivity(unchecked) var method: String?
+    /// Server: the method is HEAD (its response carries no body); known once the block is complete.
+    var isHead = false
+    /// Server: the `:path` up to its first `?`; `query` is what follows it (nil without a `?`).
     @exclusivity(unchecked) var path: String?
+    @exclusivity(unchecked) var query: String?
     @exclusivity(unchecked) var authority: String?
-    /// Server: `path` split at `?` once the header block is complete.
-    var requestPath = "/"
-    var requestQuery: String?
     var status: Int?
     @exclusivity(unchecked) var headers = HTTPFields()
     /// Sum of (name + value + 32) over received fields; over the limit sets `headerListTooLarge`.
@@ -30,8 +32,8 @@ final class NGHTTP2Stream {
     var timedOut = false
     /// nghttp2 closed the stream (or the connection went away); answers for it are dropped.
     var isClosed = false
-    // Server: the route waiting for a collected body, and whether a response was submitted.
-    var pendingRoute: (route: Router.Route, parameters: RouteParameters)?
+    // Server: the request waiting for its collected body, and whether a response was submitted.
+    @exclusivity(unchecked) var pendingDispatch: PendingDispatch?
     var responseStarted = false
     // Outbound body, when there is one.
     @exclusivity(unchecked) var outbound: OutboundBody?
@@ -44,6 +46,13 @@ final class NGHTTP2Stream {
         self.lastActivity = now
     }
 
+    /// The received header fields, leaving none here (moved, not copied, into a request).
+    func takeHeaders() -> HTTPFields {
+        var taken = HTTPFields()
+        swap(&taken, &self.headers)
+        return taken
+    }
+
     /// Fails whatever waits on this stream: the client caller, or a streaming reader.
     func fail(_ error: HTTP2ClientError) {
         self.deadline?.cancel()
@@ -51,8 +60,8 @@ final class NGHTTP2Stream {
             exchange.finished = true
             exchange.promise.fail(error)
         }
-        if case .streaming(let continuation) = self.inbound {
-            continuation.finish(throwing: error)
+        if case .streaming(let feed) = self.inbound {
+            feed.continuation.finish(throwing: error)
             self.inbound = .discarding
         }
         if case .pacedSink(let paced) = self.inbound {
@@ -63,6 +72,23 @@ final class NGHTTP2Stream {
             self.outbound?.producerWaiting = nil
             waiter.fail(error)
         }
+    }
+}
+
+/// A request whose route is known, waiting for the rest of its body to be collected.
+///
+/// A class: most streams have none, and destroying an empty optional reference costs less than
+/// destroying an empty optional of this size.
+final class PendingDispatch {
+    let route: Router.Route
+    let parameters: RouteParameters
+    /// The request as its header block made it; its body is set when the body is complete.
+    var request: HTTPRequest
+
+    init(route: Router.Route, parameters: RouteParameters, request: HTTPRequest) {
+        self.route = route
+        self.parameters = parameters
+        self.request = request
     }
 }
 

@@ -36,6 +36,70 @@ import Testing
         }
     }
 
+    /// The server splits `:path` at its first `?` and hands the handler the method, path, query,
+    /// authority and fields it received, whether the request had a body to collect first or none;
+    /// a HEAD request's answer keeps its fields and drops its body.
+    @Test(arguments: [
+        ("GET", "/echo-request/a%20b", nil, "/echo-request/a%20b", "<none>", "a b"),
+        ("GET", "/echo-request/p?", nil, "/echo-request/p", "", "p"),
+        ("GET", "/echo-request/p?a=1?b=/2", nil, "/echo-request/p", "a=1?b=/2", "p"),
+        ("POST", "/echo-request/q?x=y", "hello", "/echo-request/q", "x=y", "q"),
+        ("HEAD", "/echo-request/h?z", nil, "/echo-request/h", "z", "h"),
+    ])
+    func serverHandsOverTheRequestAsReceived(
+        method: String, target: String, body: String?, path: String, query: String, parameter: String
+    ) async throws {
+        var router = Router()
+        let answer: Router.Handler = { request, parameters in
+            let received = try await request.body.collect(upTo: 1 << 10)
+            return HTTPResponse(
+                status: 200,
+                headers: [
+                    "x-method": request.method.rawValue, "x-path": request.path, "x-query": request.query ?? "<none>",
+                    "x-authority": request.authority ?? "<none>", "x-agent": request.headers["x-agent"] ?? "<none>",
+                    "x-parameter": parameters["name"] ?? "<none>",
+                ],
+                body: .string("got \(received.readableBytes)"))
+        }
+        router.get("/echo-request/{name}", handler: answer)
+        router.post("/echo-request/{name}", handler: answer)
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                let response = try await client.send(
+                    HTTPRequest(
+                        method: HTTPMethod(rawValue: method), target: target, authority: "example.test:1",
+                        headers: ["x-agent": "round-trip/1"], body: body.map(HTTPBody.string) ?? .empty),
+                    deadline: testDeadline())
+                #expect(response.status == 200)
+                #expect(response.headers["x-method"] == method)
+                #expect(response.headers["x-path"] == path)
+                #expect(response.headers["x-query"] == query)
+                #expect(response.headers["x-authority"] == "example.test:1")
+                #expect(response.headers["x-agent"] == "round-trip/1")
+                #expect(response.headers["x-parameter"] == parameter)
+                let received = String(buffer: try await response.body.collect(upTo: 1 << 10))
+                #expect(received == (method == "HEAD" ? "" : "got \(body?.utf8.count ?? 0)"))
+            }
+        }
+    }
+
+    /// Each request on a connection gets its own `:authority`, whether it repeats the one before
+    /// (which the server reuses) or not.
+    @Test func eachRequestGetsItsOwnAuthority() async throws {
+        var router = Router()
+        router.get("/authority") { request, _ in .json("\"\(request.authority ?? "<none>")\"") }
+        try await withServer(router) { _, port in
+            try await withClient(port: port) { client in
+                for authority in ["a.test:1", "a.test:1", "b.test:22", "a.test:1", "a.test:2", "b.test:2", "a.test:2"] {
+                    let response = try await client.send(
+                        HTTPRequest(method: .get, path: "/authority", authority: authority), deadline: testDeadline())
+                    let body = String(buffer: try await response.body.collect(upTo: 1 << 10))
+                    #expect(body == "\"\(authority)\"")
+                }
+            }
+        }
+    }
+
     /// The server writes `:status` and `content-length` as digits straight into the header block:
     /// one, two, several and zero digits, and a handler's own content-length is kept, not doubled.
     @Test func statusAndContentLengthArriveAsWritten() async throws {
@@ -140,6 +204,20 @@ import Testing
                 for (index, call) in waiting.enumerated() {
                     let response = try await call.value
                     #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(index)")
+                }
+                // Later bursts (whose calls reuse the finished batches' storage) are answered too.
+                for round in 0..<3 {
+                    let later = (0..<40).map { index in
+                        Task {
+                            try await client.send(
+                                HTTPRequest(method: .get, path: "/fast/\(round * 100 + index)"),
+                                deadline: .now() + .seconds(20))
+                        }
+                    }
+                    for (index, call) in later.enumerated() {
+                        let response = try await call.value
+                        #expect(String(buffer: try await response.body.collect(upTo: 16)) == "\(round * 100 + index)")
+                    }
                 }
             }
         }
