@@ -283,6 +283,49 @@ struct QEMUMigrationTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// A piece is never held back for more: a few bytes the source sent reach the target's socket
+    /// while the stream is still open (QEMU may need them before the source sends more; a target
+    /// node that gathered pieces into larger writes would have to flush them on a timer).
+    @Test func aSmallPieceReachesTheTargetWhileTheStreamIsOpen() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let carrier = try await QEMUMigrationTests.Carrier(group: group)
+        let directory = try TestGuest.scratch()
+        let checker = PatternChecker()
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(checker) }
+            }
+            .bind(unixDomainSocketPath: directory + "/in.sock", cleanupExistingSocketFile: true).get()
+        let id = MigrationID(rawValue: 12)
+        let token = carrier.receiver.expect(id, socketPath: directory + "/in.sock")
+        let writer = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+        try await QEMUMigrationStream.carryFromSource(
+            socketPath: directory + "/out.sock",
+            outlet: try await QEMUStreamSender.open(
+                migration: id, token: token, to: carrier.client, timeout: .seconds(120)),
+            start: {
+                writer.withLockedValue {
+                    $0 = Task {
+                        let channel = try await ClientBootstrap(group: group)
+                            .connect(unixDomainSocketPath: directory + "/out.sock").get()
+                        try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: 0, count: 10_000)))
+                        // The stream stays open until the target has the piece.
+                        try await eventually("10,000 bytes reach the target's socket", within: .seconds(30)) {
+                            checker.state.withLockedValue { $0.received } >= 10_000
+                        }
+                        try await channel.close()
+                    }
+                }
+            })
+        try await writer.withLockedValue { $0 }!.value
+        let state = checker.state.withLockedValue { $0 }
+        #expect(state.received == 10_000)
+        #expect(state.firstMismatch == nil)
+        try await listener.close()
+        await carrier.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     /// Compares what it reads with `pattern`, offset by offset.
     final class PatternChecker: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
