@@ -21,7 +21,8 @@ import QEMU
 /// differences are the carrying.
 /// Reported per route: total time and the pause (guest stopped → running on the target) p50 and
 /// largest, QEMU's own downtime p50, bytes sent, the rate (bytes ÷ total time), each route's rate ÷
-/// the direct one (medians), and the processor time each party used during the migration (p50, from
+/// the direct one (medians), each migration's rate ÷ the direct one of its round (median and range:
+/// the rounds take turns, so a pair shares the machine's state), and the processor time each party used during the migration (p50, from
 /// /proc: the source QEMU, the target QEMU, and the carrier — this process for the carried route,
 /// socat for the relay; this process's own share of the other routes is QMP polling): with two
 /// guests' QEMUs and the carrier on one machine, it shows whether the cores were the limit.
@@ -243,9 +244,9 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         await server.shutdown()
         succeeded = true
         print(
-            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | ÷ direct | CPU source / target / carrier p50 |"
+            "| guest | dirty | route | migrations | total p50 | paused p50 | paused max | QEMU downtime p50 | sent p50 | rate p50 | ÷ direct | ÷ direct in its round, p50 (range) | CPU source / target / carrier p50 |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for line in lines { print(line) }
     }
 
@@ -256,11 +257,17 @@ struct QEMUMigrationBenchmark: AsyncParsableCommand {
         return Route.allCases.map { route in
             let list = samples[route]!
             let routeRate = median(list.map(rateOf))
+            // The i-th sample of every route is from round i: each migration against the direct one
+            // of its own round, which cancels the machine's slower and faster minutes.
+            let paired = zip(list, samples[.direct]!).map { rateOf($0) / rateOf($1) }
+            let pairedText =
+                route == .direct
+                ? "" : String(format: "%.2f (%.2f–%.2f)", median(paired), paired.min()!, paired.max()!)
             return "| \(ByteCount(size)) | \(rate) MiB/s | \(route.rawValue) | \(list.count) "
                 + "| \(ms(median(list.map { seconds($0.total) }))) | \(ms(median(list.map { seconds($0.paused) }))) "
                 + "| \(ms(list.map { seconds($0.paused) }.max()!)) | \(ms(median(list.map { seconds($0.qemuDowntime) }))) "
                 + "| \(ByteCount(UInt64(median(list.map { Double($0.bytes) })))) | \(String(format: "%.0f MB/s", routeRate / 1e6)) "
-                + "| \(route == .direct ? "" : String(format: "%.2f", routeRate / directRate)) "
+                + "| \(route == .direct ? "" : String(format: "%.2f", routeRate / directRate)) | \(pairedText) "
                 + "| \(ms(median(list.map { seconds($0.cpu.source) }))) / \(ms(median(list.map { seconds($0.cpu.target) }))) "
                 + "/ \(ms(median(list.map { seconds($0.cpu.carrier) }))) |"
         }
