@@ -122,7 +122,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     /// buffer as it stood before a large DATA frame's payload, then that payload's own slices.
     @exclusivity(unchecked) var gathered: [ByteBuffer] = []
     /// The bytes in `gathered`.
-    var gatheredBytes = 0
+    @exclusivity(unchecked) var gatheredBytes = 0
     /// Server: the request-timeout sweep; client: the keepalive PINGs.
     var timeoutSweep: RepeatedTask?
     /// The bytes `mem_recv` is reading (nil otherwise): DATA for a paced sink is sliced out of
