@@ -98,8 +98,9 @@ struct NGHTTP2Session: Equatable {
     }
 
     /// Appends nghttp2's outbound frames to the connection's `writeBuffer` until it (with the
-    /// connection's `gathered` buffers) holds `limit` bytes or nghttp2 has no more. DATA frames are appended during mem_send by the connection's
-    /// `sendData`; everything else is what mem_send returns. Returns 0, or nghttp2's (fatal) error code.
+    /// connection's `gathered` buffers) holds `limit` bytes or nghttp2 has no more. DATA frames
+    /// are appended during mem_send by the connection's `sendData`; everything else is what
+    /// mem_send returns. Returns 0, or nghttp2's (fatal) error code.
     func send(into connection: NGHTTP2Connection, limit: Int) -> Int {
         while connection.writeBuffer!.readableBytes + connection.gatheredBytes < limit {
             var chunk: UnsafePointer<UInt8>?

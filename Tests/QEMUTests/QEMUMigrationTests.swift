@@ -232,21 +232,21 @@ struct QEMUMigrationTests {
         return Array(words[offset % 8..<offset % 8 + count])
     }
 
-    /// A large stream written in pieces of every size carried through the nodes arrives whole and
-    /// in order: QEMU checks the device state it loads, but not a RAM page's bytes, so a damaged
-    /// carrier would make a guest run on with wrong memory.
-    @Test func aLargeStreamArrivesByteForByteInOrder() async throws {
+    /// Carries migration `id`'s stream through an HTTP/2 carrier into a socket a `PatternChecker`
+    /// reads, from a "source QEMU" that `source` plays on its connection (it closes it after);
+    /// returns what the checker saw.
+    func carry(
+        _ id: MigrationID, source: @escaping @Sendable (any Channel, PatternChecker) async throws -> Void
+    ) async throws -> (received: Int, firstMismatch: Int?) {
         let group = MultiThreadedEventLoopGroup.singleton
         let carrier = try await QEMUMigrationTests.Carrier(group: group)
         let directory = try TestGuest.scratch()
-        let total = 96 << 20
         let checker = PatternChecker()
         let listener = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(checker) }
             }
             .bind(unixDomainSocketPath: directory + "/in.sock", cleanupExistingSocketFile: true).get()
-        let id = MigrationID(rawValue: 11)
         let token = carrier.receiver.expect(id, socketPath: directory + "/in.sock")
         let writer = NIOLockedValueBox<Task<Void, any Error>?>(nil)
         try await QEMUMigrationStream.carryFromSource(
@@ -254,76 +254,60 @@ struct QEMUMigrationTests {
             outlet: try await QEMUStreamSender.open(
                 migration: id, token: token, to: carrier.client, timeout: .seconds(120)),
             start: {
-                // The "source QEMU": writes the pattern in pieces of 1 byte to 3 MiB, then closes.
                 writer.withLockedValue {
                     $0 = Task {
                         let channel = try await ClientBootstrap(group: group)
                             .connect(unixDomainSocketPath: directory + "/out.sock").get()
-                        var random = SystemRandomNumberGenerator()
-                        var offset = 0
-                        while offset < total {
-                            let count = min(
-                                total - offset, [1, 7, 4096, 65_537, 1 << 20, 3 << 20].randomElement(using: &random)!)
-                            try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: offset, count: count)))
-                            offset += count
-                        }
+                        try await source(channel, checker)
                         try await channel.close()
                     }
                 }
             })
         try await writer.withLockedValue { $0 }!.value
-        try await eventually("every byte reaches the target's socket", within: .seconds(30)) {
-            checker.state.withLockedValue { $0.received } >= total
-        }
         let state = checker.state.withLockedValue { $0 }
-        #expect(state.received == total)
-        #expect(state.firstMismatch == nil, "the first wrong byte is at offset \(state.firstMismatch ?? -1)")
         try await listener.close()
         await carrier.close()
         try? FileManager.default.removeItem(atPath: directory)
+        return state
+    }
+
+    /// A large stream written in pieces of every size carried through the nodes arrives whole and
+    /// in order: QEMU checks the device state it loads, but not a RAM page's bytes, so a damaged
+    /// carrier would make a guest run on with wrong memory.
+    @Test func aLargeStreamArrivesByteForByteInOrder() async throws {
+        let total = 96 << 20
+        let state = try await carry(MigrationID(rawValue: 11)) { channel, checker in
+            // The "source QEMU": writes the pattern in pieces of 1 byte to 3 MiB, then closes.
+            var random = SystemRandomNumberGenerator()
+            var offset = 0
+            while offset < total {
+                let count = min(
+                    total - offset, [1, 7, 4096, 65_537, 1 << 20, 3 << 20].randomElement(using: &random)!)
+                try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: offset, count: count)))
+                offset += count
+            }
+            // Every byte reaches the target's socket before the stream's end is awaited.
+            try await eventually("every byte reaches the target's socket", within: .seconds(30)) {
+                checker.state.withLockedValue { $0.received } >= total
+            }
+        }
+        #expect(state.received == total)
+        #expect(state.firstMismatch == nil, "the first wrong byte is at offset \(state.firstMismatch ?? -1)")
     }
 
     /// A piece is never held back for more: a few bytes the source sent reach the target's socket
     /// while the stream is still open (QEMU may need them before the source sends more; a target
     /// node that gathered pieces into larger writes would have to flush them on a timer).
     @Test func aSmallPieceReachesTheTargetWhileTheStreamIsOpen() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let carrier = try await QEMUMigrationTests.Carrier(group: group)
-        let directory = try TestGuest.scratch()
-        let checker = PatternChecker()
-        let listener = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(checker) }
+        let state = try await carry(MigrationID(rawValue: 12)) { channel, checker in
+            try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: 0, count: 10_000)))
+            // The stream stays open until the target has the piece.
+            try await eventually("10,000 bytes reach the target's socket", within: .seconds(30)) {
+                checker.state.withLockedValue { $0.received } >= 10_000
             }
-            .bind(unixDomainSocketPath: directory + "/in.sock", cleanupExistingSocketFile: true).get()
-        let id = MigrationID(rawValue: 12)
-        let token = carrier.receiver.expect(id, socketPath: directory + "/in.sock")
-        let writer = NIOLockedValueBox<Task<Void, any Error>?>(nil)
-        try await QEMUMigrationStream.carryFromSource(
-            socketPath: directory + "/out.sock",
-            outlet: try await QEMUStreamSender.open(
-                migration: id, token: token, to: carrier.client, timeout: .seconds(120)),
-            start: {
-                writer.withLockedValue {
-                    $0 = Task {
-                        let channel = try await ClientBootstrap(group: group)
-                            .connect(unixDomainSocketPath: directory + "/out.sock").get()
-                        try await channel.writeAndFlush(ByteBuffer(bytes: Self.pattern(at: 0, count: 10_000)))
-                        // The stream stays open until the target has the piece.
-                        try await eventually("10,000 bytes reach the target's socket", within: .seconds(30)) {
-                            checker.state.withLockedValue { $0.received } >= 10_000
-                        }
-                        try await channel.close()
-                    }
-                }
-            })
-        try await writer.withLockedValue { $0 }!.value
-        let state = checker.state.withLockedValue { $0 }
+        }
         #expect(state.received == 10_000)
         #expect(state.firstMismatch == nil)
-        try await listener.close()
-        await carrier.close()
-        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Compares what it reads with `pattern`, offset by offset.
