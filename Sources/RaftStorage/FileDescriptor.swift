@@ -37,6 +37,23 @@ struct FileDescriptor: ~Copyable {
         if failure != 0 { throw .system("write", path: path, errno: failure) }
     }
 
+    /// Writes all of `bytes` at `offset`, leaving the file offset where it was.
+    func writeAll(_ bytes: [UInt8], at offset: Int) throws(StorageError) {
+        let failure = bytes.withUnsafeBytes { buffer -> Int32 in
+            var written = 0
+            while written < buffer.count {
+                let result = pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(offset + written))
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += result
+            }
+            return 0
+        }
+        if failure != 0 { throw .system("pwrite", path: path, errno: failure) }
+    }
+
     /// Flushes the file's data and metadata to stable storage.
     func sync() throws(StorageError) {
         while fsync(fd) != 0 {
@@ -44,31 +61,53 @@ struct FileDescriptor: ~Copyable {
         }
     }
 
+    /// Flushes the file's data, and the metadata needed to read it back (its size, its blocks), to
+    /// stable storage; timestamps may stay behind. Where the blocks were allocated beforehand
+    /// (`allocate`), no metadata changes, and the filesystem need not commit its journal.
+    func syncData() throws(StorageError) {
+        while fdatasync(fd) != 0 {
+            if errno != EINTR { throw .system("fdatasync", path: path, errno: errno) }
+        }
+    }
+
+    /// Makes the file at least `length` bytes long, with the blocks allocated on disk: bytes
+    /// beyond the old end read as zeros. Durable with the next `sync` or `syncData`.
+    func allocate(length: Int) throws(StorageError) {
+        let result = posix_fallocate(fd, 0, off_t(length))
+        if result != 0 { throw .system("posix_fallocate", path: path, errno: result) }
+    }
+
+    /// The file's size in bytes.
+    func size() throws(StorageError) -> Int {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw .system("fstat", path: path, errno: errno) }
+        return Int(status.st_size)
+    }
+
     func truncate(to length: Int) throws(StorageError) {
         guard ftruncate(fd, off_t(length)) == 0 else { throw .system("ftruncate", path: path, errno: errno) }
     }
 
-    func seekToEnd() throws(StorageError) -> Int {
-        let offset = lseek(fd, 0, SEEK_END)
-        guard offset >= 0 else { throw .system("lseek", path: path, errno: errno) }
-        return Int(offset)
-    }
-
-    /// Reads the whole file from the start.
+    /// Reads the whole file from the start (as long as it was when the read began), straight into
+    /// one buffer of its size.
     func readAll() throws(StorageError) -> [UInt8] {
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        var offset: off_t = 0
-        while true {
-            let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+        var contents = [UInt8](repeating: 0, count: try size())
+        var length = 0
+        while length < contents.count {
+            let count = contents.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + length, $0.count - length, off_t(length))
+            }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw .system("read", path: path, errno: errno)
             }
-            if count == 0 { return contents }
-            contents.append(contentsOf: chunk[0..<count])
-            offset += off_t(count)
+            if count == 0 {
+                contents.removeLast(contents.count - length)
+                break
+            }
+            length += count
         }
+        return contents
     }
 }
 

@@ -64,6 +64,12 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A failed system call's errno.
+    var systemErrno: Int32? {
+        if case .system(_, _, let errno) = kind { return errno }
+        return nil
+    }
+
     /// The byte offset in `path` of a corrupt record.
     public var offset: Int? {
         if case .corruptRecord(_, let offset, _) = kind { return offset }

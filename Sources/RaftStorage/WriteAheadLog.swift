@@ -1,4 +1,4 @@
-// The write-ahead log: append-only segment files of checksummed records, one fsync per batch.
+// The write-ahead log: append-only segment files of checksummed records, one fdatasync per batch.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -19,7 +19,8 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
     public var path: String
     /// Where the torn record started; the file was truncated to this length.
     public var offset: Int
-    /// How many bytes were cut off.
+    /// How many bytes of the torn write were cut off: from `offset` to the last byte that is not
+    /// zero (zeros after it are space allocated ahead of the writes, which hold nothing).
     public var droppedBytes: Int
 
     public var description: String {
@@ -36,18 +37,28 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 /// | payload`, integers little-endian. The header has its own checksum so a damaged length is
 /// never trusted to skip over data.
 ///
-/// Durability: `append` only buffers in memory; `sync` writes the whole batch with one `write` and
-/// one `fsync` (group commit). Nothing appended is durable — and nothing may be acknowledged — until
-/// `sync` returns. Records appended and never synced (Raft's commit-only hard states) are not in
-/// the file at all: a crash, even of the process alone, loses exactly them and nothing before
+/// Durability: `append` only buffers in memory; `sync` writes the whole batch with one `pwrite` and
+/// one `fdatasync` (group commit). Nothing appended is durable — and nothing may be acknowledged —
+/// until `sync` returns. Records appended and never synced (Raft's commit-only hard states) are not
+/// in the file at all: a crash, even of the process alone, loses exactly them and nothing before
 /// them, so the file never holds bytes outside a `sync` in progress whose write order the kernel
 /// could scramble. A segment is synced before the next one is started, so only the last segment
 /// can have a torn tail.
 ///
-/// Recovery (`open`): a record at the end of the last segment that is incomplete or fails its
-/// checksum, with no valid record after it, is a torn write of a batch that was never
-/// acknowledged; it is truncated and reported. Any other damage is a `StorageError` naming the
-/// file and byte offset: the log never starts on silently lost data.
+/// Allocation ahead: the segment being written is extended `preallocationBytes` at a time with
+/// `posix_fallocate` (its blocks reserved, reading as zeros), so a `sync` within that space
+/// changes neither the file's size nor its block map, and its `fdatasync` writes the data alone —
+/// no journal commit of the filesystem's metadata, which on ext4 costs as much again and is
+/// shared by every process syncing on that filesystem (0.24 → 0.15 ms per sync alone, 0.43–0.70
+/// → 0.36 ms with three nodes syncing at once, on the machines measured). A segment is cut to its
+/// records' length (and fsynced) when it is closed, so only the last segment ends in zeros.
+///
+/// Recovery (`open`): the last segment's records end at the first record that is not intact.
+/// If every byte from there on is zero, that is the allocated space and the log's clean end. A
+/// record there that is incomplete or fails its checksum, with no intact record after it, is a
+/// torn write of a batch that was never acknowledged; it is truncated and reported. Any other
+/// damage is a `StorageError` naming the file and byte offset: the log never starts on silently
+/// lost data.
 ///
 /// Not `Sendable`: one owner (the node's storage loop) uses it at a time.
 public final class WriteAheadLog {
@@ -55,10 +66,14 @@ public final class WriteAheadLog {
         public var directory: String
         /// A segment is closed and a new one started once it grows past this size.
         public var segmentBytes: Int
+        /// How far ahead of the records the segment's file is allocated, in one step; 0 writes at
+        /// the end of the file, growing it with every sync.
+        public var preallocationBytes: Int
 
-        public init(directory: String, segmentBytes: Int = 64 << 20) {
+        public init(directory: String, segmentBytes: Int = 64 << 20, preallocationBytes: Int = 4 << 20) {
             self.directory = directory
             self.segmentBytes = segmentBytes
+            self.preallocationBytes = preallocationBytes
         }
     }
 
@@ -76,17 +91,25 @@ public final class WriteAheadLog {
     /// Sequence numbers of the segment files, oldest first; the last is the one being written.
     public private(set) var segments: [UInt64]
     private var current: FileDescriptor
+    /// The length of the current segment's magic and records: where the next batch is written.
     private var currentBytes: Int
+    /// The current segment file's size: `currentBytes` and the allocated space after it.
+    private var allocatedBytes: Int
+    private var preallocationBytes: Int
     private var pending: [UInt8] = []
     /// How many times `sync` reached the disk (an `fsync` of a segment), for tests and status.
     public private(set) var syncCount = 0
 
-    private init(configuration: Configuration, segments: [UInt64], current: consuming FileDescriptor, currentBytes: Int)
-    {
+    private init(
+        configuration: Configuration, segments: [UInt64], current: consuming FileDescriptor, currentBytes: Int,
+        allocatedBytes: Int
+    ) {
         self.configuration = configuration
         self.segments = segments
         self.current = current
         self.currentBytes = currentBytes
+        self.allocatedBytes = allocatedBytes
+        self.preallocationBytes = max(0, configuration.preallocationBytes)
     }
 
     /// Opens (or creates) the log in `configuration.directory` and reads back every record.
@@ -106,22 +129,27 @@ public final class WriteAheadLog {
         sequences.sort()
 
         if sequences.isEmpty {
-            let file = try createSegment(0, in: configuration.directory)
+            let file = try createSegment(
+                0, in: configuration.directory, preallocationBytes: configuration.preallocationBytes)
+            let allocated = try file.size()
             let log = WriteAheadLog(
-                configuration: configuration, segments: [0], current: file, currentBytes: magic.count)
+                configuration: configuration, segments: [0], current: file, currentBytes: magic.count,
+                allocatedBytes: allocated)
             return (log, [], nil)
         }
 
         var records: [RecoveredRecord] = []
         var tornTail: TornTail?
+        var end = 0
         for (position, sequence) in sequences.enumerated() {
             let path = segmentPath(sequence, in: configuration.directory)
             let bytes = try FileDescriptor(path: path, flags: O_RDONLY).readAll()
             let isLast = position == sequences.count - 1
             let scan = try scanSegment(bytes, path: path, sequence: sequence, isLast: isLast)
             records += scan.records
-            if let torn = scan.tornAt {
-                tornTail = TornTail(path: path, offset: torn, droppedBytes: bytes.count - torn)
+            end = scan.end
+            if let torn = scan.tornBytes {
+                tornTail = TornTail(path: path, offset: scan.end, droppedBytes: torn)
             }
         }
 
@@ -131,14 +159,25 @@ public final class WriteAheadLog {
             try file.truncate(to: tornTail.offset)
             if tornTail.offset < magic.count {
                 // The crash came while the segment's magic was being written: write it again.
-                _ = try file.seekToEnd()
-                try file.writeAll(magic)
+                try file.truncate(to: 0)
+                try file.writeAll(magic, at: 0)
+                end = magic.count
             }
             try file.sync()
         }
-        let size = try file.seekToEnd()
-        let log = WriteAheadLog(configuration: configuration, segments: sequences, current: file, currentBytes: size)
+        let allocated = try file.size()
+        let log = WriteAheadLog(
+            configuration: configuration, segments: sequences, current: file, currentBytes: end,
+            allocatedBytes: allocated)
         return (log, records, tornTail)
+    }
+
+    /// How many bytes at the start of the segment file at `path` hold its magic and intact records;
+    /// the rest, if any, is allocated space or a torn write. For tests and tools that cut a
+    /// segment as a crash would.
+    public static func recordsLength(ofSegment path: String) throws(StorageError) -> Int {
+        let bytes = try FileDescriptor(path: path, flags: O_RDONLY).readAll()
+        return try scanSegment(bytes, path: path, sequence: 0, isLast: true).end
     }
 
     /// Buffers a record; it reaches the disk on the next `sync`.
@@ -152,13 +191,27 @@ public final class WriteAheadLog {
     /// Bytes appended and not yet synced.
     public var pendingBytes: Int { pending.count }
 
-    /// Writes every buffered record and fsyncs once; on return they are durable.
+    /// Writes every buffered record and syncs once; on return they are durable.
     public func sync() throws(StorageError) {
         guard !pending.isEmpty else { return }
-        try current.writeAll(pending)
-        try current.sync()
+        let end = currentBytes + pending.count
+        if end > allocatedBytes && preallocationBytes > 0 {
+            // The file grows here, once per `preallocationBytes`; this sync carries the metadata.
+            let target = (end / preallocationBytes + 1) * preallocationBytes
+            do {
+                try current.allocate(length: target)
+                allocatedBytes = target
+            } catch {
+                // A filesystem that cannot allocate ahead: write at the end of the file.
+                guard Self.cannotAllocate(error) else { throw error }
+                preallocationBytes = 0
+            }
+        }
+        try current.writeAll(pending, at: currentBytes)
+        try current.syncData()
         syncCount += 1
-        currentBytes += pending.count
+        currentBytes = end
+        allocatedBytes = max(allocatedBytes, end)
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -175,9 +228,15 @@ public final class WriteAheadLog {
     @discardableResult
     public func rotate() throws(StorageError) -> UInt64 {
         try sync()
+        if allocatedBytes > currentBytes {
+            // Closed segments end with their last record: zeros there would be damage.
+            try current.truncate(to: currentBytes)
+            try current.sync()
+        }
         let next = segments.last! + 1
-        current = try Self.createSegment(next, in: configuration.directory)
+        current = try Self.createSegment(next, in: configuration.directory, preallocationBytes: preallocationBytes)
         currentBytes = Self.magic.count
+        allocatedBytes = try current.size()
         segments.append(next)
         return next
     }
@@ -200,13 +259,30 @@ public final class WriteAheadLog {
         return directory + "/" + String(repeating: "0", count: 16 - hex.count) + hex + ".wal"
     }
 
-    private static func createSegment(_ sequence: UInt64, in directory: String) throws(StorageError) -> FileDescriptor {
+    /// A new segment holding the magic, with `preallocationBytes` allocated (when the filesystem
+    /// can), fsynced with its directory entry.
+    private static func createSegment(
+        _ sequence: UInt64, in directory: String, preallocationBytes: Int
+    ) throws(StorageError) -> FileDescriptor {
         let path = segmentPath(sequence, in: directory)
         let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_EXCL)
-        try file.writeAll(magic)
+        try file.writeAll(magic, at: 0)
+        if preallocationBytes > magic.count {
+            do {
+                try file.allocate(length: preallocationBytes)
+            } catch {
+                guard cannotAllocate(error) else { throw error }
+            }
+        }
         try file.sync()
         try DurableFiles.syncDirectory(directory)
         return file
+    }
+
+    /// The filesystem does not allocate ahead (`posix_fallocate`'s EOPNOTSUPP or EINVAL): the log
+    /// then writes at the end of the file, as without `preallocationBytes`.
+    private static func cannotAllocate(_ error: StorageError) -> Bool {
+        error.systemErrno == EOPNOTSUPP || error.systemErrno == EINVAL
     }
 
     static func encode(type: UInt8, payload: [UInt8], into buffer: inout [UInt8]) {
@@ -251,14 +327,17 @@ public final class WriteAheadLog {
         return nil
     }
 
-    /// Reads a segment's records. In the last segment a damaged record with no intact record
-    /// anywhere after it is a torn tail (returned as `tornAt`); any other damage throws.
+    /// Reads a segment's records, which end at `end`. In the last segment, zeros from there to the
+    /// end of the file are allocated space, and a damaged record with no intact record anywhere
+    /// after it is a torn tail of `tornBytes` bytes; any other damage throws.
     private static func scanSegment(
         _ bytes: [UInt8], path: String, sequence: UInt64, isLast: Bool
-    ) throws(StorageError) -> (records: [RecoveredRecord], tornAt: Int?) {
+    ) throws(StorageError) -> (records: [RecoveredRecord], end: Int, tornBytes: Int?) {
         guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
-            if isLast && bytes.count < magic.count && magic.starts(with: bytes) {
-                return ([], 0)
+            // Torn while the magic was written: a prefix of it, then nothing or allocated zeros.
+            let written = zip(bytes, magic).prefix { $0 == $1 }.count
+            if isLast && written < magic.count && bytes[written...].allSatisfy({ $0 == 0 }) {
+                return ([], 0, written)
             }
             if let newer = version.newerFormatError(in: bytes, path: path, subject: "write-ahead log segment \(path)") {
                 throw newer
@@ -269,10 +348,15 @@ public final class WriteAheadLog {
         var offset = magic.count
         while offset < bytes.count {
             if let reason = defect(in: bytes, at: offset) {
-                guard isLast, !containsIntactRecord(bytes, after: offset) else {
+                guard isLast else { throw .corruptRecord(path: path, offset: offset, reason: reason) }
+                // Where the bytes that are not zero end: a record can start no later (its header
+                // checksum is never zero, so an all-zero header is never intact).
+                let written = writtenLength(bytes, from: offset)
+                if written <= offset { return (records, offset, nil) }
+                guard !containsIntactRecord(bytes, after: offset, before: written) else {
                     throw .corruptRecord(path: path, offset: offset, reason: reason)
                 }
-                return (records, offset)
+                return (records, offset, written - offset)
             }
             let length = Int(readLittleEndian(bytes, at: offset))
             let payloadStart = offset + headerBytes
@@ -282,14 +366,34 @@ public final class WriteAheadLog {
                     payload: Array(bytes[payloadStart..<payloadStart + length])))
             offset = payloadStart + length
         }
-        return (records, nil)
+        return (records, offset, nil)
     }
 
-    /// Whether an intact record starts anywhere after `offset`: if one does, the damage at
-    /// `offset` is not a torn tail but corruption in the middle of the log.
-    private static func containsIntactRecord(_ bytes: [UInt8], after offset: Int) -> Bool {
+    /// One past the last byte at or after `offset` that is not zero; `offset` if there is none.
+    /// Compares 4 KiB at a time from the end, since allocated space is megabytes of zeros.
+    private static func writtenLength(_ bytes: [UInt8], from offset: Int) -> Int {
+        bytes.withUnsafeBytes { buffer in
+            var end = buffer.count
+            while end > offset {
+                let start = max(offset, end - zeroPage.count)
+                let isZero = zeroPage.withUnsafeBytes { zeros in
+                    memcmp(buffer.baseAddress! + start, zeros.baseAddress!, end - start) == 0
+                }
+                if !isZero { break }
+                end = start
+            }
+            while end > offset && buffer[end - 1] == 0 { end -= 1 }
+            return end
+        }
+    }
+
+    private static let zeroPage = [UInt8](repeating: 0, count: 4096)
+
+    /// Whether an intact record starts after `offset` and before `limit`: if one does, the damage
+    /// at `offset` is not a torn tail but corruption in the middle of the log.
+    private static func containsIntactRecord(_ bytes: [UInt8], after offset: Int, before limit: Int) -> Bool {
         var candidate = offset + 1
-        while candidate + headerBytes <= bytes.count {
+        while candidate < limit && candidate + headerBytes <= bytes.count {
             if defect(in: bytes, at: candidate) == nil { return true }
             candidate += 1
         }

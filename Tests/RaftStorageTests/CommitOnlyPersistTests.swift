@@ -111,7 +111,7 @@ private func restartAndCommitOneMore(
         // A vote in a new term must sync: it carries the commit-5 record to disk before its own.
         try storage.persist(hardState: HardState(term: 2, vote: 2, commit: 5), entries: [], snapshot: nil)
     }
-    let full = try Data(contentsOf: URL(fileURLWithPath: wal))
+    let full = try Data(contentsOf: URL(fileURLWithPath: wal)).prefix(try WriteAheadLog.recordsLength(ofSegment: wal))
     let (_, whole) = try RaftDiskStorage.open(directory: directory.path)
     #expect(whole.hardState == HardState(term: 2, vote: 2, commit: 5))
     // Cut one byte off the last record (the term-2 hard state): the commit-5 record is then last.

@@ -108,12 +108,12 @@ private func snapshot(at index: UInt64, term: UInt64) -> Snapshot {
         try storage.persist(hardState: HardState(term: 1, commit: 2), entries: entries(1...4, term: 1), snapshot: nil)
     }
     let wal = directory.path + "/wal/0000000000000000.wal"
-    let firstBatchEnd = try Data(contentsOf: URL(fileURLWithPath: wal)).count
+    let firstBatchEnd = try WriteAheadLog.recordsLength(ofSegment: wal)
     do {
         let (storage, _) = try RaftDiskStorage.open(directory: directory.path)
         try storage.persist(hardState: HardState(term: 2, commit: 4), entries: entries(3...6, term: 2), snapshot: nil)
     }
-    let full = try Data(contentsOf: URL(fileURLWithPath: wal))
+    let full = try Data(contentsOf: URL(fileURLWithPath: wal)).prefix(try WriteAheadLog.recordsLength(ofSegment: wal))
     for cut in firstBatchEnd...full.count {
         try full.prefix(cut).write(to: URL(fileURLWithPath: wal))
         let (_, recovered) = try RaftDiskStorage.open(directory: directory.path)
