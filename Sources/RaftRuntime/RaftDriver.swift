@@ -70,6 +70,10 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// Told of every `Ready` before its messages leave, so it knows when this node leads.
     private let leaderContact: LeaderContactTracker?
     private let tickDuration: Duration
+    /// How long a leader holds an append without entries before sending it (`HeldAppends`), in ns.
+    private let emptyAppendDelay: UInt64
+    private var heldAppends = HeldAppends()
+    private var heldAppendsRelease: Scheduled<Void>?
     /// A snapshot is taken after this many entries were applied since the last one.
     private let snapshotInterval: UInt64
 
@@ -110,6 +114,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ///   - seed: seeds the election-timeout jitter; distinct per node.
     ///   - eventLoop: the loop the driver runs on; the node's peer and client connections should
     ///     use it too, so their messages reach the core without a thread switch.
+    ///   - emptyAppendDelay: how long a leader holds an append that carries no entries (a commit
+    ///     moving forward) in case the next write's append carries it instead (`HeldAppends`); the
+    ///     most a follower learns of a commit later than at once. Zero sends every message at once.
     public init(
         configuration: RaftConfiguration,
         bootstrapMembership: Membership,
@@ -121,9 +128,12 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         snapshotInterval: UInt64 = 10_000,
         leaderContact: LeaderContactTracker? = nil,
         seed: UInt64,
-        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
+        emptyAppendDelay: Duration = .microseconds(500)
     ) throws {
         self.eventLoop = eventLoop
+        let (seconds, attoseconds) = max(.zero, emptyAppendDelay).components
+        self.emptyAppendDelay = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
         let random = SeededGenerator(seed: seed)
         var machine = machine
         if recovered.isEmpty {
@@ -168,6 +178,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         running = false
         ticker?.cancel()
         ticker = nil
+        heldAppendsRelease?.cancel()
+        heldAppendsRelease = nil
+        heldAppends.removeAll()
         let error = RaftDriverError(kind: .stopped, detail: "")
         for proposal in proposals.values { proposal.complete(.failure(error)) }
         proposals.removeAll()
@@ -395,7 +408,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             leaderContact?.handlingReady(leaderOf: ready.role == .leader ? node.term : nil)
             // 2, early: a leader's appends travel while it writes; its followers' fsyncs and its
             // own run side by side (the core counts its own entries only once `advance` says so).
-            if ready.canSendBeforePersisting && !ready.messages.isEmpty { transport.send(ready.messages) }
+            if ready.canSendBeforePersisting && !ready.messages.isEmpty { send(ready.messages) }
             // 1. Persist, durably, before anything else leaves the node.
             do {
                 try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
@@ -406,7 +419,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
                 return
             }
             // 2. Send.
-            if !ready.canSendBeforePersisting && !ready.messages.isEmpty { transport.send(ready.messages) }
+            if !ready.canSendBeforePersisting && !ready.messages.isEmpty { send(ready.messages) }
             // 3. Restore, then apply only committed entries.
             if let snapshot = ready.snapshot {
                 do {
@@ -445,6 +458,30 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         }
         if node.role != .leader { failReadsOnLostLeadership() }
         takeSnapshotIfDue()
+    }
+
+    /// Sends a `Ready`'s messages, holding appends without entries for `emptyAppendDelay`.
+    private func send(_ messages: [Message]) {
+        guard emptyAppendDelay > 0 else { return transport.send(messages) }
+        let now = heldAppends.route(messages, now: NIODeadline.now().uptimeNanoseconds)
+        if !now.isEmpty { transport.send(now) }
+        scheduleHeldAppendsRelease()
+    }
+
+    /// Arms the timer for the oldest held append, unless it is armed already.
+    private func scheduleHeldAppendsRelease() {
+        guard heldAppendsRelease == nil, let due = heldAppends.due(delay: emptyAppendDelay) else { return }
+        heldAppendsRelease = eventLoop.scheduleTask(deadline: NIODeadline.uptimeNanoseconds(due)) {
+            self.assumeIsolated { $0.releaseHeldAppends() }
+        }
+    }
+
+    private func releaseHeldAppends() {
+        heldAppendsRelease = nil
+        guard running else { return }
+        let due = heldAppends.release(now: NIODeadline.now().uptimeNanoseconds, delay: emptyAppendDelay)
+        if !due.isEmpty { transport.send(due) }
+        scheduleHeldAppendsRelease()
     }
 
     private func apply(_ committed: CommittedEntry) throws {

@@ -11,9 +11,12 @@ import Testing
 /// Appends every command; answers with the count so far.
 private struct CommandLog: ReplicatedStateMachine {
     var commands: [[UInt8]] = []
+    /// Where the last command applied stood in the log (not kept in snapshots).
+    var lastIndex: LogIndex = 0
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         commands.append(command)
+        lastIndex = index
         return Array(String(commands.count).utf8)
     }
 
@@ -33,6 +36,8 @@ private struct CommandLog: ReplicatedStateMachine {
 /// Delivers messages between drivers in this process; a node can be cut off.
 private final class MemoryNetwork: Sendable {
     private let drivers = Mutex<[NodeID: RaftDriver<CommandLog>]>([:])
+    /// Every message the drivers handed to the network, in order.
+    let sent = Mutex<[Message]>([])
 
     func attach(_ id: NodeID, _ driver: RaftDriver<CommandLog>) { drivers.withLock { $0[id] = driver } }
     func detach(_ id: NodeID) { _ = drivers.withLock { $0.removeValue(forKey: id) } }
@@ -42,6 +47,7 @@ private final class MemoryNetwork: Sendable {
     struct Transport: PeerTransport {
         let network: MemoryNetwork
         func send(_ messages: [Message]) {
+            network.sent.withLock { $0 += messages }
             for (to, batch) in Dictionary(grouping: messages, by: \.to) {
                 // Through the wire format, as a real peer would receive them.
                 let decoded = batch.compactMap { try? Message(wireBytes: $0.wireBytes) }
@@ -61,6 +67,7 @@ private struct Cluster: ~Copyable {
     let network = MemoryNetwork()
     let members: Set<NodeID> = [1, 2, 3]
     var drivers: [NodeID: RaftDriver<CommandLog>] = [:]
+    var emptyAppendDelay: Duration = .microseconds(500)
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
@@ -68,7 +75,7 @@ private struct Cluster: ~Copyable {
             configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
             bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
             machine: CommandLog(), transport: network.transport(), tickDuration: .milliseconds(2),
-            snapshotInterval: 40, seed: id.rawValue)
+            snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay)
         drivers[id] = driver
         network.attach(id, driver)
         Task { await driver.start() }
@@ -179,5 +186,64 @@ func aRestartedFollowerCatchesUpWithoutNewWrites() async throws {
     _ = await cluster.drivers[victim]!.awaitLeader()
     let seen = try await cluster.commands(readOn: victim)
     #expect(seen == [Array("first".utf8)] + (2...10).map { Array("w\($0)".utf8) })
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
+
+/// The appends without entries that left the leader `leader` for `follower` after message `start`.
+private func emptyAppends(_ network: MemoryNetwork, from leader: NodeID, to follower: NodeID, after start: Int)
+    -> [AppendEntries]
+{
+    network.sent.withLock { Array($0[start...]) }.compactMap { message in
+        guard message.from == leader, message.to == follower, case .append(let append) = message.kind,
+            append.entries.isEmpty
+        else { return nil }
+        return append
+    }
+}
+
+/// A commit that no write follows still reaches every follower in an append of its own, once the
+/// leader has held it for its delay (`HeldAppends`): a heartbeat is not what tells them.
+@Test(.timeLimit(.minutes(1)))
+func aHeldCommitLeavesAfterItsDelayWhenNoWriteFollows() async throws {
+    var cluster = Cluster()
+    cluster.emptyAppendDelay = .milliseconds(1)
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let index = await cluster.drivers[leader]!.staleRead { $0.lastIndex }
+    for follower in cluster.members.subtracting([leader]) {
+        while !emptyAppends(cluster.network, from: leader, to: follower, after: 0).contains(where: {
+            $0.commit >= index
+        }) {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
+
+/// Writes that follow one another carry each other's commit: with a delay longer than the test, no
+/// append without entries leaves the leader while they do, and the followers still apply every
+/// write (the last commit comes with a heartbeat).
+@Test(.timeLimit(.minutes(1)))
+func writesThatFollowOneAnotherCarryTheCommitWithoutAppendsOfTheirOwn() async throws {
+    var cluster = Cluster()
+    cluster.emptyAppendDelay = .seconds(600)
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("w1", sequence: 1)
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let start = cluster.network.sent.withLock { $0.count }
+    for number in 2...20 { _ = try await cluster.write("w\(number)", sequence: UInt64(number)) }
+    // None left any node (were leadership to move on a loaded machine, the new leader's are held too).
+    for from in cluster.members {
+        for to in cluster.members.subtracting([from]) {
+            #expect(emptyAppends(cluster.network, from: from, to: to, after: start).isEmpty)
+        }
+    }
+    let expected = (1...20).map { Array("w\($0)".utf8) }
+    for follower in cluster.members.subtracting([leader]) {
+        while await cluster.drivers[follower]!.staleRead({ $0.commands }) != expected {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }
