@@ -95,6 +95,8 @@ public final class WriteAheadLog {
     private var currentBytes: Int
     /// The current segment file's size: `currentBytes` and the allocated space after it.
     private var allocatedBytes: Int
+    /// `configuration.preallocationBytes`, or 0 for the rest of a segment whose filesystem could
+    /// not allocate ahead (it does not, or it is nearly full).
     private var preallocationBytes: Int
     private var pending: [UInt8] = []
     /// How many times `sync` reached the disk (an `fsync` of a segment), for tests and status.
@@ -204,7 +206,10 @@ public final class WriteAheadLog {
             } catch {
                 // A filesystem that cannot allocate ahead: write at the end of the file.
                 guard Self.cannotAllocate(error) else { throw error }
+                // Write at the end of the file for the rest of this segment: a disk too full for
+                // the step may still hold the records, and a write that does not fit fails itself.
                 preallocationBytes = 0
+                allocatedBytes = try current.size()
             }
         }
         try current.writeAll(pending, at: currentBytes)
@@ -234,6 +239,7 @@ public final class WriteAheadLog {
             try current.sync()
         }
         let next = segments.last! + 1
+        preallocationBytes = max(0, configuration.preallocationBytes)
         current = try Self.createSegment(next, in: configuration.directory, preallocationBytes: preallocationBytes)
         currentBytes = Self.magic.count
         allocatedBytes = try current.size()
@@ -279,10 +285,11 @@ public final class WriteAheadLog {
         return file
     }
 
-    /// The filesystem does not allocate ahead (`posix_fallocate`'s EOPNOTSUPP or EINVAL): the log
-    /// then writes at the end of the file, as without `preallocationBytes`.
+    /// The filesystem cannot allocate ahead: it does not (`posix_fallocate`'s EOPNOTSUPP or EINVAL)
+    /// or has less room than the step (ENOSPC). The log then writes at the end of the file, as
+    /// without `preallocationBytes`, until its next segment.
     private static func cannotAllocate(_ error: StorageError) -> Bool {
-        error.systemErrno == EOPNOTSUPP || error.systemErrno == EINVAL
+        error.systemErrno == EOPNOTSUPP || error.systemErrno == EINVAL || error.systemErrno == ENOSPC
     }
 
     static func encode(type: UInt8, payload: [UInt8], into buffer: inout [UInt8]) {
