@@ -20,23 +20,6 @@ struct FileDescriptor: ~Copyable {
 
     deinit { close(fd) }
 
-    /// Writes all of `bytes` at the current offset.
-    func writeAll(_ bytes: [UInt8]) throws(StorageError) {
-        let failure = bytes.withUnsafeBytes { buffer -> Int32 in
-            var written = 0
-            while written < buffer.count {
-                let result = write(fd, buffer.baseAddress! + written, buffer.count - written)
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += result
-            }
-            return 0
-        }
-        if failure != 0 { throw .system("write", path: path, errno: failure) }
-    }
-
     /// Writes all of `bytes` at `offset`, leaving the file offset where it was.
     func writeAll(_ bytes: [UInt8], at offset: Int) throws(StorageError) {
         let failure = bytes.withUnsafeBytes { buffer -> Int32 in
@@ -125,7 +108,7 @@ public enum DurableFiles {
         let temporary = path + ".tmp"
         do {
             let file = try FileDescriptor(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
-            try file.writeAll(bytes)
+            try file.writeAll(bytes, at: 0)
             try file.sync()
         }
         guard rename(temporary, path) == 0 else { throw .system("rename", path: temporary, errno: errno) }
