@@ -36,8 +36,41 @@ private struct CommandLog: ReplicatedStateMachine {
 /// Delivers messages between drivers in this process; a node can be cut off.
 private final class MemoryNetwork: Sendable {
     private let drivers = Mutex<[NodeID: RaftDriver<CommandLog>]>([:])
-    /// Every message the drivers handed to the network, in order.
-    let sent = Mutex<[Message]>([])
+    /// Every message the drivers handed to the network, in order, and who waits for what in them.
+    private let log = Mutex<(sent: [Message], waiters: [Waiter])>(([], []))
+
+    private struct Waiter {
+        var condition: @Sendable ([Message]) -> Bool
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    var sentCount: Int { log.withLock { $0.sent.count } }
+
+    /// Returns once the messages sent so far satisfy `condition` (checked at every send).
+    func waitUntilSent(_ condition: @escaping @Sendable ([Message]) -> Bool) async {
+        await withCheckedContinuation { continuation in
+            let ready = log.withLock { log in
+                if condition(log.sent) { return true }
+                log.waiters.append(Waiter(condition: condition, continuation: continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// The messages sent from index `start` on.
+    func sent(from start: Int) -> [Message] { log.withLock { Array($0.sent[start...]) } }
+
+    fileprivate func record(_ messages: [Message]) {
+        let satisfied = log.withLock { log in
+            log.sent += messages
+            let sent = log.sent
+            let satisfied = log.waiters.filter { $0.condition(sent) }
+            log.waiters.removeAll { $0.condition(sent) }
+            return satisfied
+        }
+        for waiter in satisfied { waiter.continuation.resume() }
+    }
 
     func attach(_ id: NodeID, _ driver: RaftDriver<CommandLog>) { drivers.withLock { $0[id] = driver } }
     func detach(_ id: NodeID) { _ = drivers.withLock { $0.removeValue(forKey: id) } }
@@ -47,7 +80,7 @@ private final class MemoryNetwork: Sendable {
     struct Transport: PeerTransport {
         let network: MemoryNetwork
         func send(_ messages: [Message]) {
-            network.sent.withLock { $0 += messages }
+            network.record(messages)
             for (to, batch) in Dictionary(grouping: messages, by: \.to) {
                 // Through the wire format, as a real peer would receive them.
                 let decoded = batch.compactMap { try? Message(wireBytes: $0.wireBytes) }
@@ -189,11 +222,9 @@ func aRestartedFollowerCatchesUpWithoutNewWrites() async throws {
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }
 
-/// The appends without entries that left the leader `leader` for `follower` after message `start`.
-private func emptyAppends(_ network: MemoryNetwork, from leader: NodeID, to follower: NodeID, after start: Int)
-    -> [AppendEntries]
-{
-    network.sent.withLock { Array($0[start...]) }.compactMap { message in
+/// The appends without entries among `sent` that left `leader` for `follower`.
+private func emptyAppends(in sent: [Message], from leader: NodeID, to follower: NodeID) -> [AppendEntries] {
+    sent.compactMap { message in
         guard message.from == leader, message.to == follower, case .append(let append) = message.kind,
             append.entries.isEmpty
         else { return nil }
@@ -212,10 +243,8 @@ func aHeldCommitLeavesAfterItsDelayWhenNoWriteFollows() async throws {
     let leader = await cluster.drivers[1]!.awaitLeader()
     let index = await cluster.drivers[leader]!.staleRead { $0.lastIndex }
     for follower in cluster.members.subtracting([leader]) {
-        while !emptyAppends(cluster.network, from: leader, to: follower, after: 0).contains(where: {
-            $0.commit >= index
-        }) {
-            try await Task.sleep(for: .milliseconds(1))
+        await cluster.network.waitUntilSent { sent in
+            emptyAppends(in: sent, from: leader, to: follower).contains { $0.commit >= index }
         }
     }
     for id in cluster.members { await cluster.drivers[id]?.stop() }
@@ -231,19 +260,17 @@ func writesThatFollowOneAnotherCarryTheCommitWithoutAppendsOfTheirOwn() async th
     for id in cluster.members { try cluster.start(id) }
     _ = try await cluster.write("w1", sequence: 1)
     let leader = await cluster.drivers[1]!.awaitLeader()
-    let start = cluster.network.sent.withLock { $0.count }
+    let start = cluster.network.sentCount
     for number in 2...20 { _ = try await cluster.write("w\(number)", sequence: UInt64(number)) }
     // None left any node (were leadership to move on a loaded machine, the new leader's are held too).
     for from in cluster.members {
         for to in cluster.members.subtracting([from]) {
-            #expect(emptyAppends(cluster.network, from: from, to: to, after: start).isEmpty)
+            #expect(emptyAppends(in: cluster.network.sent(from: start), from: from, to: to).isEmpty)
         }
     }
     let expected = (1...20).map { Array("w\($0)".utf8) }
     for follower in cluster.members.subtracting([leader]) {
-        while await cluster.drivers[follower]!.staleRead({ $0.commands }) != expected {
-            try await Task.sleep(for: .milliseconds(1))
-        }
+        #expect(try await cluster.commands(readOn: follower) == expected)
     }
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }
