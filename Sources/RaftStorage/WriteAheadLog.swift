@@ -48,10 +48,10 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 /// Allocation ahead: the segment being written is extended `preallocationBytes` at a time with
 /// `posix_fallocate` (its blocks reserved, reading as zeros), so a `sync` within that space
 /// changes neither the file's size nor its block map, and its `fdatasync` writes the data alone —
-/// no journal commit of the filesystem's metadata, which on ext4 costs as much again and is
-/// shared by every process syncing on that filesystem (0.24 → 0.15 ms per sync alone, 0.43–0.70
-/// → 0.36 ms with three nodes syncing at once, on the machines measured). A segment is cut to its
-/// records' length (and fsynced) when it is closed, so only the last segment ends in zeros.
+/// no journal commit of the filesystem's metadata, which on ext4 is shared by every process
+/// syncing on that filesystem (`scripts/bench-fsync.sh` measures both ways; docs/raft.md has the
+/// figures). A segment is cut to its records' length (and fsynced) when it is closed, so only the
+/// last segment ends in zeros.
 ///
 /// Recovery (`open`): the last segment's records end at the first record that is not intact.
 /// If every byte from there on is zero, that is the allocated space and the log's clean end. A
