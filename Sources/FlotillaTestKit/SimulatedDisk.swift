@@ -51,8 +51,23 @@ public struct SimulatedDisk<Record> {
         if case .torn = stored.last { true } else { false }
     }
 
+    /// Records written since the disk was made, synced or not: what a sync requested now covers.
+    public private(set) var writtenCount = 0
+
     public mutating func write(_ record: Record) {
         unsynced.append(record)
+        writtenCount += 1
+    }
+
+    /// Makes durable the records written before `writtenCount` was `count`: an fsync that began
+    /// then, on another thread, and returned now (what was written after it may stay unsynced).
+    public mutating func sync(writtenBefore count: Int) {
+        let alreadySynced = writtenCount - unsynced.count
+        let covered = min(unsynced.count, max(0, count - alreadySynced))
+        guard covered > 0 else { return }
+        stored.append(contentsOf: unsynced[..<covered].map { .intact($0) })
+        unsynced.removeFirst(covered)
+        syncCount += 1
     }
 
     /// Makes every written record durable (fsync).

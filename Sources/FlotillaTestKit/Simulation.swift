@@ -26,6 +26,8 @@ public struct Simulation {
         /// `observer` learns that the process in `gone` died (its connection closed and a reconnect
         /// was refused), if `gone` is still down in the life it died in.
         case processGone(observer: Int, gone: Int, goneIncarnation: Int)
+        /// A leader's sync, begun off its loop when `written` records were on its disk, returned.
+        case syncReturned(slot: Int, incarnation: Int, written: Int, durability: Durability)
         case decommission(slot: Int)
         case calm
         case stopClients
@@ -73,6 +75,8 @@ public struct Simulation {
         /// Bumped on every crash and restart, so timers of an earlier life are ignored.
         var incarnation = 0
         var crashesOnNextWrite = false
+        /// Syncs begun off the loop that have not returned (`SimulationConfiguration.leaderSyncDelay`).
+        var syncsInFlight = 0
         /// Crash right after the next write is synced and its messages sent (a vote or an
         /// acknowledgement has gone out; only what is on disk may be remembered).
         var crashesAfterNextWrite = false
@@ -234,6 +238,16 @@ public struct Simulation {
             trace.record("[t=\(now)] \(nodes[observer].id) sees \(goneID)'s process gone")
             nodes[observer].raft!.leaderProcessGone(goneID)
             try drain(observer)
+        case .syncReturned(let slot, let incarnation, let written, let durability):
+            guard nodes[slot].lifecycle == .running, nodes[slot].incarnation == incarnation else { return }
+            guard nodes[slot].pausedUntil <= now else {
+                deferUntilAwake(event, slot: slot)
+                return
+            }
+            nodes[slot].disk.sync(writtenBefore: written)
+            nodes[slot].syncsInFlight -= 1
+            nodes[slot].raft!.persisted(durability)
+            try drain(slot)
         case .decommission(let slot):
             guard nodes[slot].lifecycle == .running || nodes[slot].lifecycle == .crashed else { return }
             trace.record("[t=\(now)] \(nodes[slot].id) decommissioned after its removal was applied")
@@ -340,7 +354,22 @@ public struct Simulation {
                 try crash(slot: slot, midWrite: true)
                 return
             }
-            if mustSync {
+            // A leader's batch is synced off its loop (`RaftDriver`): it goes on at once, and its
+            // sync returns later. Any other batch that follows such writes syncs them too before
+            // its messages leave, as `RaftDiskStorage` does.
+            let syncsLater =
+                mustSync && ready.canSendBeforePersisting && ready.snapshot == nil
+                && configuration.leaderSyncDelay != nil
+            if !ready.canSendBeforePersisting && nodes[slot].syncsInFlight > 0 { mustSync = true }
+            if syncsLater {
+                nodes[slot].syncsInFlight += 1
+                let returned = now + UInt64(random.int(in: 0...Int(configuration.leaderSyncDelay!)))
+                queue.schedule(
+                    .syncReturned(
+                        slot: slot, incarnation: nodes[slot].incarnation, written: nodes[slot].disk.writtenCount,
+                        durability: ready.durability), at: returned)
+                statistics.syncsOffLoop += 1
+            } else if mustSync {
                 nodes[slot].disk.sync()
                 nodes[slot].syncedHardState = nodes[slot].log.hardState
             } else if wrote {
@@ -381,7 +410,7 @@ public struct Simulation {
             serveReads(slot)
 
             // 5. Advance.
-            nodes[slot].raft!.advance(ready)
+            nodes[slot].raft!.advance(ready, durable: !syncsLater)
             try compactIfDue(slot)
         }
         try observe(slot)
@@ -470,6 +499,11 @@ public struct Simulation {
     private mutating func compactIfDue(_ slot: Int) throws(SafetyViolation) {
         let applied = nodes[slot].appliedIndex
         guard applied - nodes[slot].log.snapshotIndex >= configuration.compactionThreshold else { return }
+        // Not while a leader's sync runs off its loop: this disk holds the log and the snapshot
+        // as one file, so compacting syncs every record, which would make the leader's writes
+        // durable before their sync returned. (`RaftDriver` compacts meanwhile: its snapshot is
+        // a file of its own and its log stays unsynced.)
+        guard nodes[slot].syncsInFlight == 0 else { return }
         let snapshot: Snapshot
         do {
             snapshot = try nodes[slot].raft!.compact(snapshotAt: applied, data: nodes[slot].store.snapshotData())
@@ -521,8 +555,15 @@ public struct Simulation {
         statistics.crashes += 1
         if midWrite { statistics.crashesDuringWrite += 1 }
         if damage.tornRecord { statistics.tornWrites += 1 }
-        // Outside a write, the only unsynced records are hard states that moved just the commit.
-        if !midWrite && damage.lost > 0 { statistics.crashesLosingCommit += 1 }
+        // Outside a write, the unsynced records are hard states that moved just the commit, and
+        // a leader's writes whose sync is still running off its loop.
+        if !midWrite && damage.lost > 0 {
+            if nodes[slot].syncsInFlight > 0 {
+                statistics.crashesLosingLeaderWrites += 1
+            } else {
+                statistics.crashesLosingCommit += 1
+            }
+        }
         trace.record(
             "[t=\(now)] \(id) crashed"
                 + (midWrite || damage.lost > 0
@@ -533,6 +574,7 @@ public struct Simulation {
         nodes[slot].incarnation += 1
         nodes[slot].crashesOnNextWrite = false
         nodes[slot].crashesAfterNextWrite = false
+        nodes[slot].syncsInFlight = 0
         nodes[slot].leaderOfTerm = nil
         nodes[slot].waitingWrites = [:]
         nodes[slot].waitingReads = [:]

@@ -144,6 +144,10 @@ public struct SimulationConfiguration: Hashable, Sendable {
     public var clientTimeout: UInt64
     /// Entries a node applies past its last snapshot before it compacts its log.
     public var compactionThreshold: UInt64
+    /// When set, a leader syncs its batches off its loop, as `RaftDriver` does: it writes a batch,
+    /// goes on, and its sync returns up to this many time units later (`RaftNode.persisted`).
+    /// Nil: every batch is synced before it is advanced.
+    public var leaderSyncDelay: UInt64?
     /// Whether to require that every client's last operation finishes once the cluster is healed.
     public var requiresProgressAfterHealing: Bool
     /// How many trace lines a failure report shows.
@@ -156,7 +160,8 @@ public struct SimulationConfiguration: Hashable, Sendable {
         faults: FaultPlan, core: CoreTuning = .defaults, tickInterval: UInt64 = 10, clockDriftPercent: Int = 20,
         chaosDuration: UInt64 = 20_000,
         quietDuration: UInt64 = 8_000,
-        clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, requiresProgressAfterHealing: Bool = true,
+        clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, leaderSyncDelay: UInt64? = nil,
+        requiresProgressAfterHealing: Bool = true,
         traceCapacity: Int = 200, echoesTrace: Bool = false
     ) {
         self.seed = seed
@@ -172,6 +177,7 @@ public struct SimulationConfiguration: Hashable, Sendable {
         self.quietDuration = quietDuration
         self.clientTimeout = clientTimeout
         self.compactionThreshold = compactionThreshold
+        self.leaderSyncDelay = leaderSyncDelay
         self.requiresProgressAfterHealing = requiresProgressAfterHealing
         self.traceCapacity = traceCapacity
         self.echoesTrace = echoesTrace
@@ -183,7 +189,11 @@ public struct SimulationConfiguration: Hashable, Sendable {
         var random = SimulationRandom(seed: seed ^ 0x5EED_F00D_CAFE_D00D)
         let faults = FaultPlan.drawn(using: &random)
         let core = CoreTuning.drawn(using: &random)
+        // Drawn last, so the faults and tuning of a seed are what they were before it existed. Most
+        // runs sync as the node does (off the leader's loop); a quarter sync before advancing.
+        let leaderSyncDelay = random.element(of: [nil, 1, 5, 30] as [UInt64?])
         return SimulationConfiguration(
-            seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults, core: core)
+            seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults, core: core,
+            leaderSyncDelay: leaderSyncDelay)
     }
 }

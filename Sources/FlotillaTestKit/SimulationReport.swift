@@ -22,6 +22,10 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var unsyncedCommitWrites = 0
     /// Crashes (not mid-write) that lost such unsynced commit-only hard states.
     public var crashesLosingCommit = 0
+    /// Leader batches whose sync ran off the loop and returned later (`RaftNode.persisted`).
+    public var syncsOffLoop = 0
+    /// Crashes that lost entries a leader had written and was still syncing off its loop.
+    public var crashesLosingLeaderWrites = 0
     /// Followers told that their leader's process died (`RaftNode.leaderProcessGone`).
     public var deadLeaderNotices = 0
     public var restarts = 0
@@ -50,6 +54,8 @@ public struct SimulationStatistics: Hashable, Sendable {
         tornWrites += other.tornWrites
         unsyncedCommitWrites += other.unsyncedCommitWrites
         crashesLosingCommit += other.crashesLosingCommit
+        syncsOffLoop += other.syncsOffLoop
+        crashesLosingLeaderWrites += other.crashesLosingLeaderWrites
         deadLeaderNotices += other.deadLeaderNotices
         restarts += other.restarts
         partitions += other.partitions
@@ -66,7 +72,8 @@ public struct SimulationStatistics: Hashable, Sendable {
         "simulated \(seeds) seeds, \(steps) steps, \(committedEntries) committed entries, "
             + "\(linearizabilityChecks) linearizability checks (\(completedOperations) client operations, "
             + "\(leadersElected) leaders, \(crashes) crashes of which \(crashesDuringWrite) mid-write and "
-            + "\(tornWrites) torn, \(crashesLosingCommit) losing unsynced commits, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
+            + "\(tornWrites) torn, \(crashesLosingCommit) losing unsynced commits, \(syncsOffLoop) leader syncs off the loop, "
+            + "\(crashesLosingLeaderWrites) crashes losing a leader's unsynced writes, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
             + "\(leadershipTransfers) leadership transfers, \(snapshotsInstalled) snapshots installed)"
     }
 }

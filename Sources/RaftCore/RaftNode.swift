@@ -409,7 +409,16 @@ public struct RaftNode: Sendable {
     }
 
     /// Records that the shell did the duties of `ready`: its state machine now reflects that batch.
-    public mutating func advance(_ ready: Ready) {
+    ///
+    /// - Parameter durable: duty 1 is durable. A shell may pass `false` for a batch whose
+    ///   `canSendBeforePersisting` is set and that holds no snapshot — it wrote the batch and syncs
+    ///   it elsewhere while it goes on — and then reports the sync with `persisted(_:)` and the
+    ///   batch's `durability`. Until then the leader does not count these entries as its own
+    ///   replica; a quorum of followers commits them without it (Ongaro's dissertation §10.2.1).
+    public mutating func advance(_ ready: Ready, durable: Bool = true) {
+        precondition(
+            durable || (ready.canSendBeforePersisting && ready.snapshot == nil),
+            "only a leader's batch without a snapshot may be advanced before it is durable")
         var newApplied = applied
         if let snapshot = ready.snapshot { newApplied = max(newApplied, snapshot.metadata.index) }
         if let last = ready.committedEntries.last { newApplied = max(newApplied, last.entry.index) }
@@ -422,11 +431,26 @@ public struct RaftNode: Sendable {
         if let snapshot = ready.snapshot, log.snapshotIndex == snapshot.metadata.index {
             persistedIndex = max(persistedIndex, snapshot.metadata.index)
         }
-        if let last = ready.entries.last, ready.logGeneration == logGeneration, log.term(at: last.index) == last.term {
+        if durable, let last = ready.entries.last, ready.logGeneration == logGeneration,
+            log.term(at: last.index) == last.term
+        {
             // Writing entries from `first.index` on replaced whatever the disk held after them.
             persistedIndex = last.index
         }
         // The leader's own durable entries may complete a quorum the followers already formed.
+        if currentRole == .leader { maybeCommit() }
+    }
+
+    /// Records that a batch advanced with `durable: false` is now durable (its sync returned).
+    ///
+    /// Marks may arrive late and out of order with later batches; a mark from before the log lost
+    /// a suffix, or whose entry the log no longer holds, changes nothing. Durability only moves
+    /// forward here: a later sync covers every earlier write.
+    public mutating func persisted(_ durability: Durability) {
+        guard let last = durability.lastIndex, durability.logGeneration == logGeneration,
+            log.term(at: last) == durability.lastTerm
+        else { return }
+        persistedIndex = max(persistedIndex, last)
         if currentRole == .leader { maybeCommit() }
     }
 

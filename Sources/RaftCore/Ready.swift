@@ -110,11 +110,28 @@ public struct Ready: Sendable {
         self.canSendBeforePersisting = canSendBeforePersisting
     }
 
+    /// What duty 1 of this batch makes durable, for `RaftNode.persisted(_:)` when the shell
+    /// reports its sync after `advance(_:durable: false)`.
+    public var durability: Durability {
+        Durability(
+            lastIndex: entries.last?.index, lastTerm: entries.last?.term ?? Term(0), logGeneration: logGeneration)
+    }
+
     /// True when the batch asks nothing of the shell.
     public var isEmpty: Bool {
         hardState == nil && entries.isEmpty && snapshot == nil && messages.isEmpty && committedEntries.isEmpty
             && readStates.isEmpty
     }
+}
+
+/// The entries a batch wrote, as `Ready.durability` names them: reported back through
+/// `RaftNode.persisted(_:)` once their sync returned.
+public struct Durability: Hashable, Sendable {
+    /// The index of the batch's last entry; nil when it wrote none (its sync then changes nothing
+    /// for the core).
+    public var lastIndex: LogIndex?
+    var lastTerm: Term
+    var logGeneration: UInt64
 }
 
 /// A point-in-time view of a node, for operators, tests and the simulator's invariant checks.

@@ -76,6 +76,17 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     private var heldAppendsRelease: Scheduled<Void>?
     /// A snapshot is taken after this many entries were applied since the last one.
     private let snapshotInterval: UInt64
+    /// A leader's batches are synced on `syncThread` while the loop goes on (see `drain`).
+    private let leaderSyncsOffLoop: Bool
+    /// The thread a leader's syncs run on: started with the first, shut down by `stop`.
+    private let syncThread = NIOThreadPool(numberOfThreads: 1)
+    private var syncThreadStarted = false
+    /// A sync is running on `syncThread`; the batches written meanwhile wait for the next one.
+    private var syncInFlight = false
+    /// Batches written and advanced before they were durable, not yet covered by a running sync.
+    private var unsyncedBatches: [Durability] = []
+    /// Syncs this node ran off its loop as leader, since it started (for tests and status).
+    public private(set) var syncsOffLoop = 0
 
     private var applied: LogIndex
     private var lastSnapshotIndex: LogIndex
@@ -117,6 +128,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ///   - emptyAppendDelay: how long a leader holds an append that carries no entries (a commit
     ///     moving forward) in case the next write's append carries it instead (`HeldAppends`); the
     ///     most a follower learns of a commit later than at once. Zero sends every message at once.
+    ///   - leaderSyncsOffLoop: a leader writes its batches on the loop and syncs them on a thread of
+    ///     their own, going on meanwhile (false: every batch is synced on the loop).
     public init(
         configuration: RaftConfiguration,
         bootstrapMembership: Membership,
@@ -129,9 +142,11 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         leaderContact: LeaderContactTracker? = nil,
         seed: UInt64,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
-        emptyAppendDelay: Duration = .microseconds(500)
+        emptyAppendDelay: Duration = .microseconds(500),
+        leaderSyncsOffLoop: Bool = true
     ) throws {
         self.eventLoop = eventLoop
+        self.leaderSyncsOffLoop = leaderSyncsOffLoop
         let (seconds, attoseconds) = max(.zero, emptyAppendDelay).components
         self.emptyAppendDelay = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
         let random = SeededGenerator(seed: seed)
@@ -181,6 +196,10 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         heldAppendsRelease?.cancel()
         heldAppendsRelease = nil
         heldAppends.removeAll()
+        if syncThreadStarted {
+            syncThreadStarted = false
+            syncThread.shutdownGracefully { _ in }
+        }
         let error = RaftDriverError(kind: .stopped, detail: "")
         for proposal in proposals.values { proposal.complete(.failure(error)) }
         proposals.removeAll()
@@ -409,9 +428,27 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             // 2, early: a leader's appends travel while it writes; its followers' fsyncs and its
             // own run side by side (the core counts its own entries only once `advance` says so).
             if ready.canSendBeforePersisting && !ready.messages.isEmpty { send(ready.messages) }
-            // 1. Persist, durably, before anything else leaves the node.
+            // 1. Persist, durably, before anything else leaves the node — except a leader's batch
+            // whose messages promise nothing about its disk: it is written here and synced on
+            // `syncThread` while the loop goes on taking writes and acknowledgements (the core
+            // counts the leader's copy once the sync is reported; a quorum of followers commits
+            // without it). An fsync on the loop held every connection of the node for its length.
+            // Only while other writes wait (or a sync runs): one client's lone write has nothing
+            // to overlap with, and the thread's two wake-ups cost it time on a busy machine.
+            let syncsLater =
+                leaderSyncsOffLoop && ready.canSendBeforePersisting && ready.snapshot == nil
+                && (syncInFlight || proposals.count > 1)
+            var durable = true
             do {
-                try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                if syncsLater {
+                    if try storage.persistLater(hardState: ready.hardState, entries: ready.entries) != nil {
+                        durable = false
+                        unsyncedBatches.append(ready.durability)
+                        startSync()
+                    }
+                } else {
+                    try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                }
             } catch {
                 // The disk failed: this node can no longer promise anything. Stop rather than
                 // send votes or acknowledgements it cannot keep.
@@ -450,7 +487,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             }
             releaseReads()
             // 5. Advance.
-            node.advance(ready)
+            node.advance(ready, durable: durable)
             if let leader = ready.leader, !leaderWaiters.isEmpty {
                 for waiter in leaderWaiters { waiter.resume(returning: leader) }
                 leaderWaiters.removeAll()
@@ -458,6 +495,51 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         }
         if node.role != .leader { failReadsOnLostLeadership() }
         takeSnapshotIfDue()
+    }
+
+    /// Starts a sync of what the leader wrote for `unsyncedBatches`, unless one is running (its
+    /// return starts the next): one at a time, each covering every batch written before it.
+    private func startSync() {
+        guard !syncInFlight, !unsyncedBatches.isEmpty else { return }
+        let sync: DeferredSync
+        do {
+            guard let pending = try storage.pendingSync() else {
+                // A sync on the loop (a rotation, a batch that had to sync) covered them already.
+                for batch in unsyncedBatches { node.persisted(batch) }
+                unsyncedBatches.removeAll()
+                return
+            }
+            sync = pending
+        } catch {
+            fail(error)
+            return
+        }
+        let covered = unsyncedBatches
+        unsyncedBatches.removeAll()
+        syncInFlight = true
+        syncsOffLoop += 1
+        if !syncThreadStarted {
+            syncThreadStarted = true
+            syncThread.start()
+        }
+        syncThread.runIfActive(eventLoop: eventLoop) { try sync.sync() }.whenComplete { result in
+            self.assumeIsolated { $0.syncReturned(sync, covering: covered, result) }
+        }
+    }
+
+    /// A sync from `startSync` returned: its batches count as the leader's durable copy.
+    private func syncReturned(_ sync: DeferredSync, covering batches: [Durability], _ result: Result<Void, any Error>) {
+        syncInFlight = false
+        guard running else { return }
+        if case .failure(let error) = result {
+            // As with a sync on the loop: this node can no longer promise anything.
+            fail(error)
+            return
+        }
+        storage.completeSync(sync)
+        for batch in batches { node.persisted(batch) }
+        startSync()
+        drain()
     }
 
     /// Sends a `Ready`'s messages, holding appends without entries for `emptyAppendDelay`.
@@ -539,6 +621,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     }
 
     private func takeSnapshotIfDue() {
+        // A leader's sync may be running: the snapshot is a file of its own, synced before it
+        // counts, and removing segments never touches the one being written and synced.
         guard running, applied - lastSnapshotIndex >= snapshotInterval else { return }
         do {
             let snapshot = try node.compact(snapshotAt: applied, data: machine.snapshot())

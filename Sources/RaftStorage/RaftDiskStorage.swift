@@ -160,6 +160,55 @@ public final class RaftDiskStorage {
     /// documentation): it promises nothing a crash could take back.
     public func persist(hardState newHardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws(StorageError)
     {
+        try append(hardState: newHardState, entries: entries, snapshot: snapshot)
+        // Writes a leader made with `persistLater` whose sync has not returned are synced here too:
+        // this batch's messages leave when it returns, and may rest on them.
+        guard mustSync(snapshot: snapshot, entries: entries) || log.hasUnsyncedWrites else { return }
+        try log.sync()
+        syncedHardState = hardState
+        try rotateIfDue()
+    }
+
+    /// Duty 1 for a batch whose messages promise nothing about this disk (`Ready.canSendBeforePersisting`,
+    /// no snapshot; its term and vote are durable already): the records are written, and the sync they need is returned, to run on
+    /// another thread (`WALSyncRequest.sync`) and be reported with `completeSync`, while this
+    /// storage takes the next batches. Nil: nothing needs a sync (only the commit moved), or it was
+    /// done here (the segment was full and was closed, which syncs it).
+    public func persistLater(hardState newHardState: HardState?, entries: [Entry]) throws(StorageError)
+        -> DeferredSync?
+    {
+        precondition(
+            newHardState.map { $0.term == syncedHardState.term && $0.vote == syncedHardState.vote } ?? true,
+            "persistLater with a new term or vote, which must be durable before the batch's messages leave")
+        try append(hardState: newHardState, entries: entries, snapshot: nil)
+        guard mustSync(snapshot: nil, entries: entries) else { return nil }
+        if log.needsRotation {
+            try log.sync()
+            syncedHardState = hardState
+            try rotateIfDue()
+            return nil
+        }
+        try log.write()
+        guard let request = try log.syncRequest() else { return nil }
+        return DeferredSync(request: request)
+    }
+
+    /// Records that a sync from `persistLater` or `pendingSync` returned.
+    public func completeSync(_ sync: DeferredSync) {
+        log.completeSync(sync.request)
+    }
+
+    /// A sync that a batch of `persistLater` may still need, and that none is running for:
+    /// everything written since the last one returned. Nil when all of it is durable.
+    public func pendingSync() throws(StorageError) -> DeferredSync? {
+        guard let request = try log.syncRequest() else { return nil }
+        return DeferredSync(request: request)
+    }
+
+    /// Buffers a batch's records in the log, in duty 1's order.
+    private func append(hardState newHardState: HardState?, entries: [Entry], snapshot: Snapshot?)
+        throws(StorageError)
+    {
         if let snapshot {
             try snapshots.save(
                 StoredSnapshot(
@@ -177,18 +226,22 @@ public final class RaftDiskStorage {
             try log.append(type: RecordType.hardState.rawValue, payload: newHardState.wireBytes)
             hardState = newHardState
         }
-        let mustSync =
-            snapshot != nil || !entries.isEmpty || hardState.term != syncedHardState.term
+    }
+
+    /// A batch with a snapshot, entries, or a new term or vote must sync; one that moved only the
+    /// commit need not (see the type's documentation).
+    private func mustSync(snapshot: Snapshot?, entries: [Entry]) -> Bool {
+        snapshot != nil || !entries.isEmpty || hardState.term != syncedHardState.term
             || hardState.vote != syncedHardState.vote
-        guard mustSync else { return }
+    }
+
+    /// Starts a new segment once the current one is full (after a sync).
+    private func rotateIfDue() throws(StorageError) {
+        guard log.needsRotation else { return }
+        // The new segment opens with the hard state, so older segments are never needed for it.
+        try log.rotate()
+        try log.append(type: RecordType.hardState.rawValue, payload: hardState.wireBytes)
         try log.sync()
-        syncedHardState = hardState
-        if log.needsRotation {
-            // The new segment opens with the hard state, so older segments are never needed for it.
-            try log.rotate()
-            try log.append(type: RecordType.hardState.rawValue, payload: hardState.wireBytes)
-            try log.sync()
-        }
     }
 
     /// Stores a snapshot the application took at an applied index (from `RaftNode.compact`), then
@@ -210,4 +263,15 @@ public final class RaftDiskStorage {
 
     /// How many times the log was fsynced since the storage was opened (for tests and status).
     public var logSyncCount: Int { log.syncCount }
+}
+
+/// The sync a batch of `RaftDiskStorage.persistLater` needs: run `sync()` on another thread, then
+/// hand it back to `RaftDiskStorage.completeSync` on the storage's own.
+public struct DeferredSync: Sendable {
+    let request: WALSyncRequest
+
+    /// Blocks until the writes the sync covers are durable.
+    public func sync() throws(StorageError) {
+        try request.sync()
+    }
 }

@@ -41,9 +41,13 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 /// one `fdatasync` (group commit). Nothing appended is durable — and nothing may be acknowledged —
 /// until `sync` returns. Records appended and never synced (Raft's commit-only hard states) are not
 /// in the file at all: a crash, even of the process alone, loses exactly them and nothing before
-/// them, so the file never holds bytes outside a `sync` in progress whose write order the kernel
-/// could scramble. A segment is synced before the next one is started, so only the last segment
-/// can have a torn tail.
+/// them. A writer that syncs on another thread uses `write` (the `pwrite` alone), then
+/// `syncRequest` for a `WALSyncRequest` whose `sync` covers what was written, and reports its
+/// return with `completeSync`; the next `write` may go on meanwhile. So the file holds unsynced
+/// bytes only within a sync in progress and the writes that follow it until the next one, whose
+/// write order a machine's crash could scramble (recovery then reports the damage; a process's
+/// crash leaves them in the page cache, and `open` syncs them before it reads). A segment is
+/// synced before the next one is started, so only the last segment can have a torn tail.
 ///
 /// Allocation ahead: the segment being written is extended `preallocationBytes` at a time with
 /// `posix_fallocate` (its blocks reserved, reading as zeros), so a `sync` within that space
@@ -99,7 +103,12 @@ public final class WriteAheadLog {
     /// not allocate ahead (it does not, or it is nearly full).
     private var preallocationBytes: Int
     private var pending: [UInt8] = []
-    /// How many times `sync` reached the disk (an `fsync` of a segment), for tests and status.
+    /// How much of the current segment is known durable: `currentBytes` after a sync; less while
+    /// a sync on another thread has not returned.
+    private var syncedBytes: Int
+    /// The current segment's descriptor duplicated for syncs on another thread (made on the first).
+    private var syncTarget: WALSyncTarget?
+    /// How many times a sync reached the disk (an `fsync` of a segment), for tests and status.
     public private(set) var syncCount = 0
 
     private init(
@@ -110,6 +119,7 @@ public final class WriteAheadLog {
         self.segments = segments
         self.current = current
         self.currentBytes = currentBytes
+        self.syncedBytes = currentBytes
         self.allocatedBytes = allocatedBytes
         self.preallocationBytes = max(0, configuration.preallocationBytes)
     }
@@ -165,8 +175,10 @@ public final class WriteAheadLog {
                 try file.writeAll(magic, at: 0)
                 end = magic.count
             }
-            try file.sync()
         }
+        // Records a crashed process wrote and had not synced are read back from the page cache:
+        // made durable before anything is decided on them (a vote, an acknowledgement).
+        try file.sync()
         let allocated = try file.size()
         let log = WriteAheadLog(
             configuration: configuration, segments: sequences, current: file, currentBytes: end,
@@ -193,8 +205,22 @@ public final class WriteAheadLog {
     /// Bytes appended and not yet synced.
     public var pendingBytes: Int { pending.count }
 
-    /// Writes every buffered record and syncs once; on return they are durable.
+    /// Writes every buffered record and syncs once; on return they, and every record written
+    /// before them, are durable.
     public func sync() throws(StorageError) {
+        try write()
+        guard hasUnsyncedWrites else { return }
+        try current.syncData()
+        syncCount += 1
+        syncedBytes = currentBytes
+    }
+
+    /// Records written to the current segment and not yet known durable.
+    public var hasUnsyncedWrites: Bool { syncedBytes < currentBytes }
+
+    /// Writes every buffered record into the file without syncing it: durable once a sync that
+    /// begins after this returns (`sync`, or a `syncRequest`'s).
+    public func write() throws(StorageError) {
         guard !pending.isEmpty else { return }
         let end = currentBytes + pending.count
         if end > allocatedBytes && preallocationBytes > 0 {
@@ -213,11 +239,25 @@ public final class WriteAheadLog {
             }
         }
         try current.writeAll(pending, at: currentBytes)
-        try current.syncData()
-        syncCount += 1
         currentBytes = end
         allocatedBytes = max(allocatedBytes, end)
         pending.removeAll(keepingCapacity: true)
+    }
+
+    /// A sync of everything written so far, to run on another thread while this log goes on
+    /// (nil when nothing written is unsynced). Report its return with `completeSync`.
+    public func syncRequest() throws(StorageError) -> WALSyncRequest? {
+        guard hasUnsyncedWrites else { return nil }
+        if syncTarget == nil { syncTarget = WALSyncTarget(file: try current.duplicate()) }
+        return WALSyncRequest(target: syncTarget!, segment: segments.last!, through: currentBytes)
+    }
+
+    /// Records that `request`'s sync returned: what it covers is durable.
+    public func completeSync(_ request: WALSyncRequest) {
+        syncCount += 1
+        // A later segment was started since: the one requested was synced when it was closed.
+        guard request.segment == segments.last! else { return }
+        syncedBytes = max(syncedBytes, request.through)
     }
 
     /// True when the current segment has passed `segmentBytes` and the caller should `rotate`.
@@ -241,7 +281,9 @@ public final class WriteAheadLog {
         let next = segments.last! + 1
         preallocationBytes = max(0, configuration.preallocationBytes)
         current = try Self.createSegment(next, in: configuration.directory, preallocationBytes: preallocationBytes)
+        syncTarget = nil
         currentBytes = Self.magic.count
+        syncedBytes = currentBytes
         allocatedBytes = try current.size()
         segments.append(next)
         return next
@@ -405,5 +447,34 @@ public final class WriteAheadLog {
             candidate += 1
         }
         return false
+    }
+}
+
+/// A segment file opened a second time for syncs on another thread: it stays open while a sync
+/// holds it, even once the log has closed the segment and moved on.
+public final class WALSyncTarget: Sendable {
+    private let file: FileDescriptor
+
+    init(file: consuming FileDescriptor) {
+        self.file = file
+    }
+
+    /// `fdatasync` of the segment: blocks until what was written to it is durable.
+    func syncData() throws(StorageError) {
+        try file.syncData()
+    }
+}
+
+/// A sync of a log's writes up to a point, made by `WriteAheadLog.syncRequest` for another thread.
+public struct WALSyncRequest: Sendable {
+    let target: WALSyncTarget
+    let segment: UInt64
+    /// The segment's length when the request was made: the sync covers the records before it.
+    let through: Int
+
+    /// Blocks until the records the request covers are durable: call it off the log's thread,
+    /// then hand the request back to `WriteAheadLog.completeSync`.
+    public func sync() throws(StorageError) {
+        try target.syncData()
     }
 }

@@ -180,6 +180,80 @@ private struct Cluster {
     #expect(cluster.nodes[1]!.status.commit == 2)
 }
 
+@Test func aLeaderAdvancedBeforeItsSyncCountsItselfOnlyOnceTheSyncIsReported() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    try cluster.nodes[1]!.propose(Array("x".utf8))
+    let written = cluster.nodes[1]!.ready()
+    #expect(written.canSendBeforePersisting && written.entries.map(\.index) == [2])
+    // The shell wrote the batch and syncs it on another thread: it goes on at once.
+    cluster.nodes[1]!.advance(written, durable: false)
+    let appends = written.messages.filter { if case .append = $0.kind { true } else { false } }
+    // One follower's acknowledgement with the leader's unsynced copy is not a quorum of three.
+    let toTwo = try #require(appends.first { $0.to == 2 })
+    try cluster.nodes[2]!.step(toTwo)
+    let followerReady = cluster.nodes[2]!.ready()
+    cluster.nodes[2]!.advance(followerReady)
+    for response in followerReady.messages { try cluster.nodes[1]!.step(response) }
+    #expect(cluster.nodes[1]!.status.commit == 1, "the leader counted a copy that is not on its disk yet")
+    // The sync returns: now the leader's copy counts.
+    cluster.nodes[1]!.persisted(written.durability)
+    #expect(cluster.nodes[1]!.status.commit == 2)
+}
+
+@Test func twoFollowersCommitWhatTheLeaderIsStillSyncing() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    try cluster.nodes[1]!.propose(Array("x".utf8))
+    let written = cluster.nodes[1]!.ready()
+    cluster.nodes[1]!.advance(written, durable: false)
+    for append in written.messages {
+        guard case .append = append.kind else { continue }
+        try cluster.nodes[append.to]!.step(append)
+        let followerReady = cluster.nodes[append.to]!.ready()
+        cluster.nodes[append.to]!.advance(followerReady)
+        for response in followerReady.messages { try cluster.nodes[1]!.step(response) }
+    }
+    #expect(cluster.nodes[1]!.status.commit == 2, "two durable followers are a quorum of three")
+}
+
+@Test func aSyncReportedAfterTheLogLostItsSuffixChangesNothing() throws {
+    var cluster = try Cluster(voters: [1, 2, 3])
+    try cluster.elect(1)
+    try cluster.nodes[1]!.propose(Array("x".utf8))
+    let written = cluster.nodes[1]!.ready()
+    cluster.nodes[1]!.advance(written, durable: false)
+    // Node 2 is elected in a later term without node 1's unsynced entry (node 1 cut off), and
+    // replaces that entry on node 1 once they are in contact again.
+    let one = cluster.nodes.removeValue(forKey: 1)!
+    for _ in 0..<30 {
+        cluster.nodes[2]!.tick()
+        cluster.nodes[3]!.tick()
+        try cluster.settle()
+    }
+    try cluster.elect(2)
+    cluster.nodes[1] = one
+    cluster.nodes[2]!.tick()
+    try cluster.settle()
+    #expect(cluster.nodes[1]!.status.role == .follower)
+    #expect(cluster.nodes[1]!.status.lastIndex == 2 && cluster.nodes[1]!.status.commit == 2)
+    let before = cluster.nodes[1]!.status
+    cluster.nodes[1]!.persisted(written.durability)
+    #expect(cluster.nodes[1]!.status == before)
+}
+
+@Test func onlyALeadersBatchMayBeAdvancedBeforeItIsDurable() async throws {
+    await #expect(processExitsWith: .failure) {
+        var node = try RaftNode(
+            configuration: RaftConfiguration(id: 1, preVote: false),
+            membership: Membership(voters: [1]),
+            random: SeededGenerator(seed: 1))
+        node.campaign()
+        // The election's term and vote must be durable before its messages leave.
+        node.advance(node.ready(), durable: false)
+    }
+}
+
 @Test func aNewlyElectedLeaderWaitsForItsVoteToBeDurableBeforeSendingEarly() throws {
     var node = try RaftNode(
         configuration: RaftConfiguration(id: 1, preVote: false),

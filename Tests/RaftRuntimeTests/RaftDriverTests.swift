@@ -101,6 +101,7 @@ private struct Cluster: ~Copyable {
     let members: Set<NodeID> = [1, 2, 3]
     var drivers: [NodeID: RaftDriver<CommandLog>] = [:]
     var emptyAppendDelay: Duration = .microseconds(500)
+    var leaderSyncsOffLoop = true
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
@@ -108,7 +109,8 @@ private struct Cluster: ~Copyable {
             configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
             bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
             machine: CommandLog(), transport: network.transport(), tickDuration: .milliseconds(2),
-            snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay)
+            snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay,
+            leaderSyncsOffLoop: leaderSyncsOffLoop)
         drivers[id] = driver
         network.attach(id, driver)
         Task { await driver.start() }
@@ -122,26 +124,7 @@ private struct Cluster: ~Copyable {
     /// Proposes through whichever node leads, following leader hints. `retried` says the request
     /// was proposed more than once (a leader changed meanwhile).
     func write(_ text: String, sequence: UInt64) async throws -> (answer: String, retried: Bool) {
-        var target = await drivers.values.first!.awaitLeader()
-        for attempt in 0..<200 {
-            guard let driver = drivers[target] else {
-                target = await drivers.values.first!.awaitLeader()
-                continue
-            }
-            do {
-                let answer = try await driver.propose(
-                    Array(text.utf8), requestID: RequestID(client: 1, sequence: sequence),
-                    timeoutTicks: 500)
-                return (String(decoding: answer, as: UTF8.self), attempt > 0)
-            } catch let error as RaftDriverError {
-                if case .notLeader(let hint?) = error.kind {
-                    target = hint
-                } else {
-                    target = await driver.awaitLeader()
-                }
-            }
-        }
-        throw NoLeaderAccepted(command: text)
+        try await Writer(drivers: drivers).write(text, client: 1, sequence: sequence)
     }
 
     /// Node `id`'s commands by a linearizable read, asked again while it times out or finds no
@@ -158,6 +141,34 @@ private struct Cluster: ~Copyable {
             }
         }
         throw last!
+    }
+}
+
+/// Writes through the cluster's drivers; a value that concurrent tasks can each hold.
+private struct Writer: Sendable {
+    let drivers: [NodeID: RaftDriver<CommandLog>]
+
+    func write(_ text: String, client: UInt64, sequence: UInt64) async throws -> (answer: String, retried: Bool) {
+        var target = await drivers.values.first!.awaitLeader()
+        for attempt in 0..<200 {
+            guard let driver = drivers[target] else {
+                target = await drivers.values.first!.awaitLeader()
+                continue
+            }
+            do {
+                let answer = try await driver.propose(
+                    Array(text.utf8), requestID: RequestID(client: client, sequence: sequence),
+                    timeoutTicks: 500)
+                return (String(decoding: answer, as: UTF8.self), attempt > 0)
+            } catch let error as RaftDriverError {
+                if case .notLeader(let hint?) = error.kind {
+                    target = hint
+                } else {
+                    target = await driver.awaitLeader()
+                }
+            }
+        }
+        throw NoLeaderAccepted(command: text)
     }
 }
 
@@ -272,5 +283,38 @@ func writesThatFollowOneAnotherCarryTheCommitWithoutAppendsOfTheirOwn() async th
     for follower in cluster.members.subtracting([leader]) {
         #expect(try await cluster.commands(readOn: follower) == expected)
     }
+    for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
+
+/// Many writes at once: the leader syncs its batches off its loop, every write is answered and
+/// applied once on every node, and all of it is on the disks (a restart of every node finds it).
+@Test(.timeLimit(.minutes(1)), arguments: [true, false])
+func concurrentWritesCommitWhileTheLeaderSyncsOffItsLoop(offLoop: Bool) async throws {
+    var cluster = Cluster()
+    cluster.leaderSyncsOffLoop = offLoop
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        let writer = Writer(drivers: cluster.drivers)
+        for number in 2...201 {
+            // A client each: one client's requests are applied in sequence order only.
+            group.addTask { _ = try await writer.write("w\(number)", client: UInt64(number), sequence: 1) }
+        }
+        try await group.waitForAll()
+    }
+    let leader = await cluster.drivers[1]!.awaitLeader()
+    let syncsOffLoop = await cluster.drivers[leader]!.syncsOffLoop
+    #expect(offLoop ? syncsOffLoop > 0 : syncsOffLoop == 0, "\(syncsOffLoop) syncs off the loop")
+    let expected = Set(["first"] + (2...201).map { "w\($0)" })
+    for id in cluster.members.sorted() {
+        let seen = try await cluster.commands(readOn: id).map { String(decoding: $0, as: UTF8.self) }
+        #expect(seen.count == expected.count && Set(seen) == expected, "node \(id)")
+    }
+    // Every node stopped and started again from its disk: the writes are all there.
+    for id in cluster.members.sorted() { await cluster.kill(id) }
+    for id in cluster.members.sorted() { try cluster.start(id) }
+    _ = try await cluster.write("after", sequence: 202)
+    let afterRestart = try await cluster.commands(readOn: leader).map { String(decoding: $0, as: UTF8.self) }
+    #expect(Set(afterRestart) == expected.union(["after"]))
     for id in cluster.members { await cluster.drivers[id]?.stop() }
 }

@@ -56,6 +56,8 @@ func fixedSeedRange(nodeCount: Int) {
     if count >= 24 {
         // The range must reach the unsynced commit-only hard states and crashes that lose them.
         #expect(total.unsyncedCommitWrites > 0 && total.crashesLosingCommit > 0, "\(total)")
+        // And leaders' syncs off the loop, with crashes that lose what they were still syncing.
+        #expect(total.syncsOffLoop > 0 && total.crashesLosingLeaderWrites > 0, "\(total)")
     }
 }
 
