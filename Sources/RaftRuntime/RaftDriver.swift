@@ -70,6 +70,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// Told of every `Ready` before its messages leave, so it knows when this node leads.
     private let leaderContact: LeaderContactTracker?
     private let tickDuration: Duration
+    /// How soon after a dead leader's notice the follower ticks (see `peerProcessGone`).
+    private let deadLeaderTickDelay: Duration
+    private var earlyTickScheduled = false
     /// How long a leader holds an append without entries before sending it (`HeldAppends`), in ns.
     private let emptyAppendDelay: UInt64
     private var heldAppends = HeldAppends()
@@ -130,6 +133,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ///     most a follower learns of a commit later than at once. Zero sends every message at once.
     ///   - leaderSyncsOffLoop: a leader writes its batches on the loop and syncs them on a thread of
     ///     their own, going on meanwhile (false: every batch is synced on the loop).
+    ///   - deadLeaderTickDelay: after its leader's process is reported gone, a follower ticks this
+    ///     soon instead of on the ticker's next beat, so the successor campaigns within it
+    ///     (ignored when not shorter than a tick).
     public init(
         configuration: RaftConfiguration,
         bootstrapMembership: Membership,
@@ -143,9 +149,11 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         seed: UInt64,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         emptyAppendDelay: Duration = .microseconds(500),
-        leaderSyncsOffLoop: Bool = true
+        leaderSyncsOffLoop: Bool = true,
+        deadLeaderTickDelay: Duration = .milliseconds(5)
     ) throws {
         self.eventLoop = eventLoop
+        self.deadLeaderTickDelay = deadLeaderTickDelay
         self.leaderSyncsOffLoop = leaderSyncsOffLoop
         let (seconds, attoseconds) = max(.zero, emptyAppendDelay).components
         self.emptyAppendDelay = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
@@ -372,8 +380,21 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// few ticks instead of an election timeout (`RaftNode.leaderProcessGone`).
     public func peerProcessGone(_ node: NodeID) {
         guard running else { return }
+        let followedIt = self.node.leader == node && self.node.role != .leader
         self.node.leaderProcessGone(node)
         scheduleDrain()
+        // The core campaigns on the next tick (or the third, by rank): that tick comes after
+        // `deadLeaderTickDelay` rather than on the ticker's beat, up to a tick later. The delay
+        // leaves the other followers time to hear of the death too, or they would ignore the
+        // pre-vote while they still follow the dead leader.
+        guard followedIt, !earlyTickScheduled, deadLeaderTickDelay < tickDuration else { return }
+        earlyTickScheduled = true
+        eventLoop.scheduleTask(in: .nanoseconds(Int64(deadLeaderTickDelay / .nanoseconds(1)))) {
+            self.assumeIsolated { driver in
+                driver.earlyTickScheduled = false
+                _ = driver.tick()
+            }
+        }
     }
 
     /// Asks the core to hand leadership to `target`.

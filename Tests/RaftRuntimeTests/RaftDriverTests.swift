@@ -102,13 +102,15 @@ private struct Cluster: ~Copyable {
     var drivers: [NodeID: RaftDriver<CommandLog>] = [:]
     var emptyAppendDelay: Duration = .microseconds(500)
     var leaderSyncsOffLoop = true
+    /// Per node; 2 ms when not given.
+    var tickDurations: [NodeID: Duration] = [:]
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
         let driver = try RaftDriver(
             configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
             bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
-            machine: CommandLog(), transport: network.transport(), tickDuration: .milliseconds(2),
+            machine: CommandLog(), transport: network.transport(), tickDuration: tickDurations[id] ?? .milliseconds(2),
             snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay,
             leaderSyncsOffLoop: leaderSyncsOffLoop)
         drivers[id] = driver
@@ -317,4 +319,29 @@ func concurrentWritesCommitWhileTheLeaderSyncsOffItsLoop(offLoop: Bool) async th
     let afterRestart = try await cluster.commands(readOn: leader).map { String(decoding: $0, as: UTF8.self) }
     #expect(Set(afterRestart) == expected.union(["after"]))
     for id in cluster.members { await cluster.drivers[id]?.stop() }
+}
+
+/// Followers whose ticker would not beat again for an hour elect a successor all the same once
+/// told that their leader's process is gone: the first tick after the notice comes within
+/// `deadLeaderTickDelay`, not on the ticker's next beat.
+@Test(.timeLimit(.minutes(1)))
+func followersToldTheirLeaderDiedTickAtOnceAndElectTheSuccessor() async throws {
+    var cluster = Cluster()
+    // Only node 1 ticks: it is the first leader, and nodes 2 and 3 never time out on their own.
+    cluster.tickDurations = [2: .seconds(3600), 3: .seconds(3600)]
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    #expect(await cluster.drivers[2]!.awaitLeader() == 1)
+    await cluster.kill(1)
+    await cluster.drivers[2]!.peerProcessGone(1)
+    await cluster.drivers[3]!.peerProcessGone(1)
+    // Node 2 comes first after node 1 in rank order (`RaftNode.leaderGoneDelay`).
+    await cluster.network.waitUntilSent { sent in
+        sent.contains { message in
+            if case .appendResponse = message.kind, message.to == 2, message.term > 1 { return true }
+            return false
+        }
+    }
+    #expect(await cluster.drivers[3]!.awaitLeader() == 2)
+    for id in [2, 3] as [NodeID] { await cluster.drivers[id]?.stop() }
 }
