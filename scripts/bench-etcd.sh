@@ -76,7 +76,7 @@ etcd_leader() { # prints the leader's member number
 import json, sys
 rows = json.load(sys.stdin)
 for row in rows:
-    if row["Status"]["leader"] == row["Status"]["header"]["member_id"]:
+    if row["Status"].get("leader") == row["Status"]["header"]["member_id"]:
         print(row["Endpoint"][-1]); break'
 }
 etcd_revision() {

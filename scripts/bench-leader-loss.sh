@@ -91,8 +91,9 @@ try:
     rows = json.load(sys.stdin)
 except Exception:
     sys.exit()
-leaders = {row["Status"]["leader"] for row in rows}
-if len(leaders) == 1:
+# A member without a leader (an election in progress) leaves the field out.
+leaders = {row["Status"].get("leader") for row in rows}
+if len(leaders) == 1 and None not in leaders:
     for row in rows:
         if row["Status"]["header"]["member_id"] == row["Status"]["leader"]:
             print(row["Endpoint"].split("//")[1].split(":")[0].split(".")[-1])' || true
