@@ -550,17 +550,19 @@ public struct Simulation {
 
     private mutating func crash(slot: Int, midWrite: Bool) throws(SafetyViolation) {
         let id = nodes[slot].id
+        let unsynced = nodes[slot].disk.unsynced
         let damage = nodes[slot].disk.crash(
             random: &random, tornWriteProbability: configuration.faults.tornWriteProbability)
+        let lostAnEntry = unsynced[damage.survived...].contains { if case .entry = $0 { true } else { false } }
         statistics.crashes += 1
         if midWrite { statistics.crashesDuringWrite += 1 }
         if damage.tornRecord { statistics.tornWrites += 1 }
         // Outside a write, the unsynced records are hard states that moved just the commit, and
         // a leader's writes whose sync is still running off its loop.
         if !midWrite && damage.lost > 0 {
-            if nodes[slot].syncsInFlight > 0 {
+            if nodes[slot].syncsInFlight > 0 && lostAnEntry {
                 statistics.crashesLosingLeaderWrites += 1
-            } else {
+            } else if !lostAnEntry {
                 statistics.crashesLosingCommit += 1
             }
         }

@@ -24,7 +24,8 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var crashesLosingCommit = 0
     /// Leader batches whose sync ran off the loop and returned later (`RaftNode.persisted`).
     public var syncsOffLoop = 0
-    /// Crashes that lost entries a leader had written and was still syncing off its loop.
+    /// Crashes that lost entries a leader had written and was still syncing off its loop (not
+    /// counting those that lost only commit-only hard states).
     public var crashesLosingLeaderWrites = 0
     /// Followers told that their leader's process died (`RaftNode.leaderProcessGone`).
     public var deadLeaderNotices = 0

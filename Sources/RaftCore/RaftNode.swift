@@ -88,10 +88,12 @@ public struct RaftNode: Sendable {
     /// Invariant: `unstableFrom <= log.lastIndex + 1`; it moves back when a suffix is truncated.
     var unstableFrom: LogIndex
     var handedHardState: HardState
-    /// The hard state the shell has reported durable (through `advance`). While the term and vote in
+    /// The hard state the shell has reported durable (through `advance`; a batch advanced with
+    /// `durable: false` changes only the commit, which need not be). While the term and vote in
     /// it are the current ones, a leader's messages promise nothing that is still unwritten.
     var persistedHardState: HardState
-    /// The last log index the shell has reported durable (through `advance`). A leader counts
+    /// The last log index the shell has reported durable (through `advance`, or `persisted` for
+    /// a batch advanced with `durable: false`). A leader counts
     /// itself toward a quorum only up to here, which is what lets it send entries while it writes
     /// them (Ongaro's dissertation §10.2.1). Invariant: `persistedIndex <= log.lastIndex`.
     var persistedIndex: LogIndex
@@ -266,6 +268,7 @@ public struct RaftNode: Sendable {
             firstIndex: log.firstIndex,
             lastIndex: log.lastIndex,
             lastTerm: log.lastTerm,
+            durableIndex: persistedIndex,
             snapshotIndex: log.snapshotIndex,
             membership: membership,
             membershipIndex: membershipIndex,

@@ -59,8 +59,9 @@ public struct CommittedEntry: Hashable, Sendable {
 ///    order** — and nothing else: only these are committed. Skip the effect of an entry whose
 ///    `isDuplicate` is set but answer its client.
 /// 4. **Serve `readStates`:** a read may answer once the applied index is at least its `index`.
-/// 5. **Call `advance(_:)` with this value**, which also tells the core that step 1 is durable.
-///    Then ask `hasReady` again.
+/// 5. **Call `advance(_:)` with this value**, which also tells the core that step 1 is durable —
+///    or, for a leader's batch synced elsewhere, `advance(_:durable: false)` and later
+///    `persisted(_:)` with its `durability`. Then ask `hasReady` again.
 ///
 /// Every field holds only what is new since the previous `Ready`; an unchanged `hardState` is nil.
 public struct Ready: Sendable {
@@ -152,6 +153,9 @@ public struct RaftStatus: Hashable, Sendable {
     public var firstIndex: LogIndex
     public var lastIndex: LogIndex
     public var lastTerm: Term
+    /// The last index the shell has reported durable (`advance`, or `persisted` for a batch
+    /// advanced before its sync returned): a leader counts its own copy up to here.
+    public var durableIndex: LogIndex
     public var snapshotIndex: LogIndex
     public var membership: Membership
     /// The index of the entry that set `membership` (the snapshot's index, or 0 at bootstrap);

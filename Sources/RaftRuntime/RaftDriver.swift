@@ -57,7 +57,9 @@ public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertibl
 /// costs a wake-up of 0.05–0.3 ms on a 2-core machine shared by three nodes, and a write crossed
 /// six of them. Disk writes therefore happen on that loop: an fsync (0.2 ms on the machines
 /// measured) holds the loop's other connections for its duration, which is also the window in
-/// which their inputs gather into the next batch.
+/// which their inputs gather into the next batch. Except a leader's while other writes wait: it
+/// writes the batch on the loop and runs the fsync on a thread of its own, going on meanwhile
+/// (`leaderSyncsOffLoop`; the core counts the leader's copy once the sync is reported).
 public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// The loop the actor runs on; peer messages are queued onto it without a task.
     private nonisolated let eventLoop: any EventLoop
@@ -131,8 +133,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ///   - emptyAppendDelay: how long a leader holds an append that carries no entries (a commit
     ///     moving forward) in case the next write's append carries it instead (`HeldAppends`); the
     ///     most a follower learns of a commit later than at once. Zero sends every message at once.
-    ///   - leaderSyncsOffLoop: a leader writes its batches on the loop and syncs them on a thread of
-    ///     their own, going on meanwhile (false: every batch is synced on the loop).
+    ///   - leaderSyncsOffLoop: while more than one write waits for its commit (or such a sync is
+    ///     running), a leader writes its batches on the loop and syncs them on a thread of their
+    ///     own, going on meanwhile (false: every batch is synced on the loop).
     ///   - deadLeaderTickDelay: after its leader's process is reported gone, a follower ticks this
     ///     soon instead of on the ticker's next beat, so the successor campaigns within it
     ///     (ignored when not shorter than a tick).
@@ -222,6 +225,11 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     public func waitForFailure() async -> (any Error)? {
         if !running { return failure }
         return await withCheckedContinuation { failureWaiters.append($0) }
+    }
+
+    deinit {
+        // A driver dropped without `stop()` (a test that threw): its sync thread ends too.
+        if syncThreadStarted { syncThread.shutdownGracefully { _ in } }
     }
 
     private func fail(_ error: any Error) {
@@ -476,6 +484,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
                 fail(error)
                 return
             }
+            // `startSync` stops the driver when it cannot ask for a sync: nothing more of this batch.
+            guard running else { return }
             // 2. Send.
             if !ready.canSendBeforePersisting && !ready.messages.isEmpty { send(ready.messages) }
             // 3. Restore, then apply only committed entries.
@@ -521,7 +531,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// Starts a sync of what the leader wrote for `unsyncedBatches`, unless one is running (its
     /// return starts the next): one at a time, each covering every batch written before it.
     private func startSync() {
-        guard !syncInFlight, !unsyncedBatches.isEmpty else { return }
+        guard running, !syncInFlight, !unsyncedBatches.isEmpty else { return }
         let sync: DeferredSync
         do {
             guard let pending = try storage.pendingSync() else {
@@ -643,7 +653,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
 
     private func takeSnapshotIfDue() {
         // A leader's sync may be running: the snapshot is a file of its own, synced before it
-        // counts, and removing segments never touches the one being written and synced.
+        // counts; the segments it lets go were synced when they were closed, and a running sync
+        // holds its own descriptor of its segment.
         guard running, applied - lastSnapshotIndex >= snapshotInterval else { return }
         do {
             let snapshot = try node.compact(snapshotAt: applied, data: machine.snapshot())

@@ -18,20 +18,7 @@ struct FileDescriptor: ~Copyable {
         self.fd = fd
     }
 
-    private init(path: String, descriptor: Int32) {
-        self.path = path
-        self.fd = descriptor
-    }
-
     deinit { close(fd) }
-
-    /// A second descriptor of the same open file (`dup`), closed on its own: a sync on another
-    /// thread can hold it while this one is closed.
-    func duplicate() throws(StorageError) -> FileDescriptor {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { throw .system("dup", path: path, errno: errno) }
-        return FileDescriptor(path: path, descriptor: copy)
-    }
 
     /// Writes all of `bytes` at `offset`, leaving the file offset where it was.
     func writeAll(_ bytes: [UInt8], at offset: Int) throws(StorageError) {

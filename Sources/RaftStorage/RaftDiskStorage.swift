@@ -21,8 +21,9 @@ public struct RecoveredRaftState: Sendable {
 /// commit index is volatile state in Raft (Figure 2 of the paper) — every committed entry is
 /// already durable on a majority, and a node that restarts with an older commit learns the newer
 /// one from the leader. Such a hard-state record stays buffered in the log and reaches the disk
-/// with the next batch that must sync (entries, a snapshot, a new term or vote) or a rotation; a
-/// crash before that loses only these records, which recovery never sees. Recovery therefore may
+/// with the next batch that must sync (entries, a snapshot, a new term or vote) or a rotation — or
+/// is written, unsynced, with a leader's next batch whose sync runs on another thread
+/// (`persistLater`); a crash before a sync loses only unsynced records. Recovery therefore may
 /// find a commit index older than the newest snapshot (the application snapshots at its applied
 /// index, which can pass the last synced commit): it reports `commit = max(stored commit,
 /// snapshot index)`, and `RaftNode`'s restart takes the same maximum, keeping the core's

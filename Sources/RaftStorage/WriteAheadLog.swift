@@ -39,14 +39,14 @@ public struct TornTail: Hashable, Sendable, CustomStringConvertible {
 ///
 /// Durability: `append` only buffers in memory; `sync` writes the whole batch with one `pwrite` and
 /// one `fdatasync` (group commit). Nothing appended is durable — and nothing may be acknowledged —
-/// until `sync` returns. Records appended and never synced (Raft's commit-only hard states) are not
-/// in the file at all: a crash, even of the process alone, loses exactly them and nothing before
-/// them. A writer that syncs on another thread uses `write` (the `pwrite` alone), then
+/// until `sync` returns. Records appended and not yet written (Raft's commit-only hard states, until
+/// the next `sync` or `write`) are not in the file at all: a crash, even of the process alone,
+/// loses exactly them and nothing before them. A writer that syncs on another thread uses `write` (the `pwrite` alone), then
 /// `syncRequest` for a `WALSyncRequest` whose `sync` covers what was written, and reports its
 /// return with `completeSync`; the next `write` may go on meanwhile. So the file holds unsynced
 /// bytes only within a sync in progress and the writes that follow it until the next one, whose
 /// write order a machine's crash could scramble (recovery then reports the damage; a process's
-/// crash leaves them in the page cache, and `open` syncs them before it reads). A segment is
+/// crash leaves them in the page cache, and `open` syncs them before the log is used). A segment is
 /// synced before the next one is started, so only the last segment can have a torn tail.
 ///
 /// Allocation ahead: the segment being written is extended `preallocationBytes` at a time with
@@ -106,15 +106,17 @@ public final class WriteAheadLog {
     /// How much of the current segment is known durable: `currentBytes` after a sync; less while
     /// a sync on another thread has not returned.
     private var syncedBytes: Int
-    /// The current segment's descriptor duplicated for syncs on another thread (made on the first).
-    private var syncTarget: WALSyncTarget?
+    /// The current segment opened a second time, for syncs on another thread: opened with the
+    /// segment, before anything is written to it, so a write error is reported to its sync too.
+    private var syncTarget: WALSyncTarget
     /// How many times a sync reached the disk (an `fsync` of a segment), for tests and status.
     public private(set) var syncCount = 0
 
     private init(
         configuration: Configuration, segments: [UInt64], current: consuming FileDescriptor, currentBytes: Int,
         allocatedBytes: Int
-    ) {
+    ) throws(StorageError) {
+        self.syncTarget = try WALSyncTarget(path: Self.segmentPath(segments.last!, in: configuration.directory))
         self.configuration = configuration
         self.segments = segments
         self.current = current
@@ -144,7 +146,7 @@ public final class WriteAheadLog {
             let file = try createSegment(
                 0, in: configuration.directory, preallocationBytes: configuration.preallocationBytes)
             let allocated = try file.size()
-            let log = WriteAheadLog(
+            let log = try WriteAheadLog(
                 configuration: configuration, segments: [0], current: file, currentBytes: magic.count,
                 allocatedBytes: allocated)
             return (log, [], nil)
@@ -180,7 +182,7 @@ public final class WriteAheadLog {
         // made durable before anything is decided on them (a vote, an acknowledgement).
         try file.sync()
         let allocated = try file.size()
-        let log = WriteAheadLog(
+        let log = try WriteAheadLog(
             configuration: configuration, segments: sequences, current: file, currentBytes: end,
             allocatedBytes: allocated)
         return (log, records, tornTail)
@@ -248,8 +250,7 @@ public final class WriteAheadLog {
     /// (nil when nothing written is unsynced). Report its return with `completeSync`.
     public func syncRequest() throws(StorageError) -> WALSyncRequest? {
         guard hasUnsyncedWrites else { return nil }
-        if syncTarget == nil { syncTarget = WALSyncTarget(file: try current.duplicate()) }
-        return WALSyncRequest(target: syncTarget!, segment: segments.last!, through: currentBytes)
+        return WALSyncRequest(target: syncTarget, segment: segments.last!, through: currentBytes)
     }
 
     /// Records that `request`'s sync returned: what it covers is durable.
@@ -281,7 +282,7 @@ public final class WriteAheadLog {
         let next = segments.last! + 1
         preallocationBytes = max(0, configuration.preallocationBytes)
         current = try Self.createSegment(next, in: configuration.directory, preallocationBytes: preallocationBytes)
-        syncTarget = nil
+        syncTarget = try WALSyncTarget(path: Self.segmentPath(next, in: configuration.directory))
         currentBytes = Self.magic.count
         syncedBytes = currentBytes
         allocatedBytes = try current.size()
@@ -451,12 +452,16 @@ public final class WriteAheadLog {
 }
 
 /// A segment file opened a second time for syncs on another thread: it stays open while a sync
-/// holds it, even once the log has closed the segment and moved on.
+/// holds it, even once the log has closed the segment and moved on (or a snapshot removed it).
+///
+/// Its own open (not a `dup`): Linux reports a write-back error once per open file description,
+/// to the first sync on it, so a duplicate's sync could take the error and leave the log's own
+/// `sync` a success; with two descriptions, each sees it.
 public final class WALSyncTarget: Sendable {
     private let file: FileDescriptor
 
-    init(file: consuming FileDescriptor) {
-        self.file = file
+    init(path: String) throws(StorageError) {
+        self.file = try FileDescriptor(path: path, flags: O_WRONLY)
     }
 
     /// `fdatasync` of the segment: blocks until what was written to it is durable.
