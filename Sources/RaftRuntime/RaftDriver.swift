@@ -397,7 +397,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         // pre-vote while they still follow the dead leader.
         guard followedIt, !earlyTickScheduled, deadLeaderTickDelay < tickDuration else { return }
         earlyTickScheduled = true
-        eventLoop.scheduleTask(in: .nanoseconds(Int64(deadLeaderTickDelay / .nanoseconds(1)))) {
+        eventLoop.scheduleTask(in: TimeAmount(deadLeaderTickDelay)) {
             self.assumeIsolated { driver in
                 driver.earlyTickScheduled = false
                 _ = driver.tick()
@@ -470,7 +470,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             var durable = true
             do {
                 if syncsLater {
-                    if try storage.persistLater(hardState: ready.hardState, entries: ready.entries) != nil {
+                    if try storage.persistLater(hardState: ready.hardState, entries: ready.entries) {
                         durable = false
                         unsyncedBatches.append(ready.durability)
                         startSync()

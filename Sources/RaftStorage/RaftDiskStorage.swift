@@ -171,30 +171,27 @@ public final class RaftDiskStorage {
     }
 
     /// Duty 1 for a batch whose messages promise nothing about this disk (`Ready.canSendBeforePersisting`,
-    /// no snapshot; its term and vote are durable already): the records are written, and the sync they need is returned, to run on
-    /// another thread (`WALSyncRequest.sync`) and be reported with `completeSync`, while this
-    /// storage takes the next batches. Nil: nothing needs a sync (only the commit moved), or it was
-    /// done here (the segment was full and was closed, which syncs it).
-    public func persistLater(hardState newHardState: HardState?, entries: [Entry]) throws(StorageError)
-        -> DeferredSync?
-    {
+    /// no snapshot; its term and vote are durable already): the records are written, not synced,
+    /// and this storage takes the next batches. True: the batch needs a sync, which `pendingSync`
+    /// hands out for another thread. False: it needs none (only the commit moved), or it was done
+    /// here (the segment was full and was closed, which syncs it).
+    public func persistLater(hardState newHardState: HardState?, entries: [Entry]) throws(StorageError) -> Bool {
         precondition(
             newHardState.map { $0.term == syncedHardState.term && $0.vote == syncedHardState.vote } ?? true,
             "persistLater with a new term or vote, which must be durable before the batch's messages leave")
         try append(hardState: newHardState, entries: entries, snapshot: nil)
-        guard mustSync(snapshot: nil, entries: entries) else { return nil }
+        guard mustSync(snapshot: nil, entries: entries) else { return false }
         if log.needsRotation {
             try log.sync()
             syncedHardState = hardState
             try rotateIfDue()
-            return nil
+            return false
         }
         try log.write()
-        guard let request = try log.syncRequest() else { return nil }
-        return DeferredSync(request: request)
+        return log.hasUnsyncedWrites
     }
 
-    /// Records that a sync from `persistLater` or `pendingSync` returned.
+    /// Records that a sync from `pendingSync` returned.
     public func completeSync(_ sync: DeferredSync) {
         log.completeSync(sync.request)
     }

@@ -89,13 +89,12 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
         let (storage, _) = try RaftDiskStorage.open(directory: directory.path)
         try storage.persist(hardState: HardState(term: 1, vote: 1, commit: 0), entries: entries(1...2), snapshot: nil)
         let syncs = storage.logSyncCount
-        let deferred = try #require(
-            try storage.persistLater(hardState: HardState(term: 1, vote: 1, commit: 2), entries: entries(3...5)))
+        #expect(try storage.persistLater(hardState: HardState(term: 1, vote: 1, commit: 2), entries: entries(3...5)))
         #expect(storage.logSyncCount == syncs, "written, not synced")
         #expect(
-            try storage.persistLater(hardState: HardState(term: 1, vote: 1, commit: 3), entries: []) == nil,
+            try !storage.persistLater(hardState: HardState(term: 1, vote: 1, commit: 3), entries: []),
             "only the commit moved: nothing to sync")
-        #expect(try storage.pendingSync() != nil, "entries 3-5 are written and not durable")
+        let deferred = try #require(try storage.pendingSync(), "entries 3-5 are written and not durable")
         try deferred.sync()
         storage.completeSync(deferred)
         #expect(storage.logSyncCount == syncs + 1)
@@ -110,7 +109,7 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
     let directory = try TemporaryDirectory()
     let (storage, _) = try RaftDiskStorage.open(directory: directory.path)
     try storage.persist(hardState: HardState(term: 1, vote: 1, commit: 0), entries: entries(1...2), snapshot: nil)
-    _ = try #require(try storage.persistLater(hardState: nil, entries: entries(3...3)))
+    #expect(try storage.persistLater(hardState: nil, entries: entries(3...3)))
     let syncs = storage.logSyncCount
     // A follower's batch after the node lost leadership, moving only the commit: without the
     // leader's unsynced write it would not sync, but its messages may rest on that write.
