@@ -484,8 +484,6 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
                 fail(error)
                 return
             }
-            // `startSync` stops the driver when it cannot ask for a sync: nothing more of this batch.
-            guard running else { return }
             // 2. Send.
             if !ready.canSendBeforePersisting && !ready.messages.isEmpty { send(ready.messages) }
             // 3. Restore, then apply only committed entries.
@@ -532,17 +530,10 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// return starts the next): one at a time, each covering every batch written before it.
     private func startSync() {
         guard running, !syncInFlight, !unsyncedBatches.isEmpty else { return }
-        let sync: DeferredSync
-        do {
-            guard let pending = try storage.pendingSync() else {
-                // A sync on the loop (a rotation, a batch that had to sync) covered them already.
-                for batch in unsyncedBatches { node.persisted(batch) }
-                unsyncedBatches.removeAll()
-                return
-            }
-            sync = pending
-        } catch {
-            fail(error)
+        guard let sync = storage.pendingSync() else {
+            // A sync on the loop (a rotation, a batch that had to sync) covered them already.
+            for batch in unsyncedBatches { node.persisted(batch) }
+            unsyncedBatches.removeAll()
             return
         }
         let covered = unsyncedBatches

@@ -198,8 +198,8 @@ public final class RaftDiskStorage {
 
     /// A sync that a batch of `persistLater` may still need, and that none is running for:
     /// everything written since the last one returned. Nil when all of it is durable.
-    public func pendingSync() throws(StorageError) -> DeferredSync? {
-        guard let request = try log.syncRequest() else { return nil }
+    public func pendingSync() -> DeferredSync? {
+        guard let request = log.syncRequest() else { return nil }
         return DeferredSync(request: request)
     }
 

@@ -248,7 +248,7 @@ public final class WriteAheadLog {
 
     /// A sync of everything written so far, to run on another thread while this log goes on
     /// (nil when nothing written is unsynced). Report its return with `completeSync`.
-    public func syncRequest() throws(StorageError) -> WALSyncRequest? {
+    public func syncRequest() -> WALSyncRequest? {
         guard hasUnsyncedWrites else { return nil }
         return WALSyncRequest(target: syncTarget, segment: segments.last!, through: currentBytes)
     }

@@ -16,11 +16,11 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
 @Test func aSyncRequestCoversTheWritesBeforeItAndNotThoseAfter() throws {
     let directory = try TemporaryDirectory()
     let (log, _, _) = try WriteAheadLog.open(.init(directory: directory.path))
-    #expect(try log.syncRequest() == nil, "nothing written")
+    #expect(log.syncRequest() == nil, "nothing written")
     try log.append(type: 1, payload: payload(1))
     try log.write()
     #expect(log.pendingBytes == 0 && log.hasUnsyncedWrites)
-    let first = try #require(try log.syncRequest())
+    let first = try #require(log.syncRequest())
     try log.append(type: 1, payload: payload(2))
     try log.write()
     let syncs = log.syncCount
@@ -28,11 +28,11 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
     log.completeSync(first)
     #expect(log.syncCount == syncs + 1)
     #expect(log.hasUnsyncedWrites, "the second record was written after the request")
-    let second = try #require(try log.syncRequest())
+    let second = try #require(log.syncRequest())
     try second.sync()
     log.completeSync(second)
     #expect(!log.hasUnsyncedWrites)
-    #expect(try log.syncRequest() == nil)
+    #expect(log.syncRequest() == nil)
 }
 
 @Test func aSyncOnTheLoopTakesAlongWhatWasWrittenForAnotherThread() throws {
@@ -40,7 +40,7 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
     let (log, _, _) = try WriteAheadLog.open(.init(directory: directory.path))
     try log.append(type: 1, payload: payload(1))
     try log.write()
-    let request = try #require(try log.syncRequest())
+    let request = try #require(log.syncRequest())
     let syncs = log.syncCount
     // Nothing new buffered: the sync is for what was written.
     try log.sync()
@@ -56,7 +56,7 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
     let (log, _, _) = try WriteAheadLog.open(.init(directory: directory.path, segmentBytes: 64))
     try log.append(type: 1, payload: payload(1))
     try log.write()
-    let request = try #require(try log.syncRequest())
+    let request = try #require(log.syncRequest())
     try log.rotate()
     try log.append(type: 1, payload: payload(2))
     try log.write()
@@ -94,11 +94,11 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
         #expect(
             try !storage.persistLater(hardState: HardState(term: 1, vote: 1, commit: 3), entries: []),
             "only the commit moved: nothing to sync")
-        let deferred = try #require(try storage.pendingSync(), "entries 3-5 are written and not durable")
+        let deferred = try #require(storage.pendingSync(), "entries 3-5 are written and not durable")
         try deferred.sync()
         storage.completeSync(deferred)
         #expect(storage.logSyncCount == syncs + 1)
-        #expect(try storage.pendingSync() == nil)
+        #expect(storage.pendingSync() == nil)
     }
     let (_, recovered) = try RaftDiskStorage.open(directory: directory.path)
     #expect(recovered.entries.map(\.index) == (1...5).map { LogIndex($0) })
@@ -115,7 +115,7 @@ private func entries(_ indices: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry
     // leader's unsynced write it would not sync, but its messages may rest on that write.
     try storage.persist(hardState: HardState(term: 1, vote: 1, commit: 3), entries: [], snapshot: nil)
     #expect(storage.logSyncCount == syncs + 1)
-    #expect(try storage.pendingSync() == nil)
+    #expect(storage.pendingSync() == nil)
 }
 
 @Test func persistLaterRefusesANewTermOrVote() async {
