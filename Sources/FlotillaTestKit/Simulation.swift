@@ -266,7 +266,17 @@ public struct Simulation {
     // MARK: - Nodes
 
     private func raftConfiguration(for id: NodeID) -> RaftConfiguration {
-        configuration.core.configuration(for: id)
+        var raft = configuration.core.configuration(for: id)
+        if configuration.readLease {
+            raft.readLease = ReadLease(promiseTicks: 2, duration: .milliseconds(Int64(configuration.leaseUnits)))
+        }
+        return raft
+    }
+
+    /// What node `slot`'s monotonic clock reads now, one time unit being a millisecond: it runs at
+    /// the rate of its ticks (a node that ticks slowly measures less time than has passed).
+    private func clockReading(_ slot: Int) -> Duration {
+        .microseconds(Int64(now * 1000 * configuration.tickInterval / nodes[slot].tickInterval))
     }
 
     private mutating func start(slot: Int, joining: Bool) throws(SafetyViolation) {
@@ -903,7 +913,10 @@ public struct Simulation {
             case .get(let handle, let key):
                 let token = nextReadToken
                 nextReadToken += 1
-                try nodes[slot].raft!.readIndex(context: Self.context(for: token))
+                let leaseReads = nodes[slot].raft!.leaseReads
+                try nodes[slot].raft!.readIndex(
+                    context: Self.context(for: token), now: configuration.readLease ? clockReading(slot) : nil)
+                statistics.leaseReads += Int(nodes[slot].raft!.leaseReads - leaseReads)
                 nodes[slot].waitingReads[token] = (client, handle, key)
             }
         } catch {

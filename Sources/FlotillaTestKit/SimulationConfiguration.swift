@@ -148,6 +148,10 @@ public struct SimulationConfiguration: Hashable, Sendable {
     /// goes on, and its sync returns up to this many time units later (`RaftNode.persisted`).
     /// Nil: every batch is synced before it is advanced.
     public var leaderSyncDelay: UInt64?
+    /// Clients' reads go through the leader's read lease (`RaftConfiguration.readLease`): voters
+    /// promise for 2 ticks, and a lease lasts one nominal tick shortened by the clock drift both
+    /// ways (`leaseUnits`), measured on the leader's own drifting clock.
+    public var readLease: Bool
     /// Whether to require that every client's last operation finishes once the cluster is healed.
     public var requiresProgressAfterHealing: Bool
     /// How many trace lines a failure report shows.
@@ -161,7 +165,7 @@ public struct SimulationConfiguration: Hashable, Sendable {
         chaosDuration: UInt64 = 20_000,
         quietDuration: UInt64 = 8_000,
         clientTimeout: UInt64 = 400, compactionThreshold: UInt64 = 40, leaderSyncDelay: UInt64? = nil,
-        requiresProgressAfterHealing: Bool = true,
+        readLease: Bool = false, requiresProgressAfterHealing: Bool = true,
         traceCapacity: Int = 200, echoesTrace: Bool = false
     ) {
         self.seed = seed
@@ -178,9 +182,17 @@ public struct SimulationConfiguration: Hashable, Sendable {
         self.clientTimeout = clientTimeout
         self.compactionThreshold = compactionThreshold
         self.leaderSyncDelay = leaderSyncDelay
+        self.readLease = readLease
         self.requiresProgressAfterHealing = requiresProgressAfterHealing
         self.traceCapacity = traceCapacity
         self.echoesTrace = echoesTrace
+    }
+
+    /// How long a lease lasts, in time units of the leader's clock: the one tick interval a
+    /// 2-tick promise guarantees on the fastest clock, over the rate of the slowest one,
+    /// `tickInterval × (100 − drift) / (100 + drift)`, rounded down.
+    public var leaseUnits: UInt64 {
+        tickInterval * UInt64(100 - clockDriftPercent) / UInt64(100 + clockDriftPercent)
     }
 
     /// The standard run for a seed: even seeds run 3 nodes, odd seeds 5, and the faults are
@@ -192,8 +204,10 @@ public struct SimulationConfiguration: Hashable, Sendable {
         // Drawn last, so the faults and tuning of a seed are what they were before it existed. Most
         // runs sync as the node does (off the leader's loop); a quarter sync before advancing.
         let leaderSyncDelay = random.element(of: [nil, 1, 5, 30] as [UInt64?])
+        // Also drawn after what came before it; two runs in three read through a lease, as nodes do.
+        let readLease = random.element(of: [false, true, true])
         return SimulationConfiguration(
             seed: seed, nodeCount: nodeCount ?? (seed % 2 == 0 ? 3 : 5), faults: faults, core: core,
-            leaderSyncDelay: leaderSyncDelay)
+            leaderSyncDelay: leaderSyncDelay, readLease: readLease)
     }
 }

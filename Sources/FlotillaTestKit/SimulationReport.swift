@@ -29,6 +29,8 @@ public struct SimulationStatistics: Hashable, Sendable {
     public var crashesLosingLeaderWrites = 0
     /// Followers told that their leader's process died (`RaftNode.leaderProcessGone`).
     public var deadLeaderNotices = 0
+    /// Reads a leader answered from its read lease, without a heartbeat round.
+    public var leaseReads = 0
     public var restarts = 0
     public var partitions = 0
     public var pauses = 0
@@ -58,6 +60,7 @@ public struct SimulationStatistics: Hashable, Sendable {
         syncsOffLoop += other.syncsOffLoop
         crashesLosingLeaderWrites += other.crashesLosingLeaderWrites
         deadLeaderNotices += other.deadLeaderNotices
+        leaseReads += other.leaseReads
         restarts += other.restarts
         partitions += other.partitions
         pauses += other.pauses
@@ -74,7 +77,7 @@ public struct SimulationStatistics: Hashable, Sendable {
             + "\(linearizabilityChecks) linearizability checks (\(completedOperations) client operations, "
             + "\(leadersElected) leaders, \(crashes) crashes of which \(crashesDuringWrite) mid-write and "
             + "\(tornWrites) torn, \(crashesLosingCommit) losing unsynced commits, \(syncsOffLoop) leader syncs off the loop, "
-            + "\(crashesLosingLeaderWrites) crashes losing a leader's unsynced writes, \(deadLeaderNotices) dead-leader notices, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
+            + "\(crashesLosingLeaderWrites) crashes losing a leader's unsynced writes, \(deadLeaderNotices) dead-leader notices, \(leaseReads) lease reads, \(partitions) partitions, \(pauses) pauses, \(membershipChanges) membership changes, "
             + "\(leadershipTransfers) leadership transfers, \(snapshotsInstalled) snapshots installed)"
     }
 }

@@ -168,7 +168,7 @@ struct ClientAPI: Sendable {
     ) async throws -> T {
         if isStale(request) { return await driver.staleRead(body) }
         do {
-            return try await driver.linearizableRead(timeoutTicks: timeoutTicks, body)
+            return try await driver.linearizableRead(timeoutTicks: timeoutTicks, lease: true, body)
         } catch let error as RaftDriverError {
             throw httpError(error)
         }

@@ -36,6 +36,11 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// campaigns within a few ticks (`RaftConfiguration.leaderSilenceTicks`); nil: it waits for the
     /// election timeout. The setting's 0 means nil.
     public var leaderSilenceTicks: Int? = nil
+    /// A leader answers linearizable reads from a read lease, without a heartbeat round, while one
+    /// a quorum confirmed runs (`RaftConfiguration.readLease`, docs/raft.md "Lease reads"). Every
+    /// node of a cluster needs the same value; a cluster upgraded from a build without lease reads
+    /// keeps it false until every node runs this build (docs/operations.md, "Upgrades").
+    public var readLease: Bool = true
     /// A snapshot is taken (and the log compacted) after this many newly applied entries.
     public var snapshotEntries: Int
     /// The node joins a running cluster (added through the API) instead of founding one with
@@ -76,6 +81,7 @@ public struct NodeConfiguration: Hashable, Sendable {
         case electionTicks = "election-ticks"
         case heartbeatTicks = "heartbeat-ticks"
         case leaderSilenceTicks = "leader-silence-ticks"
+        case readLease = "read-lease"
         case snapshotEntries = "snapshot-entries"
         case join
         case memory
@@ -268,6 +274,15 @@ public struct NodeConfiguration: Hashable, Sendable {
                     + "e.g. 3 with heartbeat-ticks 1 and election-ticks 10, or 0 to wait for the election timeout")
         }
         configuration.leaderSilenceTicks = silence == 0 ? nil : silence
+        switch values[.readLease]?.value {
+        case nil, "true": configuration.readLease = true
+        case "false": configuration.readLease = false
+        case let other?:
+            throw ConfigurationError(
+                "\(values[.readLease]!.source) is \"\(other)\"",
+                fix: "read-lease is true (a leader answers reads from a lease a quorum confirmed) or false "
+                    + "(every read takes a heartbeat round; for a cluster upgraded from a build without it)")
+        }
         return configuration
     }
 }
@@ -360,10 +375,11 @@ enum ConfigFile {
         var members: [MemberAddress] = []
     }
 
-    /// One value in the file: a setting (string or whole number) or the member list.
+    /// One value in the file: a setting (string, whole number or true/false) or the member list.
     private enum Value: Decodable {
         case text(String)
         case number(Int)
+        case flag(Bool)
         case members([Member])
 
         struct Member: Decodable {
@@ -378,6 +394,8 @@ enum ConfigFile {
                 self = .text(text)
             } else if let number = try? container.decode(Int.self) {
                 self = .number(number)
+            } else if let flag = try? container.decode(Bool.self) {
+                self = .flag(flag)
             } else {
                 self = .members(try container.decode([Member].self))
             }
@@ -392,7 +410,7 @@ enum ConfigFile {
             top = try JSONDecoder().decode([String: Value].self, from: contents)
         } catch {
             throw ConfigurationError(
-                "\(path) is not a JSON object of settings (strings or whole numbers) and \"members\"",
+                "\(path) is not a JSON object of settings (strings, whole numbers or true/false) and \"members\"",
                 fix: "see cluster-config/local-3.json for the format; \(example)")
         }
         var document = Document()
@@ -409,6 +427,8 @@ enum ConfigFile {
                 document.settings[try setting(named: key, path: path)] = text
             case (_, .number(let number)):
                 document.settings[try setting(named: key, path: path)] = String(number)
+            case (_, .flag(let flag)):
+                document.settings[try setting(named: key, path: path)] = String(flag)
             }
         }
         return document

@@ -79,7 +79,8 @@ public final class NodeDaemon: Service {
         let transport = HTTP2PeerTransport(
             local: configuration.nodeID, peerAddress: { addressBook.addresses(of: $0)?.peer },
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks),
-            leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger)
+            leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger,
+            sendsLeasePromises: configuration.readLease)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
         let stateChanges = StateChanges(clock: clock)
         // What nodes report of their memory, kept by this node while it leads (soft state).
@@ -89,7 +90,9 @@ public final class NodeDaemon: Service {
         let driver = try ClusterDriver(
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
-                heartbeatTicks: configuration.heartbeatTicks, leaderSilenceTicks: configuration.leaderSilenceTicks),
+                heartbeatTicks: configuration.heartbeatTicks, leaderSilenceTicks: configuration.leaderSilenceTicks,
+                readLease: configuration.readLease
+                    ? .standard(tick: .milliseconds(configuration.tickMilliseconds)) : nil),
             bootstrapMembership: bootstrapMembership,
             storage: storage, recovered: recovered,
             machine: ClusterStateMachine(

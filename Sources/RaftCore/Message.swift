@@ -51,7 +51,9 @@ public enum MessageKind: Hashable, Sendable, CustomStringConvertible {
         case .voteResponse(let granted): granted ? "VoteResponse granted" : "VoteResponse rejected"
         case .append(let append): "Append \(append)"
         case .appendResponse(let response): "AppendResponse \(response)"
-        case .heartbeat(let heartbeat): "Heartbeat commit=\(heartbeat.commit) read=\(heartbeat.readRound)"
+        case .heartbeat(let heartbeat):
+            "Heartbeat commit=\(heartbeat.commit) read=\(heartbeat.readRound)"
+                + (heartbeat.leasePromise ? " lease" : "")
         case .heartbeatResponse(let round): "HeartbeatResponse read=\(round)"
         case .installSnapshot(let chunk): "InstallSnapshot \(chunk)"
         case .snapshotResponse(let response): "SnapshotResponse \(response)"
@@ -132,10 +134,14 @@ public struct Heartbeat: Hashable, Sendable {
     public var commit: LogIndex
     /// The newest ReadIndex round the leader wants confirmed; the follower echoes it.
     public var readRound: UInt64
+    /// The round is a lease round: the follower promises not to vote for another leader, nor to
+    /// campaign, for `ReadLease.promiseTicks` of its ticks (docs/raft.md, "Lease reads").
+    public var leasePromise: Bool
 
-    public init(commit: LogIndex, readRound: UInt64) {
+    public init(commit: LogIndex, readRound: UInt64, leasePromise: Bool = false) {
         self.commit = commit
         self.readRound = readRound
+        self.leasePromise = leasePromise
     }
 }
 

@@ -39,6 +39,8 @@ public struct RaftConfiguration: Hashable, Sendable {
     /// One `Ready` hands out at most this many bytes of committed entries (at least one entry), so a
     /// restart over a long log does not hand the application everything at once.
     public var maxCommittedBytesPerReady: Int
+    /// Lease reads (`RaftNode.readIndex(context:now:)`); nil: every read takes a heartbeat round.
+    public var readLease: ReadLease?
 
     public init(
         id: NodeID,
@@ -53,7 +55,8 @@ public struct RaftConfiguration: Hashable, Sendable {
         maxUncommittedBytes: Int = 64 << 20,
         maxPromotionLag: UInt64 = 64,
         maxCommittedBytesPerReady: Int = 64 << 20,
-        leaderSilenceTicks: Int? = nil
+        leaderSilenceTicks: Int? = nil,
+        readLease: ReadLease? = nil
     ) {
         self.id = id
         self.electionTicks = electionTicks
@@ -68,6 +71,7 @@ public struct RaftConfiguration: Hashable, Sendable {
         self.maxPromotionLag = maxPromotionLag
         self.maxCommittedBytesPerReady = maxCommittedBytesPerReady
         self.leaderSilenceTicks = leaderSilenceTicks
+        self.readLease = readLease
     }
 
     /// Three heartbeat intervals, or a third of the election timeout if that is longer; nil when
@@ -103,6 +107,17 @@ public struct RaftConfiguration: Hashable, Sendable {
                 )
             }
         }
+        if let lease = readLease {
+            if lease.promiseTicks < 2 || lease.promiseTicks >= electionTicks {
+                throw ConfigurationError(
+                    "readLease.promiseTicks (\(lease.promiseTicks)) must be at least 2 and below electionTicks "
+                        + "(\(electionTicks)): a lease lasts less than promiseTicks - 1 ticks; use 2"
+                )
+            }
+            if lease.duration <= .zero {
+                throw ConfigurationError("readLease.duration is \(lease.duration); it must be positive")
+            }
+        }
         if maxEntriesBytesPerMessage < 1 {
             throw ConfigurationError("maxEntriesBytesPerMessage is \(maxEntriesBytesPerMessage); it must be positive")
         }
@@ -123,5 +138,36 @@ public struct RaftConfiguration: Hashable, Sendable {
         if maxUncommittedBytes < 1 {
             throw ConfigurationError("maxUncommittedBytes is \(maxUncommittedBytes); it must be positive")
         }
+    }
+}
+
+/// A leader's read lease (docs/raft.md, "Lease reads"): a leader answers a read from its own
+/// commit index, with no heartbeat round, while a lease that a quorum confirmed still runs.
+///
+/// The promise it rests on: a heartbeat that opens a lease round carries `leasePromise`; a voter
+/// that takes one neither grants a vote or pre-vote (but a leadership transfer's, which the leader
+/// itself asked for after giving up its lease) nor campaigns until `promiseTicks` of its own ticks
+/// have passed — at least `promiseTicks - 1` tick intervals of real time, if its ticks never come
+/// closer together than the interval (the shell's duty). A node that starts holds the same promise,
+/// for anything it promised before it stopped. The lease runs for `duration` on the leader's clock
+/// from the moment the round began, before its heartbeats left, so it ends before any voter that
+/// confirmed it may vote for another leader, as long as `duration` is below `promiseTicks - 1` tick
+/// intervals by more than the two clocks' rates can differ. Every node of a cluster needs the same
+/// setting: a voter built without it makes no promise.
+public struct ReadLease: Hashable, Sendable {
+    /// How many of its ticks a voter keeps a lease promise; at least 2.
+    public var promiseTicks: Int
+    /// How long a confirmed lease lasts on the leader's clock, from the start of its round.
+    public var duration: Duration
+
+    public init(promiseTicks: Int, duration: Duration) {
+        self.promiseTicks = promiseTicks
+        self.duration = duration
+    }
+
+    /// A lease for ticks of `tick`: 2 ticks of promise, and 80 % of the one tick interval they
+    /// guarantee, which stays safe while the clocks' rates differ by up to 11 %.
+    public static func standard(tick: Duration) -> ReadLease {
+        ReadLease(promiseTicks: 2, duration: tick * 0.8)
     }
 }

@@ -106,6 +106,9 @@ extension RaftNode {
 
     mutating func campaign(isLeadershipTransfer: Bool) {
         guard currentRole != .leader, isPromotable else { return }
+        // A lease promise holds this node back (a transfer's election was asked for by the leader,
+        // which gave up its lease first).
+        if holdsLeasePromise && !isLeadershipTransfer { return }
         if configuration.preVote && !isLeadershipTransfer {
             becomePreCandidate()
             requestVotes(term: currentTerm.next, isPreVote: true, isLeadershipTransfer: false)
@@ -210,6 +213,9 @@ extension RaftNode {
         pendingReads = []
         readsAwaitingLeaderCommit = []
         readHeartbeatDue = false
+        leaseRound = nil
+        leaseExpiry = nil
+        leaseForfeited = false
         if !departingNodes.isEmpty {
             departingNodes = []
             peers = Self.sortedPeers(of: membership, excluding: id)
@@ -291,8 +297,10 @@ extension RaftNode {
     /// healthy leader (Ongaro §4.2.3). A transfer's election is exempt: the leader asked for it.
     /// With `leaderSilenceTicks`, a follower defends its leader only that long: a candidate then
     /// wins only with a majority that has not heard the leader for that long, which a leader that
-    /// reaches a majority (and heartbeats every `heartbeatTicks`) never lets happen.
+    /// reaches a majority (and heartbeats every `heartbeatTicks`) never lets happen. A node that
+    /// keeps a lease promise (`ReadLease`) ignores every request but a transfer's.
     private func ignoresVoteRequest(_ request: VoteRequest) -> Bool {
+        if holdsLeasePromise && !request.isLeadershipTransfer { return true }
         guard configuration.checkQuorum, !request.isLeadershipTransfer, currentLeader != nil else { return false }
         if currentRole == .follower, let silence = configuration.leaderSilenceTicks {
             return electionElapsed < silence

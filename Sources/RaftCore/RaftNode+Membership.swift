@@ -57,6 +57,10 @@ extension RaftNode {
         for node in peers where progress[node] == nil {
             progress[node] = newProgress()
         }
+        // A lease stands on the quorum of the membership that confirmed it; two changes in a row
+        // could leave a quorum without any of those voters. The next read takes a round again.
+        leaseExpiry = nil
+        leaseRound = nil
         for node in progress.keys where !peers.contains(node) {
             progress[node] = nil
         }
@@ -111,6 +115,7 @@ extension RaftNode {
         // The transfer gets one full election timeout to finish.
         electionElapsed = 0
         if progress[target]?.match == log.lastIndex {
+            forfeitLease()
             send(.timeoutNow, to: target)
         }
     }

@@ -1,4 +1,4 @@
-// Linearizable reads without writing to the log: ReadIndex (§6.4).
+// Linearizable reads without writing to the log: ReadIndex (§6.4), and lease reads (§6.4.1).
 import ClusterModel
 
 extension RaftNode {
@@ -9,8 +9,16 @@ extension RaftNode {
     /// request goes to the leader. If leadership changes meanwhile, no answer comes; the shell times
     /// the read out and retries.
     public mutating func readIndex(context: [UInt8]) throws(ProposalError) {
+        try readIndex(context: context, now: nil)
+    }
+
+    /// `readIndex(context:)`, answered at once from the leader's read lease when one runs at `now`
+    /// (the leader's monotonic clock; the configuration's `readLease`). Otherwise the heartbeat round
+    /// it takes opens a lease round, whose confirmation starts a lease that runs `readLease.duration`
+    /// from `now`. A follower forwards the read as `readIndex(context:)` does.
+    public mutating func readIndex(context: [UInt8], now: Duration?) throws(ProposalError) {
         if currentRole == .leader {
-            handleReadRequest(context: context, requester: id)
+            handleReadRequest(context: context, requester: id, now: now)
         } else if let leader = currentLeader {
             send(.readIndex(context: context), to: leader)
         } else {
@@ -18,7 +26,7 @@ extension RaftNode {
         }
     }
 
-    mutating func handleReadRequest(context: [UInt8], requester: NodeID) {
+    mutating func handleReadRequest(context: [UInt8], requester: NodeID, now: Duration? = nil) {
         guard hasCommittedInTerm else {
             // §6.4 step 1: until its no-op commits, the leader does not know the latest commit index.
             readsAwaitingLeaderCommit.append((context, requester))
@@ -28,9 +36,33 @@ extension RaftNode {
             answerRead(ReadState(index: commit, context: context), requester: requester)
             return
         }
+        if let now, leaseRuns(at: now) {
+            // No other leader can have committed anything yet: every voter that confirmed the lease
+            // still keeps its promise (`ReadLease`), and they are a quorum.
+            leaseReads += 1
+            answerRead(ReadState(index: commit, context: context), requester: requester)
+            return
+        }
         readRound += 1
+        if let now, configuration.readLease != nil, !leaseForfeited, leaseRound == nil {
+            leaseRound = (readRound, now)
+        }
         pendingReads.append(PendingRead(round: readRound, index: commit, context: context, requester: requester))
         readHeartbeatDue = true
+    }
+
+    /// Whether this leader's read lease runs at `now` (its own clock).
+    func leaseRuns(at now: Duration) -> Bool {
+        guard let expiry = leaseExpiry, !leaseForfeited, transferTarget == nil else { return false }
+        return now < expiry
+    }
+
+    /// The leader is about to send TimeoutNow: the voters grant that election despite their
+    /// promises, so no lease of this term may run any more.
+    mutating func forfeitLease() {
+        leaseForfeited = true
+        leaseExpiry = nil
+        leaseRound = nil
     }
 
     mutating func releaseReadsAwaitingLeaderCommit() {
@@ -39,16 +71,21 @@ extension RaftNode {
         for read in waiting { handleReadRequest(context: read.context, requester: read.requester) }
     }
 
-    /// Releases every pending read whose round a quorum of voters (counting this leader) has echoed.
+    /// Releases every pending read whose round a quorum of voters (counting this leader) has echoed,
+    /// and starts the lease of a lease round so confirmed.
     mutating func confirmReads() {
-        guard let oldest = pendingReads.first else { return }
+        guard !pendingReads.isEmpty || leaseRound != nil else { return }
         var rounds: [UInt64] = []
         for voter in membership.voters {
             rounds.append(voter == id ? readRound : progress[voter]?.readRound ?? 0)
         }
         rounds.sort(by: >)
         let confirmed = rounds[membership.quorum - 1]
-        guard confirmed >= oldest.round else { return }
+        if let lease = leaseRound, confirmed >= lease.round, let duration = configuration.readLease?.duration {
+            leaseExpiry = max(leaseExpiry ?? lease.startedAt, lease.startedAt + duration)
+            leaseRound = nil
+        }
+        guard let oldest = pendingReads.first, confirmed >= oldest.round else { return }
         let released = pendingReads.prefix { $0.round <= confirmed }
         pendingReads.removeFirst(released.count)
         for read in released {
@@ -62,5 +99,19 @@ extension RaftNode {
         } else {
             send(.readIndexResponse(state), to: requester)
         }
+    }
+
+    // MARK: Lease promises.
+
+    /// Whether this node keeps a lease promise now: it grants no vote (but a leadership transfer's)
+    /// and does not campaign. The shell must not tick it early meanwhile (`RaftDriver`'s tick after
+    /// a dead leader's notice): its ticks measure the promise.
+    public var holdsLeasePromise: Bool {
+        guard let lease = configuration.readLease else { return false }
+        return leasePromiseElapsed < lease.promiseTicks
+    }
+
+    mutating func tickLeasePromise() {
+        if leasePromiseElapsed < .max { leasePromiseElapsed += 1 }
     }
 }

@@ -59,6 +59,7 @@ extension RaftNode {
         // Hand over to the most up-to-date voter at once rather than leaving the cluster to time out.
         let caughtUp = membership.voters.sorted().first { progress[$0]?.match == log.lastIndex }
         if let successor = caughtUp {
+            forfeitLease()
             send(.timeoutNow, to: successor)
         }
         becomeFollower(term: currentTerm, leader: nil)
@@ -111,6 +112,8 @@ extension RaftNode {
     }
 
     mutating func handleHeartbeat(_ heartbeat: Heartbeat, from leader: NodeID) {
+        // The promise holds from now, before the echo that confirms the lease leaves.
+        if heartbeat.leasePromise && configuration.readLease != nil { leasePromiseElapsed = 0 }
         // The leader caps the commit it sends at our known match, so we hold those entries.
         commit(to: min(heartbeat.commit, log.lastIndex))
         send(.heartbeatResponse(readRound: heartbeat.readRound), to: leader)
@@ -154,6 +157,7 @@ extension RaftNode {
             progress[follower] = record
             maybeCommit()
             if follower == transferTarget && record.match == log.lastIndex {
+                forfeitLease()
                 send(.timeoutNow, to: follower)
             }
         } else {
@@ -179,7 +183,8 @@ extension RaftNode {
         readHeartbeatDue = false
         for node in peers {
             guard let record = progress[node] else { continue }
-            let heartbeat = Heartbeat(commit: min(record.match, commit), readRound: readRound)
+            let heartbeat = Heartbeat(
+                commit: min(record.match, commit), readRound: readRound, leasePromise: leaseRound != nil)
             send(.heartbeat(heartbeat), to: node)
         }
     }

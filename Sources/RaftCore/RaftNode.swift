@@ -70,6 +70,23 @@ public struct RaftNode: Sendable {
     var readsAwaitingLeaderCommit: [(context: [UInt8], requester: NodeID)] = []
     /// A heartbeat round must go out at the next `ready()` to confirm pending reads.
     var readHeartbeatDue = false
+    /// The lease round in flight: its ReadIndex round and when it began on the leader's clock.
+    /// Heartbeats carry `leasePromise` while it is set.
+    var leaseRound: (round: UInt64, startedAt: Duration)?
+    /// The read lease runs until here on the leader's clock (nil: none).
+    var leaseExpiry: Duration?
+    /// This leader sent TimeoutNow in its term, whose election voters grant despite their promise:
+    /// it takes no lease again in this term.
+    var leaseForfeited = false
+    /// Reads this node answered from its lease, without a heartbeat round, since it started.
+    public internal(set) var leaseReads: UInt64 = 0
+
+    // MARK: Lease promises (any role).
+
+    /// Ticks since this node last promised a lease (took a `leasePromise` heartbeat) or started;
+    /// `Int.max` without lease reads. It grants no vote and does not campaign below
+    /// `ReadLease.promiseTicks`. Kept across changes of role and term: a promise is about time.
+    var leasePromiseElapsed: Int
 
     // MARK: Snapshots.
 
@@ -142,6 +159,7 @@ public struct RaftNode: Sendable {
         self.applied = 0
         self.appliedRequests = [:]
         self.peers = Self.sortedPeers(of: membership, excluding: configuration.id)
+        self.leasePromiseElapsed = configuration.readLease == nil ? .max : 0
         resetElectionTimer()
     }
 
@@ -226,6 +244,8 @@ public struct RaftNode: Sendable {
         self.handedCommit = snapshotIndex
         self.applied = snapshotIndex
         self.appliedRequests = snapshot?.metadata.appliedRequests ?? [:]
+        // A node that restarts keeps whatever promise it gave before it stopped (it cannot know).
+        self.leasePromiseElapsed = configuration.readLease == nil ? .max : 0
         recomputeMembershipFromLog()
         resetElectionTimer()
     }
@@ -284,6 +304,7 @@ public struct RaftNode: Sendable {
 
     /// Advances logical time by one tick: election timeouts for followers, heartbeats for leaders.
     public mutating func tick() {
+        tickLeasePromise()
         if currentRole == .leader {
             tickLeader()
         } else {

@@ -187,7 +187,9 @@ extension Message: WireCodable {
             writer.writeVarint(response.hintIndex.rawValue)
             writer.writeVarint(response.hintTerm.rawValue)
         case .heartbeat(let heartbeat):
-            writer.write(6 as UInt8)
+            // A lease round's heartbeat has a kind of its own (peer stream format 2), so a stream that
+            // never carries one stays readable by builds before lease reads.
+            writer.write(heartbeat.leasePromise ? 13 as UInt8 : 6 as UInt8)
             writer.writeVarint(heartbeat.commit.rawValue)
             writer.writeVarint(heartbeat.readRound)
         case .heartbeatResponse(let readRound):
@@ -243,8 +245,11 @@ extension Message: WireCodable {
                 AppendResponse(
                     index: LogIndex(try reader.readVarint()), rejected: try reader.readBool(),
                     hintIndex: LogIndex(try reader.readVarint()), hintTerm: Term(try reader.readVarint())))
-        case 6:
-            kind = .heartbeat(Heartbeat(commit: LogIndex(try reader.readVarint()), readRound: try reader.readVarint()))
+        case let tag where tag == 6 || tag == 13:
+            kind = .heartbeat(
+                Heartbeat(
+                    commit: LogIndex(try reader.readVarint()), readRound: try reader.readVarint(),
+                    leasePromise: tag == 13))
         case 7: kind = .heartbeatResponse(readRound: try reader.readVarint())
         case 8:
             let metadata = try SnapshotMetadata(from: &reader)

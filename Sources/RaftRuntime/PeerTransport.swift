@@ -20,8 +20,12 @@ package enum PeerPath {
 /// streams of builds before it was declared, which wrote exactly version 1).
 package enum PeerStreamFormat {
     package static let header = "flotilla-peer-format"
-    /// The version this build writes and the newest it reads.
-    package static let current: UInt64 = 1
+    /// The newest version this build reads, and the one it writes when lease reads are on.
+    /// Version 2 adds a heartbeat kind that carries a lease promise (`Heartbeat.leasePromise`);
+    /// a node without lease reads writes version 1, which builds before version 2 read.
+    package static let current: UInt64 = 2
+    /// The version the stream of a node that does not send lease promises declares.
+    package static let withoutLeasePromises: UInt64 = 1
 
     /// The answer that refuses a stream declaring `declared` (`nil`: no header, version 1), or nil
     /// when this build reads it: a version newer than `current`, or not a version, is refused.
@@ -308,10 +312,17 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         processGone.withLock { $0 = handler }
     }
 
+    /// The peer stream format this node's streams declare (`PeerStreamFormat`).
+    private let streamFormat: UInt64
+
+    /// - Parameter sendsLeasePromises: this node's Raft core has lease reads on, so its heartbeats
+    ///   may carry lease promises: its streams declare format 2 (else 1).
     public init(
         local: NodeID, peerAddress: @escaping @Sendable (NodeID) -> Endpoint?, requestTimeout: Duration,
-        leaderContact: LeaderContactTracker? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger
+        leaderContact: LeaderContactTracker? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger,
+        sendsLeasePromises: Bool = false
     ) {
+        self.streamFormat = sendsLeasePromises ? PeerStreamFormat.current : PeerStreamFormat.withoutLeasePromises
         self.local = local
         self.eventLoopGroup = eventLoopGroup
         self.peerAddress = peerAddress
@@ -444,7 +455,7 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
         let request = HTTPRequest(
             method: .post, path: PeerPath.raftStream,
             headers: [
-                "content-type": "application/octet-stream", PeerStreamFormat.header: "\(PeerStreamFormat.current)",
+                "content-type": "application/octet-stream", PeerStreamFormat.header: "\(streamFormat)",
             ],
             body: .empty)
         let stream: HTTP2PushStream

@@ -100,6 +100,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     private var ticker: Task<Void, Never>?
     /// Ticks since start: the clock for deadlines.
     private var now: UInt64 = 0
+    /// The origin of the monotonic time the core's read lease is measured in.
+    private let clockOrigin = ContinuousClock.now
 
     private struct Proposal {
         var term: Term
@@ -188,11 +190,13 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         let duration = tickDuration
         ticker = Task { [weak self] in
             let clock = ContinuousClock()
-            var next = clock.now
+            var last = clock.now
             while !Task.isCancelled {
-                next = next.advanced(by: duration)
-                try? await clock.sleep(until: next, tolerance: nil)
+                try? await clock.sleep(until: last.advanced(by: duration), tolerance: nil)
                 guard let self, await self.tick() else { return }
+                // A tick interval from the end of this tick, never a burst of ticks to catch up after
+                // a stall: a lease promise counts ticks, so two ticks are at least an interval apart.
+                last = clock.now
             }
         }
     }
@@ -331,9 +335,12 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     }
 
     /// Waits until this node's state reflects every write committed before the call (ReadIndex),
-    /// then runs `read` on the state machine.
+    /// then runs `read` on the state machine. With `lease`, a leader whose read lease runs answers
+    /// without a heartbeat round (`RaftNode.readIndex(context:now:)`; the configuration's
+    /// `readLease`), and a round it takes starts a lease. A read that must confirm a moment of
+    /// contact with a quorum after the call (the failover controller's probe) passes false.
     public func linearizableRead<Result: Sendable>(
-        timeoutTicks: UInt64, _ read: (Machine) -> Result
+        timeoutTicks: UInt64, lease: Bool = false, _ read: (Machine) -> Result
     ) async throws -> Result {
         // Registered in the same job that asks the core, for the reason `propose` gives.
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -343,7 +350,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             var context = ByteWriter()
             context.writeVarint(id)
             do throws(ProposalError) {
-                try node.readIndex(context: context.bytes)
+                try node.readIndex(context: context.bytes, now: lease ? ContinuousClock.now - clockOrigin : nil)
             } catch .notLeader(let hint) {
                 return continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
             } catch {
@@ -395,11 +402,15 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         // `deadLeaderTickDelay` rather than on the ticker's beat, up to a tick later. The delay
         // leaves the other followers time to hear of the death too, or they would ignore the
         // pre-vote while they still follow the dead leader.
-        guard followedIt, !earlyTickScheduled, deadLeaderTickDelay < tickDuration else { return }
+        guard followedIt, !earlyTickScheduled, !self.node.holdsLeasePromise, deadLeaderTickDelay < tickDuration
+        else { return }
         earlyTickScheduled = true
         eventLoop.scheduleTask(in: TimeAmount(deadLeaderTickDelay)) {
             self.assumeIsolated { driver in
                 driver.earlyTickScheduled = false
+                // A lease promise counts the ticker's beats: a tick between them would shorten it
+                // (and the core does not campaign before it ends anyway).
+                guard !driver.node.holdsLeasePromise else { return }
                 _ = driver.tick()
             }
         }

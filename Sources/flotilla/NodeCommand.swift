@@ -52,6 +52,12 @@ extension NodeCommand {
             name: .customLong("leader-silence-ticks"),
             help: "Ticks without a word from the leader before a follower campaigns (default 3; 0: election timeout).")
         var leaderSilenceTicks: String?
+        @Option(
+            name: .customLong("read-lease"),
+            help:
+                "true: the leader answers reads from a lease a quorum confirmed (default); false: a heartbeat round each."
+        )
+        var readLease: String?
         @Option(name: .customLong("snapshot-entries"), help: "Entries applied between snapshots (default 10000).")
         var snapshotEntries: String?
         @Option(
@@ -86,7 +92,7 @@ extension NodeCommand {
                 (.peerAddress, peerAddress),
                 (.clientAddress, clientAddress),
                 (.dataDirectory, dataDirectory), (.tickMilliseconds, tickMilliseconds), (.electionTicks, electionTicks),
-                (.heartbeatTicks, heartbeatTicks), (.leaderSilenceTicks, leaderSilenceTicks),
+                (.heartbeatTicks, heartbeatTicks), (.leaderSilenceTicks, leaderSilenceTicks), (.readLease, readLease),
                 (.snapshotEntries, snapshotEntries), (.join, join),
                 (.memory, memory), (.heartbeatMilliseconds, heartbeatMilliseconds),
                 (.leaseMilliseconds, leaseMilliseconds), (.raftSeed, raftSeed),

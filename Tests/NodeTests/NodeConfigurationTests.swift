@@ -76,6 +76,19 @@ private let threeNodes = Data(
     #expect(tooShortForADefault.leaderSilenceTicks == nil)
 }
 
+@Test func readLeasesAreOnByDefaultAndTurnOffWithFalseFromTheFileOrAFlag() throws {
+    let defaults = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
+    #expect(defaults.readLease)
+    let file = Data(#"{"node-id": "n1", "read-lease": false}"#.utf8)
+    let fromFile = try NodeConfiguration.resolve(
+        file: ("f", file), environment: [:],
+        flags: ["peer-address": "127.0.0.1:7201", "client-address": "127.0.0.1:7101"])
+    #expect(!fromFile.readLease)
+    let fromFlag = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "read-lease": "false"])
+    #expect(!fromFlag.readLease)
+}
+
 @Test func heartbeatsAndLeasesDefaultTo200And2000MillisecondsAndComeFromEveryPlace() throws {
     let defaults = try NodeConfiguration.resolve(file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1"])
     #expect(defaults.heartbeatMilliseconds == 200 && defaults.leaseMilliseconds == 2000)
@@ -96,6 +109,7 @@ private let threeNodes = Data(
     (["node-id": "n1", "leader-silence-ticks": "1"], "--leader-silence-ticks is 1, not between heartbeat-ticks (1)"),
     (["node-id": "n1", "leader-silence-ticks": "10"], "and election-ticks (10)"),
     (["node-id": "n1", "leader-silence-ticks": "-1"], "must be a whole number in 0...10000"),
+    (["node-id": "n1", "read-lease": "yes"], "--read-lease is \"yes\""),
     (["node-id": "n1", "heartbeat-ms": "1500"], "heartbeat-ms (1500) is more than half of lease-ms (2000)"),
     (["node-id": "n1", "lease-ms": "50"], "--lease-ms is \"50\""),
     (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),
@@ -145,14 +159,15 @@ func aPodNameGivesTheNodeIDFromItsOrdinal(name: String, id: UInt64) throws {
     ("{", "not a JSON object"),
     ("[1, 2]", "not a JSON object"),
     (#"{"speed": 3}"#, "unknown key \"speed\""),
-    (#"{"tick-ms": true}"#, "not a JSON object"),
+    (#"{"tick-ms": true, "peer-address": "127.0.0.1:1", "client-address": "127.0.0.1:2"}"#, #""tick-ms" is "true""#),
+    (#"{"tick-ms": 1.5}"#, "not a JSON object"),
     (#"{"members": []}"#, "\"members\" is empty"),
     (#"{"members": [{"id": "n1", "peer": "nowhere", "client": "127.0.0.1:1"}]}"#, "members[0] needs"),
     (
         #"{"members": [{"id": "n1", "peer": "a:1", "client": "a:2"}, {"id": "n1", "peer": "b:1", "client": "b:2"}]}"#,
         "member n1 is listed twice"
     ),
-    (#"{"node-id": ["n1"]}"#, "strings or whole numbers"),
+    (#"{"node-id": ["n1"]}"#, "strings, whole numbers or true/false"),
     (#"{"node-id": [{"id": "n1", "peer": "a:1", "client": "a:2"}]}"#, "must be a string or a whole number"),
 ])
 func badFilesAreNamedWithWhatToDo(file: String, message: String) {

@@ -23,6 +23,7 @@ private let messages: [Message] = [
     .append(AppendEntries(previousIndex: 0, previousTerm: 0, entries: [], commit: 0)),
     .appendResponse(AppendResponse(index: 8, rejected: true, hintIndex: 5, hintTerm: 2)),
     .heartbeat(Heartbeat(commit: 5, readRound: 12)),
+    .heartbeat(Heartbeat(commit: 5, readRound: 13, leasePromise: true)),
     .heartbeatResponse(readRound: 12),
     .installSnapshot(SnapshotChunk(metadata: metadata, offset: 4, bytes: [1, 2, 3], totalBytes: 10, isLast: false)),
     .snapshotResponse(SnapshotChunkResponse(index: 120, nextOffset: 7, resend: true)),
@@ -35,6 +36,16 @@ private let messages: [Message] = [
     for message in messages {
         #expect(try Message(wireBytes: message.wireBytes) == message)
     }
+}
+
+/// A heartbeat without a lease promise is written as builds before lease reads wrote it (kind 6):
+/// only a lease round's heartbeat uses the kind they cannot read (13, peer stream format 2).
+@Test func onlyALeaseRoundsHeartbeatUsesTheNewKind() {
+    let plain = Message(from: 1, to: 2, term: 5, kind: .heartbeat(Heartbeat(commit: 5, readRound: 12)))
+    let leased = Message(
+        from: 1, to: 2, term: 5, kind: .heartbeat(Heartbeat(commit: 5, readRound: 12, leasePromise: true)))
+    #expect(plain.wireBytes == [1, 2, 5, 6, 5, 12])
+    #expect(leased.wireBytes == [1, 2, 5, 13, 5, 12])
 }
 
 @Test func storedValuesRoundTrip() throws {

@@ -58,6 +58,8 @@ func fixedSeedRange(nodeCount: Int) {
         #expect(total.unsyncedCommitWrites > 0 && total.crashesLosingCommit > 0, "\(total)")
         // And leaders' syncs off the loop, with crashes that lose what they were still syncing.
         #expect(total.syncsOffLoop > 0 && total.crashesLosingLeaderWrites > 0, "\(total)")
+        // And reads answered from a leader's lease.
+        #expect(total.leaseReads > 0, "\(total)")
     }
 }
 
