@@ -267,9 +267,9 @@ public struct Simulation {
 
     private func raftConfiguration(for id: NodeID) -> RaftConfiguration {
         var raft = configuration.core.configuration(for: id)
-        if configuration.readLease {
-            raft.readLease = ReadLease(promiseTicks: 2, duration: .milliseconds(Int64(configuration.leaseUnits)))
-        }
+        // Every node keeps promises, as every node does; its ticks are nominally a millisecond a unit.
+        raft.tickInterval = .milliseconds(Int64(configuration.tickInterval))
+        if configuration.readLease { raft.readLease = .milliseconds(Int64(configuration.leaseUnits)) }
         return raft
     }
 

@@ -148,9 +148,10 @@ public struct SimulationConfiguration: Hashable, Sendable {
     /// goes on, and its sync returns up to this many time units later (`RaftNode.persisted`).
     /// Nil: every batch is synced before it is advanced.
     public var leaderSyncDelay: UInt64?
-    /// Clients' reads go through the leader's read lease (`RaftConfiguration.readLease`): voters
-    /// promise for 2 ticks, and a lease lasts one nominal tick shortened by the clock drift both
-    /// ways (`leaseUnits`), measured on the leader's own drifting clock.
+    /// Clients' reads go through the leader's read lease (`RaftConfiguration.readLease`): a lease
+    /// lasts one nominal tick shortened by the clock drift both ways (`leaseUnits`), measured on
+    /// the leader's own drifting clock; voters promise for 2 ticks. Every node keeps promises
+    /// (and holds one from its start) either way, as nodes do.
     public var readLease: Bool
     /// Whether to require that every client's last operation finishes once the cluster is healed.
     public var requiresProgressAfterHealing: Bool
@@ -189,8 +190,8 @@ public struct SimulationConfiguration: Hashable, Sendable {
     }
 
     /// How long a lease lasts, in time units of the leader's clock: the one tick interval a
-    /// 2-tick promise guarantees on the fastest clock, over the rate of the slowest one,
-    /// `tickInterval × (100 − drift) / (100 + drift)`, rounded down.
+    /// 2-tick promise (`LeasePromise.promiseTicks`) guarantees on the fastest clock, over the rate
+    /// of the slowest one, `tickInterval × (100 − drift) / (100 + drift)`, rounded down.
     public var leaseUnits: UInt64 {
         tickInterval * UInt64(100 - clockDriftPercent) / UInt64(100 + clockDriftPercent)
     }

@@ -29,6 +29,10 @@ enum Metrics {
             [(label, status.applied.rawValue)])
         page.gauge(
             "flotilla_raft_last_index", "The last index in this node's log.", [(label, status.lastIndex.rawValue)])
+        page.counter(
+            "flotilla_raft_lease_reads_total",
+            "Linearizable reads this node answered as leader from its read lease, with no heartbeat round.",
+            [(label, status.leaseReads)])
         let roles: [(String, Role)] = [
             ("leader", .leader), ("follower", .follower), ("candidate", .candidate), ("pre-candidate", .preCandidate),
         ]

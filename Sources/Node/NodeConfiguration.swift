@@ -36,10 +36,11 @@ public struct NodeConfiguration: Hashable, Sendable {
     /// campaigns within a few ticks (`RaftConfiguration.leaderSilenceTicks`); nil: it waits for the
     /// election timeout. The setting's 0 means nil.
     public var leaderSilenceTicks: Int? = nil
-    /// A leader answers linearizable reads from a read lease, without a heartbeat round, while one
-    /// a quorum confirmed runs (`RaftConfiguration.readLease`, docs/raft.md "Lease reads"). Every
-    /// node of a cluster needs the same value; a cluster upgraded from a build without lease reads
-    /// keeps it false until every node runs this build (docs/operations.md, "Upgrades").
+    /// As leader, this node answers linearizable reads from a read lease, without a heartbeat round,
+    /// while one a quorum promised runs (`RaftConfiguration.readLease`, docs/raft.md "Lease reads").
+    /// Every node of this build keeps the promises leaders ask for either way. A cluster upgraded
+    /// from a build without lease reads keeps it false until every node runs this build (that build
+    /// cannot read the streams of a node with it on; docs/operations.md, "Upgrades").
     public var readLease: Bool = true
     /// A snapshot is taken (and the log compacted) after this many newly applied entries.
     public var snapshotEntries: Int

@@ -80,7 +80,7 @@ public final class NodeDaemon: Service {
             local: configuration.nodeID, peerAddress: { addressBook.addresses(of: $0)?.peer },
             requestTimeout: .milliseconds(configuration.tickMilliseconds * configuration.electionTicks),
             leaderContact: leaderContact, eventLoopGroup: raftLoop, logger: logger,
-            sendsLeasePromises: configuration.readLease)
+            asksForLeases: configuration.readLease)
         // Applied changes wake the agent and the volume coordinator at once (not only on their timers).
         let stateChanges = StateChanges(clock: clock)
         // What nodes report of their memory, kept by this node while it leads (soft state).
@@ -91,8 +91,9 @@ public final class NodeDaemon: Service {
             configuration: RaftConfiguration(
                 id: configuration.nodeID, electionTicks: configuration.electionTicks,
                 heartbeatTicks: configuration.heartbeatTicks, leaderSilenceTicks: configuration.leaderSilenceTicks,
+                tickInterval: .milliseconds(configuration.tickMilliseconds),
                 readLease: configuration.readLease
-                    ? .standard(tick: .milliseconds(configuration.tickMilliseconds)) : nil),
+                    ? LeasePromise.standardLease(tick: .milliseconds(configuration.tickMilliseconds)) : nil),
             bootstrapMembership: bootstrapMembership,
             storage: storage, recovered: recovered,
             machine: ClusterStateMachine(

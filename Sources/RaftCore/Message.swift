@@ -32,7 +32,8 @@ public enum MessageKind: Hashable, Sendable, CustomStringConvertible {
     case appendResponse(AppendResponse)
     /// Leader liveness; also confirms leadership for ReadIndex rounds (§6.4).
     case heartbeat(Heartbeat)
-    case heartbeatResponse(readRound: UInt64)
+    /// `promised`: the follower took the heartbeat's lease promise (`Heartbeat.lease`).
+    case heartbeatResponse(readRound: UInt64, promised: Bool = false)
     /// One chunk of an InstallSnapshot stream (§7).
     case installSnapshot(SnapshotChunk)
     case snapshotResponse(SnapshotChunkResponse)
@@ -53,8 +54,9 @@ public enum MessageKind: Hashable, Sendable, CustomStringConvertible {
         case .appendResponse(let response): "AppendResponse \(response)"
         case .heartbeat(let heartbeat):
             "Heartbeat commit=\(heartbeat.commit) read=\(heartbeat.readRound)"
-                + (heartbeat.leasePromise ? " lease" : "")
-        case .heartbeatResponse(let round): "HeartbeatResponse read=\(round)"
+                + (heartbeat.lease.map { " lease=\($0)" } ?? "")
+        case .heartbeatResponse(let round, let promised):
+            "HeartbeatResponse read=\(round)" + (promised ? " promised" : "")
         case .installSnapshot(let chunk): "InstallSnapshot \(chunk)"
         case .snapshotResponse(let response): "SnapshotResponse \(response)"
         case .timeoutNow: "TimeoutNow"
@@ -134,14 +136,16 @@ public struct Heartbeat: Hashable, Sendable {
     public var commit: LogIndex
     /// The newest ReadIndex round the leader wants confirmed; the follower echoes it.
     public var readRound: UInt64
-    /// The round is a lease round: the follower promises not to vote for another leader, nor to
-    /// campaign, for `ReadLease.promiseTicks` of its ticks (docs/raft.md, "Lease reads").
-    public var leasePromise: Bool
+    /// Set while a lease round is unconfirmed: the lease the leader takes if it is confirmed. The
+    /// follower promises (`RaftNode.leasePromiseTicks`) not to vote for another leader, nor to
+    /// campaign, for long enough that the lease has run out first, and says so in its answer
+    /// (docs/raft.md, "Lease reads").
+    public var lease: Duration?
 
-    public init(commit: LogIndex, readRound: UInt64, leasePromise: Bool = false) {
+    public init(commit: LogIndex, readRound: UInt64, lease: Duration? = nil) {
         self.commit = commit
         self.readRound = readRound
-        self.leasePromise = leasePromise
+        self.lease = lease
     }
 }
 

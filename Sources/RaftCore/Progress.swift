@@ -101,6 +101,8 @@ struct Progress: Sendable {
     var ticksSinceHeard = 0
     /// The highest ReadIndex round the follower confirmed this term.
     var readRound: UInt64 = 0
+    /// The highest such round whose heartbeat the follower answered with a lease promise.
+    var promisedRound: UInt64 = 0
     /// The highest commit index this follower has been told.
     var sentCommit: LogIndex = 0
     /// `match` when the previous heartbeat answer arrived: a follower whose match did not move over a

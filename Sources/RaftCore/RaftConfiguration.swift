@@ -39,8 +39,13 @@ public struct RaftConfiguration: Hashable, Sendable {
     /// One `Ready` hands out at most this many bytes of committed entries (at least one entry), so a
     /// restart over a long log does not hand the application everything at once.
     public var maxCommittedBytesPerReady: Int
-    /// Lease reads (`RaftNode.readIndex(context:now:)`); nil: every read takes a heartbeat round.
-    public var readLease: ReadLease?
+    /// The real length of one of this node's ticks, the shell's ticker interval: it keeps the
+    /// lease promises a leader asks for in that many ticks (`LeasePromise`), and holds the longest
+    /// one it could have given from its start. Nil: it promises nothing (its answers say so).
+    public var tickInterval: Duration?
+    /// The lease this node takes as leader (`RaftNode.readIndex(context:now:)`, `LeasePromise`);
+    /// nil: every read takes a heartbeat round.
+    public var readLease: Duration?
 
     public init(
         id: NodeID,
@@ -56,7 +61,8 @@ public struct RaftConfiguration: Hashable, Sendable {
         maxPromotionLag: UInt64 = 64,
         maxCommittedBytesPerReady: Int = 64 << 20,
         leaderSilenceTicks: Int? = nil,
-        readLease: ReadLease? = nil
+        tickInterval: Duration? = nil,
+        readLease: Duration? = nil
     ) {
         self.id = id
         self.electionTicks = electionTicks
@@ -71,6 +77,7 @@ public struct RaftConfiguration: Hashable, Sendable {
         self.maxPromotionLag = maxPromotionLag
         self.maxCommittedBytesPerReady = maxCommittedBytesPerReady
         self.leaderSilenceTicks = leaderSilenceTicks
+        self.tickInterval = tickInterval
         self.readLease = readLease
     }
 
@@ -107,15 +114,16 @@ public struct RaftConfiguration: Hashable, Sendable {
                 )
             }
         }
+        if let tick = tickInterval, tick <= .zero {
+            throw ConfigurationError("tickInterval is \(tick); it must be positive, or nil to keep no lease promises")
+        }
         if let lease = readLease {
-            if lease.promiseTicks < 2 || lease.promiseTicks >= electionTicks {
+            if lease <= .zero { throw ConfigurationError("readLease is \(lease); it must be positive") }
+            if let tick = tickInterval, LeasePromise.promiseTicks(for: lease, tick: tick) == nil {
                 throw ConfigurationError(
-                    "readLease.promiseTicks (\(lease.promiseTicks)) must be at least 2 and below electionTicks "
-                        + "(\(electionTicks)): a lease lasts less than promiseTicks - 1 ticks; use 2"
+                    "readLease (\(lease)) needs more than \(LeasePromise.maxPromiseTicks) ticks of \(tick) of promise: "
+                        + "voters would refuse it; use LeasePromise.standardLease(tick:)"
                 )
-            }
-            if lease.duration <= .zero {
-                throw ConfigurationError("readLease.duration is \(lease.duration); it must be positive")
             }
         }
         if maxEntriesBytesPerMessage < 1 {
@@ -141,33 +149,37 @@ public struct RaftConfiguration: Hashable, Sendable {
     }
 }
 
-/// A leader's read lease (docs/raft.md, "Lease reads"): a leader answers a read from its own
-/// commit index, with no heartbeat round, while a lease that a quorum confirmed still runs.
+/// The arithmetic of lease reads (docs/raft.md, "Lease reads").
 ///
-/// The promise it rests on: a heartbeat that opens a lease round carries `leasePromise`; a voter
-/// that takes one neither grants a vote or pre-vote (but a leadership transfer's, which the leader
-/// itself asked for after giving up its lease) nor campaigns until `promiseTicks` of its own ticks
-/// have passed — at least `promiseTicks - 1` tick intervals of real time, if its ticks never come
-/// closer together than the interval (the shell's duty). A node that starts holds the same promise,
-/// for anything it promised before it stopped. The lease runs for `duration` on the leader's clock
-/// from the moment the round began, before its heartbeats left, so it ends before any voter that
-/// confirmed it may vote for another leader, as long as `duration` is below `promiseTicks - 1` tick
-/// intervals by more than the two clocks' rates can differ. Every node of a cluster needs the same
-/// setting: a voter built without it makes no promise.
-public struct ReadLease: Hashable, Sendable {
-    /// How many of its ticks a voter keeps a lease promise; at least 2.
-    public var promiseTicks: Int
-    /// How long a confirmed lease lasts on the leader's clock, from the start of its round.
-    public var duration: Duration
+/// A leader that takes a lease of length `d` asks its voters, in the heartbeats of the round, to
+/// promise not to vote for another leader (but in a leadership transfer's election, which the leader
+/// itself asks for after giving up its lease) nor to campaign for `d` and more. A voter keeps such
+/// a promise for `promiseTicks(for: d, tick:)` of its own ticks, which measure at least
+/// `clockRateAllowance × d` of time on its clock, whatever the phase of its ticker (the shell's
+/// duty: two ticks at least a tick interval apart). So the promise outlasts the lease while the
+/// leader's and the voter's clocks run at rates within 11 % of each other. A node keeps the
+/// longest promise it could have given (`maxPromiseTicks`) from the moment it starts.
+public enum LeasePromise {
+    /// A voter refuses (answers without a promise) a lease that needs more of its ticks than this.
+    public static let maxPromiseTicks = 4
+    /// How much longer than the lease a promise lasts on the voter's clock: 1.25, so the two
+    /// clocks may run at rates 11 % apart ((1 + 0.11) / (1 − 0.11) < 1.25).
+    public static let clockRateAllowance = 1.25
 
-    public init(promiseTicks: Int, duration: Duration) {
-        self.promiseTicks = promiseTicks
-        self.duration = duration
+    /// The ticks of length `tick` a voter keeps its promise for a lease of `lease`: enough whole
+    /// intervals for `clockRateAllowance × lease`, plus one for the ticker's phase (its first tick
+    /// may come at once). Nil when that exceeds `maxPromiseTicks` (the voter promises nothing).
+    public static func promiseTicks(for lease: Duration, tick: Duration) -> Int? {
+        guard tick > .zero, lease > .zero else { return nil }
+        let needed = (lease * clockRateAllowance) / tick
+        guard needed < Double(maxPromiseTicks) else { return nil }
+        let ticks = Int(needed.rounded(.up)) + 1
+        return ticks <= maxPromiseTicks ? ticks : nil
     }
 
-    /// A lease for ticks of `tick`: 2 ticks of promise, and 80 % of the one tick interval they
-    /// guarantee, which stays safe while the clocks' rates differ by up to 11 %.
-    public static func standard(tick: Duration) -> ReadLease {
-        ReadLease(promiseTicks: 2, duration: tick * 0.8)
+    /// The lease a leader with ticks of `tick` takes: 80 % of one tick, which its voters keep
+    /// for two ticks when theirs are as long.
+    public static func standardLease(tick: Duration) -> Duration {
+        tick * 0.8
     }
 }

@@ -278,8 +278,10 @@ extension RaftNode {
             handleSnapshotChunk(chunk, from: message.from)
         case .appendResponse(let response):
             if currentRole == .leader { handleAppendResponse(response, from: message.from) }
-        case .heartbeatResponse(let round):
-            if currentRole == .leader { handleHeartbeatResponse(readRound: round, from: message.from) }
+        case .heartbeatResponse(let round, let promised):
+            if currentRole == .leader {
+                handleHeartbeatResponse(readRound: round, promised: promised, from: message.from)
+            }
         case .snapshotResponse(let response):
             if currentRole == .leader { handleSnapshotResponse(response, from: message.from) }
         case .timeoutNow:
@@ -298,7 +300,8 @@ extension RaftNode {
     /// With `leaderSilenceTicks`, a follower defends its leader only that long: a candidate then
     /// wins only with a majority that has not heard the leader for that long, which a leader that
     /// reaches a majority (and heartbeats every `heartbeatTicks`) never lets happen. A node that
-    /// keeps a lease promise (`ReadLease`) ignores every request but a transfer's.
+    /// keeps a lease promise (`LeasePromise`) ignores every request of a higher term but a
+    /// transfer's (and `answerVote` refuses those of its own term).
     private func ignoresVoteRequest(_ request: VoteRequest) -> Bool {
         if holdsLeasePromise && !request.isLeadershipTransfer { return true }
         guard configuration.checkQuorum, !request.isLeadershipTransfer, currentLeader != nil else { return false }
@@ -322,6 +325,12 @@ extension RaftNode {
     }
 
     private mutating func answerVote(_ request: VoteRequest, from candidate: NodeID, term: Term, isPreVote: Bool) {
+        // A lease promise refuses every vote but a transfer's, whatever its term: a node can reach
+        // a candidate's term without voting (a rejection from a newer term) while it keeps one.
+        if holdsLeasePromise && !request.isLeadershipTransfer {
+            send(isPreVote ? .preVoteResponse(granted: false) : .voteResponse(granted: false), to: candidate)
+            return
+        }
         // §5.2: one vote per term, first come first served; a pre-vote for a future term commits to nothing.
         let canVote =
             vote == candidate || (vote == nil && currentLeader == nil) || (isPreVote && term > currentTerm)

@@ -14,8 +14,8 @@ extension RaftNode {
 
     /// `readIndex(context:)`, answered at once from the leader's read lease when one runs at `now`
     /// (the leader's monotonic clock; the configuration's `readLease`). Otherwise the heartbeat round
-    /// it takes opens a lease round, whose confirmation starts a lease that runs `readLease.duration`
-    /// from `now`. A follower forwards the read as `readIndex(context:)` does.
+    /// it takes opens a lease round, whose confirmation by a quorum of promises starts a lease that
+    /// runs `readLease` from `now`. A follower forwards the read as `readIndex(context:)` does.
     public mutating func readIndex(context: [UInt8], now: Duration?) throws(ProposalError) {
         if currentRole == .leader {
             handleReadRequest(context: context, requester: id, now: now)
@@ -38,7 +38,7 @@ extension RaftNode {
         }
         if let now, leaseRuns(at: now) {
             // No other leader can have committed anything yet: every voter that confirmed the lease
-            // still keeps its promise (`ReadLease`), and they are a quorum.
+            // still keeps its promise (`LeasePromise`), and they are a quorum.
             leaseReads += 1
             answerRead(ReadState(index: commit, context: context), requester: requester)
             return
@@ -72,25 +72,34 @@ extension RaftNode {
     }
 
     /// Releases every pending read whose round a quorum of voters (counting this leader) has echoed,
-    /// and starts the lease of a lease round so confirmed.
+    /// and starts the lease of a lease round that a quorum has promised (the leader counts itself:
+    /// it votes for nobody while it leads).
     mutating func confirmReads() {
-        guard !pendingReads.isEmpty || leaseRound != nil else { return }
-        var rounds: [UInt64] = []
-        for voter in membership.voters {
-            rounds.append(voter == id ? readRound : progress[voter]?.readRound ?? 0)
-        }
-        rounds.sort(by: >)
-        let confirmed = rounds[membership.quorum - 1]
-        if let lease = leaseRound, confirmed >= lease.round, let duration = configuration.readLease?.duration {
+        if let lease = leaseRound, let duration = configuration.readLease,
+            quorumRound(\.promisedRound) >= lease.round
+        {
             leaseExpiry = max(leaseExpiry ?? lease.startedAt, lease.startedAt + duration)
             leaseRound = nil
         }
-        guard let oldest = pendingReads.first, confirmed >= oldest.round else { return }
+        guard let oldest = pendingReads.first else { return }
+        let confirmed = quorumRound(\.readRound)
+        guard confirmed >= oldest.round else { return }
         let released = pendingReads.prefix { $0.round <= confirmed }
         pendingReads.removeFirst(released.count)
         for read in released {
             answerRead(ReadState(index: read.index, context: read.context), requester: read.requester)
         }
+    }
+
+    /// The highest round a quorum of voters has reached in `round` of their progress (this leader
+    /// counting as at `readRound`).
+    private func quorumRound(_ round: KeyPath<Progress, UInt64>) -> UInt64 {
+        var rounds: [UInt64] = []
+        for voter in membership.voters {
+            rounds.append(voter == id ? readRound : progress[voter]?[keyPath: round] ?? 0)
+        }
+        rounds.sort(by: >)
+        return rounds[membership.quorum - 1]
     }
 
     private mutating func answerRead(_ state: ReadState, requester: NodeID) {
@@ -106,12 +115,18 @@ extension RaftNode {
     /// Whether this node keeps a lease promise now: it grants no vote (but a leadership transfer's)
     /// and does not campaign. The shell must not tick it early meanwhile (`RaftDriver`'s tick after
     /// a dead leader's notice): its ticks measure the promise.
-    public var holdsLeasePromise: Bool {
-        guard let lease = configuration.readLease else { return false }
-        return leasePromiseElapsed < lease.promiseTicks
+    public var holdsLeasePromise: Bool { leasePromiseTicksLeft > 0 }
+
+    /// Takes the promise a lease round's heartbeat asks for, if this node keeps promises and the
+    /// lease is one it can keep (`LeasePromise.promiseTicks`); returns whether it did.
+    mutating func promise(lease: Duration) -> Bool {
+        guard let tick = configuration.tickInterval, let ticks = LeasePromise.promiseTicks(for: lease, tick: tick)
+        else { return false }
+        leasePromiseTicksLeft = max(leasePromiseTicksLeft, ticks)
+        return true
     }
 
     mutating func tickLeasePromise() {
-        if leasePromiseElapsed < .max { leasePromiseElapsed += 1 }
+        if leasePromiseTicksLeft > 0 { leasePromiseTicksLeft -= 1 }
     }
 }

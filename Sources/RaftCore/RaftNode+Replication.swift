@@ -112,11 +112,11 @@ extension RaftNode {
     }
 
     mutating func handleHeartbeat(_ heartbeat: Heartbeat, from leader: NodeID) {
-        // The promise holds from now, before the echo that confirms the lease leaves.
-        if heartbeat.leasePromise && configuration.readLease != nil { leasePromiseElapsed = 0 }
+        // The promise holds from now, before the answer that confirms the lease leaves.
+        let promised = heartbeat.lease.map { promise(lease: $0) } ?? false
         // The leader caps the commit it sends at our known match, so we hold those entries.
         commit(to: min(heartbeat.commit, log.lastIndex))
-        send(.heartbeatResponse(readRound: heartbeat.readRound), to: leader)
+        send(.heartbeatResponse(readRound: heartbeat.readRound, promised: promised), to: leader)
     }
 
     // MARK: Leader side.
@@ -165,12 +165,13 @@ extension RaftNode {
         }
     }
 
-    mutating func handleHeartbeatResponse(readRound round: UInt64, from follower: NodeID) {
+    mutating func handleHeartbeatResponse(readRound round: UInt64, promised: Bool, from follower: NodeID) {
         guard var record = progress[follower] else { return }
         record.ticksSinceHeard = 0
         // A heartbeat got through: allow the next probe, in case the last one was lost.
         record.probeSent = false
         if round > record.readRound { record.readRound = round }
+        if promised && round > record.promisedRound { record.promisedRound = round }
         if case .replicate = record.mode, record.match < log.lastIndex, record.match == record.matchAtLastHeartbeat {
             record.gapCheckDue = true
         }
@@ -184,7 +185,8 @@ extension RaftNode {
         for node in peers {
             guard let record = progress[node] else { continue }
             let heartbeat = Heartbeat(
-                commit: min(record.match, commit), readRound: readRound, leasePromise: leaseRound != nil)
+                commit: min(record.match, commit), readRound: readRound,
+                lease: leaseRound == nil ? nil : configuration.readLease)
             send(.heartbeat(heartbeat), to: node)
         }
     }

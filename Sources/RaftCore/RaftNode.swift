@@ -4,7 +4,7 @@ public import ClusterModel
 /// One Raft node's consensus state (Ongaro's dissertation; the core/shell split of etcd's raft).
 ///
 /// Inputs: `tick()` (one unit of logical time), `step(_:)` (a message from a peer), `propose(_:)`,
-/// `readIndex(context:)`, `transferLeadership(to:)`, `changeMembership(_:)`, `compact(snapshotAt:data:)`.
+/// `readIndex(context:)` (or `readIndex(context:now:)`, with the leader's clock for lease reads), `transferLeadership(to:)`, `changeMembership(_:)`, `compact(snapshotAt:data:)`.
 /// Output: a `Ready` batch whose documented duties the shell performs in order before `advance(_:)`.
 /// The node never reads a clock, touches a file or socket, or draws randomness other than from the
 /// `SeededGenerator` it was built with, so a run replays exactly from its seed and inputs.
@@ -83,10 +83,11 @@ public struct RaftNode: Sendable {
 
     // MARK: Lease promises (any role).
 
-    /// Ticks since this node last promised a lease (took a `leasePromise` heartbeat) or started;
-    /// `Int.max` without lease reads. It grants no vote and does not campaign below
-    /// `ReadLease.promiseTicks`. Kept across changes of role and term: a promise is about time.
-    var leasePromiseElapsed: Int
+    /// Ticks left of the lease promise this node keeps (`LeasePromise`): while above zero it grants
+    /// no vote (but a transfer's) and does not campaign. Starts at `LeasePromise.maxPromiseTicks`
+    /// when the node keeps promises, for whatever it promised before it stopped. Kept across
+    /// changes of role and term: a promise is about time.
+    var leasePromiseTicksLeft: Int
 
     // MARK: Snapshots.
 
@@ -159,7 +160,7 @@ public struct RaftNode: Sendable {
         self.applied = 0
         self.appliedRequests = [:]
         self.peers = Self.sortedPeers(of: membership, excluding: configuration.id)
-        self.leasePromiseElapsed = configuration.readLease == nil ? .max : 0
+        self.leasePromiseTicksLeft = configuration.tickInterval == nil ? 0 : LeasePromise.maxPromiseTicks
         resetElectionTimer()
     }
 
@@ -245,7 +246,7 @@ public struct RaftNode: Sendable {
         self.applied = snapshotIndex
         self.appliedRequests = snapshot?.metadata.appliedRequests ?? [:]
         // A node that restarts keeps whatever promise it gave before it stopped (it cannot know).
-        self.leasePromiseElapsed = configuration.readLease == nil ? .max : 0
+        self.leasePromiseTicksLeft = configuration.tickInterval == nil ? 0 : LeasePromise.maxPromiseTicks
         recomputeMembershipFromLog()
         resetElectionTimer()
     }
@@ -293,7 +294,8 @@ public struct RaftNode: Sendable {
             membership: membership,
             membershipIndex: membershipIndex,
             progress: followers,
-            leadershipTransferTarget: transferTarget
+            leadershipTransferTarget: transferTarget,
+            leaseReads: leaseReads
         )
     }
 

@@ -164,6 +164,8 @@ public struct RaftStatus: Hashable, Sendable {
     /// The leader's view of each other member; empty on other nodes.
     public var progress: [NodeID: FollowerStatus]
     public var leadershipTransferTarget: NodeID?
+    /// Reads this node answered from its read lease, with no heartbeat round, since it started.
+    public var leaseReads: UInt64 = 0
 
     public var isLearner: Bool { membership.learners.contains(id) }
 }

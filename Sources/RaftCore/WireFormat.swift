@@ -187,13 +187,14 @@ extension Message: WireCodable {
             writer.writeVarint(response.hintIndex.rawValue)
             writer.writeVarint(response.hintTerm.rawValue)
         case .heartbeat(let heartbeat):
-            // A lease round's heartbeat has a kind of its own (peer stream format 2), so a stream that
-            // never carries one stays readable by builds before lease reads.
-            writer.write(heartbeat.leasePromise ? 13 as UInt8 : 6 as UInt8)
+            // A lease round's heartbeat and a promise's answer have kinds of their own (peer stream
+            // format 2), so a stream that never carries one stays readable by builds before lease reads.
+            writer.write(heartbeat.lease == nil ? 6 as UInt8 : 13 as UInt8)
             writer.writeVarint(heartbeat.commit.rawValue)
             writer.writeVarint(heartbeat.readRound)
-        case .heartbeatResponse(let readRound):
-            writer.write(7 as UInt8)
+            if let lease = heartbeat.lease { writer.writeVarint(Self.microseconds(lease)) }
+        case .heartbeatResponse(let readRound, let promised):
+            writer.write(promised ? 14 as UInt8 : 7 as UInt8)
             writer.writeVarint(readRound)
         case .installSnapshot(let chunk):
             writer.write(8 as UInt8)
@@ -217,6 +218,15 @@ extension Message: WireCodable {
             writer.writeVarint(state.index.rawValue)
             writer.write(state.context)
         }
+    }
+
+    /// A lease's length on the wire: whole microseconds, rounded up (a promise is never made
+    /// shorter than the lease); 0 for a negative one.
+    static func microseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        let partial: UInt64 = attoseconds % 1_000_000_000_000 == 0 ? 0 : 1
+        return UInt64(seconds) * 1_000_000 + UInt64(attoseconds / 1_000_000_000_000) + partial
     }
 
     public init(from reader: inout ByteReader) throws(WireFormatError) {
@@ -245,12 +255,15 @@ extension Message: WireCodable {
                 AppendResponse(
                     index: LogIndex(try reader.readVarint()), rejected: try reader.readBool(),
                     hintIndex: LogIndex(try reader.readVarint()), hintTerm: Term(try reader.readVarint())))
-        case let tag where tag == 6 || tag == 13:
+        case 6:
+            kind = .heartbeat(Heartbeat(commit: LogIndex(try reader.readVarint()), readRound: try reader.readVarint()))
+        case 13:
             kind = .heartbeat(
                 Heartbeat(
                     commit: LogIndex(try reader.readVarint()), readRound: try reader.readVarint(),
-                    leasePromise: tag == 13))
+                    lease: .microseconds(try reader.readVarint())))
         case 7: kind = .heartbeatResponse(readRound: try reader.readVarint())
+        case 14: kind = .heartbeatResponse(readRound: try reader.readVarint(), promised: true)
         case 8:
             let metadata = try SnapshotMetadata(from: &reader)
             let offset = try reader.readInt()

@@ -21,11 +21,13 @@ package enum PeerPath {
 package enum PeerStreamFormat {
     package static let header = "flotilla-peer-format"
     /// The newest version this build reads, and the one it writes when lease reads are on.
-    /// Version 2 adds a heartbeat kind that carries a lease promise (`Heartbeat.leasePromise`);
-    /// a node without lease reads writes version 1, which builds before version 2 read.
+    /// Version 2 adds two message kinds: a lease round's heartbeat (`Heartbeat.lease`) and the
+    /// answer that takes its promise. A node without lease reads declares version 1, which builds
+    /// before version 2 read; it sends the second kind only to a leader that sent it the first,
+    /// which runs this build.
     package static let current: UInt64 = 2
-    /// The version the stream of a node that does not send lease promises declares.
-    package static let withoutLeasePromises: UInt64 = 1
+    /// The version the stream of a node that asks for no lease declares.
+    package static let withoutLeaseRounds: UInt64 = 1
 
     /// The answer that refuses a stream declaring `declared` (`nil`: no header, version 1), or nil
     /// when this build reads it: a version newer than `current`, or not a version, is refused.
@@ -315,14 +317,14 @@ public final class HTTP2PeerTransport: PeerTransport, Sendable {
     /// The peer stream format this node's streams declare (`PeerStreamFormat`).
     private let streamFormat: UInt64
 
-    /// - Parameter sendsLeasePromises: this node's Raft core has lease reads on, so its heartbeats
-    ///   may carry lease promises: its streams declare format 2 (else 1).
+    /// - Parameter asksForLeases: this node's Raft core takes read leases, so its heartbeats may ask
+    ///   for lease promises: its streams declare format 2 (else 1).
     public init(
         local: NodeID, peerAddress: @escaping @Sendable (NodeID) -> Endpoint?, requestTimeout: Duration,
         leaderContact: LeaderContactTracker? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger,
-        sendsLeasePromises: Bool = false
+        asksForLeases: Bool = false
     ) {
-        self.streamFormat = sendsLeasePromises ? PeerStreamFormat.current : PeerStreamFormat.withoutLeasePromises
+        self.streamFormat = asksForLeases ? PeerStreamFormat.current : PeerStreamFormat.withoutLeaseRounds
         self.local = local
         self.eventLoopGroup = eventLoopGroup
         self.peerAddress = peerAddress

@@ -30,6 +30,12 @@ import Testing
     #expect(!page.contains("flotilla_process_heap_allocations_total"))
     let counted = Metrics.render(node: 1, status: status, state: ClusterState(), allocations: 12345)
     #expect(counted.contains("flotilla_process_heap_allocations_total{node=\"n1\"} 12345\n"))
+
+    var leased = status
+    leased.leaseReads = 7
+    #expect(
+        Metrics.render(node: 1, status: leased, state: ClusterState()).contains(
+            "flotilla_raft_lease_reads_total{node=\"n1\"} 7\n"))
 }
 
 @Test func theDowntimeHistogramCountsEachCompletedMigrationOnceFromItsFinalStats() throws {

@@ -4,8 +4,9 @@ import ClusterModel
 import RaftCore
 import Testing
 
-/// The lease every test uses: 2 ticks of promise; 40 ms on the leader's clock (ticks of 50 ms).
-private let lease = ReadLease(promiseTicks: 2, duration: .milliseconds(40))
+/// The lease every test's leader takes: 40 ms, which voters with ticks of 50 ms keep for 2 ticks.
+private let lease: Duration = .milliseconds(40)
+private let tickLength: Duration = .milliseconds(50)
 
 /// Three voters with PreVote, CheckQuorum and lease reads on, messages delivered at once to every
 /// node that is up.
@@ -17,10 +18,13 @@ private struct LeaseCluster {
     /// Every read state handed out, by node.
     var reads: [NodeID: [ReadState]] = [:]
 
-    init(readLease: ReadLease? = lease) throws {
+    /// `ticks[id]`: a node's tick interval (nil: it keeps no promises); 50 ms when not given.
+    init(readLease: Duration? = lease, ticks: [NodeID: Duration?] = [:]) throws {
         for id: NodeID in [1, 2, 3] {
             nodes[id] = try RaftNode(
-                configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1, readLease: readLease),
+                configuration: RaftConfiguration(
+                    id: id, electionTicks: 10, heartbeatTicks: 1, tickInterval: ticks[id] ?? tickLength,
+                    readLease: readLease),
                 membership: Membership(voters: [1, 2, 3]),
                 random: SeededGenerator(seed: id.rawValue)
             )
@@ -60,11 +64,10 @@ private struct LeaseCluster {
         return (Array(sent[before.sent...]), reads[id, default: []].count > before.reads)
     }
 
-    /// n1 leads and has committed its no-op; the boot promises have run out (two ticks each).
-    static func ledByN1(readLease: ReadLease? = lease) throws -> LeaseCluster {
-        var cluster = try LeaseCluster(readLease: readLease)
-        try cluster.tick([1, 2, 3])
-        try cluster.tick([1, 2, 3])
+    /// n1 leads and has committed its no-op; the promises held from the start have run out.
+    static func ledByN1(readLease: Duration? = lease, ticks: [NodeID: Duration?] = [:]) throws -> LeaseCluster {
+        var cluster = try LeaseCluster(readLease: readLease, ticks: ticks)
+        for _ in 0..<LeasePromise.maxPromiseTicks { try cluster.tick([1, 2, 3]) }
         cluster.nodes[1]!.campaign()
         try cluster.settle()
         precondition(cluster.nodes[1]!.role == .leader, "n1 did not win the first election")
@@ -74,7 +77,7 @@ private struct LeaseCluster {
 }
 
 private func leaseHeartbeats(_ messages: [Message]) -> Int {
-    messages.filter { if case .heartbeat(let heartbeat) = $0.kind { heartbeat.leasePromise } else { false } }.count
+    messages.filter { if case .heartbeat(let heartbeat) = $0.kind { heartbeat.lease != nil } else { false } }.count
 }
 
 private func heartbeats(_ messages: [Message]) -> Int {
@@ -95,7 +98,8 @@ private func heartbeats(_ messages: [Message]) -> Int {
     let third = try cluster.read(on: 1, at: 1_040)
     #expect(third.answered && leaseHeartbeats(third.sent) == 2)
     #expect(cluster.nodes[1]!.leaseReads == 1)
-    // A tick's heartbeats promise nothing, and neither does a read without a clock.
+    // Once the round is confirmed, a tick's heartbeats ask for no promise, and neither does a
+    // read without a clock.
     try cluster.tick([1])
     let plain = cluster.sent.count
     try cluster.nodes[1]!.readIndex(context: [9])
@@ -143,25 +147,70 @@ private func heartbeats(_ messages: [Message]) -> Int {
     // n2 won at once although n3 (and n2) had just promised: the leader asked for this election.
     #expect(cluster.nodes[2]!.role == .leader && cluster.nodes[1]!.role == .follower)
 
-    // Had the transfer not finished, the old leader would have no lease: a read takes a round.
+    // Had the transfer not finished, the old leader would have no lease: a read takes a round,
+    // even once the transfer is given up (its TimeoutNow may have reached the target).
     var stalled = try LeaseCluster.ledByN1()
     #expect(try stalled.read(on: 1, at: 1_000).answered)
     stalled.down = [2]
     try stalled.nodes[1]!.transferLeadership(to: 2)
     try stalled.settle()
+    #expect(stalled.sent.contains { $0.kind == .timeoutNow })
+    for _ in 0..<10 { try stalled.tick([1, 3]) }
     let read = try stalled.read(on: 1, at: 1_010)
     #expect(read.answered && heartbeats(read.sent) == 2 && stalled.nodes[1]!.leaseReads == 0)
 }
 
-@Test func aNodeThatStartsOrRestartsKeepsAPromiseForItsFirstTwoTicks() throws {
-    let configuration = RaftConfiguration(id: 1, readLease: lease)
+@Test func aVoterThatReachesACandidatesTermWithoutVotingStillRefusesItWhileItKeepsAPromise() throws {
+    var cluster = try LeaseCluster.ledByN1()
+    #expect(try cluster.read(on: 1, at: 1_000).answered)
+    let term = cluster.nodes[3]!.term
+    // A rejection from a newer term moves n3 there, with no vote and no leader.
+    try cluster.nodes[3]!.step(Message(from: 2, to: 3, term: term.next, kind: .preVoteResponse(granted: false)))
+    #expect(cluster.nodes[3]!.term == term.next)
+    _ = cluster.nodes[3]!.ready()
+    let request = VoteRequest(lastIndex: 100, lastTerm: term)
+    try cluster.nodes[3]!.step(Message(from: 2, to: 3, term: term.next, kind: .vote(request)))
+    let answers = cluster.nodes[3]!.ready().messages.map(\.kind)
+    #expect(answers == [.voteResponse(granted: false)])
+}
+
+@Test func onlyAnswersThatCarryAPromiseConfirmALease() throws {
+    // n2 and n3 keep no promises (no tick interval): every read takes a round.
+    var cluster = try LeaseCluster.ledByN1(ticks: [2: Duration?.none, 3: Duration?.none])
+    for now: Int64 in [1_000, 1_001, 1_002] {
+        let read = try cluster.read(on: 1, at: now)
+        #expect(read.answered && leaseHeartbeats(read.sent) == 2)
+    }
+    #expect(cluster.nodes[1]!.leaseReads == 0)
+    // With one of them keeping promises, the leader and it are a quorum.
+    var one = try LeaseCluster.ledByN1(ticks: [3: Duration?.none])
+    #expect(try one.read(on: 1, at: 1_000).answered)
+    #expect(try one.read(on: 1, at: 1_001).sent.isEmpty && one.nodes[1]!.leaseReads == 1)
+}
+
+@Test func aVoterWithShorterTicksKeepsThePromiseForMoreOfThem() throws {
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(50)) == 2)
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(20)) == 4)
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(10)) == nil)
+    var cluster = try LeaseCluster.ledByN1(ticks: [2: .milliseconds(20)])
+    #expect(try cluster.read(on: 1, at: 1_000).answered)
+    for tick in 0..<5 {
+        #expect(cluster.nodes[2]!.holdsLeasePromise == (tick < 4) && cluster.nodes[3]!.holdsLeasePromise == (tick < 2))
+        cluster.nodes[2]!.tick()
+        cluster.nodes[3]!.tick()
+    }
+}
+
+@Test func aNodeThatStartsOrRestartsKeepsTheLongestPromiseForItsFirstTicks() throws {
+    let configuration = RaftConfiguration(id: 1, tickInterval: tickLength)
     var fresh = try RaftNode(
         configuration: configuration, membership: Membership(voters: [1, 2, 3]), random: .init(seed: 1))
     var restarted = try RaftNode(
         configuration: configuration, hardState: HardState(term: 3, vote: 2, commit: 0), snapshot: nil, entries: [],
         bootstrapMembership: Membership(voters: [1, 2, 3]), random: .init(seed: 1))
-    for tick in 0..<3 {
-        #expect(fresh.holdsLeasePromise == (tick < 2) && restarted.holdsLeasePromise == (tick < 2))
+    for tick in 0...LeasePromise.maxPromiseTicks {
+        let holds = tick < LeasePromise.maxPromiseTicks
+        #expect(fresh.holdsLeasePromise == holds && restarted.holdsLeasePromise == holds)
         fresh.tick()
         restarted.tick()
     }
@@ -170,9 +219,9 @@ private func heartbeats(_ messages: [Message]) -> Int {
         configuration: configuration, membership: Membership(voters: [1, 2, 3]), random: .init(seed: 1))
     starting.campaign()
     #expect(starting.role == .follower)
-    let unleased = try RaftNode(
+    let promisesNothing = try RaftNode(
         configuration: RaftConfiguration(id: 1), membership: Membership(voters: [1, 2, 3]), random: .init(seed: 1))
-    #expect(!unleased.holdsLeasePromise)
+    #expect(!promisesNothing.holdsLeasePromise)
 }
 
 @Test func aMembershipChangeEndsTheLease() throws {
@@ -185,13 +234,12 @@ private func heartbeats(_ messages: [Message]) -> Int {
     #expect(read.answered && leaseHeartbeats(read.sent) == 3 && cluster.nodes[1]!.leaseReads == 0)
 }
 
-@Test func aReadLeaseNeedsAPromiseOfAtLeastTwoTicksBelowTheElectionTimeoutAndATime() {
-    for bad in [
-        ReadLease(promiseTicks: 1, duration: .milliseconds(10)),
-        ReadLease(promiseTicks: 10, duration: .milliseconds(10)),
-        ReadLease(promiseTicks: 2, duration: .zero),
-    ] {
-        #expect(throws: ConfigurationError.self) { try RaftConfiguration(id: 1, readLease: bad).validate() }
+@Test func aLeaseLongerThanVotersWouldPromiseOrNotPositiveIsRefused() {
+    for (lease, tickInterval) in [(Duration.milliseconds(200), Duration.milliseconds(50)), (.zero, .milliseconds(50))] {
+        #expect(throws: ConfigurationError.self) {
+            try RaftConfiguration(id: 1, tickInterval: tickInterval, readLease: lease).validate()
+        }
     }
-    #expect(ReadLease.standard(tick: .milliseconds(50)) == ReadLease(promiseTicks: 2, duration: .milliseconds(40)))
+    #expect(throws: ConfigurationError.self) { try RaftConfiguration(id: 1, tickInterval: .zero).validate() }
+    #expect(LeasePromise.standardLease(tick: .milliseconds(50)) == .milliseconds(40))
 }

@@ -23,8 +23,9 @@ private let messages: [Message] = [
     .append(AppendEntries(previousIndex: 0, previousTerm: 0, entries: [], commit: 0)),
     .appendResponse(AppendResponse(index: 8, rejected: true, hintIndex: 5, hintTerm: 2)),
     .heartbeat(Heartbeat(commit: 5, readRound: 12)),
-    .heartbeat(Heartbeat(commit: 5, readRound: 13, leasePromise: true)),
+    .heartbeat(Heartbeat(commit: 5, readRound: 13, lease: .milliseconds(40))),
     .heartbeatResponse(readRound: 12),
+    .heartbeatResponse(readRound: 13, promised: true),
     .installSnapshot(SnapshotChunk(metadata: metadata, offset: 4, bytes: [1, 2, 3], totalBytes: 10, isLast: false)),
     .snapshotResponse(SnapshotChunkResponse(index: 120, nextOffset: 7, resend: true)),
     .timeoutNow,
@@ -38,14 +39,19 @@ private let messages: [Message] = [
     }
 }
 
-/// A heartbeat without a lease promise is written as builds before lease reads wrote it (kind 6):
-/// only a lease round's heartbeat uses the kind they cannot read (13, peer stream format 2).
-@Test func onlyALeaseRoundsHeartbeatUsesTheNewKind() {
-    let plain = Message(from: 1, to: 2, term: 5, kind: .heartbeat(Heartbeat(commit: 5, readRound: 12)))
-    let leased = Message(
-        from: 1, to: 2, term: 5, kind: .heartbeat(Heartbeat(commit: 5, readRound: 12, leasePromise: true)))
-    #expect(plain.wireBytes == [1, 2, 5, 6, 5, 12])
-    #expect(leased.wireBytes == [1, 2, 5, 13, 5, 12])
+/// Heartbeats and answers without a lease promise are written as builds before lease reads wrote
+/// them (kinds 6 and 7): only a lease round's heartbeat (13, with the lease in microseconds, rounded
+/// up) and a promise's answer (14) use kinds they cannot read (peer stream format 2).
+@Test func onlyALeaseRoundsHeartbeatAndAPromisesAnswerUseTheNewKinds() throws {
+    func bytes(_ kind: MessageKind) -> [UInt8] { Message(from: 1, to: 2, term: 5, kind: kind).wireBytes }
+    #expect(bytes(.heartbeat(Heartbeat(commit: 5, readRound: 12))) == [1, 2, 5, 6, 5, 12])
+    #expect(
+        bytes(.heartbeat(Heartbeat(commit: 5, readRound: 12, lease: .microseconds(100)))) == [1, 2, 5, 13, 5, 12, 100])
+    #expect(bytes(.heartbeatResponse(readRound: 12)) == [1, 2, 5, 7, 12])
+    #expect(bytes(.heartbeatResponse(readRound: 12, promised: true)) == [1, 2, 5, 14, 12])
+    let rounded = try Message(
+        wireBytes: bytes(.heartbeat(Heartbeat(commit: 5, readRound: 12, lease: .nanoseconds(99_001)))))
+    #expect(rounded.kind == .heartbeat(Heartbeat(commit: 5, readRound: 12, lease: .microseconds(100))))
 }
 
 @Test func storedValuesRoundTrip() throws {

@@ -104,13 +104,18 @@ private struct Cluster: ~Copyable {
     var leaderSyncsOffLoop = true
     /// Per node; 2 ms when not given.
     var tickDurations: [NodeID: Duration] = [:]
+    /// Nodes keep lease promises and take read leases, as a node does (`LeasePromise`).
+    var readLeases = false
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
+        let tick = tickDurations[id] ?? .milliseconds(2)
         let driver = try RaftDriver(
-            configuration: RaftConfiguration(id: id, electionTicks: 10, heartbeatTicks: 1),
+            configuration: RaftConfiguration(
+                id: id, electionTicks: 10, heartbeatTicks: 1, tickInterval: readLeases ? tick : nil,
+                readLease: readLeases ? LeasePromise.standardLease(tick: tick) : nil),
             bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
-            machine: CommandLog(), transport: network.transport(), tickDuration: tickDurations[id] ?? .milliseconds(2),
+            machine: CommandLog(), transport: network.transport(), tickDuration: tick,
             snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay,
             leaderSyncsOffLoop: leaderSyncsOffLoop)
         drivers[id] = driver
@@ -351,4 +356,31 @@ func followersToldTheirLeaderDiedTickAtOnceAndElectTheSuccessor() async throws {
     }
     #expect(await cluster.drivers[3]!.awaitLeader() == 2)
     for id in [2, 3] as [NodeID] { await cluster.drivers[id]?.stop() }
+}
+
+/// Reads that ask for the lease: the leader answers some from it (no heartbeat round), and every
+/// read, from the lease or not, sees every write acknowledged before it began.
+@Test(.timeLimit(.minutes(2)), arguments: [true, false])
+func leaseReadsSeeEveryEarlierWriteAndSkipTheRound(readLeases: Bool) async throws {
+    var cluster = Cluster()
+    cluster.readLeases = readLeases
+    cluster.tickDurations = [1: .milliseconds(20), 2: .milliseconds(20), 3: .milliseconds(20)]
+    for id in cluster.members { try cluster.start(id) }
+    var written = 0
+    var leaseReads: UInt64 = 0
+    // Until a read was answered from a lease (a lease lasts 16 ms from its round's start): 400 at most.
+    for _ in 0..<400 where leaseReads == 0 || written < 20 {
+        written += 1
+        _ = try await cluster.write("w\(written)", sequence: UInt64(written))
+        let leader = await cluster.drivers[1]!.awaitLeader()
+        for _ in 0..<5 {
+            let seen = try await cluster.drivers[leader]!.linearizableRead(timeoutTicks: 500, lease: true) {
+                $0.commands.count
+            }
+            #expect(seen >= written, "a read saw \(seen) commands after \(written) writes were acknowledged")
+        }
+        leaseReads = await cluster.drivers[leader]!.status.leaseReads
+    }
+    #expect(readLeases ? leaseReads > 0 : leaseReads == 0, "\(leaseReads) reads from a lease")
+    for id in cluster.members { await cluster.kill(id) }
 }
