@@ -267,16 +267,20 @@ public struct Simulation {
 
     private func raftConfiguration(for id: NodeID) -> RaftConfiguration {
         var raft = configuration.core.configuration(for: id)
-        // Every node keeps promises, as every node does; its ticks are nominally a millisecond a unit.
-        raft.tickInterval = .milliseconds(Int64(configuration.tickInterval))
-        if configuration.readLease { raft.readLease = .milliseconds(Int64(configuration.leaseUnits)) }
+        // Every node keeps promises, as every node does, with ticks of `tickInterval` units.
+        raft.tickInterval = Self.timeUnit * Int(configuration.tickInterval)
+        if configuration.readLease { raft.readLease = Self.timeUnit * Int(configuration.leaseUnits) }
         return raft
     }
 
-    /// What node `slot`'s monotonic clock reads now, one time unit being a millisecond: it runs at
-    /// the rate of its ticks (a node that ticks slowly measures less time than has passed).
+    /// What one unit of simulated time stands for on a node's clock: 5 ms, so that the default 10
+    /// units between ticks are the node's 50 ms (and a start's promise is as many ticks as a node's).
+    static let timeUnit: Duration = .milliseconds(5)
+
+    /// What node `slot`'s monotonic clock reads now: it runs at the rate of its ticks (a node that
+    /// ticks slowly measures less time than has passed).
     private func clockReading(_ slot: Int) -> Duration {
-        .microseconds(Int64(now * 1000 * configuration.tickInterval / nodes[slot].tickInterval))
+        .microseconds(Int64(now * 5_000 * configuration.tickInterval / nodes[slot].tickInterval))
     }
 
     private mutating func start(slot: Int, joining: Bool) throws(SafetyViolation) {

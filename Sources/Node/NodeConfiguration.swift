@@ -275,8 +275,23 @@ public struct NodeConfiguration: Hashable, Sendable {
                     + "e.g. 3 with heartbeat-ticks 1 and election-ticks 10, or 0 to wait for the election timeout")
         }
         configuration.leaderSilenceTicks = silence == 0 ? nil : silence
+        // Voters refuse a lease whose promise would pass `LeasePromise.maxPromise`: 80 % of a tick
+        // longer than 250 ms.
+        let leaseFits =
+            LeasePromise.promiseTicks(
+                for: LeasePromise.standardLease(tick: .milliseconds(configuration.tickMilliseconds)),
+                tick: .milliseconds(configuration.tickMilliseconds)) != nil
         switch values[.readLease]?.value {
-        case nil, "true": configuration.readLease = true
+        case nil: configuration.readLease = leaseFits
+        case "true":
+            guard leaseFits else {
+                throw ConfigurationError(
+                    "\(values[.readLease]!.source) is true with tick-ms \(configuration.tickMilliseconds)",
+                    fix: "a read lease is 80 % of a tick, and voters promise 1.25 times a lease but never more than "
+                        + "\(Int(LeasePromise.maxPromise / .milliseconds(1))) ms; use tick-ms 250 or less, or read-lease false"
+                )
+            }
+            configuration.readLease = true
         case "false": configuration.readLease = false
         case let other?:
             throw ConfigurationError(

@@ -121,8 +121,8 @@ public struct RaftConfiguration: Hashable, Sendable {
             if lease <= .zero { throw ConfigurationError("readLease is \(lease); it must be positive") }
             if let tick = tickInterval, LeasePromise.promiseTicks(for: lease, tick: tick) == nil {
                 throw ConfigurationError(
-                    "readLease (\(lease)) needs more than \(LeasePromise.maxPromiseTicks) ticks of \(tick) of promise: "
-                        + "voters would refuse it; use LeasePromise.standardLease(tick:)"
+                    "readLease (\(lease)) needs a promise longer than \(LeasePromise.maxPromise): voters would refuse "
+                        + "it; use LeasePromise.standardLease(tick:) with ticks of 250 ms at most"
                 )
             }
         }
@@ -157,28 +157,36 @@ public struct RaftConfiguration: Hashable, Sendable {
 /// a promise for `promiseTicks(for: d, tick:)` of its own ticks, which measure at least
 /// `clockRateAllowance × d` of time on its clock, whatever the phase of its ticker (the shell's
 /// duty: two ticks at least a tick interval apart). So the promise outlasts the lease while the
-/// leader's and the voter's clocks run at rates within 11 % of each other. A node keeps the
-/// longest promise it could have given (`maxPromiseTicks`) from the moment it starts.
+/// leader's and the voter's clocks run at rates within 11 % of each other. No promise is longer
+/// than `maxPromise`, and a node holds one that long from the moment it starts (`startTicks`), for
+/// whatever it promised before it stopped — with whatever tick length it had then.
 public enum LeasePromise {
-    /// A voter refuses (answers without a promise) a lease that needs more of its ticks than this.
-    public static let maxPromiseTicks = 4
+    /// The longest promise a voter makes: it refuses (answers without a promise) a lease that
+    /// needs more, and holds this long from its start.
+    public static let maxPromise: Duration = .milliseconds(250)
     /// How much longer than the lease a promise lasts on the voter's clock: 1.25, so the two
     /// clocks may run at rates 11 % apart ((1 + 0.11) / (1 − 0.11) < 1.25).
     public static let clockRateAllowance = 1.25
 
     /// The ticks of length `tick` a voter keeps its promise for a lease of `lease`: enough whole
     /// intervals for `clockRateAllowance × lease`, plus one for the ticker's phase (its first tick
-    /// may come at once). Nil when that exceeds `maxPromiseTicks` (the voter promises nothing).
+    /// may come at once). Nil when that span exceeds `maxPromise` (the voter promises nothing).
     public static func promiseTicks(for lease: Duration, tick: Duration) -> Int? {
         guard tick > .zero, lease > .zero else { return nil }
-        let needed = (lease * clockRateAllowance) / tick
-        guard needed < Double(maxPromiseTicks) else { return nil }
-        let ticks = Int(needed.rounded(.up)) + 1
-        return ticks <= maxPromiseTicks ? ticks : nil
+        let span = lease * clockRateAllowance
+        guard span <= maxPromise else { return nil }
+        return ticks(covering: span, tick: tick)
+    }
+
+    /// The ticks of length `tick` a node holds a promise from its start: `maxPromise`'s.
+    public static func startTicks(tick: Duration) -> Int { ticks(covering: maxPromise, tick: tick) }
+
+    private static func ticks(covering span: Duration, tick: Duration) -> Int {
+        Int((span / tick).rounded(.up)) + 1
     }
 
     /// The lease a leader with ticks of `tick` takes: 80 % of one tick, which its voters keep
-    /// for two ticks when theirs are as long.
+    /// for two ticks when theirs are as long. Voters refuse it beyond a tick of 250 ms.
     public static func standardLease(tick: Duration) -> Duration {
         tick * 0.8
     }

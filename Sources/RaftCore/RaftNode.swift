@@ -84,7 +84,7 @@ public struct RaftNode: Sendable {
     // MARK: Lease promises (any role).
 
     /// Ticks left of the lease promise this node keeps (`LeasePromise`): while above zero it grants
-    /// no vote (but a transfer's) and does not campaign. Starts at `LeasePromise.maxPromiseTicks`
+    /// no vote (but a transfer's) and does not campaign. Starts at `LeasePromise.startTicks`
     /// when the node keeps promises, for whatever it promised before it stopped. Kept across
     /// changes of role and term: a promise is about time.
     var leasePromiseTicksLeft: Int
@@ -160,7 +160,7 @@ public struct RaftNode: Sendable {
         self.applied = 0
         self.appliedRequests = [:]
         self.peers = Self.sortedPeers(of: membership, excluding: configuration.id)
-        self.leasePromiseTicksLeft = configuration.tickInterval == nil ? 0 : LeasePromise.maxPromiseTicks
+        self.leasePromiseTicksLeft = configuration.tickInterval.map { LeasePromise.startTicks(tick: $0) } ?? 0
         resetElectionTimer()
     }
 
@@ -246,7 +246,7 @@ public struct RaftNode: Sendable {
         self.applied = snapshotIndex
         self.appliedRequests = snapshot?.metadata.appliedRequests ?? [:]
         // A node that restarts keeps whatever promise it gave before it stopped (it cannot know).
-        self.leasePromiseTicksLeft = configuration.tickInterval == nil ? 0 : LeasePromise.maxPromiseTicks
+        self.leasePromiseTicksLeft = configuration.tickInterval.map { LeasePromise.startTicks(tick: $0) } ?? 0
         recomputeMembershipFromLog()
         resetElectionTimer()
     }

@@ -157,6 +157,12 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         leaderSyncsOffLoop: Bool = true,
         deadLeaderTickDelay: Duration = .milliseconds(5)
     ) throws {
+        if let tickInterval = configuration.tickInterval, tickInterval != tickDuration {
+            // A lease promise counts this driver's ticks as `tickInterval` long.
+            throw ConfigurationError(
+                "the core's tickInterval (\(tickInterval)) is not the driver's tickDuration (\(tickDuration)); "
+                    + "a lease promise would be kept for the wrong time: give both the same")
+        }
         self.eventLoop = eventLoop
         self.deadLeaderTickDelay = deadLeaderTickDelay
         self.leaderSyncsOffLoop = leaderSyncsOffLoop

@@ -87,6 +87,13 @@ private let threeNodes = Data(
     let fromFlag = try NodeConfiguration.resolve(
         file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "read-lease": "false"])
     #expect(!fromFlag.readLease)
+    // Beyond ticks of 250 ms voters would refuse the lease: off by default, an error when asked for.
+    let slowTicks = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "tick-ms": "251"])
+    #expect(!slowTicks.readLease)
+    let edge = try NodeConfiguration.resolve(
+        file: ("f", threeNodes), environment: [:], flags: ["node-id": "n1", "tick-ms": "250"])
+    #expect(edge.readLease)
 }
 
 @Test func heartbeatsAndLeasesDefaultTo200And2000MillisecondsAndComeFromEveryPlace() throws {
@@ -110,6 +117,7 @@ private let threeNodes = Data(
     (["node-id": "n1", "leader-silence-ticks": "10"], "and election-ticks (10)"),
     (["node-id": "n1", "leader-silence-ticks": "-1"], "must be a whole number in 0...10000"),
     (["node-id": "n1", "read-lease": "yes"], "--read-lease is \"yes\""),
+    (["node-id": "n1", "read-lease": "true", "tick-ms": "300"], "--read-lease is true with tick-ms 300"),
     (["node-id": "n1", "heartbeat-ms": "1500"], "heartbeat-ms (1500) is more than half of lease-ms (2000)"),
     (["node-id": "n1", "lease-ms": "50"], "--lease-ms is \"50\""),
     (["node-id": "n1", "cluster-id": "has space"], "cluster-id \"has space\" is not valid"),

@@ -23,18 +23,7 @@ private struct ThreeNodes {
 
     /// Handles every node's `Ready` and delivers its messages to the nodes that are up, until quiet.
     mutating func settle() throws {
-        var moved = true
-        while moved {
-            moved = false
-            for id in up where nodes[id]!.hasReady {
-                moved = true
-                let ready = nodes[id]!.ready()
-                nodes[id]!.advance(ready)
-                for message in ready.messages where !down.contains(message.to) {
-                    try nodes[message.to]!.step(message)
-                }
-            }
-        }
+        try RaftCoreTests.settle(&nodes, down: down)
     }
 
     /// One tick on every node that is up, then everything settles.

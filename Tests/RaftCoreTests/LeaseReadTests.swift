@@ -31,22 +31,12 @@ private struct LeaseCluster {
         }
     }
 
-    var up: [NodeID] { nodes.keys.sorted().filter { !down.contains($0) } }
-
     mutating func settle() throws {
-        var moved = true
-        while moved {
-            moved = false
-            for id in up where nodes[id]!.hasReady {
-                moved = true
-                let ready = nodes[id]!.ready()
-                nodes[id]!.advance(ready)
-                reads[id, default: []] += ready.readStates
-                for message in ready.messages {
-                    sent.append(message)
-                    if !down.contains(message.to) { try nodes[message.to]!.step(message) }
-                }
-            }
+        var handedOut: [(id: NodeID, ready: Ready)] = []
+        try RaftCoreTests.settle(&nodes, down: down) { handedOut.append(($0, $1)) }
+        for (id, ready) in handedOut {
+            reads[id, default: []] += ready.readStates
+            sent += ready.messages
         }
     }
 
@@ -67,7 +57,7 @@ private struct LeaseCluster {
     /// n1 leads and has committed its no-op; the promises held from the start have run out.
     static func ledByN1(readLease: Duration? = lease, ticks: [NodeID: Duration?] = [:]) throws -> LeaseCluster {
         var cluster = try LeaseCluster(readLease: readLease, ticks: ticks)
-        for _ in 0..<LeasePromise.maxPromiseTicks { try cluster.tick([1, 2, 3]) }
+        while cluster.nodes.values.contains(where: \.holdsLeasePromise) { try cluster.tick([1, 2, 3]) }
         cluster.nodes[1]!.campaign()
         try cluster.settle()
         precondition(cluster.nodes[1]!.role == .leader, "n1 did not win the first election")
@@ -133,6 +123,11 @@ private func heartbeats(_ messages: [Message]) -> Int {
         kind: .preVote(VoteRequest(lastIndex: 100, lastTerm: cluster.nodes[3]!.term, isLeadershipTransfer: false)))
     try cluster.nodes[3]!.step(request)
     #expect(cluster.nodes[3]!.ready().messages.isEmpty)
+    // And so is a vote request of a higher term (from a candidate that skipped the pre-vote).
+    var vote = request
+    vote.kind = .vote(VoteRequest(lastIndex: 100, lastTerm: cluster.nodes[3]!.term))
+    try cluster.nodes[3]!.step(vote)
+    #expect(cluster.nodes[3]!.ready().messages.isEmpty && cluster.nodes[3]!.term < vote.term)
     // The second tick ends the promise (at least one whole tick after the heartbeat): a leader follows.
     try cluster.tick([2, 3])
     try cluster.tick([2, 3])
@@ -191,7 +186,9 @@ private func heartbeats(_ messages: [Message]) -> Int {
 @Test func aVoterWithShorterTicksKeepsThePromiseForMoreOfThem() throws {
     #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(50)) == 2)
     #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(20)) == 4)
-    #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(10)) == nil)
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(40), tick: .milliseconds(10)) == 6)
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(200), tick: .milliseconds(50)) == 6)
+    #expect(LeasePromise.promiseTicks(for: .milliseconds(201), tick: .milliseconds(50)) == nil)
     var cluster = try LeaseCluster.ledByN1(ticks: [2: .milliseconds(20)])
     #expect(try cluster.read(on: 1, at: 1_000).answered)
     for tick in 0..<5 {
@@ -208,8 +205,10 @@ private func heartbeats(_ messages: [Message]) -> Int {
     var restarted = try RaftNode(
         configuration: configuration, hardState: HardState(term: 3, vote: 2, commit: 0), snapshot: nil, entries: [],
         bootstrapMembership: Membership(voters: [1, 2, 3]), random: .init(seed: 1))
-    for tick in 0...LeasePromise.maxPromiseTicks {
-        let holds = tick < LeasePromise.maxPromiseTicks
+    // 250 ms, the longest promise, in ticks of 50 ms, plus one.
+    #expect(LeasePromise.startTicks(tick: tickLength) == 6)
+    for tick in 0...6 {
+        let holds = tick < 6
         #expect(fresh.holdsLeasePromise == holds && restarted.holdsLeasePromise == holds)
         fresh.tick()
         restarted.tick()
@@ -235,7 +234,7 @@ private func heartbeats(_ messages: [Message]) -> Int {
 }
 
 @Test func aLeaseLongerThanVotersWouldPromiseOrNotPositiveIsRefused() {
-    for (lease, tickInterval) in [(Duration.milliseconds(200), Duration.milliseconds(50)), (.zero, .milliseconds(50))] {
+    for (lease, tickInterval) in [(Duration.milliseconds(250), Duration.milliseconds(50)), (.zero, .milliseconds(50))] {
         #expect(throws: ConfigurationError.self) {
             try RaftConfiguration(id: 1, tickInterval: tickInterval, readLease: lease).validate()
         }

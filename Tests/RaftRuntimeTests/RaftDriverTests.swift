@@ -358,8 +358,10 @@ func followersToldTheirLeaderDiedTickAtOnceAndElectTheSuccessor() async throws {
     for id in [2, 3] as [NodeID] { await cluster.drivers[id]?.stop() }
 }
 
-/// Reads that ask for the lease: the leader answers some from it (no heartbeat round), and every
-/// read, from the lease or not, sees every write acknowledged before it began.
+/// Reads that ask for the lease through a real driver: the driver hands the core its clock, the
+/// leader answers some reads from the lease (no heartbeat round) and none without lease reads, and
+/// every read returns the applied state with every acknowledged write. (One stable leader: a stale
+/// lease is the core's tests' subject, `LeaseReadTests`.)
 @Test(.timeLimit(.minutes(2)), arguments: [true, false])
 func leaseReadsSeeEveryEarlierWriteAndSkipTheRound(readLeases: Bool) async throws {
     var cluster = Cluster()
@@ -372,14 +374,20 @@ func leaseReadsSeeEveryEarlierWriteAndSkipTheRound(readLeases: Bool) async throw
     for _ in 0..<400 where leaseReads == 0 || written < 20 {
         written += 1
         _ = try await cluster.write("w\(written)", sequence: UInt64(written))
-        let leader = await cluster.drivers[1]!.awaitLeader()
         for _ in 0..<5 {
-            let seen = try await cluster.drivers[leader]!.linearizableRead(timeoutTicks: 500, lease: true) {
-                $0.commands.count
+            let leader = await cluster.drivers[1]!.awaitLeader()
+            do {
+                let seen = try await cluster.drivers[leader]!.linearizableRead(timeoutTicks: 500, lease: true) {
+                    $0.commands.count
+                }
+                #expect(seen >= written, "a read saw \(seen) commands after \(written) writes were acknowledged")
+            } catch is RaftDriverError {
+                // Leadership moved (a loaded machine churns 20 ms ticks): the next read finds the new leader.
+                continue
             }
-            #expect(seen >= written, "a read saw \(seen) commands after \(written) writes were acknowledged")
         }
-        leaseReads = await cluster.drivers[leader]!.status.leaseReads
+        leaseReads = 0
+        for driver in cluster.drivers.values { leaseReads += await driver.status.leaseReads }
     }
     #expect(readLeases ? leaseReads > 0 : leaseReads == 0, "\(leaseReads) reads from a lease")
     for id in cluster.members { await cluster.kill(id) }
