@@ -48,15 +48,29 @@ struct ClientAPI: Sendable {
             let settings = try await read(request) { $0.state.settings }
             return try json(["settings": settings])
         }
-        router.get("/v1/config/{key}") { request, parameters in
+        // The hottest read: answered from the read's callback, with no task per request.
+        router.addDeferred(.get, "/v1/config/{key}") { request, parameters, responder in
             let key = parameters["key"] ?? ""
-            let value = try await read(request) { $0.state.settings[key] }
-            guard let value else {
-                throw HTTPError(
-                    status: 404, error: "no_such_setting",
-                    detail: "no setting named \(key); list them with GET /v1/config")
+            let answer: @Sendable (String?) -> Void = { value in
+                guard let value else {
+                    return responder.fail(
+                        HTTPError(
+                            status: 404, error: "no_such_setting",
+                            detail: "no setting named \(key); list them with GET /v1/config"))
+                }
+                responder.respond(.json(SettingJSON.encode(SettingView(key: key, value: value, previous: nil))))
             }
-            return .json(SettingJSON.encode(SettingView(key: key, value: value, previous: nil)))
+            if isStale(request) {
+                Task { answer(await driver.staleRead { $0.state.settings[key] }) }
+                return
+            }
+            driver.linearizableRead(timeoutTicks: timeoutTicks, lease: true, read: { $0.state.settings[key] }) {
+                switch $0 {
+                case .success(let value): answer(value)
+                case .failure(let error as RaftDriverError): responder.fail(httpError(error))
+                case .failure(let error): responder.fail(error)
+                }
+            }
         }
         // The hottest write: answered from the commit's callback, with no task per request.
         router.addDeferred(.put, "/v1/config/{key}") { request, parameters, responder in

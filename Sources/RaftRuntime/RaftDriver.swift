@@ -116,7 +116,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         /// Issued while this node led: it fails at once if leadership is lost before the answer.
         var issuedAsLeader: Bool
         var index: LogIndex?
-        var continuation: CheckedContinuation<Void, any Error>
+        /// Told once, on the driver's loop: success once the state is current enough to read.
+        var complete: @Sendable (Result<Void, any Error>) -> Void
     }
     private var reads: [UInt64: PendingRead] = [:]
     private var nextReadID: UInt64 = 1
@@ -224,7 +225,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         let error = RaftDriverError(kind: .stopped, detail: "")
         for proposal in proposals.values { proposal.complete(.failure(error)) }
         proposals.removeAll()
-        for read in reads.values { read.continuation.resume(throwing: error) }
+        for read in reads.values { read.complete(.failure(error)) }
         reads.removeAll()
     }
 
@@ -350,24 +351,55 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ) async throws -> Result {
         // Registered in the same job that asks the core, for the reason `propose` gives.
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            guard running else { return continuation.resume(throwing: RaftDriverError(kind: .stopped, detail: "")) }
-            let id = nextReadID
-            nextReadID += 1
-            var context = ByteWriter()
-            context.writeVarint(id)
-            do throws(ProposalError) {
-                try node.readIndex(context: context.bytes, now: lease ? ContinuousClock.now - clockOrigin : nil)
-            } catch .notLeader(let hint) {
-                return continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
-            } catch {
-                return continuation.resume(throwing: RaftDriverError(kind: .refused, detail: "\(error)"))
-            }
-            reads[id] = PendingRead(
-                deadline: now + timeoutTicks, issuedAsLeader: node.role == .leader, index: nil,
-                continuation: continuation)
-            scheduleDrain()
+            registerRead(timeoutTicks: timeoutTicks, lease: lease) { continuation.resume(with: $0) }
         }
         return read(machine)
+    }
+
+    /// `linearizableRead` for a caller that answers without a task (a deferred route): from any
+    /// thread; `read` runs on the state machine on the driver's loop once the state is current
+    /// enough, and `completion` gets what it returned, or the error that ended the read.
+    public nonisolated func linearizableRead<Value: Sendable>(
+        timeoutTicks: UInt64, lease: Bool = false, read: @escaping @Sendable (Machine) -> Value,
+        completion: @escaping @Sendable (Result<Value, any Error>) -> Void
+    ) {
+        let complete: @Sendable (Result<Void, any Error>) -> Void = { result in
+            switch result {
+            case .success:
+                // Called on the driver's loop, from within the actor (`releaseReads`).
+                self.assumeIsolated { driver in completion(.success(read(driver.machine))) }
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+        if eventLoop.inEventLoop {
+            assumeIsolated { $0.registerRead(timeoutTicks: timeoutTicks, lease: lease, complete: complete) }
+        } else {
+            eventLoop.execute {
+                self.assumeIsolated { $0.registerRead(timeoutTicks: timeoutTicks, lease: lease, complete: complete) }
+            }
+        }
+    }
+
+    /// Asks the core for a read point and registers `complete` for it, in one job.
+    private func registerRead(
+        timeoutTicks: UInt64, lease: Bool, complete: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) {
+        guard running else { return complete(.failure(RaftDriverError(kind: .stopped, detail: ""))) }
+        let id = nextReadID
+        nextReadID += 1
+        var context = ByteWriter()
+        context.writeVarint(id)
+        do throws(ProposalError) {
+            try node.readIndex(context: context.bytes, now: lease ? ContinuousClock.now - clockOrigin : nil)
+        } catch .notLeader(let hint) {
+            return complete(.failure(RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")))
+        } catch {
+            return complete(.failure(RaftDriverError(kind: .refused, detail: "\(error)")))
+        }
+        reads[id] = PendingRead(
+            deadline: now + timeoutTicks, issuedAsLeader: node.role == .leader, index: nil, complete: complete)
+        scheduleDrain()
     }
 
     /// A snapshot of the state machine that reflects every write committed before the call (a
@@ -624,7 +656,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         for (id, read) in reads {
             if let index = read.index, index <= applied {
                 reads.removeValue(forKey: id)
-                read.continuation.resume()
+                read.complete(.success(()))
             }
         }
     }
@@ -643,7 +675,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         let hint = node.leader
         for (id, read) in reads where read.issuedAsLeader && read.index == nil {
             reads.removeValue(forKey: id)
-            read.continuation.resume(throwing: RaftDriverError(kind: .notLeader(leaderHint: hint), detail: ""))
+            read.complete(.failure(RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")))
         }
     }
 
@@ -655,7 +687,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         }
         for (id, read) in reads where read.deadline <= now {
             reads.removeValue(forKey: id)
-            read.continuation.resume(throwing: error)
+            read.complete(.failure(error))
         }
     }
 
