@@ -392,3 +392,21 @@ func leaseReadsSeeEveryEarlierWriteAndSkipTheRound(readLeases: Bool) async throw
     #expect(readLeases ? leaseReads > 0 : leaseReads == 0, "\(leaseReads) reads from a lease")
     for id in cluster.members { await cluster.kill(id) }
 }
+
+/// A core that counts its lease promises in ticks of one length and a ticker that beats at another
+/// would keep every promise for the wrong time: the driver refuses to start.
+@Test func aDriverRefusesACoreWhoseTickIsNotItsTickers() throws {
+    let root = try TemporaryDirectory()
+    let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/1")
+    do {
+        _ = try RaftDriver(
+            configuration: RaftConfiguration(id: 1, tickInterval: .milliseconds(50)),
+            bootstrapMembership: Membership(voters: [1]), storage: storage, recovered: recovered,
+            machine: CommandLog(), transport: MemoryNetwork().transport(), tickDuration: .milliseconds(20), seed: 1)
+        Issue.record("the driver started with a core whose tick is not its ticker's")
+    } catch let error as ConfigurationError {
+        #expect(
+            error.description.contains("tickInterval (0.05 seconds) is not the driver's tickDuration (0.02 seconds)"),
+            "\(error)")
+    }
+}
