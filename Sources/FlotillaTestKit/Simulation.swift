@@ -280,7 +280,7 @@ public struct Simulation {
     /// What node `slot`'s monotonic clock reads now: it runs at the rate of its ticks (a node that
     /// ticks slowly measures less time than has passed).
     private func clockReading(_ slot: Int) -> Duration {
-        .microseconds(Int64(now * 5_000 * configuration.tickInterval / nodes[slot].tickInterval))
+        Self.timeUnit * Int(now * configuration.tickInterval) / Int(nodes[slot].tickInterval)
     }
 
     private mutating func start(slot: Int, joining: Bool) throws(SafetyViolation) {
