@@ -100,8 +100,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     private var ticker: Task<Void, Never>?
     /// Ticks since start: the clock for deadlines.
     private var now: UInt64 = 0
-    /// The origin of the monotonic time the core's read lease is measured in.
-    private let clockOrigin = ContinuousClock.now
+    /// What the ticker and the early tick sleep by, and the monotonic time the core's read lease
+    /// is measured in (a test's clock moves when the test says).
+    private let clock: NodeClock
 
     private struct Proposal {
         var term: Term
@@ -142,6 +143,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     ///   - deadLeaderTickDelay: after its leader's process is reported gone, a follower ticks this
     ///     soon instead of on the ticker's next beat, so the successor campaigns within it
     ///     (ignored when not shorter than a tick).
+    ///   - clock: the ticker's and the early tick's sleeps, and the lease's time (`ContinuousClock`;
+    ///     a test passes one it advances itself).
     public init(
         configuration: RaftConfiguration,
         bootstrapMembership: Membership,
@@ -156,7 +159,8 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         emptyAppendDelay: Duration = .microseconds(500),
         leaderSyncsOffLoop: Bool = true,
-        deadLeaderTickDelay: Duration = .milliseconds(5)
+        deadLeaderTickDelay: Duration = .milliseconds(5),
+        clock: NodeClock = NodeClock(ContinuousClock())
     ) throws {
         if let tickInterval = configuration.tickInterval, tickInterval != tickDuration {
             // A lease promise counts this driver's ticks as `tickInterval` long.
@@ -165,6 +169,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
                     + "a lease promise would be kept for the wrong time: give both the same")
         }
         self.eventLoop = eventLoop
+        self.clock = clock
         self.deadLeaderTickDelay = deadLeaderTickDelay
         self.leaderSyncsOffLoop = leaderSyncsOffLoop
         let (seconds, attoseconds) = max(.zero, emptyAppendDelay).components
@@ -194,19 +199,23 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// Starts ticking. Call once.
     public func start() {
         guard ticker == nil, running else { return }
-        let duration = tickDuration
+        let (duration, clock) = (tickDuration, self.clock)
         ticker = Task { [weak self] in
-            let clock = ContinuousClock()
-            var last = clock.now
             while !Task.isCancelled {
-                try? await clock.sleep(until: last.advanced(by: duration), tolerance: nil)
+                // A tick interval from the end of the last tick, never a burst of ticks to catch up
+                // after a stall: a lease promise counts ticks, so two ticks are at least an interval apart.
+                try? await clock.sleep(for: duration)
                 guard let self, await self.tick() else { return }
-                // A tick interval from the end of this tick, never a burst of ticks to catch up after
-                // a stall: a lease promise counts ticks, so two ticks are at least an interval apart.
-                last = clock.now
             }
         }
     }
+
+    /// Ticks since `start()` (the ticker's and the early ones after a dead leader's notice).
+    public var ticksSinceStart: UInt64 { now }
+
+    /// This node promised a leader's lease (or holds its start promise): it grants no vote and
+    /// does not campaign until the promise's ticks have passed (`RaftNode.holdsLeasePromise`).
+    public var holdsLeasePromise: Bool { node.holdsLeasePromise }
 
     /// Stops ticking and fails every waiting client with `.stopped`.
     public func stop() {
@@ -391,7 +400,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         var context = ByteWriter()
         context.writeVarint(id)
         do throws(ProposalError) {
-            try node.readIndex(context: context.bytes, now: lease ? ContinuousClock.now - clockOrigin : nil)
+            try node.readIndex(context: context.bytes, now: lease ? clock.now : nil)
         } catch .notLeader(let hint) {
             return complete(.failure(RaftDriverError(kind: .notLeader(leaderHint: hint), detail: "")))
         } catch {
@@ -443,14 +452,14 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         guard followedIt, !earlyTickScheduled, !self.node.holdsLeasePromise, deadLeaderTickDelay < tickDuration
         else { return }
         earlyTickScheduled = true
-        eventLoop.scheduleTask(in: TimeAmount(deadLeaderTickDelay)) {
-            self.assumeIsolated { driver in
-                driver.earlyTickScheduled = false
-                // A lease promise counts the ticker's beats: a tick between them would shorten it
-                // (and the core does not campaign before it ends anyway).
-                guard !driver.node.holdsLeasePromise else { return }
-                _ = driver.tick()
-            }
+        let (delay, clock) = (deadLeaderTickDelay, self.clock)
+        Task {
+            try? await clock.sleep(for: delay)
+            earlyTickScheduled = false
+            // A lease promise counts the ticker's beats: a tick between them would shorten it
+            // (and the core does not campaign before it ends anyway).
+            guard !self.node.holdsLeasePromise else { return }
+            _ = tick()
         }
     }
 

@@ -6,6 +6,7 @@ import RaftCore
 import RaftRuntime
 import RaftStorage
 import Synchronization
+import TestSupport
 import Testing
 
 /// Appends every command; answers with the count so far.
@@ -106,18 +107,24 @@ private struct Cluster: ~Copyable {
     var tickDurations: [NodeID: Duration] = [:]
     /// Nodes keep lease promises and take read leases, as a node does (`LeasePromise`).
     var readLeases = false
+    /// Nodes that keep lease promises (the core knows their tick) though `readLeases` is off.
+    var promiseKeepers: Set<NodeID> = []
+    /// Nodes whose ticker sleeps on a clock the test advances (the others on the system's).
+    var clocks: [NodeID: ManualClock] = [:]
 
     mutating func start(_ id: NodeID) throws {
         let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/\(id)")
         let tick = tickDurations[id] ?? .milliseconds(2)
+        let keepsPromises = readLeases || promiseKeepers.contains(id)
         let driver = try RaftDriver(
             configuration: RaftConfiguration(
-                id: id, electionTicks: 10, heartbeatTicks: 1, tickInterval: readLeases ? tick : nil,
+                id: id, electionTicks: 10, heartbeatTicks: 1, tickInterval: keepsPromises ? tick : nil,
                 readLease: readLeases ? LeasePromise.standardLease(tick: tick) : nil),
             bootstrapMembership: Membership(voters: members), storage: storage, recovered: recovered,
             machine: CommandLog(), transport: network.transport(), tickDuration: tick,
             snapshotInterval: 40, seed: id.rawValue, emptyAppendDelay: emptyAppendDelay,
-            leaderSyncsOffLoop: leaderSyncsOffLoop)
+            leaderSyncsOffLoop: leaderSyncsOffLoop,
+            clock: clocks[id].map { NodeClock($0) } ?? NodeClock(ContinuousClock()))
         drivers[id] = driver
         network.attach(id, driver)
         Task { await driver.start() }
@@ -356,6 +363,76 @@ func followersToldTheirLeaderDiedTickAtOnceAndElectTheSuccessor() async throws {
     }
     #expect(await cluster.drivers[3]!.awaitLeader() == 2)
     for id in [2, 3] as [NodeID] { await cluster.drivers[id]?.stop() }
+}
+
+/// A follower that holds a lease promise when told its leader's process died does not tick early:
+/// a promise counts the ticker's beats, and a tick between them would end it too soon. Without a
+/// promise it ticks `deadLeaderTickDelay` after the notice, before the ticker's beat. Node 2 ticks
+/// on a clock the test advances and keeps promises only in the first case: from its start it holds
+/// one (`LeasePromise.startTicks`) that never runs out while its clock stands still.
+@Test(.timeLimit(.minutes(1)), arguments: [true, false])
+func aFollowerHoldingALeasePromiseSkipsTheEarlyTickAfterItsLeaderDied(promised: Bool) async throws {
+    var cluster = Cluster()
+    let clock = ManualClock()
+    cluster.clocks = [2: clock]
+    // Node 1 leads (with node 3's vote); node 3 never times out on its own.
+    cluster.tickDurations = [2: .milliseconds(50), 3: .seconds(3600)]
+    if promised { cluster.promiseKeepers = [2] }
+    for id in cluster.members { try cluster.start(id) }
+    _ = try await cluster.write("first", sequence: 1)
+    let follower = cluster.drivers[2]!
+    #expect(await follower.awaitLeader() == 1)
+    #expect(await follower.holdsLeasePromise == promised)
+    try await eventually("node 2's ticker waits") { clock.sleepers == 1 }
+    #expect(await follower.ticksSinceStart == 0)
+    await cluster.kill(1)
+    await follower.peerProcessGone(1)
+    if !promised {
+        try await eventually("the early tick waits") { clock.sleepers == 2 }
+    }
+    clock.advance(by: .milliseconds(5))
+    if !promised {
+        try await eventually("node 2 ticks early") { await follower.ticksSinceStart == 1 }
+    }
+    // Whatever the first step woke was queued on the driver's loop before the ticker's beat is.
+    try await eventually("only the ticker waits") { clock.sleepers == 1 }
+    clock.advance(by: .milliseconds(45))
+    try await eventually("node 2's ticker beats and waits again") {
+        await follower.ticksSinceStart >= (promised ? 1 : 2) && clock.sleepers == 1
+    }
+    #expect(await follower.ticksSinceStart == (promised ? 1 : 2), "ticks besides the ticker's")
+    for id in [2, 3] as [NodeID] { await cluster.drivers[id]?.stop() }
+}
+
+/// The ticker waits a whole interval after each tick: after a stall (here ten intervals of the
+/// test's clock at once) it ticks once, not ten times to catch up, and the next tick comes an
+/// interval later. Lease promises count ticks, so ticks must never come closer than an interval.
+@Test(.timeLimit(.minutes(1)))
+func theTickerWaitsAWholeIntervalAfterEachTickAndNeverCatchesUp() async throws {
+    let root = try TemporaryDirectory()
+    let clock = ManualClock()
+    let (storage, recovered) = try RaftDiskStorage.open(directory: "\(root.path)/1")
+    let driver = try RaftDriver(
+        configuration: RaftConfiguration(id: 1, tickInterval: .milliseconds(50)),
+        bootstrapMembership: Membership(voters: [1]), storage: storage, recovered: recovered,
+        machine: CommandLog(), transport: MemoryNetwork().transport(), tickDuration: .milliseconds(50), seed: 1,
+        clock: NodeClock(clock))
+    await driver.start()
+    try await eventually("the ticker waits") { clock.sleepers == 1 }
+    clock.advance(by: .milliseconds(49))
+    #expect(await driver.ticksSinceStart == 0)
+    clock.advance(by: .milliseconds(1))
+    try await eventually("the first tick") { await driver.ticksSinceStart == 1 && clock.sleepers == 1 }
+    clock.advance(by: .milliseconds(500))
+    try await eventually("one tick after the stall, then the ticker waits") {
+        await driver.ticksSinceStart >= 2 && clock.sleepers == 1
+    }
+    #expect(await driver.ticksSinceStart == 2, "ticks to catch up after a stall")
+    clock.advance(by: .milliseconds(49))
+    #expect(await driver.ticksSinceStart == 2)
+    clock.advance(by: .milliseconds(1))
+    try await eventually("the tick an interval after it") { await driver.ticksSinceStart == 3 }
+    await driver.stop()
 }
 
 /// Reads that ask for the lease through a real driver: the driver hands the core its clock, the
