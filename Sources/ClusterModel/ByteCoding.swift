@@ -31,6 +31,15 @@ public struct ByteWriter: Sendable {
         writeVarint(bytes.count)
         self.bytes.append(contentsOf: bytes)
     }
+
+    /// A string as its length-prefixed UTF-8 bytes (no copy of them on the way).
+    public mutating func write(_ text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            writeVarint(utf8.count)
+            bytes.append(contentsOf: utf8)
+        }
+    }
 }
 
 /// Reads what a `ByteWriter` wrote. Every read checks bounds and throws on malformed input: the
@@ -126,10 +135,13 @@ extension ByteReader {
     /// A length-prefixed string that must be valid UTF-8.
     public mutating func readString() throws(WireFormatError) -> String {
         let start = offset
-        let bytes = try readBytes()
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw WireFormatError("the string at byte \(start) is not valid UTF-8")
+        let count = try readCount()
+        // Decoded from the bytes in place: no array of them made first.
+        let text = bytes.withUnsafeBufferPointer { all in
+            String(validating: UnsafeBufferPointer(rebasing: all[offset..<offset + count]), as: UTF8.self)
         }
+        guard let text else { throw WireFormatError("the string at byte \(start) is not valid UTF-8") }
+        offset += count
         return text
     }
 }

@@ -5,8 +5,6 @@ public import ClusterModel
 // a damaged disk or a hostile peer, and a decoded value may reach `apply`, which must not trap.
 
 extension ByteWriter {
-    mutating func write(_ text: String) { write(Array(text.utf8)) }
-
     mutating func write(optional text: String?) {
         write(text != nil)
         if let text { write(text) }

@@ -16,7 +16,10 @@ extension CommandEnvelope {
 
     /// The entry's bytes in the log.
     public var encoded: [UInt8] {
-        var writer = ByteWriter()
+        // A setting's value can be long (up to `Setting.maxValueBytes`): room for it from the start.
+        var hint = 0
+        if case .setSetting(let key, let value) = command { hint = key.utf8.count + value.utf8.count }
+        var writer = ByteWriter(capacity: 64 + hint)
         writer.write(Self.formatVersion)
         writer.writeVarint(proposedAt)
         command.encode(into: &writer)
@@ -208,7 +211,9 @@ extension CommandResult {
     public static let formatVersion: UInt8 = 2
 
     public var encoded: [UInt8] {
-        var writer = ByteWriter()
+        var hint = 0
+        if case .applied(.previous(let value?)) = self { hint = value.utf8.count }
+        var writer = ByteWriter(capacity: 64 + hint)
         writer.write(Self.formatVersion)
         switch self {
         case .applied(let outcome):

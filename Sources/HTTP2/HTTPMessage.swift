@@ -412,14 +412,17 @@ public struct HTTPResponse: Sendable {
 
     /// A response carrying `json` (already encoded) with `content-type: application/json`.
     public static func json(status: Int = 200, _ json: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: ["content-type": "application/json"], body: .string(json))
+        HTTPResponse(status: status, headers: jsonHeaders, body: .string(json))
     }
+
+    /// Made once: a response's copy shares the fields' storage rather than building them again.
+    private static let jsonHeaders: HTTPFields = ["content-type": "application/json"]
 
     /// The response a client sees for `error`: its status and the JSON body `{"error": ..., "detail": ...}`.
     public init(error: HTTPError) {
         self.init(
             status: error.status,
-            headers: ["content-type": "application/json"],
+            headers: Self.jsonHeaders,
             body: .buffer(ByteBuffer(string: error.jsonBody))
         )
     }

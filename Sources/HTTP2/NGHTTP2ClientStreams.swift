@@ -69,7 +69,7 @@ extension NGHTTP2Connection {
         }
         stream.id = id
         cancellation.streamID = id
-        stream.inbound = streamResponse ? .discarding : .collecting(ByteBuffer(), limit: client.maxResponseBodySize)
+        stream.inbound = streamResponse ? .discarding : .collecting(limit: client.maxResponseBodySize)
         let exchange = ClientExchange(promise: loop.makePromise(), streamResponse: streamResponse)
         stream.exchange = exchange
         self.streams.insert(stream)

@@ -101,6 +101,9 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     @exclusivity(unchecked) var lastStream: NGHTTP2Stream?
     /// Work that must run after the current mem_recv/mem_send call returns (see duty 1).
     @exclusivity(unchecked) var deferredWork: [() -> Void] = []
+    /// Received DATA bytes to report consumed once the current session call returns (before
+    /// `deferredWork`): a pair per DATA frame, where a closure per frame cost an allocation.
+    @exclusivity(unchecked) var pendingConsumption: [(streamID: Int32, count: Int)] = []
     // Where the event loop is in this connection's calls (not its lifecycle: see the state machine).
     /// True while inside mem_recv or mem_send: the session must not be re-entered.
     var inSession = false
@@ -375,6 +378,7 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
             stream.isClosed = true
             stream.fail(self.clientError(reason, detail: "the connection closed before the exchange completed"))
         }
+        self.pendingConsumption.removeAll()
         let work = self.deferredWork
         self.deferredWork = []
         for item in work { item() }
@@ -447,6 +451,12 @@ final class NGHTTP2Connection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func runDeferredWork() {
+        if !self.pendingConsumption.isEmpty {
+            if let session = self.session {
+                for (streamID, count) in self.pendingConsumption { session.consume(streamID: streamID, count) }
+            }
+            self.pendingConsumption.removeAll(keepingCapacity: true)
+        }
         while !self.deferredWork.isEmpty {
             let work = self.deferredWork
             self.deferredWork = []

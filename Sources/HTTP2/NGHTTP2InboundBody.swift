@@ -12,15 +12,14 @@ extension NGHTTP2Connection {
         }
         stream.lastActivity = .now()
         switch stream.inbound {
-        case .collecting(var collected, let limit):
-            if collected.readableBytes + data.count > limit {
+        case .collecting(let limit):
+            if stream.collectedBody.readableBytes + data.count > limit {
                 stream.inbound = .discarding
+                stream.collectedBody = ByteBuffer()
                 self.consumeLater(streamID: streamID, data.count)
                 self.inboundBodyTooLarge(stream, limit: limit)
             } else {
-                stream.inbound = .discarding  // drop the reference so the append does not copy
-                collected.writeBytes(data)
-                stream.inbound = .collecting(collected, limit: limit)
+                stream.collectedBody.writeBytes(data)
                 self.consumeLater(streamID: streamID, data.count)
             }
         case .streaming(let feed):
@@ -76,16 +75,15 @@ extension NGHTTP2Connection {
 
     func consumeLater(streamID: Int32, _ count: Int) {
         guard count > 0 else { return }
-        self.deferredWork.append { [weak self] in
-            guard let session = self?.session else { return }
-            session.consume(streamID: streamID, count)
-        }
+        self.pendingConsumption.append((streamID, count))
     }
 
     func inboundEnded(_ stream: NGHTTP2Stream) {
         stream.inboundEnded = true
         switch stream.inbound {
-        case .collecting(let body, _):
+        case .collecting:
+            let body = stream.collectedBody
+            stream.collectedBody = ByteBuffer()
             switch self.role {
             case .server:
                 if let pending = stream.pendingDispatch.take() {
@@ -202,8 +200,9 @@ extension NGHTTP2Connection {
 
 /// Where a stream's inbound DATA goes.
 enum InboundBody {
-    /// Appended here (and credited at once) until END_STREAM; over `limit` is an error.
-    case collecting(ByteBuffer, limit: Int)
+    /// Appended to the stream's `collectedBody` (and credited at once) until END_STREAM; over
+    /// `limit` is an error.
+    case collecting(limit: Int)
     /// Yielded to a reader; credited as the reader consumes.
     case streaming(InboundStreamFeed)
     /// Dropped and credited at once.

@@ -35,17 +35,18 @@ extension NGHTTP2Connection {
             case .collect:
                 // A request that ended with its headers has no body to limit (nghttp2 resets one whose
                 // content-length then is not 0 before it reaches us): only others are looked up.
-                if !stream.inboundEnded,
-                    let length = stream.headers.first(lowercasedName: "content-length").flatMap(Int.init),
-                    length > self.maxRequestBodySize
-                {
+                let declared =
+                    stream.inboundEnded ? nil : stream.headers.first(lowercasedName: "content-length").flatMap(Int.init)
+                if let declared, declared > self.maxRequestBodySize {
                     stream.inbound = .discarding
                     self.submitResponse(stream, HTTPResponse(error: .payloadTooLarge(limit: self.maxRequestBodySize)))
                 } else if stream.inboundEnded {
                     stream.inbound = .discarding
                     self.dispatch(stream, route, parameters, request())
                 } else {
-                    stream.inbound = .collecting(ByteBuffer(), limit: self.maxRequestBodySize)
+                    // Room for the whole body when its length was declared: no growing as it arrives.
+                    stream.collectedBody = ByteBufferAllocator().buffer(capacity: min(max(declared ?? 0, 0), 64 << 10))
+                    stream.inbound = .collecting(limit: self.maxRequestBodySize)
                     stream.pendingDispatch = PendingDispatch(route: route, parameters: parameters, request: request())
                 }
             case .stream:

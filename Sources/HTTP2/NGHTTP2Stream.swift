@@ -24,6 +24,10 @@ final class NGHTTP2Stream {
     var headersComplete = false
     // Inbound body.
     @exclusivity(unchecked) var inbound: InboundBody = .discarding
+    /// The body so far while `inbound` is `.collecting`: held here, not in the enum's payload, so
+    /// each DATA frame is appended in place (a payload bound out of a switch was a second reference,
+    /// and every append copied the buffer first).
+    @exclusivity(unchecked) var collectedBody = ByteBuffer()
     /// END_STREAM received (or the stream timed out waiting for it).
     var inboundEnded = false
     /// Bytes handed to a streaming reader that nghttp2 has not yet been told were consumed.

@@ -10,18 +10,57 @@ import RaftRuntime
 import Synchronization
 
 /// Serves the client API of one node.
+///
+/// Its parts live in one object: every request's callbacks capture the API, and a copy is then one
+/// retain where a copy of the parts themselves (the whole configuration) took dozens.
 struct ClientAPI: Sendable {
-    let configuration: NodeConfiguration
-    let driver: ClusterDriver
-    let forwarder: LeaderForwarder
-    let addressBook: AddressBook
-    let lifecycle: APILifecycle
+    private final class Parts: Sendable {
+        let configuration: NodeConfiguration
+        let driver: ClusterDriver
+        let forwarder: LeaderForwarder
+        let addressBook: AddressBook
+        let lifecycle: APILifecycle
+        let reportedMemory: ReportedMemory
+        let volumeAccess: VolumeAccessGatherer?
+        let migrationMetrics: MigrationMetrics
+
+        init(
+            _ configuration: NodeConfiguration, _ driver: ClusterDriver, _ forwarder: LeaderForwarder,
+            _ addressBook: AddressBook, _ lifecycle: APILifecycle, _ reportedMemory: ReportedMemory,
+            _ volumeAccess: VolumeAccessGatherer?, _ migrationMetrics: MigrationMetrics
+        ) {
+            self.configuration = configuration
+            self.driver = driver
+            self.forwarder = forwarder
+            self.addressBook = addressBook
+            self.lifecycle = lifecycle
+            self.reportedMemory = reportedMemory
+            self.volumeAccess = volumeAccess
+            self.migrationMetrics = migrationMetrics
+        }
+    }
+    private let parts: Parts
+
+    init(
+        configuration: NodeConfiguration, driver: ClusterDriver, forwarder: LeaderForwarder,
+        addressBook: AddressBook, lifecycle: APILifecycle, reportedMemory: ReportedMemory,
+        volumeAccess: VolumeAccessGatherer? = nil, migrationMetrics: MigrationMetrics = MigrationMetrics()
+    ) {
+        parts = Parts(
+            configuration, driver, forwarder, addressBook, lifecycle, reportedMemory, volumeAccess, migrationMetrics)
+    }
+
+    var configuration: NodeConfiguration { parts.configuration }
+    var driver: ClusterDriver { parts.driver }
+    var forwarder: LeaderForwarder { parts.forwarder }
+    var addressBook: AddressBook { parts.addressBook }
+    var lifecycle: APILifecycle { parts.lifecycle }
     /// The nodes' memory reports, on the leader (empty elsewhere).
-    let reportedMemory: ReportedMemory
+    var reportedMemory: ReportedMemory { parts.reportedMemory }
     /// Gathers the nodes' own volume facts (redirected I/O, refusals) into the volume views.
-    var volumeAccess: VolumeAccessGatherer? = nil
+    var volumeAccess: VolumeAccessGatherer? { parts.volumeAccess }
     /// The downtime of the migrations this process saw completed (for `/metrics`).
-    var migrationMetrics = MigrationMetrics()
+    var migrationMetrics: MigrationMetrics { parts.migrationMetrics }
 
     static let forwardedHeader = "flotilla-forwarded-by"
     static let requestIDHeader = "flotilla-request-id"
@@ -274,7 +313,7 @@ struct ClientAPI: Sendable {
     }
 
     private func requestID(_ request: HTTPRequest) throws -> RequestID? {
-        guard let text = request.headers.values(for: Self.requestIDHeader).first else { return nil }
+        guard let text = request.headers[Self.requestIDHeader] else { return nil }
         let parts = text.split(separator: ":")
         guard parts.count == 2, let client = UInt64(parts[0]), let sequence = UInt64(parts[1]), client != 0 else {
             throw HTTPError(
@@ -286,7 +325,7 @@ struct ClientAPI: Sendable {
 
     func forwardOrFail(_ request: HTTPRequest) async throws -> HTTPResponse {
         let status = await driver.status
-        guard request.headers.values(for: Self.forwardedHeader).isEmpty else {
+        guard request.headers[Self.forwardedHeader] == nil else {
             throw HTTPError(
                 status: 503, error: "no_leader",
                 detail: "forwarded here as the leader, but \(configuration.nodeID) is not; retry in a moment")

@@ -22,13 +22,19 @@ extension RaftNode {
     @discardableResult
     mutating func maybeCommit() -> Bool {
         guard currentRole == .leader, !membership.voters.isEmpty else { return false }
-        var matches: [LogIndex] = []
-        matches.reserveCapacity(membership.voters.count)
-        for voter in membership.voters {
-            matches.append(voter == id ? persistedIndex : progress[voter]?.match ?? 0)
+        // On the stack: this runs for every proposal and acknowledgement.
+        let quorumIndex = withUnsafeTemporaryAllocation(of: LogIndex.self, capacity: membership.voters.count) {
+            matches in
+            var count = 0
+            for voter in membership.voters {
+                matches.initializeElement(at: count, to: voter == id ? persistedIndex : progress[voter]?.match ?? 0)
+                count += 1
+            }
+            var filled = UnsafeMutableBufferPointer(rebasing: matches[..<count])
+            filled.sort(by: >)
+            defer { filled.deinitialize() }
+            return filled[membership.quorum - 1]
         }
-        matches.sort(by: >)
-        let quorumIndex = matches[membership.quorum - 1]
         guard quorumIndex > commit, log.term(at: quorumIndex) == currentTerm else { return false }
         leaderCommit(to: quorumIndex)
         return true

@@ -54,6 +54,14 @@ extension Membership: WireCodable {
 }
 
 extension Entry: WireCodable {
+    /// The entry's bytes, written with room for its payload from the start (a command is often
+    /// longer than `ByteWriter`'s default capacity, and the log writes every entry this way).
+    public var wireBytes: [UInt8] {
+        var writer = ByteWriter(capacity: byteSize + 16)
+        encode(into: &writer)
+        return writer.bytes
+    }
+
     public func encode(into writer: inout ByteWriter) {
         writer.writeVarint(term.rawValue)
         writer.writeVarint(index.rawValue)
