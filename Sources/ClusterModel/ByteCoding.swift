@@ -138,7 +138,7 @@ extension ByteReader {
         let count = try readCount()
         // Decoded from the bytes in place: no array of them made first.
         let text = bytes.withUnsafeBufferPointer { all in
-            String(validating: UnsafeBufferPointer(rebasing: all[offset..<offset + count]), as: UTF8.self)
+            validatedUTF8String(UnsafeBufferPointer(rebasing: all[offset..<offset + count]))
         }
         guard let text else { throw WireFormatError("the string at byte \(start) is not valid UTF-8") }
         offset += count

@@ -187,9 +187,20 @@ public struct Router: Sendable {
         case notFound
     }
 
-    private(set) var routes: [Route] = []
+    private(set) var routes: [Route] = [] {
+        didSet { self.routesBySegmentCount = Self.bySegmentCount(self.routes) }
+    }
+    /// `routes` by their number of segments, in the same order: a path is compared with the routes
+    /// of its own length only (a route matches no path of another length), not with every route.
+    private var routesBySegmentCount: [[Route]] = []
 
     public init() {}
+
+    private static func bySegmentCount(_ routes: [Route]) -> [[Route]] {
+        var buckets: [[Route]] = Array(repeating: [], count: (routes.map(\.literalBytes.count).max() ?? 0) + 1)
+        for route in routes { buckets[route.literalBytes.count].append(route) }
+        return buckets
+    }
 
     /// Registers `handler` for `method` on `pattern`; a later registration of the same pair replaces it.
     public mutating func add(
@@ -271,9 +282,11 @@ public struct Router: Sendable {
     private func match(method: HTTPMethod, bytes: UnsafeBufferPointer<UInt8>, parts: UnsafeBufferPointer<Range<Int>>)
         -> Match
     {
+        guard parts.count < self.routesBySegmentCount.count else { return .notFound }
+        let candidates = self.routesBySegmentCount[parts.count]
         var best: Route?
         var bestLiterals = -1
-        for route in self.routes {
+        for route in candidates {
             guard route.method == method || (method == .head && route.method == .get),
                 let literals = route.literalMatches(bytes, parts)
             else { continue }
@@ -285,7 +298,7 @@ public struct Router: Sendable {
         guard let route = best else {
             // Only now (an error answer) the methods the path does allow, for 405's `allow`.
             var allowed: [HTTPMethod] = []
-            for route in self.routes where route.literalMatches(bytes, parts) != nil {
+            for route in candidates where route.literalMatches(bytes, parts) != nil {
                 if !allowed.contains(route.method) { allowed.append(route.method) }
             }
             return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed)

@@ -1,4 +1,5 @@
 // Hand-written JSON for the settings write path, the API's hottest request.
+import ClusterModel
 import FlotillaAPI
 import Foundation
 
@@ -30,9 +31,7 @@ enum SettingJSON {
     static func appendQuoted(_ text: String, to out: inout String) {
         out += "\""
         var text = text
-        let needsEscapes = text.withUTF8 { bytes in
-            bytes.contains { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }
-        }
+        let needsEscapes = text.withUTF8 { firstEscaped(in: $0) != nil }
         if !needsEscapes {
             out += text
             out += "\""
@@ -65,6 +64,34 @@ enum SettingJSON {
         out += "\""
     }
 
+    /// The offset of the first byte a JSON string cannot hold as it is — a quote, a backslash or a
+    /// control character — or nil. Eight bytes at a time: values are often long, and every write's
+    /// body and answer are scanned.
+    static func firstEscaped(in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let base = bytes.baseAddress else { return nil }
+        let raw = UnsafeRawPointer(base)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            // A byte below 0x20, or equal to '"' or '\\' (a zero byte after the xor): the classic
+            // "has a byte less than n" tests, exact for every byte below 0x80; bytes of 0x80 and
+            // above never set them, and are not special.
+            let control = (word &- ones &* 0x20) & ~word & highs
+            let quote = ((word ^ (ones &* 0x22)) &- ones) & ~(word ^ (ones &* 0x22)) & highs
+            let backslash = ((word ^ (ones &* 0x5C)) &- ones) & ~(word ^ (ones &* 0x5C)) & highs
+            if control | quote | backslash != 0 { break }
+            offset += 8
+        }
+        while offset < bytes.count {
+            let byte = bytes[offset]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { return offset }
+            offset += 1
+        }
+        return nil
+    }
+
     /// The value of a body that is exactly `{"value": "…"}` with no escapes in the string (spaces
     /// allowed around the tokens), or nil: then the caller decodes the body fully.
     static func simpleValue(in body: some Collection<UInt8>) -> String? {
@@ -95,11 +122,11 @@ enum SettingJSON {
         guard expect(":") else { return nil }
         skipSpace()
         guard expect("\"") else { return nil }
-        guard let end = bytes.firstIndex(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }),
-            bytes[end] == UInt8(ascii: "\"")
+        guard let found = firstEscaped(in: UnsafeBufferPointer(rebasing: bytes)),
+            case let end = bytes.startIndex + found, bytes[end] == UInt8(ascii: "\"")
         else { return nil }
         // Invalid UTF-8 is left to JSONDecoder, which refuses it.
-        guard let value = String(validating: bytes[..<end], as: UTF8.self) else { return nil }
+        guard let value = validatedUTF8String(UnsafeBufferPointer(rebasing: bytes[..<end])) else { return nil }
         bytes = bytes[bytes.index(after: end)...]
         skipSpace()
         guard expect("}") else { return nil }

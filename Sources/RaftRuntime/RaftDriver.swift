@@ -6,6 +6,26 @@ public import RaftCore
 public import RaftStorage
 import Synchronization
 
+// A client's write and read as the driver holds them until answered. Outside the generic
+// `RaftDriver`: a type nested in it is generic too, and every use of its dictionaries looked its
+// metadata up at run time (the driver is not specialized across modules; perf showed the lookups).
+
+private struct DriverProposal {
+    var term: Term
+    var deadline: UInt64
+    /// Told the answer once, on the driver's loop: a task's continuation, or a caller's callback.
+    var complete: @Sendable (Result<[UInt8], any Error>) -> Void
+}
+
+private struct DriverPendingRead {
+    var deadline: UInt64
+    /// Issued while this node led: it fails at once if leadership is lost before the answer.
+    var issuedAsLeader: Bool
+    var index: LogIndex?
+    /// Told once, on the driver's loop: success once the state is current enough to read.
+    var complete: @Sendable (Result<Void, any Error>) -> Void
+}
+
 /// Why a client's proposal or read did not complete.
 public struct RaftDriverError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Kind: Hashable, Sendable {
@@ -104,23 +124,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     /// is measured in (a test's clock moves when the test says).
     private let clock: NodeClock
 
-    private struct Proposal {
-        var term: Term
-        var deadline: UInt64
-        /// Told the answer once, on the driver's loop: a task's continuation, or a caller's callback.
-        var complete: @Sendable (Result<[UInt8], any Error>) -> Void
-    }
-    private var proposals: [LogIndex: Proposal] = [:]
+    private var proposals: [LogIndex: DriverProposal] = [:]
 
-    private struct PendingRead {
-        var deadline: UInt64
-        /// Issued while this node led: it fails at once if leadership is lost before the answer.
-        var issuedAsLeader: Bool
-        var index: LogIndex?
-        /// Told once, on the driver's loop: success once the state is current enough to read.
-        var complete: @Sendable (Result<Void, any Error>) -> Void
-    }
-    private var reads: [UInt64: PendingRead] = [:]
+    private var reads: [UInt64: DriverPendingRead] = [:]
     private var nextReadID: UInt64 = 1
     private var leaderWaiters: [CheckedContinuation<NodeID, Never>] = []
     /// Why the driver stopped on its own (a disk or snapshot failure), once it has.
@@ -346,7 +352,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         } catch {
             return complete(.failure(RaftDriverError(kind: .refused, detail: "\(error)")))
         }
-        proposals[index] = Proposal(term: node.term, deadline: now + timeoutTicks, complete: complete)
+        proposals[index] = DriverProposal(term: node.term, deadline: now + timeoutTicks, complete: complete)
         scheduleDrain()
     }
 
@@ -406,7 +412,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         } catch {
             return complete(.failure(RaftDriverError(kind: .refused, detail: "\(error)")))
         }
-        reads[id] = PendingRead(
+        reads[id] = DriverPendingRead(
             deadline: now + timeoutTicks, issuedAsLeader: node.role == .leader, index: nil, complete: complete)
         scheduleDrain()
     }
@@ -479,7 +485,7 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
             } catch {
                 return continuation.resume(throwing: error)
             }
-            proposals[index] = Proposal(
+            proposals[index] = DriverProposal(
                 term: node.term, deadline: now + timeoutTicks, complete: { continuation.resume(with: $0) })
             scheduleDrain()
         }

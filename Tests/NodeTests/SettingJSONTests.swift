@@ -35,3 +35,26 @@ func anEncodedSettingDecodesToTheSameView(text: String) throws {
     }
     #expect(SettingJSON.simpleValue(in: Array(#"{"value":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)) == nil)
 }
+
+/// The word-at-a-time scan finds the first quote, backslash or control character exactly where a
+/// byte-by-byte scan does: every special byte and a neighbour of each class, at every position of
+/// texts around the eight-byte steps, after plain ASCII or bytes of 0x80 and above.
+@Test func theScanForEscapesFindsTheFirstSpecialByteWhereverItIs() {
+    let special: [UInt8] = [0x00, 0x01, 0x1F, 0x22, 0x5C]
+    let ordinary: [UInt8] = [0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F, 0x80, 0xC3, 0xFF]
+    func naive(_ bytes: [UInt8]) -> Int? { bytes.firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 } }
+    func scanned(_ bytes: [UInt8]) -> Int? { bytes.withUnsafeBufferPointer { SettingJSON.firstEscaped(in: $0) } }
+    for length in 0..<20 {
+        for filler in ordinary {
+            let plain = Array(repeating: filler, count: length)
+            #expect(scanned(plain) == nil, "\(length) bytes of \(filler)")
+            for position in 0..<length {
+                for byte in special + ordinary {
+                    var bytes = plain
+                    bytes[position] = byte
+                    #expect(scanned(bytes) == naive(bytes), "\(byte) at \(position) of \(length) bytes of \(filler)")
+                }
+            }
+        }
+    }
+}
