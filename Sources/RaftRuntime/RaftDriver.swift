@@ -633,6 +633,12 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
         guard emptyAppendDelay > 0 else { return transport.send(messages) }
         let now = heldAppends.route(messages, now: NIODeadline.now().uptimeNanoseconds)
         if !now.isEmpty { transport.send(now) }
+        if heldAppends.isEmpty, let release = heldAppendsRelease {
+            // The next write's append took the held one along: no timer is left to wake the loop
+            // for nothing (under one client's writes, once per write).
+            release.cancel()
+            heldAppendsRelease = nil
+        }
         scheduleHeldAppendsRelease()
     }
 
