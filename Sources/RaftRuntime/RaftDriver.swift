@@ -506,8 +506,9 @@ public actor RaftDriver<Machine: ReplicatedStateMachine> {
     private func scheduleDrain() {
         guard !drainScheduled else { return }
         drainScheduled = true
-        // Runs after the inputs already queued on the actor: they join this batch.
-        Task { self.drain() }
+        // Runs after the inputs already queued on the loop: they join this batch. A job on the loop
+        // rather than a task: no task to make and start for every batch.
+        eventLoop.execute { self.assumeIsolated { $0.drain() } }
     }
 
     /// Handles every pending `Ready`, in the contract's order.
