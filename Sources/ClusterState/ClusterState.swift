@@ -128,8 +128,8 @@ public struct ClusterState: Hashable, Sendable {
                 "\(key) must be a whole number of milliseconds in \(Setting.balanceIntervalRange), got \"\(value)\"")
         }
         let previous = settings.updateValue(value, forKey: key)
-        let shown = value.utf8.count <= 64 ? "\"\(value)\"" : "a \(value.utf8.count)-byte value"
-        record(.settingChanged, context, "\(key) set to \(shown)")
+        // Worded when read: a long value's text is not kept with it (`EventDetail`).
+        record(.settingChanged, context, recorded: .setting(key, value))
         // A raised limit lets queued migrations start.
         if key == Setting.migrationLimitKey || key == Setting.clusterMigrationLimitKey {
             startQueuedMigrations(context)
@@ -204,10 +204,17 @@ public struct ClusterState: Hashable, Sendable {
         _ kind: EventKind, _ context: ApplyContext, node: NodeID? = nil, volume: VolumeID? = nil, vm: VMID? = nil,
         migration: MigrationID? = nil, _ detail: String
     ) {
+        record(kind, context, node: node, volume: volume, vm: vm, migration: migration, recorded: .text(detail))
+    }
+
+    mutating func record(
+        _ kind: EventKind, _ context: ApplyContext, node: NodeID? = nil, volume: VolumeID? = nil, vm: VMID? = nil,
+        migration: MigrationID? = nil, recorded: EventDetail
+    ) {
         events.append(
             ClusterEvent(
                 sequence: nextEventSequence, time: context.time, kind: kind, node: node, volume: volume, vm: vm,
-                migration: migration, detail: detail, command: context.command))
+                migration: migration, recorded: recorded, command: context.command))
         nextEventSequence += 1
         if events.count > Self.eventHistoryLimit + Self.eventHistorySlack {
             events.removeFirst(events.count - Self.eventHistoryLimit)

@@ -570,13 +570,28 @@ public struct ClusterEvent: Hashable, Sendable {
     public var vm: VMID?
     public var migration: MigrationID?
     /// What happened and why, for a person.
-    public var detail: String
+    public var detail: String {
+        get { recorded.text }
+        set { recorded = .text(newValue) }
+    }
+    /// `detail` as it was recorded: a setting's change keeps its key and value, and is worded only
+    /// when read (every settings write records one; most are never read).
+    private var recorded: EventDetail
     /// The command whose apply recorded it.
     public var command: CommandKind
 
     public init(
         sequence: UInt64, time: UInt64, kind: EventKind, node: NodeID? = nil, volume: VolumeID? = nil,
         vm: VMID? = nil, migration: MigrationID? = nil, detail: String, command: CommandKind
+    ) {
+        self.init(
+            sequence: sequence, time: time, kind: kind, node: node, volume: volume, vm: vm, migration: migration,
+            recorded: .text(detail), command: command)
+    }
+
+    init(
+        sequence: UInt64, time: UInt64, kind: EventKind, node: NodeID?, volume: VolumeID?, vm: VMID?,
+        migration: MigrationID?, recorded: EventDetail, command: CommandKind
     ) {
         self.sequence = sequence
         self.time = time
@@ -585,8 +600,50 @@ public struct ClusterEvent: Hashable, Sendable {
         self.volume = volume
         self.vm = vm
         self.migration = migration
-        self.detail = detail
+        self.recorded = recorded
         self.command = command
+    }
+
+    // Equal by what they say: an event read back from a snapshot holds its detail as text.
+    public static func == (lhs: ClusterEvent, rhs: ClusterEvent) -> Bool {
+        lhs.sequence == rhs.sequence && lhs.time == rhs.time && lhs.kind == rhs.kind && lhs.node == rhs.node
+            && lhs.volume == rhs.volume && lhs.vm == rhs.vm && lhs.migration == rhs.migration
+            && lhs.command == rhs.command && lhs.detail == rhs.detail
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(sequence)
+        hasher.combine(time)
+        hasher.combine(kind)
+        hasher.combine(node)
+        hasher.combine(volume)
+        hasher.combine(vm)
+        hasher.combine(migration)
+        hasher.combine(command)
+        hasher.combine(detail)
+    }
+}
+
+/// An event's detail as recorded (`ClusterEvent.detail` words it).
+enum EventDetail: Sendable {
+    case text(String)
+    /// `key set to "value"` (a value of at most 64 bytes).
+    case settingSet(key: String, value: String)
+    /// `key set to a N-byte value`: a longer value is not kept.
+    case settingSetLong(key: String, bytes: Int)
+
+    /// How a setting's change reads.
+    static func setting(_ key: String, _ value: String) -> EventDetail {
+        let bytes = value.utf8.count
+        return bytes <= 64 ? .settingSet(key: key, value: value) : .settingSetLong(key: key, bytes: bytes)
+    }
+
+    var text: String {
+        switch self {
+        case .text(let text): text
+        case .settingSet(let key, let value): "\(key) set to \"\(value)\""
+        case .settingSetLong(let key, let bytes): "\(key) set to a \(bytes)-byte value"
+        }
     }
 }
 

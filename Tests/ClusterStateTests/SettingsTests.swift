@@ -19,6 +19,27 @@ import Testing
     #expect(state.events.map(\.time) == [1, 2, 3])
 }
 
+/// A setting's event reads the same whether it was just recorded (its key and value kept, worded
+/// when read) or read back from a snapshot (text): the value quoted up to 64 bytes, its length
+/// beyond; and the two states compare and hash alike.
+@Test func settingEventsReadTheSameRecordedOrRestored() throws {
+    var state = ClusterState()
+    let long = String(repeating: "v", count: 65)
+    let exact = String(repeating: "w", count: 64)
+    for (key, value) in [("a", "x"), ("b", exact), ("c", long), ("d", "with \"quotes\"")] {
+        _ = state.apply(.setSetting(key: key, value: value), proposedAt: 1)
+    }
+    let expected = [
+        "a set to \"x\"", "b set to \"\(exact)\"", "c set to a 65-byte value", "d set to \"with \"quotes\"\"",
+    ]
+    #expect(state.events.map(\.detail) == expected)
+    let restored = try ClusterState(snapshot: state.snapshot)
+    #expect(restored.events.map(\.detail) == expected)
+    #expect(restored == state)
+    #expect(restored.events.map(\.hashValue) == state.events.map(\.hashValue))
+    #expect(restored.snapshot == state.snapshot)
+}
+
 @Test func theMigrationLimitIsAWholeNumberInRange() {
     var state = ClusterState()
     #expect(state.migrationLimitPerNode == 2)
