@@ -44,7 +44,7 @@ func anEncodedSettingDecodesToTheSameView(text: String) throws {
     let ordinary: [UInt8] = [0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F, 0x80, 0xC3, 0xFF]
     func naive(_ bytes: [UInt8]) -> Int? { bytes.firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 } }
     func scanned(_ bytes: [UInt8]) -> Int? { bytes.withUnsafeBufferPointer { SettingJSON.firstEscaped(in: $0) } }
-    for length in 0..<20 {
+    for length in 0..<36 {
         for filler in ordinary {
             let plain = Array(repeating: filler, count: length)
             #expect(scanned(plain) == nil, "\(length) bytes of \(filler)")
