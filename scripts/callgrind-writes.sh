@@ -29,7 +29,8 @@ cleanup() {
   wait 2>/dev/null || true
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 if [ $# -eq 0 ]; then
   build_release flotilla
   set -- "tree=$scratch/release/flotilla"
@@ -49,7 +50,8 @@ cc=$(command -v clang || command -v cc || command -v gcc)
 printf '{"value":"%s"}' "$(head -c 256 /dev/zero | tr '\0' 'v')" >"$work/put.json"
 require_free_ports 29101 29102 29103 29201 29202 29203
 
-# One round of one build: prints "leader follower follower" instructions per write.
+# One round of one build: sets `measured` to "leader follower follower" instructions per write.
+# Runs in this shell (not a $(…) subshell), so `cleanup` sees the nodes it started.
 measure() { # binary
   local run="$work/run" i leader="" status ir counts=()
   rm -rf "$run" && mkdir -p "$run"
@@ -81,7 +83,7 @@ except Exception: pass' "$status")
   local url="http://127.0.0.1:2910$leader/v1/config/bench-key1"
   writes() { # count
     local out
-    out=$(h2load -n "$1" -c 8 -m 16 -d "$work/put.json" -H ':method: PUT' -H 'content-type: application/json' "$url")
+    out=$(h2load -n "$1" -c 8 -m 16 -d "$work/put.json" -H ':method: PUT' -H 'content-type: application/json' "$url" 2>&1) || true
     grep -q "requests: $1 total, $1 started, $1 done, $1 succeeded, 0 failed, 0 errored" <<<"$out" &&
       grep -q "status codes: $1 2xx" <<<"$out" ||
       { echo "$bench: not every one of $1 writes succeeded:" >&2; grep -E "^requests:|^status codes:" <<<"$out" >&2; exit 1; }
@@ -96,11 +98,11 @@ except Exception: pass' "$status")
   pids=()
   # The leader first, then the followers in id order.
   for i in "$leader" $(for j in 1 2 3; do [ "$j" = "$leader" ] || echo "$j"; done); do
-    ir=$(cat "$run/n$i.callgrind"* | awk '/^totals:/ { total += $2 } END { print total + 0 }')
+    ir=$(cat "$run/n$i.callgrind"* | awk '/^totals:/ { total += $2 } END { printf "%.0f\n", total }')
     [ "$ir" -gt 0 ] || { echo "$bench: n$i counted nothing (log: $run/n$i.log)" >&2; exit 1; }
     counts+=($(( ir / WRITES )))
   done
-  echo "${counts[*]}"
+  measured="${counts[*]}"
 }
 
 declare -A results
@@ -113,7 +115,8 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   for variant in "${order[@]}"; do
     name=${variant%%=*}
-    results["$name $round"]=$(measure "${variant#*=}")
+    measure "${variant#*=}"
+    results["$name $round"]=$measured
     echo "round $round $name: ${results["$name $round"]} (leader, followers)" >&2
   done
 done

@@ -19,6 +19,11 @@ extension NGHTTP2Connection {
                 self.consumeLater(streamID: streamID, data.count)
                 self.inboundBodyTooLarge(stream, limit: limit)
             } else {
+                if stream.collectedBody.capacity == 0 {
+                    // Room for the whole body when its length was declared (up to 64 KiB): no
+                    // growing as it arrives.
+                    stream.collectedBody.reserveCapacity(min(max(stream.declaredBodyLength, data.count), 64 << 10))
+                }
                 stream.collectedBody.writeBytes(data)
                 self.consumeLater(streamID: streamID, data.count)
             }

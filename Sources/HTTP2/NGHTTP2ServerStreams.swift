@@ -44,8 +44,7 @@ extension NGHTTP2Connection {
                     stream.inbound = .discarding
                     self.dispatch(stream, route, parameters, request())
                 } else {
-                    // Room for the whole body when its length was declared: no growing as it arrives.
-                    stream.collectedBody = ByteBufferAllocator().buffer(capacity: min(max(declared ?? 0, 0), 64 << 10))
+                    stream.declaredBodyLength = max(declared ?? 0, 0)
                     stream.inbound = .collecting(limit: self.maxRequestBodySize)
                     stream.pendingDispatch = PendingDispatch(route: route, parameters: parameters, request: request())
                 }
@@ -230,6 +229,7 @@ extension NGHTTP2Connection {
             case .collecting, .discarding, .sink, .pacedSink:
                 stream.pendingDispatch = nil
                 stream.inbound = .discarding
+                stream.collectedBody = ByteBuffer()
                 if !stream.responseStarted {
                     self.submitResponse(stream, HTTPResponse(error: error))
                 }

@@ -28,6 +28,9 @@ final class NGHTTP2Stream {
     /// each DATA frame is appended in place (a payload bound out of a switch was a second reference,
     /// and every append copied the buffer first).
     @exclusivity(unchecked) var collectedBody = ByteBuffer()
+    /// The request's `content-length` (0 when it gave none): room made for the body at its first
+    /// DATA frame, not before (a stream that never sends its body holds no buffer).
+    var declaredBodyLength = 0
     /// END_STREAM received (or the stream timed out waiting for it).
     var inboundEnded = false
     /// Bytes handed to a streaming reader that nghttp2 has not yet been told were consumed.
