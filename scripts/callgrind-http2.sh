@@ -43,22 +43,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/1k"
 
-# Valgrind 3.19 (Debian 12) cannot read the debug info swiftc writes and gives up: it runs a copy
-# without it (the symbol table, which names the functions, stays).
-strip --strip-debug -o "$work/flotilla-bench" "$bench_bin"
-bench_bin="$work/flotilla-bench"
-
-# Valgrind 3.19 writes into the mask passed to sigsuspend, and libdispatch (which parks the main
-# thread of an async `main` in sigsuspend) passes a read-only one: valgrind crashes. Preloaded, this
-# passes a writable copy.
-cat >"$work/sigsuspend-copy.c" <<'C'
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return syscall(SYS_rt_sigsuspend, &copy, 8); }
-C
-cc=$(command -v clang || command -v cc || command -v gcc)
-"$cc" -O2 -shared -fPIC -o "$work/sigsuspend-copy.so" "$work/sigsuspend-copy.c"
+# A copy without debug info, and the sigsuspend shim (scripts/lib-bench.sh, valgrind_ready).
+bench=callgrind-http2
+source scripts/lib-bench.sh
+bench_bin=$(valgrind_ready "$bench_bin" flotilla-bench)
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -36,17 +36,6 @@ if [ $# -eq 0 ]; then
   set -- "tree=$scratch/release/flotilla"
 fi
 
-# Valgrind 3.19 (Debian 12) cannot read the debug info swiftc writes: each build runs as a copy
-# without it (the symbol table stays). It also writes into the mask passed to sigsuspend, which
-# libdispatch passes read-only: preloaded, this passes a writable copy (scripts/callgrind-http2.sh).
-cat >"$work/sigsuspend-copy.c" <<'C'
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return syscall(SYS_rt_sigsuspend, &copy, 8); }
-C
-cc=$(command -v clang || command -v cc || command -v gcc)
-"$cc" -O2 -shared -fPIC -o "$work/sigsuspend-copy.so" "$work/sigsuspend-copy.c"
 printf '{"value":"%s"}' "$(head -c 256 /dev/zero | tr '\0' 'v')" >"$work/put.json"
 require_free_ports 29101 29102 29103 29201 29202 29203
 
@@ -55,7 +44,8 @@ require_free_ports 29101 29102 29103 29201 29202 29203
 measure() { # binary
   local run="$work/run" i leader="" status ir counts=()
   rm -rf "$run" && mkdir -p "$run"
-  strip --strip-debug -o "$run/flotilla" "$1"
+  # Valgrind needs a copy without debug info and the sigsuspend shim (scripts/lib-bench.sh).
+  cp "$(valgrind_ready "$1" flotilla-measured)" "$run/flotilla"
   cat >"$run/cluster.json" <<JSON
 {"cluster-id": "callgrind", "data-dir": "$run/{node}", "tick-ms": 100, "election-ticks": 40, "heartbeat-ticks": 1,
  "members": [{"id": "n1", "peer": "127.0.0.1:29201", "client": "127.0.0.1:29101"},

@@ -66,3 +66,24 @@ C
   fi
   echo "$shim"
 }
+
+# What running a Swift binary under valgrind (3.19, Debian 12) takes, made in $work: a copy of the
+# binary without its debug info, which valgrind cannot read and gives up on (the symbol table, which
+# names the functions, stays), printed; and $work/sigsuspend-copy.so to preload, because valgrind
+# writes into the mask passed to sigsuspend and libdispatch (which parks the main thread of an async
+# `main` there) passes a read-only one.
+valgrind_ready() { # binary copy-name
+  strip --strip-debug -o "$work/$2" "$1"
+  if [ ! -f "$work/sigsuspend-copy.so" ]; then
+    cat >"$work/sigsuspend-copy.c" <<'C'
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return syscall(SYS_rt_sigsuspend, &copy, 8); }
+C
+    local cc
+    cc=$(command -v clang || command -v cc || command -v gcc)
+    "$cc" -O2 -shared -fPIC -o "$work/sigsuspend-copy.so" "$work/sigsuspend-copy.c"
+  fi
+  echo "$work/$2"
+}
