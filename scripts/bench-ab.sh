@@ -55,12 +55,7 @@ for spec in "$@"; do
   variant=$((variant + 1))
   client=$((29000 + variant * 10)); peer=$((29500 + variant * 10))
   require_free_ports $((client + 1)) $((client + 2)) $((client + 3)) $((peer + 1)) $((peer + 2)) $((peer + 3))
-  cat >"$work/$name.json" <<JSON
-{"cluster-id": "ab-$name", "data-dir": "$work/$name-{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
- "members": [{"id": "n1", "peer": "127.0.0.1:$((peer + 1))", "client": "127.0.0.1:$((client + 1))"},
-             {"id": "n2", "peer": "127.0.0.1:$((peer + 2))", "client": "127.0.0.1:$((client + 2))"},
-             {"id": "n3", "peer": "127.0.0.1:$((peer + 3))", "client": "127.0.0.1:$((client + 3))"}]}
-JSON
+  local_cluster_config "$work/$name.json" "ab-$name" "$work/$name-{node}" "$client" "$peer"
   for i in 1 2 3; do
     env "${environment[@]}" "$binary" node --config "$work/$name.json" --node-id "n$i" >"$work/$name-n$i.log" 2>&1 &
     pids+=($!)

@@ -86,12 +86,7 @@ declare -A etcd_pid
 for i in 1 2 3; do etcd_start "$i"; done
 
 # ---- Flotilla ----
-cat >"$work/flotilla.json" <<JSON
-{"cluster-id": "bench", "data-dir": "$work/flotilla-{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
- "members": [{"id": "n1", "peer": "127.0.0.1:27201", "client": "127.0.0.1:27101"},
-             {"id": "n2", "peer": "127.0.0.1:27202", "client": "127.0.0.1:27102"},
-             {"id": "n3", "peer": "127.0.0.1:27203", "client": "127.0.0.1:27103"}]}
-JSON
+local_cluster_config "$work/flotilla.json" bench "$work/flotilla-{node}" 27100 27200
 declare -A flotilla_pid
 flotilla_start() {
   LD_PRELOAD="$shim" "$flotilla" node --config "$work/flotilla.json" --node-id "n$1" >>"$work/flotilla-n$1.log" 2>&1 &

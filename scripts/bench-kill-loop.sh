@@ -28,12 +28,7 @@ trap cleanup EXIT
 build_release flotilla
 flotilla="$(cd "$scratch/release" && pwd)/flotilla"
 
-cat >"$work/cluster.json" <<JSON
-{"cluster-id": "kills", "data-dir": "$work/{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
- "members": [{"id": "n1", "peer": "127.0.0.1:27301", "client": "127.0.0.1:27201"},
-             {"id": "n2", "peer": "127.0.0.1:27302", "client": "127.0.0.1:27202"},
-             {"id": "n3", "peer": "127.0.0.1:27303", "client": "127.0.0.1:27203"}]}
-JSON
+local_cluster_config "$work/cluster.json" kills "$work/{node}" 27200 27300
 start() {
   echo "=== start $(date +%T.%N)" >>"$work/n$1.log"
   "$flotilla" node --config "$work/cluster.json" --node-id "n$1" >>"$work/n$1.log" 2>&1 &

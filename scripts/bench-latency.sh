@@ -27,12 +27,7 @@ require_tools scripts/install-deps.sh h2load curl python3
 require_free_ports 28101 28102 28103 28201 28202 28203
 build_release flotilla
 
-cat >"$work/cluster.json" <<JSON
-{"cluster-id": "latency", "data-dir": "$work/{node}", "tick-ms": 50, "election-ticks": 10, "heartbeat-ticks": 1,
- "members": [{"id": "n1", "peer": "127.0.0.1:28201", "client": "127.0.0.1:28101"},
-             {"id": "n2", "peer": "127.0.0.1:28202", "client": "127.0.0.1:28102"},
-             {"id": "n3", "peer": "127.0.0.1:28203", "client": "127.0.0.1:28103"}]}
-JSON
+local_cluster_config "$work/cluster.json" latency "$work/{node}" 28100 28200
 for i in 1 2 3; do
   "$scratch/release/flotilla" node --config "$work/cluster.json" --node-id "n$i" >"$work/n$i.log" 2>&1 &
   pids+=($!)

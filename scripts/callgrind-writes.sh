@@ -46,12 +46,7 @@ measure() { # binary
   rm -rf "$run" && mkdir -p "$run"
   # Valgrind needs a copy without debug info and the sigsuspend shim (scripts/lib-bench.sh).
   cp "$(valgrind_ready "$1" flotilla-measured)" "$run/flotilla"
-  cat >"$run/cluster.json" <<JSON
-{"cluster-id": "callgrind", "data-dir": "$run/{node}", "tick-ms": 100, "election-ticks": 40, "heartbeat-ticks": 1,
- "members": [{"id": "n1", "peer": "127.0.0.1:29201", "client": "127.0.0.1:29101"},
-             {"id": "n2", "peer": "127.0.0.1:29202", "client": "127.0.0.1:29102"},
-             {"id": "n3", "peer": "127.0.0.1:29203", "client": "127.0.0.1:29103"}]}
-JSON
+  local_cluster_config "$run/cluster.json" callgrind "$run/{node}" 29100 29200 100 40
   pids=()
   for i in 1 2 3; do
     LD_PRELOAD="$work/sigsuspend-copy.so" valgrind --tool=callgrind --instr-atstart=no \

@@ -87,3 +87,15 @@ C
   fi
   echo "$work/$2"
 }
+
+# Writes the configuration of a local 3-node cluster on 127.0.0.1 into `file`: members n1–n3 with
+# client ports client-base+1… and peer ports peer-base+1…, heartbeats every tick.
+local_cluster_config() { # file cluster-id data-dir client-base peer-base [tick-ms [election-ticks]]
+  local file=$1 id=$2 data=$3 client=$4 peer=$5 tick=${6:-50} election=${7:-10}
+  cat >"$file" <<JSON
+{"cluster-id": "$id", "data-dir": "$data", "tick-ms": $tick, "election-ticks": $election, "heartbeat-ticks": 1,
+ "members": [{"id": "n1", "peer": "127.0.0.1:$((peer + 1))", "client": "127.0.0.1:$((client + 1))"},
+             {"id": "n2", "peer": "127.0.0.1:$((peer + 2))", "client": "127.0.0.1:$((client + 2))"},
+             {"id": "n3", "peer": "127.0.0.1:$((peer + 3))", "client": "127.0.0.1:$((client + 3))"}]}
+JSON
+}
